@@ -1,0 +1,44 @@
+"""Flags shared by several commands and their conversion to engine objects."""
+
+from __future__ import annotations
+
+import argparse
+
+from slmchat.engine.models import DTYPES, QUANTS, ModelSpec
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", "-m", default=None,
+                   help="'default', a checkpoint folder, a .gguf file or an adapter folder")
+    g.add_argument("--adapter", default=None, help="LoRA adapter folder to apply on --model")
+    g.add_argument("--dtype", choices=DTYPES, default=None)
+    g.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    g.add_argument("--quant", choices=QUANTS, default=None,
+                   help="none, 8bit / 4bit (bitsandbytes; slow on CPU), cpu-int8")
+    g.add_argument("--bnb-4bit-type", choices=("nf4", "fp4"), default="nf4")
+    g.add_argument("--no-double-quant", action="store_true",
+                   help="disable bitsandbytes 4-bit double quantization")
+    g.add_argument("--compute-dtype", choices=("bf16", "fp16", "fp32"), default="bf16",
+                   help="compute dtype for 4-bit layers")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="allow .bin/.pt weights (pickle can run code; loaded weights_only)")
+
+
+def spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    """Flags override the settings file, which overrides built-in defaults."""
+    from slmchat.config import load_settings
+
+    settings, _ = load_settings()
+    ms = settings.model
+    return ModelSpec(
+        path=args.model or ms.path,
+        dtype=args.dtype or ms.dtype,
+        device=args.device or ms.device,
+        quant=args.quant or ms.quant,
+        bnb_4bit_quant_type=args.bnb_4bit_type,
+        bnb_4bit_double_quant=not args.no_double_quant,
+        bnb_4bit_compute_dtype=args.compute_dtype,
+        adapter=args.adapter if args.adapter is not None else ms.adapter,
+        allow_pickle=args.allow_pickle,
+    )

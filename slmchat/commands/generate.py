@@ -1,0 +1,105 @@
+"""``slmchat generate PROMPT``: stream one reply to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+
+from slmchat.commands.common import add_model_args, spec_from_args
+from slmchat.errors import InvalidParameterError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate a reply to PROMPT and stream it to stdout",
+                       description="Generate a reply to PROMPT ('-' reads stdin).")
+    p.add_argument("prompt", help="the prompt text, or - to read it from stdin")
+    add_model_args(p)
+    add_sampling_args(p)
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--raw", action="store_true",
+                   help="plain completion of the prompt text, no chat template")
+    p.add_argument("--stats", action="store_true",
+                   help="print a last 'stats ...' line to stderr")
+    p.set_defaults(func=run)
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling (defaults from settings.toml)")
+    g.add_argument("--max-new-tokens", type=int, default=None)
+    g.add_argument("--temperature", "-t", type=float, default=None, help="0 = greedy")
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--top-k", type=int, default=None, help="0 = off")
+    g.add_argument("--min-p", type=float, default=None)
+    g.add_argument("--repetition-penalty", type=float, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+
+def sampling_from_args(args: argparse.Namespace):  # -> SamplingParams
+    from slmchat.config import load_settings
+    from slmchat.engine.generate import SamplingParams
+
+    gen, problem = load_settings()
+    if problem:
+        print(f"slmchat: warning: {problem}", file=sys.stderr)
+    g = gen.generation
+
+    def pick(name: str, default: object) -> object:
+        value = getattr(args, name, None)
+        return default if value is None else value
+
+    params = SamplingParams(
+        temperature=float(pick("temperature", g.temperature)),  # type: ignore[arg-type]
+        top_p=float(pick("top_p", g.top_p)),  # type: ignore[arg-type]
+        top_k=int(pick("top_k", g.top_k)),  # type: ignore[call-overload]
+        min_p=float(pick("min_p", g.min_p)),  # type: ignore[arg-type]
+        repetition_penalty=float(pick("repetition_penalty", g.repetition_penalty)),  # type: ignore[arg-type]
+        max_new_tokens=int(pick("max_new_tokens", g.max_new_tokens)),  # type: ignore[call-overload]
+        seed=pick("seed", g.seed),  # type: ignore[arg-type]
+        stop=tuple(args.stop or ()),
+    )
+    return params.validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from slmchat.engine.devices import configure_threads
+    from slmchat.engine.prompting import ChatMessage
+    from slmchat.engine.session import Engine
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise InvalidParameterError("the prompt is empty")
+    params = sampling_from_args(args)  # validate before the (slow) model load
+    spec = spec_from_args(args)
+    configure_threads()
+    engine = Engine()
+    info = engine.load(spec)
+    for warning in info.warnings:
+        print(f"slmchat: warning: {warning}", file=sys.stderr)
+    messages = []
+    system = args.system
+    if system:
+        messages.append(ChatMessage("system", system))
+    messages.append(ChatMessage("user", prompt))
+    mode = "raw" if args.raw else "chat"
+    last = None
+    for last in engine.stream_chat(messages, params, mode=mode):
+        if last.text:
+            sys.stdout.write(last.text)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if last is not None and last.finish_reason == "error":
+        print(f"slmchat: error: generation failed: {last.error}", file=sys.stderr)
+        return 1
+    if args.stats and last is not None:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"stats prompt_tokens={last.prompt_tokens} new_tokens={last.new_tokens} "
+            f"ttft_s={(last.ttft_s or 0):.3f} prefill_tok_s={last.prefill_tps:.1f} "
+            f"decode_tok_s={last.decode_tps:.1f} peak_rss_mb={peak_mb:.0f} "
+            f"finish={last.finish_reason} seed={last.seed}",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,131 @@
+"""Typed settings: ``settings.toml`` in the user config dir, overridden by SLMCHAT_* env.
+
+Nested sections map to env variables with a double underscore, e.g.
+``SLMCHAT_GENERATION__TEMPERATURE=0.2``. A malformed file never stops the app: the
+loader returns defaults plus a one-line message saying what was wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SETTINGS_FILE = "settings.toml"
+
+
+class ModelSettings(BaseModel):
+    path: str = Field("default", description="Model to load at start: 'default', a folder or a .gguf file")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Weights dtype")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    quant: Literal["none", "8bit", "4bit", "cpu-int8"] = Field("none", description="Quantization")
+    adapter: str | None = Field(None, description="LoRA adapter folder applied on the model")
+    dirs: list[str] = Field(default_factory=list, description="Extra folders searched for models")
+
+
+class GenerationSettings(BaseModel):
+    system_prompt: str = Field("", description="Default system prompt for new conversations")
+    temperature: float = Field(0.7, ge=0, le=5)
+    top_p: float = Field(0.9, gt=0, le=1)
+    top_k: int = Field(50, ge=0)
+    min_p: float = Field(0.0, ge=0, lt=1)
+    repetition_penalty: float = Field(1.1, gt=0, le=10)
+    max_new_tokens: int = Field(512, ge=1)
+    seed: int | None = Field(None, ge=0)
+
+
+class UISettings(BaseModel):
+    theme: str = Field("textual-dark", description="Textual theme name")
+    show_sidebar: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLMCHAT_", env_nested_delimiter="__", extra="ignore",
+    )
+
+    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)  # type: ignore[arg-type]
+    ui: UISettings = Field(default_factory=UISettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the TOML file's contents) < env: environment variables win.
+        return (env_settings, init_settings)
+
+
+def settings_path() -> Path:
+    from slmchat.paths import config_dir
+
+    return config_dir() / SETTINGS_FILE
+
+
+def load_settings(path: Path | None = None) -> tuple[Settings, str | None]:
+    """Return (settings, problem). ``problem`` is a one-line message or None."""
+    path = path or settings_path()
+    data: dict[str, Any] = {}
+    problem: str | None = None
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            problem = f"ignoring malformed settings file {path}: {exc}"
+            data = {}
+    try:
+        return Settings(**data), problem
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        msg = f"ignoring invalid settings ({where}: {err.get('msg')}) from {path} or SLMCHAT_* env"
+        try:
+            return Settings(), msg
+        except ValidationError:  # the environment itself is invalid: use pure defaults
+            saved = {k: v for k, v in os.environ.items() if k.startswith("SLMCHAT_")}
+            for key in saved:
+                if "__" in key or key in ("SLMCHAT_MODEL", "SLMCHAT_GENERATION", "SLMCHAT_UI"):
+                    os.environ.pop(key)
+            try:
+                return Settings(), msg
+            finally:
+                os.environ.update(saved)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write settings as TOML (atomically, mode 0600). None values are omitted."""
+    path = path or settings_path()
+    lines: list[str] = []
+    for section, model in (("model", settings.model), ("generation", settings.generation),
+                           ("ui", settings.ui)):
+        lines.append(f"[{section}]")
+        for key, value in model.model_dump().items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    tmp = path.with_suffix(".toml.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines))
+    os.replace(tmp, path)
+    return path

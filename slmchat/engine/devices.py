@@ -1,0 +1,73 @@
+"""Device, dtype and thread choices."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def resolve_device(device: str) -> str:
+    """auto = CUDA if available, else MPS, else CPU. Explicit requests are validated."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available here")
+        return device
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError("device 'mps' requested but MPS is not available here")
+        return device
+    if device == "cpu":
+        return device
+    raise ValueError(f"unknown device {device!r} (choose auto, cpu, cuda, cuda:N or mps)")
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """auto = bf16 on CUDA with bf16 support (else fp16), fp16 on MPS, fp32 on the CPU.
+
+    fp32 stays the CPU default because it is the exact reference path; bf16 is one flag
+    away (faster prefill with AMX, see the benchmark).
+    """
+    import torch
+
+    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype in table:
+        return table[dtype]
+    if dtype != "auto":
+        raise ValueError(f"unknown dtype {dtype!r} (choose auto, fp32, bf16 or fp16)")
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except Exception:
+        n = None
+    return max(1, n or os.cpu_count() or 1)
+
+
+def configure_threads(reserve: int = 0) -> int:
+    """Use the physical cores (hyper-threads slow matmuls down), minus ``reserve``."""
+    import torch
+
+    n = max(1, physical_cores() - reserve)
+    if os.environ.get("SLMCHAT_THREADS"):
+        n = max(1, int(os.environ["SLMCHAT_THREADS"]))
+    torch.set_num_threads(n)
+    return n

@@ -1,0 +1,37 @@
+"""Make sure Hugging Face libraries never touch the network.
+
+Called before the first import of transformers/peft/datasets (the imports are lazy for
+that reason). Setting the variables after transformers is imported is too late for
+huggingface_hub's constants, so every engine entry point calls this first.
+"""
+
+from __future__ import annotations
+
+import os
+
+_OFFLINE_VARS = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # Our own UI shows progress; library bars and info logs would corrupt stdout/TUI.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def ensure_offline() -> None:
+    for key, value in _OFFLINE_VARS.items():
+        os.environ[key] = value
+    import sys
+
+    # transformers reads its verbosity once; if it was imported already, set it too.
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()

@@ -1,0 +1,58 @@
+"""Shared fixtures: isolated user folders, tiny random models, the real default model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from slmchat.engine.offline import ensure_offline
+from tests.tinymodels import make_tiny_gpt2, make_tiny_llama
+
+ensure_offline()
+# The converted default model is cached once per machine (~40 s to build) and shared by
+# test runs; everything else a test writes goes to its own tmp folders.
+REAL_CACHE = Path(os.environ.get("SLMCHAT_TEST_CACHE", Path.home() / ".cache" / "slmchat-tests"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every slmchat user folder into tmp_path (settings, data, cache)."""
+    root = tmp_path / "slmchat-home"
+    monkeypatch.setenv("SLMCHAT_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("SLMCHAT_CONFIG_DIR", str(root / "config"))
+    monkeypatch.setenv("SLMCHAT_CACHE_DIR", str(REAL_CACHE))
+    for key in list(os.environ):
+        if key.startswith("SLMCHAT_") and "__" in key:
+            monkeypatch.delenv(key)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The real SmolLM2-135M-Instruct, converted once into the shared test cache."""
+    os.environ["SLMCHAT_CACHE_DIR"] = str(REAL_CACHE)
+    from slmchat.engine.default_model import ensure_default_model
+
+    return ensure_default_model()
+
+
+@pytest.fixture(scope="session")
+def default_engine(default_model_dir: Path):  # noqa: ANN201
+    from slmchat.engine.models import ModelSpec
+    from slmchat.engine.session import Engine
+
+    engine = Engine()
+    engine.load(ModelSpec(path=str(default_model_dir), dtype="fp32", device="cpu"))
+    return engine

@@ -1,0 +1,77 @@
+"""Tiny random models built from configs, with a tokenizer trained locally (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CORPUS = (
+    "The quick brown fox jumps over the lazy dog. Small language models run on laptops. "
+    "Paris is the capital of France. Berlin is the capital of Germany. "
+    "def add(a, b):\n    return a + b\n"
+    "Local models keep private text on the machine. Fine-tuning adapts a model to a domain. "
+) * 20
+
+
+def build_tokenizer(chat_template: bool = True, vocab_size: int = 300) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator([CORPUS], trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>" if chat_template else "<|endoftext|>",
+        bos_token="<|endoftext|>", pad_token="<|endoftext|>",
+    )
+    if chat_template:
+        fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def make_tiny_llama(folder: Path, seed: int = 0, chat_template: bool = True) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tokenizer(chat_template=chat_template)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def make_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
+    """A distilgpt2-shaped (but tiny) GPT-2 with no chat template."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = build_tokenizer(chat_template=False)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=256,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
