@@ -1,0 +1,116 @@
+"""CLI: every bad input gives one clear line on stderr and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slmchat.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(code: int, err: str) -> None:
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("slmchat: error:")
+    assert "Traceback" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "slmchat 0." in capsys.readouterr().out
+
+
+def test_generate_on_tiny_model(capsys: pytest.CaptureFixture[str], tiny_llama_dir: Path) -> None:
+    code, out, err = _run(capsys, "generate", "The quick brown", "--model", str(tiny_llama_dir),
+                          "--temperature", "0", "--max-new-tokens", "8", "--stats")
+    assert code == 0
+    assert out.endswith("\n")
+    stats = err.strip().splitlines()[-1]
+    assert stats.startswith("stats prompt_tokens=")
+    fields = dict(kv.split("=") for kv in stats.split()[1:])
+    for key in ("prompt_tokens", "new_tokens", "ttft_s", "prefill_tok_s", "decode_tok_s",
+                "peak_rss_mb"):
+        assert float(fields[key]) >= 0
+    assert int(fields["new_tokens"]) <= 8
+
+
+def test_raw_mode_and_stdin(capsys: pytest.CaptureFixture[str], tiny_gpt2_dir: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Paris is"))
+    code, _, _ = _run(capsys, "generate", "-", "--raw", "--model", str(tiny_gpt2_dir),
+                      "--temperature", "0", "--max-new-tokens", "4")
+    assert code == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "hi", "--model", "/no/such/model"],
+    ["generate", "hi", "--temperature", "-1"],
+    ["generate", "hi", "--top-p", "0"],
+    ["generate", "hi", "--top-k", "-5"],
+    ["generate", "hi", "--max-new-tokens", "0"],
+    ["generate", "hi", "--seed", "-1"],
+    ["generate", "   "],
+    ["generate", "hi", "--temperature", "warm"],
+    ["generate", "hi", "--dtype", "fp8"],
+    ["generate", "hi", "--quant", "2bit"],
+    ["generate"],
+    ["generate", "hi", "--no-such-flag"],
+])
+def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    try:
+        code, _, err = _run(capsys, *argv)
+    except SystemExit as exc:  # argparse errors
+        code = int(exc.code or 0)
+        err = capsys.readouterr().err
+    _assert_one_line_error(code, err)
+
+
+def test_bad_model_folders(capsys: pytest.CaptureFixture[str], tiny_llama_dir: Path,
+                           tmp_path: Path) -> None:
+    import shutil
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = _run(capsys, "generate", "hi", "--model", str(empty))
+    _assert_one_line_error(code, err)
+    assert "config.json" in err
+    trunc = tmp_path / "trunc"
+    shutil.copytree(tiny_llama_dir, trunc)
+    w = trunc / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    code, _, err = _run(capsys, "generate", "hi", "--model", str(trunc))
+    _assert_one_line_error(code, err)
+    not_model = tmp_path / "file.txt"
+    not_model.write_text("x")
+    code, _, err = _run(capsys, "generate", "hi", "--model", str(not_model))
+    _assert_one_line_error(code, err)
+    code, _, err = _run(capsys, "generate", "hi", "--model", str(tiny_llama_dir),
+                        "--device", "cuda:7")
+    _assert_one_line_error(code, err)
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "SLMCHAT_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "slmchat", "--debug", "generate", "hi", "--model", "/nope"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "ModelLoadError" in proc.stderr
