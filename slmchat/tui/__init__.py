@@ -1,0 +1,1 @@
+"""The Textual app. Imports nothing heavy at package import time."""

@@ -1,0 +1,328 @@
+"""The main screen: sidebar, chat log, prompt box, settings panel, status bar.
+
+Chat turns run in one thread worker (group "generate"); the worker writes the reply
+to the store in pieces and posts ``ReplyDelta`` / ``ReplyFinished`` back here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, Static
+from textual.worker import get_current_worker
+
+from slmchat.errors import SlmChatError
+from slmchat.tui.generation import (
+    CONTINUABLE,
+    STATUS_FOR_FINISH,
+    Job,
+    chat_messages,
+    provenance,
+    title_from,
+)
+from slmchat.tui.messages import ReplyDelta, ReplyFinished
+from slmchat.tui.screens.conversations import ConversationScreen
+from slmchat.tui.widgets.chat_log import ChatLog
+from slmchat.tui.widgets.message_view import MessageView
+from slmchat.tui.widgets.prompt_box import PromptBox
+from slmchat.tui.widgets.settings_panel import SettingsPanel, params_from
+from slmchat.tui.widgets.sidebar import ConversationSidebar
+
+if TYPE_CHECKING:
+    pass
+
+EDIT_BANNER = (
+    "Editing an earlier message: Enter resends it and replaces the turns after it; Esc cancels."
+)
+
+
+class ChatScreen(ConversationScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+n", "new_chat", "New"),
+        Binding("ctrl+r", "regenerate", "Regenerate"),
+        Binding("ctrl+g", "continue_reply", "Continue"),
+        Binding("ctrl+l", "focus_log", "Messages"),
+        Binding("ctrl+s", "toggle_settings", "Settings"),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
+        Binding("ctrl+f", "search", "Search"),
+        Binding("f4", "copy_last", "Copy reply", show=False),
+        Binding("f5", "edit_last", "Edit last", show=False),
+        Binding("f2", "rename_conversation", "Rename", show=False),
+        Binding("f3", "export_conversation", "Export", show=False),
+    ]
+
+    # --- layout ---
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield ConversationSidebar(self.store, id="sidebar")
+            with Vertical(id="chat"):
+                yield ChatLog(id="log")
+                yield Static(EDIT_BANNER, id="edit-banner")
+                yield PromptBox(id="prompt")
+            yield SettingsPanel(id="settings")
+        yield self.status_bar
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#sidebar").display = self.show_sidebar
+        self.query_one("#settings").display = False
+        self.query_one("#edit-banner").display = False
+        self.prompt.set_history(self.store.recent_user_prompts())
+        self.query_one(SettingsPanel).load_values(self.chat_settings)
+        self.prompt.focus()
+
+    # --- model state (called by the app) ---
+
+    def model_loading(self, name: str) -> None:
+        self.model_ready = False
+        self.status.loading_name = name
+        self.status.refresh_status()
+
+    async def model_loaded(self) -> None:
+        self.model_ready = True
+        self.status.loading_name = None
+        self.status.load_error = None
+        self.status.info = self.engine.info
+        self.status.refresh_status()
+        if self.pending:
+            self.pending = False
+            await self._start_reply()
+
+    def model_failed(self, error: str) -> None:
+        self.status.loading_name = None
+        self.status.load_error = error
+        self.model_ready = self.engine.info is not None  # the old model is still there
+        self.status.info = self.engine.info
+        self.status.refresh_status()
+        if self.pending and self.model_ready:
+            self.pending = False
+            self.call_later(self._start_reply)
+
+    # --- sending ---
+
+    async def on_prompt_box_submitted(self, event: PromptBox.Submitted) -> None:
+        event.stop()
+        text = event.text.strip()
+        if not text:
+            return
+        if self.generating or self.pending:
+            self.notify("A reply is still being written; Esc stops it.", severity="warning")
+            return
+        self.prompt.remember(text)
+        self.prompt.clear()
+        await self.send(text)
+
+    async def send(self, text: str) -> None:
+        if self.conv is None:
+            self.conv = self.store.create_conversation(title_from(text), self.chat_settings)
+            self.sidebar_reload()
+        if self.editing is not None:
+            self.store.delete_messages_from(self.conv.id, self.editing.msg_id)
+            await self.log_view.remove_from(self.editing)
+            self._end_edit()
+        # Committed before generation starts: a crash never loses what the user typed.
+        msg = self.store.add_message(self.conv.id, "user", text)
+        await self.log_view.add(MessageView.from_stored(msg))
+        self.log_view.scroll_end(animate=False)
+        await self._start_reply()
+
+    async def _start_reply(self, continue_view: MessageView | None = None) -> None:
+        assert self.conv is not None
+        if not self.model_ready:
+            self.pending = True
+            if not self.log_view.query(".-waiting"):
+                waiting = MessageView("assistant", "", status="waiting")
+                waiting.add_class("-waiting")
+                await self.log_view.add(waiting)
+            return
+        await self._remove_waiting()
+        try:
+            params = params_from(self.chat_settings)
+        except SlmChatError as exc:
+            self.notify(str(exc), title="Invalid chat settings", severity="error")
+            return
+        history = self.store.messages(self.conv.id)
+        messages = chat_messages(history, self.chat_settings.get("system_prompt"))
+        if continue_view is not None:
+            view = continue_view
+            job = Job(view.msg_id, messages, params, self.engine.info, continue_last=True,
+                      initial_text=view.content, previous=view.provenance)
+            self.store.update_message(view.msg_id, status="streaming")
+        else:
+            msg = self.store.add_message(self.conv.id, "assistant", "", status="streaming")
+            view = MessageView.from_stored(msg)
+            await self.log_view.add(view)
+            job = Job(msg.id, messages, params, self.engine.info)
+        self.job = job
+        view.start_stream()
+        self.status.generating = True
+        self.status.refresh_status()
+        self._generate(job)
+
+    @work(thread=True, exclusive=True, group="generate")
+    def _generate(self, job: Job) -> None:
+        worker = get_current_worker()
+        writer = self.store.reply_writer(job.msg_id, job.initial_text)
+        last = None
+        error: str | None = None
+        try:
+            for chunk in self.engine.stream_chat(job.messages, job.params, job.cancel,
+                                                 continue_last=job.continue_last):
+                last = chunk
+                if chunk.text:
+                    writer.append(chunk.text)
+                    self.post_message(ReplyDelta(job.msg_id, chunk.text))
+                if worker.is_cancelled:
+                    job.cancel.cancel()
+        except SlmChatError as exc:
+            error = str(exc)
+        except Exception as exc:  # keep the partial reply; show the reason
+            error = f"{type(exc).__name__}: {exc}"
+        finish = last.finish_reason if last is not None and last.finish_reason else None
+        if last is not None and last.error:
+            error = last.error
+        status = STATUS_FOR_FINISH.get(finish or "", "error" if error else "stopped")
+        prov = provenance(job, last, status, error)
+        try:
+            writer.finish(status, prov)
+        except Exception as exc:  # e.g. the store was closed on exit
+            error = error or f"could not save the reply: {exc}"
+        self.post_message(ReplyFinished(job.msg_id, status, last, error, prov))
+
+    def on_reply_delta(self, event: ReplyDelta) -> None:
+        view = self.log_view.view_for(event.msg_id)
+        if view is not None:
+            view.append(event.text)
+
+    async def on_reply_finished(self, event: ReplyFinished) -> None:
+        view = self.log_view.view_for(event.msg_id)
+        if view is not None:
+            await view.finish(event.status, event.provenance)
+        self.job = None
+        status = self.status
+        status.generating = False
+        if event.last is not None:
+            status.ttft_s = event.last.ttft_s
+            status.decode_tps = event.last.decode_tps
+            status.context_used = event.last.prompt_tokens + event.last.new_tokens
+        status.refresh_status()
+        if event.error:
+            self.notify(event.error, title="Generation failed", severity="error")
+
+    # --- chat actions ---
+
+    def action_stop(self) -> None:
+        if self.job is not None:
+            self.job.cancel.cancel()
+        elif self.pending:
+            self.pending = False
+            self.call_later(self._remove_waiting)
+            self.notify("Cancelled; your message is kept.")
+        elif self.editing is not None:
+            self._end_edit()
+            self.prompt.clear()
+        else:
+            self.prompt.focus()
+
+    async def _remove_waiting(self) -> None:
+        await self.log_view.query(".-waiting").remove()
+
+    def _last_view(self) -> MessageView | None:
+        views = [v for v in self.log_view.views() if v.msg_id]
+        return views[-1] if views else None
+
+    async def action_regenerate(self) -> None:
+        if self.generating or self.pending or self.conv is None:
+            self.notify("Nothing to regenerate now.", severity="warning")
+            return
+        last = self._last_view()
+        if last is None:
+            return
+        if last.role == "assistant":
+            self.store.delete_messages_from(self.conv.id, last.msg_id)
+            await self.log_view.remove_from(last)
+        await self._start_reply()
+
+    async def action_continue_reply(self) -> None:
+        last = self._last_view()
+        if self.generating or last is None or last.role != "assistant" \
+                or last.status not in CONTINUABLE:
+            self.notify("Only a reply that hit the token limit or was stopped can be continued.",
+                        severity="warning")
+            return
+        await self._start_reply(continue_view=last)
+
+    def action_focus_log(self) -> None:
+        self.log_view.focus()
+
+    def on_chat_log_copy_requested(self, event: ChatLog.CopyRequested) -> None:
+        self._copy(event.view)
+
+    def action_copy_last(self) -> None:
+        views = [v for v in self.log_view.views() if v.role == "assistant" and v.msg_id]
+        if views:
+            self._copy(views[-1])
+
+    def _copy(self, view: MessageView) -> None:
+        self.app.copy_to_clipboard(view.content)
+        self.notify(f"Copied {len(view.content)} characters to the clipboard.")
+
+    def on_chat_log_edit_requested(self, event: ChatLog.EditRequested) -> None:
+        self._begin_edit(event.view)
+
+    def action_edit_last(self) -> None:
+        users = [v for v in self.log_view.views() if v.role == "user"]
+        if users:
+            self._begin_edit(users[-1])
+
+    def _begin_edit(self, view: MessageView) -> None:
+        if view.role != "user":
+            self.notify("Only your own messages can be edited.", severity="warning")
+            return
+        if self.generating:
+            self.notify("Stop the reply first (Esc).", severity="warning")
+            return
+        self.editing = view
+        view.add_class("-editing")
+        self.query_one("#edit-banner").display = True
+        self.prompt.set_text(view.content)
+        self.prompt.focus()
+
+    # --- panels ---
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one(ConversationSidebar)
+        sidebar.display = not sidebar.display
+
+    def action_search(self) -> None:
+        sidebar = self.query_one(ConversationSidebar)
+        sidebar.display = True
+        sidebar.query_one("#search", Input).focus()
+
+    def action_toggle_settings(self) -> None:
+        panel = self.query_one(SettingsPanel)
+        panel.display = not panel.display
+        if panel.display:
+            panel.load_values(self.chat_settings)
+            panel.query_one("#set-system_prompt").focus()
+        else:
+            self.prompt.focus()
+
+    def on_settings_panel_saved(self, event: SettingsPanel.Saved) -> None:
+        self.chat_settings = dict(event.values)
+        if self.conv is not None:
+            self.store.set_conversation_settings(self.conv.id, self.chat_settings)
+        where = "this chat"
+        if event.as_default:
+            self.defaults = dict(event.values)
+            save_default = getattr(self.app, "save_generation_defaults", None)
+            if save_default is not None:
+                save_default(event.values)
+            where = "this chat and as the default for new chats"
+        self.notify(f"Settings saved for {where}.")

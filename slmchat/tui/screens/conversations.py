@@ -1,0 +1,198 @@
+"""Conversation management for the chat screen: open, new, rename, delete, export."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual.screen import Screen
+
+from slmchat.engine.store import Conversation, Store, write_private
+from slmchat.tui.generation import Job
+from slmchat.tui.screens.dialogs import Confirm, TextPrompt
+from slmchat.tui.widgets.chat_log import ChatLog
+from slmchat.tui.widgets.message_view import MessageView
+from slmchat.tui.widgets.prompt_box import PromptBox
+from slmchat.tui.widgets.settings_panel import SettingsPanel
+from slmchat.tui.widgets.sidebar import ConversationSidebar
+from slmchat.tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from slmchat.engine.session import Engine
+
+
+def _slug(title: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()
+    return slug[:40] or "conversation"
+
+
+def default_export_path(title: str, conv_id: int, fmt: str = "md") -> Path:
+    return Path.cwd() / f"slmchat-{conv_id}-{_slug(title)}.{fmt}"
+
+
+class ConversationScreen(Screen[None]):
+    """State of the main screen and conversation management.
+
+    ChatScreen (chat.py) builds on this with the chat turn itself.
+    """
+
+    def __init__(self, engine: Engine, store: Store, defaults: dict[str, Any],
+                 show_sidebar: bool = True) -> None:
+        super().__init__()
+        self.engine = engine
+        self.store = store
+        self.defaults = dict(defaults)  # settings for a new chat
+        self.show_sidebar = show_sidebar
+        self.conv: Conversation | None = None
+        self.chat_settings: dict[str, Any] = dict(defaults)
+        self.model_ready = False
+        self.job: Job | None = None
+        self.pending = False  # a prompt is waiting for the model to finish loading
+        self.editing: MessageView | None = None
+        # Built here, not in compose, so the app can report model state before mount.
+        self.status_bar = StatusBar(id="status")
+
+    @property
+    def prompt(self) -> PromptBox:
+        return self.query_one(PromptBox)
+
+    @property
+    def log_view(self) -> ChatLog:
+        return self.query_one(ChatLog)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.status_bar
+
+    @property
+    def generating(self) -> bool:
+        return self.job is not None
+
+    def _end_edit(self) -> None:
+        if self.editing is not None:
+            self.editing.remove_class("-editing")
+        self.editing = None
+        self.query_one("#edit-banner").display = False
+
+    def sidebar_reload(self) -> None:
+        sidebar = self.query_one(ConversationSidebar)
+        sidebar.current = self.conv.id if self.conv else None
+        sidebar.reload()
+
+    def _busy(self) -> bool:
+        if self.generating or self.pending:
+            self.notify("Wait for the reply to finish, or press Esc to stop it.",
+                        severity="warning")
+            return True
+        return False
+
+    async def open_conversation(self, conv_id: int) -> None:
+        if self._busy():
+            return
+        self._end_edit()
+        self.conv = self.store.get_conversation(conv_id)
+        self.chat_settings = {**self.defaults, **self.conv.settings}
+        self.query_one(SettingsPanel).load_values(self.chat_settings)
+        log = self.log_view
+        await log.clear()
+        used = 0
+        for msg in self.store.messages(conv_id):
+            await log.add(MessageView.from_stored(msg))
+            if msg.provenance:
+                used = int(msg.provenance.get("prompt_tokens") or 0) + int(
+                    msg.provenance.get("new_tokens") or 0)
+        log.scroll_end(animate=False)
+        self.status.context_used = used
+        self.status.refresh_status()
+        self.query_one(ConversationSidebar).current = conv_id
+        self.sub_title = self.conv.title
+
+    async def on_conversation_sidebar_selected(self, event: ConversationSidebar.Selected) -> None:
+        event.stop()
+        await self.open_conversation(event.conv_id)
+        if self.conv is not None and self.conv.id == event.conv_id:
+            self.prompt.focus()
+
+    async def action_new_chat(self) -> None:
+        if self._busy():
+            return
+        self._end_edit()
+        self.conv = None
+        self.chat_settings = dict(self.defaults)
+        self.query_one(SettingsPanel).load_values(self.chat_settings)
+        await self.log_view.clear()
+        self.status.context_used = 0
+        self.status.refresh_status()
+        self.sidebar_reload()
+        self.prompt.focus()
+
+    def _target(self) -> tuple[int, str] | None:
+        """The conversation an action applies to: highlighted in the sidebar, else open."""
+        sidebar = self.query_one(ConversationSidebar)
+        if sidebar.display and sidebar.has_focus_within and sidebar.highlighted_id is not None:
+            conv = self.store.get_conversation(sidebar.highlighted_id)
+            return conv.id, conv.title
+        if self.conv is not None:
+            return self.conv.id, self.conv.title
+        self.notify("No conversation yet: send a message first.", severity="warning")
+        return None
+
+    def action_rename_conversation(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        conv_id, title = target
+
+        def done(new_title: str | None) -> None:
+            if new_title:
+                self.store.rename_conversation(conv_id, new_title)
+                if self.conv is not None and self.conv.id == conv_id:
+                    self.conv = self.store.get_conversation(conv_id)
+                self.sidebar_reload()
+
+        self.app.push_screen(TextPrompt("Rename conversation", title), done)
+
+    def action_delete_conversation(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        conv_id, title = target
+        if self.conv is not None and self.conv.id == conv_id and self._busy():
+            return
+
+        async def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            self.store.delete_conversation(conv_id)
+            if self.conv is not None and self.conv.id == conv_id:
+                await self.action_new_chat()
+            self.sidebar_reload()
+            self.notify(f"Deleted “{title}”.")
+
+        self.app.push_screen(Confirm(f"Delete “{title}” for good?"), done)
+
+    def action_export_conversation(self, fmt: str = "md") -> None:
+        target = self._target()
+        if target is None:
+            return
+        conv_id, title = target
+
+        def done(path_text: str | None) -> None:
+            if not path_text:
+                return
+            path = Path(path_text).expanduser()
+            as_json = path.suffix.lower() == ".json"
+            try:
+                text = (self.store.export_json(conv_id) if as_json
+                        else self.store.export_markdown(conv_id))
+                write_private(path, text)
+            except OSError as exc:
+                self.notify(f"Export failed: {exc}", severity="error")
+                return
+            self.notify(f"Exported to {path}", title="Export")
+
+        self.app.push_screen(TextPrompt(
+            "Export conversation to", str(default_export_path(title, conv_id, fmt)),
+            hint="Ends in .json: JSON with provenance; anything else: Markdown.",
+        ), done)

@@ -1,0 +1,117 @@
+"""The scrolling list of messages, with keyboard selection of one message.
+
+The log is anchored to the bottom: it follows a streaming reply only while the user
+has not scrolled up (Textual releases the anchor when the user scrolls away).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from slmchat.tui.widgets.message_view import MessageView
+
+EMPTY_TEXT = (
+    "Ask anything. Enter sends, Ctrl+J adds a line, Up/Down recalls earlier prompts.\n"
+    "Ctrl+P lists every command."
+)
+
+
+class ChatLog(VerticalScroll, can_focus=True):
+    """Messages of the open conversation. Focus it (Ctrl+L) to select a message."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "select(-1)", "Prev message", show=False),
+        Binding("down,j", "select(1)", "Next message", show=False),
+        Binding("home", "select_edge(0)", "First", show=False),
+        Binding("end", "select_edge(-1)", "Last", show=False),
+        Binding("c,y", "copy_selected", "Copy"),
+        Binding("e", "edit_selected", "Edit & resend"),
+    ]
+
+    selected: reactive[int] = reactive(-1, init=False)
+
+    class CopyRequested(Message):
+        def __init__(self, view: MessageView) -> None:
+            super().__init__()
+            self.view = view
+
+    class EditRequested(Message):
+        def __init__(self, view: MessageView) -> None:
+            super().__init__()
+            self.view = view
+
+    def on_mount(self) -> None:
+        self.anchor()
+        self.show_empty()
+
+    def show_empty(self) -> None:
+        if not self.views():
+            self.mount(Static(EMPTY_TEXT, classes="empty-hint"))
+
+    def views(self) -> list[MessageView]:
+        return list(self.query_children(MessageView))
+
+    async def add(self, view: MessageView) -> None:
+        await self.query_children(".empty-hint").remove()
+        await self.mount(view)
+
+    async def clear(self) -> None:
+        self.selected = -1
+        await self.remove_children()
+        self.show_empty()
+
+    async def remove_from(self, view: MessageView) -> None:
+        """Remove ``view`` and every message after it."""
+        views = self.views()
+        if view in views:
+            await self.remove_children(views[views.index(view):])
+        self.selected = -1
+
+    def view_for(self, msg_id: int) -> MessageView | None:
+        for view in self.views():
+            if view.msg_id == msg_id:
+                return view
+        return None
+
+    @property
+    def selected_view(self) -> MessageView | None:
+        views = self.views()
+        return views[self.selected] if 0 <= self.selected < len(views) else None
+
+    def watch_selected(self, old: int, new: int) -> None:
+        for i, view in enumerate(self.views()):
+            view.set_class(i == new, "-selected")
+        selected = self.selected_view
+        if selected is not None:
+            self.scroll_to_widget(selected, animate=False)
+
+    def on_focus(self) -> None:
+        if self.selected_view is None and self.views():
+            self.selected = len(self.views()) - 1
+
+    def on_blur(self) -> None:
+        self.selected = -1
+
+    def action_select(self, step: int) -> None:
+        views = self.views()
+        if views:
+            self.selected = max(0, min(len(views) - 1, self.selected + step))
+
+    def action_select_edge(self, index: int) -> None:
+        views = self.views()
+        if views:
+            self.selected = 0 if index == 0 else len(views) - 1
+
+    def action_copy_selected(self) -> None:
+        if (view := self.selected_view) is not None:
+            self.post_message(self.CopyRequested(view))
+
+    def action_edit_selected(self) -> None:
+        if (view := self.selected_view) is not None:
+            self.post_message(self.EditRequested(view))

@@ -1,0 +1,82 @@
+"""Multi-line prompt: Enter sends, Ctrl+J / Shift+Enter insert a newline.
+
+Up on the first line and Down on the last line walk through the user's earlier
+prompts (like a shell); the draft being typed is kept and comes back at the end.
+"""
+
+from __future__ import annotations
+
+from textual import events
+from textual.message import Message
+from textual.widgets import TextArea
+
+NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter")
+
+
+class PromptBox(TextArea):
+    """The text box at the bottom of the chat."""
+
+    class Submitted(Message):
+        def __init__(self, box: PromptBox, text: str) -> None:
+            super().__init__()
+            self.box = box
+            self.text = text
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
+                         placeholder="Type a message…  (Enter sends, Ctrl+J new line)")
+        self.prompt_history: list[str] = []
+        self._history_pos: int | None = None  # index into history while browsing
+        self._draft = ""
+
+    def set_history(self, prompts: list[str]) -> None:
+        self.prompt_history = list(prompts)
+        self._history_pos = None
+
+    def remember(self, text: str) -> None:
+        if text and (not self.prompt_history or self.prompt_history[-1] != text):
+            self.prompt_history.append(text)
+        self._history_pos = None
+
+    def set_text(self, text: str) -> None:
+        self.load_text(text)
+        self.move_cursor(self.document.end)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Submitted(self, self.text))
+            return
+        if event.key in NEWLINE_KEYS:
+            event.stop()
+            event.prevent_default()
+            start, end = self.selection
+            self._replace_via_keyboard("\n", start, end)
+            return
+        await super()._on_key(event)
+
+    # --- history (Up on the first line, Down on the last) ---
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if select or self.cursor_location[0] > 0 or not self.prompt_history:
+            super().action_cursor_up(select)
+            return
+        if self._history_pos is None:
+            self._draft = self.text
+            self._history_pos = len(self.prompt_history)
+        if self._history_pos > 0:
+            self._history_pos -= 1
+            self.set_text(self.prompt_history[self._history_pos])
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        last_row = self.document.line_count - 1
+        if select or self._history_pos is None or self.cursor_location[0] < last_row:
+            super().action_cursor_down(select)
+            return
+        self._history_pos += 1
+        if self._history_pos >= len(self.prompt_history):
+            self._history_pos = None
+            self.set_text(self._draft)
+        else:
+            self.set_text(self.prompt_history[self._history_pos])

@@ -1,0 +1,96 @@
+"""Per-conversation settings: system prompt and sampling, saved with the conversation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Input, Label, TextArea
+
+from slmchat.config import Settings
+from slmchat.engine.generate import SamplingParams
+from slmchat.errors import SlmChatError
+
+# (key, label, type, hint)
+FIELDS: tuple[tuple[str, str, type, str], ...] = (
+    ("temperature", "Temperature", float, "0 = greedy, up to 5"),
+    ("top_p", "Top p", float, "(0, 1]"),
+    ("top_k", "Top k", int, "0 = off"),
+    ("min_p", "Min p", float, "[0, 1)"),
+    ("repetition_penalty", "Repetition penalty", float, "1 = off"),
+    ("max_new_tokens", "Max new tokens", int, "reply length limit"),
+    ("seed", "Seed", int, "empty = random"),
+)
+KEYS = ("system_prompt", *(f[0] for f in FIELDS))
+
+
+def defaults_from(settings: Settings) -> dict[str, Any]:
+    """New conversations start from the [generation] section of the settings file."""
+    g = settings.generation.model_dump()
+    return {k: g.get(k) for k in KEYS}
+
+
+def params_from(values: dict[str, Any]) -> SamplingParams:
+    """SamplingParams from a settings dict (missing keys take the engine defaults)."""
+    known = {k: values[k] for k in KEYS if k != "system_prompt" and k in values}
+    return SamplingParams(**known).validate()
+
+
+class SettingsPanel(VerticalScroll):
+    """Edits a settings dict; posts ``Saved`` with validated values."""
+
+    class Saved(Message):
+        def __init__(self, values: dict[str, Any], as_default: bool) -> None:
+            super().__init__()
+            self.values = values
+            self.as_default = as_default
+
+    def compose(self) -> ComposeResult:
+        yield Label("System prompt", classes="field-label")
+        yield TextArea(id="set-system_prompt", soft_wrap=True, tab_behavior="focus",
+                       classes="system-prompt")
+        for key, label, _type, hint in FIELDS:
+            yield Label(f"{label} [dim]{hint}[/]", classes="field-label")
+            yield Input(id=f"set-{key}", classes="field-input", compact=True)
+        with Horizontal(classes="buttons"):
+            yield Button("Save", id="settings-save", variant="primary", compact=True)
+            yield Button("Save as default", id="settings-default", compact=True)
+
+    def on_mount(self) -> None:
+        self.border_title = "Chat settings"
+
+    def load_values(self, values: dict[str, Any]) -> None:
+        self.query_one("#set-system_prompt", TextArea).load_text(values.get("system_prompt") or "")
+        for key, _label, _type, _hint in FIELDS:
+            value = values.get(key)
+            self.query_one(f"#set-{key}", Input).value = "" if value is None else str(value)
+
+    def read_values(self) -> dict[str, Any]:
+        """Parse and validate the form; raises SlmChatError with a one-line reason."""
+        values: dict[str, Any] = {
+            "system_prompt": self.query_one("#set-system_prompt", TextArea).text,
+        }
+        for key, label, typ, _hint in FIELDS:
+            raw = self.query_one(f"#set-{key}", Input).value.strip()
+            if not raw:
+                if key == "seed":
+                    values[key] = None
+                    continue
+                raise SlmChatError(f"{label} is empty")
+            try:
+                values[key] = typ(raw)
+            except ValueError:
+                raise SlmChatError(f"{label}: {raw!r} is not a number") from None
+        params_from(values)  # range checks
+        return values
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        try:
+            values = self.read_values()
+        except SlmChatError as exc:
+            self.notify(str(exc), title="Settings not saved", severity="error")
+            return
+        self.post_message(self.Saved(values, as_default=event.button.id == "settings-default"))

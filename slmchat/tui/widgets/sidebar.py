@@ -1,0 +1,108 @@
+"""Conversation list with full-text search (FTS5 in the store)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Input, Label, ListItem, ListView
+
+from slmchat.engine.store import Conversation, SearchHit, Store
+
+
+class ConversationItem(ListItem):
+    def __init__(self, conv_id: int, title: str, snippet: str = "") -> None:
+        super().__init__(classes="conversation-item")
+        self.conv_id = conv_id
+        self.title = title
+        self.snippet = snippet
+
+    def compose(self) -> ComposeResult:
+        yield Label(Text(self.title, no_wrap=True, overflow="ellipsis"), classes="conv-title")
+        if self.snippet and self.snippet != self.title:
+            yield Label(Text(self.snippet.replace("\n", " "), style="dim", no_wrap=True,
+                             overflow="ellipsis"), classes="conv-snippet")
+
+
+class ConversationSidebar(Vertical):
+    """Search box over a list of conversations (newest first)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "screen.rename_conversation", "Rename"),
+        Binding("delete", "screen.delete_conversation", "Delete"),
+        Binding("f3", "screen.export_conversation", "Export"),
+    ]
+
+    class Selected(Message):
+        def __init__(self, conv_id: int) -> None:
+            super().__init__()
+            self.conv_id = conv_id
+
+    def __init__(self, store: Store, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store = store
+        self.current: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="Search conversations", id="search")
+        yield ListView(id="conversations")
+
+    def on_mount(self) -> None:
+        self.border_title = "Conversations"
+        self.reload()
+
+    @property
+    def query_text(self) -> str:
+        return self.query_one("#search", Input).value.strip()
+
+    def reload(self) -> None:
+        """Show all conversations, or the search hits when the search box has text."""
+        if self.query_text:
+            hits = self.store.search(self.query_text)
+            self._show_hits(hits)
+        else:
+            self._show_conversations(self.store.list_conversations())
+
+    def _show_conversations(self, convs: list[Conversation]) -> None:
+        self._fill([ConversationItem(c.id, c.title) for c in convs])
+
+    def _show_hits(self, hits: list[SearchHit]) -> None:
+        seen: set[int] = set()
+        items = []
+        for hit in hits:
+            if hit.conversation_id not in seen:  # one row per conversation, best hit
+                seen.add(hit.conversation_id)
+                items.append(ConversationItem(hit.conversation_id, hit.title, hit.snippet))
+        self._fill(items)
+
+    def _fill(self, items: list[ConversationItem]) -> None:
+        lv = self.query_one(ListView)
+        lv.clear()
+        lv.extend(items)
+        index = next((i for i, it in enumerate(items) if it.conv_id == self.current), None)
+        if index is not None:
+            lv.index = index
+        self.border_subtitle = f"{len(items)} found" if self.query_text else ""
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.reload()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.query_one(ListView).focus()
+
+    def on_list_view_selected(self, event: ListView.Selected) -> None:
+        event.stop()
+        item = event.item
+        if isinstance(item, ConversationItem):
+            self.post_message(self.Selected(item.conv_id))
+
+    @property
+    def highlighted_id(self) -> int | None:
+        item = self.query_one(ListView).highlighted_child
+        return item.conv_id if isinstance(item, ConversationItem) else None

@@ -1,0 +1,103 @@
+"""One line at the bottom: model, dtype/quant, device, context bar, speed, memory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.widgets import Static
+
+from slmchat.engine.models import ModelInfo
+
+BAR_WIDTH = 10
+
+
+def process_rss() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process(os.getpid()).memory_info().rss)
+    except Exception:
+        return None
+
+
+def gpu_memory(device: str) -> int | None:
+    """Allocated CUDA memory, only if torch is already imported and the model is on CUDA."""
+    torch = sys.modules.get("torch")
+    if torch is None or not device.startswith("cuda"):
+        return None
+    try:
+        return int(torch.cuda.memory_allocated(device))
+    except Exception:
+        return None
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def context_bar(used: int, limit: int, width: int = BAR_WIDTH) -> Text:
+    """A bar drawn with background colours (no block glyphs: they render unevenly)."""
+    frac = 0.0 if limit <= 0 else min(1.0, used / limit)
+    filled = round(frac * width)
+    if used and not filled:
+        filled = 1  # show that something is in use
+    colour = "red" if frac > 0.9 else "yellow" if frac > 0.7 else "cyan"
+    return Text.assemble((" " * filled, f"on {colour}"), (" " * (width - filled), "on grey30"))
+
+
+class StatusBar(Static):
+    """Reads everything from attributes; call ``refresh_status`` after changing them."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.info: ModelInfo | None = None
+        self.loading_name: str | None = None  # name of the model being loaded
+        self.load_error: str | None = None
+        self.context_used = 0
+        self.ttft_s: float | None = None
+        self.decode_tps: float | None = None
+        self.generating = False
+        # Injectable so snapshot tests show a fixed value.
+        self.memory_probe: Callable[[], int | None] = process_rss
+
+    def on_mount(self) -> None:
+        self.refresh_status()
+        self.set_interval(2.0, self.refresh_status)
+
+    def refresh_status(self) -> None:
+        if self.is_mounted:
+            self.update(self.render_status())
+
+    def render_status(self) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if self.loading_name:
+            t.append(f"⏳ loading {self.loading_name}… ", style="bold yellow")
+        elif self.info is None:
+            t.append("no model loaded ", style="bold red")
+            if self.load_error:
+                t.append("(Ctrl+O to pick one) ", style="red")
+        if self.info is not None:
+            info = self.info
+            quant = "" if info.quant == "none" else f"/{info.quant}"
+            t.append(f"{info.name}", style="bold")
+            t.append(f"  {info.dtype}{quant}  {info.device}  ")
+            t.append("ctx ")
+            t.append_text(context_bar(self.context_used, info.context_length))
+            t.append(f" {self.context_used}/{info.context_length}  ")
+        if self.generating:
+            t.append("generating…  ", style="italic")
+        if self.ttft_s is not None:
+            t.append(f"TTFT {self.ttft_s:.2f}s  ")
+        if self.decode_tps:
+            t.append(f"{self.decode_tps:.1f} tok/s  ")
+        rss = self.memory_probe()
+        if rss is not None:
+            t.append(f"RSS {_mib(rss)}")
+        if self.info is not None:
+            gpu = gpu_memory(self.info.device)
+            if gpu is not None:
+                t.append(f"  GPU {_mib(gpu)}")
+        return t

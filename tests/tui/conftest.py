@@ -1,0 +1,45 @@
+"""Helpers for Pilot tests: a store in tmp_path and an app on a FakeEngine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slmchat.config import Settings
+from slmchat.engine.store import Store
+from slmchat.tui.app import SlmChatApp
+from tests.tui.fakes import FakeEngine
+
+SIZE = (120, 36)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "conversations.db"
+
+
+@pytest.fixture
+def make_app(db_path: Path) -> Callable[..., SlmChatApp]:
+    stores: list[Store] = []
+
+    def make(engine: FakeEngine | None = None, settings: Settings | None = None,
+             **kwargs: Any) -> SlmChatApp:
+        store = Store(db_path)
+        stores.append(store)
+        app = SlmChatApp(settings or Settings(), engine or FakeEngine(), store, **kwargs)
+        return app
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+async def settle(pilot: Any) -> None:
+    """Wait for every worker and the messages they posted."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.1)

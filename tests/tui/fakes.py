@@ -1,0 +1,99 @@
+"""A scripted stand-in for slmchat.engine.session.Engine (no model, no torch)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from slmchat.engine.generate import CancelToken, GenerationChunk, SamplingParams
+from slmchat.engine.models import ModelInfo, ModelSpec
+from slmchat.engine.prompting import ChatMessage
+from slmchat.errors import ModelLoadError
+
+
+def fake_info(name: str = "fake-model", path: str = "/models/fake") -> ModelInfo:
+    return ModelInfo(
+        name=name, path=path, kind="hf", architecture="FakeForCausalLM", n_params=1000,
+        footprint_bytes=4000, load_time_s=0.5, context_length=2048, has_chat_template=True,
+        dtype="fp32", device="cpu", quant="none", adapter=None, fingerprint="feedc0ffee123456",
+    )
+
+
+@dataclass
+class Call:
+    messages: list[ChatMessage]
+    params: SamplingParams
+    continue_last: bool
+
+
+@dataclass
+class FakeEngine:
+    """Replies come from ``replies`` in order, streamed word by word.
+
+    ``load_gate``: load() blocks until it is set (typing-during-load tests).
+    ``pause_after``: after that many pieces, wait for ``resume`` (stop tests).
+    """
+
+    replies: list[str] = field(default_factory=list)
+    load_gate: threading.Event | None = None
+    fail_paths: tuple[str, ...] = ()
+    pause_after: int | None = None
+    resume: threading.Event = field(default_factory=threading.Event)
+    paused: threading.Event = field(default_factory=threading.Event)
+    loaded_info: ModelInfo | None = None
+    calls: list[Call] = field(default_factory=list)
+    loads: list[ModelSpec] = field(default_factory=list)
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self.loaded_info
+
+    def load(self, spec: ModelSpec) -> ModelInfo:
+        self.loads.append(spec)
+        if self.load_gate is not None:
+            self.load_gate.wait(10)
+        if spec.path in self.fail_paths:
+            raise ModelLoadError(f"model path does not exist: {spec.path}")
+        name = "fake-model" if spec.path == "default" else spec.path.rsplit("/", 1)[-1]
+        self.loaded_info = fake_info(name, spec.path)
+        return self.loaded_info
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], params: SamplingParams,
+        cancel: CancelToken | None = None, mode: str = "chat", continue_last: bool = False,
+    ) -> Iterator[GenerationChunk]:
+        self.calls.append(Call(list(messages), params, continue_last))
+        reply = self.replies.pop(0) if self.replies else "OK."
+        pieces = re.findall(r"\s*\S+", reply) or [reply]
+        prompt_tokens = sum(len(m.content.split()) for m in messages) + 10
+        n = 0
+
+        def chunk(text: str, reason: str | None = None) -> GenerationChunk:
+            return GenerationChunk(
+                text=text, new_tokens=n, prompt_tokens=prompt_tokens, ttft_s=0.25,
+                prefill_tps=400.0, decode_tps=20.0, seed=params.seed or 1234,
+                finish_reason=reason,  # type: ignore[arg-type]
+            )
+
+        for piece in pieces:
+            if cancel is not None and cancel.cancelled:
+                yield chunk("", "cancelled")
+                return
+            if n >= params.max_new_tokens:
+                yield chunk("", "length")
+                return
+            if self.pause_after is not None and n == self.pause_after:
+                self.paused.set()
+                while not self.resume.wait(0.01):
+                    if cancel is not None and cancel.cancelled:
+                        break
+                if cancel is not None and cancel.cancelled:
+                    yield chunk("", "cancelled")
+                    return
+            n += 1
+            time.sleep(0.002)
+            yield chunk(piece)
+        yield chunk("", "stop")

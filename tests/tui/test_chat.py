@@ -1,0 +1,266 @@
+"""Pilot tests of the chat flow on a scripted FakeEngine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from textual.widgets import Button, Input, TextArea
+
+from slmchat.tui.messages import ReplyDelta
+from slmchat.tui.widgets.message_view import MessageView
+from tests.tui.conftest import SIZE, settle
+from tests.tui.fakes import FakeEngine
+
+
+def rows(app) -> list[tuple[str, str, str]]:  # noqa: ANN001
+    return [(v.role, v.content, v.status) for v in app.chat.log_view.views()]
+
+
+def stored(app) -> list[tuple[str, str, str]]:  # noqa: ANN001
+    conv = app.chat.conv
+    assert conv is not None
+    return [(m.role, m.content, m.status) for m in app.store.messages(conv.id)]
+
+
+async def send(pilot, text: str) -> None:  # noqa: ANN001
+    await pilot.press(*text, "enter")
+    await settle(pilot)
+
+
+async def test_send_streams_reply_into_markdown_and_saves_provenance(make_app) -> None:
+    engine = FakeEngine(replies=["Hello **there**, here is `code` and more words."])
+    app = make_app(engine)
+    deltas: list[ReplyDelta] = []
+
+    def hook(message: object) -> None:
+        if isinstance(message, ReplyDelta):
+            deltas.append(message)
+
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        await settle(pilot)
+        await send(pilot, "hi there")
+        assert rows(app) == [
+            ("user", "hi there", "done"),
+            ("assistant", "Hello **there**, here is `code` and more words.", "done"),
+        ]
+        # Streamed in pieces, and the Markdown document holds the whole reply.
+        unique = list({id(d): d for d in deltas}.values())  # the hook may see one twice
+        assert [d.text for d in unique][:3] == ["Hello", " **there**,", " here"]
+        assert len(unique) == 8
+        view = app.chat.log_view.views()[-1]
+        assert view.query_one("Markdown").source == view.content  # type: ignore[attr-defined]
+        assert stored(app) == rows(app)
+        prov = app.store.messages(app.chat.conv.id)[-1].provenance
+        assert prov["model"]["fingerprint"] == "feedc0ffee123456"
+        assert prov["model"]["path"] == "default"
+        assert prov["sampling"]["temperature"] == 0.7
+        assert prov["seed"] == 1234 and prov["new_tokens"] == 8
+        assert prov["ttft_s"] == 0.25 and prov["decode_tps"] == 20.0
+        status = str(app.chat.status.render_status())
+        assert "fake-model" in status and "TTFT 0.25s" in status and "20.0 tok/s" in status
+        # The conversation is titled from the first message and listed in the sidebar.
+        assert app.chat.conv.title == "hi there"
+        # The engine saw exactly the conversation.
+        assert [(m.role, m.content) for m in engine.calls[0].messages] == [("user", "hi there")]
+
+
+async def test_typing_during_model_load_sends_when_ready(make_app) -> None:
+    gate = threading.Event()
+    engine = FakeEngine(replies=["Ready now."], load_gate=gate)
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "loading" in str(app.chat.status.render_status())
+        await pilot.press(*"early question", "enter")
+        await pilot.pause()
+        # The user message is committed and shown; the reply waits for the model.
+        assert stored(app) == [("user", "early question", "done")]
+        assert rows(app)[-1][2] == "waiting"
+        assert engine.calls == []
+        gate.set()
+        await settle(pilot)
+        assert rows(app) == [("user", "early question", "done"),
+                             ("assistant", "Ready now.", "done")]
+        assert "loading" not in str(app.chat.status.render_status())
+
+
+async def test_escape_stops_and_keeps_partial_reply(make_app) -> None:
+    engine = FakeEngine(replies=["one two three four five six"], pause_after=3)
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press(*"count", "enter")
+        await asyncio.to_thread(engine.paused.wait, 5)
+        await pilot.pause(0.2)
+        assert app.chat.generating
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not app.chat.generating
+        assert rows(app)[-1] == ("assistant", "one two three", "stopped")
+        assert stored(app)[-1] == ("assistant", "one two three", "stopped")
+        view = app.chat.log_view.views()[-1]
+        assert "stopped" in str(view.query_one(".message-header").render())
+        assert view.has_class("-incomplete")
+
+
+async def test_regenerate_replaces_last_reply(make_app) -> None:
+    engine = FakeEngine(replies=["first answer", "second answer"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "question")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert rows(app) == [("user", "question", "done"),
+                             ("assistant", "second answer", "done")]
+        assert stored(app) == rows(app)
+        assert [(m.role, m.content) for m in engine.calls[1].messages] == [("user", "question")]
+
+
+async def test_edit_earlier_message_replaces_later_turns(make_app) -> None:
+    engine = FakeEngine(replies=["reply A", "reply B", "reply A2"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "first")
+        await send(pilot, "second")
+        # Select the first message with the keyboard and edit it.
+        await pilot.press("ctrl+l")
+        await pilot.press("home", "e")
+        prompt = app.chat.prompt
+        assert prompt.text == "first" and prompt.has_focus
+        assert app.query_one("#edit-banner").display
+        await pilot.press("backspace", "backspace", "backspace", "backspace", "backspace",
+                          *"changed", "enter")
+        await settle(pilot)
+        assert rows(app) == [("user", "changed", "done"), ("assistant", "reply A2", "done")]
+        assert stored(app) == rows(app)
+        assert [(m.role, m.content) for m in engine.calls[-1].messages] == [("user", "changed")]
+        assert not app.query_one("#edit-banner").display
+
+
+async def test_continue_a_reply_that_hit_the_length_limit(make_app) -> None:
+    engine = FakeEngine(replies=["a b c d e f", " c d"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.chat.chat_settings["max_new_tokens"] = 2
+        await send(pilot, "letters")
+        assert rows(app)[-1] == ("assistant", "a b", "length")
+        header = app.chat.log_view.views()[-1].query_one(".message-header")
+        assert "Ctrl+G continues" in str(header.render())
+        app.chat.chat_settings["max_new_tokens"] = 50
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        assert rows(app)[-1] == ("assistant", "a b c d", "done")
+        assert stored(app)[-1] == ("assistant", "a b c d", "done")
+        assert len(app.chat.log_view.views()) == 2  # extended in place, no new message
+        call = engine.calls[-1]
+        assert call.continue_last
+        assert call.messages[-1].role == "assistant" and call.messages[-1].content == "a b"
+        prov = app.store.messages(app.chat.conv.id)[-1].provenance
+        assert [s["finish_reason"] for s in prov["segments"]] == ["length", "done"]
+        assert prov["new_tokens"] == 4
+
+
+async def test_continue_refused_for_a_finished_reply(make_app) -> None:
+    engine = FakeEngine(replies=["done."])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "x")
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        assert len(engine.calls) == 1
+        assert any("continued" in n.message for n in app._notifications)
+
+
+async def test_prompt_box_newline_and_history(make_app) -> None:
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("a", "ctrl+j", "b")
+        assert app.chat.prompt.text == "a\nb"
+        assert app.chat.conv is None  # not sent
+        await pilot.press("enter")
+        await settle(pilot)
+        await send(pilot, "two")
+        await pilot.press(*"dra")
+        prompt = app.chat.prompt
+        await pilot.press("up")
+        assert prompt.text == "two"
+        await pilot.press("up")
+        assert prompt.text == "a\nb" and prompt.cursor_location == (1, 1)
+        await pilot.press("up")  # inside a multi-line prompt, Up moves the cursor
+        assert prompt.text == "a\nb" and prompt.cursor_location[0] == 0
+        await pilot.press("up")  # the oldest prompt stays
+        assert prompt.text == "a\nb"
+        await pilot.press("down")  # cursor to the last line first
+        assert prompt.text == "a\nb" and prompt.cursor_location[0] == 1
+        await pilot.press("down")
+        assert prompt.text == "two"
+        await pilot.press("down")
+        assert prompt.text == "dra"  # the draft comes back
+
+
+async def test_copy_selected_message(make_app) -> None:
+    app = make_app(FakeEngine(replies=["copy me"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "q")
+        await pilot.press("ctrl+l")
+        assert app.chat.log_view.selected_view.content == "copy me"
+        await pilot.press("c")
+        assert app.clipboard == "copy me"
+        await pilot.press("up", "c")
+        assert app.clipboard == "q"
+
+
+async def test_settings_panel_saves_with_conversation_and_is_used(make_app) -> None:
+    engine = FakeEngine(replies=["one", "two"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "hello")
+        await pilot.press("ctrl+s")
+        panel = app.query_one("#settings")
+        assert panel.display
+        app.query_one("#set-system_prompt", TextArea).load_text("Be brief.")
+        app.query_one("#set-temperature", Input).value = "9"
+        app.query_one("#settings-save", Button).press()
+        await pilot.pause()
+        assert app.store.get_conversation(app.chat.conv.id).settings.get("temperature") == 0.7
+        assert any("temperature" in n.message for n in app._notifications)
+        app.query_one("#set-temperature", Input).value = "0.2"
+        app.query_one("#set-seed", Input).value = "7"
+        app.query_one("#settings-save", Button).press()
+        await pilot.pause()
+        saved = app.store.get_conversation(app.chat.conv.id).settings
+        assert saved["temperature"] == 0.2 and saved["seed"] == 7
+        assert saved["system_prompt"] == "Be brief."
+        await pilot.press("ctrl+s")
+        await send(pilot, "again")
+        call = engine.calls[-1]
+        assert call.params.temperature == 0.2 and call.params.seed == 7
+        assert call.messages[0].role == "system" and call.messages[0].content == "Be brief."
+        prov = app.store.messages(app.chat.conv.id)[-1].provenance
+        assert prov["sampling"]["temperature"] == 0.2 and prov["sampling"]["seed"] == 7
+
+
+async def test_message_view_marks_interrupted_replies(make_app, db_path) -> None:
+    from slmchat.engine.store import Store
+
+    store = Store(db_path)
+    conv = store.create_conversation("old")
+    store.add_message(conv.id, "user", "q")
+    store.add_message(conv.id, "assistant", "half a rep", status="streaming")
+    store.close()
+    app = make_app(FakeEngine())  # reopening marks the cut-off reply
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.chat.open_conversation(conv.id)
+        await pilot.pause()
+        view = app.chat.log_view.views()[-1]
+        assert isinstance(view, MessageView)
+        assert (view.content, view.status) == ("half a rep", "interrupted")
