@@ -33,6 +33,7 @@ class SamplingParams:
     max_new_tokens: int = 512
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # benchmarks: always produce max_new_tokens
 
     def validate(self) -> SamplingParams:
         if not 0.0 <= self.temperature <= 5.0:
@@ -214,7 +215,7 @@ def stream_generate(
                     ttft = time.perf_counter() - start
                     first_token_at = time.perf_counter()
                     prefill_tps = (len(prompt) - reused) / ttft if ttft > 0 else 0.0
-                if token in stop_ids:
+                if token in stop_ids and not params.ignore_eos:
                     finish = "stop"
                     break
                 generated.append(token)
