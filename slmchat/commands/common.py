@@ -21,6 +21,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="disable bitsandbytes 4-bit double quantization")
     g.add_argument("--compute-dtype", choices=("bf16", "fp16", "fp32"), default="bf16",
                    help="compute dtype for 4-bit layers")
+    g.add_argument("--runner", choices=("auto", "hf"), default="auto",
+                   help="decode path: auto (lean Llama path where it applies) or hf (plain "
+                        "transformers forward, the reference)")
     g.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin/.pt weights (pickle can run code; loaded weights_only)")
 
@@ -41,4 +44,5 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         bnb_4bit_compute_dtype=args.compute_dtype,
         adapter=args.adapter if args.adapter is not None else ms.adapter,
         allow_pickle=args.allow_pickle,
+        runner=getattr(args, "runner", "auto"),
     )

@@ -152,6 +152,7 @@ def stream_generate(
     params: SamplingParams,
     cancel: CancelToken | None = None,
     prompt_cache: PromptCache | None = None,
+    runner_kind: str = "auto",
 ) -> Iterator[GenerationChunk]:
     """Yield the reply to ``input_ids`` chunk by chunk.
 
@@ -173,7 +174,8 @@ def stream_generate(
 
     start = time.perf_counter()
     prompt = list(input_ids)
-    cache, reused = _prepare_cache(model, prompt, prompt_cache)
+    runner = get_runner(model, runner_kind)
+    cache, reused = _prepare_cache(runner, prompt, prompt_cache)
     feed = torch.tensor([prompt[reused:]], device=device)
     all_ids = torch.tensor([prompt], device=device)
     generated: list[int] = []
@@ -201,10 +203,9 @@ def stream_generate(
                 if cancel is not None and cancel.cancelled:
                     finish = "cancelled"
                     break
-                out = model(input_ids=feed, cache=cache, use_cache=True)
-                cache = _out_cache(out, cache)
+                logits, cache = runner.forward(feed, cache)
                 fed.extend(feed[0].tolist())
-                logits = out.logits[:, -1, :].float()
+                logits = logits.float()
                 scores = procs(all_ids, logits)
                 if params.temperature > 0:
                     probs = torch.softmax(scores, dim=-1)
@@ -251,18 +252,68 @@ def stream_generate(
         yield chunk("", finish)
         return
     if prompt_cache is not None:
-        prompt_cache.model_id, prompt_cache.tokens, prompt_cache.cache = id(model), fed, cache
+        prompt_cache.model_id, prompt_cache.tokens, prompt_cache.cache = id(runner), fed, cache
     yield chunk("", finish)
 
 
+class HFRunner:
+    """Plain transformers forward over a DynamicCache (any architecture, PEFT, bnb)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def forward(self, ids: Any, cache: Any) -> tuple[Any, Any]:
+        # logits_to_keep=1: a 1,000-token prefill needs one row of logits, not 1,000.
+        out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :], _out_cache(out, cache)
+
+
+class FastRunner:
+    """slmchat.engine.fastpath.FastLlama with the runner interface."""
+
+    def __init__(self, model: Any) -> None:
+        from slmchat.engine.fastpath import FastLlama
+
+        self.fast = FastLlama(model)
+
+    def new_cache(self) -> Any:
+        return self.fast.new_cache()
+
+    def forward(self, ids: Any, cache: Any) -> tuple[Any, Any]:
+        return self.fast.forward(ids, cache), cache
+
+
+def get_runner(model: Any, kind: str = "auto") -> Any:
+    """The decode runner for ``model``, built once and kept on the model object.
+
+    auto: the lean Llama path where it applies (fastpath.supports), else transformers.
+    """
+    from slmchat.engine import fastpath
+
+    if kind not in ("auto", "hf", "fast"):
+        raise InvalidParameterError(f"unknown runner {kind!r} (auto, hf or fast)")
+    use_fast = kind == "fast" or (kind == "auto" and fastpath.supports(model))
+    if kind == "fast" and not fastpath.supports(model):
+        raise InvalidParameterError("the fast runner supports plain Llama-architecture models only")
+    attr = "_slmchat_runner_fast" if use_fast else "_slmchat_runner_hf"
+    runner = getattr(model, attr, None)
+    if runner is None:
+        runner = FastRunner(model) if use_fast else HFRunner(model)
+        model.__dict__[attr] = runner  # cached beside the weights it uses
+    return runner
+
+
 def _prepare_cache(
-    model: Any, prompt: list[int], prompt_cache: PromptCache | None
+    runner: Any, prompt: list[int], prompt_cache: PromptCache | None
 ) -> tuple[Any, int]:
     """Return (cache, n_reused) — the cached prefix shared with ``prompt``, cropped."""
-    from transformers import DynamicCache
-
-    if prompt_cache is None or prompt_cache.cache is None or prompt_cache.model_id != id(model):
-        return DynamicCache(config=model.config), 0
+    if prompt_cache is None or prompt_cache.cache is None or prompt_cache.model_id != id(runner):
+        return runner.new_cache(), 0
     old = prompt_cache.tokens
     n = 0
     limit = min(len(old), len(prompt) - 1)  # always feed at least one new token
@@ -271,7 +322,7 @@ def _prepare_cache(
     cache = prompt_cache.cache
     prompt_cache.reset()  # the cache object is consumed by this generation
     if n == 0 or not hasattr(cache, "crop"):
-        return DynamicCache(config=model.config), 0
+        return runner.new_cache(), 0
     if len(old) > n:
         cache.crop(-(len(old) - n))  # transformers 5: a negative count removes tokens
     return cache, n

@@ -40,6 +40,7 @@ class ModelSpec:
     bnb_4bit_compute_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
     adapter: str | None = None  # LoRA adapter folder applied on top of ``path``
     allow_pickle: bool = False  # permit .bin/.pt weights (loaded with weights_only)
+    runner: Literal["auto", "hf"] = "auto"  # auto: lean Llama decode path where it applies
 
     def with_(self, **changes: Any) -> ModelSpec:
         return replace(self, **changes)
@@ -223,6 +224,13 @@ def _load_hf(folder: Path, spec: ModelSpec, device: str, dtype: Any, warnings: l
             )
         warnings.append("pickle weights loaded with weights_only=True")
     check_safetensors(safe)
+    from slmchat.engine.quantize import is_cpu_int8_checkpoint, load_cpu_int8
+
+    if is_cpu_int8_checkpoint(folder):  # saved by `slmchat quantize --method cpu-int8`
+        if spec.quant in ("8bit", "4bit") or device != "cpu":
+            raise ModelLoadError(f"{folder} is a cpu-int8 checkpoint: load it on the CPU "
+                                 "without bitsandbytes quantization")
+        return load_cpu_int8(folder)
     if _has_python_files(folder):
         warnings.append("folder contains Python files; they are ignored (trust_remote_code off)")
     kwargs: dict[str, Any] = {
@@ -416,6 +424,10 @@ def _dtype_name(model: Any, spec: ModelSpec) -> str:
 
 
 def _checkpoint_quant(path: Path) -> str:
+    from slmchat.engine.quantize import is_cpu_int8_checkpoint
+
+    if path.is_dir() and is_cpu_int8_checkpoint(path):
+        return "cpu-int8"
     if path.is_dir() and _is_bnb_checkpoint(path):
         try:
             qc = json.loads((path / "config.json").read_text())["quantization_config"]

@@ -89,5 +89,6 @@ class Engine:
             if prompt.stop:
                 params = replace(params, stop=tuple(params.stop) + prompt.stop)
             yield from stream_generate(
-                lm.model, lm.tokenizer, prompt.input_ids, params, cancel, self._cache
+                lm.model, lm.tokenizer, prompt.input_ids, params, cancel, self._cache,
+                runner_kind=lm.spec.runner,
             )

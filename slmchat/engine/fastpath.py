@@ -1,0 +1,212 @@
+"""A lean decode path for Llama-architecture models (the default model among them).
+
+Why: for a 135M model, ``model.generate()`` on the CPU spends much of each token in
+Python and module dispatch, not in matmuls (30 layers x ~40 small ops). This runner
+keeps the same weights (views, no copies) but runs each layer as a short list of torch
+calls: fused QKV and gate/up matmuls, RoPE from a precomputed table, and a preallocated
+KV cache written in place. Numerics follow transformers' LlamaForCausalLM op for op
+(RMSNorm in fp32, the model's own rotary tables, SDPA), so greedy output in fp32 matches
+the reference; ``tests/engine/test_fastpath.py`` checks logits and text against it.
+
+Quantized projections (cpu-int8 dynamic Linear, bitsandbytes) are called as modules,
+so the same runner serves those paths, just without the fused matmuls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+_CACHE_CHUNK = 256
+
+
+def supports(model: Any) -> bool:
+    """True for plain (non-PEFT) Llama-architecture causal LMs we can run exactly."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) != "llama":
+        return False
+    if type(model).__name__ != "LlamaForCausalLM":
+        return False
+    rope = getattr(config, "rope_scaling", None) or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+    if rope_type not in ("default", None):
+        return False
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        return False
+    return getattr(config, "hidden_act", "silu") == "silu"
+
+
+def _is_plain_linear(module: Any) -> bool:
+    return type(module) is torch.nn.Linear and module.weight.dtype in (
+        torch.float32, torch.bfloat16, torch.float16)
+
+
+def _fuse(modules: list[Any]) -> Any:
+    """Concatenate plain Linear weights into one matrix and re-point the modules at
+    views of it (so memory is not doubled). Returns a callable x -> x @ W.T."""
+    if not all(_is_plain_linear(m) and m.bias is None for m in modules):
+        return None
+    fused = torch.cat([m.weight.data for m in modules], dim=0).contiguous()
+    start = 0
+    for m in modules:
+        n = m.weight.shape[0]
+        m.weight.data = fused[start:start + n]
+        start += n
+    return fused
+
+
+@dataclass
+class _Layer:
+    in_norm: torch.Tensor
+    post_norm: torch.Tensor
+    qkv: torch.Tensor | None
+    q: Any
+    k: Any
+    v: Any
+    o: Any
+    gate_up: torch.Tensor | None
+    gate: Any
+    up: Any
+    down: Any
+
+
+class FastCache:
+    """Preallocated K/V for all layers; ``length`` tokens are valid."""
+
+    def __init__(self, n_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device, capacity: int) -> None:
+        shape = (n_layers, kv_heads, capacity, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2]
+
+    def reserve(self, needed: int, limit: int) -> None:
+        if needed <= self.capacity:
+            return
+        new = min(max(needed, self.capacity * 2), max(limit, needed))
+        new = ((new + _CACHE_CHUNK - 1) // _CACHE_CHUNK) * _CACHE_CHUNK
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            grown = torch.zeros((old.shape[0], old.shape[1], new, old.shape[3]),
+                                dtype=old.dtype, device=old.device)
+            grown[:, :, : self.length] = old[:, :, : self.length]
+            setattr(self, name, grown)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Same sign convention as transformers 5: a negative count removes tokens."""
+        self.length = max(0, self.length + tokens_to_remove) if tokens_to_remove < 0 else \
+            min(self.length, tokens_to_remove)
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+class FastLlama:
+    """Run a LlamaForCausalLM forward with minimal per-token overhead."""
+
+    def __init__(self, model: Any) -> None:
+        if not supports(model):
+            raise ValueError("fast path supports plain Llama-architecture models only")
+        self.model = model
+        cfg = model.config
+        inner = model.model
+        self.n_heads = cfg.num_attention_heads
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        self.max_len = int(cfg.max_position_embeddings)
+        self.eps = float(cfg.rms_norm_eps)
+        self.embed = inner.embed_tokens
+        self.final_norm = inner.norm.weight
+        self.lm_head = model.lm_head
+        self.lm_weight = model.lm_head.weight if _is_plain_linear(model.lm_head) else None
+        self.device = self.embed.weight.device
+        self.dtype = self.embed.weight.dtype
+        self.layers: list[_Layer] = []
+        for layer in inner.layers:
+            att, mlp = layer.self_attn, layer.mlp
+            self.layers.append(_Layer(
+                in_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight,
+                qkv=_fuse([att.q_proj, att.k_proj, att.v_proj]),
+                q=att.q_proj, k=att.k_proj, v=att.v_proj, o=att.o_proj,
+                gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
+                gate=mlp.gate_proj, up=mlp.up_proj, down=mlp.down_proj,
+            ))
+        self._rotary = inner.rotary_emb
+        self._cos = torch.empty(0)
+        self._sin = torch.empty(0)
+        self.config = cfg
+
+    def _rope(self, end: int) -> None:
+        if self._cos.shape[0] >= end:
+            return
+        n = min(max(end, _CACHE_CHUNK, self._cos.shape[0] * 2), max(self.max_len, end))
+        pos = torch.arange(n, device=self.device)[None]
+        probe = torch.empty(1, dtype=self.dtype, device=self.device)
+        cos, sin = self._rotary(probe, pos)  # the model's own tables: identical numerics
+        self._cos, self._sin = cos[0], sin[0]
+
+    def new_cache(self) -> FastCache:
+        return FastCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype,
+                         self.device, _CACHE_CHUNK)
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * h.to(x.dtype)
+
+    @torch.inference_mode()
+    def forward(self, ids: torch.Tensor, cache: FastCache) -> torch.Tensor:
+        """Feed ``ids`` [1, T] after the cached tokens; return logits of the last one [1, V]."""
+        t = ids.shape[1]
+        start = cache.length
+        end = start + t
+        cache.reserve(end, self.max_len)
+        self._rope(end)
+        cos = self._cos[start:end][None, None]
+        sin = self._sin[start:end][None, None]
+        half = self.head_dim // 2
+        hd, nh, kvh = self.head_dim, self.n_heads, self.kv_heads
+        x = self.embed(ids)
+        mask = None
+        if t > 1 and start > 0:
+            q_pos = torch.arange(start, end, device=self.device)[:, None]
+            mask = torch.arange(end, device=self.device)[None, :] <= q_pos
+        for i, L in enumerate(self.layers):
+            h = self._norm(x, L.in_norm)
+            if L.qkv is not None:
+                qkv = F.linear(h, L.qkv)
+                q, k, v = qkv.split((nh * hd, kvh * hd, kvh * hd), dim=-1)
+            else:
+                q, k, v = L.q(h), L.k(h), L.v(h)
+            q = q.view(1, t, nh, hd).transpose(1, 2)
+            k = k.view(1, t, kvh, hd).transpose(1, 2)
+            v = v.view(1, t, kvh, hd).transpose(1, 2)
+            q = q * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin
+            k = k * cos + torch.cat((-k[..., half:], k[..., :half]), dim=-1) * sin
+            cache.k[i, :, start:end] = k[0]
+            cache.v[i, :, start:end] = v[0]
+            keys = cache.k[i, :, :end][None]
+            values = cache.v[i, :, :end][None]
+            att = F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=mask, is_causal=(t > 1 and start == 0),
+                enable_gqa=kvh != nh,
+            )
+            att = att.transpose(1, 2).reshape(1, t, nh * hd)
+            x = x + L.o(att)
+            h = self._norm(x, L.post_norm)
+            if L.gate_up is not None:
+                gate, up = F.linear(h, L.gate_up).chunk(2, dim=-1)
+            else:
+                gate, up = L.gate(h), L.up(h)
+            x = x + L.down(F.silu(gate) * up)
+        cache.length = end
+        last = self._norm(x[:, -1:], self.final_norm)
+        logits = F.linear(last, self.lm_weight) if self.lm_weight is not None else self.lm_head(last)
+        return logits[:, -1, :]
