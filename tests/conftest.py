@@ -8,9 +8,43 @@ from pathlib import Path
 import pytest
 
 from slmchat.engine.offline import ensure_offline
+from tests import netguard
 from tests.tinymodels import make_tiny_gpt2, make_tiny_llama
 
 ensure_offline()
+
+
+NETGUARD_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"slmchat-netguard-{os.getpid()}.log"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Offline by construction: any non-loopback connection or DNS lookup fails, here
+    # and (through sitecustomize) in every Python subprocess the tests start.
+    netguard.install()
+    NETGUARD_LOG.unlink(missing_ok=True)
+    site = str(Path(__file__).parent / "netguard_site")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (site, str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")) if p)
+    os.environ["SLMCHAT_NETGUARD"] = "1"
+    os.environ["SLMCHAT_NETGUARD_LOG"] = str(NETGUARD_LOG)
+
+
+def _attempts() -> list[str]:
+    logged = NETGUARD_LOG.read_text().splitlines() if NETGUARD_LOG.exists() else []
+    return logged
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _attempts() and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    attempts = _attempts()
+    terminalreporter.write_line(
+        f"network: {len(attempts)} outbound connection attempts"
+        + (f" (FAIL): {attempts[:5]}" if attempts else " (offline by construction)")
+    )
 # The converted default model is cached once per machine (~40 s to build) and shared by
 # test runs; everything else a test writes goes to its own tmp folders.
 REAL_CACHE = Path(os.environ.get("SLMCHAT_TEST_CACHE", Path.home() / ".cache" / "slmchat-tests"))
