@@ -83,8 +83,12 @@ class Engine:
         continue_last: bool = False,
     ) -> Iterator[GenerationChunk]:
         """Stream the assistant reply to ``messages`` (system message first, if any)."""
+        from slmchat.engine.devices import chat_threads
+
         with self._lock:
             lm = self._require()
+            if lm.info.device == "cpu":
+                chat_threads()
             prompt = self.prompt(messages, params, mode, continue_last)
             if prompt.stop:
                 params = replace(params, stop=tuple(params.stop) + prompt.stop)

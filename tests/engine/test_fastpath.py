@@ -75,3 +75,15 @@ def test_prefix_reuse_with_fast_runner(llama) -> None:
     fresh = list(stream_generate(llama.model, tok, second, p, runner_kind="hf"))
     assert reused[-1].cached_tokens >= len(first)
     assert "".join(c.text for c in reused) == "".join(c.text for c in fresh)
+
+
+def test_fast_runner_on_cpu_int8_matches_hf_runner(tiny_llama_dir: Path) -> None:
+    lm = load(ModelSpec(path=str(tiny_llama_dir), device="cpu", quant="cpu-int8"))
+    assert fastpath.supports(lm.model)
+    ids = lm.tokenizer("The quick brown fox")["input_ids"]
+    p = SamplingParams(temperature=0, max_new_tokens=30, ignore_eos=True)
+    fast = "".join(c.text for c in stream_generate(lm.model, lm.tokenizer, ids, p,
+                                                   runner_kind="fast"))
+    ref = "".join(c.text for c in stream_generate(lm.model, lm.tokenizer, ids, p,
+                                                  runner_kind="hf"))
+    assert fast == ref and fast
