@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -368,32 +368,6 @@ class Store:
         hits += [SearchHit(r["id"], 0, r["title"], r["title"]) for r in titled
                  if r["id"] not in seen]
         return hits
-
-    def export_json(self, conv_id: int) -> str:
-        conv = self.get_conversation(conv_id)
-        data = {
-            "format": "slmchat-conversation", "schema": SCHEMA_VERSION,
-            "conversation": asdict(conv),
-            "messages": [asdict(m) for m in self.messages(conv_id)],
-        }
-        return json.dumps(data, indent=2, ensure_ascii=False)
-
-    def export_markdown(self, conv_id: int) -> str:
-        conv = self.get_conversation(conv_id)
-        out = [f"# {conv.title}", ""]
-        system = conv.settings.get("system_prompt")
-        if system:
-            out += ["> **System:** " + system.replace("\n", "\n> "), ""]
-        for m in self.messages(conv_id):
-            note = "" if m.status == "done" else f" *({m.status})*"
-            out += [f"## {m.role.capitalize()}{note}", "", m.content, ""]
-            if m.provenance:
-                p = m.provenance
-                model = p.get("model", {})
-                out += [f"<sub>{model.get('name', '?')} · seed {p.get('seed')} · "
-                        f"{p.get('new_tokens', '?')} tokens · "
-                        f"{p.get('decode_tps', 0):.1f} tok/s</sub>", ""]
-        return "\n".join(out).rstrip() + "\n"
 
     def integrity_check(self) -> str:
         with self._lock:

@@ -13,17 +13,17 @@ from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
 
 
-def rows(app) -> list[tuple[str, str, str]]:  # noqa: ANN001
+def rows(app) -> list[tuple[str, str, str]]:
     return [(v.role, v.content, v.status) for v in app.chat.log_view.views()]
 
 
-def stored(app) -> list[tuple[str, str, str]]:  # noqa: ANN001
+def stored(app) -> list[tuple[str, str, str]]:
     conv = app.chat.conv
     assert conv is not None
     return [(m.role, m.content, m.status) for m in app.store.messages(conv.id)]
 
 
-async def send(pilot, text: str) -> None:  # noqa: ANN001
+async def send(pilot, text: str) -> None:
     await pilot.press(*text, "enter")
     await settle(pilot)
 
@@ -71,7 +71,7 @@ async def test_typing_during_model_load_sends_when_ready(make_app) -> None:
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert "loading" in str(app.chat.status.render_status())
+        assert "Loading default model" in str(app.chat.status.render_status())
         await pilot.press(*"early question", "enter")
         await pilot.pause()
         # The user message is committed and shown; the reply waits for the model.
@@ -82,7 +82,7 @@ async def test_typing_during_model_load_sends_when_ready(make_app) -> None:
         await settle(pilot)
         assert rows(app) == [("user", "early question", "done"),
                              ("assistant", "Ready now.", "done")]
-        assert "loading" not in str(app.chat.status.render_status())
+        assert "Loading" not in str(app.chat.status.render_status())
 
 
 async def test_escape_stops_and_keeps_partial_reply(make_app) -> None:
@@ -264,3 +264,24 @@ async def test_message_view_marks_interrupted_replies(make_app, db_path) -> None
         view = app.chat.log_view.views()[-1]
         assert isinstance(view, MessageView)
         assert (view.content, view.status) == ("half a rep", "interrupted")
+
+
+async def test_continue_closes_a_code_fence_opened_before(make_app) -> None:
+    from textual.widgets._markdown import MarkdownFence
+
+    engine = FakeEngine(replies=["```python\nx = 1\nprint(x) # out", " 1\ny = 2\n```\n\nDone."])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.chat.chat_settings["max_new_tokens"] = 5
+        await send(pilot, "code")
+        assert rows(app)[-1][2] == "length"
+        app.chat.chat_settings["max_new_tokens"] = 50
+        await app.chat.open_conversation(app.chat.conv.id)  # as after a restart
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        view = app.chat.log_view.views()[-1]
+        fences = list(view.query(MarkdownFence))
+        assert len(fences) == 1
+        assert "x = 1" in fences[0].code and "y = 2" in fences[0].code

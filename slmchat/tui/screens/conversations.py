@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from textual.screen import Screen
 
 from slmchat.engine.store import Conversation, Store, write_private
+from slmchat.engine.transcript import to_json, to_markdown
 from slmchat.tui.generation import Job
 from slmchat.tui.screens.dialogs import Confirm, TextPrompt
 from slmchat.tui.widgets.chat_log import ChatLog
@@ -184,8 +185,8 @@ class ConversationScreen(Screen[None]):
             path = Path(path_text).expanduser()
             as_json = path.suffix.lower() == ".json"
             try:
-                text = (self.store.export_json(conv_id) if as_json
-                        else self.store.export_markdown(conv_id))
+                text = (to_json(self.store, conv_id) if as_json
+                        else to_markdown(self.store, conv_id))
                 write_private(path, text)
             except OSError as exc:
                 self.notify(f"Export failed: {exc}", severity="error")

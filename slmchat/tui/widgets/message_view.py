@@ -62,6 +62,7 @@ class MessageView(Vertical):
         self._pending: list[str] = []
         self._stream: MarkdownStream | None = None
         self._timer: Timer | None = None
+        self._continued = False
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
@@ -103,6 +104,7 @@ class MessageView(Vertical):
 
     def start_stream(self) -> None:
         self.set_status("streaming")
+        self._continued = bool(self.content)
         self._stream = Markdown.get_stream(self.query_one(Markdown))
         self._timer = self.set_interval(FLUSH_INTERVAL, self._flush)
 
@@ -124,6 +126,10 @@ class MessageView(Vertical):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
+            if self._continued:
+                # A continued reply may close a construct (e.g. a code fence) opened in
+                # the part written before; appends don't re-parse it, so parse once here.
+                await self.query_one(Markdown).update(self.content)
         self.set_status(status, provenance)
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
@@ -52,7 +53,7 @@ class SettingsPanel(VerticalScroll):
         yield TextArea(id="set-system_prompt", soft_wrap=True, tab_behavior="focus",
                        classes="system-prompt")
         for key, label, _type, hint in FIELDS:
-            yield Label(f"{label} [dim]{hint}[/]", classes="field-label")
+            yield Label(Text.assemble(label, "  ", (hint, "dim")), classes="field-label")
             yield Input(id=f"set-{key}", classes="field-input", compact=True)
         with Horizontal(classes="buttons"):
             yield Button("Save", id="settings-save", variant="primary", compact=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from rich.text import Text
@@ -14,6 +15,14 @@ from textual.widgets import Input, Label, ListItem, ListView
 from slmchat.engine.store import Conversation, SearchHit, Store
 
 
+def highlight_snippet(snippet: str) -> Text:
+    """The store marks matches as [term]; show them highlighted instead of bracketed."""
+    text = Text(style="dim", no_wrap=True, overflow="ellipsis")
+    for i, part in enumerate(re.split(r"\[([^\]\n]*)\]", snippet.replace("\n", " "))):
+        text.append(part, style="bold underline" if i % 2 else "")
+    return text
+
+
 class ConversationItem(ListItem):
     def __init__(self, conv_id: int, title: str, snippet: str = "") -> None:
         super().__init__(classes="conversation-item")
@@ -24,8 +33,7 @@ class ConversationItem(ListItem):
     def compose(self) -> ComposeResult:
         yield Label(Text(self.title, no_wrap=True, overflow="ellipsis"), classes="conv-title")
         if self.snippet and self.snippet != self.title:
-            yield Label(Text(self.snippet.replace("\n", " "), style="dim", no_wrap=True,
-                             overflow="ellipsis"), classes="conv-snippet")
+            yield Label(highlight_snippet(self.snippet), classes="conv-snippet")
 
 
 class ConversationSidebar(Vertical):
@@ -48,7 +56,7 @@ class ConversationSidebar(Vertical):
         self.current: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="Search conversations", id="search")
+        yield Input(placeholder="Search conversations", id="search", compact=True)
         yield ListView(id="conversations")
 
     def on_mount(self) -> None:
@@ -84,8 +92,8 @@ class ConversationSidebar(Vertical):
         lv.clear()
         lv.extend(items)
         index = next((i for i, it in enumerate(items) if it.conv_id == self.current), None)
-        if index is not None:
-            lv.index = index
+        if items:
+            lv.index = index if index is not None else 0
         self.border_subtitle = f"{len(items)} found" if self.query_text else ""
 
     def on_input_changed(self, event: Input.Changed) -> None:

@@ -74,7 +74,7 @@ class StatusBar(Static):
     def render_status(self) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         if self.loading_name:
-            t.append(f"⏳ loading {self.loading_name}… ", style="bold yellow")
+            t.append(f"Loading {self.loading_name}…  ", style="bold yellow")
         elif self.info is None:
             t.append("no model loaded ", style="bold red")
             if self.load_error:

@@ -1,0 +1,106 @@
+"""Drive the real app on the real default model and save screenshots/*.svg and *.png.
+
+Run with ``make screenshots``. Uses a throw-away data/config folder, so your own
+conversations are neither read nor changed; the converted default model comes from
+the usual cache. Greedy decoding keeps the answers stable from run to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "screenshots"
+SIZE = (120, 36)
+
+
+def to_png(svg: Path) -> Path | None:
+    try:
+        import cairosvg
+    except ImportError:
+        print("cairosvg is not installed: only SVG written (pip install -e '.[dev]')")
+        return None
+    png = svg.with_suffix(".png")
+    cairosvg.svg2png(url=str(svg), write_to=str(png), output_width=1600)
+    return png
+
+
+async def wait_reply(app: object, pilot: object) -> None:
+    chat = app.chat  # type: ignore[attr-defined]
+    while chat.generating or chat.pending:
+        await pilot.pause(0.2)  # type: ignore[attr-defined]
+    await pilot.pause(0.5)  # type: ignore[attr-defined]
+
+
+async def main() -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="slmchat-shots-"))
+    os.environ["SLMCHAT_DATA_DIR"] = str(tmp / "data")
+    os.environ["SLMCHAT_CONFIG_DIR"] = str(tmp / "config")
+
+    from slmchat.config import Settings
+    from slmchat.engine.devices import configure_threads
+    from slmchat.engine.session import Engine
+    from slmchat.engine.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    configure_threads()
+    settings = Settings()
+    settings.generation.temperature = 0.0
+    settings.generation.max_new_tokens = 200
+    store = Store(tmp / "data" / "conversations.db")
+    app = SlmChatApp(settings, Engine(), store, persist_settings=False)
+    OUT.mkdir(exist_ok=True)
+    written: list[Path] = []
+
+    async def shot(name: str) -> None:
+        app.chat.prompt.cursor_blink = False
+        await pilot.pause(0.3)
+        svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
+        written.append(svg)
+        png = to_png(svg)
+        if png:
+            written.append(png)
+        print(f"wrote {svg.name}" + (f" and {png.name}" if png else ""))
+
+    async with app.run_test(size=SIZE) as pilot:
+        # 1. Start-up: typing while the model loads.
+        await pilot.pause(0.5)
+        await pilot.press(*"What is the capital of France?", "enter")
+        await pilot.pause(0.3)
+        await shot("01-loading")
+        await wait_reply(app, pilot)
+        # 2. A new chat answered with a code block (and one mid-stream shot).
+        await pilot.press("ctrl+n")
+        await pilot.press(*"Write a Python function that checks whether a number is prime.",
+                          "enter")
+        while app.chat.generating and len(app.chat.log_view.views()[-1].content) < 120:
+            await pilot.pause(0.2)
+        await shot("02-streaming")
+        await wait_reply(app, pilot)
+        app.clear_notifications()
+        await shot("03-answered-code")
+        # 3. The sidebar with a full-text search.
+        await pilot.press("ctrl+f", *"paris")
+        await pilot.pause(0.5)
+        await shot("04-sidebar-search")
+        # 4. The per-conversation settings panel.
+        await pilot.press("escape", "ctrl+s")
+        await pilot.pause(0.5)
+        await shot("05-settings")
+        await pilot.press("ctrl+s")
+        # 5. The command palette.
+        await pilot.press("ctrl+p", *"conv")
+        await pilot.pause(0.8)
+        await shot("06-command-palette")
+        await pilot.press("escape")
+    store.close()
+    print(f"{len(written)} files in {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

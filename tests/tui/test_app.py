@@ -1,0 +1,144 @@
+"""Pilot tests of app wiring: model loading, panels hooks, theme, settings, palette."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from textual.screen import Screen
+
+from slmchat.config import load_settings, settings_path
+from slmchat.engine.models import ModelSpec
+from tests.tui.conftest import SIZE, settle
+from tests.tui.fakes import FakeEngine
+
+
+def notes(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def test_theme_is_remembered_in_settings_file(make_app) -> None:
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.theme = "nord"
+        await pilot.pause()
+    settings, problem = load_settings()
+    assert problem is None and settings.ui.theme == "nord"
+    app2 = make_app(FakeEngine(), settings=settings)
+    async with app2.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app2.theme == "nord"
+
+
+async def test_malformed_settings_file_gives_notice_and_defaults(make_app) -> None:
+    settings_path().write_text("[generation\ntemperature = 'hot'\n")
+    settings, problem = load_settings()
+    assert problem is not None and "malformed" in problem
+    app = make_app(FakeEngine(replies=["fine"]), settings=settings, settings_problem=problem)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert any("malformed settings" in n for n in notes(app))
+        await pilot.press(*"still works", "enter")
+        await settle(pilot)
+        assert app.chat.log_view.views()[-1].content == "fine"
+
+
+async def test_last_loaded_model_is_remembered(make_app) -> None:
+    engine = FakeEngine()
+    app = make_app(engine, spec=ModelSpec(path="/models/tiny", dtype="fp32"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert engine.loads[0].path == "/models/tiny"
+    settings, _ = load_settings()
+    assert (settings.model.path, settings.model.dtype) == ("/models/tiny", "fp32")
+
+
+async def test_failed_load_keeps_previous_model(make_app) -> None:
+    engine = FakeEngine(fail_paths=("/missing",))
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert engine.info is not None and engine.info.name == "fake-model"
+        app.load_model(ModelSpec(path="/missing"))
+        await settle(pilot)
+        assert any("does not exist" in n and "Still using fake-model" in n for n in notes(app))
+        assert engine.info.name == "fake-model"
+        status = str(app.chat.status.render_status())
+        assert "fake-model" in status and "Loading" not in status
+        assert app.chat.model_ready
+
+
+async def test_first_load_failure_keeps_message_pending(make_app) -> None:
+    engine = FakeEngine(fail_paths=("default",))
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "no model loaded" in str(app.chat.status.render_status())
+        await pilot.press(*"hello", "enter")
+        await settle(pilot)
+        assert app.chat.pending and engine.calls == []
+        app.load_model(ModelSpec(path="/models/other"))
+        await settle(pilot)
+        assert len(engine.calls) == 1
+        assert app.chat.log_view.views()[-1].content == "OK."
+
+
+class _PickScreen(Screen[ModelSpec | None]):
+    def __init__(self, engine: object, settings: object) -> None:
+        super().__init__()
+        self.engine, self.settings = engine, settings
+
+    def on_mount(self) -> None:
+        self.dismiss(ModelSpec(path="/models/picked"))
+
+
+@pytest.mark.parametrize(("key", "module", "cls"), [
+    ("ctrl+o", "slmchat.tui.screens.models", "ModelsScreen"),
+    ("ctrl+t", "slmchat.tui.screens.finetune", "FinetuneScreen"),
+])
+async def test_panel_hooks_load_the_dismissed_spec(make_app, monkeypatch, key, module,
+                                                   cls) -> None:
+    fake = types.ModuleType(module)
+    setattr(fake, cls, _PickScreen)
+    monkeypatch.setitem(sys.modules, module, fake)
+    engine = FakeEngine()
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press(key)
+        await settle(pilot)
+        assert engine.loads[-1].path == "/models/picked"
+        assert engine.info.name == "picked"
+
+
+async def test_panel_hook_when_module_is_missing(make_app, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "slmchat.tui.screens.finetune", None)  # ImportError
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert any("not available yet" in n for n in notes(app))
+
+
+async def test_command_palette_lists_every_chat_action(make_app) -> None:
+    app = make_app(FakeEngine(replies=["a", "b"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for needed in ("New chat", "Stop reply", "Regenerate reply", "Continue reply",
+                       "Edit last message", "Copy last reply", "Chat settings",
+                       "Search conversations", "Rename conversation", "Delete conversation",
+                       "Export conversation (Markdown)", "Export conversation (JSON)",
+                       "Models", "Fine-tune", "Theme"):
+            assert any(t.startswith(needed) for t in titles), needed
+        # Running one from the palette works like its key.
+        await pilot.press(*"q", "enter")
+        await settle(pilot)
+        cmd = next(c for c in app.get_system_commands(app.screen)
+                   if c.title == "Regenerate reply")
+        await cmd.callback()  # type: ignore[misc]
+        await settle(pilot)
+        assert app.chat.log_view.views()[-1].content == "b"

@@ -1,0 +1,102 @@
+"""Snapshot tests (pytest-textual-snapshot) of the main states at 120x36.
+
+Update after an intended visual change with ``pytest tests/tui --snapshot-update``
+and look at the report before committing.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from slmchat.engine.store import Store
+from slmchat.tui.widgets import status_bar
+from tests.tui.conftest import SIZE, settle
+from tests.tui.fakes import FakeEngine
+
+CODE_REPLY = (
+    "Here is a small function:\n\n```python\ndef add(a: int, b: int) -> int:\n"
+    "    return a + b\n```\n\nIt returns the **sum** of `a` and `b`."
+)
+
+
+@pytest.fixture(autouse=True)
+def fixed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(status_bar, "process_rss", lambda: 321 * 2**20)
+
+
+async def _steady(pilot) -> None:
+    await settle(pilot)
+    pilot.app.chat.prompt.cursor_blink = False
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+def test_answered_chat_with_code_block(snap_compare, make_app) -> None:
+    app = make_app(FakeEngine(replies=[CODE_REPLY]))
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await pilot.press(*"Write an add function in Python", "enter")
+        await _steady(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_loading_model_while_typing(snap_compare, make_app) -> None:
+    gate = threading.Event()
+    app = make_app(FakeEngine(load_gate=gate))
+
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await pilot.press(*"A question typed before the model is ready", "enter")
+        await pilot.pause()
+        pilot.app.chat.prompt.cursor_blink = False
+        pilot.app.chat.status.refresh_status()
+        await pilot.pause()
+        # The screenshot is taken right after this returns; let the load finish soon
+        # after, so that shutting down does not wait for the blocked loader thread.
+        threading.Timer(1.5, gate.set).start()
+
+    try:
+        assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    finally:
+        gate.set()
+
+
+def test_sidebar_search(snap_compare, make_app, db_path: Path) -> None:
+    store = Store(db_path)
+    for title, text in (("Sourdough starter", "feed the starter with flour and water"),
+                        ("Python generators", "a generator yields values lazily"),
+                        ("Trip to Lisbon", "the tram 28 goes up the hills")):
+        conv = store.create_conversation(title)
+        store.add_message(conv.id, "user", text)
+    store.close()
+    app = make_app(FakeEngine())
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("ctrl+f", *"yields")
+        await _steady(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_settings_panel_and_stopped_reply(snap_compare, make_app) -> None:
+    engine = FakeEngine(replies=["one two three four five"], pause_after=2)
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await pilot.press(*"count to five", "enter")
+        while not engine.paused.is_set():
+            await pilot.pause(0.02)
+        await pilot.pause(0.2)
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await _steady(pilot)
+
+    app = make_app(engine)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
