@@ -57,7 +57,8 @@ def _chat_of_about(engine: Any, tokens: int) -> list[Any]:
         n += 1
 
 
-def run_slmchat(model: str, dtype: str, quant: str) -> dict[str, Any]:
+def run_slmchat(model: str, dtype: str, quant: str, runner: str = "auto",
+                device: str = "auto") -> dict[str, Any]:
     from slmchat.engine.devices import configure_threads
     from slmchat.engine.generate import SamplingParams, stream_generate
     from slmchat.engine.models import ModelSpec
@@ -67,18 +68,20 @@ def run_slmchat(model: str, dtype: str, quant: str) -> dict[str, Any]:
     threads = configure_threads()
     t0 = time.perf_counter()
     engine = Engine()
-    info = engine.load(ModelSpec(path=model, dtype=dtype, quant=quant))  # type: ignore[arg-type]
+    info = engine.load(ModelSpec(path=model, dtype=dtype, quant=quant,  # type: ignore[arg-type]
+                                 runner=runner, device=device))  # type: ignore[arg-type]
     load_s = time.perf_counter() - t0
     lm = engine.loaded
     assert lm is not None
     ids = _prompt_ids(lm.tokenizer)
     greedy = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=1)
-    list(stream_generate(lm.model, lm.tokenizer, ids[:32], greedy))  # warm-up
-    last = list(stream_generate(lm.model, lm.tokenizer, ids, greedy))[-1]
+    kind = lm.spec.runner
+    list(stream_generate(lm.model, lm.tokenizer, ids[:32], greedy, runner_kind=kind))  # warm-up
+    last = list(stream_generate(lm.model, lm.tokenizer, ids, greedy, runner_kind=kind))[-1]
     prefill = last.prefill_tps
     dec = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=DECODE_TOKENS,
                          ignore_eos=True)
-    last = list(stream_generate(lm.model, lm.tokenizer, ids[:16], dec))[-1]
+    last = list(stream_generate(lm.model, lm.tokenizer, ids[:16], dec, runner_kind=kind))[-1]
     decode = last.decode_tps
     # Chat TTFT with ~1,000 tokens of history, then a follow-up turn reusing the prefix.
     msgs = _chat_of_about(engine, HISTORY_TOKENS)
@@ -94,8 +97,16 @@ def run_slmchat(model: str, dtype: str, quant: str) -> dict[str, Any]:
         "ttft_chat_s": ttft, "history_tokens": history_tokens,
         "ttft_followup_s": follow.ttft_s or 0.0, "followup_cached_tokens": follow.cached_tokens,
         "peak_rss_mb": _peak_rss_mb(), "weights_mb": info.footprint_bytes / 2**20,
-        "threads": threads,
+        "threads": threads, "device": info.device, **_gpu_mem(),
     }
+
+
+def _gpu_mem() -> dict[str, float]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
 
 
 def _prompt_ids(tokenizer: Any) -> list[int]:
@@ -104,7 +115,7 @@ def _prompt_ids(tokenizer: Any) -> list[int]:
     return list(ids[:PREFILL_TOKENS])
 
 
-def run_hf_generate(model: str, dtype: str) -> dict[str, Any]:
+def run_hf_generate(model: str, dtype: str, device: str = "auto") -> dict[str, Any]:
     """The reference: plain transformers ``model.generate()``."""
     import torch
 
@@ -113,9 +124,9 @@ def run_hf_generate(model: str, dtype: str) -> dict[str, Any]:
 
     threads = configure_threads()
     t0 = time.perf_counter()
-    lm = load(ModelSpec(path=model, dtype=dtype))  # type: ignore[arg-type]
+    lm = load(ModelSpec(path=model, dtype=dtype, device=device))  # type: ignore[arg-type]
     load_s = time.perf_counter() - t0
-    ids = torch.tensor([_prompt_ids(lm.tokenizer)])
+    ids = torch.tensor([_prompt_ids(lm.tokenizer)], device=lm.info.device)
     kw = {"do_sample": False, "pad_token_id": lm.tokenizer.pad_token_id}
     lm.model.generate(ids[:, :32], max_new_tokens=2, **kw)  # warm-up
     t = time.perf_counter()
@@ -131,7 +142,7 @@ def run_hf_generate(model: str, dtype: str) -> dict[str, Any]:
     return {
         "load_s": load_s, "prefill_tok_s": ids.shape[1] / prefill_s,
         "decode_tok_s": (DECODE_TOKENS - 1) / max(total - first, 1e-9),
-        "peak_rss_mb": _peak_rss_mb(), "threads": threads,
+        "peak_rss_mb": _peak_rss_mb(), "threads": threads, **_gpu_mem(),
     }
 
 
@@ -185,6 +196,8 @@ def run_llama_cpp(gguf: str) -> dict[str, Any]:
 
 PATHS: dict[str, dict[str, str]] = {
     "hf-generate fp32 (reference)": {"kind": "hf", "dtype": "fp32"},
+    "slmchat fp32 (hf runner)": {"kind": "slmchat", "dtype": "fp32", "quant": "none",
+                                 "runner": "hf"},
     "slmchat fp32": {"kind": "slmchat", "dtype": "fp32", "quant": "none"},
     "slmchat bf16": {"kind": "slmchat", "dtype": "bf16", "quant": "none"},
     "slmchat cpu-int8": {"kind": "slmchat", "dtype": "fp32", "quant": "cpu-int8"},
@@ -197,7 +210,7 @@ def _child(name: str, model: str) -> dict[str, Any]:
     if cfg["kind"] == "hf":
         return run_hf_generate(model, cfg["dtype"])
     if cfg["kind"] == "slmchat":
-        return run_slmchat(model, cfg["dtype"], cfg["quant"])
+        return run_slmchat(model, cfg["dtype"], cfg["quant"], cfg.get("runner", "auto"))
     from slmchat.engine.default_model import gguf_path
 
     return run_llama_cpp(str(gguf_path()))

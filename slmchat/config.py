@@ -50,7 +50,7 @@ class Settings(BaseSettings):
 
     model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     generation: GenerationSettings = Field(default_factory=GenerationSettings)  # type: ignore[arg-type]
-    ui: UISettings = Field(default_factory=UISettings)
+    ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(

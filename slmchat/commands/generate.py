@@ -64,7 +64,7 @@ def sampling_from_args(args: argparse.Namespace):  # -> SamplingParams
 
 def run(args: argparse.Namespace) -> int:
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.prompting import ChatMessage
+    from slmchat.engine.prompting import ChatMessage, PromptMode
     from slmchat.engine.session import Engine
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if system:
         messages.append(ChatMessage("system", system))
     messages.append(ChatMessage("user", prompt))
-    mode = "raw" if args.raw else "chat"
+    mode: PromptMode = "raw" if args.raw else "chat"
     last = None
     for last in engine.stream_chat(messages, params, mode=mode):
         if last.text:

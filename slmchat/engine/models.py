@@ -246,7 +246,7 @@ def _load_hf(folder: Path, spec: ModelSpec, device: str, dtype: Any, warnings: l
         kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
     if "device_map" not in kwargs:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers' stub wraps .to oddly
     return model
 
 
@@ -353,7 +353,7 @@ def _load_kind(
             str(path.parent), gguf_file=path.name, dtype=dtype,
             trust_remote_code=False, local_files_only=True,
         )
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
         tok = _load_tokenizer(path.parent, gguf_file=path.name)
         model = _maybe_adapter(model, spec, warnings)
         return model, tok, [path], path
@@ -382,7 +382,7 @@ def _maybe_adapter(model: Any, spec: ModelSpec, warnings: list[str]) -> Any:
     adapter = Path(spec.adapter).expanduser()
     if not (adapter / "adapter_config.json").is_file():
         raise ModelLoadError(f"not a LoRA adapter folder (no adapter_config.json): {adapter}")
-    safe, pickled = weight_files(adapter)
+    safe, _ = weight_files(adapter)
     if not safe:
         raise ModelLoadError(f"adapter {adapter} has no safetensors weights")
     check_safetensors(safe)

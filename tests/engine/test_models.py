@@ -40,7 +40,7 @@ def test_missing_path() -> None:
 
 def test_folder_without_config(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
         load(ModelSpec(path=str(tmp_path)))
 
 
