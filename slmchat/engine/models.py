@@ -9,7 +9,6 @@ spec (convention 9 in ARCHITECTURE.md).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -18,13 +17,18 @@ from typing import Any, Literal
 
 from slmchat.engine.devices import resolve_device, resolve_dtype
 from slmchat.engine.offline import ensure_offline
+from slmchat.engine.weights import (
+    check_safetensors,
+    fingerprint,
+    has_python_files,
+    weight_files,
+)
 from slmchat.errors import ModelLoadError
 
 Dtype = Literal["auto", "fp32", "bf16", "fp16"]
 Quant = Literal["none", "8bit", "4bit", "cpu-int8"]
 DTYPES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 QUANTS: tuple[str, ...] = ("none", "8bit", "4bit", "cpu-int8")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass(frozen=True)
@@ -82,62 +86,6 @@ class LoadedModel:
     tokenizer: Any
     info: ModelInfo
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _fingerprint(files: list[Path]) -> str:
-    """A fast content fingerprint: names, sizes and the first/last MiB of each file.
-
-    Hashing every byte of a multi-GB checkpoint on every load would cost seconds; this
-    still changes whenever weights are rewritten (safetensors headers hold offsets, and
-    the tensors at both ends change with any retrain).
-    """
-    digest = hashlib.sha256()
-    for path in sorted(files):
-        size = path.stat().st_size
-        digest.update(f"{path.name}:{size}".encode())
-        with path.open("rb") as fh:
-            digest.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), 2)
-                digest.update(fh.read(1 << 20))
-    return digest.hexdigest()[:16]
-
-
-def weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(safetensors files, pickle-format files) in a checkpoint folder."""
-    safe = sorted(folder.glob("*.safetensors"))
-    pickled = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    return safe, pickled
-
-
-def check_safetensors(files: list[Path]) -> None:
-    """Raise ModelLoadError when a safetensors file is truncated or corrupt.
-
-    Reads only headers and compares the declared tensor extent with the file size, so
-    a partly copied checkpoint is caught before transformers sees it.
-    """
-    for path in files:
-        try:
-            with path.open("rb") as fh:
-                raw = fh.read(8)
-                if len(raw) < 8:
-                    raise ValueError("file shorter than its header")
-                header_len = int.from_bytes(raw, "little")
-                if header_len > 100_000_000:
-                    raise ValueError("header length is implausible")
-                header = json.loads(fh.read(header_len))
-            end = max(
-                (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                default=0,
-            )
-            if path.stat().st_size < 8 + header_len + end:
-                raise ValueError("truncated: the file is shorter than its tensors")
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise ModelLoadError(f"corrupt weights file {path}: {exc}") from exc
-
-
-def _has_python_files(folder: Path) -> bool:
-    return any(folder.glob("*.py"))
 
 
 def _resolve_source(spec: ModelSpec) -> tuple[str, Path]:
@@ -231,7 +179,7 @@ def _load_hf(folder: Path, spec: ModelSpec, device: str, dtype: Any, warnings: l
             raise ModelLoadError(f"{folder} is a cpu-int8 checkpoint: load it on the CPU "
                                  "without bitsandbytes quantization")
         return load_cpu_int8(folder)
-    if _has_python_files(folder):
+    if has_python_files(folder):
         warnings.append("folder contains Python files; they are ignored (trust_remote_code off)")
     kwargs: dict[str, Any] = {
         "trust_remote_code": False,
@@ -326,7 +274,7 @@ def load(spec: ModelSpec) -> LoadedModel:
         adapter=str(Path(spec.adapter).expanduser()) if spec.adapter else (
             str(path) if kind == "adapter" else None
         ),
-        fingerprint=_fingerprint(files) if files else "",
+        fingerprint=fingerprint(files) if files else "",
         warnings=tuple(warnings),
     )
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, info=info)
