@@ -223,8 +223,9 @@ def summarize(run_dir: Path) -> RunSummary:
     if state == "running" and not starting and not pid_alive(pid):
         state = "dead"
     message = str(status.get("message") or "")
-    if state == "dead" and not message:
-        message = "the training process stopped unexpectedly; resume it to continue"
+    if state == "dead":  # the last message ("step 12/40") is stale
+        message = (f"the training process stopped unexpectedly at step "
+                   f"{int(status.get('step') or 0)}; resume it to continue")
     return RunSummary(
         path=run_dir, state=state, step=int(status.get("step") or 0),
         total_steps=int(status.get("total_steps") or 0), data=str(args.get("data", "")),

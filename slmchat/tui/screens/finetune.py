@@ -1,0 +1,368 @@
+"""The fine-tune panel: pick a file, preview, start, watch, cancel/resume, use the result.
+
+``FinetuneScreen(engine=..., settings=...)`` dismisses with a ``ModelSpec`` for a
+finished run's output when the user chooses "Use model" (the app loads it), or None.
+Runs are separate processes (``slmchat.engine.runs.spawn``): closing the panel or the
+app never stops them, and opening the panel re-attaches to every run in the runs folder
+by reading its status.json and progress.jsonl on a one-second timer.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, OptionList, ProgressBar, Select, Static
+from textual.widgets.option_list import Option
+from textual_plotext import PlotextPlot
+
+from slmchat.engine import runs
+from slmchat.engine.models import ModelSpec
+from slmchat.engine.train import TrainArgs, format_duration
+from slmchat.errors import SlmChatError
+
+STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
+              "pending": "…"}
+
+
+def run_label(r: runs.RunSummary) -> str:
+    total = f"/{r.total_steps}" if r.total_steps else ""
+    return f"{STATE_MARK.get(r.state, '?')} {r.state:9s} {r.step}{total}  {r.name}"
+
+
+class FinetuneScreen(Screen[ModelSpec | None]):
+    DEFAULT_CSS = """
+    FinetuneScreen { layout: vertical; }
+    FinetuneScreen #ft-body { height: 1fr; }
+    FinetuneScreen #ft-left { width: 46; border-right: solid $primary; padding: 0 1; }
+    FinetuneScreen #ft-right { width: 1fr; padding: 0 1; }
+    FinetuneScreen #ft-runs { height: 8; }
+    FinetuneScreen .ft-row { height: auto; }
+    FinetuneScreen .ft-row Input { width: 1fr; }
+    FinetuneScreen .ft-row Select { width: 1fr; }
+    FinetuneScreen .ft-row Button { margin-right: 1; }
+    FinetuneScreen #ft-preview { height: auto; color: $text-muted; }
+    FinetuneScreen #ft-chart { height: 1fr; min-height: 10; }
+    FinetuneScreen #ft-progress-row { height: 1; }
+    FinetuneScreen #ft-stats { height: 1; }
+    FinetuneScreen #ft-result { height: auto; }
+    FinetuneScreen .ft-section { text-style: bold; margin-top: 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close"),
+        Binding("ctrl+p", "preview", "Preview", show=False),
+        Binding("ctrl+s", "start", "Start"),
+    ]
+
+    def __init__(self, engine: Any = None, settings: Any = None,
+                 runs_root: Path | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.settings = settings
+        self.runs_root = runs_root
+        self.selected: Path | None = None
+        self.summary: runs.RunSummary | None = None
+        self._reader: runs.ProgressReader | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._listed: list[tuple[str, str]] = []
+        self.train_points: list[tuple[int, float]] = []
+        self.eval_points: list[tuple[int, float]] = []
+        self.last_row: dict[str, Any] = {}
+
+    # -- layout -----------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        model = getattr(getattr(self.settings, "model", None), "path", None) or "default"
+        with Horizontal(id="ft-body"):
+            with VerticalScroll(id="ft-left"):
+                yield Label("Runs", classes="ft-section")
+                yield OptionList(id="ft-runs")
+                yield Label("New run", classes="ft-section")
+                with Horizontal(classes="ft-row"):
+                    yield Input(placeholder="training file or folder (.txt .md .jsonl)",
+                                id="ft-file")
+                    yield Button("Browse", id="ft-browse")
+                yield Input(value=model, placeholder="base model", id="ft-model")
+                with Horizontal(classes="ft-row"):
+                    yield Select([(m, m) for m in ("lora", "full", "qlora")], value="lora",
+                                 allow_blank=False, id="ft-method")
+                    yield Input(placeholder="max steps", id="ft-steps", type="integer")
+                    yield Input(value="1", placeholder="epochs", id="ft-epochs",
+                                type="number")
+                with Horizontal(classes="ft-row"):
+                    yield Input(placeholder="lr (auto)", id="ft-lr", type="number")
+                    yield Input(value="256", placeholder="block", id="ft-block",
+                                type="integer")
+                    yield Input(value="4", placeholder="batch", id="ft-batch", type="integer")
+                    yield Input(value="8", placeholder="LoRA r", id="ft-rank", type="integer")
+                with Horizontal(classes="ft-row"):
+                    yield Button("Preview", id="ft-preview-btn")
+                    yield Button("Start", id="ft-start", variant="primary")
+                yield Static("", id="ft-preview")
+            with Vertical(id="ft-right"):
+                yield Static("No run selected. Pick a file and start one.", id="ft-title")
+                yield PlotextPlot(id="ft-chart")
+                with Horizontal(id="ft-progress-row"):
+                    yield ProgressBar(total=None, show_eta=False, id="ft-progress")
+                yield Static("", id="ft-stats")
+                yield Static("", id="ft-result")
+                with Horizontal(classes="ft-row"):
+                    yield Button("Cancel run", id="ft-cancel", variant="error")
+                    yield Button("Resume", id="ft-resume")
+                    yield Button("Use model", id="ft-use", variant="success")
+                    yield Button("Compare", id="ft-compare")
+                    yield Button("Close", id="ft-close")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._draw_chart()
+        self._update_buttons()
+        self.refresh_runs()
+        self.set_interval(1.0, self.refresh_runs)
+
+    # -- run list and re-attach -------------------------------------------------------
+    def refresh_runs(self) -> None:
+        """Re-read the runs folder; attach to the newest running run when none is chosen."""
+        for proc in list(self._procs):  # reap our finished children (no zombies)
+            if proc.poll() is not None:
+                self._procs.remove(proc)
+        listed = runs.list_runs(self.runs_root)
+        signature = [(str(r.path), run_label(r)) for r in listed]
+        option_list = self.query_one("#ft-runs", OptionList)
+        if signature != self._listed:
+            self._listed = signature
+            option_list.clear_options()
+            option_list.add_options([Option(label, id=path) for path, label in signature])
+            if self.selected is not None:
+                for i, (path, _) in enumerate(signature):
+                    if path == str(self.selected):
+                        option_list.highlighted = i
+        if self.selected is None and listed:
+            live = [r for r in listed if r.state == "running"]
+            self.select_run((live or listed)[0].path)
+        elif self.selected is not None:
+            self._poll_selected()
+
+    @on(OptionList.OptionSelected, "#ft-runs")
+    def _on_run_chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.select_run(Path(event.option.id))
+
+    def select_run(self, path: Path) -> None:
+        if path != self.selected:
+            self.selected = path
+            self._reader = runs.ProgressReader(path)
+            self.train_points, self.eval_points, self.last_row = [], [], {}
+        self._poll_selected()
+
+    def _poll_selected(self) -> None:
+        if self.selected is None or self._reader is None:
+            return
+        rows = self._reader.read_new()
+        if self._reader.reset:  # a resume rewrote the file: start the chart over
+            self.train_points, self.eval_points = [], []
+        for row in rows:
+            step = int(row.get("step") or 0)
+            if row.get("loss") is not None:
+                self.train_points.append((step, float(row["loss"])))
+            if row.get("eval_loss") is not None:
+                self.eval_points.append((step, float(row["eval_loss"])))
+            self.last_row = row
+        if rows or self._reader.reset:
+            self._draw_chart()
+        self.summary = runs.summarize(self.selected)
+        self._show_summary()
+
+    # -- drawing ----------------------------------------------------------------------
+    def _draw_chart(self) -> None:
+        chart = self.query_one("#ft-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("loss (train / held-out)")
+        plt.xlabel("step")
+        if self.train_points:
+            plt.plot(*zip(*self.train_points, strict=True), label="train", marker="braille")
+        if self.eval_points:
+            plt.plot(*zip(*self.eval_points, strict=True), label="eval", marker="dot")
+        chart.refresh()
+
+    def _show_summary(self) -> None:
+        s = self.summary
+        if s is None:
+            return
+        self.query_one("#ft-title", Static).update(
+            f"[b]{s.name}[/b]  {s.method or '?'} on {Path(s.data).name or '?'}  "
+            f"[{'green' if s.state == 'done' else 'yellow'}]{s.state}[/]")
+        bar = self.query_one("#ft-progress", ProgressBar)
+        total = s.total_steps or int(self.last_row.get("total_steps") or 0) or None
+        bar.update(total=total, progress=s.step if s.state != "done" else (total or 0))
+        row = self.last_row
+        parts = [f"step {s.step}/{total or '?'}"]
+        if row.get("tokens_per_s"):
+            parts.append(f"{row['tokens_per_s']:.0f} tok/s")
+        if s.state == "running" and row.get("eta_s") is not None:
+            parts.append(f"ETA {format_duration(row['eta_s'])}")
+        if row.get("lr"):
+            parts.append(f"lr {row['lr']:.2e}")
+        if row.get("elapsed_s"):
+            parts.append(f"elapsed {format_duration(row['elapsed_s'])}")
+        self.query_one("#ft-stats", Static).update("  ·  ".join(parts))
+        self.query_one("#ft-result", Static).update(self._result_text(s))
+        self._update_buttons()
+
+    @staticmethod
+    def _result_text(s: runs.RunSummary) -> str:
+        m = s.metrics
+        lines = []
+        if m.get("perplexity_before") is not None:
+            after = m.get("perplexity_after")
+            after_text = f"{after:.2f}" if after is not None else "…"
+            lines.append(f"held-out perplexity: before {m['perplexity_before']:.2f} → "
+                         f"after {after_text}")
+        if s.state == "done":
+            lines.append(f"saved to {s.out}")
+        elif s.message and s.state in ("failed", "cancelled", "dead"):
+            lines.append(f"[{'red' if s.state != 'cancelled' else 'yellow'}]{s.message}[/]")
+        elif s.message:
+            lines.append(s.message)
+        return "\n".join(lines)
+
+    def _update_buttons(self) -> None:
+        s = self.summary
+        state = s.state if s else ""
+        self.query_one("#ft-cancel", Button).disabled = state != "running"
+        self.query_one("#ft-resume", Button).disabled = not (s and s.resumable)
+        done = state == "done" and bool(s and s.out and Path(s.out).is_dir())
+        self.query_one("#ft-use", Button).disabled = not done
+        self.query_one("#ft-compare", Button).disabled = not done
+
+    # -- the form ---------------------------------------------------------------------
+    def form_args(self) -> TrainArgs:
+        def val(id_: str) -> str:
+            return self.query_one(f"#{id_}", Input).value.strip()
+
+        def num(id_: str, kind: type, default: Any) -> Any:
+            text = val(id_)
+            try:
+                return kind(text) if text else default
+            except ValueError as exc:
+                raise SlmChatError(f"{id_[3:]}: not a number: {text!r}") from exc
+
+        if not val("ft-file"):
+            raise SlmChatError("choose a training file first")
+        method = self.query_one("#ft-method", Select).value
+        return TrainArgs(
+            data=str(Path(val("ft-file")).expanduser()), model=val("ft-model") or "default",
+            method=str(method),  # type: ignore[arg-type]
+            max_steps=num("ft-steps", int, None), epochs=num("ft-epochs", float, 1.0),
+            lr=num("ft-lr", float, None), block_size=num("ft-block", int, 256),
+            batch_size=num("ft-batch", int, 4), lora_r=num("ft-rank", int, 8),
+        ).validate()
+
+    def _args_or_notify(self) -> TrainArgs | None:
+        try:
+            return self.form_args()
+        except SlmChatError as exc:
+            self.notify(str(exc), severity="error")
+            return None
+
+    @on(Button.Pressed, "#ft-preview-btn")
+    def action_preview(self) -> None:
+        args = self._args_or_notify()
+        if args is not None:
+            self.query_one("#ft-preview", Static).update("reading the data…")
+            self._preview_worker(args)
+
+    @work(thread=True, exclusive=True, group="ft-preview")
+    def _preview_worker(self, args: TrainArgs) -> None:
+        from slmchat.engine.train import preview
+
+        out = self.query_one("#ft-preview", Static)
+        try:
+            pv = preview(args, probe_steps=0)
+            self.app.call_from_thread(out.update, "\n".join(
+                [*pv.lines(), "estimate   measuring a few steps…"]))
+            pv = preview(args, probe_steps=2)
+            self.app.call_from_thread(out.update, "\n".join(pv.lines()))
+        except SlmChatError as exc:
+            self.app.call_from_thread(out.update, f"[red]{exc}[/]")
+        except Exception as exc:  # keep the panel alive whatever the probe hits
+            self.app.call_from_thread(out.update, f"[red]{type(exc).__name__}: {exc}[/]")
+
+    @on(Button.Pressed, "#ft-start")
+    def action_start(self) -> None:
+        args = self._args_or_notify()
+        if args is not None:
+            self.query_one("#ft-preview", Static).update("checking the data…")
+            self._start_worker(args)
+
+    @work(thread=True, exclusive=True, group="ft-start")
+    def _start_worker(self, args: TrainArgs) -> None:
+        from slmchat.engine.train import prepare_run, preview
+
+        out = self.query_one("#ft-preview", Static)
+        try:
+            pv = preview(args, probe_steps=0)  # bad data fails here, before any process
+            run_dir = prepare_run(args, self._new_run_dir(args))
+            proc = runs.spawn(run_dir)
+        except SlmChatError as exc:
+            self.app.call_from_thread(out.update, f"[red]{exc}[/]")
+            return
+        self._procs.append(proc)
+        self.app.call_from_thread(out.update, "\n".join(pv.lines()))
+        self.app.call_from_thread(self.select_run, run_dir)
+        self.app.call_from_thread(self.refresh_runs)
+
+    def _new_run_dir(self, args: TrainArgs) -> Path | None:
+        if self.runs_root is None:
+            return None
+        return runs.new_run_dir(Path(args.data).stem, self.runs_root)
+
+    @on(Button.Pressed, "#ft-browse")
+    def browse(self) -> None:
+        from slmchat.tui.screens.finetune_compare import FilePickScreen
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.query_one("#ft-file", Input).value = path
+
+        current = Path(self.query_one("#ft-file", Input).value or Path.cwd()).expanduser()
+        start = current if current.is_dir() else current.parent
+        self.app.push_screen(FilePickScreen(start if start.is_dir() else Path.cwd()), chosen)
+
+    # -- run actions ------------------------------------------------------------------
+    @on(Button.Pressed, "#ft-cancel")
+    def cancel_run(self) -> None:
+        if self.selected is not None:
+            runs.request_cancel(self.selected)
+            self.notify("Stopping after the current step (a checkpoint is kept).")
+
+    @on(Button.Pressed, "#ft-resume")
+    def resume_run(self) -> None:
+        if self.selected is not None and self.summary and self.summary.resumable:
+            self._procs.append(runs.spawn(self.selected))
+            self.refresh_runs()
+
+    @on(Button.Pressed, "#ft-use")
+    def use_model(self) -> None:
+        if self.summary and self.summary.state == "done" and self.summary.out:
+            self.dismiss(ModelSpec(path=self.summary.out))
+
+    @on(Button.Pressed, "#ft-compare")
+    def compare(self) -> None:
+        s = self.summary
+        if s and s.state == "done" and s.out:
+            from slmchat.tui.screens.finetune_compare import CompareScreen
+
+            self.app.push_screen(CompareScreen(base=s.model or "default", tuned=s.out,
+                                               settings=self.settings))
+
+    @on(Button.Pressed, "#ft-close")
+    def action_close(self) -> None:
+        self.dismiss(None)  # runs keep going in their own processes
