@@ -1,0 +1,54 @@
+"""``slmchat export MODEL --out DIR [--merge-adapter] [--gguf FILE] [--gguf-type f16|q8_0]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from slmchat.commands.common import add_model_args, spec_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="merge an adapter, save safetensors and/or a GGUF file",
+                       description="Export MODEL (optionally merging its LoRA adapter) as a "
+                                   "safetensors folder and/or a GGUF file for llama.cpp.")
+    p.add_argument("model_path", metavar="MODEL",
+                   help="'default', a checkpoint folder or a LoRA adapter folder")
+    p.add_argument("--out", default=None, help="output folder (safetensors + tokenizer + card)")
+    p.add_argument("--merge-adapter", action="store_true",
+                   help="merge the LoRA adapter into the base weights")
+    p.add_argument("--gguf", default=None, help="also write this .gguf file (Llama models)")
+    p.add_argument("--gguf-type", choices=("f16", "q8_0"), default="f16")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip loading the GGUF back and comparing logits")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slmchat.engine.devices import configure_threads
+    from slmchat.engine.discovery import human_bytes
+    from slmchat.engine.export import export_model
+
+    args.model = args.model_path
+    spec = spec_from_args(args)
+    configure_threads()
+
+    def progress(msg: str, frac: float) -> None:
+        print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
+
+    result = export_model(
+        spec, out=Path(args.out) if args.out else None, merge_adapter=args.merge_adapter,
+        gguf=Path(args.gguf) if args.gguf else None, gguf_type=args.gguf_type,
+        verify=not args.no_verify, overwrite=args.overwrite, progress=progress,
+    )
+    if result.out:
+        merged = " (adapter merged)" if result.merged else ""
+        print(f"wrote {result.out}{merged} {human_bytes(result.out_bytes)}")
+    if result.gguf:
+        print(f"wrote {result.gguf} ({args.gguf_type}) {human_bytes(result.gguf_bytes)}")
+    if result.check:
+        print(result.check.line)
+    return 0

@@ -1,0 +1,47 @@
+"""``slmchat models``: list every local model (no weights are loaded, no network)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list local models (default, runs, folders, HF cache, GGUF)",
+                       description="List every local model slmchat can load.")
+    p.add_argument("filter", nargs="?", default="", help="only models matching these words")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.add_argument("--no-hf-cache", action="store_true",
+                   help="skip the Hugging Face cache scan")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slmchat.config import load_settings
+    from slmchat.engine.discovery import discover, filter_entries, human_bytes, human_count
+
+    settings, problem = load_settings()
+    if problem:
+        print(f"slmchat: warning: {problem}", file=sys.stderr)
+    entries = filter_entries(
+        discover(settings, include_hf_cache=not args.no_hf_cache), args.filter)
+    if args.json:
+        print(json.dumps([e.as_dict() for e in entries], indent=2))
+        return 0
+    header = ("NAME", "FORMAT", "ARCH", "PARAMS", "SIZE", "CHAT", "SOURCE", "PATH")
+    rows = [header]
+    for e in entries:
+        fmt = e.format + (f" on {e.base}" if e.base else "")
+        if e.problem:
+            fmt += f" [{e.problem}]"
+        rows.append((e.name, fmt, e.architecture, human_count(e.n_params),
+                     human_bytes(e.size_bytes), "yes" if e.has_chat_template else "no",
+                     e.source, e.path))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    if not entries:
+        print("(no models match)" if args.filter else "(no models found)")
+    return 0

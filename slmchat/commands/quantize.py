@@ -1,0 +1,78 @@
+"""``slmchat quantize MODEL --bits 8|4 [--method bnb|cpu-int8] --out DIR``.
+
+Writes a quantized copy that reloads with ``load()`` (and, for bitsandbytes, in plain
+transformers), and reports size and, with ``--eval-file``, perplexity before/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from slmchat.commands.common import add_model_args, spec_from_args
+from slmchat.commands.eval import add_eval_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quantize", help="save an 8-bit or 4-bit copy of MODEL",
+                       description="Quantize MODEL and save the copy to --out.")
+    p.add_argument("model_path", metavar="MODEL", help="'default' or a checkpoint folder")
+    p.add_argument("--bits", type=int, choices=(8, 4), required=True)
+    p.add_argument("--method", choices=("bnb", "cpu-int8"), default="bnb",
+                   help="bnb: bitsandbytes (GPU speed; slow on CPU); cpu-int8: torch dynamic "
+                        "int8, faster than fp32 on the CPU (8-bit only)")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--eval-file", default=None,
+                   help="text file: report perplexity before and after")
+    add_eval_args(p)
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def _ppl(spec, text: str, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
+    from slmchat.engine.evaluate import perplexity
+    from slmchat.engine.models import load
+
+    lm = load(spec)
+    r = perplexity(lm.model, lm.tokenizer, text, window=args.window, stride=args.stride,
+                   max_tokens=args.max_tokens)
+    return r.line
+
+
+def run(args: argparse.Namespace) -> int:
+    from slmchat.engine.devices import configure_threads
+    from slmchat.engine.discovery import human_bytes
+    from slmchat.engine.evaluate import read_text
+    from slmchat.engine.outputs import check_target
+    from slmchat.engine.quantize import quantize_and_save
+    from slmchat.errors import InvalidParameterError
+
+    if args.method == "cpu-int8" and args.bits != 8:
+        raise InvalidParameterError("cpu-int8 is 8-bit only (use --bits 8 or --method bnb)")
+    out = Path(args.out)
+    check_target(out.expanduser().resolve(), args.overwrite)
+    text = read_text(Path(args.eval_file)) if args.eval_file else None
+    args.model = args.model_path
+    spec = spec_from_args(args).with_(quant="none")
+    configure_threads()
+    before = _ppl(spec.with_(device="cpu") if args.method == "cpu-int8" else spec,
+                  text, args) if text else None
+
+    def progress(msg: str, frac: float) -> None:
+        print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
+
+    result = quantize_and_save(spec, out, method=args.method, bits=args.bits,
+                               overwrite=args.overwrite, progress=progress)
+    print(f"wrote {result.out} ({result.method}, {result.bits}-bit) in {result.seconds:.1f} s")
+    ratio = result.size_after / max(result.size_before, 1)
+    print(f"size before={human_bytes(result.size_before)} after={human_bytes(result.size_after)} "
+          f"ratio={ratio:.2f}")
+    if text is not None:
+        after = _ppl(spec.with_(path=str(result.out), device="cpu")
+                     if args.method == "cpu-int8" else spec.with_(path=str(result.out)),
+                     text, args)
+        print(f"before: {before}")
+        print(f"after: {after}")
+    return 0

@@ -1,0 +1,99 @@
+"""Perplexity of a model on a text file, with a sliding window.
+
+The text is tokenized once; windows of ``window`` tokens advance by ``stride`` and only
+the tokens not already scored by the previous window count (the Hugging Face recipe),
+so each token is predicted with up to ``window - stride`` tokens of left context and
+the result does not depend on where the windows happen to split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmchat.errors import DataError, InvalidParameterError
+
+MAX_FILE_BYTES = 50 << 20
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    perplexity: float
+    tokens: int
+    nll: float
+    seconds: float
+
+    @property
+    def line(self) -> str:
+        return f"perplexity={self.perplexity:.4f} tokens={self.tokens}"
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 text file or raise a one-line DataError."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise DataError(f"text file not found: {path}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise DataError(f"text file is larger than {MAX_FILE_BYTES >> 20} MiB: {path}")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:8192]:
+        raise DataError(f"not a text file (binary data): {path}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text: {path} ({exc.reason} at byte {exc.start})") from exc
+    if not text.strip():
+        raise DataError(f"text file is empty: {path}")
+    return text
+
+
+def perplexity(
+    model: Any, tokenizer: Any, text: str, *, window: int = 512, stride: int | None = None,
+    max_tokens: int | None = None, progress: Callable[[float], None] | None = None,
+) -> EvalResult:
+    """Sliding-window perplexity of ``text`` under ``model``."""
+    import torch
+
+    stride = window // 2 if stride is None else stride
+    if stride < 1 or window < 2 or stride > window:
+        raise InvalidParameterError("need 1 <= stride <= window and window >= 2")
+    start = time.perf_counter()
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    if max_tokens:
+        ids = ids[:max_tokens]
+    if ids.numel() < 2:
+        raise DataError("the text is too short to evaluate (needs at least 2 tokens)")
+    ctx = getattr(model.config, "max_position_embeddings", None) or window
+    window = min(window, int(ctx))
+    stride = min(stride, window)
+    device = next(model.parameters()).device
+    total_nll = 0.0
+    counted = 0
+    prev_end = 0
+    n = ids.numel()
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bitsandbytes warns on every matmul on the CPU
+        for begin in range(0, n, stride):
+            end = min(begin + window, n)
+            chunk = ids[begin:end].unsqueeze(0).to(device)
+            logits = model(input_ids=chunk).logits[0].float()
+            # score targets in [max(prev_end, begin+1), end): new tokens only
+            first = max(prev_end, begin + 1)
+            targets = chunk[0, first - begin:]
+            preds = logits[first - begin - 1:end - begin - 1]
+            if targets.numel():
+                nll = torch.nn.functional.cross_entropy(preds, targets, reduction="sum")
+                total_nll += float(nll)
+                counted += targets.numel()
+            prev_end = end
+            if progress:
+                progress(end / n)
+            if end == n:
+                break
+    mean = total_nll / counted
+    return EvalResult(math.exp(mean), counted, mean, time.perf_counter() - start)

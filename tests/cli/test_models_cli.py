@@ -1,0 +1,105 @@
+"""`slmchat models / eval / quantize / export` end to end on tiny models (in-process)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from slmchat.cli import main
+from tests.modelkit import make_lora, truncated_copy
+from tests.tinymodels import CORPUS
+
+
+@pytest.fixture
+def model_root(tmp_path: Path, tiny_llama_dir: Path, tiny_gpt2_dir: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "mymodels"
+    shutil.copytree(tiny_llama_dir, root / "llama")
+    shutil.copytree(tiny_gpt2_dir, root / "gpt2")
+    monkeypatch.setenv("SLMCHAT_MODEL__DIRS", json.dumps([str(root)]))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    return root
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> Path:
+    path = tmp_path / "eval.txt"
+    path.write_text(CORPUS[:400])
+    return path
+
+
+def test_models_table_and_json(model_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["NAME", "FORMAT", "ARCH", "PARAMS"]
+    assert any("mymodels/llama" in ln and "LlamaForCausalLM" in ln for ln in lines)
+    assert main(["models", "--json", "gpt2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in data] == ["mymodels/gpt2"]
+    assert data[0]["has_chat_template"] is False and data[0]["n_params"] > 0
+
+
+def test_eval_prints_last_line(model_root: Path, text_file: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(model_root / "llama"), str(text_file), "--window", "64",
+                 "--stride", "32"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"perplexity=\d+\.\d+ tokens=\d+", last)
+
+
+def test_quantize_reports_size_and_perplexity(model_root: Path, text_file: Path,
+                                              tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "q8"
+    assert main(["quantize", str(model_root / "llama"), "--bits", "8", "--method", "cpu-int8",
+                 "--out", str(out), "--eval-file", str(text_file), "--window", "64"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"size before=\S+ \w+ after=\S+ \w+ ratio=0\.\d+", text)
+    before = re.search(r"before: perplexity=([\d.]+)", text)
+    after = re.search(r"after: perplexity=([\d.]+)", text)
+    assert before and after and abs(float(before[1]) - float(after[1])) < 0.1 * float(before[1])
+    assert main(["eval", str(out), str(text_file), "--window", "64"]) == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["quantize", "{llama}", "--bits", "4", "--method", "cpu-int8", "--out", "{tmp}/q"],
+     "8-bit only"),
+    (["export", "{tmp}/nothing-here", "--out", "{tmp}/o"], "does not exist"),
+    (["export", "{junk}", "--out", "{tmp}/o"], "not a model folder"),
+    (["eval", "{broken}", "{text}"], "truncated"),
+    (["eval", "{llama}", "{tmp}/missing.txt"], "not found"),
+    (["export", "{gpt2}", "--gguf", "{tmp}/g.gguf"], "Llama"),
+    (["quantize", "{llama}", "--bits", "8", "--out", "{afile}/q"], "cannot write"),
+])
+def test_bad_inputs_exit_2_with_one_line(
+    argv: list[str], message: str, model_root: Path, text_file: Path, tmp_path: Path,
+    tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "afile").write_text("")
+    truncated_copy(tiny_llama_dir, tmp_path / "broken")
+    subs = {"llama": model_root / "llama", "gpt2": model_root / "gpt2", "tmp": tmp_path,
+            "junk": tmp_path / "junk", "broken": tmp_path / "broken", "text": text_file,
+            "afile": tmp_path / "afile"}
+    assert main([a.format(**subs) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([ln for ln in err if ln.startswith("slmchat: error:")]) == 1
+    assert message in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_export_merge_and_gguf(model_root: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    adapter = make_lora(model_root / "llama", tmp_path / "adapter")
+    out, gguf = tmp_path / "merged", tmp_path / "merged.gguf"
+    assert main(["export", str(adapter), "--out", str(out), "--merge-adapter",
+                 "--gguf", str(gguf), "--gguf-type", "q8_0"]) == 0
+    text = capsys.readouterr().out
+    assert "(adapter merged)" in text and "gguf check:" in text and "tokenizer_match=True" in text
+    assert (out / "model.safetensors").is_file() and gguf.is_file()
+    assert main(["export", str(adapter), "--out", str(out), "--merge-adapter"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
