@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from slmchat.engine.offline import ensure_offline
+
+    ensure_offline()  # before anything imports torch or transformers
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     known = {a for a in argv if not a.startswith("-")}
