@@ -33,16 +33,18 @@ STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "�
 
 def run_label(r: runs.RunSummary) -> str:
     total = f"/{r.total_steps}" if r.total_steps else ""
-    return f"{STATE_MARK.get(r.state, '?')} {r.state:9s} {r.step}{total}  {r.name}"
+    return f"{STATE_MARK.get(r.state, '?')} {r.name[:26]} {r.state} {r.step}{total}"
 
 
 class FinetuneScreen(Screen[ModelSpec | None]):
     DEFAULT_CSS = """
     FinetuneScreen { layout: vertical; }
     FinetuneScreen #ft-body { height: 1fr; }
-    FinetuneScreen #ft-left { width: 46; border-right: solid $primary; padding: 0 1; }
+    FinetuneScreen #ft-left { width: 50; border-right: solid $primary; padding: 0 1; }
+    FinetuneScreen .ft-label { width: 11; padding: 1 1 0 0; color: $text-muted; }
+    FinetuneScreen #ft-browse { min-width: 5; width: 5; }
     FinetuneScreen #ft-right { width: 1fr; padding: 0 1; }
-    FinetuneScreen #ft-runs { height: 8; }
+    FinetuneScreen #ft-runs { height: 6; }
     FinetuneScreen .ft-row { height: auto; }
     FinetuneScreen .ft-row Input { width: 1fr; }
     FinetuneScreen .ft-row Select { width: 1fr; }
@@ -84,22 +86,25 @@ class FinetuneScreen(Screen[ModelSpec | None]):
                 yield OptionList(id="ft-runs")
                 yield Label("New run", classes="ft-section")
                 with Horizontal(classes="ft-row"):
-                    yield Input(placeholder="training file or folder (.txt .md .jsonl)",
-                                id="ft-file")
-                    yield Button("Browse", id="ft-browse")
-                yield Input(value=model, placeholder="base model", id="ft-model")
-                with Horizontal(classes="ft-row"):
-                    yield Select([(m, m) for m in ("lora", "full", "qlora")], value="lora",
-                                 allow_blank=False, id="ft-method")
-                    yield Input(placeholder="max steps", id="ft-steps", type="integer")
-                    yield Input(value="1", placeholder="epochs", id="ft-epochs",
-                                type="number")
-                with Horizontal(classes="ft-row"):
-                    yield Input(placeholder="lr (auto)", id="ft-lr", type="number")
-                    yield Input(value="256", placeholder="block", id="ft-block",
-                                type="integer")
-                    yield Input(value="4", placeholder="batch", id="ft-batch", type="integer")
-                    yield Input(value="8", placeholder="LoRA r", id="ft-rank", type="integer")
+                    yield Label("data", classes="ft-label")
+                    yield Input(placeholder=".txt .md .jsonl or folder", id="ft-file")
+                    yield Button("…", id="ft-browse", tooltip="browse for a file")
+                yield from self._field("model", Input(value=model, id="ft-model"))
+                yield from self._field("method", Select(
+                    [(m, m) for m in ("lora", "full", "qlora")], value="lora",
+                    allow_blank=False, id="ft-method"))
+                yield from self._field("max steps", Input(
+                    placeholder="(use epochs)", id="ft-steps", type="integer"))
+                yield from self._field("epochs", Input(value="1", id="ft-epochs",
+                                                       type="number"))
+                yield from self._field("lr", Input(placeholder="auto", id="ft-lr",
+                                                   type="number"))
+                yield from self._field("block size", Input(value="256", id="ft-block",
+                                                           type="integer"))
+                yield from self._field("batch size", Input(value="4", id="ft-batch",
+                                                           type="integer"))
+                yield from self._field("LoRA rank", Input(value="8", id="ft-rank",
+                                                          type="integer"))
                 with Horizontal(classes="ft-row"):
                     yield Button("Preview", id="ft-preview-btn")
                     yield Button("Start", id="ft-start", variant="primary")
@@ -118,6 +123,12 @@ class FinetuneScreen(Screen[ModelSpec | None]):
                     yield Button("Compare", id="ft-compare")
                     yield Button("Close", id="ft-close")
         yield Footer()
+
+    @staticmethod
+    def _field(label: str, widget: Any) -> ComposeResult:
+        with Horizontal(classes="ft-row"):
+            yield Label(label, classes="ft-label")
+            yield widget
 
     def on_mount(self) -> None:
         self._draw_chart()
@@ -197,7 +208,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
         if s is None:
             return
         self.query_one("#ft-title", Static).update(
-            f"[b]{s.name}[/b]  {s.method or '?'} on {Path(s.data).name or '?'}  "
+            f"[b]{s.name}[/b] · {s.method or '?'} on {Path(s.data).name or '?'} · "
             f"[{'green' if s.state == 'done' else 'yellow'}]{s.state}[/]")
         bar = self.query_one("#ft-progress", ProgressBar)
         total = s.total_steps or int(self.last_row.get("total_steps") or 0) or None
