@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_from_args(args)  # validate before the (slow) model load
     spec = spec_from_args(args)
     configure_threads()
-    engine = Engine()
+    engine = Engine(lite=True)  # start-up: skip transformers where the model allows
     info = engine.load(spec)
     for warning in info.warnings:
         print(f"slmchat: warning: {warning}", file=sys.stderr)

@@ -25,15 +25,20 @@ _CACHE_CHUNK = 256
 
 def supports(model: Any) -> bool:
     """True for plain (non-PEFT) Llama-architecture causal LMs we can run exactly."""
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "model_type", None) != "llama":
-        return False
     if type(model).__name__ != "LlamaForCausalLM":
         return False
-    rope = getattr(config, "rope_scaling", None) or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
-    if rope_type not in ("default", None):
+    return supports_config(getattr(model, "config", None))
+
+
+def supports_config(config: Any) -> bool:
+    """The config-level conditions (also used by the lite loader on config.json)."""
+    if config is None or getattr(config, "model_type", None) != "llama":
         return False
+    for key in ("rope_scaling", "rope_parameters"):
+        rope = getattr(config, key, None) or {}
+        if isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) not in (
+                "default", None):
+            return False
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         return False
     return getattr(config, "hidden_act", "silu") == "silu"
@@ -42,6 +47,22 @@ def supports(model: Any) -> bool:
 def _is_plain_linear(module: Any) -> bool:
     return type(module) is torch.nn.Linear and module.weight.dtype in (
         torch.float32, torch.bfloat16, torch.float16)
+
+
+def _rope_theta(config: Any) -> float:
+    theta = getattr(config, "rope_theta", None)
+    if theta is None:  # transformers 5 keeps it under rope_parameters
+        params = getattr(config, "rope_parameters", None) or {}
+        theta = params.get("rope_theta") if isinstance(params, dict) else None
+    return float(theta or 10000.0)
+
+
+def _proj(module: Any) -> Any:
+    """A callable x -> module(x), as a bare matmul for plain Linear layers."""
+    if _is_plain_linear(module) and module.bias is None:
+        weight = module.weight
+        return lambda x: F.linear(x, weight)
+    return module
 
 
 def _fuse(modules: list[Any]) -> Any:
@@ -109,48 +130,88 @@ class FastCache:
 
 
 class FastLlama:
-    """Run a LlamaForCausalLM forward with minimal per-token overhead."""
+    """Run a Llama forward with minimal per-token overhead.
 
-    def __init__(self, model: Any) -> None:
-        if not supports(model):
-            raise ValueError("fast path supports plain Llama-architecture models only")
-        self.model = model
-        cfg = model.config
-        inner = model.model
-        self.n_heads = cfg.num_attention_heads
-        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.n_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
-        self.max_len = int(cfg.max_position_embeddings)
-        self.eps = float(cfg.rms_norm_eps)
-        self.embed = inner.embed_tokens
-        self.final_norm = inner.norm.weight
-        self.lm_head = model.lm_head
-        self.lm_weight = model.lm_head.weight if _is_plain_linear(model.lm_head) else None
-        self.device = self.embed.weight.device
-        self.dtype = self.embed.weight.dtype
-        self.layers: list[_Layer] = []
-        for layer in inner.layers:
-            att, mlp = layer.self_attn, layer.mlp
-            self.layers.append(_Layer(
-                in_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight,
-                qkv=_fuse([att.q_proj, att.k_proj, att.v_proj]),
-                q=att.q_proj, k=att.k_proj, v=att.v_proj, o=att.o_proj,
-                gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
-                gate=mlp.gate_proj, up=mlp.up_proj, down=mlp.down_proj,
-            ))
-        self._rotary = inner.rotary_emb
+    Built either from a loaded transformers model (``from_model``: shares its weights)
+    or straight from a safetensors state dict (``from_state_dict``: the lite start-up
+    path, which never imports transformers).
+    """
+
+    def __init__(self, config: Any, embed: torch.Tensor, final_norm: torch.Tensor,
+                 lm_head: Any, layers: list[_Layer]) -> None:
+        self.config = config
+        self.n_heads = config.num_attention_heads
+        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        self.max_len = int(config.max_position_embeddings)
+        self.eps = float(config.rms_norm_eps)
+        self.theta = float(_rope_theta(config))
+        self.embed_weight = embed
+        self.final_norm = final_norm
+        self.lm_head = lm_head  # a weight tensor, or a callable (quantized module)
+        self.layers = layers
+        self.device = embed.device
+        self.dtype = embed.dtype
         self._cos = torch.empty(0)
         self._sin = torch.empty(0)
-        self.config = cfg
+
+    @classmethod
+    def from_model(cls, model: Any) -> FastLlama:
+        if not supports(model):
+            raise ValueError("fast path supports plain Llama-architecture models only")
+        inner = model.model
+        layers = []
+        for layer in inner.layers:
+            att, mlp = layer.self_attn, layer.mlp
+            layers.append(_Layer(
+                in_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight,
+                qkv=_fuse([att.q_proj, att.k_proj, att.v_proj]),
+                q=att.q_proj, k=att.k_proj, v=att.v_proj, o=_proj(att.o_proj),
+                gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
+                gate=mlp.gate_proj, up=mlp.up_proj, down=_proj(mlp.down_proj),
+            ))
+        head = model.lm_head.weight if _is_plain_linear(model.lm_head) else model.lm_head
+        return cls(model.config, inner.embed_tokens.weight, inner.norm.weight, head, layers)
+
+    @classmethod
+    def from_state_dict(cls, config: Any, tensors: dict[str, torch.Tensor]) -> FastLlama:
+        """``tensors`` uses transformers' LlamaForCausalLM names (model.layers.N...)."""
+        def w(name: str) -> torch.Tensor:
+            return tensors[name]
+
+        def lin(weight: torch.Tensor) -> Any:
+            return lambda x: F.linear(x, weight)
+
+        layers = []
+        for i in range(config.num_hidden_layers):
+            p = f"model.layers.{i}."
+            qkv = torch.cat([w(p + f"self_attn.{n}_proj.weight") for n in "qkv"]).contiguous()
+            gate_up = torch.cat([w(p + "mlp.gate_proj.weight"), w(p + "mlp.up_proj.weight")]).contiguous()
+            layers.append(_Layer(
+                in_norm=w(p + "input_layernorm.weight"), post_norm=w(p + "post_attention_layernorm.weight"),
+                qkv=qkv, q=None, k=None, v=None, o=lin(w(p + "self_attn.o_proj.weight")),
+                gate_up=gate_up, gate=None, up=None, down=lin(w(p + "mlp.down_proj.weight")),
+            ))
+        embed = w("model.embed_tokens.weight")
+        head = tensors.get("lm_head.weight", embed)
+        return cls(config, embed, w("model.norm.weight"), head, layers)
 
     def _rope(self, end: int) -> None:
+        """cos/sin tables for positions [0, n), computed exactly as transformers'
+        default rotary embedding does (same ops, same order, fp32 then cast)."""
         if self._cos.shape[0] >= end:
             return
         n = min(max(end, _CACHE_CHUNK, self._cos.shape[0] * 2), max(self.max_len, end))
+        dim = self.head_dim
+        inv_freq = 1.0 / (self.theta ** (
+            torch.arange(0, dim, 2, dtype=torch.int64).to(device=self.device, dtype=torch.float) / dim))
         pos = torch.arange(n, device=self.device)[None]
-        probe = torch.empty(1, dtype=self.dtype, device=self.device)
-        cos, sin = self._rotary(probe, pos)  # the model's own tables: identical numerics
-        self._cos, self._sin = cos[0], sin[0]
+        freqs = pos[..., None].float() * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self._cos, self._sin = emb.cos().to(self.dtype)[0], emb.sin().to(self.dtype)[0]
+
+    def parameters(self) -> Any:
+        yield self.embed_weight
 
     def new_cache(self) -> FastCache:
         return FastCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype,
@@ -173,7 +234,7 @@ class FastLlama:
         sin = self._sin[start:end][None, None]
         half = self.head_dim // 2
         hd, nh, kvh = self.head_dim, self.n_heads, self.kv_heads
-        x = self.embed(ids)
+        x = F.embedding(ids, self.embed_weight)
         mask = None
         if t > 1 and start > 0:
             q_pos = torch.arange(start, end, device=self.device)[:, None]
@@ -208,5 +269,6 @@ class FastLlama:
             x = x + L.down(F.silu(gate) * up)
         cache.length = end
         last = self._norm(x[:, -1:], self.final_norm)
-        logits = F.linear(last, self.lm_weight) if self.lm_weight is not None else self.lm_head(last)
+        head = self.lm_head
+        logits = F.linear(last, head) if isinstance(head, torch.Tensor) else head(last)
         return logits[:, -1, :]

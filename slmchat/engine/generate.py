@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from slmchat.engine import sampling
 from slmchat.errors import InvalidParameterError
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
@@ -97,30 +98,6 @@ class PromptCache:
         self.model_id, self.tokens, self.cache = 0, [], None
 
 
-def _processors(params: SamplingParams) -> Any:
-    from transformers import (
-        LogitsProcessorList,
-        MinPLogitsWarper,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    procs = LogitsProcessorList()
-    if params.repetition_penalty != 1.0:
-        procs.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-    if params.temperature > 0:
-        procs.append(TemperatureLogitsWarper(params.temperature))
-        if params.top_k > 0:
-            procs.append(TopKLogitsWarper(params.top_k))
-        if params.top_p < 1.0:
-            procs.append(TopPLogitsWarper(params.top_p))
-        if params.min_p > 0:
-            procs.append(MinPLogitsWarper(params.min_p))
-    return procs
-
-
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     for source in (getattr(model, "generation_config", None), model.config):
@@ -168,7 +145,6 @@ def stream_generate(
     device = next(model.parameters()).device
     generator = torch.Generator(device=device if device.type == "cuda" else "cpu")
     generator.manual_seed(seed)
-    procs = _processors(params)
     stop_ids = _stop_ids(model, tokenizer)
     stops = tuple(s for s in params.stop if s)
 
@@ -206,7 +182,7 @@ def stream_generate(
                 logits, cache = runner.forward(feed, cache)
                 fed.extend(feed[0].tolist())
                 logits = logits.float()
-                scores = procs(all_ids, logits)
+                scores = sampling.process(all_ids, logits, params)
                 if params.temperature > 0:
                     probs = torch.softmax(scores, dim=-1)
                     token = int(torch.multinomial(probs, 1, generator=generator)[0, 0])
@@ -279,7 +255,7 @@ class FastRunner:
     def __init__(self, model: Any) -> None:
         from slmchat.engine.fastpath import FastLlama
 
-        self.fast = FastLlama(model)
+        self.fast = FastLlama.from_model(model)
 
     def new_cache(self) -> Any:
         return self.fast.new_cache()
@@ -295,6 +271,9 @@ def get_runner(model: Any, kind: str = "auto") -> Any:
     """
     from slmchat.engine import fastpath
 
+    own = getattr(model, "slmchat_runner", None)  # lite models carry their runner
+    if own is not None:
+        return own
     if kind not in ("auto", "hf", "fast"):
         raise InvalidParameterError(f"unknown runner {kind!r} (auto, hf or fast)")
     use_fast = kind == "fast" or (kind == "auto" and fastpath.supports(model))

@@ -218,11 +218,13 @@ def _context_length(config: Any) -> int:
     return 2048
 
 
-def load(spec: ModelSpec) -> LoadedModel:
+def load(spec: ModelSpec, lite: bool = False) -> LoadedModel:
     """Load a model as described by ``spec``.
 
     Any failure becomes a ModelLoadError with a one-line message; nothing global is
     changed before the new model is fully loaded, so callers can keep the previous one.
+    ``lite``: for generation only, load plain Llama checkpoints without transformers
+    (engine/lite.py, much faster start-up); ``model`` is then not a transformers model.
     """
     ensure_offline()
     if spec.dtype not in DTYPES:
@@ -238,6 +240,17 @@ def load(spec: ModelSpec) -> LoadedModel:
         raise ModelLoadError(str(exc)) from exc
     if spec.quant in ("8bit", "4bit"):
         _check_bnb_available()
+    if lite:
+        from slmchat.engine import lite as lite_mod
+
+        if lite_mod.eligible(kind, path, spec):
+            try:
+                return lite_mod.load_lite(kind, path, spec, _display_name(kind, path, spec))
+            except ModelLoadError:
+                raise
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ModelLoadError(f"cannot load {path}: {type(exc).__name__}: {first}") from exc
     warnings: list[str] = []
     try:
         model, tokenizer, files, base_path = _load_kind(kind, path, spec, device, dtype, warnings)

@@ -30,8 +30,9 @@ class NoModelError(SlmChatError):
 class Engine:
     """Thread-safe holder of the current model. One generation at a time."""
 
-    def __init__(self, loaded: LoadedModel | None = None) -> None:
+    def __init__(self, loaded: LoadedModel | None = None, lite: bool = False) -> None:
         self._loaded = loaded
+        self._lite = lite  # generation-only engines (CLI) may skip transformers
         self._lock = threading.RLock()
         self._cache = PromptCache()
 
@@ -45,7 +46,7 @@ class Engine:
 
     def load(self, spec: ModelSpec) -> ModelInfo:
         """Load ``spec`` and make it current. On error the previous model stays."""
-        new = load(spec)  # raises ModelLoadError; nothing changed yet
+        new = load(spec, lite=self._lite)  # raises ModelLoadError; nothing changed yet
         with self._lock:
             self._loaded = new
             self._cache.reset()

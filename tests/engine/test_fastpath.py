@@ -26,7 +26,7 @@ def test_supports_llama_not_gpt2(llama, tiny_gpt2_dir: Path) -> None:
 
 def test_logits_match_transformers_prefill_and_decode(llama) -> None:
     ids = torch.tensor([[3, 17, 42, 99, 7, 120, 5, 64, 33]])
-    fast = fastpath.FastLlama(llama.model)
+    fast = fastpath.FastLlama.from_model(llama.model)
     cache = fast.new_cache()
     with torch.no_grad():
         ref = llama.model(ids).logits
@@ -43,7 +43,7 @@ def test_logits_match_transformers_prefill_and_decode(llama) -> None:
 def test_cache_grows_past_first_chunk(llama) -> None:
     torch.manual_seed(0)
     ids = torch.randint(3, 200, (1, 250))
-    fast = fastpath.FastLlama(llama.model)
+    fast = fastpath.FastLlama.from_model(llama.model)
     cache = fast.new_cache()
     fast.forward(ids[:, :200], cache)
     with torch.no_grad():
