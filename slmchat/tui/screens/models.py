@@ -89,8 +89,8 @@ class ModelsScreen(Screen[ModelSpec | None]):
     ModelsScreen .opt-row Select, ModelsScreen .opt-row Input { width: 1fr; }
     ModelsScreen #cpu-warning { color: $warning; height: auto; }
     ModelsScreen #estimate, ModelsScreen #details { height: auto; }
-    ModelsScreen #buttons { height: auto; }
-    ModelsScreen #buttons Button { margin: 0 1 0 0; }
+    ModelsScreen .buttons { height: auto; }
+    ModelsScreen .buttons Button { margin: 0 1 0 0; min-width: 8; }
     ModelsScreen #task-progress { display: none; }
     ModelsScreen #task-progress.busy { display: block; }
     """
@@ -126,12 +126,13 @@ class ModelsScreen(Screen[ModelSpec | None]):
                 yield from self._option_rows()
                 yield Static("", id="estimate")
                 yield Static("", id="cpu-warning")
-                with Horizontal(id="buttons"):
+                with Horizontal(classes="buttons"):
                     yield Button("Load", id="load", variant="primary")
-                    yield Button("Use cpu-int8", id="use-int8")
+                    yield Button("Use cpu-int8", id="use-int8", variant="warning")
+                    yield Button("Close", id="close")
+                with Horizontal(classes="buttons"):
                     yield Button("Quantize & save", id="quantize")
                     yield Button("Export", id="export")
-                    yield Button("Close", id="close")
                 yield ProgressBar(total=100, id="task-progress", show_eta=False)
                 yield Static("", id="task-status")
         yield Footer()
