@@ -49,6 +49,41 @@ def _is_plain_linear(module: Any) -> bool:
         torch.float32, torch.bfloat16, torch.float16)
 
 
+def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    h = int(config.hidden_size)
+    nh = int(config.num_attention_heads)
+    kvh = int(getattr(config, "num_key_value_heads", None) or nh)
+    hd = int(getattr(config, "head_dim", None) or h // nh)
+    inter = int(config.intermediate_size)
+    shapes: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (int(config.vocab_size), h), "model.norm.weight": (h,)}
+    for i in range(int(config.num_hidden_layers)):
+        p = f"model.layers.{i}."
+        shapes.update({
+            p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
+            p + "self_attn.q_proj.weight": (nh * hd, h), p + "self_attn.k_proj.weight": (kvh * hd, h),
+            p + "self_attn.v_proj.weight": (kvh * hd, h), p + "self_attn.o_proj.weight": (h, nh * hd),
+            p + "mlp.gate_proj.weight": (inter, h), p + "mlp.up_proj.weight": (inter, h),
+            p + "mlp.down_proj.weight": (h, inter),
+        })
+    return shapes
+
+
+def _check_shapes(config: Any, tensors: dict[str, torch.Tensor]) -> None:
+    expected = expected_shapes(config)
+    if not getattr(config, "tie_word_embeddings", False) or "lm_head.weight" in tensors:
+        expected["lm_head.weight"] = expected["model.embed_tokens.weight"]
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise ValueError(f"the weights lack {name} that config.json requires")
+        if tuple(tensors[name].shape) != shape:
+            raise ValueError(f"the weights do not match config.json: {name} is "
+                             f"{tuple(tensors[name].shape)}, the config implies {shape}")
+    extra = sorted(set(tensors) - set(expected) - {"lm_head.weight"})
+    if extra:
+        raise ValueError(f"the weights hold tensors config.json does not describe ({extra[0]}, ...)")
+
+
 def _rope_theta(config: Any) -> float:
     theta = getattr(config, "rope_theta", None)
     if theta is None:  # transformers 5 keeps it under rope_parameters
@@ -175,7 +210,13 @@ class FastLlama:
 
     @classmethod
     def from_state_dict(cls, config: Any, tensors: dict[str, torch.Tensor]) -> FastLlama:
-        """``tensors`` uses transformers' LlamaForCausalLM names (model.layers.N...)."""
+        """``tensors`` uses transformers' LlamaForCausalLM names (model.layers.N...).
+
+        Every tensor's shape is checked against the config first, so a config.json that
+        does not match its weights is refused (ValueError) instead of running garbage.
+        """
+        _check_shapes(config, tensors)
+
         def w(name: str) -> torch.Tensor:
             return tensors[name]
 

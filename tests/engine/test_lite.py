@@ -95,3 +95,18 @@ def test_lite_generate_never_imports_transformers(tiny_llama_dir: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "CLEAN"
+
+
+def test_config_weights_mismatch_is_refused(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from slmchat.errors import ModelLoadError
+
+    bad = tmp_path / "wrongshape"
+    shutil.copytree(tiny_llama_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["hidden_size"] = 128
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=r"do not match config\.json"):
+        load(ModelSpec(path=str(bad)), lite=True)
