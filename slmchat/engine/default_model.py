@@ -72,6 +72,11 @@ def ensure_default_model() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_converted(target):
             return target
+        # A converter killed mid-way leaves its temp folder (a whole model's worth of
+        # bytes); under the lock no other converter is running, so remove them.
+        for stale in target.parent.glob(f".{target.name}.*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         convert_gguf(source, target)
     return target
 

@@ -347,7 +347,8 @@ class Store:
 
     def search(self, query: str, limit: int = 50) -> list[SearchHit]:
         """Full-text search over message text (and a substring match on titles)."""
-        terms = [t for t in query.replace('"', " ").split() if t]
+        # NUL ends FTS5's parse of the string (-> "unterminated string"): treat as space.
+        terms = [t for t in query.replace('"', " ").replace("\x00", " ").split() if t]
         if not terms:
             return []
         # Quote each term (no FTS syntax from the user) and prefix-match the last one.

@@ -204,6 +204,25 @@ def save_interval(args: TrainArgs, total: int) -> int:
     return args.save_every or max(1, total // 10)
 
 
+def _check_writable(out: Path) -> None:
+    """Fail now, not after hours of training, when the result could not be saved.
+
+    Probes with a real temp file (``os.access`` says yes to root on read-only mounts).
+    """
+    import tempfile
+
+    probe = out.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"cannot write the result to {out.parent}: {exc.strerror or exc}") from exc
+
+
 def prepare_run(args: TrainArgs, run_dir: Path | None = None) -> Path:
     """Validate ``args`` and write a new run folder (not started)."""
     from slmchat.engine.runs import ARGS, new_run_dir, write_json_atomic, write_status
@@ -215,6 +234,7 @@ def prepare_run(args: TrainArgs, run_dir: Path | None = None) -> Path:
         out = Path(args.out).expanduser().resolve()
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InvalidParameterError(f"output folder {out} already exists and is not empty")
+        _check_writable(out)
         args.out = str(out)
     if run_dir is None:
         run_dir = new_run_dir(data.stem)
