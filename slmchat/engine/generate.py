@@ -26,7 +26,7 @@ FinishReason = Literal["stop", "length", "cancelled", "error"]
 class SamplingParams:
     """Sampling settings. temperature 0 means greedy decoding."""
 
-    temperature: float = 0.7
+    temperature: float = 0.2  # SmolLM2-Instruct's recommended setting; 0 = greedy
     top_p: float = 0.9
     top_k: int = 50
     min_p: float = 0.0

@@ -58,10 +58,16 @@ def render(
         return "".join(m.content for m in messages if m.role != "system"), "raw"
     if getattr(tokenizer, "chat_template", None):
         dicts = [{"role": m.role, "content": m.content} for m in messages]
-        text = tokenizer.apply_chat_template(
-            dicts, tokenize=False, add_generation_prompt=not continue_last,
-            continue_final_message=continue_last,
-        )
+        try:
+            text = tokenizer.apply_chat_template(
+                dicts, tokenize=False, add_generation_prompt=not continue_last,
+                continue_final_message=continue_last,
+            )
+        except Exception as exc:  # jinja2 TemplateError / SecurityError, template bugs
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise InvalidParameterError(
+                f"the model's chat template failed ({type(exc).__name__}: {first[:160]}); "
+                "use --raw, or fix chat_template in the model folder") from exc
         return str(text), "template"
     return _transcript(messages, continue_last), "transcript"
 

@@ -184,3 +184,22 @@ def test_trust_remote_code_is_never_enabled_in_the_package() -> None:
                 if value != "False":
                     hits.append(f"{path.relative_to(PKG)}:{n}: {line.strip()}")
     assert seen >= 3 and hits == []
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_malicious_template_in_lite_generate_path(
+    template: str, tiny_llama_dir: Path, tmp_path: Path, marker: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`slmchat generate` renders templates with its own sandbox (engine/lite.py): same
+    guarantees - a one-line error and exit 2, no code run."""
+    from slmchat.cli import main
+
+    folder = _copy(tiny_llama_dir, tmp_path / "evil-template-lite")
+    _template(folder, template.replace("MARKER", str(marker)))
+    record(inputs=1)
+    rc = main(["generate", "hi", "--model", str(folder), "--max-new-tokens", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err and err.strip().startswith("slmchat: error:")
+    assert not marker.exists()

@@ -54,7 +54,7 @@ async def test_send_streams_reply_into_markdown_and_saves_provenance(make_app) -
         prov = app.store.messages(app.chat.conv.id)[-1].provenance
         assert prov["model"]["fingerprint"] == "feedc0ffee123456"
         assert prov["model"]["path"] == "default"
-        assert prov["sampling"]["temperature"] == 0.7
+        assert prov["sampling"]["temperature"] == 0.2
         assert prov["seed"] == 1234 and prov["new_tokens"] == 8
         assert prov["ttft_s"] == 0.25 and prov["decode_tps"] == 20.0
         status = str(app.chat.status.render_status())
@@ -230,22 +230,22 @@ async def test_settings_panel_saves_with_conversation_and_is_used(make_app) -> N
         app.query_one("#set-temperature", Input).value = "9"
         app.query_one("#settings-save", Button).press()
         await pilot.pause()
-        assert app.store.get_conversation(app.chat.conv.id).settings.get("temperature") == 0.7
+        assert app.store.get_conversation(app.chat.conv.id).settings.get("temperature") == 0.2
         assert any("temperature" in n.message for n in app._notifications)
-        app.query_one("#set-temperature", Input).value = "0.2"
+        app.query_one("#set-temperature", Input).value = "0.35"
         app.query_one("#set-seed", Input).value = "7"
         app.query_one("#settings-save", Button).press()
         await pilot.pause()
         saved = app.store.get_conversation(app.chat.conv.id).settings
-        assert saved["temperature"] == 0.2 and saved["seed"] == 7
+        assert saved["temperature"] == 0.35 and saved["seed"] == 7
         assert saved["system_prompt"] == "Be brief."
         await pilot.press("ctrl+s")
         await send(pilot, "again")
         call = engine.calls[-1]
-        assert call.params.temperature == 0.2 and call.params.seed == 7
+        assert call.params.temperature == 0.35 and call.params.seed == 7
         assert call.messages[0].role == "system" and call.messages[0].content == "Be brief."
         prov = app.store.messages(app.chat.conv.id)[-1].provenance
-        assert prov["sampling"]["temperature"] == 0.2 and prov["sampling"]["seed"] == 7
+        assert prov["sampling"]["temperature"] == 0.35 and prov["sampling"]["seed"] == 7
 
 
 async def test_message_view_marks_interrupted_replies(make_app, db_path) -> None:
