@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "trust.json"
 
 
 def main(argv: list[str]) -> int:
-    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "tests/trust", *argv], cwd=ROOT)
+    env = {**os.environ, "SLMCHAT_TRUST_REPORT": str(RESULTS)}
+    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "tests/trust", *argv], cwd=ROOT,
+                         env=env)
     if not RESULTS.exists():
         print("no results written", file=sys.stderr)
         return rc or 1

@@ -83,7 +83,7 @@ def default_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def default_engine(default_model_dir: Path):  # noqa: ANN201
+def default_engine(default_model_dir: Path):
     from slmchat.engine.models import ModelSpec
     from slmchat.engine.session import Engine
 

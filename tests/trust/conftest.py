@@ -17,14 +17,17 @@ import pytest
 from tests.trust.counts import COUNTS, DETAILS
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "benchmarks" / "results" / "trust.json"
+# Written where SLMCHAT_TRUST_REPORT points (benchmarks/trust_report.py sets it), so a
+# plain test run never dirties the checkout.
+RESULTS = Path(os.environ.get("SLMCHAT_TRUST_REPORT", "")) if os.environ.get(
+    "SLMCHAT_TRUST_REPORT") else None
 
 _START = time.time()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not COUNTS:
-        return  # no trust test ran in this session
+    if not COUNTS or RESULTS is None:
+        return  # no trust test ran, or no report was asked for
     from tests.conftest import _attempts
 
     data = {
