@@ -29,7 +29,7 @@ class ModelSettings(BaseModel):
 
 class GenerationSettings(BaseModel):
     system_prompt: str = Field("", description="Default system prompt for new conversations")
-    temperature: float = Field(0.2, ge=0, le=5, description="0 = greedy; 0.2 is what SmolLM2's card recommends")
+    temperature: float = Field(0.2, ge=0, le=5, description="0 = greedy; 0.2 as SmolLM2's card advises")
     top_p: float = Field(0.9, gt=0, le=1)
     top_k: int = Field(50, ge=0)
     min_p: float = Field(0.0, ge=0, lt=1)
