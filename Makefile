@@ -24,12 +24,12 @@ chat: setup
 	$(BIN)/slmchat
 
 test: setup
-	$(BIN)/ruff check slmchat tests benchmarks
+	$(BIN)/ruff check slmchat tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup
-	$(BIN)/ruff check slmchat tests benchmarks
+	$(BIN)/ruff check slmchat tests benchmarks scripts
 	$(BIN)/mypy
 
 bench: setup
