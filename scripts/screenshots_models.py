@@ -13,16 +13,8 @@ from pathlib import Path
 
 from textual.app import App
 
-OUT = Path(__file__).resolve().parents[1] / "screenshots"
-
-
-def to_png(svg: Path) -> None:
-    try:
-        import cairosvg
-    except ImportError:
-        print("cairosvg is not installed: only SVG written")
-        return
-    cairosvg.svg2png(url=str(svg), write_to=str(svg.with_suffix(".png")), output_width=1600)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from screenshots import OUT, to_png
 
 
 async def shoot(dirs: list[str]) -> None:

@@ -90,3 +90,25 @@ def default_engine(default_model_dir: Path):
     engine = Engine()
     engine.load(ModelSpec(path=str(default_model_dir), dtype="fp32", device="cpu"))
     return engine
+
+
+@pytest.fixture
+def one_torch_thread(monkeypatch: pytest.MonkeyPatch):
+    """One torch thread: tests share a small machine, and a resume comparison needs the
+    killed subprocess and the in-process runs to use the same thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("SLMCHAT_THREADS", "1")
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def notes(tmp_path: Path) -> Path:
+    """A small training text file."""
+    from tests.tinymodels import CORPUS
+
+    f = tmp_path / "notes.txt"
+    f.write_text(CORPUS)
+    return f

@@ -13,26 +13,11 @@ import pytest
 from slmchat.cli import main
 from slmchat.engine import runs
 from slmchat.paths import runs_dir
-from tests.tinymodels import CORPUS
 
 TINY = ["--block-size", "32", "--batch-size", "2", "--device", "cpu", "--bf16", "off"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch: pytest.MonkeyPatch):
-    import torch
-
-    before = torch.get_num_threads()
-    monkeypatch.setenv("SLMCHAT_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def notes(tmp_path: Path) -> Path:
-    f = tmp_path / "notes.txt"
-    f.write_text(CORPUS)
-    return f
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("content,message", [

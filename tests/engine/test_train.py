@@ -19,26 +19,8 @@ from slmchat.engine import runs
 from slmchat.engine.models import ModelSpec, load
 from slmchat.engine.train import TrainArgs, lr_at, plan_steps, prepare_run
 from slmchat.engine.trainloop import run_job
-from tests.tinymodels import CORPUS
 
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch: pytest.MonkeyPatch):
-    """One torch thread: tests share a small machine, and the resume comparison needs the
-    killed subprocess and the in-process runs to use the same thread count."""
-    import torch
-
-    before = torch.get_num_threads()
-    monkeypatch.setenv("SLMCHAT_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def notes(tmp_path: Path) -> Path:
-    f = tmp_path / "notes.txt"
-    f.write_text(CORPUS)
-    return f
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_args(notes: Path, model: Path, **kw) -> TrainArgs:
