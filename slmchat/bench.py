@@ -171,16 +171,17 @@ def run_llama_cpp(gguf: str) -> dict[str, Any]:
         tok = llm.sample(temp=0.0)
         llm.eval([tok])
     decode = DECODE_TOKENS / (time.perf_counter() - t)
-    # TTFT with a ~1,000-token chat rendered by the GGUF's own chat template.
-    from transformers import AutoTokenizer
+    # TTFT with a ~1,000-token chat, rendered with the same chat template (the converted
+    # default model's copy of the GGUF's tokenizer) and tokenized by llama.cpp itself.
+    from slmchat.engine.default_model import ensure_default_model
+    from slmchat.engine.lite import LiteTokenizer
 
-    tokdir = Path(gguf)
-    tok = AutoTokenizer.from_pretrained(str(tokdir.parent), gguf_file=tokdir.name)
+    tok = LiteTokenizer(ensure_default_model())
     n = 1
     while True:
         msgs = [{"role": m.role, "content": m.content} for m in _history(n)]
-        chat_ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-        chat_ids = list(chat_ids["input_ids"] if isinstance(chat_ids, dict) else chat_ids)
+        text = tok.apply_chat_template(msgs, add_generation_prompt=True)
+        chat_ids = llm.tokenize(text.encode(), add_bos=False, special=True)
         if len(chat_ids) >= HISTORY_TOKENS:
             break
         n += 1
@@ -317,7 +318,17 @@ def add_arguments(p: Any) -> None:
 def run(args: Any) -> int:
     from slmchat.engine.offline import ensure_offline
 
-    ensure_offline()
+    if getattr(args, "child", None) and PATHS[args.child]["kind"] == "llama_cpp" and \
+            os.environ.get("SLMCHAT_OMP_DEFAULTED") == "1":
+        # The peer runs as its users run it: llama.cpp with OpenMP's default (spinning)
+        # wait policy, not the passive one slmchat picks for itself.
+        os.environ.pop("OMP_WAIT_POLICY", None)
+        os.environ.pop("SLMCHAT_OMP_DEFAULTED", None)
+        from slmchat.engine.offline import _OFFLINE_VARS
+
+        os.environ.update(_OFFLINE_VARS)
+    else:
+        ensure_offline()
     if getattr(args, "child", None):
         print(json.dumps(_child(args.child, args.model)))
         return 0

@@ -226,8 +226,11 @@ class FastLlama:
         layers = []
         for i in range(config.num_hidden_layers):
             p = f"model.layers.{i}."
-            qkv = torch.cat([w(p + f"self_attn.{n}_proj.weight") for n in "qkv"]).contiguous()
-            gate_up = torch.cat([w(p + "mlp.gate_proj.weight"), w(p + "mlp.up_proj.weight")]).contiguous()
+            # pop: each layer's separate matrices are freed as soon as they are fused, so
+            # peak memory stays near one copy of the weights.
+            qkv = torch.cat([tensors.pop(p + f"self_attn.{n}_proj.weight") for n in "qkv"])
+            gate_up = torch.cat([tensors.pop(p + "mlp.gate_proj.weight"),
+                                 tensors.pop(p + "mlp.up_proj.weight")])
             layers.append(_Layer(
                 in_norm=w(p + "input_layernorm.weight"), post_norm=w(p + "post_attention_layernorm.weight"),
                 qkv=qkv, q=None, k=None, v=None, o=lin(w(p + "self_attn.o_proj.weight")),

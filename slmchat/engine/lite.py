@@ -204,8 +204,8 @@ def load_lite(kind: str, folder: Path, spec: Any, name: str) -> Any:
     cfg = _config(folder)
     gen_path = folder / "generation_config.json"
     gen = SimpleNamespace(**json.loads(gen_path.read_text())) if gen_path.is_file() else cfg
-    fast = FastLlama.from_state_dict(cfg, tensors)
     footprint = sum(t.numel() * t.element_size() for t in tensors.values())
+    fast = FastLlama.from_state_dict(cfg, tensors)  # consumes the per-layer matrices
     del tensors
     runner = FastRunner.__new__(FastRunner)
     runner.fast = fast

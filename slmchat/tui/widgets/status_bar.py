@@ -100,4 +100,10 @@ class StatusBar(Static):
             gpu = gpu_memory(self.info.device)
             if gpu is not None:
                 t.append(f"  GPU {_mib(gpu)}")
+        # Nothing leaves the machine: the Hugging Face offline switches are set before
+        # any model code is imported (engine/offline.py), and this says whether they are.
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            t.append("  ● offline", style="green")
+        else:
+            t.append("  ● offline switches not set", style="bold red")
         return t
