@@ -91,14 +91,7 @@ def training_processes() -> int:
 
 def chat_threads() -> int:
     """Threads for a chat reply: all physical cores, or half when a fine-tune runs
-    beside it (the job takes the other half, see train_threads)."""
+    beside it, so the reply keeps streaming while the job trains."""
     cores = physical_cores()
     reserve = cores - max(1, cores // 2) if training_processes() else 0
     return configure_threads(reserve=reserve)
-
-
-def train_threads() -> int:
-    """Threads for a fine-tune job: the physical cores minus one kept for the chat
-    (when there are at least two), so a reply keeps streaming while it trains."""
-    cores = physical_cores()
-    return configure_threads(reserve=1 if cores >= 2 else 0)
