@@ -221,7 +221,6 @@ def test_qlora_trains_on_cpu(notes: Path, tiny_llama_dir: Path) -> None:
 @pytest.mark.realmodel
 def test_real_model_short_run_lowers_heldout_perplexity(notes: Path,
                                                         default_model_dir: Path) -> None:
-    t0 = time.perf_counter()
     args = TrainArgs(data=str(notes), model="default", max_steps=6, block_size=32,
                      batch_size=2, lr=2e-3, max_eval_blocks=4, eval_fraction=0.1,
                      eval_every=6, save_every=6, device="cpu")
@@ -231,4 +230,3 @@ def test_real_model_short_run_lowers_heldout_perplexity(notes: Path,
     assert m["perplexity_after"] < m["perplexity_before"] * 0.9
     cfg = json.loads((Path(status["out"]) / "adapter_config.json").read_text())
     assert Path(cfg["base_model_name_or_path"]) == default_model_dir.resolve()
-    assert time.perf_counter() - t0 < 120
