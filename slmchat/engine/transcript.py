@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from slmchat.engine.store import SCHEMA_VERSION, Store
+from slmchat.engine.store import Store
+from slmchat.engine.store_schema import SCHEMA_VERSION
 
 
 def to_json(store: Store, conv_id: int) -> str:

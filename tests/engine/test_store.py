@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from slmchat.engine.store import SCHEMA_VERSION, Store, migrate
+from slmchat.engine.store import Store
+from slmchat.engine.store_schema import SCHEMA_VERSION, migrate
 from slmchat.engine.transcript import to_json, to_markdown
 from slmchat.errors import SlmChatError
 

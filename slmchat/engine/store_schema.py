@@ -1,0 +1,105 @@
+"""The conversations database schema: one migration step per ``PRAGMA user_version``.
+
+Never edit a released step; add a new one. ``migrate`` runs each step in its own
+transaction together with its version bump, so a failed step leaves the previous version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+# --- migrations: one step per version; never edit a released step, add a new one ---
+
+def _script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one (``executescript`` would commit the open transaction)."""
+    buf = ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                db.execute(buf)
+            buf = ""
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'done',
+            provenance TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+        """
+    )
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    # External-content FTS5: the index refers to messages rows instead of copying text.
+    _script(
+        db,
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='id'
+        );
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+        """
+    )
+
+
+def _v3(db: sqlite3.Connection) -> None:
+    # Per-conversation settings (system prompt, sampling) as a JSON object.
+    db.execute("ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Upgrade ``db`` step by step to ``target``; each step commits with its version."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        from slmchat.errors import SlmChatError
+
+        raise SlmChatError(
+            f"the conversations database is from a newer slmchat (schema {version}, "
+            f"this version knows {SCHEMA_VERSION})"
+        )
+    while version < target:
+        step = MIGRATIONS[version]
+        db.execute("BEGIN")
+        try:
+            step(db)
+            version += 1
+            db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return version
