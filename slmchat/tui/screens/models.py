@@ -39,31 +39,18 @@ from slmchat.engine.discovery import (
     human_count,
 )
 from slmchat.engine.models import DTYPES, QUANTS, ModelSpec
+from slmchat.tui.screens.model_tasks import (
+    TaskDone,
+    TaskProgress,
+    free_path,
+    run_export,
+    run_quantize,
+)
 
 CPU_BNB_WARNING = (
     "bitsandbytes runs on the CPU but slowly (default model: 8-bit ~0.7 tok/s, 4-bit "
     "~1.6 tok/s, fp32 ~21 tok/s). cpu-int8 (torch dynamic int8) is faster than fp32 here."
 )
-
-
-@dataclass
-class TaskProgress(Message):
-    """Progress of a quantize/export worker; bursts collapse into the latest one."""
-
-    task: str
-    text: str
-    fraction: float
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, TaskProgress) and message.task == self.task
-
-
-@dataclass
-class TaskDone(Message):
-    task: str
-    text: str
-    ok: bool
-    new_path: str | None = None
 
 
 @dataclass
@@ -351,56 +338,18 @@ class ModelsScreen(Screen[ModelSpec | None]):
             method = "cpu-int8" if spec.quant in ("cpu-int8", "none") else "bnb"
             bits = 4 if spec.quant == "4bit" else 8
             suffix = "cpu-int8" if method == "cpu-int8" else f"bnb-{bits}bit"
-            self._run_quantize(spec.with_(quant="none"), _free(root / f"{stem}-{suffix}"),
+            self._run_quantize(spec.with_(quant="none"), free_path(root / f"{stem}-{suffix}"),
                                method, bits)
         else:
             self._run_export(spec.with_(quant="none"), root, stem)
 
     @work(thread=True, exclusive=True, group="models-task")
     def _run_quantize(self, spec: ModelSpec, out: Path, method: str, bits: int) -> None:
-        from slmchat.engine.quantize import quantize_and_save
-
-        def progress(text: str, frac: float) -> None:
-            self.post_message(TaskProgress("quantize", text, frac))
-
-        try:
-            r = quantize_and_save(spec, out, method=method, bits=bits, progress=progress)
-        except Exception as exc:
-            self.post_message(TaskDone("quantize", f"Quantize failed: {_one_line(exc)}", False))
-            return
-        self.post_message(TaskDone(
-            "quantize", f"Saved {r.out.name}: {human_bytes(r.size_before)} → "
-            f"{human_bytes(r.size_after)} in {r.seconds:.1f}s", True, str(r.out)))
+        run_quantize(spec, out, method, bits, self.post_message)
 
     @work(thread=True, exclusive=True, group="models-task")
     def _run_export(self, spec: ModelSpec, root: Path, stem: str) -> None:
-        from slmchat.engine.export import export_model
-
-        def progress(text: str, frac: float) -> None:
-            self.post_message(TaskProgress("export", text, frac))
-
-        entry = self.selected
-        llama = entry is not None and (entry.architecture in ("LlamaForCausalLM", "llama")
-                                       or entry.format == "lora")
-        merged = bool(spec.adapter) or (entry is not None and entry.format == "lora")
-        out = _free(root / f"{stem}-{'merged' if merged else 'export'}")
-        gguf = _free(root / f"{stem}-f16.gguf") if llama else None
-        try:
-            r = export_model(spec, out=out, merge_adapter=True, gguf=gguf, progress=progress)
-        except Exception as exc:
-            if gguf is None or "GGUF" not in str(exc):
-                self.post_message(TaskDone("export", f"Export failed: {_one_line(exc)}", False))
-                return
-            try:  # a non-Llama adapter base: the safetensors export still works
-                r = export_model(spec, out=out, merge_adapter=True, progress=progress)
-            except Exception as exc2:
-                self.post_message(TaskDone("export", f"Export failed: {_one_line(exc2)}",
-                                           False))
-                return
-        text = f"Exported {r.out.name if r.out else ''}"
-        if r.gguf:
-            text += f" + {r.gguf.name} ({r.check.line if r.check else 'unverified'})"
-        self.post_message(TaskDone("export", text, True, str(r.out) if r.out else None))
+        run_export(spec, self.selected, root, stem, self.post_message)
 
     def on_task_progress(self, message: TaskProgress) -> None:
         self.query_one("#task-progress", ProgressBar).update(progress=message.fraction * 100)
@@ -433,19 +382,3 @@ class ModelsScreen(Screen[ModelSpec | None]):
             with self.prevent(Input.Changed):
                 box.value = ""
         self._fill_table(query, select_path=path)
-
-
-def _free(path: Path) -> Path:
-    """``path`` or ``path-2``, ``path-3``… so an action never overwrites a model."""
-    if not path.exists():
-        return path
-    for i in range(2, 1000):
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    return path
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

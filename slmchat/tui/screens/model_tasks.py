@@ -1,0 +1,96 @@
+"""Quantize and export jobs of the model panel, run in its thread workers.
+
+Each job reports through ``post`` (the screen's ``post_message``) with ``TaskProgress``
+and one final ``TaskDone``; nothing here touches widgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+
+from slmchat.engine.discovery import ModelEntry, human_bytes
+from slmchat.engine.models import ModelSpec
+from slmchat.errors import first_line
+
+Post = Callable[[Message], Any]
+
+
+@dataclass
+class TaskProgress(Message):
+    """Progress of a quantize/export worker; bursts collapse into the latest one."""
+
+    task: str
+    text: str
+    fraction: float
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TaskProgress) and message.task == self.task
+
+
+@dataclass
+class TaskDone(Message):
+    task: str
+    text: str
+    ok: bool
+    new_path: str | None = None
+
+
+def free_path(path: Path) -> Path:
+    """``path`` or ``path-2``, ``path-3``… so an action never overwrites a model."""
+    if not path.exists():
+        return path
+    for i in range(2, 1000):
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    return path
+
+
+def run_quantize(spec: ModelSpec, out: Path, method: str, bits: int, post: Post) -> None:
+    from slmchat.engine.quantize import quantize_and_save
+
+    def progress(text: str, frac: float) -> None:
+        post(TaskProgress("quantize", text, frac))
+
+    try:
+        r = quantize_and_save(spec, out, method=method, bits=bits, progress=progress)
+    except Exception as exc:
+        post(TaskDone("quantize", f"Quantize failed: {first_line(exc)}", False))
+        return
+    post(TaskDone(
+        "quantize", f"Saved {r.out.name}: {human_bytes(r.size_before)} → "
+        f"{human_bytes(r.size_after)} in {r.seconds:.1f}s", True, str(r.out)))
+
+
+def run_export(spec: ModelSpec, entry: ModelEntry | None, root: Path, stem: str,
+               post: Post) -> None:
+    from slmchat.engine.export import export_model
+
+    def progress(text: str, frac: float) -> None:
+        post(TaskProgress("export", text, frac))
+
+    llama = entry is not None and (entry.architecture in ("LlamaForCausalLM", "llama")
+                                   or entry.format == "lora")
+    merged = bool(spec.adapter) or (entry is not None and entry.format == "lora")
+    out = free_path(root / f"{stem}-{'merged' if merged else 'export'}")
+    gguf = free_path(root / f"{stem}-f16.gguf") if llama else None
+    try:
+        r = export_model(spec, out=out, merge_adapter=True, gguf=gguf, progress=progress)
+    except Exception as exc:
+        if gguf is None or "GGUF" not in str(exc):
+            post(TaskDone("export", f"Export failed: {first_line(exc)}", False))
+            return
+        try:  # a non-Llama adapter base: the safetensors export still works
+            r = export_model(spec, out=out, merge_adapter=True, progress=progress)
+        except Exception as exc2:
+            post(TaskDone("export", f"Export failed: {first_line(exc2)}", False))
+            return
+    text = f"Exported {r.out.name if r.out else ''}"
+    if r.gguf:
+        text += f" + {r.gguf.name} ({r.check.line if r.check else 'unverified'})"
+    post(TaskDone("export", text, True, str(r.out) if r.out else None))
