@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from slmchat import __version__
-from slmchat.errors import SlmChatError
+from slmchat.errors import SlmChatError, first_line
 
 # Order = order in --help. "chat" is the default when no command is given.
 COMMANDS = (
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure still gets one line, not a traceback
         if args.debug:
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc, default="")
         print(f"slmchat: error: {type(exc).__name__}: {first} (rerun with --debug for details)",
               file=sys.stderr)
         return 1

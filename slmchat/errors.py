@@ -17,3 +17,14 @@ class InvalidParameterError(SlmChatError):
 
 class DataError(SlmChatError):
     """A training / evaluation file is missing, empty, binary or too short."""
+
+
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of ``str(exc)``, for one-line messages.
+
+    When the exception has no text: ``default``, or its type name if none is given.
+    """
+    lines = str(exc).strip().splitlines()
+    if lines:
+        return lines[0]
+    return type(exc).__name__ if default is None else default

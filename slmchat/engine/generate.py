@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from slmchat.engine import sampling
-from slmchat.errors import InvalidParameterError
+from slmchat.errors import InvalidParameterError, first_line
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
@@ -222,7 +222,7 @@ def stream_generate(
                     yield chunk(text[len(emitted):])
     except Exception as exc:  # keep what was produced; report the error as the finish
         finish = "error"
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        error = f"{type(exc).__name__}: {first_line(exc, default='')}"
         if prompt_cache is not None:
             prompt_cache.reset()
         yield chunk("", finish)
@@ -252,10 +252,8 @@ class HFRunner:
 class FastRunner:
     """slmchat.engine.fastpath.FastLlama with the runner interface."""
 
-    def __init__(self, model: Any) -> None:
-        from slmchat.engine.fastpath import FastLlama
-
-        self.fast = FastLlama.from_model(model)
+    def __init__(self, fast: Any) -> None:
+        self.fast = fast
 
     def new_cache(self) -> Any:
         return self.fast.new_cache()
@@ -282,7 +280,7 @@ def get_runner(model: Any, kind: str = "auto") -> Any:
     attr = "_slmchat_runner_fast" if use_fast else "_slmchat_runner_hf"
     runner = getattr(model, attr, None)
     if runner is None:
-        runner = FastRunner(model) if use_fast else HFRunner(model)
+        runner = FastRunner(fastpath.FastLlama.from_model(model)) if use_fast else HFRunner(model)
         model.__dict__[attr] = runner  # cached beside the weights it uses
     return runner
 

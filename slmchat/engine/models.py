@@ -23,7 +23,7 @@ from slmchat.engine.weights import (
     has_python_files,
     weight_files,
 )
-from slmchat.errors import ModelLoadError
+from slmchat.errors import ModelLoadError, first_line
 
 Dtype = Literal["auto", "fp32", "bf16", "fp16"]
 Quant = Literal["none", "8bit", "4bit", "cpu-int8"]
@@ -240,19 +240,13 @@ def load(spec: ModelSpec, lite: bool = False) -> LoadedModel:
         raise ModelLoadError(str(exc)) from exc
     if spec.quant in ("8bit", "4bit"):
         _check_bnb_available()
-    if lite:
-        from slmchat.engine import lite as lite_mod
-
-        if lite_mod.eligible(kind, path, spec):
-            try:
-                return lite_mod.load_lite(kind, path, spec, _display_name(kind, path, spec))
-            except ModelLoadError:
-                raise
-            except Exception as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ModelLoadError(f"cannot load {path}: {type(exc).__name__}: {first}") from exc
     warnings: list[str] = []
     try:
+        if lite:
+            from slmchat.engine import lite as lite_mod
+
+            if lite_mod.eligible(kind, path, spec):
+                return lite_mod.load_lite(kind, path, spec, _display_name(kind, path, spec))
         model, tokenizer, files, base_path = _load_kind(kind, path, spec, device, dtype, warnings)
         if spec.quant == "cpu-int8":
             from slmchat.engine.quantize import apply_cpu_int8
@@ -265,7 +259,7 @@ def load(spec: ModelSpec, lite: bool = False) -> LoadedModel:
     except MemoryError as exc:
         raise ModelLoadError(f"out of memory while loading {path}") from exc
     except Exception as exc:  # transformers raises many types; keep one clear line
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         if "out of memory" in msg.lower():
             raise ModelLoadError(f"out of memory while loading {path}: {msg}") from exc
         raise ModelLoadError(f"cannot load {path}: {type(exc).__name__}: {msg}") from exc
@@ -352,9 +346,8 @@ def _maybe_adapter(model: Any, spec: ModelSpec, warnings: list[str]) -> Any:
     try:
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
-            f"adapter {adapter} does not fit this base model: {first[:200]}"
+            f"adapter {adapter} does not fit this base model: {first_line(exc)[:200]}"
         ) from exc
 
 

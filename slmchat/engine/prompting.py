@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from slmchat.errors import InvalidParameterError
+from slmchat.errors import InvalidParameterError, first_line
 
 Role = Literal["system", "user", "assistant"]
 PromptMode = Literal["chat", "raw"]
@@ -64,9 +64,9 @@ def render(
                 continue_final_message=continue_last,
             )
         except Exception as exc:  # jinja2 TemplateError / SecurityError, template bugs
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise InvalidParameterError(
-                f"the model's chat template failed ({type(exc).__name__}: {first[:160]}); "
+                f"the model's chat template failed ({type(exc).__name__}: "
+                f"{first_line(exc, default='')[:160]}); "
                 "use --raw, or fix chat_template in the model folder") from exc
         return str(text), "template"
     return _transcript(messages, continue_last), "transcript"

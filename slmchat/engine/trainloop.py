@@ -21,6 +21,7 @@ from typing import Any
 
 from slmchat.engine.data import PreparedData
 from slmchat.engine.train import TrainArgs, TrainError, lr_at
+from slmchat.errors import first_line
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -96,7 +97,7 @@ def build_model(args: TrainArgs, device: str, bf16: bool) -> tuple[Any, Any, str
             model = get_peft_model(model, config)
         except ValueError as exc:
             raise TrainError(f"LoRA target modules {args.lora_targets!r} do not fit "
-                             f"this model: {str(exc).splitlines()[0][:200]}") from exc
+                             f"this model: {first_line(exc)[:200]}") from exc
     model.train()
     return model, loaded.tokenizer, loaded.info.path
 

@@ -15,6 +15,7 @@ from textual.screen import Screen
 
 from slmchat.config import Settings, save_settings
 from slmchat.engine.models import ModelSpec
+from slmchat.errors import first_line
 from slmchat.tui.messages import ModelLoaded, ModelLoadFailed
 from slmchat.tui.screens.chat import ChatScreen
 from slmchat.tui.widgets.settings_panel import defaults_from
@@ -120,8 +121,7 @@ class SlmChatApp(App[None]):
         try:
             info = self.engine.load(spec)
         except Exception as exc:  # ModelLoadError, or anything unexpected: one line
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.post_message(ModelLoadFailed(spec, msg))
+            self.post_message(ModelLoadFailed(spec, first_line(exc)))
         else:
             self.post_message(ModelLoaded(spec, info))
 
