@@ -207,8 +207,7 @@ def load_lite(kind: str, folder: Path, spec: Any, name: str) -> Any:
     footprint = sum(t.numel() * t.element_size() for t in tensors.values())
     fast = FastLlama.from_state_dict(cfg, tensors)  # consumes the per-layer matrices
     del tensors
-    runner = FastRunner.__new__(FastRunner)
-    runner.fast = fast
+    runner = FastRunner(fast)
     tokenizer = LiteTokenizer(folder)
     warnings = ("folder contains Python files; they are ignored (trust_remote_code off)",) \
         if has_python_files(folder) else ()

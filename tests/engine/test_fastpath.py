@@ -53,14 +53,19 @@ def test_cache_grows_past_first_chunk(llama) -> None:
     assert torch.allclose(got, ref[:, -1], atol=1e-4)
 
 
+def _greedy_by_runner(lm, prompt: str, n: int) -> tuple[str, str]:
+    """Greedy text of ``n`` tokens from the fast runner and from the transformers one."""
+    ids = lm.tokenizer(prompt)["input_ids"]
+    p = SamplingParams(temperature=0, max_new_tokens=n, ignore_eos=True)
+    fast, ref = ("".join(c.text for c in stream_generate(lm.model, lm.tokenizer, ids, p,
+                                                         runner_kind=kind))
+                 for kind in ("fast", "hf"))
+    return fast, ref
+
+
 @pytest.mark.parametrize("prompt", ["The quick brown fox", "Paris is", "def add(a, b):"])
 def test_greedy_text_identical_to_hf_runner(llama, prompt: str) -> None:
-    ids = llama.tokenizer(prompt)["input_ids"]
-    p = SamplingParams(temperature=0, max_new_tokens=40, ignore_eos=True)
-    fast = "".join(c.text for c in stream_generate(llama.model, llama.tokenizer, ids, p,
-                                                   runner_kind="fast"))
-    ref = "".join(c.text for c in stream_generate(llama.model, llama.tokenizer, ids, p,
-                                                  runner_kind="hf"))
+    fast, ref = _greedy_by_runner(llama, prompt, 40)
     assert fast == ref and fast
 
 
@@ -80,10 +85,5 @@ def test_prefix_reuse_with_fast_runner(llama) -> None:
 def test_fast_runner_on_cpu_int8_matches_hf_runner(tiny_llama_dir: Path) -> None:
     lm = load(ModelSpec(path=str(tiny_llama_dir), device="cpu", quant="cpu-int8"))
     assert fastpath.supports(lm.model)
-    ids = lm.tokenizer("The quick brown fox")["input_ids"]
-    p = SamplingParams(temperature=0, max_new_tokens=30, ignore_eos=True)
-    fast = "".join(c.text for c in stream_generate(lm.model, lm.tokenizer, ids, p,
-                                                   runner_kind="fast"))
-    ref = "".join(c.text for c in stream_generate(lm.model, lm.tokenizer, ids, p,
-                                                  runner_kind="hf"))
+    fast, ref = _greedy_by_runner(lm, "The quick brown fox", 30)
     assert fast == ref and fast
