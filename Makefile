@@ -26,11 +26,13 @@ chat: setup
 test: setup
 	$(BIN)/ruff check slmchat tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup
 	$(BIN)/ruff check slmchat tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py

@@ -61,7 +61,7 @@ def corpus() -> list[str]:
 
 def split_docs(docs: list[str], tok: Any, n_tokens: int) -> tuple[list[str], list[list[int]]]:
     """Held-out blocks from every 10th document; the rest is training text."""
-    from slmchat.engine.data import Document, make_blocks, tokenize_documents
+    from slmchat.engine.finetune.data import Document, make_blocks, tokenize_documents
 
     held = [d for i, d in enumerate(docs) if i % 10 == 5]
     train = [d for i, d in enumerate(docs) if i % 10 != 5]
@@ -71,8 +71,8 @@ def split_docs(docs: list[str], tok: Any, n_tokens: int) -> tuple[list[str], lis
 
 
 def eval_loss(model: Any, blocks: list[list[int]]) -> float:
-    from slmchat.engine.train import TrainArgs
-    from slmchat.engine.trainloop import evaluate
+    from slmchat.engine.finetune.args import TrainArgs
+    from slmchat.engine.finetune.loop import evaluate
 
     return evaluate(model, blocks, TrainArgs(data="x", max_eval_blocks=EVAL_BLOCKS), "cpu",
                     False)
@@ -80,9 +80,10 @@ def eval_loss(model: Any, blocks: list[list[int]]) -> float:
 
 def run_slmchat(model_dir: Path, train_docs: list[str], eval_blocks: list[list[int]],
                 n_tokens: int) -> dict[str, Any]:
-    from slmchat.engine.data import Document, PreparedData, make_blocks, tokenize_documents
-    from slmchat.engine.train import TrainArgs, load_tokenizer
-    from slmchat.engine.trainloop import build_model, make_optimizer, train_steps, use_bf16
+    from slmchat.engine.finetune.args import TrainArgs
+    from slmchat.engine.finetune.data import Document, PreparedData, make_blocks, tokenize_documents
+    from slmchat.engine.finetune.loop import build_model, make_optimizer, train_steps, use_bf16
+    from slmchat.engine.finetune.plan import load_tokenizer
 
     args = TrainArgs(data="x", model=str(model_dir), device="cpu")  # defaults = the recipe
     steps = n_tokens // (args.block_size * args.batch_size * args.grad_accum)
@@ -166,10 +167,11 @@ def main() -> int:
 
     import torch
 
-    from slmchat.engine.default_model import ensure_default_model
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.models import ModelSpec, load
-    from slmchat.engine.train import load_tokenizer
+    from slmchat.engine.finetune.plan import load_tokenizer
+    from slmchat.engine.model.default import ensure_default_model
+    from slmchat.engine.model.loader import load
+    from slmchat.engine.model.spec import ModelSpec
 
     threads = configure_threads()
     model_dir = ensure_default_model()

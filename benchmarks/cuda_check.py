@@ -38,9 +38,11 @@ def build_random(config_dir: Path, out: Path) -> Path:
 def checks(model_dir: str, device: str = "cuda") -> dict[str, Any]:
     import torch
 
-    from slmchat.engine.generate import CancelToken, SamplingParams, stream_generate
-    from slmchat.engine.models import ModelSpec, load
-    from slmchat.engine.prompting import ChatMessage
+    from slmchat.engine.generation.decode import CancelToken, stream_generate
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.generation.sampling import SamplingParams
+    from slmchat.engine.model.loader import load
+    from slmchat.engine.model.spec import ModelSpec
     from slmchat.engine.session import Engine
 
     out: dict[str, Any] = {}

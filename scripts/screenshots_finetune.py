@@ -22,7 +22,7 @@ from screenshots import OUT, to_png
 
 async def shoot(root: Path, name: str) -> None:
     from slmchat.config import Settings
-    from slmchat.engine.runs import list_runs
+    from slmchat.engine.finetune.rundir import list_runs
     from slmchat.tui.screens.finetune import FinetuneScreen
 
     class Host(App[None]):
@@ -43,7 +43,7 @@ async def shoot(root: Path, name: str) -> None:
 
 
 def main() -> int:
-    from slmchat.engine.runs import list_runs
+    from slmchat.engine.finetune.rundir import list_runs
 
     sources = [Path(p) for p in sys.argv[1:]] or [r.path for r in list_runs()[:3]]
     if not sources:

@@ -36,7 +36,7 @@ def _peak_rss_mb() -> float:
 
 
 def _history(n_turns: int) -> list[Any]:
-    from slmchat.engine.prompting import ChatMessage
+    from slmchat.engine.generation.prompting import ChatMessage
 
     msgs = [ChatMessage("system", "You are a concise assistant.")]
     for i in range(n_turns):
@@ -47,12 +47,12 @@ def _history(n_turns: int) -> list[Any]:
 
 
 def _chat_of_about(engine: Any, tokens: int) -> list[Any]:
-    from slmchat.engine.generate import SamplingParams
+    from slmchat.engine.generation.sampling import SamplingParams
 
     n = 1
     while True:
         msgs = _history(n)
-        if engine.prompt(msgs, SamplingParams(max_new_tokens=64)).prompt_tokens >= tokens:
+        if engine.preview_prompt(msgs, SamplingParams(max_new_tokens=64)).prompt_tokens >= tokens:
             return msgs
         n += 1
 
@@ -60,9 +60,10 @@ def _chat_of_about(engine: Any, tokens: int) -> list[Any]:
 def run_slmchat(model: str, dtype: str, quant: str, runner: str = "auto",
                 device: str = "auto") -> dict[str, Any]:
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.generate import SamplingParams, stream_generate
-    from slmchat.engine.models import ModelSpec
-    from slmchat.engine.prompting import ChatMessage
+    from slmchat.engine.generation.decode import stream_generate
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.generation.sampling import SamplingParams
+    from slmchat.engine.model.spec import ModelSpec
     from slmchat.engine.session import Engine
 
     threads = configure_threads()
@@ -120,7 +121,8 @@ def run_hf_generate(model: str, dtype: str, device: str = "auto") -> dict[str, A
     import torch
 
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.models import ModelSpec, load
+    from slmchat.engine.model.loader import load
+    from slmchat.engine.model.spec import ModelSpec
 
     threads = configure_threads()
     t0 = time.perf_counter()
@@ -173,8 +175,8 @@ def run_llama_cpp(gguf: str) -> dict[str, Any]:
     decode = DECODE_TOKENS / (time.perf_counter() - t)
     # TTFT with a ~1,000-token chat, rendered with the same chat template (the converted
     # default model's copy of the GGUF's tokenizer) and tokenized by llama.cpp itself.
-    from slmchat.engine.default_model import ensure_default_model
-    from slmchat.engine.lite import LiteTokenizer
+    from slmchat.engine.model.default import ensure_default_model
+    from slmchat.engine.model.lite import LiteTokenizer
 
     tok = LiteTokenizer(ensure_default_model())
     n = 1
@@ -212,7 +214,7 @@ def _child(name: str, model: str) -> dict[str, Any]:
         return run_hf_generate(model, cfg["dtype"])
     if cfg["kind"] == "slmchat":
         return run_slmchat(model, cfg["dtype"], cfg["quant"], cfg.get("runner", "auto"))
-    from slmchat.engine.default_model import gguf_path
+    from slmchat.engine.model.default import gguf_path
 
     return run_llama_cpp(str(gguf_path()))
 
@@ -339,7 +341,7 @@ def run(args: Any) -> int:
 
         raise InvalidParameterError(f"unknown benchmark path(s): {', '.join(unknown)}")
     if args.model == "default":  # convert once up front, not inside a timed child
-        from slmchat.engine.default_model import ensure_default_model
+        from slmchat.engine.model.default import ensure_default_model
 
         args.model = str(ensure_default_model())
     run_all(args.model, names, Path(args.out) if args.out else None)

@@ -77,14 +77,14 @@ def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def default_model_dir() -> Path:
     """The real SmolLM2-135M-Instruct, converted once into the shared test cache."""
     os.environ["SLMCHAT_CACHE_DIR"] = str(REAL_CACHE)
-    from slmchat.engine.default_model import ensure_default_model
+    from slmchat.engine.model.default import ensure_default_model
 
     return ensure_default_model()
 
 
 @pytest.fixture(scope="session")
 def default_engine(default_model_dir: Path):
-    from slmchat.engine.models import ModelSpec
+    from slmchat.engine.model.spec import ModelSpec
     from slmchat.engine.session import Engine
 
     engine = Engine()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slmchat.engine.models import DTYPES, QUANTS, ModelSpec
+from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

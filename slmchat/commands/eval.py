@@ -32,8 +32,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.evaluate import perplexity, read_text
-    from slmchat.engine.models import load
+    from slmchat.engine.model.loader import load
+    from slmchat.engine.tools.perplexity import perplexity, read_text
 
     text = read_text(Path(args.file))  # bad file: fail before the model load
     args.model = args.model_path

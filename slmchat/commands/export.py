@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.discovery import human_bytes
-    from slmchat.engine.export import export_model
+    from slmchat.engine.tools.export import export_model
+    from slmchat.fmt import human_bytes
 
     args.model = args.model_path
     spec = spec_from_args(args)

@@ -1,6 +1,6 @@
 """``slmchat finetune FILE``: fine-tune on a local text file, in the foreground.
 
-The run lives in a run folder (see ``slmchat/engine/runs.py``), so Ctrl-C (which saves a
+The run lives in a run folder (see ``slmchat/engine/finetune/rundir.py``), so Ctrl-C (which saves a
 checkpoint), a kill or a crash can be continued with ``--resume RUN_DIR``. ``--background``
 starts the same job as a detached process (what the app's panel does).
 """
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def args_from_cli(ns: argparse.Namespace) -> Any:
-    from slmchat.engine.train import TrainArgs
+    from slmchat.engine.finetune.args import TrainArgs
 
     if not ns.file:
         raise InvalidParameterError("give the training FILE (or --resume RUN_DIR / --list)")
@@ -88,7 +88,7 @@ class ProgressBar:
         self.last_eval: float | None = None
 
     def __call__(self, row: dict[str, Any]) -> None:
-        from slmchat.engine.train import format_duration
+        from slmchat.fmt import format_duration
 
         if row.get("event") == "status":
             if row.get("state") == "running" and row.get("message") in (
@@ -134,7 +134,7 @@ class ProgressBar:
 
 
 def _list_runs() -> int:
-    from slmchat.engine.runs import list_runs
+    from slmchat.engine.finetune.rundir import list_runs
 
     for r in list_runs():
         print(f"{r.state:9s} {r.step:>6}/{r.total_steps:<6} {r.method:5s} {r.path}  "
@@ -166,7 +166,7 @@ def run(ns: argparse.Namespace) -> int:
 
     # Before torch loads: spinning OpenMP threads are ~10x slower on shared cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from slmchat.engine import runs
+    from slmchat.engine.finetune import rundir as runs
     from slmchat.engine.offline import ensure_offline
 
     ensure_offline()
@@ -184,7 +184,7 @@ def run(ns: argparse.Namespace) -> int:
             print(f"run already finished: {summary.out}")
             return 0
     else:
-        from slmchat.engine.train import prepare_run, preview
+        from slmchat.engine.finetune.plan import prepare_run, preview
 
         args = args_from_cli(ns)
         # Data problems surface here, before any model weights are loaded.
@@ -202,7 +202,7 @@ def run(ns: argparse.Namespace) -> int:
         proc = runs.spawn(run_dir)
         print(f"started in the background (pid {proc.pid}): {run_dir}")
         return 0
-    from slmchat.engine.trainloop import run_job
+    from slmchat.engine.finetune.job import run_job
 
     bar = ProgressBar()
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 def sampling_from_args(args: argparse.Namespace):  # -> SamplingParams
     from slmchat.config import load_settings
-    from slmchat.engine.generate import SamplingParams
+    from slmchat.engine.generation.sampling import SamplingParams
 
     gen, problem = load_settings()
     if problem:
@@ -64,7 +64,7 @@ def sampling_from_args(args: argparse.Namespace):  # -> SamplingParams
 
 def run(args: argparse.Namespace) -> int:
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.prompting import ChatMessage, PromptMode
+    from slmchat.engine.generation.prompting import ChatMessage, PromptMode
     from slmchat.engine.session import Engine
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt

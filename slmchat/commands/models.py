@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slmchat.config import load_settings
-    from slmchat.engine.discovery import discover, filter_entries, human_bytes, human_count
+    from slmchat.engine.model.discovery import discover, filter_entries
+    from slmchat.fmt import human_bytes, human_count
 
     settings, problem = load_settings()
     if problem:

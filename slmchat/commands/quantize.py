@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ppl(spec, text: str, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
-    from slmchat.engine.evaluate import perplexity
-    from slmchat.engine.models import load
+    from slmchat.engine.model.loader import load
+    from slmchat.engine.tools.perplexity import perplexity
 
     lm = load(spec)
     r = perplexity(lm.model, lm.tokenizer, text, window=args.window, stride=args.stride,
@@ -43,11 +43,11 @@ def _ppl(spec, text: str, args: argparse.Namespace) -> str:  # type: ignore[no-u
 
 def run(args: argparse.Namespace) -> int:
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.discovery import human_bytes
-    from slmchat.engine.evaluate import read_text
-    from slmchat.engine.outputs import check_target
-    from slmchat.engine.quantize import quantize_and_save
+    from slmchat.engine.fsutil import check_target
+    from slmchat.engine.tools.perplexity import read_text
+    from slmchat.engine.tools.quantize import quantize_and_save
     from slmchat.errors import InvalidParameterError
+    from slmchat.fmt import human_bytes
 
     if args.method == "cpu-int8" and args.bits != 8:
         raise InvalidParameterError("cpu-int8 is 8-bit only (use --bits 8 or --method bnb)")

@@ -79,19 +79,9 @@ def configure_threads(reserve: int = 0) -> int:
     return n
 
 
-def training_processes() -> int:
-    """How many slmchat fine-tune jobs are running on this machine right now."""
-    try:
-        from slmchat.engine.runs import list_runs
-
-        return sum(1 for run in list_runs() if run.state == "running")
-    except Exception:  # a half-written run folder must never break chatting
-        return 0
-
-
-def chat_threads() -> int:
+def chat_threads(training: bool = False) -> int:
     """Threads for a chat reply: all physical cores, or half when a fine-tune runs
-    beside it, so the reply keeps streaming while the job trains."""
+    beside it (``training``), so the reply keeps streaming while the job trains."""
     cores = physical_cores()
-    reserve = cores - max(1, cores // 2) if training_processes() else 0
+    reserve = cores - max(1, cores // 2) if training else 0
     return configure_threads(reserve=reserve)

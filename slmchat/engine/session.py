@@ -1,25 +1,26 @@
-"""Engine: the one object the app and the CLI talk to.
+"""Engine: the one object the app, the CLI and (later) the server talk to.
 
 Holds the loaded model, swaps it safely (a failed load keeps the current model), builds
 prompts within the context budget, and streams replies while reusing the KV cache of
-the previous turn when the new prompt extends it.
+the previous turn when the new prompt extends it. ``EngineLike`` is the Protocol the
+app is written against; tests/tui/fakes.FakeEngine implements it too, and mypy checks
+both.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from typing import Protocol
 
-from slmchat.engine.generate import (
-    CancelToken,
-    GenerationChunk,
-    PromptCache,
-    SamplingParams,
-    stream_generate,
-)
-from slmchat.engine.models import LoadedModel, ModelInfo, ModelSpec, load
-from slmchat.engine.prompting import ChatMessage, Prompt, PromptMode, build_prompt
+from slmchat.engine.devices import chat_threads
+from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_generate
+from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode, build_prompt
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.model.loader import load
+from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec
 from slmchat.errors import SlmChatError
 
 
@@ -27,14 +28,66 @@ class NoModelError(SlmChatError):
     """Generation was asked for before any model finished loading."""
 
 
+class EngineLike(Protocol):
+    """What the app and the CLI need from an engine."""
+
+    @property
+    def info(self) -> ModelInfo | None: ...
+
+    def load(self, spec: ModelSpec) -> ModelInfo: ...
+
+    def preview_prompt(
+        self, messages: Sequence[ChatMessage], params: SamplingParams,
+        mode: PromptMode = "chat", continue_last: bool = False,
+    ) -> Prompt: ...
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], params: SamplingParams,
+        cancel: CancelToken | None = None, mode: PromptMode = "chat",
+        continue_last: bool = False,
+    ) -> Iterator[GenerationChunk]: ...
+
+    def cancel(self) -> None: ...
+
+
+class TrainingWatch:
+    """Whether a fine-tune runs beside chat, checked at most every ``ttl_s`` seconds
+    (a reply must not scan the run folders on every turn)."""
+
+    def __init__(self, count: Callable[[], int] | None = None, ttl_s: float = 15.0) -> None:
+        self._count = count or _running_finetunes
+        self._ttl = ttl_s
+        self._at = -float("inf")
+        self._value = False
+
+    def active(self) -> bool:
+        now = time.monotonic()
+        if now - self._at >= self._ttl:
+            try:
+                self._value = self._count() > 0
+            except Exception:  # a half-written run folder must never break chatting
+                self._value = False
+            self._at = now
+        return self._value
+
+
+def _running_finetunes() -> int:
+    from slmchat.engine.finetune.rundir import running_count
+
+    return running_count()
+
+
 class Engine:
     """Thread-safe holder of the current model. One generation at a time."""
 
-    def __init__(self, loaded: LoadedModel | None = None, lite: bool = False) -> None:
+    def __init__(self, loaded: LoadedModel | None = None, lite: bool = False,
+                 training: TrainingWatch | None = None) -> None:
         self._loaded = loaded
         self._lite = lite  # generation-only engines (CLI) may skip transformers
         self._lock = threading.RLock()
         self._cache = PromptCache()
+        self._training = training or TrainingWatch()
+        self._current: CancelToken | None = None
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -62,18 +115,22 @@ class Engine:
             raise NoModelError("no model is loaded yet")
         return self._loaded
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._require().tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def prompt(
+    def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         mode: PromptMode = "chat", continue_last: bool = False,
     ) -> Prompt:
+        """The exact prompt (text, token ids, stop strings) a reply would be given."""
         lm = self._require()
         return build_prompt(
             lm.tokenizer, messages, lm.info.context_length, params.max_new_tokens,
             mode=mode, continue_last=continue_last,
         )
+
+    def cancel(self) -> None:
+        """Stop the reply being generated now, if any, at its next token."""
+        token = self._current
+        if token is not None:
+            token.cancel()
 
     def stream_chat(
         self,
@@ -84,16 +141,19 @@ class Engine:
         continue_last: bool = False,
     ) -> Iterator[GenerationChunk]:
         """Stream the assistant reply to ``messages`` (system message first, if any)."""
-        from slmchat.engine.devices import chat_threads
-
+        cancel = cancel or CancelToken()
         with self._lock:
             lm = self._require()
             if lm.info.device == "cpu":
-                chat_threads()
-            prompt = self.prompt(messages, params, mode, continue_last)
+                chat_threads(training=self._training.active())
+            prompt = self.preview_prompt(messages, params, mode, continue_last)
             if prompt.stop:
                 params = replace(params, stop=tuple(params.stop) + prompt.stop)
-            yield from stream_generate(
-                lm.model, lm.tokenizer, prompt.input_ids, params, cancel, self._cache,
-                runner_kind=lm.spec.runner,
-            )
+            self._current = cancel
+            try:
+                yield from stream_generate(
+                    lm.model, lm.tokenizer, prompt.input_ids, params, cancel, self._cache,
+                    runner_kind=lm.spec.runner,
+                )
+            finally:
+                self._current = None

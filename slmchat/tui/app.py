@@ -14,15 +14,15 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from slmchat.config import Settings, save_settings
-from slmchat.engine.models import ModelSpec
+from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
 from slmchat.tui.messages import ModelLoaded, ModelLoadFailed
 from slmchat.tui.screens.chat import ChatScreen
 from slmchat.tui.widgets.settings_panel import defaults_from
 
 if TYPE_CHECKING:
-    from slmchat.engine.session import Engine
-    from slmchat.engine.store import Store
+    from slmchat.engine.session import EngineLike
+    from slmchat.engine.store.store.store import Store
 
 # (title, help, screen action) for the command palette; keys are in the footer.
 CHAT_COMMANDS = (
@@ -55,7 +55,7 @@ class SlmChatApp(App[None]):
     ]
 
     def __init__(
-        self, settings: Settings, engine: Engine, store: Store,
+        self, settings: Settings, engine: EngineLike, store: Store,
         spec: ModelSpec | None = None, settings_problem: str | None = None,
         load_on_start: bool = True, persist_settings: bool = True,
     ) -> None:

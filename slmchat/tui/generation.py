@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from slmchat.engine.generate import CancelToken, GenerationChunk, SamplingParams
-from slmchat.engine.models import ModelInfo
-from slmchat.engine.prompting import ChatMessage
-from slmchat.engine.store import StoredMessage
+from slmchat.engine.generation.decode import CancelToken, GenerationChunk
+from slmchat.engine.generation.prompting import ChatMessage
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.model.spec import ModelInfo
+from slmchat.engine.store.store.store import StoredMessage
 
 # engine finish_reason -> stored message status
 STATUS_FOR_FINISH = {"stop": "done", "length": "length", "cancelled": "stopped", "error": "error"}
@@ -18,7 +19,7 @@ CONTINUABLE = ("length", "stopped", "interrupted")
 
 
 @dataclass
-class Job:
+class ReplyJob:
     """One generation: everything the worker thread needs, built on the UI thread."""
 
     msg_id: int
@@ -53,7 +54,7 @@ def title_from(text: str, width: int = 48) -> str:
 
 
 def provenance(
-    job: Job, last: GenerationChunk | None, status: str, error: str | None
+    job: ReplyJob, last: GenerationChunk | None, status: str, error: str | None
 ) -> dict[str, Any]:
     """What produced this reply: model identity, sampling, seed, counts and timings."""
     info = job.info

@@ -6,8 +6,8 @@ from typing import Any
 
 from textual.message import Message
 
-from slmchat.engine.generate import GenerationChunk
-from slmchat.engine.models import ModelInfo, ModelSpec
+from slmchat.engine.generation.decode import GenerationChunk
+from slmchat.engine.model.spec import ModelInfo, ModelSpec
 
 
 class ModelLoaded(Message):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from slmchat.cli import main
-from slmchat.engine import runs
+from slmchat.engine.finetune import rundir as runs
 from slmchat.paths import runs_dir
 
 TINY = ["--block-size", "32", "--batch-size", "2", "--device", "cpu", "--bf16", "off"]
@@ -127,7 +127,7 @@ def test_background_run_and_accelerate_launch(notes: Path, tiny_llama_dir: Path,
     accelerate = Path(sys.executable).parent / "accelerate"
     proc = subprocess.run(
         [str(accelerate), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "slmchat.engine.train",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "slmchat.engine.finetune",
          str(acc_dir)],
         capture_output=True, text=True, timeout=300,
         env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"),

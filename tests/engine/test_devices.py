@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,12 +14,10 @@ def test_chat_threads_halve_while_a_finetune_runs(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("SLMCHAT_THREADS", raising=False)
     monkeypatch.setattr(devices, "physical_cores", lambda: 4)
     try:
-        monkeypatch.setattr(devices, "training_processes", lambda: 0)
-        assert devices.chat_threads() == 4 and torch.get_num_threads() == 4
-        monkeypatch.setattr(devices, "training_processes", lambda: 1)
-        assert devices.chat_threads() == 2 and torch.get_num_threads() == 2
+        assert devices.chat_threads(training=False) == 4 and torch.get_num_threads() == 4
+        assert devices.chat_threads(training=True) == 2 and torch.get_num_threads() == 2
         monkeypatch.setenv("SLMCHAT_THREADS", "1")
-        assert devices.chat_threads() == 1
+        assert devices.chat_threads(training=True) == 1
     finally:
         torch.set_num_threads(before)
 
@@ -30,3 +31,31 @@ def test_device_and_dtype_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             devices.resolve_device("cuda")
+
+
+def test_training_watch_scans_run_folders_at_most_once_per_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    import slmchat.engine.session as session
+
+    scans: list[int] = []
+    counts = iter([1, 0])
+
+    def count() -> int:
+        scans.append(1)
+        return next(counts)
+
+    now = [100.0]
+    watch = session.TrainingWatch(count, ttl_s=15.0)
+    monkeypatch.setattr(session.time, "monotonic", lambda: now[0])
+    assert watch.active() and watch.active() and len(scans) == 1  # cached
+    now[0] += 16.0
+    assert not watch.active() and len(scans) == 2
+
+
+def test_running_count_reads_live_runs_only(tmp_path: Path) -> None:
+    from slmchat.engine.finetune import rundir
+
+    for name, state, pid in (("a", "running", os.getpid()), ("b", "running", 2**22 + 12345),
+                             ("c", "done", os.getpid())):
+        (tmp_path / name).mkdir()
+        rundir.write_json_atomic(tmp_path / name / rundir.STATUS, {"state": state, "pid": pid})
+    assert rundir.running_count(tmp_path) == 1

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from slmchat.engine import default_model as dm
-from slmchat.engine import runs
+from slmchat.engine.finetune import rundir as runs
+from slmchat.engine.model import default as dm
 from tests.trust.counts import record
 from tests.trust.crashkit import run_and_kill
 
@@ -34,8 +34,9 @@ def _sha(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_gguf(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from slmchat.engine.gguf_export import write_gguf
-    from slmchat.engine.models import ModelSpec, load
+    from slmchat.engine.model.loader import load
+    from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine.tools.gguf_writer import write_gguf
 
     lm = load(ModelSpec(path=str(tiny_llama_dir), device="cpu", dtype="fp32"))
     out = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
@@ -53,7 +54,7 @@ def reference_conversion(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFacto
 CONVERT = """
 import sys
 from pathlib import Path
-import slmchat.engine.default_model as dm
+import slmchat.engine.model.default as dm
 dm.gguf_path = lambda: Path(sys.argv[1])
 dm.ensure_default_model()
 print("finished", flush=True)
@@ -104,7 +105,7 @@ CKPT_POINTS = [  # the second checkpoint (step 4), so a complete step 2 exists b
 
 @pytest.fixture(scope="module")
 def train_reference(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from slmchat.engine.trainloop import run_job
+    from slmchat.engine.finetune.job import run_job
 
     root = tmp_path_factory.mktemp("ref-run")
     run_dir = _prepare(tiny_llama_dir, root)
@@ -113,7 +114,8 @@ def train_reference(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 def _prepare(model: Path, root: Path) -> Path:
-    from slmchat.engine.train import TrainArgs, prepare_run
+    from slmchat.engine.finetune.args import TrainArgs
+    from slmchat.engine.finetune.plan import prepare_run
     from tests.tinymodels import CORPUS
 
     notes = root / "notes.txt"
@@ -131,12 +133,12 @@ def test_kill_during_checkpoint_write_resumes_from_last_complete(
     import torch
     from safetensors.torch import load_file
 
-    from slmchat.engine.trainloop import run_job
+    from slmchat.engine.finetune.job import run_job
 
     monkeypatch.setenv("SLMCHAT_THREADS", "1")
     torch_threads = torch.get_num_threads()
     run_dir = _prepare(tiny_llama_dir, tmp_path)
-    result = run_and_kill(CKPT_HOOKS, at, module="slmchat.engine.train", args=(str(run_dir),),
+    result = run_and_kill(CKPT_HOOKS, at, module="slmchat.engine.finetune", args=(str(run_dir),),
                           nth=nth)
     assert result.killed, result.lines
     complete = runs.checkpoints(run_dir)
@@ -168,9 +170,9 @@ def test_kill_during_checkpoint_write_resumes_from_last_complete(
 EXPORT = """
 import sys
 from pathlib import Path
-from slmchat.engine.models import ModelSpec
-from slmchat.engine.export import export_model
-from slmchat.engine.quantize import quantize_and_save
+from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.tools.export import export_model
+from slmchat.engine.tools.quantize import quantize_and_save
 spec = ModelSpec(path=sys.argv[1], device="cpu", dtype="fp32")
 out = Path(sys.argv[2])
 if sys.argv[3] == "export":
@@ -180,7 +182,7 @@ else:
 print("finished", flush=True)
 """
 EXPORT_HOOKS = [*SAVE_HOOKS, ("gguf:GGUFWriter.write_tensors_to_file", "gguf_tensors"),
-                ("slmchat.engine.quantize:save_cpu_int8", "int8_save")]
+                ("slmchat.engine.model.int8:save_cpu_int8", "int8_save")]
 EXPORT_POINTS = [
     ("export", r"^enter model_save"),
     ("export", r"^enter replace \.exported\.tmp-\S+ exported$"),
@@ -193,8 +195,9 @@ EXPORT_POINTS = [
 def test_kill_during_export_or_quantize_leaves_no_half_output(
     what: str, at: str, tiny_llama_dir: Path, tmp_path: Path,
 ) -> None:
-    from slmchat.engine.discovery import scan_folder
-    from slmchat.engine.models import ModelSpec, load
+    from slmchat.engine.model.discovery import scan_folder
+    from slmchat.engine.model.loader import load
+    from slmchat.engine.model.spec import ModelSpec
 
     out = tmp_path / "out"
     out.mkdir()

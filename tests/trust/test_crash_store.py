@@ -4,7 +4,7 @@ The child runs a random mix of what the app does (new conversation, user message
 streamed reply through ReplyWriter, delete) and prints a line after each call returns,
 i.e. after the write committed. The parent kills it after a seeded number of lines, then
 checks every printed fact against the reopened database. Extends the single-kill test in
-tests/engine/test_store.py to many seeds and to the mixed workload.
+tests/engine/store/test_store.py to many seeds and to the mixed workload.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from slmchat.engine.store.store.store import Store
 
-from slmchat.engine.store import Store
 from tests.trust.counts import record
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent("""
     import random, sys
-    from slmchat.engine.store import Store
+    from slmchat.engine.store.store.store import Store
 
     rng = random.Random(int(sys.argv[2]))
     store = Store(sys.argv[1])

@@ -10,9 +10,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slmchat.engine.generate import SamplingParams
-from slmchat.engine.models import ModelSpec
-from slmchat.engine.prompting import ChatMessage
+from slmchat.engine.generation.prompting import ChatMessage
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import Engine
 from tests.trust.counts import detail, record
 
@@ -55,8 +55,9 @@ def test_200_replies_do_not_grow_memory(tiny_llama_dir: Path,
 
 
 async def test_keystrokes_accepted_while_a_reply_streams(tmp_path: Path) -> None:
+    from slmchat.engine.store.store.store import Store
+
     from slmchat.config import Settings
-    from slmchat.engine.store import Store
     from slmchat.tui.app import SlmChatApp
     from slmchat.tui.widgets.prompt_box import PromptBox
     from tests.tui.conftest import SIZE, settle

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from slmchat.engine.models import ModelSpec, load
-from slmchat.engine.prompting import ChatMessage, build_prompt
+from slmchat.engine.generation.prompting import ChatMessage, build_prompt
+from slmchat.engine.model.loader import load
+from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import ModelLoadError
 from tests.trust.counts import record
 

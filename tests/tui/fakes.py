@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from slmchat.engine.generate import CancelToken, GenerationChunk, SamplingParams
-from slmchat.engine.models import ModelInfo, ModelSpec
-from slmchat.engine.prompting import ChatMessage
+from slmchat.engine.generation.decode import CancelToken, GenerationChunk
+from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.model.spec import ModelInfo, ModelSpec
+from slmchat.engine.session import EngineLike
 from slmchat.errors import ModelLoadError
 
 
@@ -46,6 +48,7 @@ class FakeEngine:
     loaded_info: ModelInfo | None = None
     calls: list[Call] = field(default_factory=list)
     loads: list[ModelSpec] = field(default_factory=list)
+    _current: CancelToken | None = None
 
     @property
     def info(self) -> ModelInfo | None:
@@ -61,10 +64,24 @@ class FakeEngine:
         self.loaded_info = fake_info(name, spec.path)
         return self.loaded_info
 
+    def preview_prompt(
+        self, messages: Sequence[ChatMessage], params: SamplingParams,
+        mode: PromptMode = "chat", continue_last: bool = False,
+    ) -> Prompt:
+        text = "\n".join(f"{m.role}: {m.content}" for m in messages)
+        ids = list(range(len(text.split())))
+        return Prompt(input_ids=ids, text=text, prompt_tokens=len(ids), context_length=2048,
+                      dropped_messages=0, truncated=False, stop=(), format="transcript")
+
+    def cancel(self) -> None:
+        if self._current is not None:
+            self._current.cancel()
+
     def stream_chat(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
-        cancel: CancelToken | None = None, mode: str = "chat", continue_last: bool = False,
+        cancel: CancelToken | None = None, mode: PromptMode = "chat", continue_last: bool = False,
     ) -> Iterator[GenerationChunk]:
+        self._current = cancel = cancel or CancelToken()
         self.calls.append(Call(list(messages), params, continue_last))
         reply = self.replies.pop(0) if self.replies else "OK."
         pieces = re.findall(r"\s*\S+", reply) or [reply]
@@ -97,3 +114,8 @@ class FakeEngine:
             time.sleep(0.002)
             yield chunk(piece)
         yield chunk("", "stop")
+
+
+# mypy checks that the fake keeps up with the real engine's Protocol.
+def _as_engine(fake: FakeEngine) -> EngineLike:
+    return fake

@@ -9,7 +9,7 @@ import pytest
 from textual.screen import Screen
 
 from slmchat.config import load_settings, settings_path
-from slmchat.engine.models import ModelSpec
+from slmchat.engine.model.spec import ModelSpec
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
 

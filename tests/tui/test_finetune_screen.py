@@ -14,8 +14,8 @@ from textual.app import App
 from textual.widgets import Button, Input, ProgressBar, Static
 
 from slmchat.config import Settings
-from slmchat.engine import runs
-from slmchat.engine.models import ModelSpec
+from slmchat.engine.finetune import rundir as runs
+from slmchat.engine.model.spec import ModelSpec
 from slmchat.tui.screens.finetune import FinetuneScreen
 from tests.tinymodels import CORPUS
 

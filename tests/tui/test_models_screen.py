@@ -11,8 +11,8 @@ from textual.app import App
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from slmchat.config import Settings
-from slmchat.engine.discovery import discover
-from slmchat.engine.models import ModelSpec
+from slmchat.engine.model.discovery import discover
+from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import Engine
 from slmchat.errors import ModelLoadError
 from slmchat.tui.screens.models import CPU_BNB_WARNING, ModelsScreen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slmchat.engine.models import ModelSpec
+from slmchat.engine.model.spec import ModelSpec
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
 

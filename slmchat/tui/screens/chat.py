@@ -19,7 +19,7 @@ from slmchat.errors import SlmChatError
 from slmchat.tui.generation import (
     CONTINUABLE,
     STATUS_FOR_FINISH,
-    Job,
+    ReplyJob,
     chat_messages,
     provenance,
     title_from,
@@ -151,14 +151,14 @@ class ChatScreen(ConversationScreen):
         messages = chat_messages(history, self.chat_settings.get("system_prompt"))
         if continue_view is not None:
             view = continue_view
-            job = Job(view.msg_id, messages, params, self.engine.info, continue_last=True,
+            job = ReplyJob(view.msg_id, messages, params, self.engine.info, continue_last=True,
                       initial_text=view.content, previous=view.provenance)
             self.store.update_message(view.msg_id, status="streaming")
         else:
             msg = self.store.add_message(self.conv.id, "assistant", "", status="streaming")
             view = MessageView.from_stored(msg)
             await self.log_view.add(view)
-            job = Job(msg.id, messages, params, self.engine.info)
+            job = ReplyJob(msg.id, messages, params, self.engine.info)
         self.job = job
         view.start_stream()
         self.status.generating = True
@@ -166,7 +166,7 @@ class ChatScreen(ConversationScreen):
         self._generate(job)
 
     @work(thread=True, exclusive=True, group="generate")
-    def _generate(self, job: Job) -> None:
+    def _generate(self, job: ReplyJob) -> None:
         worker = get_current_worker()
         writer = self.store.reply_writer(job.msg_id, job.initial_text)
         last = None

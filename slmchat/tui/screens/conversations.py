@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 
-from slmchat.engine.store import Conversation, Store, write_private
-from slmchat.engine.transcript import to_json, to_markdown
-from slmchat.tui.generation import Job
+from slmchat.engine.store.store.store import Conversation, Store, write_private
+from slmchat.engine.store.store.transcript import to_json, to_markdown
+from slmchat.tui.generation import ReplyJob
 from slmchat.tui.screens.dialogs import Confirm, TextPrompt
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.message_view import MessageView
@@ -20,7 +20,7 @@ from slmchat.tui.widgets.sidebar import ConversationSidebar
 from slmchat.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
-    from slmchat.engine.session import Engine
+    from slmchat.engine.session import EngineLike
 
 
 def _slug(title: str) -> str:
@@ -38,7 +38,7 @@ class ConversationScreen(Screen[None]):
     ChatScreen (chat.py) builds on this with the chat turn itself.
     """
 
-    def __init__(self, engine: Engine, store: Store, defaults: dict[str, Any],
+    def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
                  show_sidebar: bool = True) -> None:
         super().__init__()
         self.engine = engine
@@ -48,7 +48,7 @@ class ConversationScreen(Screen[None]):
         self.conv: Conversation | None = None
         self.chat_settings: dict[str, Any] = dict(defaults)
         self.model_ready = False
-        self.job: Job | None = None
+        self.job: ReplyJob | None = None
         self.pending = False  # a prompt is waiting for the model to finish loading
         self.editing: MessageView | None = None
         # Built here, not in compose, so the app can report model state before mount.

@@ -2,7 +2,7 @@
 
 ``FinetuneScreen(engine=..., settings=...)`` dismisses with a ``ModelSpec`` for a
 finished run's output when the user chooses "Use model" (the app loads it), or None.
-Runs are separate processes (``slmchat.engine.runs.spawn``): closing the panel or the
+Runs are separate processes (``slmchat.engine.finetune.rundir.spawn``): closing the panel or the
 app never stops them, and opening the panel re-attaches to every run in the runs folder
 by reading its status.json and progress.jsonl on a one-second timer.
 """
@@ -22,10 +22,11 @@ from textual.widgets import Button, Footer, Input, Label, OptionList, ProgressBa
 from textual.widgets.option_list import Option
 from textual_plotext import PlotextPlot
 
-from slmchat.engine import runs
-from slmchat.engine.models import ModelSpec
-from slmchat.engine.train import TrainArgs, format_duration
+from slmchat.engine.finetune import rundir as runs
+from slmchat.engine.finetune.args import TrainArgs
+from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import SlmChatError
+from slmchat.fmt import format_duration
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
               "pending": "…"}
@@ -292,7 +293,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     @work(thread=True, exclusive=True, group="ft-preview")
     def _preview_worker(self, args: TrainArgs) -> None:
-        from slmchat.engine.train import preview
+        from slmchat.engine.finetune.plan import preview
 
         out = self.query_one("#ft-preview", Static)
         try:
@@ -315,7 +316,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     @work(thread=True, exclusive=True, group="ft-start")
     def _start_worker(self, args: TrainArgs) -> None:
-        from slmchat.engine.train import prepare_run, preview
+        from slmchat.engine.finetune.plan import prepare_run, preview
 
         out = self.query_one("#ft-preview", Static)
         try:

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, Static
 from textual.worker import get_current_worker
 
-from slmchat.engine.generate import CancelToken
+from slmchat.engine.generation.decode import CancelToken
 
 
 class CompareScreen(ModalScreen[None]):
@@ -76,7 +76,8 @@ class CompareScreen(ModalScreen[None]):
 
     def _load(self, which: str) -> Any:
         if which not in self._models:
-            from slmchat.engine.models import ModelSpec, load
+            from slmchat.engine.model.loader import load
+            from slmchat.engine.model.spec import ModelSpec
 
             path = self.base if which == "base" else self.tuned
             self._models[which] = load(ModelSpec(path=path))
@@ -84,8 +85,9 @@ class CompareScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="compare")
     def _generate(self, prompt: str, cancel: CancelToken) -> None:
-        from slmchat.engine.generate import SamplingParams, stream_generate
-        from slmchat.engine.prompting import ChatMessage, build_prompt
+        from slmchat.engine.generation.decode import stream_generate
+        from slmchat.engine.generation.prompting import ChatMessage, build_prompt
+        from slmchat.engine.generation.sampling import SamplingParams
 
         worker = get_current_worker()
         params = SamplingParams(temperature=0.0, max_new_tokens=self.max_new_tokens)

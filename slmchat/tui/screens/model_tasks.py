@@ -13,9 +13,10 @@ from typing import Any
 
 from textual.message import Message
 
-from slmchat.engine.discovery import ModelEntry, human_bytes
-from slmchat.engine.models import ModelSpec
+from slmchat.engine.model.discovery import ModelEntry
+from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
+from slmchat.fmt import human_bytes
 
 Post = Callable[[Message], Any]
 
@@ -52,7 +53,7 @@ def free_path(path: Path) -> Path:
 
 
 def run_quantize(spec: ModelSpec, out: Path, method: str, bits: int, post: Post) -> None:
-    from slmchat.engine.quantize import quantize_and_save
+    from slmchat.engine.tools.quantize import quantize_and_save
 
     def progress(text: str, frac: float) -> None:
         post(TaskProgress("quantize", text, frac))
@@ -69,7 +70,7 @@ def run_quantize(spec: ModelSpec, out: Path, method: str, bits: int, post: Post)
 
 def run_export(spec: ModelSpec, entry: ModelEntry | None, root: Path, stem: str,
                post: Post) -> None:
-    from slmchat.engine.export import export_model
+    from slmchat.engine.tools.export import export_model
 
     def progress(text: str, frac: float) -> None:
         post(TaskProgress("export", text, frac))

@@ -30,15 +30,9 @@ from textual.widgets import (
     Static,
 )
 
-from slmchat.engine.discovery import (
-    ModelEntry,
-    discover,
-    estimate_memory,
-    filter_entries,
-    human_bytes,
-    human_count,
-)
-from slmchat.engine.models import DTYPES, QUANTS, ModelSpec
+from slmchat.engine.model.discovery import ModelEntry, discover, estimate_memory, filter_entries
+from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
+from slmchat.fmt import human_bytes, human_count
 from slmchat.tui.screens.model_tasks import (
     TaskDone,
     TaskProgress,

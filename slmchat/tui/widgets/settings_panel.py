@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, TextArea
 
 from slmchat.config import Settings
-from slmchat.engine.generate import SamplingParams
+from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.errors import SlmChatError
 
 # (key, label, type, hint)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import Static
 
-from slmchat.engine.models import ModelInfo
+from slmchat.engine.model.spec import ModelInfo
 
 BAR_WIDTH = 10
 

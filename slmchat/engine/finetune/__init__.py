@@ -1,0 +1,1 @@
+"""Fine-tuning: typed args, data, the training loop, the job over a run folder, its result."""

@@ -1,0 +1,232 @@
+"""One fine-tune job over a run folder: status, progress rows, checkpoints, final output.
+
+``FinetuneJob(run_dir).run()`` starts a run or continues it from its newest complete checkpoint
+(the same code path, so "resume" is just "run again"). Only the main process of an
+``accelerate launch`` writes into the run folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from slmchat.engine.finetune import rundir as runs
+from slmchat.engine.finetune.args import TrainArgs, eval_interval, plan_steps, save_interval
+from slmchat.engine.finetune.checkpoints import load_checkpoint, save_checkpoint
+from slmchat.engine.finetune.loop import (
+    Report,
+    Stopper,
+    build_model,
+    disk_full,
+    evaluate,
+    make_optimizer,
+    train_steps,
+    use_bf16,
+)
+from slmchat.engine.finetune.plan import load_tokenizer
+from slmchat.errors import SlmChatError
+
+
+def _ppl(loss: float | None) -> float | None:
+    if loss is None:
+        return None
+    return math.exp(min(loss, 50.0))
+
+
+class FinetuneJob:
+    def __init__(self, run_dir: Path, report: Report | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.report = report or (lambda row: None)
+        # Under accelerate launch / torchrun only rank 0 writes into the run folder.
+        self.main = int(os.environ.get("RANK", "0") or 0) == 0
+        self.phase = "starting"
+
+    # -- status helpers -------------------------------------------------------------
+    def _status(self, **fields: Any) -> dict[str, Any]:
+        if not self.main:
+            return fields
+        status = runs.write_status(self.run_dir, **fields)
+        self.report({"event": "status", **status})
+        return status
+
+    def _finish(self, state: str, message: str, **extra: Any) -> dict[str, Any]:
+        return self._status(state=state, message=message, finished_at=time.time(), **extra)
+
+    def run(self) -> dict[str, Any]:
+        if not (self.run_dir / runs.ARGS).is_file():
+            raise SlmChatError(f"not a run folder (no {runs.ARGS}): {self.run_dir}")
+        status = runs.read_status(self.run_dir)
+        if status.get("state") == "done" and Path(str(status.get("out", ""))).is_dir():
+            return status
+        self._status(state="running", pid=os.getpid(), message="loading data")
+        hint = f"slmchat finetune --resume {self.run_dir}"
+        try:
+            return self._run()
+        except SlmChatError as exc:
+            return self._finish("failed", str(exc))
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            if disk_full(exc):
+                return self._finish("failed", f"disk full while {self.phase}: free some "
+                                    f"space, then resume with: {hint}")
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            if "out of memory" in first.lower():
+                return self._finish("failed", f"out of memory while {self.phase}: lower "
+                                    f"--batch-size or --block-size, then resume: {hint}")
+            return self._finish("failed", f"{type(exc).__name__} while {self.phase}: {first}")
+        finally:
+            _reset_accelerate()
+
+    # -- the job ----------------------------------------------------------------------
+    def _run(self) -> dict[str, Any]:
+        from accelerate import Accelerator
+
+        from slmchat.engine.devices import configure_threads, resolve_device
+        from slmchat.engine.finetune.data import prepare_data
+
+        args = TrainArgs.from_dict(runs.read_json(self.run_dir / runs.ARGS)).validate()
+        device = resolve_device(args.device)
+        accelerator = Accelerator(cpu=device == "cpu")
+        world, rank = accelerator.num_processes, accelerator.process_index
+        self.main = accelerator.is_main_process
+        if world > 1 or device != "cpu":
+            dev = accelerator.device
+            device = "cpu" if dev.type == "cpu" else str(dev)
+        if device == "cpu":
+            configure_threads()
+        bf16 = use_bf16(args, device)
+        # Data problems are found before the (slow) model load.
+        tokenizer = load_tokenizer(args.model)
+        prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction,
+                                args.seed)
+        total, _ = plan_steps(args, len(prepared.train), world)
+        self.phase = "loading the model"
+        self._status(message="loading model", total_steps=total, data=prepared.preview.as_dict(),
+                     bf16=bf16, device=device, world_size=world)
+        model, tokenizer, base = build_model(args, device, bf16)
+        optimizer = make_optimizer(model, args)
+        if world > 1:
+            model, optimizer = accelerator.prepare(model, optimizer)
+        inner = accelerator.unwrap_model(model) if world > 1 else model
+
+        metrics: dict[str, Any] = {}
+        start, elapsed0 = 0, 0.0
+        found = runs.latest_checkpoint(self.run_dir)
+        if found is not None:
+            self.phase = f"loading checkpoint {found[1].name}"
+            state = load_checkpoint(found[1], inner, optimizer)
+            start, elapsed0 = int(state["step"]), float(state.get("elapsed_s", 0.0))
+            metrics = dict(state.get("metrics") or {})
+            if self.main:
+                runs.truncate_progress(self.run_dir, start)
+        else:
+            if self.main:
+                (self.run_dir / runs.PROGRESS).unlink(missing_ok=True)
+            self.phase = "scoring the held-out split"
+            before = evaluate(model, prepared.eval, args, device, bf16)
+            metrics = {"eval_loss_before": before, "perplexity_before": _ppl(before)}
+            self._progress({"step": 0, "total_steps": total, "epoch": 0.0,
+                            "eval_loss": before, "perplexity": _ppl(before), "elapsed_s": 0.0})
+        self._status(message=f"training from step {start}", step=start, total_steps=total,
+                     metrics=metrics, base_model=base)
+
+        every_eval, every_save = eval_interval(args, total), save_interval(args, total)
+        t_start = time.perf_counter()
+        train_s, tokens, steps_done, last_eval_s = 0.0, 0, 0, 0.0
+        step, last_saved = start, start
+        eval_loss = metrics.get("eval_loss_after")
+        per_epoch = max(1, len(prepared.train) / (args.batch_size * args.grad_accum * world))
+        with Stopper(self.run_dir) as stopper:
+            for row in train_steps(model, optimizer, prepared, args, device=device, bf16=bf16,
+                                   start_step=start, total=total, world=world, rank=rank,
+                                   accelerator=accelerator if world > 1 else None,
+                                   stopper=stopper):
+                step = row["step"]
+                train_s += row["step_s"]
+                tokens += row["tokens"]
+                steps_done += 1
+                out: dict[str, Any] = {"step": step, "total_steps": total, "loss": row["loss"],
+                                       "lr": row["lr"], "epoch": step / per_epoch,
+                                       "tokens_per_s": tokens / max(train_s, 1e-9)}
+                if step % every_eval == 0 or step == total:
+                    self.phase = f"evaluating at step {step}"
+                    t0 = time.perf_counter()
+                    eval_loss = evaluate(model, prepared.eval, args, device, bf16)
+                    last_eval_s = time.perf_counter() - t0
+                    out.update(eval_loss=eval_loss, perplexity=_ppl(eval_loss))
+                left = total - step
+                out["elapsed_s"] = elapsed0 + time.perf_counter() - t_start
+                out["eta_s"] = (left * train_s / steps_done
+                                + math.ceil(left / every_eval) * last_eval_s)
+                self._progress(out)
+                if step % every_save == 0 and step < total:
+                    self._checkpoint(step, inner, optimizer, args, metrics, out["elapsed_s"])
+                    last_saved = step
+                self._status(step=step, message=f"step {step}/{total}")
+            elapsed = elapsed0 + time.perf_counter() - t_start
+            if step < total:  # stopped early: keep the work done so far
+                if step > last_saved:
+                    self._checkpoint(step, inner, optimizer, args, metrics, elapsed)
+                return self._finish("cancelled", f"cancelled at step {step}/{total}; resume "
+                                    f"with: slmchat finetune --resume {self.run_dir}", step=step)
+        if eval_loss is None:
+            eval_loss = evaluate(model, prepared.eval, args, device, bf16)
+        metrics.update(eval_loss_after=eval_loss, perplexity_after=_ppl(eval_loss),
+                       train_tokens_per_s=tokens / max(train_s, 1e-9) if tokens else None,
+                       elapsed_s=elapsed)
+        if world > 1:
+            accelerator.wait_for_everyone()
+        out_dir = Path(args.out) if args.out else self.run_dir / "model"
+        if self.main:
+            self.phase = f"saving the result to {out_dir}"
+            self._status(message="saving", metrics=metrics)
+            from slmchat.engine.finetune.result import save_output
+
+            save_output(inner, tokenizer, args, base, prepared.preview.as_dict(), metrics,
+                        out_dir)
+        return self._finish("done", f"finished: {out_dir}", out=str(out_dir), metrics=metrics,
+                            step=total)
+
+    def _progress(self, row: dict[str, Any]) -> None:
+        if self.main:
+            runs.append_progress(self.run_dir, row)
+            self.report({"event": "progress", **row})
+
+    def _checkpoint(self, step: int, model: Any, optimizer: Any, args: TrainArgs,
+                    metrics: dict[str, Any], elapsed: float) -> None:
+        if not self.main:
+            return
+        self.phase = f"saving checkpoint step {step}"
+        save_checkpoint(self.run_dir, step, model, optimizer,
+                        {"metrics": metrics, "elapsed_s": elapsed, "args": args.to_dict(),
+                         "schedule": {"kind": "warmup_cosine", "step": step}},
+                        keep=args.keep_checkpoints)
+        self.phase = "training"
+
+
+def _reset_accelerate() -> None:
+    """Several jobs in one process (tests, the probe) must not share accelerate's
+    singleton state; a real job process ends right after anyway."""
+    try:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    except Exception:
+        pass
+
+
+def run_job(run_dir: Path, resume: bool = True, report: Report | None = None) -> dict[str, Any]:
+    """Run (or continue) the job in ``run_dir``; returns the final status dict.
+
+    Never raises for the user's problems: they end as state "failed" with a message in
+    status.json, which is what the panel and the CLI show.
+    """
+    return FinetuneJob(run_dir, report).run()
+
+

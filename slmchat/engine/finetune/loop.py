@@ -1,0 +1,247 @@
+"""The training loop behind ``train.py``: model setup, steps, eval, checkpoints, output.
+
+A plain loop (nanoGPT style) rather than ``transformers.Trainer``: every step reports a
+plain dict, the schedule and the data order are pure functions of the step (so a run
+folder is enough to resume), and checkpoints are small and pickle-free. ``accelerate``
+provides the device, DDP and gradient sync when started by ``accelerate launch``; a
+plain ``python -m`` start is a one-process run on the same code path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from slmchat.engine.finetune.args import TrainArgs, TrainError, lr_at
+from slmchat.engine.finetune.data import PreparedData
+from slmchat.errors import first_line
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def bf16_supported(device: str) -> bool:
+    """bf16 autocast pays off on GPUs with bf16 and CPUs with AVX512-BF16/AMX; on plain
+    AVX2 CPUs it is emulated and slower than fp32, so ``auto`` leaves it off there."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    if device == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
+def use_bf16(args: TrainArgs, device: str) -> bool:
+    return args.bf16 == "on" or (args.bf16 == "auto" and bf16_supported(device))
+
+
+def autocast(device: str, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+
+
+def build_model(args: TrainArgs, device: str, bf16: bool) -> tuple[Any, Any, str]:
+    """(model ready to train, tokenizer, base path recorded in the output)."""
+    import torch
+
+    from slmchat.engine.model.loader import load
+    from slmchat.engine.model.spec import ModelSpec
+
+    spec = ModelSpec(path=args.model, dtype="fp32", device=device)
+    if args.method == "qlora":
+        if device == "mps":
+            raise TrainError("QLoRA needs bitsandbytes 4-bit training, which this device "
+                             "(mps) does not support; use --method lora")
+        spec = spec.with_(quant="4bit", bnb_4bit_compute_dtype="bf16" if bf16 else "fp32")
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    loaded = load(spec)
+    if loaded.info.kind == "adapter":
+        raise TrainError(f"{args.model} is a LoRA adapter; train on its base model instead "
+                         "or merge it first (slmchat export)")
+    model = loaded.model
+    quantized = loaded.info.quant not in ("none", "4bit") or (
+        loaded.info.quant == "4bit" and args.method != "qlora")
+    if quantized:
+        raise TrainError(
+            f"{args.model} is quantized ({loaded.info.quant}) and cannot be trained with "
+            f"--method {args.method}; fine-tune its full-precision original instead")
+    if args.method == "full":
+        model.requires_grad_(True)
+    else:
+        from peft import LoraConfig, get_peft_model
+
+        if args.method == "qlora":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        targets: Any = args.lora_targets
+        if targets != "all-linear":
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        config = LoraConfig(
+            r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+            target_modules=targets, task_type="CAUSAL_LM",
+        )
+        try:
+            model = get_peft_model(model, config)
+        except ValueError as exc:
+            raise TrainError(f"LoRA target modules {args.lora_targets!r} do not fit "
+                             f"this model: {first_line(exc)[:200]}") from exc
+    model.train()
+    return model, loaded.tokenizer, loaded.info.path
+
+
+def micro_batch(args: TrainArgs, train: list[list[int]], index: int) -> list[list[int]]:
+    """Global micro-batch ``index``: a pure function of (seed, index), so any process and
+    any resumed run agrees on the data order without saving it."""
+    per_epoch = math.ceil(len(train) / args.batch_size)
+    epoch, pos = divmod(index, per_epoch)
+    order = list(range(len(train)))
+    random.Random(args.seed * 1_000_003 + epoch).shuffle(order)
+    picked = order[pos * args.batch_size:(pos + 1) * args.batch_size]
+    return [train[i] for i in picked]
+
+
+def evaluate(model: Any, blocks: list[list[int]], args: TrainArgs, device: str,
+             bf16: bool) -> float:
+    """Mean token loss on the held-out blocks (capped at ``max_eval_blocks``)."""
+    import torch
+
+    blocks = blocks[:args.max_eval_blocks]
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(blocks), args.batch_size):
+            x = torch.tensor(blocks[i:i + args.batch_size], device=device)
+            with autocast(device, bf16):
+                loss = model(input_ids=x, labels=x).loss
+            total += float(loss) * len(x)
+            count += len(x)
+    if was_training:
+        model.train()
+    return total / max(1, count)
+
+
+class Stopper:
+    """SIGTERM/SIGINT or a cancel file -> finish the current step, checkpoint, exit."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        self.run_dir = run_dir
+        self.flag = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Stopper:
+        with contextlib.suppress(ValueError):  # not in the main thread: file only
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.flag = True
+
+    @property
+    def stop(self) -> bool:
+        if not self.flag and self.run_dir is not None:
+            from slmchat.engine.finetune.rundir import cancel_requested
+
+            self.flag = cancel_requested(self.run_dir)
+        return self.flag
+
+
+def train_steps(
+    model: Any, optimizer: Any, prepared: PreparedData, args: TrainArgs, *, device: str,
+    bf16: bool, start_step: int, total: int, accelerator: Any = None,
+    world: int = 1, rank: int = 0, stopper: Stopper | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Run optimizer steps ``start_step+1 .. total``; yield a dict after each one."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    tokens_per_step = args.block_size * args.batch_size * args.grad_accum * world
+    for step in range(start_step + 1, total + 1):
+        if stopper is not None and stopper.stop:
+            return
+        t0 = time.perf_counter()
+        lr = lr_at(step - 1, total, args)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses, tokens = [], 0
+        for k in range(args.grad_accum):
+            index = ((step - 1) * args.grad_accum + k) * world + rank
+            x = torch.tensor(micro_batch(args, prepared.train, index), device=device)
+            sync = k == args.grad_accum - 1 or accelerator is None
+            ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+            with ctx:
+                with autocast(device, bf16):
+                    loss = model(input_ids=x, labels=x).loss
+                scaled = loss / args.grad_accum
+                if accelerator is not None:
+                    accelerator.backward(scaled)
+                else:
+                    scaled.backward()
+            losses.append(float(loss.detach()))
+            tokens += x.numel()
+        if args.max_grad_norm > 0:
+            if accelerator is not None:
+                accelerator.clip_grad_norm_(params, args.max_grad_norm)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = sum(losses) / len(losses)
+        if not math.isfinite(loss_value):
+            raise TrainError(f"the loss became {loss_value} at step {step}; "
+                             "lower --lr and start again")
+        yield {"step": step, "loss": loss_value, "lr": lr, "tokens": tokens * world,
+               "step_s": time.perf_counter() - t0, "tokens_per_step": tokens_per_step}
+
+
+def make_optimizer(model: Any, args: TrainArgs) -> Any:
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=args.learning_rate(), weight_decay=args.weight_decay)
+
+
+def probe_speed(args: TrainArgs, prepared: PreparedData, steps: int = 3) -> tuple[float, float]:
+    """(train tokens/s, seconds per eval) measured on a few real steps, nothing saved.
+
+    The first step is a warm-up (allocations, kernel selection) and is not timed.
+    """
+    from slmchat.engine.devices import resolve_device
+
+    device = resolve_device(args.device)
+    bf16 = use_bf16(args, device)
+    model, _, _ = build_model(args, device, bf16)
+    optimizer = make_optimizer(model, args)
+    total = max(steps + 1, 2)
+    timed_s, timed_tokens = 0.0, 0
+    for row in train_steps(model, optimizer, prepared, args, device=device, bf16=bf16,
+                           start_step=0, total=total):
+        if row["step"] > 1:
+            timed_s += row["step_s"]
+            timed_tokens += row["tokens"]
+    t0 = time.perf_counter()
+    evaluate(model, prepared.eval, args, device, bf16)
+    return timed_tokens / max(timed_s, 1e-9), time.perf_counter() - t0
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

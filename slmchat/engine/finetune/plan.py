@@ -1,0 +1,135 @@
+"""Planning a fine-tune: the tokenizer preview, a measured duration estimate, a new run folder.
+
+The job runs as its own process so it outlives the app that started it::
+
+    python -m slmchat.engine.finetune RUN_DIR [--resume]
+    accelerate launch [--config_file cfg.yaml] -m slmchat.engine.finetune RUN_DIR
+
+It reads only ``RUN_DIR/args.json`` (a ``TrainArgs``) and writes status, progress and
+checkpoints into the run folder (``rundir.py``); ``job.py`` runs it over ``loop.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from slmchat.engine.finetune.args import TrainArgs, TrainError, eval_interval, plan_steps
+from slmchat.errors import InvalidParameterError
+from slmchat.fmt import format_duration
+
+
+def load_tokenizer(model: str) -> Any:
+    """The tokenizer of ``model`` without loading its weights (for the preview)."""
+    from slmchat.engine.model.files import adapter_base, resolve_source
+    from slmchat.engine.model.loader import _load_tokenizer
+    from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine.offline import ensure_offline
+
+    ensure_offline()
+    kind, path = resolve_source(ModelSpec(path=model))
+    if kind == "adapter":
+        raise TrainError(f"{path} is a LoRA adapter; train on its base model "
+                         f"({adapter_base(path)}) or merge it first (slmchat export)")
+    if kind == "gguf":
+        return _load_tokenizer(path.parent, gguf_file=path.name)
+    return _load_tokenizer(path)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Data numbers plus the step plan and (when probed) an estimated duration."""
+
+    data: dict[str, Any]
+    total_steps: int
+    steps_per_epoch: int
+    tokens_per_step: int
+    epochs: float
+    probe_tokens_per_s: float | None = None
+    estimated_s: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        d = self.data
+        out = [
+            f"data       {d['files']} file(s), {d['bytes']:,} bytes, {d['documents']} document(s)",
+            f"tokens     {d['tokens']:,} -> {d['blocks']} blocks of {d['block_size']}",
+            f"split      {d['train_blocks']} train / {d['eval_blocks']} held-out blocks",
+            f"steps      {self.total_steps} ({self.steps_per_epoch}/epoch, "
+            f"{self.epochs:.2f} epochs, {self.tokens_per_step} tokens/step)",
+        ]
+        if self.estimated_s is not None and self.probe_tokens_per_s:
+            out.append(f"estimate   ~{format_duration(self.estimated_s)} "
+                       f"at {self.probe_tokens_per_s:.0f} train tok/s (measured probe)")
+        return out
+
+
+def preview(args: TrainArgs, probe_steps: int = 0) -> Preview:
+    """Validate and measure the data (DataError on bad input), plan the steps, and with
+    ``probe_steps`` > 0 time a few real training steps for a duration estimate."""
+    from slmchat.engine.finetune.data import prepare_data
+
+    args.validate()
+    tokenizer = load_tokenizer(args.model)
+    prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction, args.seed)
+    total, per_epoch = plan_steps(args, len(prepared.train))
+    tokens_per_step = args.block_size * args.batch_size * args.grad_accum
+    epochs = total / per_epoch
+    tps = est = None
+    if probe_steps > 0:
+        from slmchat.engine.finetune.loop import probe_speed
+
+        tps, eval_s = probe_speed(args, prepared, probe_steps)
+        evals = 2 + math.ceil(total / eval_interval(args, total))
+        est = total * tokens_per_step / tps + evals * eval_s
+    return Preview(prepared.preview.as_dict(), total, per_epoch, tokens_per_step, epochs, tps, est)
+
+
+def _check_writable(out: Path) -> None:
+    """Fail now, not after hours of training, when the result could not be saved.
+
+    Probes with a real temp file (``os.access`` says yes to root on read-only mounts).
+    """
+    import tempfile
+
+    probe = out.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"cannot write the result to {out.parent}: {exc.strerror or exc}") from exc
+
+
+def prepare_run(args: TrainArgs, run_dir: Path | None = None) -> Path:
+    """Validate ``args`` and write a new run folder (not started)."""
+    from slmchat.engine.finetune.rundir import ARGS, new_run_dir, write_status
+    from slmchat.engine.fsutil import write_json_atomic
+
+    args.validate()
+    data = Path(args.data).expanduser().resolve()
+    args.data = str(data)
+    if args.out:
+        out = Path(args.out).expanduser().resolve()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InvalidParameterError(f"output folder {out} already exists and is not empty")
+        _check_writable(out)
+        args.out = str(out)
+    if run_dir is None:
+        run_dir = new_run_dir(data.stem)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / ARGS, args.to_dict())
+    write_status(run_dir, state="pending", pid=None, step=0, started_at=time.time(),
+                 message="prepared")
+    return run_dir
+
+

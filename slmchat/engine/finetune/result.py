@@ -1,0 +1,105 @@
+"""Writing a fine-tune result: a LoRA adapter or a full model, in Hugging Face format.
+
+The folder is built under a hidden temp name and renamed into place only when complete,
+so a crash or a full disk never leaves a half-written folder that looks like a result.
+A LoRA adapter records its base by an absolute local path, so ``--model OUT`` loads
+offline; ``slmchat-train.json`` and README.md (the model card) record base, data hash
+and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from slmchat.engine.finetune.args import TrainArgs
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def training_card(args: TrainArgs, base: str, data: dict[str, Any],
+               metrics: dict[str, Any]) -> str:
+    lora = args.method != "full"
+    tags = ["slmchat", "fine-tuned", args.method]
+    lines = [
+        "---",
+        f"base_model: {json.dumps(base)}",
+        f"library_name: {'peft' if lora else 'transformers'}",
+        "tags:", *[f"- {t}" for t in tags],
+        "---",
+        "",
+        f"# {Path(args.out or 'model').name}",
+        "",
+        f"Fine-tuned with slmchat ({args.method}) on a local text file, fully offline.",
+        "",
+        f"- base model: `{base}`",
+        f"- data: `{args.data}`",
+        f"- data sha256: `{data.get('sha256', '')}`",
+        f"- tokens: {data.get('tokens')} in {data.get('blocks')} blocks of {args.block_size} "
+        f"({data.get('train_blocks')} train / {data.get('eval_blocks')} held out)",
+        f"- written: {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        "",
+        "| held-out metric | before | after |",
+        "|---|---|---|",
+        f"| loss | {_fmt(metrics.get('eval_loss_before'))} | "
+        f"{_fmt(metrics.get('eval_loss_after'))} |",
+        f"| perplexity | {_fmt(metrics.get('perplexity_before'))} | "
+        f"{_fmt(metrics.get('perplexity_after'))} |",
+        "",
+        "## Training arguments",
+        "",
+        "```json",
+        json.dumps(args.to_dict(), indent=2),
+        "```",
+        "",
+        "Load it with `slmchat chat --model <this folder>` or "
+        "`slmchat generate --model <this folder> PROMPT`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_output(model: Any, tokenizer: Any, args: TrainArgs, base: str, data: dict[str, Any],
+                metrics: dict[str, Any], out_dir: Path) -> Path:
+    """Save the adapter (LoRA/QLoRA) or the full model to ``out_dir`` atomically."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"output folder {out_dir} is not empty")
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        if args.method == "full":
+            model.save_pretrained(str(tmp))
+        else:
+            model.save_pretrained(str(tmp))
+            _point_adapter_at(tmp, base)
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "README.md").write_text(training_card(args, base, data, metrics), encoding="utf-8")
+        (tmp / "slmchat-train.json").write_text(json.dumps({
+            "base_model": base, "method": args.method, "data": data, "metrics": metrics,
+            "args": args.to_dict(),
+        }, indent=2, default=str), encoding="utf-8")
+        if out_dir.exists():
+            out_dir.rmdir()  # empty (checked above)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _point_adapter_at(folder: Path, base: str) -> None:
+    """Record the base as the absolute local path it was loaded from (peft would write the
+    model's name_or_path, which for the default model is not a loadable folder)."""
+    path = folder / "adapter_config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg["base_model_name_or_path"] = str(Path(base).expanduser().resolve())
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True), encoding="utf-8")

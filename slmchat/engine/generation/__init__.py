@@ -1,0 +1,1 @@
+"""Generation: prompts, sampling, the decode loop and the runners it drives."""

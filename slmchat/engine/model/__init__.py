@@ -1,0 +1,1 @@
+"""Loading models: what a folder holds, the spec, the loaders, the default model, discovery."""

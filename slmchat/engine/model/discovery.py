@@ -1,0 +1,355 @@
+"""Find every local model slmchat can load, without loading any weights.
+
+Sources: the embedded default model, fine-tune runs (any folder under ``runs_dir()``
+with a config.json or adapter_config.json), ``Settings.model.dirs``, ``models_dir()``,
+snapshots in the local Hugging Face cache (read-only), and ``.gguf`` files. Facts come
+from config.json, safetensors headers and GGUF metadata; nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmchat.engine.fsutil import dir_size
+
+MAX_DEPTH = 4  # how deep to look for checkpoints inside a run or model folder
+_SKIP_DIRS = {".git", "__pycache__", "node_modules", ".cache", "blobs", "refs"}
+_QUANT_AUX = (".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map", ".SCB",
+              ".weight_format", ".qscale")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One loadable model as discovered on disk."""
+
+    name: str
+    path: str  # what to put in ModelSpec.path ("default", a folder, a .gguf file)
+    source: str  # default | run | settings | models | hf-cache
+    format: str  # safetensors | gguf | lora | bnb-8bit | bnb-4bit | cpu-int8 | pickle
+    architecture: str = "?"
+    n_params: int = 0
+    size_bytes: int = 0
+    has_chat_template: bool = False
+    base: str | None = None  # adapters: the base model they were trained on
+    context_length: int = 0
+    vocab_size: int = 0
+    hidden_size: int = 0
+    n_layers: int = 0
+    n_kv_heads: int = 0
+    head_dim: int = 0
+    dtype: str = ""
+    problem: str | None = None  # e.g. "truncated weights": shown, loading will refuse
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def search_text(self) -> str:
+        return " ".join((self.name, self.path, self.source, self.format,
+                         self.architecture, self.base or "")).lower()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _safetensors_params(files: Iterable[Path], tied: bool) -> tuple[int, str | None]:
+    """Parameter count from safetensors headers (quantization bookkeeping excluded)."""
+    total = 0
+    for path in files:
+        try:
+            with path.open("rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if n <= 0 or n > 100_000_000:
+                    return total, f"corrupt weights file {path.name}"
+                header = json.loads(fh.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+                      default=0)
+            if path.stat().st_size < 8 + n + end:
+                return total, f"truncated weights file {path.name}"
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return total, f"corrupt weights file {path.name}"
+        for key, meta in header.items():
+            if key == "__metadata__" or ".quant_state." in key or key.endswith(_QUANT_AUX):
+                continue
+            if tied and key.startswith("lm_head."):
+                continue
+            numel = 1
+            for dim in meta.get("shape", []):
+                numel *= int(dim)
+            if meta.get("dtype") == "U8" and f"{key}.absmax" in header:
+                numel *= 2  # bitsandbytes 4-bit packs two weights per byte
+            total += numel
+    return total, None
+
+
+def _has_template(folder: Path) -> bool:
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    return bool(_read_json(folder / "tokenizer_config.json").get("chat_template"))
+
+
+def inspect_folder(folder: Path, source: str, name: str | None = None) -> ModelEntry | None:
+    """A ModelEntry for a checkpoint or adapter folder, or None if it is neither."""
+    name = name or folder.name
+    if (folder / "adapter_config.json").is_file():
+        cfg = _read_json(folder / "adapter_config.json")
+        files = sorted(folder.glob("*.safetensors"))
+        n, problem = _safetensors_params(files, tied=False)
+        if not files:
+            problem = "no adapter weights (*.safetensors)"
+        return ModelEntry(
+            name=name, path=str(folder), source=source, format="lora",
+            architecture=f"LoRA r={cfg.get('r', '?')}", n_params=n,
+            size_bytes=dir_size(folder), has_chat_template=_has_template(folder),
+            base=cfg.get("base_model_name_or_path"), problem=problem,
+        )
+    if not (folder / "config.json").is_file():
+        return None
+    cfg = _read_json(folder / "config.json")
+    if not cfg:
+        return ModelEntry(name=name, path=str(folder), source=source, format="safetensors",
+                          size_bytes=dir_size(folder), problem="unreadable config.json")
+    text = cfg.get("text_config") or cfg
+    qc = cfg.get("quantization_config") or {}
+    safe = sorted(folder.glob("*.safetensors"))
+    fmt = "safetensors"
+    if qc.get("quant_method") == "bitsandbytes":
+        fmt = "bnb-8bit" if qc.get("load_in_8bit") else "bnb-4bit"
+    elif qc.get("quant_method") == "slmchat-cpu-int8":
+        fmt = "cpu-int8"
+    tied = bool(text.get("tie_word_embeddings", cfg.get("tie_word_embeddings", False)))
+    n, problem = _safetensors_params(safe, tied)
+    if not safe:
+        pickled = [p for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
+        fmt = "pickle" if pickled else fmt
+        problem = "pickle weights only (needs --allow-pickle)" if pickled else "no weights"
+    heads = int(text.get("num_attention_heads") or text.get("n_head") or 0)
+    hidden = int(text.get("hidden_size") or text.get("n_embd") or 0)
+    return ModelEntry(
+        name=name, path=str(folder), source=source, format=fmt,
+        architecture=(cfg.get("architectures") or [cfg.get("model_type", "?")])[0],
+        n_params=n, size_bytes=dir_size(folder), has_chat_template=_has_template(folder),
+        context_length=int(text.get("max_position_embeddings") or text.get("n_positions") or 0),
+        vocab_size=int(text.get("vocab_size") or 0), hidden_size=hidden,
+        n_layers=int(text.get("num_hidden_layers") or text.get("n_layer") or 0),
+        n_kv_heads=int(text.get("num_key_value_heads") or heads),
+        head_dim=int(text.get("head_dim") or (hidden // heads if heads else 0)),
+        dtype=str(text.get("dtype") or text.get("torch_dtype") or ""), problem=problem,
+    )
+
+
+def inspect_gguf(path: Path, source: str, name: str | None = None) -> ModelEntry:
+    """A ModelEntry from GGUF metadata (memory-mapped; tensors are not read)."""
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        meta: dict[str, Any] = {}
+        for key, fld in reader.fields.items():
+            if key.startswith(("tokenizer.ggml.tokens", "tokenizer.ggml.merges",
+                               "tokenizer.ggml.token_type", "tokenizer.ggml.scores")):
+                continue
+            try:
+                meta[key] = fld.contents()
+            except Exception:
+                continue
+        n = sum(int(t.n_elements) for t in reader.tensors)
+    except Exception as exc:
+        return ModelEntry(name=name or path.stem, path=str(path), source=source, format="gguf",
+                          size_bytes=path.stat().st_size, problem=f"unreadable GGUF: {exc}"[:120])
+    arch = str(meta.get("general.architecture", "?"))
+    heads = int(meta.get(f"{arch}.attention.head_count") or 0)
+    hidden = int(meta.get(f"{arch}.embedding_length") or 0)
+    return ModelEntry(
+        name=name or path.stem, path=str(path), source=source, format="gguf",
+        architecture=arch, n_params=n, size_bytes=path.stat().st_size,
+        has_chat_template="tokenizer.chat_template" in meta,
+        context_length=int(meta.get(f"{arch}.context_length") or 0),
+        vocab_size=int(meta.get(f"{arch}.vocab_size") or 0), hidden_size=hidden,
+        n_layers=int(meta.get(f"{arch}.block_count") or 0),
+        n_kv_heads=int(meta.get(f"{arch}.attention.head_count_kv") or heads),
+        head_dim=int(meta.get(f"{arch}.rope.dimension_count") or (hidden // heads if heads else 0)),
+        extra={"file_type": meta.get("general.file_type")},
+    )
+
+
+def scan_folder(root: Path, source: str, prefix: str = "") -> list[ModelEntry]:
+    """Checkpoints, adapters and .gguf files at or below ``root`` (hidden names skipped)."""
+    found: list[ModelEntry] = []
+    if root.is_file():
+        return [inspect_gguf(root, source)] if root.suffix.lower() == ".gguf" else []
+    if not root.is_dir():
+        return found
+    stack: list[tuple[Path, int]] = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        rel = folder.relative_to(root).as_posix()
+        label = f"{prefix}{rel}" if rel != "." else (prefix.rstrip("/") or folder.name)
+        entry = inspect_folder(folder, source, name=label)
+        if entry is not None:
+            found.append(entry)
+        try:
+            children = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for child in children:
+            if child.name.startswith(".") or child.name in _SKIP_DIRS:
+                continue
+            if child.is_file() and child.suffix.lower() == ".gguf":
+                found.append(inspect_gguf(child, source, name=f"{prefix}{child.relative_to(root)}"))
+            elif child.is_dir() and depth < MAX_DEPTH and entry is None:
+                stack.append((child, depth + 1))
+    return found
+
+
+def hf_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path.home() / ".cache" / "huggingface" / "hub"
+
+
+def scan_hf_cache(cache: Path | None = None) -> list[ModelEntry]:
+    """Snapshots of ``models--org--name`` repos in the Hugging Face cache (read-only)."""
+    cache = cache or hf_cache_dir()
+    found: list[ModelEntry] = []
+    if not cache.is_dir():
+        return found
+    for repo in sorted(cache.glob("models--*")):
+        repo_id = repo.name[len("models--"):].replace("--", "/")
+        snapshots = sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
+        for snap in snapshots:
+            label = repo_id if len(snapshots) == 1 else f"{repo_id}@{snap.name[:7]}"
+            found.extend(scan_folder(snap, "hf-cache", prefix=f"{label}/"))
+    return found
+
+
+def default_entry() -> ModelEntry:
+    """The embedded model: its converted folder if ready, else the wheel's GGUF."""
+    from slmchat.engine.model import default as dm
+
+    if dm.is_converted():
+        entry = inspect_folder(dm.converted_dir(), "default", name=dm.MODEL_NAME)
+    else:
+        try:
+            entry = inspect_gguf(dm.gguf_path(), "default", name=dm.MODEL_NAME)
+        except Exception as exc:
+            return ModelEntry(name=dm.MODEL_NAME, path="default", source="default",
+                              format="gguf", problem=str(exc))
+    assert entry is not None
+    return ModelEntry(**{**entry.as_dict(), "path": "default"})
+
+
+def discover(settings: Any = None, *, include_default: bool = True,
+             include_hf_cache: bool = True, hf_cache: Path | None = None) -> list[ModelEntry]:
+    """Every local model, default first, de-duplicated by resolved path."""
+    from slmchat.paths import models_dir, runs_dir
+
+    if settings is None:
+        from slmchat.config import load_settings
+
+        settings, _ = load_settings()
+    entries: list[ModelEntry] = []
+    if include_default:
+        entries.append(default_entry())
+    for run in sorted(runs_dir().iterdir()) if runs_dir().is_dir() else []:
+        if run.is_dir() and not run.name.startswith("."):
+            entries.extend(scan_folder(run, "run", prefix=f"{run.name}/"))
+    entries.extend(scan_folder(models_dir(), "models"))
+    for folder in settings.model.dirs:
+        root = Path(folder).expanduser()
+        entries.extend(scan_folder(root, "settings", prefix=f"{root.name}/"))
+    if include_hf_cache:
+        entries.extend(scan_hf_cache(hf_cache))
+    seen: set[str] = set()
+    unique: list[ModelEntry] = []
+    for entry in entries:
+        key = entry.path if entry.path == "default" else str(Path(entry.path).resolve())
+        if key in seen:
+            continue
+        seen.add(key)
+        unique.append(entry)
+    return unique
+
+
+def filter_entries(entries: Iterable[ModelEntry], query: str) -> list[ModelEntry]:
+    """Entries whose text contains every word of ``query`` (case-insensitive)."""
+    words = query.lower().split()
+    return [e for e in entries if all(w in e.search_text for w in words)]
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Rough RAM/VRAM needed to load and run a model (weights + full-context KV cache)."""
+
+    weights_bytes: int
+    kv_cache_bytes: int
+    overhead_bytes: int
+    available_bytes: int | None  # free system RAM now (CPU loads); None if unknown
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_cache_bytes + self.overhead_bytes
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.available_bytes is None else self.total_bytes < self.available_bytes
+
+
+_DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
+
+
+def estimate_memory(spec: Any, entry: ModelEntry, base: ModelEntry | None = None) -> MemoryEstimate:
+    """Estimate memory for loading ``entry`` as ``spec`` (adapters: pass the base entry).
+
+    Embeddings stay in float under every quantization here (bitsandbytes and cpu-int8
+    only quantize Linear layers), so they are counted separately from the rest.
+    """
+    model = base if entry.format == "lora" and base is not None else entry
+    device = spec.device if spec.device != "auto" else "cpu"
+    float_bytes = _DTYPE_BYTES.get(spec.dtype, 4.0 if device == "cpu" else 2.0)
+    n = model.n_params
+    emb = min(n, model.vocab_size * model.hidden_size)
+    linear = n - emb
+    quant = spec.quant
+    if model.format in ("bnb-8bit", "cpu-int8"):
+        quant = "8bit" if quant == "none" else quant
+    elif model.format == "bnb-4bit":
+        quant = "4bit" if quant == "none" else quant
+    if quant in ("8bit", "cpu-int8"):
+        # int8 weights + a float scale per row; cpu-int8 also keeps a float32 embedding.
+        per_linear = 1.02
+        emb_bytes = 4.0 if quant == "cpu-int8" else 2.0
+    elif quant == "4bit":
+        per_linear = 0.5 + (0.02 if spec.bnb_4bit_double_quant else 0.07)
+        emb_bytes = 2.0
+    else:
+        per_linear, emb_bytes = float_bytes, float_bytes
+    weights = int(linear * per_linear + emb * emb_bytes)
+    if entry.format == "lora":
+        weights += int(entry.n_params * float_bytes)
+    kv_bytes = 2.0 if float_bytes == 2.0 else 4.0
+    ctx = min(model.context_length or 2048, 8192)
+    kv = int(2 * model.n_layers * model.n_kv_heads * model.head_dim * ctx * kv_bytes)
+    overhead = int(0.1 * weights) + (200 << 20)  # activations, allocator, runtime
+    available: int | None = None
+    if device == "cpu":
+        try:
+            import psutil
+
+            available = int(psutil.virtual_memory().available)
+        except Exception:
+            available = None
+    return MemoryEstimate(weights, kv, overhead, available)

@@ -1,0 +1,123 @@
+"""Checkpoint files on disk: which weights a folder holds, and whether they are whole.
+
+Checked before transformers sees a folder, so a truncated copy or a pickle file gets a
+clear message instead of a stack trace deep inside a loader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slmchat.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from slmchat.engine.model.spec import ModelSpec
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def fingerprint(files: list[Path]) -> str:
+    """A fast content fingerprint: names, sizes and the first/last MiB of each file.
+
+    Hashing every byte of a multi-GB checkpoint on every load would cost seconds; this
+    still changes whenever weights are rewritten (safetensors headers hold offsets, and
+    the tensors at both ends change with any retrain).
+    """
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as fh:
+            digest.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(safetensors files, pickle-format files) in a checkpoint folder."""
+    safe = sorted(folder.glob("*.safetensors"))
+    pickled = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    return safe, pickled
+
+
+def check_safetensors(files: list[Path]) -> None:
+    """Raise ModelLoadError when a safetensors file is truncated or corrupt.
+
+    Reads only headers and compares the declared tensor extent with the file size, so
+    a partly copied checkpoint is caught before transformers sees it.
+    """
+    for path in files:
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(8)
+                if len(raw) < 8:
+                    raise ValueError("file shorter than its header")
+                header_len = int.from_bytes(raw, "little")
+                if header_len > 100_000_000:
+                    raise ValueError("header length is implausible")
+                header = json.loads(fh.read(header_len))
+            end = max(
+                (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+                default=0,
+            )
+            if path.stat().st_size < 8 + header_len + end:
+                raise ValueError("truncated: the file is shorter than its tensors")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"corrupt weights file {path}: {exc}") from exc
+
+
+def has_python_files(folder: Path) -> bool:
+    return any(folder.glob("*.py"))
+
+
+def resolve_source(spec: ModelSpec) -> tuple[str, Path]:
+    """Return (kind, path) for the spec, raising a clear error for bad paths."""
+    if spec.path in ("default", ""):
+        from slmchat.engine.model.default import ensure_default_model
+
+        return "default", ensure_default_model()
+    path = Path(spec.path).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model path does not exist: {path}")
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return "gguf", path
+        raise ModelLoadError(
+            f"not a model: {path} (expected a checkpoint folder or a .gguf file)"
+        )
+    if (path / "adapter_config.json").is_file():
+        return "adapter", path
+    if not (path / "config.json").is_file():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return "gguf", ggufs[0]
+        raise ModelLoadError(f"not a model folder (no config.json): {path}")
+    return "hf", path
+
+
+def adapter_base(adapter_dir: Path) -> str:
+    """The base model named by a PEFT adapter's config."""
+    try:
+        cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"unreadable adapter_config.json in {adapter_dir}: {exc}") from exc
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"adapter {adapter_dir} does not name its base model")
+    return str(base)
+
+
+def is_bnb_checkpoint(folder: Path) -> bool:
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    qc = cfg.get("quantization_config") or {}
+    return str(qc.get("quant_method", "")) == "bitsandbytes"
+
+

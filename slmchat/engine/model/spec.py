@@ -1,0 +1,70 @@
+"""What to load (ModelSpec) and what was loaded (ModelInfo, LoadedModel): a leaf."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+Dtype = Literal["auto", "fp32", "bf16", "fp16"]
+Quant = Literal["none", "8bit", "4bit", "cpu-int8"]
+DTYPES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+QUANTS: tuple[str, ...] = ("none", "8bit", "4bit", "cpu-int8")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load and how. ``path`` is "default", a folder, or a .gguf file."""
+
+    path: str = "default"
+    dtype: Dtype = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    quant: Quant = "none"
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    bnb_4bit_double_quant: bool = True
+    bnb_4bit_compute_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+    adapter: str | None = None  # LoRA adapter folder applied on top of ``path``
+    allow_pickle: bool = False  # permit .bin/.pt weights (loaded with weights_only)
+    runner: Literal["auto", "hf"] = "auto"  # auto: lean Llama decode path where it applies
+
+    def with_(self, **changes: Any) -> ModelSpec:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about a loaded model, shown in the status bar and stored as provenance."""
+
+    name: str
+    path: str
+    kind: str  # hf | gguf | adapter | default
+    architecture: str
+    n_params: int
+    footprint_bytes: int
+    load_time_s: float
+    context_length: int
+    has_chat_template: bool
+    dtype: str
+    device: str
+    quant: str
+    adapter: str | None
+    fingerprint: str
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def label(self) -> str:
+        quant = "" if self.quant == "none" else f" {self.quant}"
+        return f"{self.name} ({self.dtype}{quant}, {self.device})"
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    info: ModelInfo
+    extra: dict[str, Any] = field(default_factory=dict)
+
+

@@ -1,0 +1,1 @@
+"""Conversations in SQLite: the store, its schema migrations, transcripts."""

@@ -1,0 +1,309 @@
+"""Conversations in SQLite: WAL, ``PRAGMA user_version`` migrations, FTS5 search.
+
+Durability rules (see ARCHITECTURE.md, convention 7):
+
+* every write is its own transaction, so the user's message is on disk before the
+  model starts answering;
+* a streaming reply is written in place by a ``ReplyWriter`` at most every
+  ``interval`` seconds, so a kill mid-reply loses at most that much text;
+* deleting a conversation really removes the text from the file: ``secure_delete``
+  zeroes freed cells, the FTS index is merged (``optimize``) so no segment keeps the
+  deleted terms, and the WAL is checkpointed and truncated.
+
+The store is shared by the UI thread and a generation worker thread: one connection
+(``check_same_thread=False``) guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmchat.engine.store.store.schema import migrate
+
+DB_NAME = "conversations.db"
+
+# Message status: how the text came to an end (or that it is still being written).
+STATUSES = ("done", "length", "stopped", "error", "streaming", "interrupted")
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    status: str
+    provenance: dict[str, Any] | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: int
+    message_id: int
+    title: str
+    snippet: str
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file with mode 0600 before SQLite opens it.
+
+    SQLite gives the -wal and -shm files the same permissions as the main file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` with mode 0600 (exports hold private text too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+class Store:
+    """All conversation reads and writes. Safe to call from several threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        _create_private(self.path)
+        self._lock = threading.RLock()
+        # isolation_level=None: autocommit; each statement is durable on return
+        # (WAL + synchronous=NORMAL survives a killed process, which is what we need).
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
+                       "secure_delete = ON"):
+            self._db.execute(f"PRAGMA {pragma}")
+        migrate(self._db)
+        # A reply that was streaming when the process died is kept, marked as such.
+        self._db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+
+    @classmethod
+    def open_default(cls) -> Store:
+        from slmchat.paths import data_dir
+
+        return cls(data_dir() / DB_NAME)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # --- conversations ---
+
+    @staticmethod
+    def _conv(row: sqlite3.Row) -> Conversation:
+        return Conversation(row["id"], row["title"], row["created_at"], row["updated_at"],
+                            json.loads(row["settings"] or "{}"))
+
+    def create_conversation(
+        self, title: str = "New chat", settings: dict[str, Any] | None = None
+    ) -> Conversation:
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO conversations(title, created_at, updated_at, settings) "
+                "VALUES (?, ?, ?, ?)", (title, now, now, json.dumps(settings or {})),
+            )
+            conv_id = int(cur.lastrowid or 0)
+        return self.get_conversation(conv_id)
+
+    def get_conversation(self, conv_id: int) -> Conversation:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM conversations WHERE id = ?",
+                                   (conv_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no conversation {conv_id}")
+        return self._conv(row)
+
+    def list_conversations(self) -> list[Conversation]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM conversations ORDER BY updated_at DESC, id DESC").fetchall()
+        return [self._conv(r) for r in rows]
+
+    def rename_conversation(self, conv_id: int, title: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conv_id))
+
+    def set_conversation_settings(self, conv_id: int, settings: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE conversations SET settings = ? WHERE id = ?",
+                       (json.dumps(settings), conv_id))
+
+    def delete_conversation(self, conv_id: int) -> None:
+        """Delete and scrub: no copy of the text stays in the file or the WAL."""
+        with self._tx() as db:
+            db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
+            db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+            # Merge FTS segments so the deleted terms leave the index b-tree.
+            db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')")
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- messages ---
+
+    @staticmethod
+    def _msg(row: sqlite3.Row) -> StoredMessage:
+        prov = json.loads(row["provenance"]) if row["provenance"] else None
+        return StoredMessage(row["id"], row["conversation_id"], row["role"], row["content"],
+                             row["status"], prov, row["created_at"])
+
+    def messages(self, conv_id: int) -> list[StoredMessage]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conv_id,)).fetchall()
+        return [self._msg(r) for r in rows]
+
+    def get_message(self, msg_id: int) -> StoredMessage:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM messages WHERE id = ?", (msg_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no message {msg_id}")
+        return self._msg(row)
+
+    def add_message(
+        self, conv_id: int, role: str, content: str, status: str = "done",
+        provenance: dict[str, Any] | None = None,
+    ) -> StoredMessage:
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO messages(conversation_id, role, content, status, provenance, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (conv_id, role, content, status,
+                 json.dumps(provenance) if provenance is not None else None, now),
+            )
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
+            msg_id = int(cur.lastrowid or 0)
+        return self.get_message(msg_id)
+
+    def update_message(
+        self, msg_id: int, content: str | None = None, status: str | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        sets: list[str] = []
+        values: list[Any] = []
+        if content is not None:
+            sets.append("content = ?")
+            values.append(content)
+        if status is not None:
+            sets.append("status = ?")
+            values.append(status)
+        if provenance is not None:
+            sets.append("provenance = ?")
+            values.append(json.dumps(provenance))
+        if not sets:
+            return
+        with self._tx() as db:
+            db.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*values, msg_id))
+
+    def delete_messages_from(self, conv_id: int, msg_id: int) -> int:
+        """Delete message ``msg_id`` and every later one in the conversation."""
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
+                             (conv_id, msg_id))
+            return cur.rowcount
+
+    def recent_user_prompts(self, limit: int = 200) -> list[str]:
+        """The user's latest prompts across conversations, oldest first (prompt history)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT content FROM messages WHERE role = 'user' ORDER BY id DESC LIMIT ?",
+                (limit,)).fetchall()
+        return [r["content"] for r in reversed(rows)]
+
+    def reply_writer(self, msg_id: int, text: str = "", interval: float = 0.5) -> ReplyWriter:
+        return ReplyWriter(self, msg_id, text, interval)
+
+    # --- search and export ---
+
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over message text (and a substring match on titles)."""
+        # NUL ends FTS5's parse of the string (-> "unterminated string"): treat as space.
+        terms = [t for t in query.replace('"', " ").replace("\x00", " ").split() if t]
+        if not terms:
+            return []
+        # Quote each term (no FTS syntax from the user) and prefix-match the last one.
+        fts = " ".join(f'"{t}"' for t in terms[:-1]) + f' "{terms[-1]}"*'
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.conversation_id AS cid, m.id AS mid, c.title AS title, "
+                "snippet(messages_fts, 0, '[', ']', '…', 8) AS snip "
+                "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+                "JOIN conversations c ON c.id = m.conversation_id "
+                "WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?", (fts.strip(), limit),
+            ).fetchall()
+            titled = self._db.execute(
+                "SELECT id, title FROM conversations WHERE title LIKE ? ORDER BY updated_at DESC",
+                (f"%{query.strip()}%",)).fetchall()
+        hits = [SearchHit(r["cid"], r["mid"], r["title"], r["snip"]) for r in rows]
+        seen = {h.conversation_id for h in hits}
+        hits += [SearchHit(r["id"], 0, r["title"], r["title"]) for r in titled
+                 if r["id"] not in seen]
+        return hits
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+class ReplyWriter:
+    """Accumulates a streaming reply and writes it in place at most every ``interval`` s."""
+
+    def __init__(self, store: Store, msg_id: int, text: str = "", interval: float = 0.5) -> None:
+        self.store = store
+        self.msg_id = msg_id
+        self.text = text
+        self.interval = interval
+        self._written = text
+        self._last = time.monotonic()
+
+    def append(self, delta: str) -> None:
+        self.text += delta
+        if time.monotonic() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.text != self._written:
+            self.store.update_message(self.msg_id, content=self.text)
+            self._written = self.text
+        self._last = time.monotonic()
+
+    def finish(self, status: str, provenance: dict[str, Any] | None = None) -> None:
+        self.store.update_message(self.msg_id, content=self.text, status=status,
+                                  provenance=provenance)
+        self._written = self.text

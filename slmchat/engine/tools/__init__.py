@@ -1,0 +1,1 @@
+"""Tools over a model: quantize, export (safetensors, GGUF), perplexity."""

@@ -1,0 +1,60 @@
+"""The run folder: progress reading, status, dead-pid detection, listing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from slmchat.engine.finetune import rundir as runs
+
+
+def test_progress_reader_returns_only_complete_new_rows(tmp_path: Path) -> None:
+    reader = runs.ProgressReader(tmp_path)
+    assert reader.read_new() == []
+    runs.append_progress(tmp_path, {"step": 1, "loss": 2.0, "extra": "dropped"})
+    with (tmp_path / runs.PROGRESS).open("a") as fh:
+        fh.write('{"step": 2, "lo')  # a row being written right now
+    rows = reader.read_new()
+    assert rows == [dict.fromkeys(runs.PROGRESS_KEYS) | {"step": 1, "loss": 2.0}]
+    with (tmp_path / runs.PROGRESS).open("a") as fh:
+        fh.write('ss": 1.5}\n')
+    assert reader.read_new() == [{"step": 2, "loss": 1.5}]
+    assert reader.read_new() == []
+    runs.truncate_progress(tmp_path, 0)  # a resume dropped rows: the reader starts over
+    assert reader.read_new() == [] and reader.reset
+
+
+def test_dead_pid_is_reported_and_zombies_are_dead(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    time.sleep(0.5)  # exited but not reaped: a zombie
+    assert not runs.pid_alive(proc.pid)
+    proc.wait()
+    (tmp_path / runs.ARGS).write_text(json.dumps({"data": "x", "method": "lora"}))
+    runs.write_status(tmp_path, state="running", pid=proc.pid, step=3, total_steps=9)
+    s = runs.summarize(tmp_path)
+    assert s.state == "dead" and s.resumable and "resume" in s.message
+    import os
+
+    runs.write_status(tmp_path, pid=os.getpid())
+    assert runs.summarize(tmp_path).state == "running"
+
+
+def test_list_runs_newest_first(tmp_path: Path) -> None:
+    for i, state in enumerate(("done", "failed")):
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        (d / runs.ARGS).write_text("{}")
+        runs.write_status(d, state=state, started_at=1000.0 + i)
+    (tmp_path / "junk").mkdir()
+    listed = runs.list_runs(tmp_path)
+    assert [r.name for r in listed] == ["r1", "r0"]
+    assert [r.state for r in listed] == ["failed", "done"]
+
+
+def test_new_run_dir_is_unique(tmp_path: Path) -> None:
+    a = runs.new_run_dir("my notes.txt", tmp_path)
+    b = runs.new_run_dir("my notes.txt", tmp_path)
+    assert a != b and a.name.endswith("my-notes-txt")
