@@ -41,11 +41,10 @@ async def main() -> int:
     os.environ["SLMCHAT_DATA_DIR"] = str(tmp / "data")
     os.environ["SLMCHAT_CONFIG_DIR"] = str(tmp / "config")
 
-    from slmchat.engine.store.store.store import Store
-
     from slmchat.config import Settings
     from slmchat.engine.devices import configure_threads
     from slmchat.engine.session import Engine
+    from slmchat.engine.store.store import Store
     from slmchat.tui.app import SlmChatApp
 
     configure_threads()

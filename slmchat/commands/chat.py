@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from slmchat.config import load_settings
     from slmchat.engine.devices import configure_threads
     from slmchat.engine.session import Engine
-    from slmchat.engine.store.store.store import Store
+    from slmchat.engine.store.store import Store
     from slmchat.tui.app import SlmChatApp
 
     settings, problem = load_settings()

@@ -22,7 +22,7 @@ from slmchat.tui.widgets.settings_panel import defaults_from
 
 if TYPE_CHECKING:
     from slmchat.engine.session import EngineLike
-    from slmchat.engine.store.store.store import Store
+    from slmchat.engine.store.store import Store
 
 # (title, help, screen action) for the command palette; keys are in the footer.
 CHAT_COMMANDS = (

@@ -11,7 +11,7 @@ from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import ModelInfo
-from slmchat.engine.store.store.store import StoredMessage
+from slmchat.engine.store.store import StoredMessage
 
 # engine finish_reason -> stored message status
 STATUS_FOR_FINISH = {"stop": "done", "length": "length", "cancelled": "stopped", "error": "error"}

@@ -18,15 +18,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from slmchat.engine.store.store.store import Store
 
+from slmchat.engine.store.store import Store
 from tests.trust.counts import record
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent("""
     import random, sys
-    from slmchat.engine.store.store.store import Store
+    from slmchat.engine.store.store import Store
 
     rng = random.Random(int(sys.argv[2]))
     store = Store(sys.argv[1])

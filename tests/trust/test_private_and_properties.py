@@ -12,9 +12,9 @@ from typing import Literal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from slmchat.engine.store.store.store import Store
 
 from slmchat.engine.generation.prompting import ChatMessage, build_prompt
+from slmchat.engine.store.store import Store
 from tests.trust.counts import record
 
 
@@ -31,12 +31,11 @@ def loose_umask() -> Iterator[None]:
 
 def test_user_files_are_private(loose_umask: None, isolated_dirs: Path, tiny_llama_dir: Path,
                                 tmp_path: Path) -> None:
-    from slmchat.engine.store.store.store import write_private
-
     from slmchat.config import Settings, save_settings, settings_path
     from slmchat.engine.finetune.args import TrainArgs
     from slmchat.engine.finetune.plan import prepare_run
     from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine.store.store import write_private
     from slmchat.engine.tools.export import export_model
     from slmchat.paths import config_dir, data_dir, runs_dir
 

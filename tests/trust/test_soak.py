@@ -55,9 +55,8 @@ def test_200_replies_do_not_grow_memory(tiny_llama_dir: Path,
 
 
 async def test_keystrokes_accepted_while_a_reply_streams(tmp_path: Path) -> None:
-    from slmchat.engine.store.store.store import Store
-
     from slmchat.config import Settings
+    from slmchat.engine.store.store import Store
     from slmchat.tui.app import SlmChatApp
     from slmchat.tui.widgets.prompt_box import PromptBox
     from tests.tui.conftest import SIZE, settle

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slmchat.engine.store.store.store import Store
 
 from slmchat.config import Settings
+from slmchat.engine.store.store import Store
 from slmchat.tui.app import SlmChatApp
 from tests.tui.fakes import FakeEngine
 

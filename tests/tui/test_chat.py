@@ -249,7 +249,7 @@ async def test_settings_panel_saves_with_conversation_and_is_used(make_app) -> N
 
 
 async def test_message_view_marks_interrupted_replies(make_app, db_path) -> None:
-    from slmchat.engine.store.store.store import Store
+    from slmchat.engine.store.store import Store
 
     store = Store(db_path)
     conv = store.create_conversation("old")

@@ -6,9 +6,9 @@ import json
 import stat
 from pathlib import Path
 
-from slmchat.engine.store.store.store import Store
 from textual.widgets import Input, ListView
 
+from slmchat.engine.store.store import Store
 from slmchat.tui.screens.dialogs import Confirm, TextPrompt
 from slmchat.tui.widgets.sidebar import ConversationItem
 from tests.tui.conftest import SIZE, settle

@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from slmchat.engine.store.store.store import Store
 
+from slmchat.engine.store.store import Store
 from slmchat.tui.widgets import status_bar
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmchat.engine.store.store.schema import migrate
+from slmchat.engine.store.schema import migrate
 
 DB_NAME = "conversations.db"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from slmchat.engine.store.store.schema import SCHEMA_VERSION
-from slmchat.engine.store.store.store import Store
+from slmchat.engine.store.schema import SCHEMA_VERSION
+from slmchat.engine.store.store import Store
 
 
 def to_json(store: Store, conv_id: int) -> str:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 
-from slmchat.engine.store.store.store import Conversation, Store, write_private
-from slmchat.engine.store.store.transcript import to_json, to_markdown
+from slmchat.engine.store.store import Conversation, Store, write_private
+from slmchat.engine.store.transcript import to_json, to_markdown
 from slmchat.tui.generation import ReplyJob
 from slmchat.tui.screens.dialogs import Confirm, TextPrompt
 from slmchat.tui.widgets.chat_log import ChatLog

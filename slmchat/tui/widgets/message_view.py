@@ -16,7 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
-from slmchat.engine.store.store.store import StoredMessage
+from slmchat.engine.store.store import StoredMessage
 
 STATUS_NOTES = {
     "done": "",

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView
 
-from slmchat.engine.store.store.store import Conversation, SearchHit, Store
+from slmchat.engine.store.store import Conversation, SearchHit, Store
 
 
 def highlight_snippet(snippet: str) -> Text:

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from slmchat.engine.store.store.schema import SCHEMA_VERSION, migrate
-from slmchat.engine.store.store.store import Store
-from slmchat.engine.store.store.transcript import to_json, to_markdown
 
+from slmchat.engine.store.schema import SCHEMA_VERSION, migrate
+from slmchat.engine.store.store import Store
+from slmchat.engine.store.transcript import to_json, to_markdown
 from slmchat.errors import SlmChatError
 
 
@@ -117,7 +117,7 @@ def test_messages_edit_truncate_and_history(tmp_path: Path) -> None:
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from slmchat.engine.store.store.store import Store
+    from slmchat.engine.store.store import Store
     store = Store(sys.argv[1])
     conv = store.create_conversation("crash")
     store.add_message(conv.id, "user", "tell me a long story")
