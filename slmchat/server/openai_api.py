@@ -90,10 +90,13 @@ def parse_completion(body: Any) -> GenRequest:
                       echo=f.bool("echo"), **_common(f))
 
 
-def _usage(run: Run, last: GenerationChunk | None) -> dict[str, int]:
+def _usage(run: Run, last: GenerationChunk | None) -> dict[str, Any]:
+    """Token counts; ``cached_tokens``: prompt tokens reused from the previous request's
+    KV cache (a conversation that grows by a turn reuses all of its earlier prompt)."""
     prompt = last.prompt_tokens if last else run.planned.prompt.prompt_tokens
     new = last.new_tokens if last else 0
-    return {"prompt_tokens": prompt, "completion_tokens": new, "total_tokens": prompt + new}
+    return {"prompt_tokens": prompt, "completion_tokens": new, "total_tokens": prompt + new,
+            "prompt_tokens_details": {"cached_tokens": last.cached_tokens if last else 0}}
 
 
 def _fingerprint(run: Run) -> str | None:
