@@ -53,6 +53,9 @@ class Catalog:
         self._at = -float("inf")
         self._entries: list[ModelEntry] = []
         self._lock = threading.Lock()
+        # The model the server started with stays loadable by name after a swap.
+        info = engine.info
+        self._home: tuple[str, str] | None = (info.name, info.path) if info else None
 
     @property
     def current(self) -> str:
@@ -86,6 +89,8 @@ class Catalog:
         """The loaded model first, then every other loadable model."""
         out = [self.current]
         current = self._current_names()
+        if self._home is not None and self._home[0] not in out and self._home[1] not in current:
+            out.append(self._home[0])
         for entry in self.entries():
             if entry.name in out or entry.name in current or _same_path(entry.path, current):
                 continue
@@ -97,17 +102,25 @@ class Catalog:
         name = bare(requested or "")
         if not name or name in self._current_names() or _same_path(name, self._current_names()):
             return Choice(self.current)
+        if self._home is not None and name in self._home:
+            if not self.allow_swap:
+                raise self._no_swap(requested)
+            return Choice(self._home[0], self.base)
         for entry in self.entries():
             if name in (entry.name, entry.path) or _same_path(name, {entry.path}):
                 if _same_path(entry.path, self._current_names()):
                     return Choice(self.current)
                 if not self.allow_swap:
-                    raise APIError(404, f"the model {requested!r} is not loaded and this server "
-                                   f"does not swap models (started with --no-swap); it serves "
-                                   f"{self.current!r}", param="model", code="model_not_found")
+                    raise self._no_swap(requested)
                 return Choice(entry.name, self.base.with_(path=entry.path, adapter=None))
         raise APIError(404, f"the model {requested!r} does not exist; loadable models: "
                        + ", ".join(self.names()), param="model", code="model_not_found")
+
+
+    def _no_swap(self, requested: str | None) -> APIError:
+        return APIError(404, f"the model {requested!r} is not loaded and this server does not "
+                        f"swap models (started with --no-swap); it serves {self.current!r}",
+                        param="model", code="model_not_found")
 
 
 def _same_path(path: str, others: set[str]) -> bool:

@@ -203,9 +203,17 @@ def _disk_entry(e: ModelEntry) -> dict[str, Any]:
 def _tags(state: ServerState) -> list[dict[str, Any]]:
     info = state.engine.info
     out = [_loaded_entry(info)] if info else []
-    names = set(state.catalog.names()[1:])
-    out += [_disk_entry(e) for e in state.catalog.entries() if e.name in names]
+    found = {e.name: e for e in state.catalog.entries()}
+    for name in state.catalog.names()[1:]:
+        entry = found.get(name)
+        out.append(_disk_entry(entry) if entry else _name_only(name))
     return out
+
+
+def _name_only(name: str) -> dict[str, Any]:
+    """A loadable model known only by name (the start model, after a swap)."""
+    return {"name": name, "model": name, "modified_at": _now(), "size": 0,
+            "digest": _digest(name), "details": _details("safetensors", "?", 0, "", None)}
 
 
 async def tags(request: Request) -> Response:
@@ -255,7 +263,10 @@ def _show(state: ServerState, name: str) -> dict[str, Any]:
         arch, n, ctx, path = info.architecture, info.n_params, info.context_length, info.path
         has_template = info.has_chat_template
     else:
-        e = next(e for e in state.catalog.entries() if e.name == choice.name)
+        e = next((e for e in state.catalog.entries() if e.name == choice.name), None)
+        if e is None:  # the start model after a swap: loadable, not inspected
+            e = ModelEntry(name=choice.name, path=choice.load.path if choice.load else "",
+                           source="start", format="safetensors")
         entry = _disk_entry(e)
         arch, n, ctx, path = e.architecture, e.n_params, e.context_length, e.path
         has_template = e.has_chat_template
