@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     sock = bind(args.host, args.port)  # a busy port fails now, not after the model load
     try:
         configure_threads()
-        engine = Engine()
+        engine = Engine(lite=True)  # generation only: the CLI's fast start-up path
         print(f"slmchat serve: loading {spec.path} ...", file=sys.stderr, flush=True)
         info = engine.load(spec)
         for warning in info.warnings:
