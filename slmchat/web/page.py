@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +120,28 @@ def run(command: str, host: str, sock: socket.socket, on_started: Any = None) ->
 
 
 def _end_children(grace_s: float = SHUTDOWN_S) -> None:
-    """Tabs still open at shutdown leave app processes behind: end them (ours only)."""
+    """Tabs still open at shutdown leave app processes behind: end them (ours only).
+
+    Exited children are left for asyncio to reap (reaping them here makes its child
+    watcher complain); only ones that ignore SIGTERM for ``grace_s`` are killed."""
     import psutil
+
+    def running(procs: list[psutil.Process]) -> list[psutil.Process]:
+        alive = []
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+        return alive
 
     children = psutil.Process().children(recursive=True)
     for child in children:
         with contextlib.suppress(psutil.Error):
             child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=grace_s)
-    for child in alive:
+    deadline = time.monotonic() + grace_s
+    while running(children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for child in running(children):
         with contextlib.suppress(psutil.Error):
             child.kill()
 
