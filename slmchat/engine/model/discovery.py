@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.fsutil import dir_size
+from slmchat.engine.model.arch import is_plain_llama
 
 MAX_DEPTH = 4  # how deep to look for checkpoints inside a run or model folder
 _SKIP_DIRS = {".git", "__pycache__", "node_modules", ".cache", "blobs", "refs"}
@@ -44,6 +45,7 @@ class ModelEntry:
     head_dim: int = 0
     dtype: str = ""
     problem: str | None = None  # e.g. "truncated weights": shown, loading will refuse
+    plain_llama: bool = False  # model.arch.is_plain_llama: lean decode path, GGUF export
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -146,6 +148,7 @@ def inspect_folder(folder: Path, source: str, name: str | None = None) -> ModelE
         n_kv_heads=int(text.get("num_key_value_heads") or heads),
         head_dim=int(text.get("head_dim") or (hidden // heads if heads else 0)),
         dtype=str(text.get("dtype") or text.get("torch_dtype") or ""), problem=problem,
+        plain_llama=is_plain_llama(cfg),
     )
 
 
@@ -181,6 +184,9 @@ def inspect_gguf(path: Path, source: str, name: str | None = None) -> ModelEntry
         n_kv_heads=int(meta.get(f"{arch}.attention.head_count_kv") or heads),
         head_dim=int(meta.get(f"{arch}.rope.dimension_count") or (hidden // heads if heads else 0)),
         extra={"file_type": meta.get("general.file_type")},
+        # GGUF metadata has no biases/rope-type flags; a "llama" GGUF loads as a Llama
+        # config in transformers, and the loaded config is checked again before export.
+        plain_llama=arch == "llama",
     )
 
 
