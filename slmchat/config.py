@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from slmchat.engine.fsutil import write_text_atomic
 from slmchat.engine.generation.sampling import RANGES, SamplingParams
 
 SETTINGS_FILE = "settings.toml"
@@ -134,9 +135,5 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
-    tmp = path.with_suffix(".toml.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(path, "\n".join(lines), private=True)

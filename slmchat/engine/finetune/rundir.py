@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmchat.engine.fsutil import write_json_atomic
+from slmchat.engine.fsutil import write_json_atomic, write_text_atomic
 
 ARGS = "args.json"
 STATUS = "status.json"
@@ -95,9 +95,7 @@ def read_progress(run_dir: Path) -> list[dict[str, Any]]:
 def truncate_progress(run_dir: Path, last_step: int) -> None:
     """Drop rows after ``last_step`` (logged after the checkpoint a resume starts from)."""
     rows = [r for r in read_progress(run_dir) if int(r.get("step") or 0) <= last_step]
-    tmp = run_dir / f".{PROGRESS}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, run_dir / PROGRESS)
+    write_text_atomic(run_dir / PROGRESS, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 class ProgressReader:
