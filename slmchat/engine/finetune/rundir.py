@@ -261,7 +261,7 @@ def cancel_requested(run_dir: Path) -> bool:
     return (run_dir / CANCEL).exists()
 
 
-def spawn(run_dir: Path, resume: bool = False) -> subprocess.Popen[bytes]:
+def spawn(run_dir: Path) -> subprocess.Popen[bytes]:
     """Start ``python -m slmchat.engine.finetune RUN_DIR`` as its own session, so it keeps
     running when the app (or the terminal) that started it goes away."""
     package_root = str(Path(__file__).resolve().parents[2])
@@ -272,8 +272,6 @@ def spawn(run_dir: Path, resume: bool = False) -> subprocess.Popen[bytes]:
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "slmchat.engine.finetune", str(run_dir)]
-    if resume:
-        cmd.append("--resume")
     # "running" without a pid yet: summarize() gives it a grace period to start.
     (run_dir / CANCEL).unlink(missing_ok=True)
     write_status(run_dir, state="running", pid=None, message="starting")
