@@ -25,14 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    from slmchat.engine.generation.sampling import SAMPLING_RANGES
+
     g = p.add_argument_group("sampling (defaults from settings.toml)")
-    g.add_argument("--max-new-tokens", type=int, default=None)
-    g.add_argument("--temperature", "-t", type=float, default=None, help="0 = greedy")
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--top-k", type=int, default=None, help="0 = off")
-    g.add_argument("--min-p", type=float, default=None)
-    g.add_argument("--repetition-penalty", type=float, default=None)
-    g.add_argument("--seed", type=int, default=None)
+    for r in SAMPLING_RANGES:
+        flags = [f"--{r.name.replace('_', '-')}", *(["-t"] if r.name == "temperature" else [])]
+        g.add_argument(*flags, type=r.kind, default=None, metavar=r.kind.__name__.upper(),
+                       help=f"{r.describe()}; {r.hint}" if r.hint else r.describe())
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from slmchat.engine.fsutil import atomic_dir
 from slmchat.engine.offline import ensure_offline
 from slmchat.errors import ModelLoadError
 
@@ -86,8 +85,7 @@ def convert_gguf(source: Path, target: Path) -> None:
     ensure_offline()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target, overwrite=True) as tmp:
         gguf_model = AutoModelForCausalLM.from_pretrained(
             str(source.parent), gguf_file=source.name, trust_remote_code=False,
             local_files_only=True,
@@ -114,9 +112,3 @@ def convert_gguf(source: Path, target: Path) -> None:
             "version": CONVERSION_VERSION, "source": str(source),
             "source_size": source.stat().st_size, "wheel": WHEEL,
         }))
-        if target.exists():  # a stale or broken copy: replace it
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -6,7 +6,7 @@ to the store in pieces and posts ``ReplyDelta`` / ``ReplyFinished`` back here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -31,9 +31,6 @@ from slmchat.tui.widgets.message_view import MessageView
 from slmchat.tui.widgets.prompt_box import PromptBox
 from slmchat.tui.widgets.settings_panel import SettingsPanel, params_from
 from slmchat.tui.widgets.sidebar import ConversationSidebar
-
-if TYPE_CHECKING:
-    pass
 
 EDIT_BANNER = (
     "Editing an earlier message: Enter resends it and replaces the turns after it; Esc cancels."
