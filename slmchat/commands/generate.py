@@ -6,7 +6,7 @@ import argparse
 import resource
 import sys
 
-from slmchat.commands.common import add_model_args, spec_from_args
+from slmchat.commands.common import add_model_args, prepare_default_model, spec_from_args
 from slmchat.errors import InvalidParameterError
 
 
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("the prompt is empty")
     params = sampling_from_args(args)  # validate before the (slow) model load
     spec = spec_from_args(args)
+    prepare_default_model(spec)
     configure_threads()
     engine = Engine(lite=True)  # start-up: skip transformers where the model allows
     info = engine.load(spec)
