@@ -10,6 +10,7 @@ progress-callback shape, so an engine function takes it as is.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -59,14 +60,23 @@ class TerminalBar:
                 self.stream.write(f"{self.title}: {round(self.fraction * 100):3d}%  {what}\n")
                 self.stream.flush()
 
-    def line(self) -> str:
+    def line(self, columns: int | None = None) -> str:
+        """The bar, fitted to ``columns`` (a wrapped line could not be redrawn in place)."""
         filled = round(self.fraction * self.width)
         bar = "#" * filled + "." * (self.width - filled)
         took = format_duration(time.monotonic() - self.start)
-        return f"{self.title}  [{bar}] {round(self.fraction * 100):3d}%  {self.what}  {took}"
+        head = f"{self.title}  [{bar}] {round(self.fraction * 100):3d}%  "
+        if columns is None:
+            return f"{head}{self.what}  {took}"
+        if len(head) + len(took) + 12 > columns:
+            head = f"[{bar}] {round(self.fraction * 100):3d}%  "
+        room = max(0, columns - 1 - len(head) - len(took) - 2)
+        what = self.what if len(self.what) <= room else self.what[: max(0, room - 1)] + "…"
+        return f"{head}{what}  {took}"[: max(1, columns - 1)]
 
     def _draw(self) -> None:
-        self.stream.write("\r\x1b[2K" + self.line())
+        columns = shutil.get_terminal_size((80, 24)).columns
+        self.stream.write("\r\x1b[2K" + self.line(columns))
         self.stream.flush()
 
     def _tick(self) -> None:

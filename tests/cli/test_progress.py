@@ -99,3 +99,12 @@ def test_transformers_tensor_bar_is_silenced_and_reported() -> None:
     assert gguf_utils.tqdm is original
     assert heard[0] == default_model.STAGES["tensors"] and len(heard) == 3
     assert all(f < default_model.STAGES["tokenizer"] for f in heard)
+
+
+def test_bar_fits_the_terminal_width() -> None:
+    bar = TerminalBar("converting the default model (once)", stream=io.StringIO(), tty=True)
+    bar("reading the weights of a model with a very long stage name indeed", 0.5)
+    for columns in (200, 100, 60, 40, 20):
+        assert len(bar.line(columns)) < columns
+    assert bar.line(200).startswith("converting the default model (once)  [")
+    assert bar.line(60).startswith("[############............]  50%  reading")

@@ -101,7 +101,7 @@ def convert_gguf(source: Path, target: Path, progress: Progress | None = None) -
     """Convert ``source`` (GGUF) into a safetensors checkpoint at ``target``, atomically."""
     ensure_offline()
     report = progress or _no_progress
-    report("reading the model's settings from the GGUF file", STAGES["settings"])
+    report("reading the settings", STAGES["settings"])
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     with atomic_dir(target, overwrite=True) as tmp:
@@ -110,13 +110,13 @@ def convert_gguf(source: Path, target: Path, progress: Progress | None = None) -
             str(source.parent), gguf_file=source.name, trust_remote_code=False,
             local_files_only=True,
         )
-        report("reading and dequantizing the weights", STAGES["weights"])
+        report("reading the weights", STAGES["weights"])
         with _tensor_progress(report):
             gguf_model = AutoModelForCausalLM.from_pretrained(
                 str(source.parent), gguf_file=source.name, config=gguf_config,
                 trust_remote_code=False, local_files_only=True,
             )
-        report("reading the tokenizer and chat template", STAGES["tokenizer"])
+        report("reading the tokenizer", STAGES["tokenizer"])
         tokenizer = AutoTokenizer.from_pretrained(
             str(source.parent), gguf_file=source.name, trust_remote_code=False,
             local_files_only=True,
@@ -133,7 +133,7 @@ def convert_gguf(source: Path, target: Path, progress: Progress | None = None) -
         if missing or unexpected:
             raise ModelLoadError(f"default model conversion mismatch: {missing} {unexpected}")
         model.generation_config.do_sample = False
-        report("saving the safetensors copy", STAGES["saving"])
+        report("saving", STAGES["saving"])
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / MARKER).write_text(json.dumps({
