@@ -62,6 +62,32 @@ def physical_cores() -> int:
     return max(1, n or os.cpu_count() or 1)
 
 
+def thread_count(reserve: int = 0) -> int:
+    """The physical cores (hyper-threads slow matmuls down), minus ``reserve``;
+    SLMCHAT_THREADS overrides. Needs no torch (the onnx runtime sets its own threads)."""
+    n = max(1, physical_cores() - reserve)
+    if os.environ.get("SLMCHAT_THREADS", "").isdigit():
+        n = max(1, int(os.environ["SLMCHAT_THREADS"]))
+    return n
+
+
+def chat_thread_count(training: bool = False) -> int:
+    """Threads for a chat reply: all physical cores, or half when a fine-tune runs
+    beside it (``training``), so the reply keeps streaming while the job trains."""
+    cores = physical_cores()
+    return thread_count(reserve=cores - max(1, cores // 2) if training else 0)
+
+
+def gpu_possible() -> bool:
+    """Whether a GPU could be here, answered without importing torch (seconds on a small
+    CPU): an NVIDIA driver, or Apple silicon (MPS). When False, "auto" means the CPU."""
+    import platform
+
+    if os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl"):
+        return True
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
 def configure_threads(reserve: int = 0) -> int:
     """Use the physical cores (hyper-threads slow matmuls down), minus ``reserve``.
 
@@ -71,17 +97,14 @@ def configure_threads(reserve: int = 0) -> int:
     """
     import torch
 
-    n = max(1, physical_cores() - reserve)
-    if os.environ.get("SLMCHAT_THREADS", "").isdigit():
-        n = max(1, int(os.environ["SLMCHAT_THREADS"]))
+    n = thread_count(reserve)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
 
 
 def chat_threads(training: bool = False) -> int:
-    """Threads for a chat reply: all physical cores, or half when a fine-tune runs
-    beside it (``training``), so the reply keeps streaming while the job trains."""
+    """Set torch's threads for a chat reply (see chat_thread_count)."""
     cores = physical_cores()
     reserve = cores - max(1, cores // 2) if training else 0
     return configure_threads(reserve=reserve)

@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from slmchat.engine.devices import chat_threads
+from slmchat.engine.devices import chat_thread_count, chat_threads
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_generate
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode, build_prompt
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.model.loader import load
+from slmchat.engine.model.loader import Progress, load
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec
 from slmchat.errors import SlmChatError
 
@@ -97,9 +97,12 @@ class Engine:
     def info(self) -> ModelInfo | None:
         return self._loaded.info if self._loaded else None
 
-    def load(self, spec: ModelSpec) -> ModelInfo:
-        """Load ``spec`` and make it current. On error the previous model stays."""
-        new = load(spec, lite=self._lite)  # raises ModelLoadError; nothing changed yet
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
+        """Load ``spec`` and make it current. On error the previous model stays.
+
+        A chat engine: ``spec.runtime`` auto picks the onnx runtime where it applies (its
+        first use converts the model once, reporting through ``progress``)."""
+        new = load(spec, lite=self._lite, chat=True, progress=progress)  # nothing changed yet
         with self._lock:
             self._loaded = new
             self._cache.reset()
@@ -144,7 +147,9 @@ class Engine:
         cancel = cancel or CancelToken()
         with self._lock:
             lm = self._require()
-            if lm.info.device == "cpu":
+            if lm.info.runtime == "onnx":
+                lm.model.set_threads(chat_thread_count(training=self._training.active()))
+            elif lm.info.device == "cpu":
                 chat_threads(training=self._training.active())
             prompt = self.preview_prompt(messages, params, mode, continue_last)
             if prompt.stop:
