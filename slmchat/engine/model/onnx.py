@@ -234,6 +234,10 @@ def ensure_copy(name: str, source: Path, adapter: Path | None = None,
     target = copy_path(name, source, adapter)
     if check_copy(target) is None:
         return target
+    # The same weights under another name (a renamed or copied folder): the key decides.
+    for other in sorted(target.parent.glob(f"*-{target.name.rsplit('-', 1)[-1]}")):
+        if other != target and not other.name.startswith(".") and check_copy(other) is None:
+            return other
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # One builder per copy at a time (the app and a CLI command may start together).
     with open(target.parent / f".{target.name}.lock", "w") as lock:
@@ -244,9 +248,10 @@ def ensure_copy(name: str, source: Path, adapter: Path | None = None,
         for stale in target.parent.glob(f".{target.name}.tmp-*"):  # a killed builder's leftovers
             shutil.rmtree(stale, ignore_errors=True)
         if progress is not None:
-            what = "rebuilding the ONNX copy" if target.exists() else "converting to ONNX int8"
-            why = f" ({problem})" if target.exists() else ""
-            progress(f"{what} of {name}{why}; one time, seconds to a minute", 0.0)
+            if target.exists():
+                progress(f"rebuilding the ONNX copy of {name} ({problem})", 0.0)
+            else:
+                progress(f"converting {name} to ONNX int8 (one time, seconds to a minute)", 0.0)
         start = time.perf_counter()
         build_copy(source, target, adapter, progress, overwrite=True)
         if progress is not None:
