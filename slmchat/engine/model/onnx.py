@@ -85,10 +85,23 @@ def runtime_version() -> str:
         raise OnnxUnavailable("onnxruntime-genai is not installed") from exc
 
 
+def _file_hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "-"
+
+
 def copy_key(source: Path, adapter: Path | None) -> str:
-    parts = [fingerprint(sorted(source.glob("*.safetensors")))]
+    """What the copy is built from: the weights and the config that shapes the graph.
+
+    The tokenizer and chat template are not in the key: they are read from the source
+    folder at every load (load_copy), so editing a template never serves a stale one.
+    """
+    parts = [fingerprint(sorted(source.glob("*.safetensors"))), _file_hash(source / "config.json")]
     if adapter is not None:
-        parts.append(fingerprint(sorted(adapter.glob("*.safetensors"))))
+        parts += [fingerprint(sorted(adapter.glob("*.safetensors"))),
+                  _file_hash(adapter / "adapter_config.json")]
     parts += [f"recipe{RECIPE_VERSION}", PRECISION, runtime_version()]
     return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
 
@@ -275,7 +288,7 @@ class OnnxModel:
 
     slmchat_runtime = "onnx"
 
-    def __init__(self, folder: Path, threads: int) -> None:
+    def __init__(self, folder: Path, threads: int, text_dir: Path | None = None) -> None:
         self.folder = folder
         genai = json.loads((folder / "genai_config.json").read_text())["model"]
         self.config = SimpleNamespace(
@@ -285,7 +298,7 @@ class OnnxModel:
             num_hidden_layers=int(genai.get("decoder", {}).get("num_hidden_layers") or 0),
             model_type=genai.get("type", ""),
         )
-        gen_path = folder / "generation_config.json"
+        gen_path = (text_dir or folder) / "generation_config.json"
         self.generation_config = (SimpleNamespace(**json.loads(gen_path.read_text()))
                                   if gen_path.is_file() else self.config)
         self.threads = 0
@@ -317,14 +330,19 @@ class OnnxModel:
 
 def load_copy(folder: Path, spec: Any, name: str, kind: str, source_path: Path,
               source_fp: str, threads: int, warnings: tuple[str, ...] = ()) -> Any:
-    """Load a checked copy into a LoadedModel (no torch, no transformers)."""
+    """Load a checked copy into a LoadedModel (no torch, no transformers).
+
+    Tokenizer, chat template and end-of-sequence ids come from ``source_path`` when it
+    has them (the folder the user chose, as the transformers runtime reads it), else from
+    the copy (a standalone copy written by `quantize --method onnx-int8`)."""
     from slmchat.engine.model.lite import LiteTokenizer
     from slmchat.engine.model.spec import LoadedModel, ModelInfo
 
     start = time.perf_counter()
     try:
-        model = OnnxModel(folder, threads)
-        tokenizer = LiteTokenizer(folder)
+        text_dir = source_path if (source_path / "tokenizer.json").is_file() else folder
+        model = OnnxModel(folder, threads, text_dir)
+        tokenizer = LiteTokenizer(text_dir)
     except Exception as exc:  # a corrupt graph or tokenizer: the caller rebuilds or falls back
         raise OnnxUnavailable(f"the ONNX copy {folder.name} does not load: "
                               f"{type(exc).__name__}: {first_line(exc, default='')[:160]}") from exc

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.model import onnx
-from slmchat.engine.model.files import adapter_base, fingerprint, loadable_base, resolve_source
+from slmchat.engine.model.files import (
+    adapter_base,
+    check_safetensors,
+    fingerprint,
+    loadable_base,
+    resolve_source,
+)
 from slmchat.errors import ModelLoadError
 
 
@@ -94,7 +100,9 @@ def try_load(kind: str, path: Path, spec: Any, name: str, progress: onnx.Progres
     if reason:
         warnings.append(f"{reason}; running on the transformers runtime")
         return None
-    source_fp = fingerprint(sorted(source.glob("*.safetensors")))
+    weights = sorted(source.glob("*.safetensors"))
+    check_safetensors(weights + (sorted(adapter.glob("*.safetensors")) if adapter else []))
+    source_fp = fingerprint(weights)
     threads = chat_thread_count()
     try:
         folder = onnx.ensure_copy(name, source, adapter, progress)
