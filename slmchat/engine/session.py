@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from slmchat.engine.devices import chat_thread_count, chat_threads
+from slmchat.engine.devices import BusyCores, chat_threads, onnx_thread_count
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_generate
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode, build_prompt
 from slmchat.engine.generation.sampling import SamplingParams
@@ -88,6 +88,8 @@ class Engine:
         self._cache = PromptCache()
         self._training = training or TrainingWatch()
         self._current: CancelToken | None = None
+        self._busy = BusyCores()  # the onnx runtime's threads follow the free cores
+        self._threads_set_at = -float("inf")
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -106,6 +108,8 @@ class Engine:
         with self._lock:
             self._loaded = new
             self._cache.reset()
+            self._busy.prime()
+            self._threads_set_at = time.monotonic()
         return new.info
 
     def unload(self) -> None:
@@ -129,6 +133,15 @@ class Engine:
             mode=mode, continue_last=continue_last,
         )
 
+    def _onnx_threads(self, lm: LoadedModel) -> None:
+        """Resize the onnx runtime's threads to the free cores, at most every 20 s (a
+        resize reloads the session and re-feeds the conversation)."""
+        want = onnx_thread_count(self._busy, training=self._training.active())
+        now = time.monotonic()
+        if want != lm.model.threads and now - self._threads_set_at >= 20.0:
+            lm.model.set_threads(want)
+            self._threads_set_at = now
+
     def cancel(self) -> None:
         """Stop the reply being generated now, if any, at its next token."""
         token = self._current
@@ -148,7 +161,7 @@ class Engine:
         with self._lock:
             lm = self._require()
             if lm.info.runtime == "onnx":
-                lm.model.set_threads(chat_thread_count(training=self._training.active()))
+                self._onnx_threads(lm)
             elif lm.info.device == "cpu":
                 chat_threads(training=self._training.active())
             prompt = self.preview_prompt(messages, params, mode, continue_last)

@@ -78,7 +78,7 @@ def source_and_adapter(kind: str, path: Path, spec: Any) -> tuple[str, Path, Pat
 def try_load(kind: str, path: Path, spec: Any, name: str, progress: onnx.Progress | None,
              warnings: list[str]) -> Any:
     """A LoadedModel on the onnx runtime, or None to go on with transformers."""
-    from slmchat.engine.devices import chat_thread_count
+    from slmchat.engine.devices import BusyCores, onnx_thread_count
 
     if kind == "onnx":
         return _load_standalone(path, spec, name)
@@ -103,7 +103,7 @@ def try_load(kind: str, path: Path, spec: Any, name: str, progress: onnx.Progres
     weights = sorted(source.glob("*.safetensors"))
     check_safetensors(weights + (sorted(adapter.glob("*.safetensors")) if adapter else []))
     source_fp = fingerprint(weights)
-    threads = chat_thread_count()
+    threads = onnx_thread_count(BusyCores())
     try:
         folder = onnx.ensure_copy(name, source, adapter, progress)
         try:
@@ -120,7 +120,7 @@ def try_load(kind: str, path: Path, spec: Any, name: str, progress: onnx.Progres
 
 def _load_standalone(path: Path, spec: Any, name: str) -> Any:
     """A folder written by `slmchat quantize --method onnx-int8`: onnx only."""
-    from slmchat.engine.devices import chat_thread_count
+    from slmchat.engine.devices import BusyCores, onnx_thread_count
 
     if spec.runtime == "transformers":
         raise ModelLoadError(f"{path} is an ONNX copy; it runs on the onnx runtime only "
@@ -140,6 +140,6 @@ def _load_standalone(path: Path, spec: Any, name: str) -> Any:
         meta = {}
     try:
         return onnx.load_copy(path, spec, name, "onnx", path, str(meta.get("source_fingerprint", "")),
-                              chat_thread_count())
+                              onnx_thread_count(BusyCores()))
     except onnx.OnnxUnavailable as exc:
         raise ModelLoadError(str(exc)) from exc
