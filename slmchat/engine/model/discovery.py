@@ -149,9 +149,9 @@ def inspect_folder(folder: Path, source: str, name: str | None = None) -> ModelE
 
 def _inspect_onnx(folder: Path, source: str, name: str) -> ModelEntry:
     """An ONNX Runtime GenAI copy (`slmchat quantize --method onnx-int8`)."""
-    model = _read_json(folder / "genai_config.json").get("model") or {}
+    model = read_json(folder / "genai_config.json").get("model") or {}
     dec = model.get("decoder") or {}
-    marker = _read_json(folder / "slmchat-onnx.json")
+    marker = read_json(folder / "slmchat-onnx.json")
     heads = int(dec.get("num_attention_heads") or 0)
     return ModelEntry(
         name=name, path=str(folder), source=source, format="onnx-int8",
