@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from slmchat.engine.fsutil import atomic_dir
-from slmchat.engine.model.files import fingerprint
+from slmchat.engine.model.files import fingerprint, read_json
 from slmchat.errors import ModelLoadError, first_line
 
 Progress = Callable[[str, float], None]
@@ -51,11 +51,8 @@ class OnnxUnavailable(ModelLoadError):
 
 
 def architecture(folder: Path) -> str | None:
-    try:
-        archs = json.loads((folder / "config.json").read_text()).get("architectures") or []
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    return str(archs[0]) if archs else None
+    archs = read_json(folder / "config.json").get("architectures") or []
+    return str(archs[0]) if isinstance(archs, list) and archs else None
 
 
 def unsupported_reason(folder: Path) -> str | None:
@@ -63,9 +60,8 @@ def unsupported_reason(folder: Path) -> str | None:
     arch = architecture(folder)
     if arch not in SUPPORTED_ARCHITECTURES:
         return f"the ONNX builder does not support {arch or 'this architecture'}"
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    cfg = read_json(folder / "config.json")
+    if not cfg:
         return "unreadable config.json"
     if cfg.get("quantization_config"):
         return "the checkpoint is already quantized"
@@ -191,8 +187,8 @@ def build_copy(source: Path, out: Path, adapter: Path | None = None,
 
 def _n_layers(source: Path) -> int:
     try:
-        return int(json.loads((source / "config.json").read_text()).get("num_hidden_layers") or 0)
-    except (OSError, json.JSONDecodeError, ValueError, TypeError):
+        return int(read_json(source / "config.json").get("num_hidden_layers") or 0)
+    except (ValueError, TypeError):
         return 0
 
 
