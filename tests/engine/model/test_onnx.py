@@ -25,12 +25,20 @@ def tiny_copy(tiny_llama_dir: Path) -> Path:
     return Path(lm.extra["onnx_dir"])
 
 
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: Path | None) -> Path:
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: Path | None,
+                   source: Path | None = None) -> Path:
+    """A cache folder of its own; ``seed`` (a built copy) is placed where a load of
+    ``source`` looks for its copy first."""
     cache = tmp_path / "cache"
-    if seed is not None:
-        shutil.copytree(seed, cache / "onnx" / seed.name)
     monkeypatch.setenv("SLMCHAT_CACHE_DIR", str(cache))
+    if seed is not None and source is not None:
+        shutil.copytree(seed, onnx.copy_path(source.name, source, None))
     return cache
+
+
+def _seeded(cache: Path) -> Path:
+    (copy,) = [p for p in (cache / "onnx").iterdir() if p.is_dir()]
+    return copy
 
 
 def test_runtime_choice(tiny_llama_dir: Path, tiny_copy: Path) -> None:
@@ -60,8 +68,8 @@ def test_copy_marker_and_provenance(tiny_llama_dir: Path, tiny_copy: Path) -> No
 def test_half_built_and_truncated_copies_are_rebuilt(tiny_llama_dir: Path, tiny_copy: Path,
                                                      tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = _private_cache(tmp_path, monkeypatch, tiny_copy)
-    copy = cache / "onnx" / tiny_copy.name
+    cache = _private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir)
+    copy = _seeded(cache)
     data = copy / "model.onnx.data"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     assert "wrong size" in (onnx.check_copy(copy) or "")
@@ -71,7 +79,7 @@ def test_half_built_and_truncated_copies_are_rebuilt(tiny_llama_dir: Path, tiny_
     lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
               progress=lambda msg, frac: messages.append(msg))
     assert lm.info.runtime == "onnx" and not lm.info.warnings
-    assert onnx.check_copy(copy) is None
+    assert Path(lm.extra["onnx_dir"]) == copy and onnx.check_copy(copy) is None
     assert any("rebuilding" in m for m in messages) and any("ready" in m for m in messages)
     assert not list((cache / "onnx").glob(".*tmp-*"))  # no temp folder left behind
 
@@ -79,8 +87,8 @@ def test_half_built_and_truncated_copies_are_rebuilt(tiny_llama_dir: Path, tiny_
 def test_a_copy_that_does_not_load_is_rebuilt_once(tiny_llama_dir: Path, tiny_copy: Path,
                                                    tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = _private_cache(tmp_path, monkeypatch, tiny_copy)
-    copy = cache / "onnx" / tiny_copy.name
+    cache = _private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir)
+    copy = _seeded(cache)
     graph = copy / "model.onnx"
     graph.write_bytes(b"\0" * graph.stat().st_size)  # same size: only loading can tell
     builds: list[Path] = []
@@ -93,7 +101,7 @@ def test_a_copy_that_does_not_load_is_rebuilt_once(tiny_llama_dir: Path, tiny_co
 
     monkeypatch.setattr(onnx, "build_copy", fake_build)
     lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)
-    assert lm.info.runtime == "onnx" and len(builds) == 1
+    assert lm.info.runtime == "onnx" and builds == [copy]
 
 
 def test_builder_failure_falls_back_with_one_line(tiny_llama_dir: Path, tmp_path: Path,
