@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
+from slmchat.engine.model.spec import DTYPES, QUANTS, RUNTIMES, ModelSpec
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--runner", choices=("auto", "hf"), default="auto",
                    help="decode path: auto (lean Llama path where it applies) or hf (plain "
                         "transformers forward, the reference)")
+    g.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="chat runtime: auto (ONNX Runtime int8 on the CPU where the model "
+                        "allows, else transformers), onnx or transformers")
     g.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin/.pt weights (pickle can run code; loaded weights_only)")
 
@@ -45,6 +48,7 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         adapter=args.adapter if args.adapter is not None else ms.adapter,
         allow_pickle=args.allow_pickle,
         runner=getattr(args, "runner", "auto"),
+        runtime=getattr(args, "runtime", None) or ms.runtime,
     )
 
 

@@ -61,8 +61,25 @@ def sampling_from_args(args: argparse.Namespace):  # -> SamplingParams
     return params.validate()
 
 
+class _ProgressLine:
+    """One status line on stderr for a one-time conversion: rewritten in place on a
+    terminal, only its first and last messages otherwise (logs stay short)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, message: str, fraction: float) -> None:
+        if self.tty:
+            end = "\n" if fraction >= 1.0 else ""
+            sys.stderr.write(f"\r\x1b[2Kslmchat: [{fraction * 100:3.0f}%] {message}{end}")
+            sys.stderr.flush()
+        elif not self.shown or fraction >= 1.0:
+            print(f"slmchat: {message}", file=sys.stderr, flush=True)
+        self.shown = True
+
+
 def run(args: argparse.Namespace) -> int:
-    from slmchat.engine.devices import configure_threads
     from slmchat.engine.generation.prompting import ChatMessage, PromptMode
     from slmchat.engine.session import Engine
 
@@ -72,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_from_args(args)  # validate before the (slow) model load
     spec = spec_from_args(args)
     prepare_default_model(spec)
-    configure_threads()
-    engine = Engine(lite=True)  # start-up: skip transformers where the model allows
-    info = engine.load(spec)
+    # Threads are set per reply by the engine (torch's or ONNX Runtime's); setting torch's
+    # here would import torch, which a chat on the onnx runtime never needs.
+    engine = Engine(lite=True)  # start-up: skip transformers (and torch) where the model allows
+    info = engine.load(spec, progress=_ProgressLine())
     for warning in info.warnings:
         print(f"slmchat: warning: {warning}", file=sys.stderr)
     messages = []
@@ -99,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
             f"stats prompt_tokens={last.prompt_tokens} new_tokens={last.new_tokens} "
             f"ttft_s={(last.ttft_s or 0):.3f} prefill_tok_s={last.prefill_tps:.1f} "
             f"decode_tok_s={last.decode_tps:.1f} peak_rss_mb={peak_mb:.0f} "
-            f"finish={last.finish_reason} seed={last.seed}",
+            f"finish={last.finish_reason} seed={last.seed} runtime={info.runtime} "
+            f"precision={info.dtype}{'' if info.quant == 'none' else '/' + info.quant}",
             file=sys.stderr,
         )
     return 0

@@ -76,7 +76,8 @@ def provenance(
         "model": {
             "name": info.name, "path": info.path, "fingerprint": info.fingerprint,
             "adapter": info.adapter, "quant": info.quant, "dtype": info.dtype,
-            "device": info.device, "kind": info.kind,
+            "device": info.device, "kind": info.kind, "runtime": info.runtime,
+            "runtime_copy": info.runtime_copy,
         } if info else None,
         "sampling": {k: v for k, v in asdict(job.params).items() if k != "stop"},
         **segment,

@@ -186,3 +186,30 @@ async def test_quantize_and_export_run_in_workers(settings: Settings) -> None:
     made = sorted(p.name for p in models_dir().iterdir())
     assert made == ["panel0-llama-cpu-int8", "panel0-llama-lora-f16.gguf",
                     "panel0-llama-lora-merged"]
+
+
+async def test_onnx_int8_choice_loads_and_saves_on_the_onnx_runtime(settings: Settings) -> None:
+    from slmchat.paths import models_dir
+    from slmchat.tui.screens.models import ONNX_CHOICE
+
+    engine = Engine()
+    app = Host(_screen(settings), engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        screen.query_one("#filter", Input).value = "panel0/llama safetensors"
+        await pilot.pause()
+        screen.query_one("#opt-quant", Select).value = ONNX_CHOICE
+        await pilot.pause()
+        spec = screen.current_spec()
+        assert spec is not None and spec.runtime == "onnx" and spec.quant == "none"
+        await pilot.click("#quantize")
+        for _ in range(3):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        status = str(screen.query_one("#task-status", Static).render())
+        assert status.startswith("Saved panel0-llama-onnx-int8"), status
+        assert screen.selected is not None and screen.selected.format == "onnx-int8"
+        screen.action_load()
+        await pilot.pause()
+    assert app.errors == [] and engine.info is not None and engine.info.runtime == "onnx"
+    assert (models_dir() / "panel0-llama-onnx-int8" / "genai_config.json").is_file()

@@ -43,8 +43,14 @@ from slmchat.tui.screens.model_tasks import (
 
 CPU_BNB_WARNING = (
     "bitsandbytes runs on the CPU but slowly (default model: 8-bit ~0.7 tok/s, 4-bit "
-    "~1.6 tok/s, fp32 ~21 tok/s). cpu-int8 (torch dynamic int8) is faster than fp32 here."
+    "~1.6 tok/s, fp32 ~21 tok/s). On the CPU choose int8 (ONNX, fast CPU); cpu-int8 (torch "
+    "dynamic int8) is also faster than fp32 here."
 )
+# The onnx runtime's int8 copy: the recommended CPU choice (ModelSpec.runtime="onnx"; saved
+# with `quantize --method onnx-int8`), listed with the quantizations.
+ONNX_CHOICE = "onnx-int8"
+QUANT_OPTIONS = [("none", "none"), ("int8 (ONNX, fast CPU) - recommended on CPU", ONNX_CHOICE),
+                 *((q, q) for q in QUANTS if q != "none")]
 
 
 @dataclass
@@ -123,7 +129,7 @@ class ModelsScreen(Screen[ModelSpec | None]):
             ("dtype", Select(_opts(DTYPES), value="auto", allow_blank=False, id="opt-dtype")),
             ("device", Select(_opts(("auto", "cpu", "cuda", "mps")), value="auto",
                               allow_blank=False, id="opt-device")),
-            ("quantization", Select(_opts(QUANTS), value="none", allow_blank=False,
+            ("quantization", Select(QUANT_OPTIONS, value="none", allow_blank=False,
                                     id="opt-quant")),
             ("4-bit type", Select(_opts(("nf4", "fp4")), value="nf4", allow_blank=False,
                                   id="opt-4bit-type")),
@@ -221,11 +227,13 @@ class ModelsScreen(Screen[ModelSpec | None]):
         if self.selected is None:
             return None
         adapter = self.query_one("#opt-adapter", Input).value.strip() or None
+        quant = self.query_one("#opt-quant", Select).value
         return ModelSpec(
             path=self.selected.path,
             dtype=self.query_one("#opt-dtype", Select).value,  # type: ignore[arg-type]
             device=str(self.query_one("#opt-device", Select).value),
-            quant=self.query_one("#opt-quant", Select).value,  # type: ignore[arg-type]
+            quant="none" if quant == ONNX_CHOICE else quant,  # type: ignore[arg-type]
+            runtime="onnx" if quant == ONNX_CHOICE else "auto",
             bnb_4bit_quant_type=self.query_one("#opt-4bit-type", Select).value,  # type: ignore[arg-type]
             bnb_4bit_double_quant=self.query_one("#opt-double", Checkbox).value,
             bnb_4bit_compute_dtype=self.query_one("#opt-compute", Select).value,  # type: ignore[arg-type]
@@ -330,8 +338,9 @@ class ModelsScreen(Screen[ModelSpec | None]):
         bar.update(progress=0)
         if task == "quantize":
             method = "cpu-int8" if spec.quant in ("cpu-int8", "none") else "bnb"
+            method = ONNX_CHOICE if spec.runtime == "onnx" else method
             bits = 4 if spec.quant == "4bit" else 8
-            suffix = "cpu-int8" if method == "cpu-int8" else f"bnb-{bits}bit"
+            suffix = method if method != "bnb" else f"bnb-{bits}bit"
             self._run_quantize(spec.with_(quant="none"), free_path(root / f"{stem}-{suffix}"),
                                method, bits)
         else:

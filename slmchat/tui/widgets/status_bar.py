@@ -83,7 +83,8 @@ class StatusBar(Static):
             info = self.info
             quant = "" if info.quant == "none" else f"/{info.quant}"
             t.append(f"{info.name}", style="bold")
-            t.append(f"  {info.dtype}{quant}  {info.device}  ")
+            runtime = "  onnx" if info.runtime == "onnx" else ""
+            t.append(f"  {info.dtype}{quant}  {info.device}{runtime}  ")
             t.append("ctx ")
             t.append_text(context_bar(self.context_used, info.context_length))
             t.append(f" {self.context_used}/{info.context_length}  ")
