@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -145,26 +144,23 @@ class SlmChatApp(App[None]):
                     timeout=20)
         self.chat.model_failed(event.error)
 
-    # --- panels built elsewhere (model picker, fine-tuning) ---
-
-    def _open_panel(self, module: str, cls: str, what: str) -> None:
-        try:
-            screen_cls = getattr(importlib.import_module(module), cls)
-        except (ImportError, AttributeError):
-            self.notify(f"The {what} panel is not available yet.", severity="warning")
-            return
-        screen = screen_cls(engine=self.engine, settings=self.settings)
-        self.push_screen(screen, self._panel_done)
+    # --- panels (imported when first opened: the first frame must not wait for them) ---
 
     def _panel_done(self, spec: ModelSpec | None) -> None:
         if isinstance(spec, ModelSpec):
             self.load_model(spec)
 
     def action_models(self) -> None:
-        self._open_panel("slmchat.tui.screens.models", "ModelsScreen", "models")
+        from slmchat.tui.screens.models import ModelsScreen
+
+        self.push_screen(ModelsScreen(engine=self.engine, settings=self.settings),
+                         self._panel_done)
 
     def action_finetune(self) -> None:
-        self._open_panel("slmchat.tui.screens.finetune", "FinetuneScreen", "fine-tune")
+        from slmchat.tui.screens.finetune import FinetuneScreen
+
+        self.push_screen(FinetuneScreen(engine=self.engine, settings=self.settings),
+                         self._panel_done)
 
     # --- command palette ---
 

@@ -113,16 +113,6 @@ async def test_panel_hooks_load_the_dismissed_spec(make_app, monkeypatch, key, m
         assert engine.info.name == "picked"
 
 
-async def test_panel_hook_when_module_is_missing(make_app, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "slmchat.tui.screens.finetune", None)  # ImportError
-    app = make_app(FakeEngine())
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.press("ctrl+t")
-        await pilot.pause()
-        assert any("not available yet" in n for n in notes(app))
-
-
 async def test_command_palette_lists_every_chat_action(make_app) -> None:
     app = make_app(FakeEngine(replies=["a", "b"]))
     async with app.run_test(size=SIZE) as pilot:

@@ -6,7 +6,7 @@ to the store in pieces and posts ``ReplyDelta`` / ``ReplyFinished`` back here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -33,7 +33,8 @@ from slmchat.tui.widgets.settings_panel import SettingsPanel, params_from
 from slmchat.tui.widgets.sidebar import ConversationSidebar
 
 if TYPE_CHECKING:
-    pass
+    from slmchat.engine.session import EngineLike
+    from slmchat.engine.store.store import Store
 
 EDIT_BANNER = (
     "Editing an earlier message: Enter resends it and replaces the turns after it; Esc cancels."
@@ -55,6 +56,11 @@ class ChatScreen(ConversationScreen):
         Binding("f2", "rename_conversation", "Rename", show=False),
         Binding("f3", "export_conversation", "Export", show=False),
     ]
+
+    def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
+                 show_sidebar: bool = True) -> None:
+        super().__init__(engine, store, defaults, show_sidebar)
+        self.editing: MessageView | None = None  # a user message being edited
 
     # --- layout ---
 
@@ -125,7 +131,7 @@ class ChatScreen(ConversationScreen):
         if self.editing is not None:
             self.store.delete_messages_from(self.conv.id, self.editing.msg_id)
             await self.log_view.remove_from(self.editing)
-            self._end_edit()
+            self.cancel_edit()
         # Committed before generation starts: a crash never loses what the user typed.
         msg = self.store.add_message(self.conv.id, "user", text)
         await self.log_view.add(MessageView.from_stored(msg))
@@ -225,7 +231,7 @@ class ChatScreen(ConversationScreen):
             self.call_later(self._remove_waiting)
             self.notify("Cancelled; your message is kept.")
         elif self.editing is not None:
-            self._end_edit()
+            self.cancel_edit()
             self.prompt.clear()
         else:
             self.prompt.focus()
@@ -293,6 +299,12 @@ class ChatScreen(ConversationScreen):
         self.query_one("#edit-banner").display = True
         self.prompt.set_text(view.content)
         self.prompt.focus()
+
+    def cancel_edit(self) -> None:
+        if self.editing is not None:
+            self.editing.remove_class("-editing")
+        self.editing = None
+        self.query_one("#edit-banner").display = False
 
     # --- panels ---
 
