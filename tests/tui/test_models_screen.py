@@ -150,7 +150,7 @@ async def test_escape_closes_without_spec(settings: Settings) -> None:
 
 async def test_quantize_and_export_run_in_workers(settings: Settings) -> None:
     from slmchat.paths import models_dir
-    from slmchat.tui.screens.models import TaskProgress
+    from slmchat.tui.messages import TaskProgress
 
     seen: list[Any] = []
     app = Host(_screen(settings))

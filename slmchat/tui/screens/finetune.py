@@ -10,8 +10,9 @@ by reading its status.json and progress.jsonl on a one-second timer.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,9 +25,15 @@ from textual_plotext import PlotextPlot
 
 from slmchat.engine.finetune import rundir as runs
 from slmchat.engine.finetune.args import TrainArgs
+from slmchat.engine.model.default import MODEL_NAME
+from slmchat.engine.model.naming import finetuned_name
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
+from slmchat.tui.messages import PreviewText, RunSpawned
+
+if TYPE_CHECKING:
+    from slmchat.engine.session import EngineLike
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
               "pending": "…"}
@@ -64,9 +71,11 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None,
-                 runs_root: Path | None = None) -> None:
+                 runs_root: Path | None = None,
+                 engine_factory: Callable[[], EngineLike] | None = None) -> None:
         super().__init__()
         self.engine = engine
+        self.engine_factory = engine_factory  # engines for the compare dialog
         self.settings = settings
         self.runs_root = runs_root
         self.selected: Path | None = None
@@ -295,17 +304,16 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     def _preview_worker(self, args: TrainArgs) -> None:
         from slmchat.engine.finetune.plan import preview
 
-        out = self.query_one("#ft-preview", Static)
         try:
             pv = preview(args, probe_steps=0)
-            self.app.call_from_thread(out.update, "\n".join(
-                [*pv.lines(), "estimate   measuring a few steps…"]))
+            self.post_message(PreviewText("\n".join(
+                [*pv.lines(), "estimate   measuring a few steps…"])))
             pv = preview(args, probe_steps=2)
-            self.app.call_from_thread(out.update, "\n".join(pv.lines()))
+            self.post_message(PreviewText("\n".join(pv.lines())))
         except SlmChatError as exc:
-            self.app.call_from_thread(out.update, f"[red]{exc}[/]")
+            self.post_message(PreviewText(f"[red]{exc}[/]"))
         except Exception as exc:  # keep the panel alive whatever the probe hits
-            self.app.call_from_thread(out.update, f"[red]{type(exc).__name__}: {exc}[/]")
+            self.post_message(PreviewText(f"[red]{type(exc).__name__}: {exc}[/]"))
 
     @on(Button.Pressed, "#ft-start")
     def action_start(self) -> None:
@@ -318,18 +326,23 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     def _start_worker(self, args: TrainArgs) -> None:
         from slmchat.engine.finetune.plan import prepare_run, preview
 
-        out = self.query_one("#ft-preview", Static)
         try:
             pv = preview(args, probe_steps=0)  # bad data fails here, before any process
-            run_dir = prepare_run(args, self._new_run_dir(args))
-            proc = runs.spawn(run_dir)
+            prepared = prepare_run(args, self._new_run_dir(args))
+            proc = runs.spawn(prepared)
         except SlmChatError as exc:
-            self.app.call_from_thread(out.update, f"[red]{exc}[/]")
+            self.post_message(PreviewText(f"[red]{exc}[/]"))
             return
-        self._procs.append(proc)
-        self.app.call_from_thread(out.update, "\n".join(pv.lines()))
-        self.app.call_from_thread(self.select_run, run_dir)
-        self.app.call_from_thread(self.refresh_runs)
+        self.post_message(PreviewText("\n".join(pv.lines())))
+        self.post_message(RunSpawned(prepared, proc))
+
+    def on_preview_text(self, message: PreviewText) -> None:
+        self.query_one("#ft-preview", Static).update(message.text)
+
+    def on_run_spawned(self, message: RunSpawned) -> None:
+        self._procs.append(message.proc)  # the process list changes on the UI thread only
+        self.select_run(message.run_dir)
+        self.refresh_runs()
 
     def _new_run_dir(self, args: TrainArgs) -> Path | None:
         if self.runs_root is None:
@@ -370,10 +383,14 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     def compare(self) -> None:
         s = self.summary
         if s and s.state == "done" and s.out:
-            from slmchat.tui.screens.finetune_compare import CompareScreen
+            from slmchat.tui.screens.finetune_compare import CompareScreen, new_engine
 
-            self.app.push_screen(CompareScreen(base=s.model or "default", tuned=s.out,
-                                               settings=self.settings))
+            base = s.model or "default"
+            base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
+            self.app.push_screen(CompareScreen(
+                base=base, tuned=s.out, base_label=base_label,
+                tuned_label=finetuned_name(Path(s.out)) or s.name,
+                engine_factory=self.engine_factory or new_engine))
 
     @on(Button.Pressed, "#ft-close")
     def action_close(self) -> None:

@@ -7,7 +7,6 @@ and one final ``TaskDone``; nothing here touches widgets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +16,9 @@ from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
 from slmchat.fmt import human_bytes
+from slmchat.tui.messages import TaskDone, TaskProgress
 
 Post = Callable[[Message], Any]
-
-
-@dataclass
-class TaskProgress(Message):
-    """Progress of a quantize/export worker; bursts collapse into the latest one."""
-
-    task: str
-    text: str
-    fraction: float
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, TaskProgress) and message.task == self.task
-
-
-@dataclass
-class TaskDone(Message):
-    task: str
-    text: str
-    ok: bool
-    new_path: str | None = None
 
 
 def free_path(path: Path) -> Path:

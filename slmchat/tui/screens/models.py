@@ -8,7 +8,6 @@ with messages; nothing slow runs on the UI thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +15,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
     Button,
@@ -33,23 +31,13 @@ from textual.widgets import (
 from slmchat.engine.model.discovery import ModelEntry, discover, estimate_memory, filter_entries
 from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
 from slmchat.fmt import human_bytes, human_count
-from slmchat.tui.screens.model_tasks import (
-    TaskDone,
-    TaskProgress,
-    free_path,
-    run_export,
-    run_quantize,
-)
+from slmchat.tui.messages import ModelsFound, TaskDone, TaskProgress
+from slmchat.tui.screens.model_tasks import free_path, run_export, run_quantize
 
 CPU_BNB_WARNING = (
     "bitsandbytes runs on the CPU but slowly (default model: 8-bit ~0.7 tok/s, 4-bit "
     "~1.6 tok/s, fp32 ~21 tok/s). cpu-int8 (torch dynamic int8) is faster than fp32 here."
 )
-
-
-@dataclass
-class ModelsFound(Message):
-    entries: list[ModelEntry]
 
 
 def _opts(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -152,17 +140,23 @@ class ModelsScreen(Screen[ModelSpec | None]):
         self._scan()
 
     @work(thread=True, exclusive=True, group="models-scan")
-    def _scan(self) -> None:
+    def _scan(self, select_path: str | None = None) -> None:
         try:
             entries = list(self._discover())
         except Exception as exc:  # never crash the panel on a bad folder
             self.post_message(TaskDone("scan", f"Scan failed: {exc}", ok=False))
             entries = []
-        self.post_message(ModelsFound(entries))
+        self.post_message(ModelsFound(entries, select_path))
 
     def on_models_found(self, message: ModelsFound) -> None:
         self.entries = message.entries
-        self._fill_table(self.query_one("#filter", Input).value)
+        box = self.query_one("#filter", Input)
+        query, path = box.value, message.select_path
+        if path and not any(e.path == path for e in filter_entries(self.entries, query)):
+            query = ""  # show the model just written even if the filter hides it
+            with self.prevent(Input.Changed):
+                box.value = ""
+        self._fill_table(query, select_path=path)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -335,15 +329,16 @@ class ModelsScreen(Screen[ModelSpec | None]):
             self._run_quantize(spec.with_(quant="none"), free_path(root / f"{stem}-{suffix}"),
                                method, bits)
         else:
-            self._run_export(spec.with_(quant="none"), root, stem)
+            self._run_export(spec.with_(quant="none"), self.selected, root, stem)
 
     @work(thread=True, exclusive=True, group="models-task")
     def _run_quantize(self, spec: ModelSpec, out: Path, method: str, bits: int) -> None:
         run_quantize(spec, out, method, bits, self.post_message)
 
     @work(thread=True, exclusive=True, group="models-task")
-    def _run_export(self, spec: ModelSpec, root: Path, stem: str) -> None:
-        run_export(spec, self.selected, root, stem, self.post_message)
+    def _run_export(self, spec: ModelSpec, entry: ModelEntry | None, root: Path,
+                    stem: str) -> None:
+        run_export(spec, entry, root, stem, self.post_message)
 
     def on_task_progress(self, message: TaskProgress) -> None:
         self.query_one("#task-progress", ProgressBar).update(progress=message.fraction * 100)
@@ -360,19 +355,4 @@ class ModelsScreen(Screen[ModelSpec | None]):
                     severity="information" if message.ok else "error",
                     timeout=8 if message.ok else 20)
         if message.ok:
-            self._rescan_then_select(message.new_path)
-
-    @work(thread=True, exclusive=True, group="models-scan")
-    def _rescan_then_select(self, path: str | None) -> None:
-        entries = list(self._discover())
-        self.app.call_from_thread(self._after_rescan, entries, path)
-
-    def _after_rescan(self, entries: list[ModelEntry], path: str | None) -> None:
-        self.entries = entries
-        box = self.query_one("#filter", Input)
-        query = box.value
-        if path and not any(e.path == path for e in filter_entries(entries, query)):
-            query = ""  # show the model just written even if the filter hides it
-            with self.prevent(Input.Changed):
-                box.value = ""
-        self._fill_table(query, select_path=path)
+            self._scan(message.new_path)
