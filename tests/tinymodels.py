@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def make_scripted_llama(folder: Path, after: str, reply: str, seed: int = 0) -> 
         emb = model.model.embed_tokens.weight
         head = model.lm_head.weight
         head.zero_()
-        for a, b in zip(chain, chain[1:], strict=False):
+        for a, b in pairwise(chain):
             head[b] += 20 * emb[a] / emb[a].norm()
     model.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
