@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shlex
 import sys
 
-from slmchat.commands.common import add_model_args, spec_from_args
+from slmchat.commands.common import add_model_args, model_line, spec_from_args
 from slmchat.errors import InvalidParameterError
 
 
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     configure_threads()
     engine = Engine(lite=True)  # start-up: skip transformers where the model allows
     info = engine.load(spec)
+    if (line := model_line(args, spec, info.name)) is not None:
+        print(line, file=sys.stderr)
     for warning in info.warnings:
         print(f"slmchat: warning: {warning}", file=sys.stderr)
     messages = []
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             f"stats prompt_tokens={last.prompt_tokens} new_tokens={last.new_tokens} "
             f"ttft_s={(last.ttft_s or 0):.3f} prefill_tok_s={last.prefill_tps:.1f} "
             f"decode_tok_s={last.decode_tps:.1f} peak_rss_mb={peak_mb:.0f} "
-            f"finish={last.finish_reason} seed={last.seed}",
+            f"finish={last.finish_reason} seed={last.seed} model={shlex.quote(spec.path)}",
             file=sys.stderr,
         )
     return 0

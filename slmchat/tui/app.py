@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -15,13 +15,15 @@ from textual.screen import Screen
 from slmchat.config import Settings, save_settings
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
-from slmchat.tui.messages import ModelLoaded, ModelLoadFailed
+from slmchat.tui.last_model import remember
+from slmchat.tui.messages import ChatReady, ModelLoaded, ModelLoadFailed
 from slmchat.tui.screens.chat import ChatScreen
 from slmchat.tui.widgets.settings_panel import defaults_from
 
 if TYPE_CHECKING:
     from slmchat.engine.session import EngineLike
     from slmchat.engine.store.store import Store
+    from slmchat.tui.early_input import TypedAhead
 
 # (title, help, screen action) for the command palette; keys are in the footer.
 CHAT_COMMANDS = (
@@ -57,6 +59,7 @@ class SlmChatApp(App[None]):
         self, settings: Settings, engine: EngineLike, store: Store,
         spec: ModelSpec | None = None, settings_problem: str | None = None,
         load_on_start: bool = True, persist_settings: bool = True,
+        typed_ahead: TypedAhead | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -69,6 +72,10 @@ class SlmChatApp(App[None]):
         self.settings_problem = settings_problem
         self.load_on_start = load_on_start
         self.persist_settings = persist_settings
+        self.typed_ahead = typed_ahead  # keys typed before the first frame
+        # Keys that arrive before the chat screen has mounted (and focused its prompt)
+        # would go nowhere; they are held and replayed in order once it is ready.
+        self._held_keys: list[events.Event] | None = []
         self.chat = ChatScreen(engine, store, defaults_from(settings), settings.ui.show_sidebar)
 
     def get_default_screen(self) -> Screen:
@@ -84,6 +91,25 @@ class SlmChatApp(App[None]):
             self.call_after_refresh(self.chat.model_loaded)
         elif self.load_on_start:
             self.load_model(self.start_spec)
+
+    # --- keys typed before the chat screen is ready ---
+
+    async def on_event(self, event: events.Event) -> None:
+        if self._held_keys is not None and isinstance(event, events.Key | events.Paste) \
+                and not event.is_forwarded:
+            self._held_keys.append(event)
+            return
+        await super().on_event(event)
+
+    async def on_chat_ready(self, message: ChatReady) -> None:
+        """The chat screen has mounted: type what came before the first frame, then the
+        keys held since (posted by the screen, so it comes after every key held)."""
+        if self.typed_ahead:
+            await self.chat.type_ahead(self.typed_ahead.lines, self.typed_ahead.draft)
+            self.typed_ahead = None
+        held, self._held_keys = self._held_keys or [], None
+        for event in held:
+            await super().on_event(event)
 
     # --- settings persistence ---
 
@@ -130,13 +156,11 @@ class SlmChatApp(App[None]):
             self.notify(warning, title="Model", severity="warning")
         self.notify(f"{info.label} loaded in {info.load_time_s:.1f}s", title="Model")
         await self.chat.model_loaded()
-        m = self.settings.model
-        spec = event.spec
-        remembered = (m.path, m.dtype, m.device, m.quant, m.adapter)
-        if remembered != (spec.path, spec.dtype, spec.device, spec.quant, spec.adapter):
-            m.path, m.dtype, m.device = spec.path, spec.dtype, spec.device
-            m.quant, m.adapter = spec.quant, spec.adapter
-            self._save()  # "the last model used" loads next time
+        if self.persist_settings:  # the app's own memory; settings.toml [model] stays
+            try:
+                remember(event.spec, self.settings)
+            except OSError as exc:
+                self.notify(f"Could not remember the model: {exc}", severity="warning")
 
     def on_model_load_failed(self, event: ModelLoadFailed) -> None:
         kept = f" Still using {self.engine.info.name}." if self.engine.info else ""

@@ -13,6 +13,10 @@ from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelInfo, ModelSpec
 
 
+class ChatReady(Message):
+    """The chat screen has mounted and focused its prompt (posted to the app)."""
+
+
 class ModelLoaded(Message):
     """The engine finished loading ``spec``; ``info`` describes it."""
 

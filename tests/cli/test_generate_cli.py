@@ -49,6 +49,40 @@ def test_generate_on_tiny_model(capsys: pytest.CaptureFixture[str], tiny_llama_d
     assert int(fields["new_tokens"]) <= 8
 
 
+def test_generate_names_a_model_that_is_not_the_default(
+        capsys: pytest.CaptureFixture[str], tiny_llama_dir: Path) -> None:
+    """A model set in settings.toml (e.g. by hand, or by an older app) is named on
+    stderr with where it came from, and in --stats."""
+    from slmchat.config import Settings, save_settings, settings_path
+
+    settings = Settings()
+    settings.model.path = str(tiny_llama_dir)
+    save_settings(settings)
+    code, _, err = _run(capsys, "generate", "The quick", "--temperature", "0",
+                        "--max-new-tokens", "2", "--stats")
+    assert code == 0
+    lines = err.strip().splitlines()
+    named = [ln for ln in lines if ln.startswith("slmchat: model: ")]
+    assert len(named) == 1
+    assert str(tiny_llama_dir) in named[0] and str(settings_path()) in named[0]
+    assert "--model default" in named[0]
+    assert lines[-1].split()[-1] == f"model={tiny_llama_dir}"
+    code, _, err = _run(capsys, "generate", "The quick", "--model", str(tiny_llama_dir),
+                        "--max-new-tokens", "2")
+    assert code == 0 and "from --model" in err and "--model default" not in err
+
+
+def test_model_line_is_silent_for_the_default() -> None:
+    import argparse
+
+    from slmchat.commands.common import model_line
+    from slmchat.engine.model.spec import ModelSpec
+
+    args = argparse.Namespace(model=None, adapter=None)
+    assert model_line(args, ModelSpec(), "SmolLM2-135M-Instruct") is None
+    assert model_line(args, ModelSpec(adapter="/a"), "x") is not None
+
+
 def test_raw_mode_and_stdin(capsys: pytest.CaptureFixture[str], tiny_gpt2_dir: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
     import io

@@ -10,6 +10,7 @@ from textual.screen import Screen
 
 from slmchat.config import load_settings, settings_path
 from slmchat.engine.model.spec import ModelSpec
+from slmchat.tui.last_model import remembered
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
 
@@ -45,14 +46,34 @@ async def test_malformed_settings_file_gives_notice_and_defaults(make_app) -> No
         assert app.chat.log_view.views()[-1].content == "fine"
 
 
-async def test_last_loaded_model_is_remembered(make_app) -> None:
+async def test_last_loaded_model_is_remembered_by_the_app_only(make_app) -> None:
+    """The app opens with its last model next time, but settings.toml [model] (which
+    the command line reads too) is not changed; editing [model] later wins."""
     engine = FakeEngine()
-    app = make_app(engine, spec=ModelSpec(path="/models/tiny", dtype="fp32"))
+    app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        assert engine.loads[0].path == "/models/tiny"
+        app.load_model(ModelSpec(path="/runs/r1/model", dtype="fp32"))
+        await settle(pilot)
+        assert engine.loads[-1].path == "/runs/r1/model"
     settings, _ = load_settings()
-    assert (settings.model.path, settings.model.dtype) == ("/models/tiny", "fp32")
+    assert settings.model.path == "default"  # the CLI still uses the default
+    spec = remembered(settings, ModelSpec())
+    assert spec is not None and (spec.path, spec.dtype) == ("/runs/r1/model", "fp32")
+    settings.model.path = "/models/chosen-in-the-file"
+    assert remembered(settings, ModelSpec()) is None
+
+
+async def test_loading_the_configured_model_forgets_the_note(make_app) -> None:
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.load_model(ModelSpec(path="/models/other"))
+        await settle(pilot)
+        assert remembered(app.settings, ModelSpec()) is not None
+        app.load_model(ModelSpec(path="default"))
+        await settle(pilot)
+        assert remembered(app.settings, ModelSpec()) is None
 
 
 async def test_failed_load_keeps_previous_model(make_app) -> None:

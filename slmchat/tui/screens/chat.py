@@ -24,7 +24,7 @@ from slmchat.tui.generation import (
     provenance,
     title_from,
 )
-from slmchat.tui.messages import ReplyDelta, ReplyFinished
+from slmchat.tui.messages import ChatReady, ReplyDelta, ReplyFinished
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.message_view import MessageView
@@ -82,6 +82,7 @@ class ChatScreen(ConversationScreen):
         self.prompt.set_history(self.store.recent_user_prompts())
         self.query_one(SettingsPanel).load_values(self.chat_settings)
         self.prompt.focus()
+        self.app.post_message(ChatReady())
 
     # --- model state (called by the app) ---
 
@@ -114,7 +115,11 @@ class ChatScreen(ConversationScreen):
 
     async def on_prompt_box_submitted(self, event: PromptBox.Submitted) -> None:
         event.stop()
-        text = event.text.strip()
+        await self.submit(event.text)
+
+    async def submit(self, text: str) -> None:
+        """What Enter in the prompt does: send ``text`` unless a reply is under way."""
+        text = text.strip()
         if not text:
             return
         if self.generating or self.pending:
@@ -123,6 +128,15 @@ class ChatScreen(ConversationScreen):
         self.prompt.remember(text)
         self.prompt.clear()
         await self.send(text)
+
+    async def type_ahead(self, lines: list[str], draft: str) -> None:
+        """Keys typed before the first frame: the first finished line is sent, the rest
+        waits in the prompt."""
+        if lines:
+            await self.submit(lines[0])
+        rest = "\n".join([*lines[1:], draft] if draft else lines[1:])
+        if rest:
+            self.prompt.insert(rest)
 
     async def send(self, text: str) -> None:
         if self.conv is None:
