@@ -238,7 +238,10 @@ class ChatScreen(ConversationScreen):
     # --- chat actions ---
 
     def action_stop(self) -> None:
-        if self.job is not None:
+        panel = self.query_one(SettingsPanel)
+        if panel.display and (panel.has_focus_within or not (self.job or self.pending)):
+            self._close_settings()
+        elif self.job is not None:
             self.job.cancel.cancel()
         elif self.pending:
             self.pending = False
@@ -333,12 +336,16 @@ class ChatScreen(ConversationScreen):
 
     def action_toggle_settings(self) -> None:
         panel = self.query_one(SettingsPanel)
-        panel.display = not panel.display
         if panel.display:
-            panel.load_values(self.chat_settings)
-            panel.query_one("#set-system_prompt").focus()
-        else:
-            self.prompt.focus()
+            self._close_settings()
+            return
+        panel.display = True
+        panel.load_values(self.chat_settings)
+        panel.query_one("#set-system_prompt").focus()
+
+    def _close_settings(self) -> None:
+        self.query_one(SettingsPanel).display = False
+        self.prompt.focus()
 
     def on_settings_panel_saved(self, event: SettingsPanel.Saved) -> None:
         self.chat_settings = dict(event.values)
@@ -351,4 +358,5 @@ class ChatScreen(ConversationScreen):
             if save_default is not None:
                 save_default(event.values)
             where = "this chat and as the default for new chats"
+        self._close_settings()
         self.notify(f"Settings saved for {where}.")

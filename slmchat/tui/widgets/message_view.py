@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from markdown_it import MarkdownIt
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -27,6 +28,24 @@ STATUS_NOTES = {
     "error": "error",
     "waiting": "waiting for the model to load…",
 }
+
+
+def _hard_breaks(state: Any) -> None:
+    """Every line break inside a paragraph is a hard break (code blocks are untouched)."""
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
+
+
+def reply_parser() -> MarkdownIt:
+    """Textual's parser, but a model's line breaks stay line breaks on screen (a poem,
+    an address, a list written without Markdown markers), as in the exported Markdown."""
+    md = MarkdownIt("gfm-like")
+    md.core.ruler.push("slmchat_hard_breaks", _hard_breaks)
+    return md
+
+
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 FLUSH_INTERVAL = 0.05  # seconds between Markdown appends while streaming
 
@@ -71,7 +90,7 @@ class MessageView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="message-header")
         if self.role == "assistant":
-            yield Markdown(self.content, classes="message-body")
+            yield Markdown(self.content, classes="message-body", parser_factory=reply_parser)
         else:
             yield Static(Text(self.content), classes="message-body")
 
