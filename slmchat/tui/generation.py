@@ -79,6 +79,8 @@ def provenance(
             "device": info.device, "kind": info.kind,
         } if info else None,
         "sampling": {k: v for k, v in asdict(job.params).items() if k != "stop"},
+        # The system prompt this reply was given ("" = none): it can change between turns.
+        "system_prompt": next((m.content for m in job.messages if m.role == "system"), ""),
         **segment,
     }
     if job.continue_last and job.previous:

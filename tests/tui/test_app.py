@@ -76,6 +76,20 @@ async def test_loading_the_configured_model_forgets_the_note(make_app) -> None:
         assert remembered(app.settings, ModelSpec()) is None
 
 
+async def test_model_switch_clears_the_last_reply_speed(make_app) -> None:
+    app = make_app(FakeEngine(replies=["fast"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press(*"hi", "enter")
+        await settle(pilot)
+        status = str(app.chat.status.render_status())
+        assert "TTFT 0.25s" in status and "20.0 tok/s" in status
+        app.load_model(ModelSpec(path="/models/other"))
+        await settle(pilot)
+        status = str(app.chat.status.render_status())
+        assert "other" in status and "TTFT" not in status and "tok/s" not in status
+
+
 async def test_failed_load_keeps_previous_model(make_app) -> None:
     engine = FakeEngine(fail_paths=("/missing",))
     app = make_app(engine)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 from textual.widgets import Button, Input, TextArea
 
+from slmchat.config import Settings
 from slmchat.tui.messages import ReplyDelta
 from slmchat.tui.widgets.message_view import MessageView
 from tests.tui.conftest import SIZE, settle
@@ -294,6 +296,41 @@ async def test_reply_keeps_the_model_line_breaks(make_app, db_path) -> None:
             assert len(view.query(MarkdownFence)) == 1
             await app.chat.open_conversation(conv_id)  # from the store this time
             await pilot.pause()
+
+
+async def test_each_reply_records_its_system_prompt_and_export_shows_changes(
+        make_app) -> None:
+    from slmchat.engine.store.transcript import to_json, to_markdown
+
+    app = make_app(FakeEngine(replies=["one", "two", "three"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "first")
+        app.chat.chat_settings["system_prompt"] = "Be brief."
+        await send(pilot, "second")
+        await send(pilot, "third")
+        conv_id = app.chat.conv.id
+        replies = [m for m in app.store.messages(conv_id) if m.role == "assistant"]
+        assert [m.provenance["system_prompt"] for m in replies] == ["", "Be brief.",
+                                                                   "Be brief."]
+        md = to_markdown(app.store, conv_id)
+        assert md.count("**System:** Be brief.") == 1
+        assert md.index("## User\n\nfirst") < md.index("**System:** Be brief.") \
+            < md.index("## User\n\nsecond")
+        data = json.loads(to_json(app.store, conv_id))
+        assert [m["provenance"]["system_prompt"] for m in data["messages"]
+                if m["role"] == "assistant"] == ["", "Be brief.", "Be brief."]
+
+
+async def test_greedy_replies_show_no_seed(make_app) -> None:
+    settings = Settings()
+    settings.generation.temperature = 0.0
+    app = make_app(FakeEngine(replies=["Paris."]), settings=settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "capital of France?")
+        header = str(app.chat.log_view.views()[-1].query_one(".message-header").render())
+        assert "greedy" in header and "seed" not in header
 
 
 async def test_message_view_marks_interrupted_replies(make_app, db_path) -> None:

@@ -95,6 +95,8 @@ class ChatScreen(ConversationScreen):
         self.model_ready = True
         self.status.loading_name = None
         self.status.load_error = None
+        if self.status.info is not self.engine.info:  # the last reply's speed was another
+            self.status.ttft_s = self.status.decode_tps = None  # model's: not this one's
         self.status.info = self.engine.info
         self.status.refresh_status()
         if self.pending:

@@ -60,8 +60,11 @@ def stats_line(provenance: dict[str, Any] | None) -> str:
         parts.append(f"{provenance['decode_tps']:.1f} tok/s")
     if provenance.get("ttft_s") is not None:
         parts.append(f"TTFT {provenance['ttft_s']:.2f}s")
-    if provenance.get("seed") is not None:
+    greedy = (provenance.get("sampling") or {}).get("temperature") == 0
+    if provenance.get("seed") is not None and not greedy:  # a seed changes nothing then
         parts.append(f"seed {provenance['seed']}")
+    elif greedy:
+        parts.append("greedy")
     return " · ".join(parts)
 
 
