@@ -81,6 +81,18 @@ async def test_finished_run_shows_perplexity_and_use_dismisses_with_spec(root: P
     assert app.results == [ModelSpec(path=str(out))]
 
 
+async def test_finished_run_that_overfit_says_so(root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    out.mkdir()
+    d = fake_run(root, "overfit", "done", None, 10, 10, out=out)
+    runs.append_progress(d, {"step": 10, "eval_loss": 3.78 + 0.4, "total_steps": 10})
+    app = Host(root)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        result = str(app.screen.query_one("#ft-result", Static).render())
+        assert "overfitting" in result and "3.000 (at step 5) to 4.180" in result
+
+
 async def test_reattaches_to_running_run_and_follows_new_rows_then_cancels(root: Path) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

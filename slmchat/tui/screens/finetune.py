@@ -237,8 +237,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
         self.query_one("#ft-result", Static).update(self._result_text(s))
         self._update_buttons()
 
-    @staticmethod
-    def _result_text(s: runs.RunSummary) -> str:
+    def _result_text(self, s: runs.RunSummary) -> str:
         m = s.metrics
         lines = []
         if m.get("perplexity_before") is not None:
@@ -246,6 +245,9 @@ class FinetuneScreen(Screen[ModelSpec | None]):
             after_text = f"{after:.2f}" if after is not None else "…"
             lines.append(f"held-out perplexity: before {m['perplexity_before']:.2f} → "
                          f"after {after_text}")
+        warning = runs.overfitting_warning(self.eval_points)
+        if warning is not None:
+            lines.append(f"[yellow]⚠ {warning}[/]")
         if s.state == "done":
             lines.append(f"saved to {s.out}")
         elif s.message and s.state in ("failed", "cancelled", "dead"):
