@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TextIO
 
 from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
 
@@ -66,3 +68,36 @@ def model_line(args: argparse.Namespace, spec: ModelSpec, name: str) -> str | No
     adapter = f" + adapter {spec.adapter}" if spec.adapter else ""
     hint = "" if source.startswith("--") else "; --model default for the embedded one"
     return f"slmchat: model: {name} ({spec.path}{adapter}; from {source}{hint})"
+
+
+class StageProgress:
+    """``progress(text, fraction)`` for long tools (quantize, export): one bar redrawn in
+    place on a terminal; in a pipe or a log, a line per stage and per quarter, not a line
+    per update (an export reported ~270 of them)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last: tuple[str, int] | None = None
+        self.drawn = False
+
+    def __call__(self, text: str, fraction: float) -> None:
+        pct = max(0, min(100, round(fraction * 100)))
+        if self.tty:
+            filled = pct * 24 // 100
+            self.stream.write(f"\r\033[K[{'#' * filled}{'.' * (24 - filled)}] {pct:3d}% {text}")
+            self.drawn = True
+        else:
+            key = (text, pct // 25)
+            if key == self.last:
+                return
+            self.last = key
+            self.stream.write(f"[{pct:3d}%] {text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line (before the results are printed)."""
+        if self.tty and self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False

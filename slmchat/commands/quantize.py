@@ -7,10 +7,9 @@ transformers), and reports size and, with ``--eval-file``, perplexity before/aft
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from slmchat.commands.common import add_model_args, spec_from_args
+from slmchat.commands.common import StageProgress, add_model_args, spec_from_args
 from slmchat.commands.eval import add_eval_args
 
 
@@ -60,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
     before = _ppl(spec.with_(device="cpu") if args.method == "cpu-int8" else spec,
                   text, args) if text else None
 
-    def progress(msg: str, frac: float) -> None:
-        print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
-
-    result = quantize_and_save(spec, out, method=args.method, bits=args.bits,
-                               overwrite=args.overwrite, progress=progress)
+    progress = StageProgress()
+    try:
+        result = quantize_and_save(spec, out, method=args.method, bits=args.bits,
+                                   overwrite=args.overwrite, progress=progress)
+    finally:
+        progress.close()
     print(f"wrote {result.out} ({result.method}, {result.bits}-bit) in {result.seconds:.1f} s")
     ratio = result.size_after / max(result.size_before, 1)
     print(f"size before={human_bytes(result.size_before)} after={human_bytes(result.size_after)} "

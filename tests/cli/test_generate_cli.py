@@ -148,3 +148,28 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "ModelLoadError" in proc.stderr
+
+
+def test_library_noise_is_filtered_and_pipes_get_few_progress_lines(
+        tmp_path: Path, tiny_llama_dir: Path) -> None:
+    """Loading an adapter printed a bitsandbytes kernel message and a FutureWarning, and
+    an export into a pipe printed ~270 progress lines."""
+    from tests.modelkit import make_lora
+
+    adapter = make_lora(tiny_llama_dir, tmp_path / "lora")
+    env = {**os.environ, "SLMCHAT_DATA_DIR": str(tmp_path / "data"),
+           "SLMCHAT_CONFIG_DIR": str(tmp_path / "config"), "SLMCHAT_THREADS": "1"}
+    gen = subprocess.run(
+        [sys.executable, "-m", "slmchat", "generate", "hello", "--model", str(adapter),
+         "--temperature", "0", "--max-new-tokens", "3"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert gen.returncode == 0, gen.stderr
+    assert [ln for ln in gen.stderr.splitlines() if not ln.startswith("slmchat: ")] == []
+    export = subprocess.run(
+        [sys.executable, "-m", "slmchat", "export", str(adapter), "--merge-adapter",
+         "--out", str(tmp_path / "merged"), "--gguf", str(tmp_path / "m.gguf")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert export.returncode == 0, export.stderr
+    lines = export.stderr.splitlines()
+    assert all(ln.startswith("[") and "%]" in ln for ln in lines), lines
+    assert 3 <= len(lines) <= 12
