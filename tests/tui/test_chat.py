@@ -62,7 +62,7 @@ async def test_send_streams_reply_into_markdown_and_saves_provenance(make_app) -
         status = str(app.chat.status.render_status())
         assert "fake-model" in status and "TTFT 0.25s" in status and "20.0 tok/s" in status
         # The conversation is titled from the first message and listed in the sidebar.
-        assert app.chat.conv.title == "hi there"
+        assert app.chat.conv.title == "Hi there"
         # The engine saw exactly the conversation.
         assert [(m.role, m.content) for m in engine.calls[0].messages] == [("user", "hi there")]
 
