@@ -89,7 +89,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     # -- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        model = getattr(getattr(self.settings, "model", None), "path", None) or "default"
+        model = self.base_choice()
         with Horizontal(id="ft-body"):
             with VerticalScroll(id="ft-left"):
                 yield Label("Runs", classes="ft-section")
@@ -134,6 +134,27 @@ class FinetuneScreen(Screen[ModelSpec | None]):
                     yield Button("Close", id="ft-close")
         yield Footer()
 
+    def base_choice(self) -> str:
+        """The model a new run starts from: the chat's model, or its base when that is a
+        fine-tuned adapter (an adapter is refused as a base)."""
+        from slmchat.engine.model.default import converted_dir
+        from slmchat.engine.model.files import adapter_base
+
+        info = getattr(self.engine, "info", None)
+        if info is not None and info.kind == "default":
+            return "default"
+        path = info.path if info is not None else (
+            getattr(getattr(self.settings, "model", None), "path", None) or "default")
+        folder = Path(path).expanduser()
+        if (folder / "adapter_config.json").is_file():
+            try:
+                path = adapter_base(folder)
+            except SlmChatError:
+                return "default"
+        if path != "default" and Path(path).expanduser().resolve() == converted_dir().resolve():
+            return "default"
+        return path
+
     @staticmethod
     def _field(label: str, widget: Any) -> ComposeResult:
         with Horizontal(classes="ft-row"):
@@ -141,6 +162,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
             yield widget
 
     def on_mount(self) -> None:
+        self.query_one("#ft-file", Input).focus()
         self._draw_chart()
         self._update_buttons()
         self.refresh_runs()
