@@ -44,7 +44,7 @@ def run_quantize(spec: ModelSpec, out: Path, method: str, bits: int, post: Post)
         post(TaskDone("quantize", f"Quantize failed: {first_line(exc)}", False))
         return
     post(TaskDone(
-        "quantize", f"Saved {r.out.name}: {human_bytes(r.size_before)} → "
+        "quantize", f"Saved to {r.out}: {human_bytes(r.size_before)} → "
         f"{human_bytes(r.size_after)} in {r.seconds:.1f}s", True, str(r.out)))
 
 
@@ -71,7 +71,7 @@ def run_export(spec: ModelSpec, entry: ModelEntry | None, root: Path, stem: str,
         except Exception as exc2:
             post(TaskDone("export", f"Export failed: {first_line(exc2)}", False))
             return
-    text = f"Exported {r.out.name if r.out else ''}"
+    text = f"Exported to {r.out or ''}"
     if r.gguf:
-        text += f" + {r.gguf.name} ({r.check.line if r.check else 'unverified'})"
+        text += f" + {r.gguf} ({r.check.line if r.check else 'unverified'})"
     post(TaskDone("export", text, True, str(r.out) if r.out else None))

@@ -32,6 +32,7 @@ from slmchat.engine.model.discovery import ModelEntry, discover, estimate_memory
 from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
 from slmchat.fmt import human_bytes, human_count
 from slmchat.tui.messages import ModelsFound, TaskDone, TaskProgress
+from slmchat.tui.screens.dialogs import TextPrompt
 from slmchat.tui.screens.model_tasks import free_path, run_export, run_quantize
 
 CPU_BNB_WARNING = (
@@ -120,10 +121,12 @@ class ModelsScreen(Screen[ModelSpec | None]):
             ("adapter", Input(placeholder="optional LoRA adapter folder", id="opt-adapter")),
         ]
         for label, widget in rows:
-            with Horizontal(classes="opt-row"):
+            four_bit = widget.id in ("opt-4bit-type", "opt-compute")
+            with Horizontal(classes="opt-row -bnb4" if four_bit else "opt-row"):
                 yield Label(label)
                 yield widget
-        yield Checkbox("4-bit double quantization", value=True, id="opt-double")
+        yield Checkbox("4-bit double quantization", value=True, id="opt-double",
+                       classes="-bnb4")
 
     def on_mount(self) -> None:
         table = self.query_one("#models-table", DataTable)
@@ -261,6 +264,8 @@ class ModelsScreen(Screen[ModelSpec | None]):
             warning.update("")
             int8_button.display = False
             return
+        for row in self.query(".-bnb4"):  # bitsandbytes 4-bit options: only where they apply
+            row.display = spec.quant == "4bit"
         slow = spec.quant in ("8bit", "4bit") and self._device_is_cpu(spec.device)
         warning.update(CPU_BNB_WARNING if slow else "")
         int8_button.display = slow
@@ -318,18 +323,35 @@ class ModelsScreen(Screen[ModelSpec | None]):
 
         stem = self.selected.name.replace("/", "-").strip("-") or "model"
         root = models_dir()
+        if task == "export":
+            self._begin_task()
+            self._run_export(spec.with_(quant="none"), self.selected, root, stem)
+            return
+        method = "cpu-int8" if spec.quant in ("cpu-int8", "none") else "bnb"
+        bits = 4 if spec.quant == "4bit" else 8
+        suffix = "cpu-int8" if method == "cpu-int8" else f"bnb-{bits}bit"
+
+        def chosen(folder: str | None) -> None:
+            if not folder:
+                return
+            out = Path(folder).expanduser()
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                self.notify(f"{out} already exists; choose a new folder.", severity="error")
+                return
+            self._begin_task()
+            self._run_quantize(spec.with_(quant="none"), out, method, bits)
+
+        self.app.push_screen(TextPrompt(
+            f"Save the {suffix} copy of {self.selected.name} to",
+            str(free_path(root / f"{stem}-{suffix}")),
+            hint="A new folder; it is listed here afterwards and loads like any model."),
+            chosen)
+
+    def _begin_task(self) -> None:
         self.busy = True
         bar = self.query_one("#task-progress", ProgressBar)
         bar.add_class("busy")
         bar.update(progress=0)
-        if task == "quantize":
-            method = "cpu-int8" if spec.quant in ("cpu-int8", "none") else "bnb"
-            bits = 4 if spec.quant == "4bit" else 8
-            suffix = "cpu-int8" if method == "cpu-int8" else f"bnb-{bits}bit"
-            self._run_quantize(spec.with_(quant="none"), free_path(root / f"{stem}-{suffix}"),
-                               method, bits)
-        else:
-            self._run_export(spec.with_(quant="none"), self.selected, root, stem)
 
     @work(thread=True, exclusive=True, group="models-task")
     def _run_quantize(self, spec: ModelSpec, out: Path, method: str, bits: int) -> None:
