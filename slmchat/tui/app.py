@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
+from textual.system_commands import SystemCommandsProvider
 
 from slmchat.config import Settings, save_settings
 from slmchat.engine.model.spec import ModelSpec
@@ -47,8 +49,24 @@ CHAT_COMMANDS = (
 )
 
 
+class CommandsWithHelp(SystemCommandsProvider):
+    """The palette's commands, matched on their help text too: "quan" finds Models
+    ("Pick, load or quantize a model"). Title matches rank first."""
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback, *_ in self.app.get_system_commands(self.screen):
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+            elif (score := matcher.match(help_text)) > 0:
+                yield Hit(score * 0.5, name, callback, help=help_text)
+
+
 class SlmChatApp(App[None]):
     CSS_PATH = "app.tcss"
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
+        CommandsWithHelp}
     TITLE = "slmchat"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+o", "models", "Models"),

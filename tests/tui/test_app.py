@@ -167,3 +167,25 @@ async def test_command_palette_lists_every_chat_action(make_app) -> None:
         await cmd.callback()  # type: ignore[misc]
         await settle(pilot)
         assert app.chat.log_view.views()[-1].content == "b"
+
+
+async def test_command_palette_matches_help_text_too(make_app) -> None:
+    from textual.command import CommandPalette
+    from textual.widgets import OptionList
+
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"quan")
+        options: list[str] = []
+        for _ in range(40):  # the palette searches in the background
+            await pilot.pause(0.05)
+            found = app.screen.query_one(OptionList)
+            options = [str(found.get_option_at_index(i).prompt)
+                       for i in range(found.option_count)]
+            if options:
+                break
+        assert any(o.startswith("Models") for o in options), options
