@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from textual.app import App
-from textual.widgets import Input, Label
+from textual.widgets import Input
 
 from slmchat.tui.messages import CompareText
 from slmchat.tui.screens.finetune_compare import CompareScreen
@@ -63,7 +63,7 @@ async def test_each_side_loads_once_and_streams_through_its_engine() -> None:
                             message_hook=lambda m: isinstance(m, CompareText)
                             and seen.append(m)) as pilot:
         await pilot.pause()
-        labels = [str(label.render()) for label in dialog.query(Label)]
+        labels = [str(label.render()) for label in dialog.query(".cmp-label")]
         assert "base: Base model" in labels and "tuned: r1 [lora on Base model]" in labels
         await ask(app, pilot, "hello")
         assert dialog.replies == {"base": "base one", "tuned": "tuned one"}

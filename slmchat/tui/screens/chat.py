@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -43,11 +43,13 @@ EDIT_BANNER = (
 
 class ChatScreen(ConversationScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
+        # The footer shows what a new user needs first and fits 80 columns; the rest is in
+        # the command palette (Ctrl+P), the empty chat's hint and the message headers.
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_chat", "New"),
-        Binding("ctrl+r", "regenerate", "Regenerate"),
-        Binding("ctrl+g", "continue_reply", "Continue"),
-        Binding("ctrl+l", "focus_log", "Messages"),
+        Binding("ctrl+r", "regenerate", "Regenerate", show=False),
+        Binding("ctrl+g", "continue_reply", "Continue", show=False),
+        Binding("ctrl+l", "focus_log", "Messages", show=False),
         Binding("ctrl+s", "toggle_settings", "Settings"),
         Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
         Binding("ctrl+f", "search", "Search"),
@@ -61,6 +63,7 @@ class ChatScreen(ConversationScreen):
                  show_sidebar: bool = True) -> None:
         super().__init__(engine, store, defaults, show_sidebar)
         self.editing: MessageView | None = None  # a user message being edited
+        self._sidebar_before_settings: bool | None = None
 
     # --- layout ---
 
@@ -83,6 +86,11 @@ class ChatScreen(ConversationScreen):
         self.query_one(SettingsPanel).load_values(self.chat_settings)
         self.prompt.focus()
         self.app.post_message(ChatReady())
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = event.size.width
+        self.set_class(width < 120, "-narrow")  # a narrower sidebar
+        self.set_class(width < 100, "-tiny")
 
     # --- model state (called by the app) ---
 
@@ -344,9 +352,17 @@ class ChatScreen(ConversationScreen):
         panel.display = True
         panel.load_values(self.chat_settings)
         panel.query_one("#set-system_prompt").focus()
+        # Below 130 columns the sidebar makes way, so the chat keeps a readable width.
+        sidebar = self.query_one(ConversationSidebar)
+        self._sidebar_before_settings = sidebar.display
+        if self.size.width < 130:
+            sidebar.display = False
 
     def _close_settings(self) -> None:
         self.query_one(SettingsPanel).display = False
+        if self._sidebar_before_settings is not None:
+            self.query_one(ConversationSidebar).display = self._sidebar_before_settings
+            self._sidebar_before_settings = None
         self.prompt.focus()
 
     def on_settings_panel_saved(self, event: SettingsPanel.Saved) -> None:

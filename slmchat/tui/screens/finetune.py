@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -48,22 +48,25 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     DEFAULT_CSS = """
     FinetuneScreen { layout: vertical; }
     FinetuneScreen #ft-body { height: 1fr; }
-    FinetuneScreen #ft-left { width: 50; border-right: solid $primary; padding: 0 1; }
-    FinetuneScreen .ft-label { width: 11; padding: 1 1 0 0; color: $text-muted; }
-    FinetuneScreen #ft-browse { min-width: 5; width: 5; }
+    FinetuneScreen #ft-left { width: 46; border-right: solid $primary; padding: 0 1; }
+    FinetuneScreen.-narrow #ft-left { width: 38; }
+    FinetuneScreen .ft-label { width: 11; color: $text-muted; }
+    FinetuneScreen #ft-browse { min-width: 3; width: 3; margin: 0 0 0 1; }
     FinetuneScreen #ft-right { width: 1fr; padding: 0 1; }
-    FinetuneScreen #ft-runs { height: 6; }
-    FinetuneScreen .ft-row { height: auto; }
+    FinetuneScreen #ft-runs { height: 5; }
+    FinetuneScreen .ft-row { height: 1; }
     FinetuneScreen .ft-row Input { width: 1fr; }
     FinetuneScreen .ft-row Select { width: 1fr; }
-    FinetuneScreen .ft-row Button { margin-right: 1; }
-    FinetuneScreen #ft-preview { height: auto; color: $text-muted; }
-    FinetuneScreen #ft-chart { height: 1fr; min-height: 10; }
+    FinetuneScreen .ft-buttons { height: 1; margin: 1 0 0 0; }
+    FinetuneScreen .ft-buttons Button { margin: 0 1 0 0; width: auto; min-width: 6; }
+    FinetuneScreen #ft-preview { height: auto; color: $text-muted; margin: 1 0 0 0; }
+    FinetuneScreen #ft-chart { height: 1fr; min-height: 8; }
     FinetuneScreen #ft-progress-row { height: 1; }
-    FinetuneScreen #ft-stats { height: 1; }
+    FinetuneScreen #ft-stats { height: auto; }
     FinetuneScreen #ft-result { height: auto; }
-    FinetuneScreen .ft-section { text-style: bold; margin-top: 1; }
+    FinetuneScreen .ft-section { text-style: bold; margin: 1 0 0 0; }
     """
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
         Binding("ctrl+p", "preview", "Preview", show=False),
@@ -93,31 +96,33 @@ class FinetuneScreen(Screen[ModelSpec | None]):
         with Horizontal(id="ft-body"):
             with VerticalScroll(id="ft-left"):
                 yield Label("Runs", classes="ft-section")
-                yield OptionList(id="ft-runs")
+                yield OptionList(id="ft-runs", compact=True)
                 yield Label("New run", classes="ft-section")
                 with Horizontal(classes="ft-row"):
                     yield Label("data", classes="ft-label")
-                    yield Input(placeholder=".txt .md .jsonl or folder", id="ft-file")
-                    yield Button("…", id="ft-browse", tooltip="browse for a file")
-                yield from self._field("model", Input(value=model, id="ft-model"))
+                    yield Input(placeholder=".txt .md .jsonl or folder", id="ft-file",
+                                compact=True)
+                    yield Button("…", id="ft-browse", tooltip="browse for a file",
+                                 compact=True)
+                yield from self._field("model", Input(value=model, id="ft-model", compact=True))
                 yield from self._field("method", Select(
                     [(m, m) for m in ("lora", "full", "qlora")], value="lora",
-                    allow_blank=False, id="ft-method"))
+                    allow_blank=False, id="ft-method", compact=True))
                 yield from self._field("max steps", Input(
-                    placeholder="(use epochs)", id="ft-steps", type="integer"))
+                    placeholder="(use epochs)", id="ft-steps", type="integer", compact=True))
                 yield from self._field("epochs", Input(value="1", id="ft-epochs",
-                                                       type="number"))
+                                                       type="number", compact=True))
                 yield from self._field("lr", Input(placeholder="auto", id="ft-lr",
-                                                   type="number"))
+                                                   type="number", compact=True))
                 yield from self._field("block size", Input(value="256", id="ft-block",
-                                                           type="integer"))
+                                                           type="integer", compact=True))
                 yield from self._field("batch size", Input(value="4", id="ft-batch",
-                                                           type="integer"))
+                                                           type="integer", compact=True))
                 yield from self._field("LoRA rank", Input(value="8", id="ft-rank",
-                                                          type="integer"))
-                with Horizontal(classes="ft-row"):
-                    yield Button("Preview", id="ft-preview-btn")
-                    yield Button("Start", id="ft-start", variant="primary")
+                                                          type="integer", compact=True))
+                with Horizontal(classes="ft-buttons"):
+                    yield Button("Preview", id="ft-preview-btn", compact=True)
+                    yield Button("Start", id="ft-start", variant="primary", compact=True)
                 yield Static("", id="ft-preview")
             with Vertical(id="ft-right"):
                 yield Static("No run selected. Pick a file and start one.", id="ft-title")
@@ -126,12 +131,14 @@ class FinetuneScreen(Screen[ModelSpec | None]):
                     yield ProgressBar(total=None, show_eta=False, id="ft-progress")
                 yield Static("", id="ft-stats")
                 yield Static("", id="ft-result")
-                with Horizontal(classes="ft-row"):
-                    yield Button("Cancel run", id="ft-cancel", variant="error")
-                    yield Button("Resume", id="ft-resume")
-                    yield Button("Use model", id="ft-use", variant="success")
-                    yield Button("Compare", id="ft-compare")
-                    yield Button("Close", id="ft-close")
+                # Two short rows: every action stays reachable down to 80 columns.
+                with Horizontal(classes="ft-buttons"):
+                    yield Button("Use model", id="ft-use", variant="success", compact=True)
+                    yield Button("Compare", id="ft-compare", compact=True)
+                    yield Button("Close", id="ft-close", compact=True)
+                with Horizontal(classes="ft-buttons"):
+                    yield Button("Cancel run", id="ft-cancel", variant="error", compact=True)
+                    yield Button("Resume", id="ft-resume", compact=True)
         yield Footer()
 
     def base_choice(self) -> str:
@@ -160,6 +167,9 @@ class FinetuneScreen(Screen[ModelSpec | None]):
         with Horizontal(classes="ft-row"):
             yield Label(label, classes="ft-label")
             yield widget
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < 120, "-narrow")
 
     def on_mount(self) -> None:
         self.query_one("#ft-file", Input).focus()

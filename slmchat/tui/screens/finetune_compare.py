@@ -42,12 +42,14 @@ def new_engine() -> EngineLike:
 class CompareScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     CompareScreen { align: center middle; }
-    CompareScreen #cmp-box { width: 90%; height: 80%; border: thick $primary;
+    CompareScreen #cmp-box { width: 94%; height: 86%; border: thick $primary;
                              background: $surface; padding: 0 1; }
     CompareScreen #cmp-panes { height: 1fr; }
     CompareScreen .cmp-pane { width: 1fr; border: round $secondary; padding: 0 1; }
-    CompareScreen #cmp-row { height: auto; }
+    CompareScreen #cmp-row { height: 1; margin: 1 0; }
+    CompareScreen #cmp-row Button { width: auto; min-width: 6; margin: 0 0 0 1; }
     CompareScreen #cmp-prompt { width: 1fr; }
+    CompareScreen .cmp-label { margin: 0 0 1 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
@@ -69,13 +71,14 @@ class CompareScreen(ModalScreen[None]):
         with Vertical(id="cmp-box"):
             yield Label("[b]Compare[/b]: one prompt, base and tuned model (greedy)")
             with Horizontal(id="cmp-row"):
-                yield Input(placeholder="prompt", id="cmp-prompt")
-                yield Button("Send", id="cmp-send", variant="primary")
-                yield Button("Close", id="cmp-close")
+                yield Input(placeholder="prompt", id="cmp-prompt", compact=True)
+                yield Button("Send", id="cmp-send", variant="primary", compact=True)
+                yield Button("Close", id="cmp-close", compact=True)
             with Horizontal(id="cmp-panes"):
                 for which in ("base", "tuned"):
                     with VerticalScroll(classes="cmp-pane"):
-                        yield Label(Text(f"{which}: {self.labels[which]}"))
+                        yield Static(Text(f"{which}: {self.labels[which]}", style="bold"),
+                                     classes="cmp-label")
                         yield Static("", id=f"cmp-{which}")
 
     def on_mount(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -52,17 +53,23 @@ class ModelsScreen(Screen[ModelSpec | None]):
     ModelsScreen { layout: vertical; }
     ModelsScreen #models-body { height: 1fr; }
     ModelsScreen #models-left { width: 3fr; }
-    ModelsScreen #models-right { width: 2fr; border-left: solid $primary; padding: 0 1; }
+    ModelsScreen #models-right { width: 2fr; min-width: 34; border-left: solid $primary;
+                                 padding: 0 1; }
+    ModelsScreen #filter { margin: 0 0 1 0; }
     ModelsScreen #models-table { height: 1fr; }
-    ModelsScreen .opt-row { height: auto; }
-    ModelsScreen .opt-row Label { width: 14; padding: 1 0 0 0; }
+    ModelsScreen #models-details { height: 1fr; }
+    ModelsScreen .opt-row { height: 1; margin: 0 0 0 0; }
+    ModelsScreen .opt-row Label { width: 14; }
     ModelsScreen .opt-row Select, ModelsScreen .opt-row Input { width: 1fr; }
+    ModelsScreen #details { height: auto; margin: 0 0 1 0; }
+    ModelsScreen #estimate { height: auto; margin: 1 0 0 0; }
     ModelsScreen #cpu-warning { color: $warning; height: auto; }
-    ModelsScreen #estimate, ModelsScreen #details { height: auto; }
-    ModelsScreen .buttons { height: auto; }
-    ModelsScreen .buttons Button { margin: 0 1 0 0; min-width: 8; }
+    ModelsScreen #models-actions { height: auto; border-top: solid $primary 50%; }
+    ModelsScreen .buttons { height: 1; margin: 1 0 0 0; }
+    ModelsScreen .buttons Button { margin: 0 1 0 0; width: auto; min-width: 6; }
     ModelsScreen #task-progress { display: none; }
     ModelsScreen #task-progress.busy { display: block; }
+    ModelsScreen #task-status { height: auto; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -88,37 +95,42 @@ class ModelsScreen(Screen[ModelSpec | None]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="models-body"):
             with Vertical(id="models-left"):
-                yield Input(placeholder="Filter models (type to narrow)…", id="filter")
+                yield Input(placeholder="Filter models (type to narrow)…", id="filter",
+                            compact=True)
                 yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="current")
-            with VerticalScroll(id="models-right"):
-                yield Static("Scanning for models…", id="details")
-                yield from self._option_rows()
-                yield Static("", id="estimate")
-                yield Static("", id="cpu-warning")
-                with Horizontal(classes="buttons"):
-                    yield Button("Load", id="load", variant="primary")
-                    yield Button("Use cpu-int8", id="use-int8", variant="warning")
-                    yield Button("Close", id="close")
-                with Horizontal(classes="buttons"):
-                    yield Button("Quantize & save", id="quantize")
-                    yield Button("Export", id="export")
-                yield ProgressBar(total=100, id="task-progress", show_eta=False)
-                yield Static("", id="task-status")
+            with Vertical(id="models-right"):
+                with VerticalScroll(id="models-details"):
+                    yield Static("Scanning for models…", id="details")
+                    yield from self._option_rows()
+                    yield Static("", id="estimate")
+                    yield Static("", id="cpu-warning")
+                # The actions stay in view whatever the terminal height.
+                with Vertical(id="models-actions"):
+                    with Horizontal(classes="buttons"):
+                        yield Button("Load", id="load", variant="primary", compact=True)
+                        yield Button("Use cpu-int8", id="use-int8", variant="warning",
+                                     compact=True)
+                        yield Button("Close", id="close", compact=True)
+                    with Horizontal(classes="buttons"):
+                        yield Button("Quantize & save", id="quantize", compact=True)
+                        yield Button("Export", id="export", compact=True)
+                    yield ProgressBar(total=100, id="task-progress", show_eta=False)
+                    yield Static("", id="task-status")
         yield Footer()
 
     def _option_rows(self) -> ComposeResult:
+        def select(values: tuple[str, ...], value: str, id_: str) -> Select[str]:
+            return Select(_opts(values), value=value, allow_blank=False, compact=True, id=id_)
+
         rows: list[tuple[str, Any]] = [
-            ("dtype", Select(_opts(DTYPES), value="auto", allow_blank=False, id="opt-dtype")),
-            ("device", Select(_opts(("auto", "cpu", "cuda", "mps")), value="auto",
-                              allow_blank=False, id="opt-device")),
-            ("quantization", Select(_opts(QUANTS), value="none", allow_blank=False,
-                                    id="opt-quant")),
-            ("4-bit type", Select(_opts(("nf4", "fp4")), value="nf4", allow_blank=False,
-                                  id="opt-4bit-type")),
-            ("compute dtype", Select(_opts(("bf16", "fp16", "fp32")), value="bf16",
-                                     allow_blank=False, id="opt-compute")),
-            ("adapter", Input(placeholder="optional LoRA adapter folder", id="opt-adapter")),
+            ("dtype", select(DTYPES, "auto", "opt-dtype")),
+            ("device", select(("auto", "cpu", "cuda", "mps"), "auto", "opt-device")),
+            ("quantization", select(QUANTS, "none", "opt-quant")),
+            ("4-bit type", select(("nf4", "fp4"), "nf4", "opt-4bit-type")),
+            ("compute dtype", select(("bf16", "fp16", "fp32"), "bf16", "opt-compute")),
+            ("adapter", Input(placeholder="optional LoRA adapter folder", id="opt-adapter",
+                              compact=True)),
         ]
         for label, widget in rows:
             four_bit = widget.id in ("opt-4bit-type", "opt-compute")
@@ -126,11 +138,12 @@ class ModelsScreen(Screen[ModelSpec | None]):
                 yield Label(label)
                 yield widget
         yield Checkbox("4-bit double quantization", value=True, id="opt-double",
-                       classes="-bnb4")
+                       classes="-bnb4", compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#models-table", DataTable)
-        table.add_columns("Name", "Format", "Arch", "Params", "Size", "Chat")
+        # Narrow terminals scroll the table sideways: the telling columns come first.
+        table.add_columns("Name", "Format", "Size", "Params", "Chat", "Arch")
         info = getattr(self.engine, "info", None)
         self.query_one("#current", Static).update(
             f"Loaded: {info.label}" if info else "Loaded: (none)")
@@ -171,9 +184,8 @@ class ModelsScreen(Screen[ModelSpec | None]):
         self.shown = filter_entries(self.entries, query)
         for i, e in enumerate(self.shown):
             fmt = e.format + (" ⚠" if e.problem else "")
-            table.add_row(e.name, fmt, e.architecture, human_count(e.n_params),
-                          human_bytes(e.size_bytes), "yes" if e.has_chat_template else "no",
-                          key=str(i))
+            table.add_row(e.name, fmt, human_bytes(e.size_bytes), human_count(e.n_params),
+                          "yes" if e.has_chat_template else "no", e.architecture, key=str(i))
         if not self.shown:
             self.selected = None
             self.query_one("#details", Static).update(
@@ -199,16 +211,18 @@ class ModelsScreen(Screen[ModelSpec | None]):
 
     def _select(self, entry: ModelEntry) -> None:
         self.selected = entry
+        context = f" · context {entry.context_length}" if entry.context_length else ""
+        base = f" on base {escape(entry.base)}" if entry.base else ""
         lines = [
-            f"[b]{entry.name}[/b]", f"path: {entry.path}", f"source: {entry.source}",
-            f"format: {entry.format}" + (f" on base {entry.base}" if entry.base else ""),
-            f"architecture: {entry.architecture}",
-            f"parameters: {human_count(entry.n_params)}  size: {human_bytes(entry.size_bytes)}",
-            f"chat template: {'yes' if entry.has_chat_template else 'no'}"
-            + (f"  context: {entry.context_length}" if entry.context_length else ""),
+            f"[b]{escape(entry.name)}[/b]",
+            f"{entry.format}{base} · {escape(entry.architecture)}",
+            f"{human_count(entry.n_params)} parameters · {human_bytes(entry.size_bytes)}"
+            + context,
+            f"chat template: {'yes' if entry.has_chat_template else 'no'} · {entry.source}",
+            f"[dim]{escape(entry.path)}[/dim]",
         ]
         if entry.problem:
-            lines.append(f"[red]problem: {entry.problem}[/red]")
+            lines.append(f"[red]problem: {escape(entry.problem)}[/red]")
         self.query_one("#details", Static).update("\n".join(lines))
         self._update_estimate()
 
