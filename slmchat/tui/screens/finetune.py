@@ -69,8 +69,10 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
-        Binding("ctrl+p", "preview", "Preview", show=False),
         Binding("ctrl+s", "start", "Start"),
+        # A finished run's actions without tabbing across the whole form.
+        Binding("f5", "use_model", "Use model"),
+        Binding("f6", "compare", "Compare"),
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None,
@@ -409,22 +411,26 @@ class FinetuneScreen(Screen[ModelSpec | None]):
             self.refresh_runs()
 
     @on(Button.Pressed, "#ft-use")
-    def use_model(self) -> None:
+    def action_use_model(self) -> None:
         if self.summary and self.summary.state == "done" and self.summary.out:
             self.dismiss(ModelSpec(path=self.summary.out))
+        else:
+            self.notify("Choose a finished run first.", severity="warning")
 
     @on(Button.Pressed, "#ft-compare")
-    def compare(self) -> None:
-        s = self.summary
-        if s and s.state == "done" and s.out:
-            from slmchat.tui.screens.finetune_compare import CompareScreen, new_engine
+    def action_compare(self) -> None:
+        from slmchat.tui.screens.finetune_compare import CompareScreen, new_engine
 
-            base = s.model or "default"
-            base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
-            self.app.push_screen(CompareScreen(
-                base=base, tuned=s.out, base_label=base_label,
-                tuned_label=finetuned_name(Path(s.out)) or s.name,
-                engine_factory=self.engine_factory or new_engine))
+        s = self.summary
+        if not (s and s.state == "done" and s.out):
+            self.notify("Choose a finished run first.", severity="warning")
+            return
+        base = s.model or "default"
+        base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
+        self.app.push_screen(CompareScreen(
+            base=base, tuned=s.out, base_label=base_label,
+            tuned_label=finetuned_name(Path(s.out)) or s.name,
+            engine_factory=self.engine_factory or new_engine))
 
     @on(Button.Pressed, "#ft-close")
     def action_close(self) -> None:
