@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -141,9 +142,6 @@ class ModelsScreen(Screen[ModelSpec | None]):
                        classes="-bnb4", compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#models-table", DataTable)
-        # Narrow terminals scroll the table sideways: the telling columns come first.
-        table.add_columns("Name", "Format", "Size", "Params", "Chat", "Arch")
         info = getattr(self.engine, "info", None)
         self.query_one("#current", Static).update(
             f"Loaded: {info.label}" if info else "Loaded: (none)")
@@ -180,12 +178,19 @@ class ModelsScreen(Screen[ModelSpec | None]):
 
     def _fill_table(self, query: str, select_path: str | None = None) -> None:
         table = self.query_one("#models-table", DataTable)
-        table.clear()
         self.shown = filter_entries(self.entries, query)
-        for i, e in enumerate(self.shown):
-            fmt = e.format + (" ⚠" if e.problem else "")
-            table.add_row(e.name, fmt, human_bytes(e.size_bytes), human_count(e.n_params),
-                          "yes" if e.has_chat_template else "no", e.architecture, key=str(i))
+        rows = [(e.name, e.format + (" ⚠" if e.problem else ""), human_bytes(e.size_bytes),
+                 human_count(e.n_params), "yes" if e.has_chat_template else "no",
+                 e.architecture) for e in self.shown]
+        # Columns are rebuilt with their widths measured here: DataTable's own measuring
+        # runs later and could leave cells drawn at the header's width. Narrow terminals
+        # scroll the table sideways, so the telling columns come first.
+        table.clear(columns=True)
+        for k, header in enumerate(("Name", "Format", "Size", "Params", "Chat", "Arch")):
+            width = max([len(header), *(cell_len(row[k]) for row in rows)])
+            table.add_column(header, width=min(width, 48))
+        for i, row in enumerate(rows):
+            table.add_row(*row, key=str(i))
         if not self.shown:
             self.selected = None
             self.query_one("#details", Static).update(
