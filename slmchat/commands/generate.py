@@ -76,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
     configure_threads()
     engine = Engine(lite=True)  # start-up: skip transformers where the model allows
     info = engine.load(spec)
-    if (line := model_line(args, spec, info.name)) is not None:
-        print(line, file=sys.stderr)
+    line = model_line(args, spec, info.name)  # said once the reply starts (errors: one line)
     for warning in info.warnings:
         print(f"slmchat: warning: {warning}", file=sys.stderr)
     messages = []
@@ -88,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     mode: PromptMode = "raw" if args.raw else "chat"
     last = None
     for last in engine.stream_chat(messages, params, mode=mode):
+        if line is not None:
+            print(line, file=sys.stderr)
+            line = None
         if last.text:
             sys.stdout.write(last.text)
             sys.stdout.flush()
