@@ -15,6 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from slmchat.engine.fsutil import write_text_atomic
+from slmchat.engine.generation.sampling import RANGES, SamplingParams
+
 SETTINGS_FILE = "settings.toml"
 
 
@@ -27,15 +30,24 @@ class ModelSettings(BaseModel):
     dirs: list[str] = Field(default_factory=list, description="Extra folders searched for models")
 
 
+def _sampling(name: str, description: str = "") -> Any:
+    """A settings field whose default and bounds come from the engine's one definition."""
+    r = RANGES[name]
+    default = getattr(SamplingParams(), name)
+    b = r.pydantic_bounds()
+    return Field(default, description=description or f"{r.label}: {r.hint}",
+                 gt=b.get("gt"), ge=b.get("ge"), lt=b.get("lt"), le=b.get("le"))
+
+
 class GenerationSettings(BaseModel):
     system_prompt: str = Field("", description="Default system prompt for new conversations")
-    temperature: float = Field(0.2, ge=0, le=5, description="0 = greedy; 0.2 as SmolLM2's card advises")
-    top_p: float = Field(0.9, gt=0, le=1)
-    top_k: int = Field(50, ge=0)
-    min_p: float = Field(0.0, ge=0, lt=1)
-    repetition_penalty: float = Field(1.1, gt=0, le=10)
-    max_new_tokens: int = Field(512, ge=1)
-    seed: int | None = Field(None, ge=0)
+    temperature: float = _sampling("temperature", "0 = greedy; 0.2 as SmolLM2's card advises")
+    top_p: float = _sampling("top_p")
+    top_k: int = _sampling("top_k")
+    min_p: float = _sampling("min_p")
+    repetition_penalty: float = _sampling("repetition_penalty")
+    max_new_tokens: int = _sampling("max_new_tokens")
+    seed: int | None = _sampling("seed", "empty = a new random seed per reply")
 
 
 class UISettings(BaseModel):
@@ -123,9 +135,5 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
-    tmp = path.with_suffix(".toml.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(path, "\n".join(lines), private=True)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, early: TypeAhead | None) -> int:
     # Nothing here imports torch: the first frame comes before any model code is loaded
     # (the engine sets its threads per reply, engine/devices.chat_threads).
-    from slmchat.commands.common import spec_from_args
+    from slmchat.commands.common import prepare_default_model, spec_from_args
     from slmchat.config import load_settings
     from slmchat.engine.session import Engine
     from slmchat.engine.store.store import Store
@@ -45,6 +45,7 @@ def _run(args: argparse.Namespace, early: TypeAhead | None) -> int:
     spec = spec_from_args(args)
     if not any((args.model, args.adapter, args.dtype, args.device, args.quant)):
         spec = remembered(settings, spec) or spec  # the model last loaded in the app
+    prepare_default_model(spec)  # first start only: converts under a bar
     store = Store.open_default()
     try:
         app = SlmChatApp(settings, Engine(), store, spec=spec, settings_problem=problem,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import TextIO
 
 from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
 
@@ -70,34 +68,16 @@ def model_line(args: argparse.Namespace, spec: ModelSpec, name: str) -> str | No
     return f"slmchat: model: {name} ({spec.path}{adapter}; from {source}{hint})"
 
 
-class StageProgress:
-    """``progress(text, fraction)`` for long tools (quantize, export): one bar redrawn in
-    place on a terminal; in a pipe or a log, a line per stage and per quarter, not a line
-    per update (an export reported ~270 of them)."""
+def prepare_default_model(spec: ModelSpec) -> None:
+    """On the first start, convert the default model here, with a bar in the terminal,
+    before the app opens (the app would otherwise sit on "loading" for ~40 s)."""
+    if spec.path not in ("default", ""):
+        return
+    from slmchat.commands.progress import TerminalBar
+    from slmchat.engine.model import default
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last: tuple[str, int] | None = None
-        self.drawn = False
-
-    def __call__(self, text: str, fraction: float) -> None:
-        pct = max(0, min(100, round(fraction * 100)))
-        if self.tty:
-            filled = pct * 24 // 100
-            self.stream.write(f"\r\033[K[{'#' * filled}{'.' * (24 - filled)}] {pct:3d}% {text}")
-            self.drawn = True
-        else:
-            key = (text, pct // 25)
-            if key == self.last:
-                return
-            self.last = key
-            self.stream.write(f"[{pct:3d}%] {text}\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the bar's line (before the results are printed)."""
-        if self.tty and self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
+    if default.is_converted():
+        return
+    default.gguf_path()  # not installed: one clear line, before any bar is drawn
+    with TerminalBar("converting the default model (once)") as bar:
+        default.ensure_default_model(progress=bar)

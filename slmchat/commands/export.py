@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from slmchat.commands.common import StageProgress, add_model_args, spec_from_args
+from slmchat.commands.common import add_model_args, spec_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,15 +35,15 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     configure_threads()
 
-    progress = StageProgress()
-    try:
+    from slmchat.commands.progress import TerminalBar
+
+    # A bar redrawn in place on a terminal; in a pipe or a log, one line per stage.
+    with TerminalBar("export") as progress:
         result = export_model(
             spec, out=Path(args.out) if args.out else None, merge_adapter=args.merge_adapter,
             gguf=Path(args.gguf) if args.gguf else None, gguf_type=args.gguf_type,
             verify=not args.no_verify, overwrite=args.overwrite, progress=progress,
         )
-    finally:
-        progress.close()
     if result.out:
         merged = " (adapter merged)" if result.merged else ""
         print(f"wrote {result.out}{merged} {human_bytes(result.out_bytes)}")

@@ -7,7 +7,12 @@ import resource
 import shlex
 import sys
 
-from slmchat.commands.common import add_model_args, model_line, spec_from_args
+from slmchat.commands.common import (
+    add_model_args,
+    model_line,
+    prepare_default_model,
+    spec_from_args,
+)
 from slmchat.errors import InvalidParameterError
 
 
@@ -26,14 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    from slmchat.engine.generation.sampling import SAMPLING_RANGES
+
     g = p.add_argument_group("sampling (defaults from settings.toml)")
-    g.add_argument("--max-new-tokens", type=int, default=None)
-    g.add_argument("--temperature", "-t", type=float, default=None, help="0 = greedy")
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--top-k", type=int, default=None, help="0 = off")
-    g.add_argument("--min-p", type=float, default=None)
-    g.add_argument("--repetition-penalty", type=float, default=None)
-    g.add_argument("--seed", type=int, default=None)
+    for r in SAMPLING_RANGES:
+        flags = [f"--{r.name.replace('_', '-')}", *(["-t"] if r.name == "temperature" else [])]
+        g.add_argument(*flags, type=r.kind, default=None, metavar=r.kind.__name__.upper(),
+                       help=f"{r.describe()}; {r.hint}" if r.hint else r.describe())
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
 
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("the prompt is empty")
     params = sampling_from_args(args)  # validate before the (slow) model load
     spec = spec_from_args(args)
+    prepare_default_model(spec)
     configure_threads()
     engine = Engine(lite=True)  # start-up: skip transformers where the model allows
     info = engine.load(spec)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from slmchat.commands.common import StageProgress, add_model_args, spec_from_args
+from slmchat.commands.common import add_model_args, spec_from_args
 from slmchat.commands.eval import add_eval_args
 
 
@@ -59,12 +59,12 @@ def run(args: argparse.Namespace) -> int:
     before = _ppl(spec.with_(device="cpu") if args.method == "cpu-int8" else spec,
                   text, args) if text else None
 
-    progress = StageProgress()
-    try:
+    from slmchat.commands.progress import TerminalBar
+
+    # A bar redrawn in place on a terminal; in a pipe or a log, one line per stage.
+    with TerminalBar("quantize") as progress:
         result = quantize_and_save(spec, out, method=args.method, bits=args.bits,
                                    overwrite=args.overwrite, progress=progress)
-    finally:
-        progress.close()
     print(f"wrote {result.out} ({result.method}, {result.bits}-bit) in {result.seconds:.1f} s")
     ratio = result.size_after / max(result.size_before, 1)
     print(f"size before={human_bytes(result.size_before)} after={human_bytes(result.size_after)} "

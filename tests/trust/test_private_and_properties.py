@@ -34,8 +34,8 @@ def test_user_files_are_private(loose_umask: None, isolated_dirs: Path, tiny_lla
     from slmchat.config import Settings, save_settings, settings_path
     from slmchat.engine.finetune.args import TrainArgs
     from slmchat.engine.finetune.plan import prepare_run
+    from slmchat.engine.fsutil import write_private
     from slmchat.engine.model.spec import ModelSpec
-    from slmchat.engine.store.store import write_private
     from slmchat.engine.tools.export import export_model
     from slmchat.paths import config_dir, data_dir, runs_dir
 

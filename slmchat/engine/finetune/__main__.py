@@ -1,9 +1,10 @@
 """The fine-tune process entry::
 
-    python -m slmchat.engine.finetune RUN_DIR [--resume]
+    python -m slmchat.engine.finetune RUN_DIR
     accelerate launch [--config_file cfg.yaml] -m slmchat.engine.finetune RUN_DIR
 
 It reads only ``RUN_DIR/args.json`` and writes status, progress and checkpoints there.
+A run always continues from its newest complete checkpoint, so starting it again resumes.
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slmchat.engine.finetune")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the last checkpoint (default when one exists)")
     ns = parser.parse_args(argv)
     from slmchat.engine.finetune.job import run_job
 
-    result = run_job(ns.run_dir, resume=True)
+    result = run_job(ns.run_dir)
     state = result.get("state")
     print(f"slmchat finetune: {state}: {result.get('message', '')}", file=sys.stderr)
     return 0 if state in ("done", "cancelled") else 1

@@ -16,26 +16,13 @@ and the final name count, see ``runs.checkpoints``).
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
 from typing import Any
 
 from slmchat.engine.finetune.rundir import CHECKPOINTS, checkpoints
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+from slmchat.engine.fsutil import atomic_dir, write_text_atomic
 
 
 def trainable_state(model: Any) -> dict[str, Any]:
@@ -71,11 +58,9 @@ def save_checkpoint(
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    for stale in root.glob(".step-*.tmp-*"):  # left by a killed job; never a checkpoint
+        shutil.rmtree(stale, ignore_errors=True)
+    with atomic_dir(final, overwrite=True, durable=True) as tmp:
         save_file(trainable_state(model), str(tmp / "weights.safetensors"))
         opt_tensors, opt_rest = _split_optimizer(optimizer)
         opt_tensors["rng.torch"] = torch.get_rng_state()
@@ -88,18 +73,7 @@ def save_checkpoint(
             **state, "step": step, "optimizer": opt_rest,
             "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
         }
-        with (tmp / "state.json").open("w", encoding="utf-8") as fh:
-            json.dump(sidecar, fh, indent=1, default=float)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_text_atomic(tmp / "state.json", json.dumps(sidecar, indent=1, default=float))
     for _, old in checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from slmchat.engine.fsutil import read_text_file
 from slmchat.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 JSONL_SUFFIXES = (".jsonl",)
-MAX_BYTES = 2 << 30  # refuse > 2 GiB: this is a laptop tool and we hold tokens in memory
 
 
 @dataclass(frozen=True)
@@ -69,30 +69,6 @@ def data_files(path: Path) -> list[Path]:
     return files
 
 
-def read_text_file(path: Path) -> str:
-    """Read a UTF-8 text file, refusing binary and non-UTF-8 content with a clear line."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if size > MAX_BYTES:
-        raise DataError(f"{path} is {size / 2**30:.1f} GiB; the limit is 2 GiB")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if b"\x00" in raw[:65536]:
-        raise DataError(f"{path} looks binary (it contains NUL bytes); give a UTF-8 text file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not valid UTF-8 (bad byte at offset {exc.start}); "
-            "convert it first, e.g. iconv -f latin1 -t utf-8"
-        ) from exc
-    return text
-
-
 def _jsonl_documents(path: Path, text: str) -> list[Document]:
     docs: list[Document] = []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -130,7 +106,7 @@ def load_documents(path: str | Path) -> tuple[list[Document], list[Path], int]:
     docs: list[Document] = []
     total = 0
     for file in files:
-        text = read_text_file(file)
+        text = read_text_file(file, "training data")
         total += len(text.encode("utf-8"))
         if file.suffix.lower() in JSONL_SUFFIXES:
             docs.extend(_jsonl_documents(file, text))

@@ -221,7 +221,7 @@ def _reset_accelerate() -> None:
         pass
 
 
-def run_job(run_dir: Path, resume: bool = True, report: Report | None = None) -> dict[str, Any]:
+def run_job(run_dir: Path, report: Report | None = None) -> dict[str, Any]:
     """Run (or continue) the job in ``run_dir``; returns the final status dict.
 
     Never raises for the user's problems: they end as state "failed" with a message in

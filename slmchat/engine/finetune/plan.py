@@ -2,7 +2,7 @@
 
 The job runs as its own process so it outlives the app that started it::
 
-    python -m slmchat.engine.finetune RUN_DIR [--resume]
+    python -m slmchat.engine.finetune RUN_DIR
     accelerate launch [--config_file cfg.yaml] -m slmchat.engine.finetune RUN_DIR
 
 It reads only ``RUN_DIR/args.json`` (a ``TrainArgs``) and writes status, progress and

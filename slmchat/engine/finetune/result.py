@@ -10,13 +10,12 @@ and metrics.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from slmchat.engine.finetune.args import TrainArgs
+from slmchat.engine.fsutil import atomic_dir
 
 
 def _fmt(value: Any) -> str:
@@ -69,17 +68,11 @@ def save_output(model: Any, tokenizer: Any, args: TrainArgs, base: str, data: di
                 metrics: dict[str, Any], out_dir: Path) -> Path:
     """Save the adapter (LoRA/QLoRA) or the full model to ``out_dir`` atomically."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"output folder {out_dir} is not empty")
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        if args.method == "full":
-            model.save_pretrained(str(tmp))
-        else:
-            model.save_pretrained(str(tmp))
+    with atomic_dir(out_dir, overwrite=True) as tmp:
+        model.save_pretrained(str(tmp))
+        if args.method != "full":
             _point_adapter_at(tmp, base)
         tokenizer.save_pretrained(str(tmp))
         (tmp / "README.md").write_text(training_card(args, base, data, metrics), encoding="utf-8")
@@ -87,12 +80,6 @@ def save_output(model: Any, tokenizer: Any, args: TrainArgs, base: str, data: di
             "base_model": base, "method": args.method, "data": data, "metrics": metrics,
             "args": args.to_dict(),
         }, indent=2, default=str), encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

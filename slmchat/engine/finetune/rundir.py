@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmchat.engine.fsutil import write_json_atomic
+from slmchat.engine.fsutil import write_json_atomic, write_text_atomic
 
 ARGS = "args.json"
 STATUS = "status.json"
@@ -95,9 +95,7 @@ def read_progress(run_dir: Path) -> list[dict[str, Any]]:
 def truncate_progress(run_dir: Path, last_step: int) -> None:
     """Drop rows after ``last_step`` (logged after the checkpoint a resume starts from)."""
     rows = [r for r in read_progress(run_dir) if int(r.get("step") or 0) <= last_step]
-    tmp = run_dir / f".{PROGRESS}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, run_dir / PROGRESS)
+    write_text_atomic(run_dir / PROGRESS, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 class ProgressReader:
@@ -283,7 +281,7 @@ def cancel_requested(run_dir: Path) -> bool:
     return (run_dir / CANCEL).exists()
 
 
-def spawn(run_dir: Path, resume: bool = False) -> subprocess.Popen[bytes]:
+def spawn(run_dir: Path) -> subprocess.Popen[bytes]:
     """Start ``python -m slmchat.engine.finetune RUN_DIR`` as its own session, so it keeps
     running when the app (or the terminal) that started it goes away."""
     package_root = str(Path(__file__).resolve().parents[2])
@@ -294,8 +292,6 @@ def spawn(run_dir: Path, resume: bool = False) -> subprocess.Popen[bytes]:
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "slmchat.engine.finetune", str(run_dir)]
-    if resume:
-        cmd.append("--resume")
     # "running" without a pid yet: summarize() gives it a grace period to start.
     (run_dir / CANCEL).unlink(missing_ok=True)
     write_status(run_dir, state="running", pid=None, message="starting")

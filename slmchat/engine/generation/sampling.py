@@ -23,6 +23,60 @@ _NEG_INF = float("-inf")
 
 
 @dataclass(frozen=True)
+class Range:
+    """The valid values of one sampling setting: the single definition that
+    SamplingParams.validate, settings.toml (config.py), the CLI flags and the settings
+    panel all read."""
+
+    name: str
+    label: str
+    kind: type
+    lo: float | None
+    lo_open: bool
+    hi: float | None
+    hi_open: bool
+    hint: str = ""
+
+    def describe(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        hi = "2^63" if self.hi == 2**63 else f"{self.hi:,.0f}" if self.hi >= 1e6 else f"{self.hi:g}"
+        return f"{'(' if self.lo_open else '['}{self.lo:g}, {hi}{')' if self.hi_open else ']'}"
+
+    def ok(self, value: float) -> bool:
+        # Written so that NaN fails every comparison and is refused.
+        above = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        below = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        return bool(above and below)
+
+    def check(self, value: float | None) -> None:
+        if value is None and self.name == "seed":
+            return
+        if value is None or not self.ok(value):
+            raise InvalidParameterError(f"{self.name} must be in {self.describe()}, got {value}")
+
+    def pydantic_bounds(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.lo is not None:
+            out["gt" if self.lo_open else "ge"] = self.kind(self.lo)
+        if self.hi is not None:
+            out["lt" if self.hi_open else "le"] = self.kind(self.hi)
+        return out
+
+
+SAMPLING_RANGES: tuple[Range, ...] = (
+    Range("temperature", "Temperature", float, 0.0, False, 5.0, False, "0 = greedy"),
+    Range("top_p", "Top p", float, 0.0, True, 1.0, False, "1 = off"),
+    Range("top_k", "Top k", int, 0, False, None, False, "0 = off"),
+    Range("min_p", "Min p", float, 0.0, False, 1.0, True, "0 = off"),
+    Range("repetition_penalty", "Repetition penalty", float, 0.0, True, 10.0, False, "1 = off"),
+    Range("max_new_tokens", "Max new tokens", int, 1, False, 1_000_000, False, "reply length limit"),
+    Range("seed", "Seed", int, 0, False, 2**63, True, "none = random"),
+)
+RANGES: dict[str, Range] = {r.name: r for r in SAMPLING_RANGES}
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """Sampling settings. temperature 0 means greedy decoding."""
 
@@ -37,22 +91,8 @@ class SamplingParams:
     ignore_eos: bool = False  # benchmarks: always produce max_new_tokens
 
     def validate(self) -> SamplingParams:
-        if not 0.0 <= self.temperature <= 5.0:
-            raise InvalidParameterError(f"temperature must be in [0, 5], got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise InvalidParameterError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise InvalidParameterError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        if not 0.0 <= self.min_p < 1.0:
-            raise InvalidParameterError(f"min_p must be in [0, 1), got {self.min_p}")
-        if not 0.0 < self.repetition_penalty <= 10.0:
-            raise InvalidParameterError(
-                f"repetition_penalty must be in (0, 10], got {self.repetition_penalty}"
-            )
-        if not 1 <= self.max_new_tokens <= 1_000_000:
-            raise InvalidParameterError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise InvalidParameterError(f"seed must be a non-negative integer, got {self.seed}")
+        for r in SAMPLING_RANGES:
+            r.check(getattr(self, r.name))
         return self
 
 

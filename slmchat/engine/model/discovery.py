@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.fsutil import dir_size
+from slmchat.engine.model.arch import is_plain_llama
+from slmchat.engine.model.files import read_json
 
 MAX_DEPTH = 4  # how deep to look for checkpoints inside a run or model folder
 _SKIP_DIRS = {".git", "__pycache__", "node_modules", ".cache", "blobs", "refs"}
@@ -44,6 +46,7 @@ class ModelEntry:
     head_dim: int = 0
     dtype: str = ""
     problem: str | None = None  # e.g. "truncated weights": shown, loading will refuse
+    plain_llama: bool = False  # model.arch.is_plain_llama: lean decode path, GGUF export
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -53,14 +56,6 @@ class ModelEntry:
     def search_text(self) -> str:
         return " ".join((self.name, self.path, self.source, self.format,
                          self.architecture, self.base or "")).lower()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _safetensors_params(files: Iterable[Path], tied: bool) -> tuple[int, str | None]:
@@ -96,14 +91,14 @@ def _safetensors_params(files: Iterable[Path], tied: bool) -> tuple[int, str | N
 def _has_template(folder: Path) -> bool:
     if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
         return True
-    return bool(_read_json(folder / "tokenizer_config.json").get("chat_template"))
+    return bool(read_json(folder / "tokenizer_config.json").get("chat_template"))
 
 
 def inspect_folder(folder: Path, source: str, name: str | None = None) -> ModelEntry | None:
     """A ModelEntry for a checkpoint or adapter folder, or None if it is neither."""
     name = name or folder.name
     if (folder / "adapter_config.json").is_file():
-        cfg = _read_json(folder / "adapter_config.json")
+        cfg = read_json(folder / "adapter_config.json")
         files = sorted(folder.glob("*.safetensors"))
         n, problem = _safetensors_params(files, tied=False)
         if not files:
@@ -116,7 +111,7 @@ def inspect_folder(folder: Path, source: str, name: str | None = None) -> ModelE
         )
     if not (folder / "config.json").is_file():
         return None
-    cfg = _read_json(folder / "config.json")
+    cfg = read_json(folder / "config.json")
     if not cfg:
         return ModelEntry(name=name, path=str(folder), source=source, format="safetensors",
                           size_bytes=dir_size(folder), problem="unreadable config.json")
@@ -146,6 +141,7 @@ def inspect_folder(folder: Path, source: str, name: str | None = None) -> ModelE
         n_kv_heads=int(text.get("num_key_value_heads") or heads),
         head_dim=int(text.get("head_dim") or (hidden // heads if heads else 0)),
         dtype=str(text.get("dtype") or text.get("torch_dtype") or ""), problem=problem,
+        plain_llama=is_plain_llama(cfg),
     )
 
 
@@ -181,6 +177,9 @@ def inspect_gguf(path: Path, source: str, name: str | None = None) -> ModelEntry
         n_kv_heads=int(meta.get(f"{arch}.attention.head_count_kv") or heads),
         head_dim=int(meta.get(f"{arch}.rope.dimension_count") or (hidden // heads if heads else 0)),
         extra={"file_type": meta.get("general.file_type")},
+        # GGUF metadata has no biases/rope-type flags; a "llama" GGUF loads as a Llama
+        # config in transformers, and the loaded config is checked again before export.
+        plain_llama=arch == "llama",
     )
 
 
@@ -254,13 +253,12 @@ def default_entry() -> ModelEntry:
 
 def discover(settings: Any = None, *, include_default: bool = True,
              include_hf_cache: bool = True, hf_cache: Path | None = None) -> list[ModelEntry]:
-    """Every local model, default first, de-duplicated by resolved path."""
+    """Every local model, default first, de-duplicated by resolved path.
+
+    ``settings`` (the caller's loaded Settings) adds its ``model.dirs``; the engine does
+    not read the settings file itself."""
     from slmchat.paths import models_dir, runs_dir
 
-    if settings is None:
-        from slmchat.config import load_settings
-
-        settings, _ = load_settings()
     entries: list[ModelEntry] = []
     if include_default:
         entries.append(default_entry())
@@ -268,7 +266,7 @@ def discover(settings: Any = None, *, include_default: bool = True,
         if run.is_dir() and not run.name.startswith("."):
             entries.extend(scan_folder(run, "run", prefix=f"{run.name}/"))
     entries.extend(scan_folder(models_dir(), "models"))
-    for folder in settings.model.dirs:
+    for folder in (settings.model.dirs if settings is not None else ()):
         root = Path(folder).expanduser()
         entries.extend(scan_folder(root, "settings", prefix=f"{root.name}/"))
     if include_hf_cache:

@@ -6,12 +6,17 @@ clear message instead of a stack trace deep inside a loader.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
+from json import loads as _loads
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slmchat.errors import ModelLoadError
+
+CPU_INT8_METHOD = "slmchat-cpu-int8"  # config.json quant_method of model/int8.py copies
 
 if TYPE_CHECKING:
     from slmchat.engine.model.spec import ModelSpec
@@ -100,12 +105,40 @@ def resolve_source(spec: ModelSpec) -> tuple[str, Path]:
     return "hf", path
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_json(path: str, mtime_ns: int, size: int) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return _loads(fh.read())
+
+
+def read_json(path: Path, strict: bool = False) -> dict[str, Any]:
+    """A JSON object file (config.json, adapter_config.json, ...), parsed once per
+    version of the file: discovery, format detection and the loaders all read it
+    through here. Missing or unreadable: {} (``strict``: a one-line ModelLoadError)."""
+    try:
+        st = path.stat()
+        data = _parse_json(str(path), st.st_mtime_ns, st.st_size)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        if strict:
+            raise ModelLoadError(f"unreadable {path.name} in {path.parent}: {exc}") from exc
+        return {}
+    return copy.deepcopy(data) if isinstance(data, dict) else {}
+
+
+def checkpoint_quant(folder: Path) -> str:
+    """How a checkpoint folder's weights are stored: none | cpu-int8 | 8bit | 4bit."""
+    qc = read_json(folder / "config.json").get("quantization_config") or {}
+    method = str(qc.get("quant_method", ""))
+    if method == CPU_INT8_METHOD:
+        return "cpu-int8"
+    if method == "bitsandbytes":
+        return "8bit" if qc.get("load_in_8bit") else "4bit"
+    return "none"
+
+
 def adapter_base(adapter_dir: Path) -> str:
     """The base model named by a PEFT adapter's config."""
-    try:
-        cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"unreadable adapter_config.json in {adapter_dir}: {exc}") from exc
+    cfg = read_json(adapter_dir / "adapter_config.json", strict=True)
     base = cfg.get("base_model_name_or_path")
     if not base:
         raise ModelLoadError(f"adapter {adapter_dir} does not name its base model")
@@ -113,11 +146,10 @@ def adapter_base(adapter_dir: Path) -> str:
 
 
 def is_bnb_checkpoint(folder: Path) -> bool:
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    qc = cfg.get("quantization_config") or {}
-    return str(qc.get("quant_method", "")) == "bitsandbytes"
+    return checkpoint_quant(folder) in ("8bit", "4bit")
+
+
+def is_cpu_int8_checkpoint(folder: Path) -> bool:
+    return checkpoint_quant(folder) == "cpu-int8"
 
 

@@ -29,10 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from slmchat.engine.model.files import check_safetensors
+from slmchat.engine.model.files import CPU_INT8_METHOD, check_safetensors
 from slmchat.errors import ModelLoadError
 
-CPU_INT8_METHOD = "slmchat-cpu-int8"
 CPU_INT8_WEIGHTS = "model.cpu-int8.safetensors"
 
 
@@ -73,14 +72,6 @@ def apply_cpu_int8(model: Any, skip: tuple[str, ...] = CPU_INT8_SKIP) -> Any:
                          dtype=torch.qint8, inplace=True)
     model.config.slmchat_quant = "cpu-int8"
     return model
-
-
-def is_cpu_int8_checkpoint(folder: Path) -> bool:
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return (cfg.get("quantization_config") or {}).get("quant_method") == CPU_INT8_METHOD
 
 
 def save_cpu_int8(model: Any, folder: Path) -> None:

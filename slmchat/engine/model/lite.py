@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from slmchat.engine.model.files import check_safetensors, fingerprint, has_python_files
+from slmchat.engine.model.files import check_safetensors, fingerprint, has_python_files, read_json
 
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 
@@ -159,7 +159,7 @@ class LiteModel:
 
 
 def _config(folder: Path) -> SimpleNamespace:
-    raw = json.loads((folder / "config.json").read_text())
+    raw = read_json(folder / "config.json", strict=True)
     defaults = {"rms_norm_eps": 1e-6, "max_position_embeddings": 2048, "hidden_act": "silu",
                 "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False}
     return SimpleNamespace(**{**defaults, **raw})

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from slmchat.engine.model.arch import is_plain_llama, rope_theta
+
 _CACHE_CHUNK = 256
 
 
@@ -32,16 +34,7 @@ def supports(model: Any) -> bool:
 
 def supports_config(config: Any) -> bool:
     """The config-level conditions (also used by the lite loader on config.json)."""
-    if config is None or getattr(config, "model_type", None) != "llama":
-        return False
-    for key in ("rope_scaling", "rope_parameters"):
-        rope = getattr(config, key, None) or {}
-        if isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) not in (
-                "default", None):
-            return False
-    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        return False
-    return getattr(config, "hidden_act", "silu") == "silu"
+    return is_plain_llama(config)
 
 
 def _is_plain_linear(module: Any) -> bool:
@@ -82,14 +75,6 @@ def _check_shapes(config: Any, tensors: dict[str, torch.Tensor]) -> None:
     extra = sorted(set(tensors) - set(expected) - {"lm_head.weight"})
     if extra:
         raise ValueError(f"the weights hold tensors config.json does not describe ({extra[0]}, ...)")
-
-
-def _rope_theta(config: Any) -> float:
-    theta = getattr(config, "rope_theta", None)
-    if theta is None:  # transformers 5 keeps it under rope_parameters
-        params = getattr(config, "rope_parameters", None) or {}
-        theta = params.get("rope_theta") if isinstance(params, dict) else None
-    return float(theta or 10000.0)
 
 
 def _proj(module: Any) -> Any:
@@ -180,7 +165,7 @@ class FastLlama:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
         self.max_len = int(config.max_position_embeddings)
         self.eps = float(config.rms_norm_eps)
-        self.theta = float(_rope_theta(config))
+        self.theta = rope_theta(config)
         self.embed_weight = embed
         self.final_norm = final_norm
         self.lm_head = lm_head  # a weight tensor, or a callable (quantized module)

@@ -9,7 +9,6 @@ spec (convention 9 in ARCHITECTURE.md).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,9 +18,11 @@ from slmchat.engine.devices import resolve_device, resolve_dtype
 from slmchat.engine.model.files import (
     adapter_base,
     check_safetensors,
+    checkpoint_quant,
     fingerprint,
     has_python_files,
     is_bnb_checkpoint,
+    is_cpu_int8_checkpoint,
     resolve_source,
     weight_files,
 )
@@ -69,7 +70,7 @@ def _load_hf(folder: Path, spec: ModelSpec, device: str, dtype: Any, warnings: l
             )
         warnings.append("pickle weights loaded with weights_only=True")
     check_safetensors(safe)
-    from slmchat.engine.model.int8 import is_cpu_int8_checkpoint, load_cpu_int8
+    from slmchat.engine.model.int8 import load_cpu_int8
 
     if is_cpu_int8_checkpoint(folder):  # saved by `slmchat quantize --method cpu-int8`
         if spec.quant in ("8bit", "4bit") or device != "cpu":
@@ -174,7 +175,8 @@ def load(spec: ModelSpec, lite: bool = False) -> LoadedModel:
         has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
         dtype=_dtype_name(model, spec),
         device=device,
-        quant=spec.quant if spec.quant != "none" else _checkpoint_quant(base_path),
+        quant=spec.quant if spec.quant != "none" else (
+            checkpoint_quant(base_path) if base_path.is_dir() else "none"),
         adapter=str(Path(spec.adapter).expanduser()) if spec.adapter else (
             str(path) if kind == "adapter" else None
         ),
@@ -272,17 +274,3 @@ def _dtype_name(model: Any, spec: ModelSpec) -> str:
     return {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(
         str(dt), str(dt).replace("torch.", "")
     )
-
-
-def _checkpoint_quant(path: Path) -> str:
-    from slmchat.engine.model.int8 import is_cpu_int8_checkpoint
-
-    if path.is_dir() and is_cpu_int8_checkpoint(path):
-        return "cpu-int8"
-    if path.is_dir() and is_bnb_checkpoint(path):
-        try:
-            qc = json.loads((path / "config.json").read_text())["quantization_config"]
-        except (OSError, KeyError, json.JSONDecodeError):
-            return "bnb"
-        return "8bit" if qc.get("load_in_8bit") else "4bit"
-    return "none"

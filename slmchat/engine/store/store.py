@@ -73,15 +73,6 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def write_private(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` with mode 0600 (exports hold private text too)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    return path
-
-
 class Store:
     """All conversation reads and writes. Safe to call from several threads."""
 

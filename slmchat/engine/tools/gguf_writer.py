@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slmchat.engine.model.arch import plain_llama_problem, rope_theta
 from slmchat.errors import InvalidParameterError
 
 GGUF_TYPES = ("f16", "q8_0")
@@ -61,23 +62,9 @@ def tensor_name(hf_name: str) -> str | None:
 
 
 def check_exportable(config: Any) -> None:
-    arch = (getattr(config, "architectures", None) or [""])[0]
-    if getattr(config, "model_type", "") != "llama" or arch not in ("LlamaForCausalLM", ""):
-        raise InvalidParameterError(
-            f"GGUF export supports Llama-architecture models; this one is "
-            f"{arch or config.model_type}")
-    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        raise InvalidParameterError("GGUF export of Llama models with biases is not supported")
-    rope = getattr(config, "rope_parameters", None) or {}
-    if rope.get("rope_type", "default") not in ("default", None):
-        raise InvalidParameterError(f"GGUF export: rope scaling {rope['rope_type']!r} "
-                                    "is not supported")
-
-
-def _rope_theta(config: Any) -> float:
-    rope = getattr(config, "rope_parameters", None) or {}
-    theta = rope.get("rope_theta") or getattr(config, "rope_theta", None) or 10000.0
-    return float(theta)
+    problem = plain_llama_problem(config)
+    if problem:
+        raise InvalidParameterError(f"GGUF export supports plain Llama-architecture models; {problem}")
 
 
 def _pre_tokenizer_name(tok_json: dict[str, Any], config: Any) -> str:
@@ -164,7 +151,7 @@ def write_gguf(
     writer.add_feed_forward_length(int(config.intermediate_size))
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_kv)
-    writer.add_rope_freq_base(_rope_theta(config))
+    writer.add_rope_freq_base(rope_theta(config))
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_vocab_size(int(config.vocab_size))
     writer.add_rope_dimension_count(head_dim)

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slmchat.engine.fsutil import read_text_file
 from slmchat.errors import DataError, InvalidParameterError
-
-MAX_FILE_BYTES = 50 << 20
 
 
 @dataclass(frozen=True)
@@ -34,19 +33,8 @@ class EvalResult:
 
 
 def read_text(path: Path) -> str:
-    """Read a UTF-8 text file or raise a one-line DataError."""
-    path = path.expanduser()
-    if not path.is_file():
-        raise DataError(f"text file not found: {path}")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise DataError(f"text file is larger than {MAX_FILE_BYTES >> 20} MiB: {path}")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:8192]:
-        raise DataError(f"not a text file (binary data): {path}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text: {path} ({exc.reason} at byte {exc.start})") from exc
+    """Read a text file to score (fsutil.read_text_file) and refuse an empty one."""
+    text = read_text_file(path)
     if not text.strip():
         raise DataError(f"text file is empty: {path}")
     return text

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.fsutil import atomic_dir, dir_size
-from slmchat.engine.model.int8 import save_cpu_int8
+from slmchat.engine.model import int8
 from slmchat.errors import InvalidParameterError
 
 Progress = Callable[[str, float], None]
@@ -70,7 +70,7 @@ def quantize_and_save(
     progress("saving", 0.7)
     with atomic_dir(out, overwrite) as tmp:
         if method == "cpu-int8":
-            save_cpu_int8(lm.model, tmp)
+            int8.save_cpu_int8(lm.model, tmp)
         else:
             lm.model.save_pretrained(str(tmp))
         lm.tokenizer.save_pretrained(str(tmp))

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 
-from slmchat.engine.store.store import Conversation, Store, write_private
+from slmchat.engine.fsutil import write_private
+from slmchat.engine.store.store import Conversation, Store
 from slmchat.engine.store.transcript import to_json, to_markdown
 from slmchat.tui.generation import ReplyJob
 from slmchat.tui.screens.dialogs import Confirm, TextPrompt

@@ -55,8 +55,7 @@ def run_export(spec: ModelSpec, entry: ModelEntry | None, root: Path, stem: str,
     def progress(text: str, frac: float) -> None:
         post(TaskProgress("export", text, frac))
 
-    llama = entry is not None and (entry.architecture in ("LlamaForCausalLM", "llama")
-                                   or entry.format == "lora")
+    llama = entry is not None and (entry.plain_llama or entry.format == "lora")
     merged = bool(spec.adapter) or (entry is not None and entry.format == "lora")
     out = free_path(root / f"{stem}-{'merged' if merged else 'export'}")
     gguf = free_path(root / f"{stem}-f16.gguf") if llama else None

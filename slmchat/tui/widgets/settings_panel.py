@@ -12,18 +12,13 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Static, TextArea
 
 from slmchat.config import Settings
-from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.generation.sampling import SAMPLING_RANGES, SamplingParams
 from slmchat.errors import SlmChatError
 
-# (key, label, type, hint)
-FIELDS: tuple[tuple[str, str, type, str], ...] = (
-    ("temperature", "Temperature", float, "0 = greedy, up to 5"),
-    ("top_p", "Top p", float, "(0, 1]"),
-    ("top_k", "Top k", int, "0 = off"),
-    ("min_p", "Min p", float, "[0, 1)"),
-    ("repetition_penalty", "Repetition penalty", float, "1 = off"),
-    ("max_new_tokens", "Max new tokens", int, "reply length limit"),
-    ("seed", "Seed", int, "empty = random"),
+# (key, label, type, hint): labels and ranges from the engine's one definition.
+FIELDS: tuple[tuple[str, str, type, str], ...] = tuple(
+    (r.name, r.label, r.kind, f"{r.hint}, {r.describe()}" if r.hint else r.describe())
+    for r in SAMPLING_RANGES
 )
 KEYS = ("system_prompt", *(f[0] for f in FIELDS))
 

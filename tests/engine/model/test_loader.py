@@ -141,3 +141,21 @@ def test_adapter_with_mismatched_base(tiny_llama_dir: Path, tiny_gpt2_dir: Path,
         .save_pretrained(str(tmp_path / "adapter"))
     with pytest.raises(ModelLoadError, match="does not fit"):
         load(ModelSpec(path=str(tiny_gpt2_dir), adapter=str(tmp_path / "adapter")))
+
+
+def test_config_json_is_parsed_once_per_load(tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Format detection, quantization checks and the lite loader share one parse."""
+    from slmchat.engine.model import files
+
+    parsed: list[str] = []
+    real = files._loads
+
+    def counting(text: str) -> object:
+        parsed.append(text)
+        return real(text)
+
+    files._parse_json.cache_clear()
+    monkeypatch.setattr(files, "_loads", counting)
+    load(ModelSpec(path=str(tiny_llama_dir), device="cpu"), lite=True)
+    configs = [p for p in parsed if '"num_hidden_layers"' in p]
+    assert len(configs) == 1, [p[:60] for p in parsed]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from slmchat.engine.model.int8 import CPU_INT8_WEIGHTS, apply_cpu_int8, is_cpu_int8_checkpoint
+from slmchat.engine.model.files import is_cpu_int8_checkpoint
+from slmchat.engine.model.int8 import CPU_INT8_WEIGHTS, apply_cpu_int8
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.tools.perplexity import perplexity, read_text
@@ -109,7 +110,7 @@ def test_quantize_read_only_output(tiny_llama_dir: Path, tmp_path: Path) -> None
 
 def test_failed_save_leaves_nothing(tiny_llama_dir: Path, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import slmchat.engine.tools.quantize as q
+    import slmchat.engine.model.int8 as q
 
     def fail(*_a: object, **_k: object) -> None:
         raise OSError("disk full")
