@@ -52,6 +52,26 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
     )
 
 
+def model_line(args: argparse.Namespace, spec: ModelSpec, name: str) -> str | None:
+    """One stderr line naming the model when it is not the embedded default, and why
+    (a flag, the environment or settings.toml), so a changed default never goes unseen."""
+    if spec.path in ("default", "") and not spec.adapter:
+        return None
+    import os
+
+    if args.model or args.adapter:
+        source = "--model/--adapter"
+    elif os.environ.get("SLMCHAT_MODEL__PATH") or os.environ.get("SLMCHAT_MODEL__ADAPTER"):
+        source = "SLMCHAT_MODEL__* in the environment"
+    else:
+        from slmchat.config import settings_path
+
+        source = f"[model] in {settings_path()}"
+    adapter = f" + adapter {spec.adapter}" if spec.adapter else ""
+    hint = "" if source.startswith("--") else "; --model default for the embedded one"
+    return f"slmchat: model: {name} ({spec.path}{adapter}; from {source}{hint})"
+
+
 def prepare_default_model(spec: ModelSpec) -> None:
     """On the first start, convert the default model here, with a bar in the terminal,
     before the app opens (the app would otherwise sit on "loading" for ~40 s)."""

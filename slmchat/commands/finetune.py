@@ -150,6 +150,12 @@ def _report_result(status: dict[str, Any], run_dir: Path) -> int:
         if before is not None and after is not None:
             print(f"held-out perplexity {before:.2f} -> {after:.2f} "
                   f"(loss {m['eval_loss_before']:.4f} -> {m['eval_loss_after']:.4f})")
+        from slmchat.engine.finetune.rundir import overfitting_warning, read_progress
+
+        evals = [(int(r.get("step") or 0), float(r["eval_loss"]))
+                 for r in read_progress(run_dir) if r.get("eval_loss") is not None]
+        if (warning := overfitting_warning(evals)) is not None:
+            print(f"slmchat: warning: {warning}", file=sys.stderr)
         print(f"saved: {status.get('out')}")
         print(f"chat with it: slmchat --model {status.get('out')}")
         return 0

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shlex
 import sys
 
-from slmchat.commands.common import add_model_args, prepare_default_model, spec_from_args
+from slmchat.commands.common import (
+    add_model_args,
+    model_line,
+    prepare_default_model,
+    spec_from_args,
+)
 from slmchat.errors import InvalidParameterError
 
 
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     # here would import torch, which a chat on the onnx runtime never needs.
     engine = Engine(lite=True)  # start-up: skip transformers (and torch) where the model allows
     info = engine.load(spec, progress=_ProgressLine())
+    line = model_line(args, spec, info.name)  # said once the reply starts (errors: one line)
     for warning in info.warnings:
         print(f"slmchat: warning: {warning}", file=sys.stderr)
     messages = []
@@ -103,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     mode: PromptMode = "raw" if args.raw else "chat"
     last = None
     for last in engine.stream_chat(messages, params, mode=mode):
+        if line is not None:
+            print(line, file=sys.stderr)
+            line = None
         if last.text:
             sys.stdout.write(last.text)
             sys.stdout.flush()
@@ -118,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
             f"ttft_s={(last.ttft_s or 0):.3f} prefill_tok_s={last.prefill_tps:.1f} "
             f"decode_tok_s={last.decode_tps:.1f} peak_rss_mb={peak_mb:.0f} "
             f"finish={last.finish_reason} seed={last.seed} runtime={info.runtime} "
-            f"precision={info.dtype}{'' if info.quant == 'none' else '/' + info.quant}",
+            f"precision={info.dtype}{'' if info.quant == 'none' else '/' + info.quant} "
+            f"model={shlex.quote(spec.path)}",
             file=sys.stderr,
         )
     return 0

@@ -7,7 +7,6 @@ transformers), and reports size and, with ``--eval-file``, perplexity before/aft
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from slmchat.commands.common import add_model_args, spec_from_args
@@ -65,11 +64,12 @@ def run(args: argparse.Namespace) -> int:
     cpu_method = args.method in ("cpu-int8", "onnx-int8")
     before = _ppl(spec.with_(device="cpu") if cpu_method else spec, text, args) if text else None
 
-    def progress(msg: str, frac: float) -> None:
-        print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
+    from slmchat.commands.progress import TerminalBar
 
-    result = quantize_and_save(spec, out, method=args.method, bits=args.bits,
-                               overwrite=args.overwrite, progress=progress)
+    # A bar redrawn in place on a terminal; in a pipe or a log, one line per stage.
+    with TerminalBar("quantize") as progress:
+        result = quantize_and_save(spec, out, method=args.method, bits=args.bits,
+                                   overwrite=args.overwrite, progress=progress)
     print(f"wrote {result.out} ({result.method}, {result.bits}-bit) in {result.seconds:.1f} s")
     ratio = result.size_after / max(result.size_before, 1)
     print(f"size before={human_bytes(result.size_before)} after={human_bytes(result.size_after)} "

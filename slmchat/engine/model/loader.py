@@ -28,6 +28,7 @@ from slmchat.engine.model.files import (
     resolve_source,
     weight_files,
 )
+from slmchat.engine.model.naming import finetuned_name
 from slmchat.engine.model.spec import DTYPES, QUANTS, RUNTIMES, LoadedModel, ModelInfo, ModelSpec
 from slmchat.engine.offline import ensure_offline
 from slmchat.errors import ModelLoadError, first_line
@@ -261,7 +262,7 @@ def _maybe_adapter(model: Any, spec: ModelSpec, warnings: list[str]) -> Any:
 def _display_name(kind: str, path: Path, spec: ModelSpec) -> str:
     if kind == "default":
         return "SmolLM2-135M-Instruct"
-    name = path.stem if kind == "gguf" else path.name
+    name = path.stem if kind == "gguf" else (finetuned_name(path) or path.name)
     if spec.adapter:
         name = f"{name}+{Path(spec.adapter).name}"
     return name
