@@ -94,6 +94,10 @@ class TerminalBar:
             self._ticker = None
         took = format_duration(time.monotonic() - self.start)
         with self._lock:
-            end = f"{self.title}: done in {took}" if ok else f"{self.title}: stopped after {took}"
-            self.stream.write(("\r\x1b[2K" if self.tty else "") + end + "\n")
+            if not ok:  # the caller's one-line error says what happened; keep stderr to it
+                if self.tty:
+                    self.stream.write("\r\x1b[2K")
+                    self.stream.flush()
+                return
+            self.stream.write(("\r\x1b[2K" if self.tty else "") + f"{self.title}: done in {took}\n")
             self.stream.flush()

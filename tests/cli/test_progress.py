@@ -39,11 +39,15 @@ def test_terminal_output_redraws_one_line() -> None:
     assert "converting: done in " in text
 
 
-def test_failed_work_says_stopped() -> None:
+def test_failed_work_leaves_stderr_to_the_one_line_error() -> None:
     out = io.StringIO()
     with pytest.raises(RuntimeError), TerminalBar("converting", stream=out, tty=False):
         raise RuntimeError("boom")
-    assert "converting: stopped after " in out.getvalue()
+    assert out.getvalue() == ""  # bad input: the caller's single error line, nothing else
+    tty = io.StringIO()
+    with pytest.raises(RuntimeError), TerminalBar("converting", stream=tty, tty=True):
+        raise RuntimeError("boom")
+    assert tty.getvalue().endswith("\r\x1b[2K")  # the bar is wiped, no line is left
 
 
 def _fake_convert(source: Path, target: Path, progress=None) -> None:
