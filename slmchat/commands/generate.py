@@ -7,6 +7,7 @@ import resource
 import sys
 
 from slmchat.commands.common import add_model_args, spec_from_args
+from slmchat.commands.context_files import add_context_args, augment, index_paths, print_sources
 from slmchat.errors import InvalidParameterError
 
 
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="plain completion of the prompt text, no chat template")
     p.add_argument("--stats", action="store_true",
                    help="print a last 'stats ...' line to stderr")
+    add_context_args(p)
     p.set_defaults(func=run)
 
 
@@ -71,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("the prompt is empty")
     params = sampling_from_args(args)  # validate before the (slow) model load
     spec = spec_from_args(args)
+    if args.context and args.raw:
+        raise InvalidParameterError("--context answers in chat mode; drop --raw")
+    docs = index_paths(args.context) if args.context else None
     configure_threads()
     engine = Engine(lite=True)  # start-up: skip transformers where the model allows
     info = engine.load(spec)
@@ -82,12 +87,16 @@ def run(args: argparse.Namespace) -> int:
         messages.append(ChatMessage("system", system))
     messages.append(ChatMessage("user", prompt))
     mode: PromptMode = "raw" if args.raw else "chat"
+    augmented = augment(engine, *docs, messages, params, args.context_tokens) if docs else None
+    if augmented is not None:
+        messages = augmented.messages
     last = None
     for last in engine.stream_chat(messages, params, mode=mode):
         if last.text:
             sys.stdout.write(last.text)
             sys.stdout.flush()
     sys.stdout.write("\n")
+    print_sources(augmented)
     sys.stdout.flush()
     if last is not None and last.finish_reason == "error":
         print(f"slmchat: error: generation failed: {last.error}", file=sys.stderr)
