@@ -44,6 +44,11 @@ class TrainArgs:
     eval_every: int | None = None  # None: ~10 evals per run
     save_every: int | None = None  # None: ~10 checkpoints per run
     keep_checkpoints: int = 2
+    mask_prompt: bool = True  # chat rows: loss on the assistant's tokens only
+    # Stop after this many evaluations without a lower held-out loss (0: never) and keep
+    # the best evaluated weights as the result, not the last.
+    early_stop_patience: int = 3
+    early_stop_min_delta: float = 0.0
     seed: int = 0
     bf16: Literal["auto", "on", "off"] = "auto"
     device: str = "auto"
@@ -70,6 +75,8 @@ class TrainArgs:
         need(0 < self.eval_fraction <= 0.5, "eval_fraction must be in (0, 0.5]")
         need(self.bf16 in ("auto", "on", "off"), "bf16 must be auto, on or off")
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        need(self.early_stop_patience >= 0, "--early-stop-patience must be >= 0 (0: off)")
+        need(self.early_stop_min_delta >= 0, "early_stop_min_delta must be >= 0")
         return self
 
     def to_dict(self) -> dict[str, Any]:
