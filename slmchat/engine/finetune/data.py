@@ -230,15 +230,16 @@ def prepare_data(
     always trained on whole)."""
     docs, files, nbytes = load_documents(path)
     masking = mask_prompt and any(d.messages is not None for d in docs)
+    pairs: list[tuple[list[int], list[int] | None]]
     if masking:
         stream, mask = tokenize_masked(docs, tokenizer)
         pairs = [(b, m) for b, m in zip(make_blocks(stream, block_size),
                                          make_blocks(mask, block_size), strict=True)
                  if any(m)]  # a block of prompt tokens only has nothing to learn from
-        blocks = [b for b, _ in pairs]
     else:
         stream = tokenize_documents(docs, tokenizer)
-        blocks = make_blocks(stream, block_size)
+        pairs = [(b, None) for b in make_blocks(stream, block_size)]
+    blocks = [b for b, _ in pairs]
     if len(blocks) < 2:
         need = 2 * block_size
         raise DataError(
@@ -246,8 +247,7 @@ def prepare_data(
             f"held-out block of {block_size} tokens need {need}; add text or use a smaller "
             f"--block-size (e.g. {max(16, 2 ** int(math.log2(max(2, len(stream) // 4))))})"
         )
-    train_pairs, eval_pairs = split_blocks(pairs if masking else [(b, None) for b in blocks],
-                                           eval_fraction, seed)
+    train_pairs, eval_pairs = split_blocks(pairs, eval_fraction, seed)
     train = [b for b, _ in train_pairs]
     evals = [b for b, _ in eval_pairs]
     trained = (sum(sum(m) for _, m in train_pairs if m is not None) if masking
