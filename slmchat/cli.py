@@ -19,6 +19,7 @@ from slmchat.errors import SlmChatError, first_line
 # Order = order in --help. "chat" is the default when no command is given.
 COMMANDS = (
     "chat", "generate", "models", "finetune", "quantize", "export", "eval", "bench",
+    "export-chats",
 )
 
 
@@ -39,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"slmchat.commands.{name}")
+            module = importlib.import_module(f"slmchat.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"slmchat.commands.{name}":
+            if exc.name == f"slmchat.commands.{name.replace('-', '_')}":
                 continue  # command not built yet
             raise
         module.register(sub)

@@ -32,7 +32,7 @@ class Document:
 
     source: str
     text: str | None = None
-    messages: tuple[dict[str, str], ...] | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,13 +90,16 @@ def _jsonl_documents(path: Path, text: str) -> list[Document]:
             msgs = row["messages"]
             ok = all(
                 isinstance(m, dict) and isinstance(m.get("role"), str)
-                and isinstance(m.get("content"), str) for m in msgs
+                and isinstance(m.get("content"), str) and m.get("weight", 1) in (0, 1)
+                for m in msgs
             )
             if not ok or not msgs:
                 raise DataError(f"{where}: 'messages' must be a non-empty list of "
-                                "{'role': ..., 'content': ...} objects")
+                                "{'role': ..., 'content': ...} objects ('weight': 0 or 1 "
+                                "optional)")
             docs.append(Document(where, messages=tuple(
-                {"role": m["role"], "content": m["content"]} for m in msgs)))
+                {"role": m["role"], "content": m["content"],
+                 **({"weight": int(m["weight"])} if "weight" in m else {})} for m in msgs)))
         else:
             raise DataError(f"{where}: row has neither a 'text' string nor a 'messages' list")
     return docs
@@ -164,7 +167,7 @@ def tokenize_masked(docs: Sequence[Document], tokenizer: Any) -> tuple[list[int]
     """Like ``tokenize_documents``, with a loss mask: 1 on every token of plain text and on
     the assistant's tokens of chat rows (their EOS too when the row ends with the
     assistant), 0 on system/user turns and template text (``--mask-prompt``)."""
-    from slmchat.engine.finetune.masking import chat_messages, masked_ids
+    from slmchat.engine.finetune.masking import chat_messages, masked_ids, trained_turns
 
     eos = tokenizer.eos_token_id
     stream: list[int] = []
@@ -172,8 +175,9 @@ def tokenize_masked(docs: Sequence[Document], tokenizer: Any) -> tuple[list[int]
     for doc in docs:
         if doc.messages is not None:
             msgs = chat_messages(doc.messages)
-            ids, m = masked_ids(tokenizer, msgs)
-            last = 1 if msgs and msgs[-1].role == "assistant" else 0
+            trained = trained_turns(doc.messages)
+            ids, m = masked_ids(tokenizer, msgs, trained)
+            last = 1 if trained and trained[-1] else 0
         else:
             ids = tokenizer(doc.text or "", add_special_tokens=False)["input_ids"]
             m, last = [1] * len(ids), 1

@@ -19,7 +19,12 @@ from slmchat.errors import DataError
 ROLES = ("system", "user", "assistant")
 
 
-def chat_messages(rows: Sequence[dict[str, str]]) -> list[ChatMessage]:
+def trained_turns(rows: Sequence[dict[str, Any]]) -> list[bool]:
+    """Which turns are learned: every assistant turn unless its row says ``"weight": 0``."""
+    return [m.get("role") == "assistant" and m.get("weight", 1) != 0 for m in rows]
+
+
+def chat_messages(rows: Sequence[dict[str, Any]]) -> list[ChatMessage]:
     return [ChatMessage(m["role"] if m["role"] in ROLES else "user",  # type: ignore[arg-type]
                         m["content"]) for m in rows]
 
@@ -34,15 +39,17 @@ def _closed(tokenizer: Any, msgs: Sequence[ChatMessage]) -> str:
     return text + "\n"
 
 
-def assistant_spans(tokenizer: Any, msgs: Sequence[ChatMessage]) -> tuple[str, list[tuple[int, int]]]:
-    """(full text, [(start, end) character spans of assistant turns]).
+def assistant_spans(
+    tokenizer: Any, msgs: Sequence[ChatMessage]
+) -> tuple[str, list[tuple[int, int, int]]]:
+    """(full text, [(message index, start, end) character spans of assistant turns]).
 
     The full text is what training renders (the last turn left open: the document's EOS
     closes it). When a template renders prefixes inconsistently (it rewrites earlier
     turns), each assistant content is located in the text instead.
     """
     full, _ = render(tokenizer, msgs, continue_last=True)
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int]] = []
     consistent = True
     for i, m in enumerate(msgs):
         if m.role != "assistant":
@@ -53,23 +60,28 @@ def assistant_spans(tokenizer: Any, msgs: Sequence[ChatMessage]) -> tuple[str, l
                 and len(before) <= len(through)):
             consistent = False
             break
-        spans.append((len(before), len(through)))
+        spans.append((i, len(before), len(through)))
     if consistent:
         return full, spans
     spans, pos = [], 0
-    for m in msgs:
+    for i, m in enumerate(msgs):
         at = full.find(m.content, pos) if m.content else -1
         if at < 0:
             continue
         if m.role == "assistant":
-            spans.append((at, at + len(m.content)))
+            spans.append((i, at, at + len(m.content)))
         pos = at + len(m.content)
     return full, spans
 
 
-def masked_ids(tokenizer: Any, msgs: Sequence[ChatMessage]) -> tuple[list[int], list[int]]:
-    """(token ids, mask) of a chat row: mask 1 on the assistant's tokens only."""
-    text, spans = assistant_spans(tokenizer, msgs)
+def masked_ids(
+    tokenizer: Any, msgs: Sequence[ChatMessage], trained: Sequence[bool] | None = None,
+) -> tuple[list[int], list[int]]:
+    """(token ids, mask) of a chat row: mask 1 on the assistant's tokens only, and only
+    on the turns ``trained`` says (a row's ``"weight": 0`` turns are context, as in
+    OpenAI's chat fine-tuning format)."""
+    text, found = assistant_spans(tokenizer, msgs)
+    spans = [(a, b) for i, a, b in found if trained is None or trained[i]]
     try:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except (NotImplementedError, TypeError, ValueError) as exc:
