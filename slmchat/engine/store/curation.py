@@ -1,11 +1,11 @@
 """Curating chats into training data: mark replies good or bad, keep an edited
 "preferred" reply, and export conversations as chat JSONL for ``slmchat finetune``.
 
-Marks live in their own table, created with ``IF NOT EXISTS`` on first use (no schema
-migration step: the table only adds to the database, and deleting a message deletes
-its mark through the foreign key). An edited reply replaces the message's text, so the
-chat shows and continues from the answer the user wanted; the model's original text is
-kept in the message's provenance (``curation.original``).
+Marks live in the reply's provenance JSON (``curation.rating``), so no schema step is
+needed, a deleted message takes its mark with it, and the chat view reads the mark from
+the message it already has. An edited reply replaces the message's text, so the chat
+shows and continues from the answer the user wanted; the model's original text is kept
+in the provenance too (``curation.original``).
 
 The export writes one row per conversation in the ``messages`` format the fine-tune
 reads, cut after the last reply to learn from. Replies not to learn from stay in the
@@ -28,45 +28,43 @@ from slmchat.errors import InvalidParameterError
 Rating = Literal["good", "bad"]
 RATINGS: tuple[str, ...] = ("good", "bad")
 
-_TABLE = """CREATE TABLE IF NOT EXISTS message_marks (
-    message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
-    rating TEXT CHECK (rating IN ('good', 'bad')),
-    updated_at REAL NOT NULL
-)"""
+
+def rating_of(msg: StoredMessage) -> str | None:
+    value = ((msg.provenance or {}).get("curation") or {}).get("rating")
+    return value if value in RATINGS else None
 
 
-def _ensure(store: Store) -> None:
-    with store._lock:  # the store's own connection and lock (one writer at a time)
-        store._db.execute(_TABLE)
-
-
-def set_rating(store: Store, msg_id: int, rating: Rating | None) -> None:
+def set_rating(store: Store, msg_id: int, rating: Rating | None) -> StoredMessage:
     """Mark an assistant reply good or bad; ``None`` clears the mark."""
     if rating is not None and rating not in RATINGS:
         raise InvalidParameterError(f"rating must be one of {', '.join(RATINGS)}")
     msg = store.get_message(msg_id)
     if msg.role != "assistant":
         raise InvalidParameterError("only the model's replies can be marked")
-    _ensure(store)
-    with store._tx() as db:
-        if rating is None:
-            db.execute("DELETE FROM message_marks WHERE message_id = ?", (msg_id,))
-        else:
-            db.execute("INSERT INTO message_marks(message_id, rating, updated_at) "
-                       "VALUES (?, ?, ?) ON CONFLICT(message_id) DO UPDATE SET "
-                       "rating = excluded.rating, updated_at = excluded.updated_at",
-                       (msg_id, rating, time.time()))
+    if msg.status == "streaming":
+        raise InvalidParameterError("wait for the reply to finish before marking it")
+    prov = dict(msg.provenance or {})
+    cur = dict(prov.get("curation") or {})
+    if rating is None:
+        cur.pop("rating", None)
+    else:
+        cur["rating"] = rating
+    cur["marked_at"] = time.time()
+    prov["curation"] = cur
+    store.update_message(msg_id, provenance=prov)
+    return store.get_message(msg_id)
 
 
 def ratings(store: Store, conv_id: int | None = None) -> dict[int, str]:
     """{message id: rating} for one conversation, or for all."""
-    _ensure(store)
-    sql = "SELECT k.message_id, k.rating FROM message_marks k"
+    sql = ("SELECT id, json_extract(provenance, '$.curation.rating') AS r FROM messages "
+           "WHERE role = 'assistant' AND json_extract(provenance, '$.curation.rating') "
+           "IN ('good', 'bad')")
     params: tuple[Any, ...] = ()
     if conv_id is not None:
-        sql += " JOIN messages m ON m.id = k.message_id WHERE m.conversation_id = ?"
+        sql += " AND conversation_id = ?"
         params = (conv_id,)
-    with store._lock:
+    with store._lock:  # the store's own connection and lock
         return {int(r[0]): str(r[1]) for r in store._db.execute(sql, params)}
 
 
@@ -85,8 +83,7 @@ def set_preferred(store: Store, msg_id: int, text: str) -> StoredMessage:
     cur["edited_at"] = time.time()
     prov["curation"] = cur
     store.update_message(msg_id, content=text, provenance=prov)
-    set_rating(store, msg_id, "good")
-    return store.get_message(msg_id)
+    return set_rating(store, msg_id, "good")
 
 
 def original_text(msg: StoredMessage) -> str | None:
@@ -98,12 +95,11 @@ def original_text(msg: StoredMessage) -> str | None:
 
 def marked_conversations(store: Store) -> list[int]:
     """Conversations with at least one reply marked good (edited replies count)."""
-    _ensure(store)
     with store._lock:
         rows = store._db.execute(
-            "SELECT DISTINCT m.conversation_id FROM message_marks k "
-            "JOIN messages m ON m.id = k.message_id WHERE k.rating = 'good' "
-            "ORDER BY m.conversation_id").fetchall()
+            "SELECT DISTINCT conversation_id FROM messages WHERE role = 'assistant' AND "
+            "json_extract(provenance, '$.curation.rating') = 'good' "
+            "ORDER BY conversation_id").fetchall()
     return [int(r[0]) for r in rows]
 
 

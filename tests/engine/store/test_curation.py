@@ -38,6 +38,8 @@ def test_marks_are_kept_cleared_and_deleted_with_the_message(store: Store) -> No
     assert curation.ratings(store, conv) == {a: "good", b: "good"}
     curation.set_rating(store, b, None)
     assert curation.ratings(store) == {a: "good"}
+    assert curation.rating_of(store.get_message(a)) == "good"
+    assert store.get_message(a).provenance["seed"] == 1  # the rest of the provenance kept
     store.delete_conversation(conv)
     assert curation.ratings(store) == {} and curation.marked_conversations(store) == []
     assert store.integrity_check() == "ok"
