@@ -29,6 +29,7 @@ class ReplyJob:
     continue_last: bool = False
     initial_text: str = ""
     previous: dict[str, Any] | None = None
+    retrieval: dict[str, Any] | None = None  # passages of attached files in the prompt
     cancel: CancelToken = field(default_factory=CancelToken)
     started: float = field(default_factory=time.time)
 
@@ -81,6 +82,10 @@ def provenance(
         "sampling": {k: v for k, v in asdict(job.params).items() if k != "stop"},
         **segment,
     }
+    if job.retrieval is not None:
+        prov["retrieval"] = job.retrieval
+    elif job.previous and job.previous.get("retrieval"):  # a continued reply keeps its sources
+        prov["retrieval"] = job.previous["retrieval"]
     if job.continue_last and job.previous:
         segments = list(job.previous.get("segments") or [_segment_of(job.previous)])
         segments.append(segment)

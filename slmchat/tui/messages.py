@@ -54,3 +54,27 @@ class ReplyFinished(Message):
         self.last = last
         self.error = error
         self.provenance = provenance
+
+
+class IndexProgressed(Message):
+    """Indexing attached files: ``files_done`` of ``files_total`` (a burst collapses)."""
+
+    def __init__(self, files_done: int, files_total: int, bytes_done: int,
+                 bytes_total: int) -> None:
+        super().__init__()
+        self.files_done = files_done
+        self.files_total = files_total
+        self.bytes_done = bytes_done
+        self.bytes_total = bytes_total
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, IndexProgressed)
+
+
+class IndexFinished(Message):
+    """Indexing ended; ``report`` is an IndexReport, ``error`` a one-line reason."""
+
+    def __init__(self, report: Any, error: str | None = None) -> None:
+        super().__init__()
+        self.report = report
+        self.error = error

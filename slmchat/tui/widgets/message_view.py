@@ -17,6 +17,7 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from slmchat.engine.store.store import StoredMessage
+from slmchat.tui.widgets.citations import Citations, citations_for
 
 STATUS_NOTES = {
     "done": "",
@@ -46,6 +47,17 @@ def stats_line(provenance: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
+def curation_note(provenance: dict[str, Any] | None) -> str:
+    """"good" / "bad" / "edited" marks a user gave the reply (for training)."""
+    cur = (provenance or {}).get("curation") or {}
+    marks = []
+    if cur.get("rating") in ("good", "bad"):
+        marks.append(f"marked {cur['rating']}")
+    if "original" in cur:
+        marks.append("edited")
+    return f"  [{', '.join(marks)}]" if marks else ""
+
+
 class MessageView(Vertical):
     """A message in the chat log. ``msg_id`` is its row in the store (0 = not stored)."""
 
@@ -72,6 +84,8 @@ class MessageView(Vertical):
         yield Static(self._header(), classes="message-header")
         if self.role == "assistant":
             yield Markdown(self.content, classes="message-body")
+            if (cites := citations_for(self.provenance)) is not None:
+                yield cites
         else:
             yield Static(Text(self.content), classes="message-body")
 
@@ -87,6 +101,7 @@ class MessageView(Vertical):
                 text.append(f"  {stats}", style="dim")
             if self.provenance and self.provenance.get("error"):
                 text.append(f"  {self.provenance['error']}", style="red")
+            text.append(curation_note(self.provenance), style="bold")
         return text
 
     def set_status(self, status: str, provenance: dict[str, Any] | None = None) -> None:
@@ -131,6 +146,14 @@ class MessageView(Vertical):
                 # the part written before; appends don't re-parse it, so parse once here.
                 await self.query_one(Markdown).update(self.content)
         self.set_status(status, provenance)
+        if not self.query(Citations) and (cites := citations_for(self.provenance)) is not None:
+            await self.mount(cites)
+
+    async def replace_text(self, text: str, provenance: dict[str, Any] | None) -> None:
+        """Show an edited (preferred) reply in place of the model's text."""
+        self.content = text
+        await self.query_one(Markdown).update(text)
+        self.set_status(self.status, provenance)
 
     @property
     def streaming(self) -> bool:
