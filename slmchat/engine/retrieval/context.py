@@ -22,8 +22,7 @@ DEFAULT_K = 6  # candidates fetched per question
 DEFAULT_MAX_CONTEXT_TOKENS = 768
 MIN_CONTEXT_TOKENS = 48  # below this no passage is worth adding
 
-INSTRUCTION = ("Answer the question using the excerpts from the user's files below. "
-               "Say which excerpt you used.")
+INSTRUCTION = "Answer the question using the excerpts from the user's files below."
 
 Measure = Callable[[Sequence[ChatMessage]], Prompt]
 
