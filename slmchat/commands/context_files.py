@@ -52,12 +52,13 @@ class _Progress:
             self.stream.flush()
 
 
-def index_paths(paths: Sequence[str], stream: TextIO = sys.stderr) -> tuple[Any, list[str]]:
-    """(index, resolved roots); reports skipped files on ``stream``."""
+def index_paths(paths: Sequence[str], stream: TextIO | None = None) -> tuple[Any, list[str]]:
+    """(index, resolved roots); reports skipped files on ``stream`` (stderr)."""
     from slmchat.engine.retrieval.index import DocumentIndex, resolve_roots
 
     roots = resolve_roots(paths)  # a missing path is a one-line error before the model loads
     index = DocumentIndex.open_default()
+    stream = stream or sys.stderr  # looked up now: tests and callers swap sys.stderr
     bar = _Progress(stream)
     report = index.index(roots, progress=bar)
     bar.done()
@@ -80,9 +81,10 @@ def augment(engine: Any, index: Any, roots: Sequence[str], messages: list[Any], 
         params.max_new_tokens, max_context_tokens=max_context_tokens or DEFAULT_MAX_CONTEXT_TOKENS)
 
 
-def print_sources(augmented: Any, stream: TextIO = sys.stdout) -> None:
+def print_sources(augmented: Any, stream: TextIO | None = None) -> None:
     if augmented is None:
         return
+    stream = stream or sys.stdout
     if not augmented.sources:
         print("\nSources: none (no passage matched the question)", file=stream)
         return
