@@ -135,3 +135,31 @@ def test_no_early_stopping_keeps_the_last_step(notes: Path, tiny_llama_dir: Path
     assert status["state"] == "done" and status["step"] == 5
     assert status["metrics"]["eval_loss_after"] == 3.7  # step 5, the last evaluation
     assert "best_step" not in status["metrics"]
+
+
+def test_a_background_job_leaves_a_core_for_the_chat(notes: Path, tiny_llama_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from slmchat.engine.devices import physical_cores
+    from slmchat.engine.finetune import rundir as runs
+
+    seen: dict = {}
+
+    class FakePopen:
+        pid = 4242
+
+        def __init__(self, cmd, **kw) -> None:
+            seen.update(kw["env"])
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    monkeypatch.delenv(runs.RESERVE_ENV, raising=False)
+    args = TrainArgs(data=str(notes), model=str(tiny_llama_dir), max_steps=1, block_size=32,
+                     batch_size=2, device="cpu", bf16="off")
+    runs.spawn(prepare_run(args))
+    assert seen[runs.RESERVE_ENV] == "1"
+    # The job process honours it (here run in-process with the same environment).
+    monkeypatch.delenv("SLMCHAT_THREADS", raising=False)
+    monkeypatch.setenv(runs.RESERVE_ENV, "1")
+    status = run_job(prepare_run(args))
+    assert status["state"] == "done" and status["threads"] == max(1, physical_cores() - 1)
