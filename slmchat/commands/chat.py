@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slmchat.commands.common import spec_from_args
+    from slmchat.commands.common import prepare_default_model, spec_from_args
     from slmchat.config import load_settings
     from slmchat.engine.devices import configure_threads
     from slmchat.engine.session import Engine
@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings, problem = load_settings()
     spec = spec_from_args(args)
+    prepare_default_model(spec)
     configure_threads()
     store = Store.open_default()
     try:

@@ -46,3 +46,18 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         allow_pickle=args.allow_pickle,
         runner=getattr(args, "runner", "auto"),
     )
+
+
+def prepare_default_model(spec: ModelSpec) -> None:
+    """On the first start, convert the default model here, with a bar in the terminal,
+    before the app opens (the app would otherwise sit on "loading" for ~40 s)."""
+    if spec.path not in ("default", ""):
+        return
+    from slmchat.commands.progress import TerminalBar
+    from slmchat.engine.model import default
+
+    if default.is_converted():
+        return
+    default.gguf_path()  # not installed: one clear line, before any bar is drawn
+    with TerminalBar("converting the default model (once)") as bar:
+        default.ensure_default_model(progress=bar)

@@ -6,7 +6,7 @@ import argparse
 import resource
 import sys
 
-from slmchat.commands.common import add_model_args, spec_from_args
+from slmchat.commands.common import add_model_args, prepare_default_model, spec_from_args
 from slmchat.commands.context_files import add_context_args, augment, index_paths, print_sources
 from slmchat.errors import InvalidParameterError
 
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.context and args.raw:
         raise InvalidParameterError("--context answers in chat mode; drop --raw")
     docs = index_paths(args.context) if args.context else None
+    prepare_default_model(spec)
     configure_threads()
     engine = Engine(lite=True)  # start-up: skip transformers where the model allows
     info = engine.load(spec)

@@ -62,6 +62,13 @@ def physical_cores() -> int:
     return max(1, n or os.cpu_count() or 1)
 
 
+def planned_threads(reserve: int = 0) -> int:
+    """The torch threads ``configure_threads`` sets, without setting them."""
+    if os.environ.get("SLMCHAT_THREADS", "").isdigit():
+        return max(1, int(os.environ["SLMCHAT_THREADS"]))
+    return max(1, physical_cores() - reserve)
+
+
 def configure_threads(reserve: int = 0) -> int:
     """Use the physical cores (hyper-threads slow matmuls down), minus ``reserve``.
 
@@ -71,9 +78,7 @@ def configure_threads(reserve: int = 0) -> int:
     """
     import torch
 
-    n = max(1, physical_cores() - reserve)
-    if os.environ.get("SLMCHAT_THREADS", "").isdigit():
-        n = max(1, int(os.environ["SLMCHAT_THREADS"]))
+    n = planned_threads(reserve)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
@@ -85,3 +90,39 @@ def chat_threads(training: bool = False) -> int:
     cores = physical_cores()
     reserve = cores - max(1, cores // 2) if training else 0
     return configure_threads(reserve=reserve)
+
+
+# Instruction sets that decide which CPU kernels run (torch, ONNX Runtime, llama.cpp),
+# as /proc/cpuinfo names them, with the name people use.
+CPU_FEATURES = {
+    "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "avx512f": "AVX-512",
+    "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "avx512_bf16": "AVX-512 BF16",
+    "amx_tile": "AMX", "amx_bf16": "AMX-BF16", "amx_int8": "AMX-INT8",
+}
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """CPU model and the instruction sets above that it has (Linux /proc/cpuinfo; other
+    systems get the model from ``platform`` and no flags)."""
+    import platform
+
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set[str]()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return {
+        "model": model or platform.processor() or platform.machine() or "unknown",
+        "features": [label for flag, label in CPU_FEATURES.items() if flag in flags],
+        "logical_cores": os.cpu_count() or 1,
+        "physical_cores": physical_cores(),
+    }

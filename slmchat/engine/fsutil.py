@@ -9,6 +9,7 @@ conversion, settings, run status and exports all come through here).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -164,3 +165,60 @@ def read_text_file(path: Path, what: str = "text file", max_bytes: int = MAX_TEX
             f"{path} is not valid UTF-8 (bad byte at offset {exc.start}); "
             "convert it first, e.g. iconv -f latin1 -t utf-8"
         ) from exc
+
+
+# ---------------------------------------------------------------- cached copies in use
+# A process that uses a cached copy (the converted default model, an ONNX copy) holds a
+# shared lock on ``.<name>.inuse`` beside it until it exits; ``slmchat cache clear`` takes
+# the exclusive lock before removing a copy, so it skips copies that a running app uses and
+# an app starting meanwhile waits for the removal instead of loading a half-deleted folder.
+# The lock file's mtime is the copy's last use.
+_held: dict[Path, int] = {}
+
+
+def in_use_lock(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.inuse"
+
+
+def hold_in_use(folder: Path) -> None:
+    """Mark ``folder`` as used by this process (until it exits) and record the use."""
+    lock = in_use_lock(folder)
+    if folder not in _held:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a clear removes this copy
+        _held[folder] = fd
+    os.utime(lock)
+
+
+def is_in_use(folder: Path) -> bool:
+    """Whether a process holds ``folder`` in use now (creates nothing)."""
+    try:
+        fd = os.open(in_use_lock(folder), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases our own probe lock
+    return False
+
+
+@contextmanager
+def exclusive_use(folder: Path) -> Iterator[bool]:
+    """Yield True while no process uses ``folder`` and none can start to (a starting
+    one waits), or False at once when one uses it. The lock file is removed with the
+    copy when the caller deletes it while holding True."""
+    lock = in_use_lock(folder)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

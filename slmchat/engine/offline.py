@@ -44,3 +44,24 @@ def ensure_offline() -> None:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+
+
+# The switches that keep Hugging Face libraries off the network (the rest above only
+# quiet them), as `slmchat doctor` reports them.
+NETWORK_SWITCHES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
+                    "HF_HUB_DISABLE_TELEMETRY", "DO_NOT_TRACK", "HF_HUB_DISABLE_IMPLICIT_TOKEN")
+
+
+def offline_status() -> dict[str, object]:
+    """Each network switch's value now, whether all hold, and huggingface_hub's own view
+    (its constants are read at import: set too late, the variables would not count)."""
+    values = {key: os.environ.get(key) for key in NETWORK_SWITCHES}
+    status: dict[str, object] = {
+        "switches": values,
+        "in_force": all(values[key] == _OFFLINE_VARS[key] for key in NETWORK_SWITCHES),
+    }
+    import sys
+
+    hub = sys.modules.get("huggingface_hub.constants")
+    status["hub_offline"] = bool(getattr(hub, "HF_HUB_OFFLINE", False)) if hub else None
+    return status

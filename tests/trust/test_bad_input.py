@@ -212,6 +212,21 @@ def cases() -> list[Case]:
         # --- top level ---
         Case("cli-unknown-command-flag", ("--no-such-flag",)),
         Case("bench-bad-flag", ("bench", "--no-such-flag")),
+        Case("serve-public-no-key", ("serve", "--host", "0.0.0.0"), err_has="--api-key"),
+        Case("serve-empty-key", ("serve", "--api-key", " ")),
+        Case("serve-bad-port", ("serve", "--port", "70000")),
+        Case("serve-neg-queue", ("serve", "--max-queue", "-1")),
+        Case("serve-bad-temperature", ("serve", "--temperature", "9")),
+        Case("serve-missing-model", ("serve", "--model", f"{I}/nope", "--port", "0")),
+        Case("web-public", ("web", "--host", "0.0.0.0"), err_has="SSH tunnel"),
+        Case("web-bad-port", ("web", "--port", "-1")),
+        Case("doctor-bad-flag", ("doctor", "--no-such-flag")),
+        # --- cache: refused before anything is removed ---
+        Case("cache-bad-action", ("cache", "empty")),
+        Case("cache-clear-unknown-copy", ("cache", "clear", "no-such-copy"),
+             err_has="no converted copy named no-such-copy"),
+        Case("cache-clear-negative-days", ("cache", "clear", "--older-than", "-1")),
+        Case("cache-clear-days-not-a-number", ("cache", "clear", "--older-than", "soon")),
     ]
     return out
 

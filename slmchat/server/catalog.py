@@ -1,0 +1,140 @@
+"""Model names: the loaded model, the local models that can be loaded, and swaps.
+
+The loaded model answers to its display name, its path, and (for Ollama clients)
+``NAME:latest``. Other local models (slmchat.engine.model.discovery) can be asked for by
+name; with swapping allowed the request loads that model first, one load at a time,
+through the same FIFO slot as generation. Any other name is a 404 that lists what can be
+loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmchat.engine.model.discovery import ModelEntry
+from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.session import EngineLike
+from slmchat.server.errors import APIError
+
+Discover = Callable[[], list[ModelEntry]]
+
+
+def _default_discover() -> list[ModelEntry]:
+    from slmchat.engine.model.discovery import discover
+
+    return discover()
+
+
+def bare(name: str) -> str:
+    """Ollama clients append a tag; ``:latest`` means the only version there is."""
+    return name[: -len(":latest")] if name.endswith(":latest") else name
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a request's model name resolved to: the loaded model, or one to load first."""
+
+    name: str
+    load: ModelSpec | None = None
+
+
+class Catalog:
+    def __init__(self, engine: EngineLike, base: ModelSpec, allow_swap: bool = True,
+                 discover: Discover | None = None, ttl_s: float = 30.0) -> None:
+        self.engine = engine
+        self.base = base
+        self.allow_swap = allow_swap
+        self._discover = discover or _default_discover
+        self._ttl = ttl_s
+        self._at = -float("inf")
+        self._entries: list[ModelEntry] = []
+        self._lock = threading.Lock()
+        # The model the server started with stays loadable by name after a swap.
+        info = engine.info
+        self._home: tuple[str, str] | None = (info.name, info.path) if info else None
+
+    @property
+    def current(self) -> str:
+        info = self.engine.info
+        return info.name if info is not None else "none"
+
+    def _current_names(self) -> set[str]:
+        info = self.engine.info
+        if info is None:
+            return set()
+        names = {info.name, info.path}
+        if self.base.path == "default" and info.path:
+            names.add("default")
+        if info.adapter:
+            names.add(info.adapter)
+        return names
+
+    def entries(self) -> list[ModelEntry]:
+        """Local models (discovery is cached: it reads folders and file headers)."""
+        with self._lock:
+            if time.monotonic() - self._at > self._ttl:
+                try:
+                    found = self._discover()
+                except Exception:  # a broken folder must not break /v1/models
+                    found = []
+                self._entries = [e for e in found if e.problem is None]
+                self._at = time.monotonic()
+            return list(self._entries)
+
+    def names(self) -> list[str]:
+        """The loaded model first, then every other loadable model."""
+        out = [self.current]
+        current = self._current_names()
+        if self._home is not None and self._home[0] not in out and self._home[1] not in current:
+            out.append(self._home[0])
+        for entry in self.entries():
+            if entry.name in out or entry.name in current or _same_path(entry.path, current):
+                continue
+            out.append(entry.name)
+        return out
+
+    def resolve(self, requested: str | None) -> Choice:
+        """The loaded model for an empty or matching name; else a model to load, or 404."""
+        name = bare(requested or "")
+        if not name or name in self._current_names() or _same_path(name, self._current_names()):
+            return Choice(self.current)
+        if self._home is not None and name in self._home:
+            if not self.allow_swap:
+                raise self._no_swap(requested)
+            return Choice(self._home[0], self.base)
+        for entry in self.entries():
+            if name in (entry.name, entry.path) or _same_path(name, {entry.path}):
+                if _same_path(entry.path, self._current_names()):
+                    return Choice(self.current)
+                if not self.allow_swap:
+                    raise self._no_swap(requested)
+                return Choice(entry.name, self.base.with_(path=entry.path, adapter=None))
+        raise APIError(404, f"the model {requested!r} does not exist; loadable models: "
+                       + ", ".join(self.names()), param="model", code="model_not_found")
+
+
+    def _no_swap(self, requested: str | None) -> APIError:
+        return APIError(404, f"the model {requested!r} is not loaded and this server does not "
+                        f"swap models (started with --no-swap); it serves {self.current!r}",
+                        param="model", code="model_not_found")
+
+
+def _same_path(path: str, others: set[str]) -> bool:
+    if not path or path == "default" or "/" not in path:
+        return False
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
+    for other in others:
+        if "/" in other:
+            try:
+                if Path(other).expanduser().resolve() == resolved:
+                    return True
+            except (OSError, RuntimeError):
+                continue
+    return False

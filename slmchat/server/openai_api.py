@@ -1,0 +1,214 @@
+"""OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions.
+
+Request fields that slmchat cannot honour are refused with a 400 that says why (n > 1,
+logprobs, tools, JSON mode, additive frequency/presence penalties) rather than silently
+ignored; unknown extra fields are ignored as other local servers do. Extensions, as in
+llama-server and vLLM: ``top_k``, ``min_p``, ``repetition_penalty``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from slmchat.engine.generation.decode import GenerationChunk
+from slmchat.server.errors import APIError, error_body
+from slmchat.server.flow import Run, admit, finish_reason, read_json, state_of
+from slmchat.server.requests import Fields, GenRequest, chat_messages, sampling_overrides
+
+SAMPLING = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "top_k": "top_k",
+            "min_p": "min_p", "repetition_penalty": "repetition_penalty"}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _common(f: Fields) -> dict[str, Any]:
+    """Fields shared by chat and text completions, checked; returns GenRequest kwargs."""
+    n = f.integer("n")
+    if n is not None and n != 1:
+        raise APIError(400, f"n={n} is not supported: this server makes one completion per "
+                       "request (send n=1 or leave it out)", param="n")
+    for key in ("frequency_penalty", "presence_penalty"):
+        value = f.number(key)
+        if value not in (None, 0.0):
+            raise APIError(400, f"{key} is not supported: slmchat uses a multiplicative "
+                           "repetition_penalty instead (send repetition_penalty, 1.0 = off, "
+                           f"or {key}=0)", param=key)
+    f.refuse("logit_bias", "token biases are not implemented", (None,))
+    max_tokens = f.integer("max_completion_tokens", minimum=1)
+    if max_tokens is None:
+        max_tokens = f.integer("max_tokens", minimum=1)
+    stream_options = Fields(f.raw("stream_options") or {}, "stream_options")
+    return {
+        "model": f.string("model"),
+        "stream": f.bool("stream"),
+        "max_tokens": max_tokens,
+        "overrides": {**sampling_overrides(f, SAMPLING), "stop": f.stop(limit=4)},
+        "include_usage": stream_options.bool("include_usage"),
+    }
+
+
+def parse_chat(body: Any) -> GenRequest:
+    f = Fields(body)
+    if f.raw("logprobs") not in (None, False) or f.has("top_logprobs"):
+        raise APIError(400, "logprobs are not supported by this server", param="logprobs")
+    f.refuse("tools", "tool calling is not implemented", (None,))
+    f.refuse("functions", "function calling is not implemented", (None,))
+    f.refuse("tool_choice", "tool calling is not implemented", (None, "none", "auto"))
+    fmt = f.raw("response_format")
+    if fmt not in (None, {}) and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        raise APIError(400, "response_format is not supported: only plain text replies",
+                       param="response_format")
+    return GenRequest(messages=chat_messages(f.raw("messages")), mode="chat", **_common(f))
+
+
+def parse_completion(body: Any) -> GenRequest:
+    from slmchat.engine.generation.prompting import ChatMessage
+
+    f = Fields(body)
+    prompt = f.raw("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise APIError(400, "prompt must be a string (one prompt per request; token arrays "
+                       "are not supported)", param="prompt")
+    if not prompt:
+        raise APIError(400, "prompt is empty", param="prompt")
+    if f.raw("logprobs") not in (None, 0):
+        raise APIError(400, "logprobs are not supported by this server", param="logprobs")
+    f.refuse("suffix", "insertion (suffix) is not implemented", (None, ""))
+    best_of = f.integer("best_of")
+    if best_of not in (None, 1):
+        raise APIError(400, "best_of > 1 is not supported", param="best_of")
+    return GenRequest(messages=[ChatMessage("user", prompt)], mode="raw", strict_context=True,
+                      echo=f.bool("echo"), **_common(f))
+
+
+def _usage(run: Run, last: GenerationChunk | None) -> dict[str, Any]:
+    """Token counts; ``cached_tokens``: prompt tokens reused from the previous request's
+    KV cache (a conversation that grows by a turn reuses all of its earlier prompt)."""
+    prompt = last.prompt_tokens if last else run.planned.prompt.prompt_tokens
+    new = last.new_tokens if last else 0
+    return {"prompt_tokens": prompt, "completion_tokens": new, "total_tokens": prompt + new,
+            "prompt_tokens_details": {"cached_tokens": last.cached_tokens if last else 0}}
+
+
+def _fingerprint(run: Run) -> str | None:
+    info = run.gen.engine.info
+    return f"slmchat-{info.fingerprint}" if info else None
+
+
+def sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+
+class _Shape:
+    """The JSON objects of one response (chat or text completion)."""
+
+    def __init__(self, run: Run, chat: bool) -> None:
+        self.run = run
+        self.chat = chat
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+
+    def _head(self, obj: str) -> dict[str, Any]:
+        return {"id": self.id, "object": obj, "created": self.run.created, "model": self.run.model,
+                "system_fingerprint": _fingerprint(self.run)}
+
+    def whole(self, text: str, last: GenerationChunk) -> dict[str, Any]:
+        reason = finish_reason(last)
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                      "logprobs": None, "finish_reason": reason}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+            obj = "text_completion"
+        return {**self._head(obj), "choices": [choice], "usage": _usage(self.run, last)}
+
+    def part(self, text: str | None, reason: str | None = None, role: bool = False) -> dict[str, Any]:
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else (
+                {} if text is None else {"content": text})
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+            return {**self._head("chat.completion.chunk"), "choices": [choice]}
+        choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
+        return {**self._head("text_completion"), "choices": [choice]}
+
+    def usage(self, last: GenerationChunk | None) -> dict[str, Any]:
+        obj = "chat.completion.chunk" if self.chat else "text_completion"
+        return {**self._head(obj), "choices": [], "usage": _usage(self.run, last)}
+
+
+async def _events(run: Run, shape: _Shape, req: GenRequest) -> AsyncIterator[bytes]:
+    """SSE events to ``data: [DONE]``; an error mid-stream is an error event, then DONE."""
+    last: GenerationChunk | None = None
+    try:
+        if shape.chat:
+            yield sse(shape.part(None, role=True))
+        elif req.echo:
+            yield sse(shape.part(req.messages[-1].content))
+        try:
+            async for chunk in run.chunks():
+                last = chunk
+                if chunk.text:
+                    yield sse(shape.part(chunk.text))
+            yield sse(shape.part(None, finish_reason(last)))
+            if req.include_usage:
+                yield sse(shape.usage(last))
+        except APIError as exc:
+            yield sse(error_body("/v1", exc.status, exc.message, exc.param, exc.code))
+        yield b"data: [DONE]\n\n"
+    finally:
+        run.close()
+
+
+async def _complete(request: Request, req: GenRequest, chat: bool) -> Response:
+    run = await admit(request, req, "openai")
+    shape = _Shape(run, chat)
+    if req.stream:
+        return StreamingResponse(_events(run, shape, req), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+    text, last = await run.collect()
+    if req.echo:
+        text = req.messages[-1].content + text
+    return JSONResponse(shape.whole(text, last))
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _complete(request, parse_chat(await read_json(request)), chat=True)
+
+
+async def completions(request: Request) -> Response:
+    return await _complete(request, parse_completion(await read_json(request)), chat=False)
+
+
+def _model_obj(state_started: int, name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": state_started, "owned_by": "slmchat"}
+
+
+async def list_models(request: Request) -> Response:
+    state = state_of(request)
+    names = await asyncio.to_thread(state.catalog.names)
+    return JSONResponse({"object": "list", "data": [_model_obj(state.started, n) for n in names]})
+
+
+async def get_model(request: Request) -> Response:
+    state = state_of(request)
+    name = request.path_params["name"]
+    choice = await asyncio.to_thread(state.catalog.resolve, name)
+    return JSONResponse(_model_obj(state.started, choice.name))
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{name:path}", get_model, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+    ]

@@ -1,0 +1,188 @@
+"""One neutral generation request, and typed readers for JSON request fields.
+
+Both protocols are parsed into a ``GenRequest``; sampling values are checked by
+``SamplingParams.validate`` (the one copy of the ranges), and every bad field becomes a
+400 that names the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from slmchat.engine.generation.prompting import ChatMessage, PromptMode
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.errors import InvalidParameterError
+from slmchat.server.errors import APIError
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """What to generate, whatever protocol asked for it."""
+
+    messages: list[ChatMessage]
+    mode: PromptMode = "chat"
+    model: str | None = None
+    stream: bool = False
+    max_tokens: int | None = None  # None: as many as the context leaves, up to the default
+    overrides: dict[str, Any] = field(default_factory=dict)  # SamplingParams fields
+    strict_context: bool = False  # raw completions: a prompt that does not fit is a 400
+    include_usage: bool = False  # OpenAI stream_options.include_usage
+    echo: bool = False  # OpenAI completions: the prompt comes first in the text
+
+    def sampling(self, defaults: SamplingParams) -> SamplingParams:
+        """Defaults with this request's values; out-of-range values are a 400."""
+        params = replace(defaults, **self.overrides)
+        if self.max_tokens is not None:
+            params = replace(params, max_new_tokens=self.max_tokens)
+        try:
+            return params.validate()
+        except InvalidParameterError as exc:
+            raise APIError(400, str(exc), param=_param_of(str(exc))) from exc
+
+
+def _param_of(message: str) -> str | None:
+    name = message.split(" ", 1)[0]
+    return {"max_new_tokens": "max_tokens"}.get(name, name) if name.isidentifier() else None
+
+
+class Fields:
+    """Typed, optional reads from a JSON object; a wrong type is a 400 naming the field."""
+
+    def __init__(self, data: Any, where: str = "") -> None:
+        if not isinstance(data, dict):
+            raise APIError(400, f"{where or 'the request body'} must be a JSON object")
+        self.data: dict[str, Any] = data
+        self.where = where
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def raw(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise APIError(400, f"{self._name(key)} must be true or false", param=self._name(key))
+        return value
+
+    def number(self, key: str) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise APIError(400, f"{self._name(key)} must be a number", param=self._name(key))
+        return float(value)
+
+    def integer(self, key: str, minimum: int | None = None) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise APIError(400, f"{self._name(key)} must be an integer", param=self._name(key))
+        if minimum is not None and value < minimum:
+            raise APIError(400, f"{self._name(key)} must be >= {minimum}, got {value}",
+                           param=self._name(key))
+        return value
+
+    def string(self, key: str, default: str | None = None) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise APIError(400, f"{self._name(key)} must be a string", param=self._name(key))
+        return value
+
+    def stop(self, key: str = "stop", limit: int = 16) -> tuple[str, ...]:
+        """A string or a list of strings (empty strings ignored)."""
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+            raise APIError(400, f"{self._name(key)} must be a string or a list of strings",
+                           param=self._name(key))
+        if len(items) > limit:
+            raise APIError(400, f"{self._name(key)} has {len(items)} strings; at most {limit}",
+                           param=self._name(key))
+        return tuple(s for s in items if s)
+
+    def refuse(self, key: str, why: str, allowed: tuple[Any, ...] = (None,)) -> None:
+        """A 400 when ``key`` is set to anything but one of ``allowed``."""
+        value = self.data.get(key)
+        if value in allowed or (isinstance(value, list | dict) and not value and None in allowed):
+            return
+        raise APIError(400, f"{self._name(key)} is not supported: {why}", param=self._name(key))
+
+
+def sampling_overrides(f: Fields, names: dict[str, str]) -> dict[str, Any]:
+    """Map request fields to SamplingParams fields: ``names`` is {request key: param name}."""
+    out: dict[str, Any] = {}
+    for key, name in names.items():
+        if not f.has(key):
+            continue
+        if name in ("top_k",):
+            out[name] = f.integer(key)
+        elif name == "seed":
+            out[name] = f.integer(key, minimum=0)
+        else:
+            out[name] = f.number(key)
+    return out
+
+
+def message_text(content: Any, where: str) -> str:
+    """Message content: a string, or OpenAI content parts of type text (joined)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for i, part in enumerate(content):
+            p = Fields(part, f"{where}[{i}]")
+            kind = p.string("type", "text")
+            if kind != "text":
+                raise APIError(400, f"{where}[{i}]: content of type {kind!r} is not supported "
+                               "(text only)", param=where)
+            parts.append(p.string("text", "") or "")
+        return "".join(parts)
+    raise APIError(400, f"{where} must be a string or a list of text parts", param=where)
+
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def chat_messages(value: Any, key: str = "messages") -> list[ChatMessage]:
+    """Validated chat messages; several system messages are joined into one, first."""
+    if not isinstance(value, list) or not value:
+        raise APIError(400, f"{key} must be a non-empty list of messages", param=key)
+    systems: list[str] = []
+    turns: list[ChatMessage] = []
+    for i, item in enumerate(value):
+        m = Fields(item, f"{key}[{i}]")
+        role = m.string("role")
+        if role not in ROLES:
+            raise APIError(400, f"{key}[{i}].role must be system, user or assistant, got {role!r}",
+                           param=f"{key}[{i}].role")
+        if m.data.get("images") or m.data.get("tool_calls"):
+            raise APIError(400, f"{key}[{i}]: images and tool calls are not supported",
+                           param=f"{key}[{i}]")
+        text = message_text(m.raw("content"), f"{key}[{i}].content")
+        if ROLES[role] == "system":
+            if text:
+                systems.append(text)
+        else:
+            turns.append(ChatMessage(ROLES[role], text))  # type: ignore[arg-type]
+    if not turns:
+        raise APIError(400, f"{key} needs at least one user or assistant message", param=key)
+    head = [ChatMessage("system", "\n\n".join(systems))] if systems else []
+    return head + turns

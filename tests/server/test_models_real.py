@@ -1,0 +1,69 @@
+"""Model names and swaps (echo engine), and once through the real default model."""
+
+from __future__ import annotations
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.model.discovery import ModelEntry
+from slmchat.engine.model.spec import ModelSpec
+from slmchat.server.flow import ServerConfig
+from tests.server.fakes import EchoEngine
+from tests.server.live import live_server
+
+OTHER = ModelEntry(name="other-model", path="/models/other-model", source="models",
+                   format="safetensors", architecture="LlamaForCausalLM", n_params=1000)
+BROKEN = ModelEntry(name="broken", path="/models/broken", source="models", format="safetensors",
+                    problem="truncated weights")
+
+
+def test_a_request_for_another_local_model_swaps_it_in() -> None:
+    engine = EchoEngine()
+    config = ServerConfig(base_spec=ModelSpec(path="/models/echo"))  # what it was started with
+    with live_server(engine, config, discover=lambda: [OTHER, BROKEN]) as live:
+        client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="x", max_retries=0)
+        assert [m.id for m in client.models.list()] == ["echo", "other-model"]  # broken hidden
+        r = client.chat.completions.create(model="other-model", max_tokens=3,
+                                           messages=[{"role": "user", "content": "hi"}])
+        assert r.model == "other-model"
+        assert engine.info is not None and engine.info.path == "/models/other-model"
+        tags = ollama.Client(host=live.url).list()
+        assert [m.model for m in tags.models] == ["other-model", "echo"]
+        back = client.chat.completions.create(model="echo", max_tokens=3,  # the start model
+                                              messages=[{"role": "user", "content": "hi"}])
+        assert back.model == "echo" and engine.info.path == "/models/echo"
+        with pytest.raises(openai.NotFoundError) as exc:
+            client.chat.completions.create(model="broken", messages=[{"role": "user",
+                                                                       "content": "hi"}])
+        assert "other-model" in str(exc.value)
+
+
+def test_no_swap_serves_only_the_loaded_model() -> None:
+    with live_server(EchoEngine(), ServerConfig(allow_swap=False),
+                     discover=lambda: [OTHER]) as live:
+        r = httpx.post(f"{live.url}/v1/chat/completions", json={
+            "model": "other-model", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 404 and "--no-swap" in r.json()["error"]["message"]
+
+
+@pytest.mark.realmodel
+def test_default_model_answers_through_both_clients(default_engine) -> None:
+    config = ServerConfig(defaults=SamplingParams(temperature=0, max_new_tokens=24))
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    with live_server(default_engine, config) as live:
+        oa = openai.OpenAI(base_url=f"{live.url}/v1", api_key="x", max_retries=0, timeout=120)
+        whole = oa.chat.completions.create(model="SmolLM2-135M-Instruct", messages=question)
+        assert "Paris" in (whole.choices[0].message.content or "")
+        streamed = "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(
+            model="SmolLM2-135M-Instruct", messages=question, stream=True) if c.choices)
+        assert streamed == whole.choices[0].message.content
+        ol = ollama.Client(host=live.url, timeout=120)
+        reply = ol.chat(model="SmolLM2-135M-Instruct:latest", messages=question,
+                        options={"temperature": 0, "num_predict": 24})
+        assert "Paris" in (reply.message.content or "")
+        assert reply.eval_count and reply.prompt_eval_count
+        shown = ol.show("SmolLM2-135M-Instruct")
+        assert "im_start" in (shown.template or "")

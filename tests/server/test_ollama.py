@@ -1,0 +1,112 @@
+"""The official ollama client against a live `slmchat serve` app on a tiny random Llama."""
+
+from __future__ import annotations
+
+import httpx
+import ollama
+import pytest
+
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.server.flow import ServerConfig
+from tests.server.live import Live, live_server
+
+HELLO = [{"role": "user", "content": "The quick brown fox"}]
+
+
+@pytest.fixture(scope="module")
+def live(tiny_engine) -> Live:
+    config = ServerConfig(defaults=SamplingParams(temperature=0, max_new_tokens=12))
+    with live_server(tiny_engine, config) as server:
+        yield server
+
+
+@pytest.fixture
+def client(live: Live) -> ollama.Client:
+    return ollama.Client(host=live.url, timeout=60)
+
+
+def _stats_ok(final: ollama.ChatResponse | ollama.GenerateResponse, limit: int) -> None:
+    assert final.done is True
+    assert final.done_reason in ("stop", "length")
+    assert final.prompt_eval_count and final.prompt_eval_count > 0
+    assert final.eval_count is not None and 0 < final.eval_count <= limit
+    assert final.eval_duration is not None and final.eval_duration >= 0
+    assert final.total_duration is not None and final.total_duration >= final.eval_duration
+
+
+def test_tags_version_show_ps(client: ollama.Client, live: Live) -> None:
+    name = live.state.catalog.current
+    assert [m.model for m in client.list().models] == [name]
+    assert httpx.get(f"{live.url}/api/version").json()["version"]
+    shown = client.show(f"{name}:latest")
+    assert "<|im_start|>" in (shown.template or "")
+    assert "num_ctx 256" in (shown.parameters or "")
+    assert shown.modelinfo is not None and shown.modelinfo["llama.context_length"] == 256
+    assert [m.model for m in client.ps().models] == [name]
+
+
+def test_chat_stream_and_non_stream(client: ollama.Client, live: Live) -> None:
+    name = live.state.catalog.current
+    options = {"temperature": 0, "num_predict": 6}
+    whole = client.chat(model=name, messages=HELLO, stream=False, options=options)
+    assert whole.message.role == "assistant"
+    _stats_ok(whole, 6)
+    parts = list(client.chat(model=name, messages=HELLO, stream=True, options=options))
+    assert all(not p.done for p in parts[:-1])
+    _stats_ok(parts[-1], 6)
+    assert "".join(p.message.content or "" for p in parts) == whole.message.content
+    assert parts[-1].eval_count == whole.eval_count
+
+
+def test_generate_stream_and_non_stream_raw_and_system(client: ollama.Client, live: Live) -> None:
+    name = live.state.catalog.current
+    options = {"temperature": 0, "num_predict": 5, "seed": 3, "top_k": 10, "top_p": 0.5,
+               "repeat_penalty": 1.0, "num_ctx": 4096}
+    whole = client.generate(model=name, prompt="The quick brown", options=options, stream=False)
+    _stats_ok(whole, 5)
+    streamed = list(client.generate(model=name, prompt="The quick brown", options=options,
+                                    stream=True))
+    _stats_ok(streamed[-1], 5)
+    assert "".join(p.response or "" for p in streamed) == whole.response
+    raw = client.generate(model=name, prompt="Paris is", raw=True, options=options)
+    _stats_ok(raw, 5)
+    system = client.generate(model=name, prompt="Hi", system="Be brief.", options=options)
+    assert system.prompt_eval_count and system.prompt_eval_count > raw.prompt_eval_count
+
+
+def test_stop_option_and_seed(client: ollama.Client, live: Live) -> None:
+    name = live.state.catalog.current
+    sampled = {"temperature": 1.5, "top_p": 1.0, "num_predict": 10, "seed": 11}
+    a = client.chat(model=name, messages=HELLO, options=sampled, stream=False)
+    b = client.chat(model=name, messages=HELLO, options=sampled, stream=False)
+    assert a.message.content == b.message.content
+    text = a.message.content or ""
+    if len(text) >= 4:
+        cut = client.chat(model=name, messages=HELLO, options={**sampled, "stop": [text[2:4]]},
+                          stream=False)
+        assert cut.message.content == text[: text.index(text[2:4])]
+        assert cut.done_reason == "stop"
+
+
+def test_load_only_requests(client: ollama.Client, live: Live) -> None:
+    r = client.generate(model=live.state.catalog.current, prompt="")
+    assert r.done and r.done_reason == "load"
+    r2 = httpx.post(f"{live.url}/api/chat", json={"model": live.state.catalog.current,
+                                                  "messages": []}).json()
+    assert r2["done_reason"] == "load"
+
+
+def test_errors_are_ollama_shaped(client: ollama.Client, live: Live) -> None:
+    with pytest.raises(ollama.ResponseError) as exc:
+        client.chat(model="llama3:8b", messages=HELLO)
+    assert exc.value.status_code == 404
+    assert live.state.catalog.current in exc.value.error
+    r = httpx.post(f"{live.url}/api/chat", content=b"{nope")
+    assert r.status_code == 400 and isinstance(r.json()["error"], str)
+    r = httpx.post(f"{live.url}/api/generate", json={"model": "", "prompt": "x", "format": "json"})
+    assert r.status_code == 400 and "format" in r.json()["error"]
+    r = httpx.post(f"{live.url}/api/generate",
+                   json={"model": "", "prompt": "x", "options": {"temperature": -1}})
+    assert r.status_code == 400 and "temperature" in r.json()["error"]
+    r = httpx.post(f"{live.url}/api/show", json={})
+    assert r.status_code == 400
