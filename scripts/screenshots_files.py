@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshots import OUT, SIZE, to_png, wait_reply  # noqa: E402
+from screenshots import OUT, SIZE, to_png, wait_reply
 
 
 def docs_folder(root: Path) -> Path:
