@@ -118,6 +118,7 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any) -> dict[str, Any]:
 # --- the best evaluated weights (early stopping keeps them as the result) ---------------
 
 BEST = "best"
+BEST_FILE = "best-weights.safetensors"  # not a checkpoint's weights.safetensors
 
 
 def save_best(run_dir: Path, step: int, model: Any, eval_loss: float) -> Path:
@@ -129,7 +130,7 @@ def save_best(run_dir: Path, step: int, model: Any, eval_loss: float) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
     with atomic_dir(final, overwrite=True, durable=True) as tmp:
-        save_file(trainable_state(model), str(tmp / "weights.safetensors"))
+        save_file(trainable_state(model), str(tmp / BEST_FILE))
         write_text_atomic(tmp / "state.json", json.dumps({"step": step, "eval_loss": eval_loss}))
     for old in root.glob("step-*"):
         if old != final:
@@ -150,7 +151,7 @@ def load_best(run_dir: Path, step: int, model: Any) -> bool:
     path = best_path(run_dir, step)
     if path is None:
         return False
-    weights = load_file(str(path / "weights.safetensors"))
+    weights = load_file(str(path / BEST_FILE))
     params = dict(model.named_parameters())
     if any(name not in params for name in weights):
         return False
