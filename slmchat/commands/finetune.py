@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     steps.add_argument("--epochs", type=float, default=None, help="passes over the data")
     p.add_argument("--out", default=None, help="result folder (default RUN_DIR/model)")
     g = p.add_argument_group("training")
-    g.add_argument("--lr", type=float, default=None, help="peak LR (lora 1e-3, full 5e-5)")
+    g.add_argument("--lr", type=float, default=None, help="peak LR (lora 5e-4, full 5e-5)")
     g.add_argument("--warmup-ratio", type=float, default=0.05)
     g.add_argument("--block-size", type=int, default=256, help="tokens per training block")
     g.add_argument("--batch-size", type=int, default=4)
