@@ -56,9 +56,9 @@ async def main() -> int:
     OUT.mkdir(exist_ok=True)
     written: list[Path] = []
 
-    async def shot(name: str) -> None:
+    async def shot(name: str, settle: float = 0.3) -> None:
         app.chat.prompt.cursor_blink = False
-        await pilot.pause(0.3)
+        await pilot.pause(settle)
         svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
         written.append(svg)
         png = to_png(svg)
@@ -67,11 +67,11 @@ async def main() -> int:
         print(f"wrote {svg.name}" + (f" and {png.name}" if png else ""))
 
     async with app.run_test(size=SIZE) as pilot:
-        # 1. Start-up: typing while the model loads.
-        await pilot.pause(0.5)
-        await pilot.press(*"What is the capital of France?", "enter")
-        await pilot.pause(0.3)
-        await shot("01-loading")
+        # 1. Start-up: typing while the model loads (the first frame comes before it).
+        await pilot.pause(0.05)
+        app.chat.prompt.insert("What is the capital of France?")  # as if typed, at once
+        await pilot.press("enter")
+        await shot("01-loading", settle=0.05)
         await wait_reply(app, pilot)
         # 2. A new chat answered with a code block (and one mid-stream shot).
         await pilot.press("ctrl+n")

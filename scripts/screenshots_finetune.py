@@ -26,6 +26,8 @@ async def shoot(root: Path, name: str) -> None:
     from slmchat.tui.screens.finetune import FinetuneScreen
 
     class Host(App[None]):
+        TITLE = "slmchat"
+
         def on_mount(self) -> None:
             self.push_screen(FinetuneScreen(settings=Settings(), runs_root=root))
 

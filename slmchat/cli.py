@@ -40,14 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"slmchat.commands.{name.replace('-', '_')}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"slmchat.commands.{name.replace('-', '_')}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"slmchat.commands.{name.replace('-', '_')}").register(sub)
     return parser
+
+
+# Libraries whose deprecation notices and optional-kernel messages are not the user's
+# concern (e.g. bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community"
+# and transformers' FutureWarnings when an adapter loads). --debug shows them again.
+QUIET_LIBRARIES = ("transformers", "peft", "bitsandbytes", "accelerate", "torch",
+                   "huggingface_hub", "datasets", "gguf")
+
+
+def quiet_libraries() -> None:
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (read when tqdm is imported)
+    pattern = "|".join(QUIET_LIBRARIES)
+    warnings.filterwarnings("ignore", module=rf"({pattern})(\.|$)")
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = [*(a for a in argv if a == "--debug"), "chat",
                 *(a for a in argv if a != "--debug")]
     args = parser.parse_args(argv)
+    if not args.debug:
+        quiet_libraries()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

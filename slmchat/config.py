@@ -27,6 +27,9 @@ class ModelSettings(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     quant: Literal["none", "8bit", "4bit", "cpu-int8"] = Field("none", description="Quantization")
     adapter: str | None = Field(None, description="LoRA adapter folder applied on the model")
+    runtime: Literal["auto", "onnx", "transformers"] = Field(
+        "auto", description="Chat runtime: auto (ONNX int8 on the CPU where it applies), onnx, "
+                            "transformers")
     dirs: list[str] = Field(default_factory=list, description="Extra folders searched for models")
 
 

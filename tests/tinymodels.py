@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,44 @@ def make_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     )
     model = GPT2LMHeadModel(config)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def make_scripted_llama(folder: Path, after: str, reply: str, seed: int = 0) -> Path:
+    """A tiny Llama without a chat template whose greedy reply is ``reply``.
+
+    Each token's output depends only on the token itself (attention and MLP outputs are
+    zeroed, so the residual stream is the token's embedding) and ``lm_head`` maps it to
+    its successor: ``after`` (an added token, the end of the prompt) -> the tokens of
+    ``reply`` in turn -> end of text. The tokens must all differ (checked).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tokenizer(chat_template=False)
+    tok.add_tokens([after])
+    chain = [tok.convert_tokens_to_ids(after), *tok(reply)["input_ids"], tok.eos_token_id]
+    if len(set(chain)) != len(chain):
+        raise ValueError(f"reply tokens repeat: {tok.convert_ids_to_tokens(chain)}")
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb = model.model.embed_tokens.weight
+        head = model.lm_head.weight
+        head.zero_()
+        for a, b in pairwise(chain):
+            head[b] += 20 * emb[a] / emb[a].norm()
     model.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     return folder

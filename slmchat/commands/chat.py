@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slmchat.tui.early_input import TypeAhead
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,20 +20,36 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # First of all: keys typed while the app starts are kept for it, not echoed and lost.
+    from slmchat.tui.early_input import TypeAhead
+
+    early = TypeAhead.start()
+    try:
+        return _run(args, early)
+    finally:
+        if early is not None:
+            early.restore()
+
+
+def _run(args: argparse.Namespace, early: TypeAhead | None) -> int:
+    # Nothing here imports torch: the first frame comes before any model code is loaded
+    # (the engine sets its threads per reply, engine/devices.chat_threads).
     from slmchat.commands.common import prepare_default_model, spec_from_args
     from slmchat.config import load_settings
-    from slmchat.engine.devices import configure_threads
     from slmchat.engine.session import Engine
     from slmchat.engine.store.store import Store
     from slmchat.tui.app import SlmChatApp
+    from slmchat.tui.last_model import remembered
 
     settings, problem = load_settings()
     spec = spec_from_args(args)
-    prepare_default_model(spec)
-    configure_threads()
+    if not any((args.model, args.adapter, args.dtype, args.device, args.quant)):
+        spec = remembered(settings, spec) or spec  # the model last loaded in the app
+    prepare_default_model(spec)  # first start only: converts under a bar
     store = Store.open_default()
     try:
-        app = SlmChatApp(settings, Engine(), store, spec=spec, settings_problem=problem)
+        app = SlmChatApp(settings, Engine(), store, spec=spec, settings_problem=problem,
+                         typed_ahead=early.take() if early is not None else None)
         app.run()
     finally:
         store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
+from slmchat.engine.model.spec import DTYPES, QUANTS, RUNTIMES, ModelSpec
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--runner", choices=("auto", "hf"), default="auto",
                    help="decode path: auto (lean Llama path where it applies) or hf (plain "
                         "transformers forward, the reference)")
+    g.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="chat runtime: auto (ONNX Runtime int8 on the CPU where the model "
+                        "allows, else transformers), onnx or transformers")
     g.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin/.pt weights (pickle can run code; loaded weights_only)")
 
@@ -45,7 +48,28 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         adapter=args.adapter if args.adapter is not None else ms.adapter,
         allow_pickle=args.allow_pickle,
         runner=getattr(args, "runner", "auto"),
+        runtime=getattr(args, "runtime", None) or ms.runtime,
     )
+
+
+def model_line(args: argparse.Namespace, spec: ModelSpec, name: str) -> str | None:
+    """One stderr line naming the model when it is not the embedded default, and why
+    (a flag, the environment or settings.toml), so a changed default never goes unseen."""
+    if spec.path in ("default", "") and not spec.adapter:
+        return None
+    import os
+
+    if args.model or args.adapter:
+        source = "--model/--adapter"
+    elif os.environ.get("SLMCHAT_MODEL__PATH") or os.environ.get("SLMCHAT_MODEL__ADAPTER"):
+        source = "SLMCHAT_MODEL__* in the environment"
+    else:
+        from slmchat.config import settings_path
+
+        source = f"[model] in {settings_path()}"
+    adapter = f" + adapter {spec.adapter}" if spec.adapter else ""
+    hint = "" if source.startswith("--") else "; --model default for the embedded one"
+    return f"slmchat: model: {name} ({spec.path}{adapter}; from {source}{hint})"
 
 
 def prepare_default_model(spec: ModelSpec) -> None:

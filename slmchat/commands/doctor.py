@@ -98,12 +98,12 @@ def _torch() -> dict[str, Any]:
 
 
 def _cpu() -> dict[str, Any]:
-    from slmchat.engine.devices import cpu_info, physical_cores, planned_threads
+    from slmchat.engine.devices import cpu_info, physical_cores, thread_count
 
     info = cpu_info()
     cores = physical_cores()
-    info["threads"] = {"chat": planned_threads(),
-                       "chat_while_training": planned_threads(cores - max(1, cores // 2)),
+    info["threads"] = {"chat": thread_count(),
+                       "chat_while_training": thread_count(cores - max(1, cores // 2)),
                        "override": os.environ.get("SLMCHAT_THREADS")}
     try:
         import psutil

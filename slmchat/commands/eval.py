@@ -33,7 +33,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from slmchat.engine.devices import configure_threads
     from slmchat.engine.model.loader import load
-    from slmchat.engine.tools.perplexity import perplexity, read_text
+    from slmchat.engine.tools.perplexity import evaluate, read_text
 
     text = read_text(Path(args.file))  # bad file: fail before the model load
     args.model = args.model_path
@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     lm = load(spec)
     print(f"model {lm.info.label} params={lm.info.n_params} load_s={lm.info.load_time_s:.2f}",
           file=sys.stderr)
-    result = perplexity(lm.model, lm.tokenizer, text, window=args.window, stride=args.stride,
-                        max_tokens=args.max_tokens)
+    result = evaluate(lm, text, window=args.window, stride=args.stride, max_tokens=args.max_tokens)
     print(f"eval_s={result.seconds:.2f} tok_s={result.tokens / max(result.seconds, 1e-9):.1f}",
           file=sys.stderr)
     print(result.line)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from slmchat.commands.common import add_model_args, spec_from_args
@@ -36,14 +35,15 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     configure_threads()
 
-    def progress(msg: str, frac: float) -> None:
-        print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
+    from slmchat.commands.progress import TerminalBar
 
-    result = export_model(
-        spec, out=Path(args.out) if args.out else None, merge_adapter=args.merge_adapter,
-        gguf=Path(args.gguf) if args.gguf else None, gguf_type=args.gguf_type,
-        verify=not args.no_verify, overwrite=args.overwrite, progress=progress,
-    )
+    # A bar redrawn in place on a terminal; in a pipe or a log, one line per stage.
+    with TerminalBar("export") as progress:
+        result = export_model(
+            spec, out=Path(args.out) if args.out else None, merge_adapter=args.merge_adapter,
+            gguf=Path(args.gguf) if args.gguf else None, gguf_type=args.gguf_type,
+            verify=not args.no_verify, overwrite=args.overwrite, progress=progress,
+        )
     if result.out:
         merged = " (adapter merged)" if result.merged else ""
         print(f"wrote {result.out}{merged} {human_bytes(result.out_bytes)}")

@@ -160,6 +160,12 @@ def _report_result(status: dict[str, Any], run_dir: Path) -> int:
         if m.get("stopped_early_at"):
             print(f"stopped early at step {m['stopped_early_at']} (held-out loss stopped "
                   f"improving); the result is step {m.get('result_step')}")
+        from slmchat.engine.finetune.rundir import overfitting_warning, read_progress
+
+        evals = [(int(r.get("step") or 0), float(r["eval_loss"]))
+                 for r in read_progress(run_dir) if r.get("eval_loss") is not None]
+        if (warning := overfitting_warning(evals)) is not None:
+            print(f"slmchat: warning: {warning}", file=sys.stderr)
         print(f"saved: {status.get('out')}")
         print(f"chat with it: slmchat --model {status.get('out')}")
         return 0

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shlex
 import sys
 
-from slmchat.commands.common import add_model_args, prepare_default_model, spec_from_args
+from slmchat.commands.common import (
+    add_model_args,
+    model_line,
+    prepare_default_model,
+    spec_from_args,
+)
 from slmchat.commands.context_files import add_context_args, augment, index_paths, print_sources
 from slmchat.errors import InvalidParameterError
 
@@ -63,8 +69,25 @@ def sampling_from_args(args: argparse.Namespace):  # -> SamplingParams
     return params.validate()
 
 
+class _ProgressLine:
+    """One status line on stderr for a one-time conversion: rewritten in place on a
+    terminal, only its first and last messages otherwise (logs stay short)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, message: str, fraction: float) -> None:
+        if self.tty:
+            end = "\n" if fraction >= 1.0 else ""
+            sys.stderr.write(f"\r\x1b[2Kslmchat: [{fraction * 100:3.0f}%] {message}{end}")
+            sys.stderr.flush()
+        elif not self.shown or fraction >= 1.0:
+            print(f"slmchat: {message}", file=sys.stderr, flush=True)
+        self.shown = True
+
+
 def run(args: argparse.Namespace) -> int:
-    from slmchat.engine.devices import configure_threads
     from slmchat.engine.generation.prompting import ChatMessage, PromptMode
     from slmchat.engine.session import Engine
 
@@ -77,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--context answers in chat mode; drop --raw")
     docs = index_paths(args.context) if args.context else None
     prepare_default_model(spec)
-    configure_threads()
-    engine = Engine(lite=True)  # start-up: skip transformers where the model allows
-    info = engine.load(spec)
+    # Threads are set per reply by the engine (torch's or ONNX Runtime's); setting torch's
+    # here would import torch, which a chat on the onnx runtime never needs.
+    engine = Engine(lite=True)  # start-up: skip transformers (and torch) where the model allows
+    info = engine.load(spec, progress=_ProgressLine())
+    line = model_line(args, spec, info.name)  # said once the reply starts (errors: one line)
     for warning in info.warnings:
         print(f"slmchat: warning: {warning}", file=sys.stderr)
     messages = []
@@ -93,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         messages = augmented.messages
     last = None
     for last in engine.stream_chat(messages, params, mode=mode):
+        if line is not None:
+            print(line, file=sys.stderr)
+            line = None
         if last.text:
             sys.stdout.write(last.text)
             sys.stdout.flush()
@@ -108,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
             f"stats prompt_tokens={last.prompt_tokens} new_tokens={last.new_tokens} "
             f"ttft_s={(last.ttft_s or 0):.3f} prefill_tok_s={last.prefill_tps:.1f} "
             f"decode_tok_s={last.decode_tps:.1f} peak_rss_mb={peak_mb:.0f} "
-            f"finish={last.finish_reason} seed={last.seed}",
+            f"finish={last.finish_reason} seed={last.seed} runtime={info.runtime} "
+            f"precision={info.dtype}{'' if info.quant == 'none' else '/' + info.quant} "
+            f"model={shlex.quote(spec.path)}",
             file=sys.stderr,
         )
     return 0

@@ -7,7 +7,6 @@ transformers), and reports size and, with ``--eval-file``, perplexity before/aft
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from slmchat.commands.common import add_model_args, spec_from_args
@@ -17,11 +16,14 @@ from slmchat.commands.eval import add_eval_args
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="save an 8-bit or 4-bit copy of MODEL",
                        description="Quantize MODEL and save the copy to --out.")
-    p.add_argument("model_path", metavar="MODEL", help="'default' or a checkpoint folder")
-    p.add_argument("--bits", type=int, choices=(8, 4), required=True)
-    p.add_argument("--method", choices=("bnb", "cpu-int8"), default="bnb",
-                   help="bnb: bitsandbytes (GPU speed; slow on CPU); cpu-int8: torch dynamic "
-                        "int8, faster than fp32 on the CPU (8-bit only)")
+    p.add_argument("model_path", metavar="MODEL", nargs="?", default="default",
+                   help="'default' (the default) or a checkpoint folder")
+    p.add_argument("--bits", type=int, choices=(8, 4), default=None,
+                   help="8 or 4 (bnb needs it; the int8 methods are 8-bit)")
+    p.add_argument("--method", choices=("bnb", "cpu-int8", "onnx-int8"), default="bnb",
+                   help="onnx-int8: ONNX Runtime GenAI int8, the fast CPU chat runtime "
+                        "(recommended on the CPU); bnb: bitsandbytes (GPU speed; slow on CPU); "
+                        "cpu-int8: torch dynamic int8 (8-bit only)")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--eval-file", default=None,
@@ -33,12 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _ppl(spec, text: str, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
     from slmchat.engine.model.loader import load
-    from slmchat.engine.tools.perplexity import perplexity
+    from slmchat.engine.tools.perplexity import evaluate
 
-    lm = load(spec)
-    r = perplexity(lm.model, lm.tokenizer, text, window=args.window, stride=args.stride,
-                   max_tokens=args.max_tokens)
-    return r.line
+    return evaluate(load(spec), text, window=args.window, stride=args.stride,
+                    max_tokens=args.max_tokens).line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,30 +49,34 @@ def run(args: argparse.Namespace) -> int:
     from slmchat.errors import InvalidParameterError
     from slmchat.fmt import human_bytes
 
-    if args.method == "cpu-int8" and args.bits != 8:
-        raise InvalidParameterError("cpu-int8 is 8-bit only (use --bits 8 or --method bnb)")
+    if args.bits is None:
+        if args.method == "bnb":
+            raise InvalidParameterError("--method bnb needs --bits 8 or --bits 4")
+        args.bits = 8
+    if args.method in ("cpu-int8", "onnx-int8") and args.bits != 8:
+        raise InvalidParameterError(f"{args.method} is 8-bit only (use --bits 8 or --method bnb)")
     out = Path(args.out)
     check_target(out.expanduser().resolve(), args.overwrite)
     text = read_text(Path(args.eval_file)) if args.eval_file else None
     args.model = args.model_path
     spec = spec_from_args(args).with_(quant="none")
     configure_threads()
-    before = _ppl(spec.with_(device="cpu") if args.method == "cpu-int8" else spec,
-                  text, args) if text else None
+    cpu_method = args.method in ("cpu-int8", "onnx-int8")
+    before = _ppl(spec.with_(device="cpu") if cpu_method else spec, text, args) if text else None
 
-    def progress(msg: str, frac: float) -> None:
-        print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
+    from slmchat.commands.progress import TerminalBar
 
-    result = quantize_and_save(spec, out, method=args.method, bits=args.bits,
-                               overwrite=args.overwrite, progress=progress)
+    # A bar redrawn in place on a terminal; in a pipe or a log, one line per stage.
+    with TerminalBar("quantize") as progress:
+        result = quantize_and_save(spec, out, method=args.method, bits=args.bits,
+                                   overwrite=args.overwrite, progress=progress)
     print(f"wrote {result.out} ({result.method}, {result.bits}-bit) in {result.seconds:.1f} s")
     ratio = result.size_after / max(result.size_before, 1)
     print(f"size before={human_bytes(result.size_before)} after={human_bytes(result.size_after)} "
           f"ratio={ratio:.2f}")
     if text is not None:
-        after = _ppl(spec.with_(path=str(result.out), device="cpu")
-                     if args.method == "cpu-int8" else spec.with_(path=str(result.out)),
-                     text, args)
+        after = _ppl(spec.with_(path=str(result.out), device="cpu", adapter=None)
+                     if cpu_method else spec.with_(path=str(result.out)), text, args)
         print(f"before: {before}")
         print(f"after: {after}")
     return 0

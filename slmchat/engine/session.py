@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from slmchat.engine.devices import chat_threads
+from slmchat.engine.devices import BusyCores, chat_threads, onnx_thread_count
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_generate
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode, build_prompt
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.model.loader import load
+from slmchat.engine.model.loader import Progress, load
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec
 from slmchat.errors import SlmChatError
 
@@ -88,6 +88,8 @@ class Engine:
         self._cache = PromptCache()
         self._training = training or TrainingWatch()
         self._current: CancelToken | None = None
+        self._busy = BusyCores()  # the onnx runtime's threads follow the free cores
+        self._threads_set_at = -float("inf")
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -97,12 +99,17 @@ class Engine:
     def info(self) -> ModelInfo | None:
         return self._loaded.info if self._loaded else None
 
-    def load(self, spec: ModelSpec) -> ModelInfo:
-        """Load ``spec`` and make it current. On error the previous model stays."""
-        new = load(spec, lite=self._lite)  # raises ModelLoadError; nothing changed yet
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
+        """Load ``spec`` and make it current. On error the previous model stays.
+
+        A chat engine: ``spec.runtime`` auto picks the onnx runtime where it applies (its
+        first use converts the model once, reporting through ``progress``)."""
+        new = load(spec, lite=self._lite, chat=True, progress=progress)  # nothing changed yet
         with self._lock:
             self._loaded = new
             self._cache.reset()
+            self._busy.prime()
+            self._threads_set_at = time.monotonic()
         return new.info
 
     def unload(self) -> None:
@@ -126,6 +133,15 @@ class Engine:
             mode=mode, continue_last=continue_last,
         )
 
+    def _onnx_threads(self, lm: LoadedModel) -> None:
+        """Resize the onnx runtime's threads to the free cores, at most every 20 s (a
+        resize reloads the session and re-feeds the conversation)."""
+        want = onnx_thread_count(self._busy, training=self._training.active())
+        now = time.monotonic()
+        if want != lm.model.threads and now - self._threads_set_at >= 20.0:
+            lm.model.set_threads(want)
+            self._threads_set_at = now
+
     def cancel(self) -> None:
         """Stop the reply being generated now, if any, at its next token."""
         token = self._current
@@ -144,7 +160,9 @@ class Engine:
         cancel = cancel or CancelToken()
         with self._lock:
             lm = self._require()
-            if lm.info.device == "cpu":
+            if lm.info.runtime == "onnx":
+                self._onnx_threads(lm)
+            elif lm.info.device == "cpu":
                 chat_threads(training=self._training.active())
             prompt = self.preview_prompt(messages, params, mode, continue_last)
             if prompt.stop:

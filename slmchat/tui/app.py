@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
+from textual.system_commands import SystemCommandsProvider
 
 from slmchat.config import Settings, save_settings
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
-from slmchat.tui.messages import ModelLoaded, ModelLoadFailed
+from slmchat.tui.last_model import remember
+from slmchat.tui.messages import ChatReady, ModelLoaded, ModelLoadFailed
 from slmchat.tui.screens.chat import ChatScreen
 from slmchat.tui.widgets.settings_panel import defaults_from
 
 if TYPE_CHECKING:
     from slmchat.engine.session import EngineLike
     from slmchat.engine.store.store import Store
+    from slmchat.tui.early_input import TypedAhead
 
 # (title, help, screen action) for the command palette; keys are in the footer.
 CHAT_COMMANDS = (
@@ -60,8 +63,24 @@ CHAT_COMMANDS = (
 )
 
 
+class CommandsWithHelp(SystemCommandsProvider):
+    """The palette's commands, matched on their help text too: "quan" finds Models
+    ("Pick, load or quantize a model"). Title matches rank first."""
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback, *_ in self.app.get_system_commands(self.screen):
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+            elif (score := matcher.match(help_text)) > 0:
+                yield Hit(score * 0.5, name, callback, help=help_text)
+
+
 class SlmChatApp(App[None]):
     CSS_PATH = "app.tcss"
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
+        CommandsWithHelp}
     TITLE = "slmchat"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+o", "models", "Models"),
@@ -72,6 +91,7 @@ class SlmChatApp(App[None]):
         self, settings: Settings, engine: EngineLike, store: Store,
         spec: ModelSpec | None = None, settings_problem: str | None = None,
         load_on_start: bool = True, persist_settings: bool = True,
+        typed_ahead: TypedAhead | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -84,6 +104,10 @@ class SlmChatApp(App[None]):
         self.settings_problem = settings_problem
         self.load_on_start = load_on_start
         self.persist_settings = persist_settings
+        self.typed_ahead = typed_ahead  # keys typed before the first frame
+        # Keys that arrive before the chat screen has mounted (and focused its prompt)
+        # would go nowhere; they are held and replayed in order once it is ready.
+        self._held_keys: list[events.Event] | None = []
         self.chat = ChatScreen(engine, store, defaults_from(settings), settings.ui.show_sidebar)
 
     def get_default_screen(self) -> Screen:
@@ -99,6 +123,25 @@ class SlmChatApp(App[None]):
             self.call_after_refresh(self.chat.model_loaded)
         elif self.load_on_start:
             self.load_model(self.start_spec)
+
+    # --- keys typed before the chat screen is ready ---
+
+    async def on_event(self, event: events.Event) -> None:
+        if self._held_keys is not None and isinstance(event, events.Key | events.Paste) \
+                and not event.is_forwarded:
+            self._held_keys.append(event)
+            return
+        await super().on_event(event)
+
+    async def on_chat_ready(self, message: ChatReady) -> None:
+        """The chat screen has mounted: type what came before the first frame, then the
+        keys held since (posted by the screen, so it comes after every key held)."""
+        if self.typed_ahead:
+            await self.chat.type_ahead(self.typed_ahead.lines, self.typed_ahead.draft)
+            self.typed_ahead = None
+        held, self._held_keys = self._held_keys or [], None
+        for event in held:
+            await super().on_event(event)
 
     # --- settings persistence ---
 
@@ -145,13 +188,11 @@ class SlmChatApp(App[None]):
             self.notify(warning, title="Model", severity="warning")
         self.notify(f"{info.label} loaded in {info.load_time_s:.1f}s", title="Model")
         await self.chat.model_loaded()
-        m = self.settings.model
-        spec = event.spec
-        remembered = (m.path, m.dtype, m.device, m.quant, m.adapter)
-        if remembered != (spec.path, spec.dtype, spec.device, spec.quant, spec.adapter):
-            m.path, m.dtype, m.device = spec.path, spec.dtype, spec.device
-            m.quant, m.adapter = spec.quant, spec.adapter
-            self._save()  # "the last model used" loads next time
+        if self.persist_settings:  # the app's own memory; settings.toml [model] stays
+            try:
+                remember(event.spec, self.settings)
+            except OSError as exc:
+                self.notify(f"Could not remember the model: {exc}", severity="warning")
 
     def on_model_load_failed(self, event: ModelLoadFailed) -> None:
         kept = f" Still using {self.engine.info.name}." if self.engine.info else ""
@@ -159,26 +200,23 @@ class SlmChatApp(App[None]):
                     timeout=20)
         self.chat.model_failed(event.error)
 
-    # --- panels built elsewhere (model picker, fine-tuning) ---
-
-    def _open_panel(self, module: str, cls: str, what: str) -> None:
-        try:
-            screen_cls = getattr(importlib.import_module(module), cls)
-        except (ImportError, AttributeError):
-            self.notify(f"The {what} panel is not available yet.", severity="warning")
-            return
-        screen = screen_cls(engine=self.engine, settings=self.settings)
-        self.push_screen(screen, self._panel_done)
+    # --- panels (imported when first opened: the first frame must not wait for them) ---
 
     def _panel_done(self, spec: ModelSpec | None) -> None:
         if isinstance(spec, ModelSpec):
             self.load_model(spec)
 
     def action_models(self) -> None:
-        self._open_panel("slmchat.tui.screens.models", "ModelsScreen", "models")
+        from slmchat.tui.screens.models import ModelsScreen
+
+        self.push_screen(ModelsScreen(engine=self.engine, settings=self.settings),
+                         self._panel_done)
 
     def action_finetune(self) -> None:
-        self._open_panel("slmchat.tui.screens.finetune", "FinetuneScreen", "fine-tune")
+        from slmchat.tui.screens.finetune import FinetuneScreen
+
+        self.push_screen(FinetuneScreen(engine=self.engine, settings=self.settings),
+                         self._panel_done)
 
     # --- command palette ---
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,9 +50,30 @@ def chat_messages(
     return out
 
 
-def title_from(text: str, width: int = 48) -> str:
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "New chat")
-    return line if len(line) <= width else line[: width - 1] + "…"
+# Openings that say nothing about the topic: "What is the capital of France?" is titled
+# "Capital of France" (kept whole when fewer than two words would be left).
+_FILLER = re.compile(
+    r"^(?:(?:please|hi|hello|hey)\b[,!.]?\s*)*"
+    r"(?:(?:can|could|would|will) you\s+(?:please\s+)?|tell me\s+(?:about\s+)?"
+    r"|(?:(?:what|who|which) (?:is|are|was|were)|what's|who's)\s+(?:(?:the|a|an)\s+)?)?",
+    re.IGNORECASE)
+
+
+def title_from(text: str, width: int = 40) -> str:
+    """A short conversation title from the first message (the sidebar shows ~28
+    characters): its first line without filler openings or end punctuation."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "").rstrip(" ?!.:;,")
+    short = _FILLER.sub("", line, count=1)
+    if len(short.split()) < 2:
+        short = line
+    if not short:
+        return "New chat"
+    short = short[0].upper() + short[1:]
+    if len(short) <= width:
+        return short
+    head = short[: width - 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else head
+    return cut.rstrip(" ,;:") + "…"
 
 
 def provenance(
@@ -77,9 +99,12 @@ def provenance(
         "model": {
             "name": info.name, "path": info.path, "fingerprint": info.fingerprint,
             "adapter": info.adapter, "quant": info.quant, "dtype": info.dtype,
-            "device": info.device, "kind": info.kind,
+            "device": info.device, "kind": info.kind, "runtime": info.runtime,
+            "runtime_copy": info.runtime_copy,
         } if info else None,
         "sampling": {k: v for k, v in asdict(job.params).items() if k != "stop"},
+        # The system prompt this reply was given ("" = none): it can change between turns.
+        "system_prompt": next((m.content for m in job.messages if m.role == "system"), ""),
         **segment,
     }
     if job.retrieval is not None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from textual.message import Message
 
 from slmchat.engine.generation.decode import GenerationChunk
+from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelInfo, ModelSpec
+
+
+class ChatReady(Message):
+    """The chat screen has mounted and focused its prompt (posted to the app)."""
 
 
 class ModelLoaded(Message):
@@ -54,6 +61,80 @@ class ReplyFinished(Message):
         self.last = last
         self.error = error
         self.provenance = provenance
+
+
+# --- model panel (slmchat/tui/screens/models.py, model_tasks.py) ---
+
+
+class ModelsFound(Message):
+    """A discovery scan finished; ``select_path`` is chosen when given."""
+
+    def __init__(self, entries: list[ModelEntry], select_path: str | None = None) -> None:
+        super().__init__()
+        self.entries = entries
+        self.select_path = select_path
+
+
+class TaskProgress(Message):
+    """Progress of a quantize/export worker; bursts collapse into the latest one."""
+
+    def __init__(self, task: str, text: str, fraction: float) -> None:
+        super().__init__()
+        self.task = task
+        self.text = text
+        self.fraction = fraction
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TaskProgress) and message.task == self.task
+
+
+class TaskDone(Message):
+    """A scan, quantize or export job ended; ``new_path`` is what it wrote."""
+
+    def __init__(self, task: str, text: str, ok: bool, new_path: str | None = None) -> None:
+        super().__init__()
+        self.task = task
+        self.text = text
+        self.ok = ok
+        self.new_path = new_path
+
+
+# --- fine-tune panel (slmchat/tui/screens/finetune.py, finetune_compare.py) ---
+
+
+class PreviewText(Message):
+    """Text for the fine-tune panel's preview box (a preview, an estimate, an error)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PreviewText)
+
+
+class RunSpawned(Message):
+    """A fine-tune process was started for ``run_dir``; the panel adopts ``proc``."""
+
+    def __init__(self, run_dir: Path, proc: subprocess.Popen[bytes]) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.proc = proc
+
+
+class CompareText(Message):
+    """The reply so far of one side (``which``: base | tuned) of the compare dialog."""
+
+    def __init__(self, which: str, text: str) -> None:
+        super().__init__()
+        self.which = which
+        self.text = text
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, CompareText) and message.which == self.which
+
+
+# --- chat with local files (slmchat/tui/screens/chat_files.py) ---
 
 
 class IndexProgressed(Message):

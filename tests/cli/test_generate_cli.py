@@ -49,6 +49,40 @@ def test_generate_on_tiny_model(capsys: pytest.CaptureFixture[str], tiny_llama_d
     assert int(fields["new_tokens"]) <= 8
 
 
+def test_generate_names_a_model_that_is_not_the_default(
+        capsys: pytest.CaptureFixture[str], tiny_llama_dir: Path) -> None:
+    """A model set in settings.toml (e.g. by hand, or by an older app) is named on
+    stderr with where it came from, and in --stats."""
+    from slmchat.config import Settings, save_settings, settings_path
+
+    settings = Settings()
+    settings.model.path = str(tiny_llama_dir)
+    save_settings(settings)
+    code, _, err = _run(capsys, "generate", "The quick", "--temperature", "0",
+                        "--max-new-tokens", "2", "--stats")
+    assert code == 0
+    lines = err.strip().splitlines()
+    named = [ln for ln in lines if ln.startswith("slmchat: model: ")]
+    assert len(named) == 1
+    assert str(tiny_llama_dir) in named[0] and str(settings_path()) in named[0]
+    assert "--model default" in named[0]
+    assert lines[-1].split()[-1] == f"model={tiny_llama_dir}"
+    code, _, err = _run(capsys, "generate", "The quick", "--model", str(tiny_llama_dir),
+                        "--max-new-tokens", "2")
+    assert code == 0 and "from --model" in err and "--model default" not in err
+
+
+def test_model_line_is_silent_for_the_default() -> None:
+    import argparse
+
+    from slmchat.commands.common import model_line
+    from slmchat.engine.model.spec import ModelSpec
+
+    args = argparse.Namespace(model=None, adapter=None)
+    assert model_line(args, ModelSpec(), "SmolLM2-135M-Instruct") is None
+    assert model_line(args, ModelSpec(adapter="/a"), "x") is not None
+
+
 def test_raw_mode_and_stdin(capsys: pytest.CaptureFixture[str], tiny_gpt2_dir: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
     import io
@@ -114,3 +148,28 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "ModelLoadError" in proc.stderr
+
+
+def test_library_noise_is_filtered_and_pipes_get_few_progress_lines(
+        tmp_path: Path, tiny_llama_dir: Path) -> None:
+    """Loading an adapter printed a bitsandbytes kernel message and a FutureWarning, and
+    an export into a pipe printed ~270 progress lines."""
+    from tests.modelkit import make_lora
+
+    adapter = make_lora(tiny_llama_dir, tmp_path / "lora")
+    env = {**os.environ, "SLMCHAT_DATA_DIR": str(tmp_path / "data"),
+           "SLMCHAT_CONFIG_DIR": str(tmp_path / "config"), "SLMCHAT_THREADS": "1"}
+    gen = subprocess.run(
+        [sys.executable, "-m", "slmchat", "generate", "hello", "--model", str(adapter),
+         "--temperature", "0", "--max-new-tokens", "3"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert gen.returncode == 0, gen.stderr
+    assert [ln for ln in gen.stderr.splitlines() if not ln.startswith("slmchat: ")] == []
+    export = subprocess.run(
+        [sys.executable, "-m", "slmchat", "export", str(adapter), "--merge-adapter",
+         "--out", str(tmp_path / "merged"), "--gguf", str(tmp_path / "m.gguf")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert export.returncode == 0, export.stderr
+    lines = export.stderr.splitlines()
+    assert all(ln.startswith("export: ") for ln in lines), lines  # one line per stage
+    assert 3 <= len(lines) <= 12 and lines[-1].startswith("export: done in")

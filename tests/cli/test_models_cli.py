@@ -103,3 +103,47 @@ def test_export_merge_and_gguf(model_root: Path, tmp_path: Path,
     assert (out / "model.safetensors").is_file() and gguf.is_file()
     assert main(["export", str(adapter), "--out", str(out), "--merge-adapter"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_quantize_onnx_int8_writes_a_standalone_copy(model_root: Path, text_file: Path,
+                                                      tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "onnx8"
+    assert main(["quantize", str(model_root / "llama"), "--method", "onnx-int8", "--out", str(out),
+                 "--eval-file", str(text_file), "--window", "64"]) == 0
+    text = capsys.readouterr().out
+    assert "(onnx-int8, 8-bit)" in text
+    before = re.search(r"before: perplexity=([\d.]+)", text)
+    after = re.search(r"after: perplexity=([\d.]+)", text)
+    assert before and after and abs(float(before[1]) - float(after[1])) < 0.02 * float(before[1])
+    assert (out / "README.md").is_file() and (out / "genai_config.json").is_file()
+    assert main(["generate", "hi", "--model", str(out), "--max-new-tokens", "3", "--stats"]) == 0
+    assert "runtime=onnx precision=int8" in capsys.readouterr().err
+    assert main(["eval", str(out), str(text_file), "--window", "64"]) == 0
+    assert re.fullmatch(r"perplexity=[\d.]+ tokens=\d+", capsys.readouterr().out.strip().splitlines()[-1])
+    from slmchat.engine.model.discovery import inspect_folder
+
+    entry = inspect_folder(out, "models")
+    assert entry is not None and entry.format == "onnx-int8" and entry.problem is None
+    assert entry.context_length == 256 and entry.has_chat_template
+    # Bad uses of the copy: one line each.
+    assert main(["generate", "hi", "--model", str(out), "--runtime", "transformers"]) == 2
+    assert "onnx runtime only" in capsys.readouterr().err
+    (out / "model.onnx.data").write_bytes(b"short")
+    assert main(["generate", "hi", "--model", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken ONNX copy" in err[0] and "wrong size" in err[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["quantize", "{llama}", "--bits", "4", "--method", "onnx-int8", "--out", "{tmp}/q"], "8-bit only"),
+    (["quantize", "{gpt2}", "--method", "onnx-int8", "--out", "{tmp}/q"], "does not support GPT2"),
+    (["quantize", "{llama}", "--out", "{tmp}/q"], "needs --bits"),
+])
+def test_onnx_quantize_bad_inputs(argv: list[str], message: str, model_root: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    subs = {"llama": model_root / "llama", "gpt2": model_root / "gpt2", "tmp": tmp_path}
+    assert main([a.format(**subs) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "q").exists()

@@ -59,3 +59,37 @@ def test_running_count_reads_live_runs_only(tmp_path: Path) -> None:
         (tmp_path / name).mkdir()
         rundir.write_json_atomic(tmp_path / name / rundir.STATUS, {"state": state, "pid": pid})
     assert rundir.running_count(tmp_path) == 1
+
+
+def test_onnx_threads_follow_the_free_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from slmchat.engine import devices
+
+    class Watch(devices.BusyCores):
+        def __init__(self, busy: float) -> None:
+            super().__init__()
+            self.busy = busy
+
+        def others(self, min_window_s: float = 0.1) -> float:
+            return self.busy
+
+    monkeypatch.delenv("SLMCHAT_THREADS", raising=False)
+    monkeypatch.setattr(devices, "physical_cores", lambda: 4)
+    assert devices.onnx_thread_count(Watch(0.0)) == 4
+    assert devices.onnx_thread_count(Watch(1.2)) == 3
+    assert devices.onnx_thread_count(Watch(7.0)) == 1
+    assert devices.onnx_thread_count(Watch(0.0), training=True) == 2
+    monkeypatch.setenv("SLMCHAT_THREADS", "3")
+    assert devices.onnx_thread_count(Watch(7.0)) == 3
+
+
+def test_busy_cores_excludes_our_own_work() -> None:
+    import time
+
+    from slmchat.engine.devices import BusyCores
+
+    watch = BusyCores()
+    watch.prime()
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # burn our own CPU: it must not count as "others"
+        pass
+    assert 0.0 <= watch.others() < 3.0

@@ -10,6 +10,7 @@ from textual.screen import Screen
 
 from slmchat.config import load_settings, settings_path
 from slmchat.engine.model.spec import ModelSpec
+from slmchat.tui.last_model import remembered
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
 
@@ -45,14 +46,48 @@ async def test_malformed_settings_file_gives_notice_and_defaults(make_app) -> No
         assert app.chat.log_view.views()[-1].content == "fine"
 
 
-async def test_last_loaded_model_is_remembered(make_app) -> None:
+async def test_last_loaded_model_is_remembered_by_the_app_only(make_app) -> None:
+    """The app opens with its last model next time, but settings.toml [model] (which
+    the command line reads too) is not changed; editing [model] later wins."""
     engine = FakeEngine()
-    app = make_app(engine, spec=ModelSpec(path="/models/tiny", dtype="fp32"))
+    app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        assert engine.loads[0].path == "/models/tiny"
+        app.load_model(ModelSpec(path="/runs/r1/model", dtype="fp32"))
+        await settle(pilot)
+        assert engine.loads[-1].path == "/runs/r1/model"
     settings, _ = load_settings()
-    assert (settings.model.path, settings.model.dtype) == ("/models/tiny", "fp32")
+    assert settings.model.path == "default"  # the CLI still uses the default
+    spec = remembered(settings, ModelSpec())
+    assert spec is not None and (spec.path, spec.dtype) == ("/runs/r1/model", "fp32")
+    settings.model.path = "/models/chosen-in-the-file"
+    assert remembered(settings, ModelSpec()) is None
+
+
+async def test_loading_the_configured_model_forgets_the_note(make_app) -> None:
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.load_model(ModelSpec(path="/models/other"))
+        await settle(pilot)
+        assert remembered(app.settings, ModelSpec()) is not None
+        app.load_model(ModelSpec(path="default"))
+        await settle(pilot)
+        assert remembered(app.settings, ModelSpec()) is None
+
+
+async def test_model_switch_clears_the_last_reply_speed(make_app) -> None:
+    app = make_app(FakeEngine(replies=["fast"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press(*"hi", "enter")
+        await settle(pilot)
+        status = str(app.chat.status.render_status())
+        assert "TTFT 0.25s" in status and "20.0 tok/s" in status
+        app.load_model(ModelSpec(path="/models/other"))
+        await settle(pilot)
+        status = str(app.chat.status.render_status())
+        assert "other" in status and "TTFT" not in status and "tok/s" not in status
 
 
 async def test_failed_load_keeps_previous_model(make_app) -> None:
@@ -113,16 +148,6 @@ async def test_panel_hooks_load_the_dismissed_spec(make_app, monkeypatch, key, m
         assert engine.info.name == "picked"
 
 
-async def test_panel_hook_when_module_is_missing(make_app, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "slmchat.tui.screens.finetune", None)  # ImportError
-    app = make_app(FakeEngine())
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.press("ctrl+t")
-        await pilot.pause()
-        assert any("not available yet" in n for n in notes(app))
-
-
 async def test_command_palette_lists_every_chat_action(make_app) -> None:
     app = make_app(FakeEngine(replies=["a", "b"]))
     async with app.run_test(size=SIZE) as pilot:
@@ -142,3 +167,25 @@ async def test_command_palette_lists_every_chat_action(make_app) -> None:
         await cmd.callback()  # type: ignore[misc]
         await settle(pilot)
         assert app.chat.log_view.views()[-1].content == "b"
+
+
+async def test_command_palette_matches_help_text_too(make_app) -> None:
+    from textual.command import CommandPalette
+    from textual.widgets import OptionList
+
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"quan")
+        options: list[str] = []
+        for _ in range(40):  # the palette searches in the background
+            await pilot.pause(0.05)
+            found = app.screen.query_one(OptionList)
+            options = [str(found.get_option_at_index(i).prompt)
+                       for i in range(found.option_count)]
+            if options:
+                break
+        assert any(o.startswith("Models") for o in options), options

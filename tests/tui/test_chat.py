@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 from textual.widgets import Button, Input, TextArea
 
+from slmchat.config import Settings
 from slmchat.tui.messages import ReplyDelta
 from slmchat.tui.widgets.message_view import MessageView
 from tests.tui.conftest import SIZE, settle
@@ -60,7 +62,7 @@ async def test_send_streams_reply_into_markdown_and_saves_provenance(make_app) -
         status = str(app.chat.status.render_status())
         assert "fake-model" in status and "TTFT 0.25s" in status and "20.0 tok/s" in status
         # The conversation is titled from the first message and listed in the sidebar.
-        assert app.chat.conv.title == "hi there"
+        assert app.chat.conv.title == "Hi there"
         # The engine saw exactly the conversation.
         assert [(m.role, m.content) for m in engine.calls[0].messages] == [("user", "hi there")]
 
@@ -239,13 +241,96 @@ async def test_settings_panel_saves_with_conversation_and_is_used(make_app) -> N
         saved = app.store.get_conversation(app.chat.conv.id).settings
         assert saved["temperature"] == 0.35 and saved["seed"] == 7
         assert saved["system_prompt"] == "Be brief."
-        await pilot.press("ctrl+s")
         await send(pilot, "again")
         call = engine.calls[-1]
         assert call.params.temperature == 0.35 and call.params.seed == 7
         assert call.messages[0].role == "system" and call.messages[0].content == "Be brief."
         prov = app.store.messages(app.chat.conv.id)[-1].provenance
         assert prov["sampling"]["temperature"] == 0.35 and prov["sampling"]["seed"] == 7
+
+
+async def test_settings_save_and_escape_give_the_prompt_back(make_app) -> None:
+    """Ctrl+S, edit, Tab to Save, Enter: the panel closes and the next message is sent;
+    Esc closes the panel from any of its fields."""
+    engine = FakeEngine(replies=["one", "two"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        panel = app.query_one("#settings")
+        await pilot.press("ctrl+s")
+        assert panel.display and app.focused.id == "set-system_prompt"
+        await pilot.press(*"Be brief.", "tab", *"0.5")  # the field is selected on focus
+        while app.focused.id != "settings-save":
+            await pilot.press("tab")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not panel.display and app.focused is app.chat.prompt, [
+            n.message for n in app._notifications]
+        assert app.chat.chat_settings["temperature"] == 0.5
+        await send(pilot, "hello")
+        assert engine.calls[-1].messages[-1].content == "hello"
+        for field in ("#set-system_prompt", "#set-top_k"):
+            await pilot.press("ctrl+s")
+            app.query_one(field).focus()
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not panel.display and app.focused is app.chat.prompt, field
+
+
+async def test_reply_keeps_the_model_line_breaks(make_app, db_path) -> None:
+    """Line breaks in a reply are hard breaks on screen (outside code blocks), both
+    while it streams and when a stored conversation is opened again."""
+    from textual.widgets._markdown import MarkdownFence, MarkdownParagraph
+
+    poem = "Roses are red,\nviolets are blue.\n\n```\nx = 1\ny = 2\n```"
+    app = make_app(FakeEngine(replies=[poem]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "a poem")
+        conv_id = app.chat.conv.id
+        for _ in range(2):
+            view = app.chat.log_view.views()[-1]
+            paragraphs = [str(p._content) for p in view.query(MarkdownParagraph)]
+            assert paragraphs == ["Roses are red,\nviolets are blue."]
+            assert len(view.query(MarkdownFence)) == 1
+            await app.chat.open_conversation(conv_id)  # from the store this time
+            await pilot.pause()
+
+
+async def test_each_reply_records_its_system_prompt_and_export_shows_changes(
+        make_app) -> None:
+    from slmchat.engine.store.transcript import to_json, to_markdown
+
+    app = make_app(FakeEngine(replies=["one", "two", "three"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "first")
+        app.chat.chat_settings["system_prompt"] = "Be brief."
+        await send(pilot, "second")
+        await send(pilot, "third")
+        conv_id = app.chat.conv.id
+        replies = [m for m in app.store.messages(conv_id) if m.role == "assistant"]
+        assert [m.provenance["system_prompt"] for m in replies] == ["", "Be brief.",
+                                                                   "Be brief."]
+        md = to_markdown(app.store, conv_id)
+        assert md.count("**System:** Be brief.") == 1
+        assert md.index("## User\n\nfirst") < md.index("**System:** Be brief.") \
+            < md.index("## User\n\nsecond")
+        data = json.loads(to_json(app.store, conv_id))
+        assert [m["provenance"]["system_prompt"] for m in data["messages"]
+                if m["role"] == "assistant"] == ["", "Be brief.", "Be brief."]
+
+
+async def test_greedy_replies_show_no_seed(make_app) -> None:
+    settings = Settings()
+    settings.generation.temperature = 0.0
+    app = make_app(FakeEngine(replies=["Paris."]), settings=settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "capital of France?")
+        header = str(app.chat.log_view.views()[-1].query_one(".message-header").render())
+        assert "greedy" in header and "seed" not in header
 
 
 async def test_message_view_marks_interrupted_replies(make_app, db_path) -> None:

@@ -44,7 +44,7 @@ async def test_restart_keeps_history(make_app) -> None:
     app2 = make_app(FakeEngine())
     async with app2.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        assert listed(app2) == ["capital of France?"]
+        assert listed(app2) == ["Capital of France"]
         assert app2.chat.log_view.views() == []  # starts on a fresh chat
         await pilot.click(ConversationItem)
         await pilot.pause()
@@ -74,12 +74,47 @@ async def test_search_filters_and_opens(make_app, db_path: Path) -> None:
         app.query_one("#search", Input).value = "lisb"  # prefix match on the last word
         await pilot.pause()
         assert listed(app) == ["Travel"]
-        await pilot.press("enter")  # from the search box to the list
-        assert isinstance(app.focused, ListView)
-        await pilot.press("enter")
+        await pilot.press("enter")  # Enter in the search box opens the first hit
         await pilot.pause()
         assert app.chat.conv is not None and app.chat.conv.id == ids["Travel"]
         assert app.chat.log_view.views()[0].content == "what to see in Lisbon"
+        assert app.focused is app.chat.prompt
+        # Down from the search box walks the hits; Enter opens one.
+        await pilot.press("ctrl+f")
+        app.query_one("#search", Input).value = "answer"
+        await pilot.pause()
+        await pilot.press("down")
+        assert isinstance(app.focused, ListView)
+        await pilot.press("down")
+        chosen = app.query_one("#sidebar").highlighted_id
+        assert chosen is not None and chosen != ids["Travel"]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.chat.conv.id == chosen and app.focused is app.chat.prompt
+
+
+async def test_sidebar_titles_are_short_and_dated(make_app) -> None:
+    from slmchat.tui.generation import title_from
+    from slmchat.tui.widgets.sidebar import when
+
+    assert title_from("What is the capital of France?") == "Capital of France"
+    assert title_from("hi there") == "Hi there"
+    assert title_from("Write a Python function that checks whether a number is prime.") \
+        == "Write a Python function that checks…"
+    noon = 1_780_000_000.0
+    assert when(noon, noon).startswith("today ")
+    assert when(noon - 3 * 86400, noon) != when(noon - 2 * 86400, noon)
+    app = make_app(FakeEngine(replies=["Paris.", "Paris!"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for _ in range(2):
+            await pilot.press(*"What is the capital of France?", "enter")
+            await settle(pilot)
+            await pilot.press("ctrl+n")
+        items = list(app.query(ConversationItem))
+        assert [i.title for i in items] == ["Capital of France"] * 2
+        second = [str(i.query(".conv-snippet").first().render()) for i in items]
+        assert all(s.startswith("today ") for s in second)
 
 
 async def test_rename_and_delete_from_sidebar(make_app, db_path: Path) -> None:
@@ -128,7 +163,7 @@ async def test_export_markdown_and_json(make_app, db_path: Path, tmp_path: Path)
             await pilot.press("enter")
             await pilot.pause()
         md = (tmp_path / "chat.md").read_text()
-        assert md.startswith("# how to print\n")
+        assert md.startswith("# How to print\n")
         assert "## User\n\nhow to print" in md and "```python\nprint('hi')\n```" in md
         assert "fake-model · seed 1234" in md
         data = json.loads((tmp_path / "chat.json").read_text())
@@ -151,7 +186,7 @@ async def test_new_chat_and_switching_keeps_each_conversation(make_app) -> None:
         await pilot.press(*"second chat", "enter")
         await settle(pilot)
         assert app.chat.conv.id != first
-        assert sorted(listed(app)) == ["first chat", "second chat"]
+        assert sorted(listed(app)) == ["First chat", "Second chat"]
         await app.chat.open_conversation(first)
         await pilot.pause()
         assert [v.content for v in app.chat.log_view.views()] == ["first chat", "r1"]

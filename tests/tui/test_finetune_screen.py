@@ -21,13 +21,14 @@ from tests.tinymodels import CORPUS
 
 
 class Host(App[None]):
-    def __init__(self, runs_root: Path) -> None:
+    def __init__(self, runs_root: Path, engine: object = None) -> None:
         super().__init__()
         self.runs_root = runs_root
+        self.engine = engine
         self.results: list[ModelSpec | None] = []
 
     def on_mount(self) -> None:
-        self.push_screen(FinetuneScreen(engine=None, settings=Settings(),
+        self.push_screen(FinetuneScreen(engine=self.engine, settings=Settings(),
                                         runs_root=self.runs_root), self.results.append)
 
 
@@ -76,9 +77,37 @@ async def test_finished_run_shows_perplexity_and_use_dismisses_with_spec(root: P
         assert "250 tok/s" in str(screen.query_one("#ft-stats", Static).render())
         assert not screen.query_one("#ft-use", Button).disabled
         assert screen.query_one("#ft-cancel", Button).disabled
-        await pilot.click("#ft-use")
+        await pilot.press("f5")  # the footer's key for "Use model"
         await pilot.pause()
     assert app.results == [ModelSpec(path=str(out))]
+
+
+async def test_finished_run_that_overfit_says_so(root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    out.mkdir()
+    d = fake_run(root, "overfit", "done", None, 10, 10, out=out)
+    runs.append_progress(d, {"step": 10, "eval_loss": 3.78 + 0.4, "total_steps": 10})
+    app = Host(root)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        result = str(app.screen.query_one("#ft-result", Static).render())
+        assert "overfitting" in result and "3.000 (at step 5) to 4.180" in result
+
+
+async def test_opens_on_the_data_field_with_the_base_of_an_adapter_as_model(
+        root: Path, tmp_path: Path) -> None:
+    """After "Use model" the chat runs an adapter; a new run must start from its base."""
+    from tests.tui.fakes import FakeEngine, fake_info
+
+    adapter = tmp_path / "run" / "model"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps(
+        {"base_model_name_or_path": str(tmp_path / "base")}))
+    app = Host(root, engine=FakeEngine(loaded_info=fake_info("run", str(adapter))))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        assert app.focused is app.screen.query_one("#ft-file", Input)
+        assert app.screen.query_one("#ft-model", Input).value == str(tmp_path / "base")
 
 
 async def test_reattaches_to_running_run_and_follows_new_rows_then_cancels(root: Path) -> None:

@@ -15,6 +15,7 @@ from slmchat.engine.model.discovery import discover
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import Engine
 from slmchat.errors import ModelLoadError
+from slmchat.tui.screens.dialogs import TextPrompt
 from slmchat.tui.screens.models import CPU_BNB_WARNING, ModelsScreen
 from tests.modelkit import make_lora, truncated_copy
 
@@ -148,9 +149,9 @@ async def test_escape_closes_without_spec(settings: Settings) -> None:
     assert app.results == [None]
 
 
-async def test_quantize_and_export_run_in_workers(settings: Settings) -> None:
+async def test_quantize_and_export_run_in_workers(settings: Settings, tmp_path: Path) -> None:
     from slmchat.paths import models_dir
-    from slmchat.tui.screens.models import TaskProgress
+    from slmchat.tui.messages import TaskProgress
 
     seen: list[Any] = []
     app = Host(_screen(settings))
@@ -165,7 +166,7 @@ async def test_quantize_and_export_run_in_workers(settings: Settings) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         status = str(screen.query_one("#task-status", Static).render())
-        assert status.startswith("Exported panel0-llama-lora-merged"), status
+        assert status.startswith(f"Exported to {models_dir()}/panel0-llama-lora-merged"), status
         assert "top1_agree=1.000" in status
         steps = [m.text for m in seen if isinstance(m, TaskProgress)]
         assert steps[0] == "loading" and steps[-1] == "done"  # bursts may collapse
@@ -175,14 +176,62 @@ async def test_quantize_and_export_run_in_workers(settings: Settings) -> None:
         screen.query_one("#opt-quant", Select).value = "cpu-int8"
         await pilot.pause()
         await pilot.click("#quantize")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)  # where to save: suggested, editable
+        box = app.screen.query_one(Input)
+        assert box.value == str(models_dir() / "panel0-llama-cpu-int8")
+        box.value = str(tmp_path / "chosen" / "my-int8")
+        await pilot.press("enter")
+        await pilot.pause()
         await app.workers.wait_for_complete()
         await pilot.pause()
         await app.workers.wait_for_complete()
         await pilot.pause()
         status = str(screen.query_one("#task-status", Static).render())
-        assert status.startswith("Saved panel0-llama-cpu-int8"), status
+        assert status.startswith(f"Saved to {tmp_path / 'chosen' / 'my-int8'}:"), status
         assert not screen.busy
-        assert screen.selected is not None and screen.selected.format == "cpu-int8"
+    assert (tmp_path / "chosen" / "my-int8").is_dir()
     made = sorted(p.name for p in models_dir().iterdir())
-    assert made == ["panel0-llama-cpu-int8", "panel0-llama-lora-f16.gguf",
-                    "panel0-llama-lora-merged"]
+    assert made == ["panel0-llama-lora-f16.gguf", "panel0-llama-lora-merged"]
+
+
+async def test_bitsandbytes_options_show_only_for_4bit(settings: Settings) -> None:
+    app = Host(_screen(settings))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        shown = {"none": False, "cpu-int8": False, "8bit": False, "4bit": True}
+        for quant, visible in shown.items():
+            screen.query_one("#opt-quant", Select).value = quant
+            await pilot.pause()
+            assert [w.display for w in screen.query(".-bnb4")] == [visible] * 3, quant
+
+
+async def test_onnx_int8_choice_loads_and_saves_on_the_onnx_runtime(settings: Settings) -> None:
+    from slmchat.paths import models_dir
+    from slmchat.tui.screens.models import ONNX_CHOICE
+
+    engine = Engine()
+    app = Host(_screen(settings), engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        screen.query_one("#filter", Input).value = "panel0/llama safetensors"
+        await pilot.pause()
+        screen.query_one("#opt-quant", Select).value = ONNX_CHOICE
+        await pilot.pause()
+        spec = screen.current_spec()
+        assert spec is not None and spec.runtime == "onnx" and spec.quant == "none"
+        await pilot.click("#quantize")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)
+        assert app.screen.query_one(Input).value == str(models_dir() / "panel0-llama-onnx-int8")
+        await pilot.press("enter")
+        for _ in range(3):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        status = str(screen.query_one("#task-status", Static).render())
+        assert status.startswith("Saved") and "panel0-llama-onnx-int8" in status, status
+        assert screen.selected is not None and screen.selected.format == "onnx-int8"
+        screen.action_load()
+        await pilot.pause()
+    assert app.errors == [] and engine.info is not None and engine.info.runtime == "onnx"
+    assert (models_dir() / "panel0-llama-onnx-int8" / "genai_config.json").is_file()

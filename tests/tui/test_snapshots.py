@@ -1,4 +1,5 @@
-"""Snapshot tests (pytest-textual-snapshot) of the main states at 120x36.
+"""Snapshot tests (pytest-textual-snapshot): the main states at 120x36, and every panel
+at 80x24, 100x30 and 160x48 (tests/tui/layouts.py builds them).
 
 Update after an intended visual change with ``pytest tests/tui --snapshot-update``
 and look at the report before committing.
@@ -15,6 +16,7 @@ from slmchat.engine.store.store import Store
 from slmchat.tui.widgets import status_bar
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
+from tests.tui.layouts import SIZES, STATES
 
 CODE_REPLY = (
     "Here is a small function:\n\n```python\ndef add(a: int, b: int) -> int:\n"
@@ -23,8 +25,18 @@ CODE_REPLY = (
 
 
 @pytest.fixture(autouse=True)
-def fixed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+def fixed_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What changes from run to run on screen: memory, free RAM, dates."""
+    from dataclasses import replace
+
+    from slmchat.tui.screens import models
+    from slmchat.tui.widgets import sidebar
+
     monkeypatch.setattr(status_bar, "process_rss", lambda: 321 * 2**20)
+    monkeypatch.setattr(sidebar, "when", lambda ts, now=None: "Nov 28 14:03")
+    real = models.estimate_memory
+    monkeypatch.setattr(models, "estimate_memory", lambda *a, **k: replace(
+        real(*a, **k), available_bytes=16 * 2**30))
 
 
 async def _steady(pilot) -> None:
@@ -100,3 +112,18 @@ def test_settings_panel_and_stopped_reply(snap_compare, make_app) -> None:
 
     app = make_app(engine)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("state", list(STATES))
+def test_panels_at_common_sizes(snap_compare, state: str, size: str, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every panel is usable at 80x24, 100x30 and 160x48: its actions in view, no
+    figure cut in half, the footer's keys readable (look at the pictures when they
+    change: ``pytest tests/tui/test_snapshots.py --snapshot-update``)."""
+    monkeypatch.chdir(tmp_path)
+    app, run_before = STATES[state](tmp_path / "conversations.db")
+    try:
+        assert snap_compare(app, terminal_size=SIZES[size], run_before=run_before)
+    finally:
+        app.store.close()

@@ -14,3 +14,16 @@ def test_offline_badge(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "● offline" in bar.render_status().plain
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert "offline switches not set" in bar.render_status().plain
+
+
+def test_runtime_and_precision_shown() -> None:
+    from dataclasses import replace
+
+    from tests.tui.fakes import fake_info
+
+    bar = StatusBar()
+    bar.memory_probe = lambda: None
+    bar.info = replace(fake_info(), dtype="int8", runtime="onnx")
+    assert "int8  cpu  onnx" in bar.render_status().plain
+    bar.info = fake_info()
+    assert "onnx" not in bar.render_status().plain

@@ -117,6 +117,16 @@ def plan_steps(args: TrainArgs, train_blocks: int, world: int = 1) -> tuple[int,
     return max(1, math.ceil(args.epochs * per_epoch)), per_epoch
 
 
+def planned_tokens(args: TrainArgs, train_blocks: int, total: int, world: int = 1) -> int:
+    """Real tokens that ``total`` steps train on. An epoch's last micro-batch is short,
+    and with fewer training blocks than the batch size every micro-batch is."""
+    per_epoch = max(1, math.ceil(train_blocks / args.batch_size))
+    full_epochs, rest = divmod(total * args.grad_accum * world, per_epoch)
+    # The ``rest`` micro-batches of a started epoch come before its short last one.
+    blocks = full_epochs * train_blocks + rest * min(args.batch_size, train_blocks)
+    return blocks * args.block_size
+
+
 def eval_interval(args: TrainArgs, total: int) -> int:
     return args.eval_every or max(1, total // 10)
 

@@ -17,7 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from slmchat.engine.finetune.args import TrainArgs, TrainError, eval_interval, plan_steps
+from slmchat.engine.finetune.args import (
+    TrainArgs,
+    TrainError,
+    eval_interval,
+    plan_steps,
+    planned_tokens,
+)
 from slmchat.errors import InvalidParameterError
 from slmchat.fmt import format_duration
 
@@ -50,6 +56,7 @@ class Preview:
     epochs: float
     probe_tokens_per_s: float | None = None
     estimated_s: float | None = None
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +75,7 @@ class Preview:
         if self.estimated_s is not None and self.probe_tokens_per_s:
             out.append(f"estimate   ~{format_duration(self.estimated_s)} "
                        f"at {self.probe_tokens_per_s:.0f} train tok/s (measured probe)")
+        out += [f"warning    {w}" for w in self.warnings]
         return out
 
 
@@ -81,16 +89,24 @@ def preview(args: TrainArgs, probe_steps: int = 0) -> Preview:
     prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction, args.seed,
                             mask_prompt=args.mask_prompt)
     total, per_epoch = plan_steps(args, len(prepared.train))
-    tokens_per_step = args.block_size * args.batch_size * args.grad_accum
+    tokens = planned_tokens(args, len(prepared.train), total)  # real tokens, not padded
+    tokens_per_step = round(tokens / total)
     epochs = total / per_epoch
     tps = est = None
     if probe_steps > 0:
         from slmchat.engine.finetune.loop import probe_speed
 
-        tps, eval_s = probe_speed(args, prepared, probe_steps)
+        tps, eval_s = probe_speed(args, prepared, probe_steps)  # real tokens per second
         evals = 2 + math.ceil(total / eval_interval(args, total))
-        est = total * tokens_per_step / tps + evals * eval_s
-    return Preview(prepared.preview.as_dict(), total, per_epoch, tokens_per_step, epochs, tps, est)
+        est = tokens / tps + evals * eval_s
+    warnings = []
+    if len(prepared.train) < args.batch_size:
+        warnings.append(
+            f"only {len(prepared.train)} training block(s) for a batch of {args.batch_size}: "
+            "every step sees the same text, so the model will overfit (add text or lower "
+            "the block size)")
+    return Preview(prepared.preview.as_dict(), total, per_epoch, tokens_per_step, epochs, tps,
+                   est, tuple(warnings))
 
 
 def _check_writable(out: Path) -> None:

@@ -242,6 +242,26 @@ def list_runs(root: Path | None = None) -> list[RunSummary]:
                   reverse=True)
 
 
+OVERFIT_NATS = 0.1  # held-out loss this far above its best (perplexity +10.5 %)
+
+
+def overfitting_warning(eval_losses: list[tuple[int, float]]) -> str | None:
+    """A warning when the last held-out loss rose well above its best, or None.
+
+    ``eval_losses`` are (step, loss) in step order; step 0 is the score before training.
+    """
+    if len(eval_losses) < 2:
+        return None
+    best_step, best = min(eval_losses, key=lambda p: p[1])
+    step, last = eval_losses[-1]
+    if last - best < OVERFIT_NATS:
+        return None
+    where = "before training" if best_step == 0 else f"at step {best_step}"
+    return (f"held-out loss rose from {best:.3f} ({where}) to {last:.3f} at step {step}: "
+            "the model is overfitting its training text and may answer worse than "
+            + ("the base" if best_step == 0 else "it did then"))
+
+
 def request_cancel(run_dir: Path) -> bool:
     """Ask a run to stop: it saves a checkpoint and ends as "cancelled".
 

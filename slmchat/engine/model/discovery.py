@@ -32,7 +32,7 @@ class ModelEntry:
     name: str
     path: str  # what to put in ModelSpec.path ("default", a folder, a .gguf file)
     source: str  # default | run | settings | models | hf-cache
-    format: str  # safetensors | gguf | lora | bnb-8bit | bnb-4bit | cpu-int8 | pickle
+    format: str  # safetensors | gguf | lora | bnb-8bit | bnb-4bit | cpu-int8 | onnx-int8 | pickle
     architecture: str = "?"
     n_params: int = 0
     size_bytes: int = 0
@@ -109,6 +109,8 @@ def inspect_folder(folder: Path, source: str, name: str | None = None) -> ModelE
             size_bytes=dir_size(folder), has_chat_template=_has_template(folder),
             base=cfg.get("base_model_name_or_path"), problem=problem,
         )
+    if (folder / "genai_config.json").is_file():
+        return _inspect_onnx(folder, source, name)
     if not (folder / "config.json").is_file():
         return None
     cfg = read_json(folder / "config.json")
@@ -142,6 +144,24 @@ def inspect_folder(folder: Path, source: str, name: str | None = None) -> ModelE
         head_dim=int(text.get("head_dim") or (hidden // heads if heads else 0)),
         dtype=str(text.get("dtype") or text.get("torch_dtype") or ""), problem=problem,
         plain_llama=is_plain_llama(cfg),
+    )
+
+
+def _inspect_onnx(folder: Path, source: str, name: str) -> ModelEntry:
+    """An ONNX Runtime GenAI copy (`slmchat quantize --method onnx-int8`)."""
+    model = read_json(folder / "genai_config.json").get("model") or {}
+    dec = model.get("decoder") or {}
+    marker = read_json(folder / "slmchat-onnx.json")
+    heads = int(dec.get("num_attention_heads") or 0)
+    return ModelEntry(
+        name=name, path=str(folder), source=source, format="onnx-int8",
+        architecture=str(model.get("type") or "?"), size_bytes=dir_size(folder),
+        has_chat_template=_has_template(folder),
+        context_length=int(model.get("context_length") or 0),
+        vocab_size=int(model.get("vocab_size") or 0), hidden_size=int(dec.get("hidden_size") or 0),
+        n_layers=int(dec.get("num_hidden_layers") or 0),
+        n_kv_heads=int(dec.get("num_key_value_heads") or heads), head_dim=int(dec.get("head_size") or 0),
+        dtype="int8", problem=None if marker.get("files") else "no slmchat marker (not checked)",
     )
 
 
@@ -336,9 +356,11 @@ def estimate_memory(spec: Any, entry: ModelEntry, base: ModelEntry | None = None
     else:
         per_linear, emb_bytes = float_bytes, float_bytes
     weights = int(linear * per_linear + emb * emb_bytes)
+    if model.format == "onnx-int8":  # the files are the weights
+        weights = model.size_bytes
     if entry.format == "lora":
         weights += int(entry.n_params * float_bytes)
-    kv_bytes = 2.0 if float_bytes == 2.0 else 4.0
+    kv_bytes = 4.0 if model.format == "onnx-int8" else (2.0 if float_bytes == 2.0 else 4.0)
     ctx = min(model.context_length or 2048, 8192)
     kv = int(2 * model.n_layers * model.n_kv_heads * model.head_dim * ctx * kv_bytes)
     overhead = int(0.1 * weights) + (200 << 20)  # activations, allocator, runtime

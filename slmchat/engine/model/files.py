@@ -97,6 +97,8 @@ def resolve_source(spec: ModelSpec) -> tuple[str, Path]:
         )
     if (path / "adapter_config.json").is_file():
         return "adapter", path
+    if (path / "genai_config.json").is_file():  # an ONNX Runtime GenAI copy
+        return "onnx", path
     if not (path / "config.json").is_file():
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
@@ -143,6 +145,15 @@ def adapter_base(adapter_dir: Path) -> str:
     if not base:
         raise ModelLoadError(f"adapter {adapter_dir} does not name its base model")
     return str(base)
+
+
+def loadable_base(base: str) -> str:
+    """Map an adapter's recorded base to something loadable offline."""
+    if base == "default" or Path(base).expanduser().exists():
+        return base
+    if "smollm2-135m" in base.lower():  # adapters trained on the embedded model
+        return "default"
+    return base
 
 
 def is_bnb_checkpoint(folder: Path) -> bool:

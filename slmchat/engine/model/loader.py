@@ -10,6 +10,7 @@ spec (convention 9 in ARCHITECTURE.md).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,21 +24,16 @@ from slmchat.engine.model.files import (
     has_python_files,
     is_bnb_checkpoint,
     is_cpu_int8_checkpoint,
+    loadable_base,
     resolve_source,
     weight_files,
 )
-from slmchat.engine.model.spec import DTYPES, QUANTS, LoadedModel, ModelInfo, ModelSpec
+from slmchat.engine.model.naming import finetuned_name
+from slmchat.engine.model.spec import DTYPES, QUANTS, RUNTIMES, LoadedModel, ModelInfo, ModelSpec
 from slmchat.engine.offline import ensure_offline
 from slmchat.errors import ModelLoadError, first_line
 
-
-def _base_path(base: str) -> str:
-    """Map an adapter's recorded base to something loadable offline."""
-    if base == "default" or Path(base).expanduser().exists():
-        return base
-    if "smollm2-135m" in base.lower():  # adapters trained on the embedded model
-        return "default"
-    return base
+Progress = Callable[[str, float], None]
 
 
 def _bnb_config(spec: ModelSpec, torch: Any) -> Any:
@@ -115,21 +111,36 @@ def _context_length(config: Any) -> int:
     return 2048
 
 
-def load(spec: ModelSpec, lite: bool = False) -> LoadedModel:
+def load(spec: ModelSpec, lite: bool = False, chat: bool = False,
+         progress: Progress | None = None) -> LoadedModel:
     """Load a model as described by ``spec``.
 
     Any failure becomes a ModelLoadError with a one-line message; nothing global is
     changed before the new model is fully loaded, so callers can keep the previous one.
-    ``lite``: for generation only, load plain Llama checkpoints without transformers
-    (engine/model/lite.py, much faster start-up); ``model`` is then not a transformers model.
+    ``chat``: the model is for generation only, so ``spec.runtime`` "auto" may pick the
+    onnx runtime (model/onnx.py; its first use converts the checkpoint, reporting
+    through ``progress``). Tools (perplexity, quantize, export, training) leave it off
+    and get a transformers model. ``lite``: for generation only, load plain Llama
+    checkpoints without transformers (engine/model/lite.py); ``model`` is then not a
+    transformers model.
     """
     ensure_offline()
     if spec.dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {spec.dtype!r} (choose from {', '.join(DTYPES)})")
     if spec.quant not in QUANTS:
         raise ModelLoadError(f"unknown quantization {spec.quant!r} (choose from {', '.join(QUANTS)})")
+    if spec.runtime not in RUNTIMES:
+        raise ModelLoadError(f"unknown runtime {spec.runtime!r} (choose from {', '.join(RUNTIMES)})")
     start = time.perf_counter()
     kind, path = resolve_source(spec)
+    warnings: list[str] = []
+    if kind == "onnx" or spec.runtime == "onnx" or ((chat or lite) and spec.runtime == "auto"):
+        from slmchat.engine.model import onnx_runtime
+
+        loaded = onnx_runtime.try_load(kind, path, spec, _display_name(kind, path, spec),
+                                       progress, warnings)
+        if loaded is not None:
+            return loaded
     try:
         device = resolve_device(spec.device)
         dtype = resolve_dtype(spec.dtype, device)
@@ -137,7 +148,6 @@ def load(spec: ModelSpec, lite: bool = False) -> LoadedModel:
         raise ModelLoadError(str(exc)) from exc
     if spec.quant in ("8bit", "4bit"):
         _check_bnb_available()
-    warnings: list[str] = []
     try:
         if lite:
             from slmchat.engine.model import lite as lite_mod
@@ -211,7 +221,7 @@ def _load_kind(
         model = _maybe_adapter(model, spec, warnings)
         return model, tok, [path], path
     if kind == "adapter":
-        base_spec = replace(spec, path=_base_path(adapter_base(path)), adapter=str(path))
+        base_spec = replace(spec, path=loadable_base(adapter_base(path)), adapter=str(path))
         return _load_kind_with_adapter(base_spec, device, dtype, warnings)
     model = _load_hf(path, spec, device, dtype, warnings)
     tok = _load_tokenizer(path)
@@ -252,7 +262,7 @@ def _maybe_adapter(model: Any, spec: ModelSpec, warnings: list[str]) -> Any:
 def _display_name(kind: str, path: Path, spec: ModelSpec) -> str:
     if kind == "default":
         return "SmolLM2-135M-Instruct"
-    name = path.stem if kind == "gguf" else path.name
+    name = path.stem if kind == "gguf" else (finetuned_name(path) or path.name)
     if spec.adapter:
         name = f"{name}+{Path(spec.adapter).name}"
     return name

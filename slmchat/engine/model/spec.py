@@ -9,6 +9,8 @@ Dtype = Literal["auto", "fp32", "bf16", "fp16"]
 Quant = Literal["none", "8bit", "4bit", "cpu-int8"]
 DTYPES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 QUANTS: tuple[str, ...] = ("none", "8bit", "4bit", "cpu-int8")
+Runtime = Literal["auto", "onnx", "transformers"]
+RUNTIMES: tuple[str, ...] = ("auto", "onnx", "transformers")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,10 @@ class ModelSpec:
     adapter: str | None = None  # LoRA adapter folder applied on top of ``path``
     allow_pickle: bool = False  # permit .bin/.pt weights (loaded with weights_only)
     runner: Literal["auto", "hf"] = "auto"  # auto: lean Llama decode path where it applies
+    # Chat runtime. auto: ONNX Runtime GenAI int8 on the CPU where its builder supports the
+    # architecture and nothing needs transformers (bitsandbytes, a GPU, runner='hf');
+    # transformers otherwise. Only chat engines honour it; tools always get transformers.
+    runtime: Runtime = "auto"
 
     def with_(self, **changes: Any) -> ModelSpec:
         return replace(self, **changes)
@@ -49,6 +55,8 @@ class ModelInfo:
     adapter: str | None
     fingerprint: str
     warnings: tuple[str, ...] = ()
+    runtime: str = "transformers"  # onnx | transformers: what runs the decode loop
+    runtime_copy: str = ""  # onnx: fingerprint of the converted copy that is running
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +64,8 @@ class ModelInfo:
     @property
     def label(self) -> str:
         quant = "" if self.quant == "none" else f" {self.quant}"
-        return f"{self.name} ({self.dtype}{quant}, {self.device})"
+        runtime = ", onnx" if self.runtime == "onnx" else ""
+        return f"{self.name} ({self.dtype}{quant}, {self.device}{runtime})"
 
 
 @dataclass

@@ -82,24 +82,29 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Upgrade ``db`` step by step to ``target``; each step commits with its version."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        from slmchat.errors import SlmChatError
+    """Upgrade ``db`` step by step to ``target``; each step commits with its version.
 
-        raise SlmChatError(
-            f"the conversations database is from a newer slmchat (schema {version}, "
-            f"this version knows {SCHEMA_VERSION})"
-        )
-    while version < target:
-        step = MIGRATIONS[version]
-        db.execute("BEGIN")
+    The version is read inside a write transaction (BEGIN IMMEDIATE), so two processes
+    opening a new database at once take turns: the second waits, then sees the first's
+    version instead of running the same step again ("table already exists").
+    """
+    while True:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            step(db)
-            version += 1
-            db.execute(f"PRAGMA user_version = {version}")
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                from slmchat.errors import SlmChatError
+
+                raise SlmChatError(
+                    f"the conversations database is from a newer slmchat (schema {version}, "
+                    f"this version knows {SCHEMA_VERSION})"
+                )
+            if version >= target:
+                db.execute("COMMIT")
+                return version
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-    return version

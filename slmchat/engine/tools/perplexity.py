@@ -85,3 +85,62 @@ def perplexity(
                 break
     mean = total_nll / counted
     return EvalResult(math.exp(mean), counted, mean, time.perf_counter() - start)
+
+
+def perplexity_stepwise(
+    backend: Any, tokenizer: Any, text: str, *, window: int = 512, stride: int | None = None,
+    max_tokens: int | None = None, progress: Callable[[float], None] | None = None,
+) -> EvalResult:
+    """The same sliding-window perplexity on a decode backend (generation/backends).
+
+    For runtimes that return next-token logits only (the onnx copies keep one row of
+    logits per forward): each window's unscored context goes in as one prefill, then
+    the scored tokens one step at a time, each step giving the logits of the next.
+    """
+    import numpy as np
+
+    stride = window // 2 if stride is None else stride
+    if stride < 1 or window < 2 or stride > window:
+        raise InvalidParameterError("need 1 <= stride <= window and window >= 2")
+    start = time.perf_counter()
+    ids = [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    if max_tokens:
+        ids = ids[:max_tokens]
+    if len(ids) < 2:
+        raise DataError("the text is too short to evaluate (needs at least 2 tokens)")
+    ctx = int(getattr(backend.model.config, "max_position_embeddings", None) or window)
+    window = min(window, ctx)
+    stride = min(stride, window)
+    total_nll, counted, prev_end, n = 0.0, 0, 0, len(ids)
+    state = backend.new_state()
+    for begin in range(0, n, stride):
+        end = min(begin + window, n)
+        first = max(prev_end, begin + 1)
+        state.reset()
+        state.reserve(end - begin)
+        logits = state.extend(ids[begin:first])
+        for t in range(first, end):
+            row = np.asarray(logits.float().cpu() if hasattr(logits, "cpu") else logits,
+                             dtype=np.float64).reshape(-1)
+            top = row.max()
+            total_nll += float(np.log(np.exp(row - top).sum()) + top - row[ids[t]])
+            counted += 1
+            if t + 1 < end:
+                logits = state.extend([ids[t]])
+        prev_end = end
+        if progress:
+            progress(end / n)
+        if end == n:
+            break
+    state.close()
+    mean = total_nll / counted
+    return EvalResult(math.exp(mean), counted, mean, time.perf_counter() - start)
+
+
+def evaluate(lm: Any, text: str, **kwargs: Any) -> EvalResult:
+    """Perplexity of a LoadedModel on either runtime (onnx copies score step by step)."""
+    if lm.info.runtime == "onnx":
+        from slmchat.engine.generation.backends import backend_for
+
+        return perplexity_stepwise(backend_for(lm.model), lm.tokenizer, text, **kwargs)
+    return perplexity(lm.model, lm.tokenizer, text, **kwargs)

@@ -1,7 +1,9 @@
-"""Quantize and save: bitsandbytes 8/4-bit copies and cpu-int8 copies (codec in model/int8.py)."""
+"""Quantize and save: bitsandbytes 8/4-bit copies, cpu-int8 copies (codec in model/int8.py)
+and onnx-int8 copies (ONNX Runtime GenAI, model/onnx.py: the fast CPU chat runtime)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from slmchat.engine.model import int8
 from slmchat.errors import InvalidParameterError
 
 Progress = Callable[[str, float], None]
+METHODS = ("bnb", "cpu-int8", "onnx-int8")
 
 
 def _noop(_msg: str, _frac: float) -> None:
@@ -47,10 +50,12 @@ def quantize_and_save(
 
     if bits not in (4, 8):
         raise InvalidParameterError(f"--bits must be 8 or 4, not {bits}")
-    if method not in ("bnb", "cpu-int8"):
-        raise InvalidParameterError(f"unknown method {method!r} (choose bnb or cpu-int8)")
-    if method == "cpu-int8" and bits != 8:
-        raise InvalidParameterError("cpu-int8 is 8-bit only (use --bits 8 or --method bnb)")
+    if method not in METHODS:
+        raise InvalidParameterError(f"unknown method {method!r} (choose {', '.join(METHODS)})")
+    if method in ("cpu-int8", "onnx-int8") and bits != 8:
+        raise InvalidParameterError(f"{method} is 8-bit only (use --bits 8 or --method bnb)")
+    if method == "onnx-int8":
+        return _onnx_int8(spec, out, overwrite, progress)
     if spec.adapter:
         raise InvalidParameterError("merge the adapter first (slmchat export --merge-adapter), "
                                     "then quantize the merged model")
@@ -78,6 +83,45 @@ def quantize_and_save(
     progress("done", 1.0)
     final = out.expanduser().resolve()
     return QuantizeResult(final, method, bits, source_size(spec.path), dir_size(final),
+                          time.perf_counter() - start)
+
+
+def _onnx_int8(spec: Any, out: Path, overwrite: bool, progress: Progress) -> QuantizeResult:
+    """A standalone ONNX Runtime GenAI int8 copy that loads with ``--model OUT``."""
+    from slmchat.engine.fsutil import check_target
+    from slmchat.engine.model import onnx
+    from slmchat.engine.model.files import resolve_source
+    from slmchat.engine.model.onnx_runtime import source_and_adapter
+    from slmchat.errors import ModelLoadError
+
+    start = time.perf_counter()
+    check_target(out.expanduser().resolve(), overwrite)
+    kind, path = resolve_source(spec)
+    if kind == "onnx":
+        raise InvalidParameterError(f"{path} is already an ONNX copy")
+    if kind == "gguf":
+        raise InvalidParameterError("onnx-int8 converts checkpoint folders; export the GGUF file "
+                                    "to a folder first (slmchat export)")
+    _, source, adapter = source_and_adapter(kind, path, spec)
+    reason = onnx.unsupported_reason(source)
+    if reason:
+        raise InvalidParameterError(f"cannot convert {source} to ONNX: {reason}")
+    progress("converting with the ONNX Runtime GenAI model builder", 0.05)
+    try:
+        onnx.build_copy(source, out.expanduser().resolve(), adapter, progress, overwrite=overwrite)
+    except ModelLoadError as exc:
+        raise InvalidParameterError(str(exc)) from exc
+    final = out.expanduser().resolve()
+    arch = onnx.architecture(source) or "?"
+    (final / "README.md").write_text(
+        f"# {final.name} (ONNX Runtime GenAI int8)\n\nConverted by slmchat from `{source}`"
+        f"{f' with the adapter `{adapter}` merged' if adapter else ''} ({arch}): int8 weights, "
+        "last-token logits, for the CPU.\n\nChat with `slmchat chat --model THIS_FOLDER` "
+        "(or `slmchat generate --model THIS_FOLDER ...`); it also loads with "
+        "`onnxruntime_genai.Model(THIS_FOLDER)`.\n")
+    onnx.write_marker(final, json.loads((final / onnx.MARKER).read_text()))  # README counted
+    progress("done", 1.0)
+    return QuantizeResult(final, "onnx-int8", 8, dir_size(source), dir_size(final),
                           time.perf_counter() - start)
 
 

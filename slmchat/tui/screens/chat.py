@@ -6,9 +6,9 @@ to the store in pieces and posts ``ReplyDelta`` / ``ReplyFinished`` back here.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -24,7 +24,7 @@ from slmchat.tui.generation import (
     provenance,
     title_from,
 )
-from slmchat.tui.messages import ReplyDelta, ReplyFinished
+from slmchat.tui.messages import ChatReady, ReplyDelta, ReplyFinished
 from slmchat.tui.screens.chat_files import FilesAndTraining
 from slmchat.tui.widgets.attachments_bar import AttachmentsBar
 from slmchat.tui.widgets.chat_log import ChatLog
@@ -33,6 +33,10 @@ from slmchat.tui.widgets.prompt_box import PromptBox
 from slmchat.tui.widgets.settings_panel import SettingsPanel, params_from
 from slmchat.tui.widgets.sidebar import ConversationSidebar
 
+if TYPE_CHECKING:
+    from slmchat.engine.session import EngineLike
+    from slmchat.engine.store.store import Store
+
 EDIT_BANNER = (
     "Editing an earlier message: Enter resends it and replaces the turns after it; Esc cancels."
 )
@@ -40,11 +44,13 @@ EDIT_BANNER = (
 
 class ChatScreen(FilesAndTraining):
     BINDINGS: ClassVar[list[BindingType]] = [
+        # The footer shows what a new user needs first and fits 80 columns; the rest is in
+        # the command palette (Ctrl+P), the empty chat's hint and the message headers.
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_chat", "New"),
-        Binding("ctrl+r", "regenerate", "Regenerate"),
-        Binding("ctrl+g", "continue_reply", "Continue"),
-        Binding("ctrl+l", "focus_log", "Messages"),
+        Binding("ctrl+r", "regenerate", "Regenerate", show=False),
+        Binding("ctrl+g", "continue_reply", "Continue", show=False),
+        Binding("ctrl+l", "focus_log", "Messages", show=False),
         Binding("ctrl+s", "toggle_settings", "Settings"),
         Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
         Binding("ctrl+f", "search", "Search"),
@@ -57,6 +63,12 @@ class ChatScreen(FilesAndTraining):
         Binding("minus", "mark_bad", "Bad reply", show=False),
         Binding("f8", "edit_reply", "Edit reply", show=False),
     ]
+
+    def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
+                 show_sidebar: bool = True) -> None:
+        super().__init__(engine, store, defaults, show_sidebar)
+        self.editing: MessageView | None = None  # a user message being edited
+        self._sidebar_before_settings: bool | None = None
 
     # --- layout ---
 
@@ -79,6 +91,12 @@ class ChatScreen(FilesAndTraining):
         self.prompt.set_history(self.store.recent_user_prompts())
         self.query_one(SettingsPanel).load_values(self.chat_settings)
         self.prompt.focus()
+        self.app.post_message(ChatReady())
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = event.size.width
+        self.set_class(width < 120, "-narrow")  # a narrower sidebar
+        self.set_class(width < 100, "-tiny")
 
     # --- model state (called by the app) ---
 
@@ -91,6 +109,8 @@ class ChatScreen(FilesAndTraining):
         self.model_ready = True
         self.status.loading_name = None
         self.status.load_error = None
+        if self.status.info is not self.engine.info:  # the last reply's speed was another
+            self.status.ttft_s = self.status.decode_tps = None  # model's: not this one's
         self.status.info = self.engine.info
         self.status.refresh_status()
         if self.pending:
@@ -111,7 +131,11 @@ class ChatScreen(FilesAndTraining):
 
     async def on_prompt_box_submitted(self, event: PromptBox.Submitted) -> None:
         event.stop()
-        text = event.text.strip()
+        await self.submit(event.text)
+
+    async def submit(self, text: str) -> None:
+        """What Enter in the prompt does: send ``text`` unless a reply is under way."""
+        text = text.strip()
         if not text:
             return
         if await self.handle_command(text):  # /attach, /detach
@@ -124,6 +148,15 @@ class ChatScreen(FilesAndTraining):
         self.prompt.clear()
         await self.send(text)
 
+    async def type_ahead(self, lines: list[str], draft: str) -> None:
+        """Keys typed before the first frame: the first finished line is sent, the rest
+        waits in the prompt."""
+        if lines:
+            await self.submit(lines[0])
+        rest = "\n".join([*lines[1:], draft] if draft else lines[1:])
+        if rest:
+            self.prompt.insert(rest)
+
     async def send(self, text: str) -> None:
         if self.conv is None:
             self.conv = self.store.create_conversation(title_from(text), self.chat_settings)
@@ -131,7 +164,7 @@ class ChatScreen(FilesAndTraining):
         if self.editing is not None:
             self.store.delete_messages_from(self.conv.id, self.editing.msg_id)
             await self.log_view.remove_from(self.editing)
-            self._end_edit()
+            self.cancel_edit()
         # Committed before generation starts: a crash never loses what the user typed.
         msg = self.store.add_message(self.conv.id, "user", text)
         await self.log_view.add(MessageView.from_stored(msg))
@@ -228,14 +261,17 @@ class ChatScreen(FilesAndTraining):
     # --- chat actions ---
 
     def action_stop(self) -> None:
-        if self.job is not None:
+        panel = self.query_one(SettingsPanel)
+        if panel.display and (panel.has_focus_within or not (self.job or self.pending)):
+            self._close_settings()
+        elif self.job is not None:
             self.job.cancel.cancel()
         elif self.pending:
             self.pending = False
             self.call_later(self._remove_waiting)
             self.notify("Cancelled; your message is kept.")
         elif self.editing is not None:
-            self._end_edit()
+            self.cancel_edit()
             self.prompt.clear()
         else:
             self.prompt.focus()
@@ -307,6 +343,12 @@ class ChatScreen(FilesAndTraining):
         self.prompt.set_text(view.content)
         self.prompt.focus()
 
+    def cancel_edit(self) -> None:
+        if self.editing is not None:
+            self.editing.remove_class("-editing")
+        self.editing = None
+        self.query_one("#edit-banner").display = False
+
     # --- panels ---
 
     def action_toggle_sidebar(self) -> None:
@@ -320,12 +362,24 @@ class ChatScreen(FilesAndTraining):
 
     def action_toggle_settings(self) -> None:
         panel = self.query_one(SettingsPanel)
-        panel.display = not panel.display
         if panel.display:
-            panel.load_values(self.chat_settings)
-            panel.query_one("#set-system_prompt").focus()
-        else:
-            self.prompt.focus()
+            self._close_settings()
+            return
+        panel.display = True
+        panel.load_values(self.chat_settings)
+        panel.query_one("#set-system_prompt").focus()
+        # Below 130 columns the sidebar makes way, so the chat keeps a readable width.
+        sidebar = self.query_one(ConversationSidebar)
+        self._sidebar_before_settings = sidebar.display
+        if self.size.width < 130:
+            sidebar.display = False
+
+    def _close_settings(self) -> None:
+        self.query_one(SettingsPanel).display = False
+        if self._sidebar_before_settings is not None:
+            self.query_one(ConversationSidebar).display = self._sidebar_before_settings
+            self._sidebar_before_settings = None
+        self.prompt.focus()
 
     def on_settings_panel_saved(self, event: SettingsPanel.Saved) -> None:
         self.chat_settings = {**dict(event.values), **self.file_settings()}
@@ -338,4 +392,5 @@ class ChatScreen(FilesAndTraining):
             if save_default is not None:
                 save_default(event.values)
             where = "this chat and as the default for new chats"
+        self._close_settings()
         self.notify(f"Settings saved for {where}.")

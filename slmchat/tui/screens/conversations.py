@@ -51,7 +51,6 @@ class ConversationScreen(Screen[None]):
         self.model_ready = False
         self.job: ReplyJob | None = None
         self.pending = False  # a prompt is waiting for the model to finish loading
-        self.editing: MessageView | None = None
         # Built here, not in compose, so the app can report model state before mount.
         self.status_bar = StatusBar(id="status")
 
@@ -71,11 +70,9 @@ class ConversationScreen(Screen[None]):
     def generating(self) -> bool:
         return self.job is not None
 
-    def _end_edit(self) -> None:
-        if self.editing is not None:
-            self.editing.remove_class("-editing")
-        self.editing = None
-        self.query_one("#edit-banner").display = False
+    def cancel_edit(self) -> None:
+        """Leaving the open conversation ends an edit in progress (the chat screen,
+        which owns editing, overrides this)."""
 
     def sidebar_reload(self) -> None:
         sidebar = self.query_one(ConversationSidebar)
@@ -92,7 +89,7 @@ class ConversationScreen(Screen[None]):
     async def open_conversation(self, conv_id: int) -> None:
         if self._busy():
             return
-        self._end_edit()
+        self.cancel_edit()
         self.conv = self.store.get_conversation(conv_id)
         self.chat_settings = {**self.defaults, **self.conv.settings}
         self.query_one(SettingsPanel).load_values(self.chat_settings)
@@ -119,7 +116,7 @@ class ConversationScreen(Screen[None]):
     async def action_new_chat(self) -> None:
         if self._busy():
             return
-        self._end_edit()
+        self.cancel_edit()
         self.conv = None
         self.chat_settings = dict(self.defaults)
         self.query_one(SettingsPanel).load_values(self.chat_settings)

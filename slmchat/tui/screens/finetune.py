@@ -10,10 +10,11 @@ by reading its status.json and progress.jsonl on a one-second timer.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -24,9 +25,15 @@ from textual_plotext import PlotextPlot
 
 from slmchat.engine.finetune import rundir as runs
 from slmchat.engine.finetune.args import TrainArgs
+from slmchat.engine.model.default import MODEL_NAME
+from slmchat.engine.model.naming import finetuned_name
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
+from slmchat.tui.messages import PreviewText, RunSpawned
+
+if TYPE_CHECKING:
+    from slmchat.engine.session import EngineLike
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
               "pending": "…"}
@@ -41,32 +48,39 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     DEFAULT_CSS = """
     FinetuneScreen { layout: vertical; }
     FinetuneScreen #ft-body { height: 1fr; }
-    FinetuneScreen #ft-left { width: 50; border-right: solid $primary; padding: 0 1; }
-    FinetuneScreen .ft-label { width: 11; padding: 1 1 0 0; color: $text-muted; }
-    FinetuneScreen #ft-browse { min-width: 5; width: 5; }
+    FinetuneScreen #ft-left { width: 46; border-right: solid $primary; padding: 0 1; }
+    FinetuneScreen.-narrow #ft-left { width: 38; }
+    FinetuneScreen .ft-label { width: 11; color: $text-muted; }
+    FinetuneScreen #ft-browse { min-width: 3; width: 3; margin: 0 0 0 1; }
     FinetuneScreen #ft-right { width: 1fr; padding: 0 1; }
-    FinetuneScreen #ft-runs { height: 6; }
-    FinetuneScreen .ft-row { height: auto; }
+    FinetuneScreen #ft-runs { height: 5; }
+    FinetuneScreen .ft-row { height: 1; }
     FinetuneScreen .ft-row Input { width: 1fr; }
     FinetuneScreen .ft-row Select { width: 1fr; }
-    FinetuneScreen .ft-row Button { margin-right: 1; }
-    FinetuneScreen #ft-preview { height: auto; color: $text-muted; }
-    FinetuneScreen #ft-chart { height: 1fr; min-height: 10; }
+    FinetuneScreen .ft-buttons { height: 1; margin: 1 0 0 0; }
+    FinetuneScreen .ft-buttons Button { margin: 0 1 0 0; width: auto; min-width: 6; }
+    FinetuneScreen #ft-preview { height: auto; color: $text-muted; margin: 1 0 0 0; }
+    FinetuneScreen #ft-chart { height: 1fr; min-height: 8; }
     FinetuneScreen #ft-progress-row { height: 1; }
-    FinetuneScreen #ft-stats { height: 1; }
+    FinetuneScreen #ft-stats { height: auto; }
     FinetuneScreen #ft-result { height: auto; }
-    FinetuneScreen .ft-section { text-style: bold; margin-top: 1; }
+    FinetuneScreen .ft-section { text-style: bold; margin: 1 0 0 0; }
     """
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
-        Binding("ctrl+p", "preview", "Preview", show=False),
         Binding("ctrl+s", "start", "Start"),
+        # A finished run's actions without tabbing across the whole form.
+        Binding("f5", "use_model", "Use model"),
+        Binding("f6", "compare", "Compare"),
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None,
-                 runs_root: Path | None = None) -> None:
+                 runs_root: Path | None = None,
+                 engine_factory: Callable[[], EngineLike] | None = None) -> None:
         super().__init__()
         self.engine = engine
+        self.engine_factory = engine_factory  # engines for the compare dialog
         self.settings = settings
         self.runs_root = runs_root
         self.selected: Path | None = None
@@ -80,35 +94,37 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     # -- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        model = getattr(getattr(self.settings, "model", None), "path", None) or "default"
+        model = self.base_choice()
         with Horizontal(id="ft-body"):
             with VerticalScroll(id="ft-left"):
                 yield Label("Runs", classes="ft-section")
-                yield OptionList(id="ft-runs")
+                yield OptionList(id="ft-runs", compact=True)
                 yield Label("New run", classes="ft-section")
                 with Horizontal(classes="ft-row"):
                     yield Label("data", classes="ft-label")
-                    yield Input(placeholder=".txt .md .jsonl or folder", id="ft-file")
-                    yield Button("…", id="ft-browse", tooltip="browse for a file")
-                yield from self._field("model", Input(value=model, id="ft-model"))
+                    yield Input(placeholder=".txt .md .jsonl or folder", id="ft-file",
+                                compact=True)
+                    yield Button("…", id="ft-browse", tooltip="browse for a file",
+                                 compact=True)
+                yield from self._field("model", Input(value=model, id="ft-model", compact=True))
                 yield from self._field("method", Select(
                     [(m, m) for m in ("lora", "full", "qlora")], value="lora",
-                    allow_blank=False, id="ft-method"))
+                    allow_blank=False, id="ft-method", compact=True))
                 yield from self._field("max steps", Input(
-                    placeholder="(use epochs)", id="ft-steps", type="integer"))
+                    placeholder="(use epochs)", id="ft-steps", type="integer", compact=True))
                 yield from self._field("epochs", Input(value="1", id="ft-epochs",
-                                                       type="number"))
+                                                       type="number", compact=True))
                 yield from self._field("lr", Input(placeholder="auto", id="ft-lr",
-                                                   type="number"))
+                                                   type="number", compact=True))
                 yield from self._field("block size", Input(value="256", id="ft-block",
-                                                           type="integer"))
+                                                           type="integer", compact=True))
                 yield from self._field("batch size", Input(value="4", id="ft-batch",
-                                                           type="integer"))
+                                                           type="integer", compact=True))
                 yield from self._field("LoRA rank", Input(value="8", id="ft-rank",
-                                                          type="integer"))
-                with Horizontal(classes="ft-row"):
-                    yield Button("Preview", id="ft-preview-btn")
-                    yield Button("Start", id="ft-start", variant="primary")
+                                                          type="integer", compact=True))
+                with Horizontal(classes="ft-buttons"):
+                    yield Button("Preview", id="ft-preview-btn", compact=True)
+                    yield Button("Start", id="ft-start", variant="primary", compact=True)
                 yield Static("", id="ft-preview")
             with Vertical(id="ft-right"):
                 yield Static("No run selected. Pick a file and start one.", id="ft-title")
@@ -117,13 +133,36 @@ class FinetuneScreen(Screen[ModelSpec | None]):
                     yield ProgressBar(total=None, show_eta=False, id="ft-progress")
                 yield Static("", id="ft-stats")
                 yield Static("", id="ft-result")
-                with Horizontal(classes="ft-row"):
-                    yield Button("Cancel run", id="ft-cancel", variant="error")
-                    yield Button("Resume", id="ft-resume")
-                    yield Button("Use model", id="ft-use", variant="success")
-                    yield Button("Compare", id="ft-compare")
-                    yield Button("Close", id="ft-close")
+                # Two short rows: every action stays reachable down to 80 columns.
+                with Horizontal(classes="ft-buttons"):
+                    yield Button("Use model", id="ft-use", variant="success", compact=True)
+                    yield Button("Compare", id="ft-compare", compact=True)
+                    yield Button("Close", id="ft-close", compact=True)
+                with Horizontal(classes="ft-buttons"):
+                    yield Button("Cancel run", id="ft-cancel", variant="error", compact=True)
+                    yield Button("Resume", id="ft-resume", compact=True)
         yield Footer()
+
+    def base_choice(self) -> str:
+        """The model a new run starts from: the chat's model, or its base when that is a
+        fine-tuned adapter (an adapter is refused as a base)."""
+        from slmchat.engine.model.default import converted_dir
+        from slmchat.engine.model.files import adapter_base
+
+        info = getattr(self.engine, "info", None)
+        if info is not None and info.kind == "default":
+            return "default"
+        path = info.path if info is not None else (
+            getattr(getattr(self.settings, "model", None), "path", None) or "default")
+        folder = Path(path).expanduser()
+        if (folder / "adapter_config.json").is_file():
+            try:
+                path = adapter_base(folder)
+            except SlmChatError:
+                return "default"
+        if path != "default" and Path(path).expanduser().resolve() == converted_dir().resolve():
+            return "default"
+        return path
 
     @staticmethod
     def _field(label: str, widget: Any) -> ComposeResult:
@@ -131,7 +170,11 @@ class FinetuneScreen(Screen[ModelSpec | None]):
             yield Label(label, classes="ft-label")
             yield widget
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < 120, "-narrow")
+
     def on_mount(self) -> None:
+        self.query_one("#ft-file", Input).focus()
         self._draw_chart()
         self._update_buttons()
         self.refresh_runs()
@@ -228,8 +271,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
         self.query_one("#ft-result", Static).update(self._result_text(s))
         self._update_buttons()
 
-    @staticmethod
-    def _result_text(s: runs.RunSummary) -> str:
+    def _result_text(self, s: runs.RunSummary) -> str:
         m = s.metrics
         lines = []
         if m.get("perplexity_before") is not None:
@@ -237,6 +279,9 @@ class FinetuneScreen(Screen[ModelSpec | None]):
             after_text = f"{after:.2f}" if after is not None else "…"
             lines.append(f"held-out perplexity: before {m['perplexity_before']:.2f} → "
                          f"after {after_text}")
+        warning = runs.overfitting_warning(self.eval_points)
+        if warning is not None:
+            lines.append(f"[yellow]⚠ {warning}[/]")
         if s.state == "done":
             lines.append(f"saved to {s.out}")
         elif s.message and s.state in ("failed", "cancelled", "dead"):
@@ -295,17 +340,16 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     def _preview_worker(self, args: TrainArgs) -> None:
         from slmchat.engine.finetune.plan import preview
 
-        out = self.query_one("#ft-preview", Static)
         try:
             pv = preview(args, probe_steps=0)
-            self.app.call_from_thread(out.update, "\n".join(
-                [*pv.lines(), "estimate   measuring a few steps…"]))
+            self.post_message(PreviewText("\n".join(
+                [*pv.lines(), "estimate   measuring a few steps…"])))
             pv = preview(args, probe_steps=2)
-            self.app.call_from_thread(out.update, "\n".join(pv.lines()))
+            self.post_message(PreviewText("\n".join(pv.lines())))
         except SlmChatError as exc:
-            self.app.call_from_thread(out.update, f"[red]{exc}[/]")
+            self.post_message(PreviewText(f"[red]{exc}[/]"))
         except Exception as exc:  # keep the panel alive whatever the probe hits
-            self.app.call_from_thread(out.update, f"[red]{type(exc).__name__}: {exc}[/]")
+            self.post_message(PreviewText(f"[red]{type(exc).__name__}: {exc}[/]"))
 
     @on(Button.Pressed, "#ft-start")
     def action_start(self) -> None:
@@ -318,18 +362,23 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     def _start_worker(self, args: TrainArgs) -> None:
         from slmchat.engine.finetune.plan import prepare_run, preview
 
-        out = self.query_one("#ft-preview", Static)
         try:
             pv = preview(args, probe_steps=0)  # bad data fails here, before any process
-            run_dir = prepare_run(args, self._new_run_dir(args))
-            proc = runs.spawn(run_dir)
+            prepared = prepare_run(args, self._new_run_dir(args))
+            proc = runs.spawn(prepared)
         except SlmChatError as exc:
-            self.app.call_from_thread(out.update, f"[red]{exc}[/]")
+            self.post_message(PreviewText(f"[red]{exc}[/]"))
             return
-        self._procs.append(proc)
-        self.app.call_from_thread(out.update, "\n".join(pv.lines()))
-        self.app.call_from_thread(self.select_run, run_dir)
-        self.app.call_from_thread(self.refresh_runs)
+        self.post_message(PreviewText("\n".join(pv.lines())))
+        self.post_message(RunSpawned(prepared, proc))
+
+    def on_preview_text(self, message: PreviewText) -> None:
+        self.query_one("#ft-preview", Static).update(message.text)
+
+    def on_run_spawned(self, message: RunSpawned) -> None:
+        self._procs.append(message.proc)  # the process list changes on the UI thread only
+        self.select_run(message.run_dir)
+        self.refresh_runs()
 
     def _new_run_dir(self, args: TrainArgs) -> Path | None:
         if self.runs_root is None:
@@ -362,18 +411,26 @@ class FinetuneScreen(Screen[ModelSpec | None]):
             self.refresh_runs()
 
     @on(Button.Pressed, "#ft-use")
-    def use_model(self) -> None:
+    def action_use_model(self) -> None:
         if self.summary and self.summary.state == "done" and self.summary.out:
             self.dismiss(ModelSpec(path=self.summary.out))
+        else:
+            self.notify("Choose a finished run first.", severity="warning")
 
     @on(Button.Pressed, "#ft-compare")
-    def compare(self) -> None:
-        s = self.summary
-        if s and s.state == "done" and s.out:
-            from slmchat.tui.screens.finetune_compare import CompareScreen
+    def action_compare(self) -> None:
+        from slmchat.tui.screens.finetune_compare import CompareScreen, new_engine
 
-            self.app.push_screen(CompareScreen(base=s.model or "default", tuned=s.out,
-                                               settings=self.settings))
+        s = self.summary
+        if not (s and s.state == "done" and s.out):
+            self.notify("Choose a finished run first.", severity="warning")
+            return
+        base = s.model or "default"
+        base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
+        self.app.push_screen(CompareScreen(
+            base=base, tuned=s.out, base_label=base_label,
+            tuned_label=finetuned_name(Path(s.out)) or s.name,
+            engine_factory=self.engine_factory or new_engine))
 
     @on(Button.Pressed, "#ft-close")
     def action_close(self) -> None:

@@ -7,7 +7,6 @@ and one final ``TaskDone``; nothing here touches widgets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +16,9 @@ from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
 from slmchat.fmt import human_bytes
+from slmchat.tui.messages import TaskDone, TaskProgress
 
 Post = Callable[[Message], Any]
-
-
-@dataclass
-class TaskProgress(Message):
-    """Progress of a quantize/export worker; bursts collapse into the latest one."""
-
-    task: str
-    text: str
-    fraction: float
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, TaskProgress) and message.task == self.task
-
-
-@dataclass
-class TaskDone(Message):
-    task: str
-    text: str
-    ok: bool
-    new_path: str | None = None
 
 
 def free_path(path: Path) -> Path:
@@ -64,7 +44,7 @@ def run_quantize(spec: ModelSpec, out: Path, method: str, bits: int, post: Post)
         post(TaskDone("quantize", f"Quantize failed: {first_line(exc)}", False))
         return
     post(TaskDone(
-        "quantize", f"Saved {r.out.name}: {human_bytes(r.size_before)} → "
+        "quantize", f"Saved to {r.out}: {human_bytes(r.size_before)} → "
         f"{human_bytes(r.size_after)} in {r.seconds:.1f}s", True, str(r.out)))
 
 
@@ -90,7 +70,7 @@ def run_export(spec: ModelSpec, entry: ModelEntry | None, root: Path, stem: str,
         except Exception as exc2:
             post(TaskDone("export", f"Export failed: {first_line(exc2)}", False))
             return
-    text = f"Exported {r.out.name if r.out else ''}"
+    text = f"Exported to {r.out or ''}"
     if r.gguf:
-        text += f" + {r.gguf.name} ({r.check.line if r.check else 'unverified'})"
+        text += f" + {r.gguf} ({r.check.line if r.check else 'unverified'})"
     post(TaskDone("export", text, True, str(r.out) if r.out else None))

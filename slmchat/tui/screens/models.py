@@ -8,15 +8,15 @@ with messages; nothing slow runs on the UI thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
     Button,
@@ -33,23 +33,20 @@ from textual.widgets import (
 from slmchat.engine.model.discovery import ModelEntry, discover, estimate_memory, filter_entries
 from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
 from slmchat.fmt import human_bytes, human_count
-from slmchat.tui.screens.model_tasks import (
-    TaskDone,
-    TaskProgress,
-    free_path,
-    run_export,
-    run_quantize,
-)
+from slmchat.tui.messages import ModelsFound, TaskDone, TaskProgress
+from slmchat.tui.screens.dialogs import TextPrompt
+from slmchat.tui.screens.model_tasks import free_path, run_export, run_quantize
 
 CPU_BNB_WARNING = (
     "bitsandbytes runs on the CPU but slowly (default model: 8-bit ~0.7 tok/s, 4-bit "
-    "~1.6 tok/s, fp32 ~21 tok/s). cpu-int8 (torch dynamic int8) is faster than fp32 here."
+    "~1.6 tok/s, fp32 ~21 tok/s). On the CPU choose int8 (ONNX, fast CPU); cpu-int8 (torch "
+    "dynamic int8) is also faster than fp32 here."
 )
-
-
-@dataclass
-class ModelsFound(Message):
-    entries: list[ModelEntry]
+# The onnx runtime's int8 copy: the recommended CPU choice (ModelSpec.runtime="onnx"; saved
+# with `quantize --method onnx-int8`), listed with the quantizations.
+ONNX_CHOICE = "onnx-int8"
+QUANT_OPTIONS = [("none", "none"), ("int8 (ONNX, fast CPU) - recommended on CPU", ONNX_CHOICE),
+                 *((q, q) for q in QUANTS if q != "none")]
 
 
 def _opts(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -63,17 +60,23 @@ class ModelsScreen(Screen[ModelSpec | None]):
     ModelsScreen { layout: vertical; }
     ModelsScreen #models-body { height: 1fr; }
     ModelsScreen #models-left { width: 3fr; }
-    ModelsScreen #models-right { width: 2fr; border-left: solid $primary; padding: 0 1; }
+    ModelsScreen #models-right { width: 2fr; min-width: 34; border-left: solid $primary;
+                                 padding: 0 1; }
+    ModelsScreen #filter { margin: 0 0 1 0; }
     ModelsScreen #models-table { height: 1fr; }
-    ModelsScreen .opt-row { height: auto; }
-    ModelsScreen .opt-row Label { width: 14; padding: 1 0 0 0; }
+    ModelsScreen #models-details { height: 1fr; }
+    ModelsScreen .opt-row { height: 1; margin: 0 0 0 0; }
+    ModelsScreen .opt-row Label { width: 14; }
     ModelsScreen .opt-row Select, ModelsScreen .opt-row Input { width: 1fr; }
+    ModelsScreen #details { height: auto; margin: 0 0 1 0; }
+    ModelsScreen #estimate { height: auto; margin: 1 0 0 0; }
     ModelsScreen #cpu-warning { color: $warning; height: auto; }
-    ModelsScreen #estimate, ModelsScreen #details { height: auto; }
-    ModelsScreen .buttons { height: auto; }
-    ModelsScreen .buttons Button { margin: 0 1 0 0; min-width: 8; }
+    ModelsScreen #models-actions { height: auto; border-top: solid $primary 50%; }
+    ModelsScreen .buttons { height: 1; margin: 1 0 0 0; }
+    ModelsScreen .buttons Button { margin: 0 1 0 0; width: auto; min-width: 6; }
     ModelsScreen #task-progress { display: none; }
     ModelsScreen #task-progress.busy { display: block; }
+    ModelsScreen #task-status { height: auto; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -99,47 +102,53 @@ class ModelsScreen(Screen[ModelSpec | None]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="models-body"):
             with Vertical(id="models-left"):
-                yield Input(placeholder="Filter models (type to narrow)…", id="filter")
+                yield Input(placeholder="Filter models (type to narrow)…", id="filter",
+                            compact=True)
                 yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="current")
-            with VerticalScroll(id="models-right"):
-                yield Static("Scanning for models…", id="details")
-                yield from self._option_rows()
-                yield Static("", id="estimate")
-                yield Static("", id="cpu-warning")
-                with Horizontal(classes="buttons"):
-                    yield Button("Load", id="load", variant="primary")
-                    yield Button("Use cpu-int8", id="use-int8", variant="warning")
-                    yield Button("Close", id="close")
-                with Horizontal(classes="buttons"):
-                    yield Button("Quantize & save", id="quantize")
-                    yield Button("Export", id="export")
-                yield ProgressBar(total=100, id="task-progress", show_eta=False)
-                yield Static("", id="task-status")
+            with Vertical(id="models-right"):
+                with VerticalScroll(id="models-details"):
+                    yield Static("Scanning for models…", id="details")
+                    yield from self._option_rows()
+                    yield Static("", id="estimate")
+                    yield Static("", id="cpu-warning")
+                # The actions stay in view whatever the terminal height.
+                with Vertical(id="models-actions"):
+                    with Horizontal(classes="buttons"):
+                        yield Button("Load", id="load", variant="primary", compact=True)
+                        yield Button("Use cpu-int8", id="use-int8", variant="warning",
+                                     compact=True)
+                        yield Button("Close", id="close", compact=True)
+                    with Horizontal(classes="buttons"):
+                        yield Button("Quantize & save", id="quantize", compact=True)
+                        yield Button("Export", id="export", compact=True)
+                    yield ProgressBar(total=100, id="task-progress", show_eta=False)
+                    yield Static("", id="task-status")
         yield Footer()
 
     def _option_rows(self) -> ComposeResult:
+        def select(values: tuple[str, ...], value: str, id_: str) -> Select[str]:
+            return Select(_opts(values), value=value, allow_blank=False, compact=True, id=id_)
+
         rows: list[tuple[str, Any]] = [
-            ("dtype", Select(_opts(DTYPES), value="auto", allow_blank=False, id="opt-dtype")),
-            ("device", Select(_opts(("auto", "cpu", "cuda", "mps")), value="auto",
-                              allow_blank=False, id="opt-device")),
-            ("quantization", Select(_opts(QUANTS), value="none", allow_blank=False,
+            ("dtype", select(DTYPES, "auto", "opt-dtype")),
+            ("device", select(("auto", "cpu", "cuda", "mps"), "auto", "opt-device")),
+            ("quantization", Select(QUANT_OPTIONS, value="none", allow_blank=False, compact=True,
                                     id="opt-quant")),
-            ("4-bit type", Select(_opts(("nf4", "fp4")), value="nf4", allow_blank=False,
-                                  id="opt-4bit-type")),
-            ("compute dtype", Select(_opts(("bf16", "fp16", "fp32")), value="bf16",
-                                     allow_blank=False, id="opt-compute")),
-            ("adapter", Input(placeholder="optional LoRA adapter folder", id="opt-adapter")),
+            ("4-bit type", select(("nf4", "fp4"), "nf4", "opt-4bit-type")),
+            ("compute dtype", select(("bf16", "fp16", "fp32"), "bf16", "opt-compute")),
+            ("adapter", Input(placeholder="optional LoRA adapter folder", id="opt-adapter",
+                              compact=True)),
         ]
         for label, widget in rows:
-            with Horizontal(classes="opt-row"):
+            four_bit = widget.id in ("opt-4bit-type", "opt-compute")
+            with Horizontal(classes="opt-row -bnb4" if four_bit else "opt-row"):
                 yield Label(label)
                 yield widget
-        yield Checkbox("4-bit double quantization", value=True, id="opt-double")
+        yield Checkbox("4-bit double quantization", value=True, id="opt-double",
+                       classes="-bnb4", compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#models-table", DataTable)
-        table.add_columns("Name", "Format", "Arch", "Params", "Size", "Chat")
         info = getattr(self.engine, "info", None)
         self.query_one("#current", Static).update(
             f"Loaded: {info.label}" if info else "Loaded: (none)")
@@ -152,17 +161,23 @@ class ModelsScreen(Screen[ModelSpec | None]):
         self._scan()
 
     @work(thread=True, exclusive=True, group="models-scan")
-    def _scan(self) -> None:
+    def _scan(self, select_path: str | None = None) -> None:
         try:
             entries = list(self._discover())
         except Exception as exc:  # never crash the panel on a bad folder
             self.post_message(TaskDone("scan", f"Scan failed: {exc}", ok=False))
             entries = []
-        self.post_message(ModelsFound(entries))
+        self.post_message(ModelsFound(entries, select_path))
 
     def on_models_found(self, message: ModelsFound) -> None:
         self.entries = message.entries
-        self._fill_table(self.query_one("#filter", Input).value)
+        box = self.query_one("#filter", Input)
+        query, path = box.value, message.select_path
+        if path and not any(e.path == path for e in filter_entries(self.entries, query)):
+            query = ""  # show the model just written even if the filter hides it
+            with self.prevent(Input.Changed):
+                box.value = ""
+        self._fill_table(query, select_path=path)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -170,13 +185,19 @@ class ModelsScreen(Screen[ModelSpec | None]):
 
     def _fill_table(self, query: str, select_path: str | None = None) -> None:
         table = self.query_one("#models-table", DataTable)
-        table.clear()
         self.shown = filter_entries(self.entries, query)
-        for i, e in enumerate(self.shown):
-            fmt = e.format + (" ⚠" if e.problem else "")
-            table.add_row(e.name, fmt, e.architecture, human_count(e.n_params),
-                          human_bytes(e.size_bytes), "yes" if e.has_chat_template else "no",
-                          key=str(i))
+        rows = [(e.name, e.format + (" ⚠" if e.problem else ""), human_bytes(e.size_bytes),
+                 human_count(e.n_params), "yes" if e.has_chat_template else "no",
+                 e.architecture) for e in self.shown]
+        # Columns are rebuilt with their widths measured here: DataTable's own measuring
+        # runs later and could leave cells drawn at the header's width. Narrow terminals
+        # scroll the table sideways, so the telling columns come first.
+        table.clear(columns=True)
+        for k, header in enumerate(("Name", "Format", "Size", "Params", "Chat", "Arch")):
+            width = max([len(header), *(cell_len(row[k]) for row in rows)])
+            table.add_column(header, width=min(width, 48))
+        for i, row in enumerate(rows):
+            table.add_row(*row, key=str(i))
         if not self.shown:
             self.selected = None
             self.query_one("#details", Static).update(
@@ -202,16 +223,18 @@ class ModelsScreen(Screen[ModelSpec | None]):
 
     def _select(self, entry: ModelEntry) -> None:
         self.selected = entry
+        context = f" · context {entry.context_length}" if entry.context_length else ""
+        base = f" on base {escape(entry.base)}" if entry.base else ""
         lines = [
-            f"[b]{entry.name}[/b]", f"path: {entry.path}", f"source: {entry.source}",
-            f"format: {entry.format}" + (f" on base {entry.base}" if entry.base else ""),
-            f"architecture: {entry.architecture}",
-            f"parameters: {human_count(entry.n_params)}  size: {human_bytes(entry.size_bytes)}",
-            f"chat template: {'yes' if entry.has_chat_template else 'no'}"
-            + (f"  context: {entry.context_length}" if entry.context_length else ""),
+            f"[b]{escape(entry.name)}[/b]",
+            f"{entry.format}{base} · {escape(entry.architecture)}",
+            f"{human_count(entry.n_params)} parameters · {human_bytes(entry.size_bytes)}"
+            + context,
+            f"chat template: {'yes' if entry.has_chat_template else 'no'} · {entry.source}",
+            f"[dim]{escape(entry.path)}[/dim]",
         ]
         if entry.problem:
-            lines.append(f"[red]problem: {entry.problem}[/red]")
+            lines.append(f"[red]problem: {escape(entry.problem)}[/red]")
         self.query_one("#details", Static).update("\n".join(lines))
         self._update_estimate()
 
@@ -221,11 +244,13 @@ class ModelsScreen(Screen[ModelSpec | None]):
         if self.selected is None:
             return None
         adapter = self.query_one("#opt-adapter", Input).value.strip() or None
+        quant = self.query_one("#opt-quant", Select).value
         return ModelSpec(
             path=self.selected.path,
             dtype=self.query_one("#opt-dtype", Select).value,  # type: ignore[arg-type]
             device=str(self.query_one("#opt-device", Select).value),
-            quant=self.query_one("#opt-quant", Select).value,  # type: ignore[arg-type]
+            quant="none" if quant == ONNX_CHOICE else quant,  # type: ignore[arg-type]
+            runtime="onnx" if quant == ONNX_CHOICE else "auto",
             bnb_4bit_quant_type=self.query_one("#opt-4bit-type", Select).value,  # type: ignore[arg-type]
             bnb_4bit_double_quant=self.query_one("#opt-double", Checkbox).value,
             bnb_4bit_compute_dtype=self.query_one("#opt-compute", Select).value,  # type: ignore[arg-type]
@@ -267,6 +292,8 @@ class ModelsScreen(Screen[ModelSpec | None]):
             warning.update("")
             int8_button.display = False
             return
+        for row in self.query(".-bnb4"):  # bitsandbytes 4-bit options: only where they apply
+            row.display = spec.quant == "4bit"
         slow = spec.quant in ("8bit", "4bit") and self._device_is_cpu(spec.device)
         warning.update(CPU_BNB_WARNING if slow else "")
         int8_button.display = slow
@@ -324,26 +351,45 @@ class ModelsScreen(Screen[ModelSpec | None]):
 
         stem = self.selected.name.replace("/", "-").strip("-") or "model"
         root = models_dir()
+        if task == "export":
+            self._begin_task()
+            self._run_export(spec.with_(quant="none"), self.selected, root, stem)
+            return
+        method = "cpu-int8" if spec.quant in ("cpu-int8", "none") else "bnb"
+        method = ONNX_CHOICE if spec.runtime == "onnx" else method
+        bits = 4 if spec.quant == "4bit" else 8
+        suffix = method if method != "bnb" else f"bnb-{bits}bit"
+
+        def chosen(folder: str | None) -> None:
+            if not folder:
+                return
+            out = Path(folder).expanduser()
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                self.notify(f"{out} already exists; choose a new folder.", severity="error")
+                return
+            self._begin_task()
+            self._run_quantize(spec.with_(quant="none"), out, method, bits)
+
+        self.app.push_screen(TextPrompt(
+            f"Save the {suffix} copy of {self.selected.name} to",
+            str(free_path(root / f"{stem}-{suffix}")),
+            hint="A new folder; it is listed here afterwards and loads like any model."),
+            chosen)
+
+    def _begin_task(self) -> None:
         self.busy = True
         bar = self.query_one("#task-progress", ProgressBar)
         bar.add_class("busy")
         bar.update(progress=0)
-        if task == "quantize":
-            method = "cpu-int8" if spec.quant in ("cpu-int8", "none") else "bnb"
-            bits = 4 if spec.quant == "4bit" else 8
-            suffix = "cpu-int8" if method == "cpu-int8" else f"bnb-{bits}bit"
-            self._run_quantize(spec.with_(quant="none"), free_path(root / f"{stem}-{suffix}"),
-                               method, bits)
-        else:
-            self._run_export(spec.with_(quant="none"), root, stem)
 
     @work(thread=True, exclusive=True, group="models-task")
     def _run_quantize(self, spec: ModelSpec, out: Path, method: str, bits: int) -> None:
         run_quantize(spec, out, method, bits, self.post_message)
 
     @work(thread=True, exclusive=True, group="models-task")
-    def _run_export(self, spec: ModelSpec, root: Path, stem: str) -> None:
-        run_export(spec, self.selected, root, stem, self.post_message)
+    def _run_export(self, spec: ModelSpec, entry: ModelEntry | None, root: Path,
+                    stem: str) -> None:
+        run_export(spec, entry, root, stem, self.post_message)
 
     def on_task_progress(self, message: TaskProgress) -> None:
         self.query_one("#task-progress", ProgressBar).update(progress=message.fraction * 100)
@@ -360,19 +406,4 @@ class ModelsScreen(Screen[ModelSpec | None]):
                     severity="information" if message.ok else "error",
                     timeout=8 if message.ok else 20)
         if message.ok:
-            self._rescan_then_select(message.new_path)
-
-    @work(thread=True, exclusive=True, group="models-scan")
-    def _rescan_then_select(self, path: str | None) -> None:
-        entries = list(self._discover())
-        self.app.call_from_thread(self._after_rescan, entries, path)
-
-    def _after_rescan(self, entries: list[ModelEntry], path: str | None) -> None:
-        self.entries = entries
-        box = self.query_one("#filter", Input)
-        query = box.value
-        if path and not any(e.path == path for e in filter_entries(entries, query)):
-            query = ""  # show the model just written even if the filter hides it
-            with self.prevent(Input.Changed):
-                box.value = ""
-        self._fill_table(query, select_path=path)
+            self._scan(message.new_path)

@@ -18,6 +18,8 @@ from slmchat.tui.widgets.message_view import MessageView
 
 EMPTY_TEXT = (
     "Ask anything. Enter sends, Ctrl+J adds a line, Up/Down recalls earlier prompts.\n"
+    "Esc stops a reply, Ctrl+R writes it again, Ctrl+G continues it.\n"
+    "Ctrl+L selects messages: c copies one, e edits and resends it.\n"
     "Ctrl+P lists every command."
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from markdown_it import MarkdownIt
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -18,6 +19,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from slmchat.engine.store.store import StoredMessage
 from slmchat.tui.widgets.citations import Citations, citations_for
+from slmchat.tui.widgets.fitted_line import FittedLine, Part, part
 
 STATUS_NOTES = {
     "done": "",
@@ -28,23 +30,51 @@ STATUS_NOTES = {
     "error": "error",
     "waiting": "waiting for the model to load…",
 }
+
+
+def _hard_breaks(state: Any) -> None:
+    """Every line break inside a paragraph is a hard break (code blocks are untouched)."""
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
+
+
+def reply_parser() -> MarkdownIt:
+    """Textual's parser, but a model's line breaks stay line breaks on screen (a poem,
+    an address, a list written without Markdown markers), as in the exported Markdown."""
+    md = MarkdownIt("gfm-like")
+    md.core.ruler.push("slmchat_hard_breaks", _hard_breaks)
+    return md
+
+
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 FLUSH_INTERVAL = 0.05  # seconds between Markdown appends while streaming
 
 
-def stats_line(provenance: dict[str, Any] | None) -> str:
+def stats_parts(provenance: dict[str, Any] | None) -> list[Part]:
+    """The reply's figures, most telling first in priority (tok/s, then length, TTFT,
+    seed); a narrow column drops whole figures from the end of that list."""
     if not provenance:
-        return ""
-    parts = []
+        return []
+    parts: list[Part] = []
     if provenance.get("new_tokens") is not None:
-        parts.append(f"{provenance['new_tokens']} tok")
+        parts.append(part(f"{provenance['new_tokens']} tok", 2, "dim"))
     if provenance.get("decode_tps"):
-        parts.append(f"{provenance['decode_tps']:.1f} tok/s")
+        parts.append(part(f"{provenance['decode_tps']:.1f} tok/s", 1, "dim"))
     if provenance.get("ttft_s") is not None:
-        parts.append(f"TTFT {provenance['ttft_s']:.2f}s")
-    if provenance.get("seed") is not None:
-        parts.append(f"seed {provenance['seed']}")
-    return " · ".join(parts)
+        parts.append(part(f"TTFT {provenance['ttft_s']:.2f}s", 3, "dim"))
+    greedy = (provenance.get("sampling") or {}).get("temperature") == 0
+    if provenance.get("seed") is not None and not greedy:  # a seed changes nothing then
+        parts.append(part(f"seed {provenance['seed']}", 4, "dim"))
+    elif greedy:
+        parts.append(part("greedy", 4, "dim"))
+    return [(Text("  " if k == 0 else " · ", style="dim") + text, p)
+            for k, (text, p) in enumerate(parts)]
+
+
+def stats_line(provenance: dict[str, Any] | None) -> str:
+    return "".join(text.plain for text, _ in stats_parts(provenance)).strip()
 
 
 def curation_note(provenance: dict[str, Any] | None) -> str:
@@ -81,28 +111,27 @@ class MessageView(Vertical):
         return cls(msg.role, msg.content, msg.status, msg.id, msg.provenance)
 
     def compose(self) -> ComposeResult:
-        yield Static(self._header(), classes="message-header")
+        yield FittedLine(self._header(), classes="message-header")
         if self.role == "assistant":
-            yield Markdown(self.content, classes="message-body")
+            yield Markdown(self.content, classes="message-body", parser_factory=reply_parser)
             if (cites := citations_for(self.provenance)) is not None:
                 yield cites
         else:
             yield Static(Text(self.content), classes="message-body")
 
-    def _header(self) -> Text:
-        text = Text(ROLE_NAMES.get(self.role, self.role), style="bold")
+    def _header(self) -> list[Part]:
+        parts = [part(ROLE_NAMES.get(self.role, self.role), 0, "bold")]
         note = STATUS_NOTES.get(self.status, self.status)
         if note:
             style = "italic red" if self.status in ("error", "stopped", "interrupted") else "italic"
-            text.append(f"  {note}", style=style)
+            parts.append(part(f"  {note}", 0, style))
         if self.role == "assistant" and self.status != "streaming":
-            stats = stats_line(self.provenance)
-            if stats:
-                text.append(f"  {stats}", style="dim")
+            parts += stats_parts(self.provenance)
             if self.provenance and self.provenance.get("error"):
-                text.append(f"  {self.provenance['error']}", style="red")
-            text.append(curation_note(self.provenance), style="bold")
-        return text
+                parts.append(part(f"  {self.provenance['error']}", 0, "red"))
+            if note := curation_note(self.provenance):
+                parts.append(part(note, 1, "bold"))
+        return parts
 
     def set_status(self, status: str, provenance: dict[str, Any] | None = None) -> None:
         self.status = status
@@ -110,7 +139,7 @@ class MessageView(Vertical):
             self.provenance = provenance
         self.set_class(status in ("stopped", "error", "interrupted"), "-incomplete")
         if self.is_mounted:
-            self.query_one(".message-header", Static).update(self._header())
+            self.query_one(".message-header", FittedLine).set_parts(self._header())
 
     def on_mount(self) -> None:
         self.set_class(self.status in ("stopped", "error", "interrupted"), "-incomplete")

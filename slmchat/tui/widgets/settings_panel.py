@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Input, Label, TextArea
+from textual.widgets import Button, Input, Label, Static, TextArea
 
 from slmchat.config import Settings
 from slmchat.engine.generation.sampling import SAMPLING_RANGES, SamplingParams
@@ -44,18 +45,29 @@ class SettingsPanel(VerticalScroll):
             self.as_default = as_default
 
     def compose(self) -> ComposeResult:
+        # One row per field and the focused field's hint on one line, so the whole form
+        # and its buttons fit a 24-row terminal.
         yield Label("System prompt", classes="field-label")
         yield TextArea(id="set-system_prompt", soft_wrap=True, tab_behavior="focus",
-                       classes="system-prompt")
+                       classes="system-prompt", compact=True)
         for key, label, _type, hint in FIELDS:
-            yield Label(Text.assemble(label, "  ", (hint, "dim")), classes="field-label")
-            yield Input(id=f"set-{key}", classes="field-input", compact=True)
+            with Horizontal(classes="field-row"):
+                yield Label(label, classes="field-name")
+                yield Input(id=f"set-{key}", classes="field-input", compact=True,
+                            tooltip=hint)
+        yield Static("", id="settings-hint")
         with Horizontal(classes="buttons"):
             yield Button("Save", id="settings-save", variant="primary", compact=True)
             yield Button("Save as default", id="settings-default", compact=True)
 
     def on_mount(self) -> None:
         self.border_title = "Chat settings"
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        hints = {f"set-{key}": f"{label}: {hint}" for key, label, _t, hint in FIELDS}
+        hints["set-system_prompt"] = "Sent before the chat; empty = none"
+        text = hints.get(event.widget.id or "", "")
+        self.query_one("#settings-hint", Static).update(Text(text, style="dim"))
 
     def load_values(self, values: dict[str, Any]) -> None:
         self.query_one("#set-system_prompt", TextArea).load_text(values.get("system_prompt") or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -23,23 +24,41 @@ def highlight_snippet(snippet: str) -> Text:
     return text
 
 
+def when(timestamp: float, now: float | None = None) -> str:
+    """When a conversation was last active, short: "14:03", "Nov 28 14:03", "Nov 28 2025"."""
+    at, today = time.localtime(timestamp), time.localtime(now)
+    if at[:3] == today[:3]:
+        return time.strftime("today %H:%M", at)
+    if at.tm_year == today.tm_year:
+        return time.strftime("%b %d %H:%M", at)
+    return time.strftime("%b %d %Y", at)
+
+
 class ConversationItem(ListItem):
-    def __init__(self, conv_id: int, title: str, snippet: str = "") -> None:
+    """Title, then the search snippet or when the conversation was last active (two
+    chats on the same question differ there)."""
+
+    def __init__(self, conv_id: int, title: str, snippet: str = "",
+                 updated_at: float | None = None) -> None:
         super().__init__(classes="conversation-item")
         self.conv_id = conv_id
         self.title = title
         self.snippet = snippet
+        self.updated_at = updated_at
 
     def compose(self) -> ComposeResult:
         yield Label(Text(self.title, no_wrap=True, overflow="ellipsis"), classes="conv-title")
         if self.snippet and self.snippet != self.title:
             yield Label(highlight_snippet(self.snippet), classes="conv-snippet")
+        elif self.updated_at is not None:
+            yield Label(Text(when(self.updated_at), style="dim"), classes="conv-snippet")
 
 
 class ConversationSidebar(Vertical):
     """Search box over a list of conversations (newest first)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("down", "focus_list", "Results", show=False),  # from the search box
         Binding("f2", "screen.rename_conversation", "Rename"),
         Binding("delete", "screen.delete_conversation", "Delete"),
         Binding("f3", "screen.export_conversation", "Export"),
@@ -76,7 +95,7 @@ class ConversationSidebar(Vertical):
             self._show_conversations(self.store.list_conversations())
 
     def _show_conversations(self, convs: list[Conversation]) -> None:
-        self._fill([ConversationItem(c.id, c.title) for c in convs])
+        self._fill([ConversationItem(c.id, c.title, updated_at=c.updated_at) for c in convs])
 
     def _show_hits(self, hits: list[SearchHit]) -> None:
         seen: set[int] = set()
@@ -101,7 +120,13 @@ class ConversationSidebar(Vertical):
         self.reload()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the search box opens the first (highlighted) hit."""
         event.stop()
+        conv_id = self.highlighted_id
+        if conv_id is not None:
+            self.post_message(self.Selected(conv_id))
+
+    def action_focus_list(self) -> None:
         self.query_one(ListView).focus()
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from slmchat.engine.model.spec import ModelInfo
+from slmchat.tui.widgets.fitted_line import Part, fit_parts, part
 
 BAR_WIDTH = 10
 
@@ -64,46 +65,54 @@ class StatusBar(Static):
         self.memory_probe: Callable[[], int | None] = process_rss
 
     def on_mount(self) -> None:
-        self.refresh_status()
         self.set_interval(2.0, self.refresh_status)
 
     def refresh_status(self) -> None:
         if self.is_mounted:
-            self.update(self.render_status())
+            self.refresh()
 
-    def render_status(self) -> Text:
-        t = Text(no_wrap=True, overflow="ellipsis")
+    def render(self) -> Text:
+        return self.render_status(self.content_size.width or None)
+
+    def render_status(self, width: int | None = None) -> Text:
+        """The line, fitted to ``width``: what does not fit is left out whole, least
+        important first (the model and the offline mark stay)."""
+        return fit_parts(self.status_parts(), width)
+
+    def status_parts(self) -> list[Part]:
+        parts: list[Part] = []
         if self.loading_name:
-            t.append(f"Loading {self.loading_name}…  ", style="bold yellow")
+            parts.append(part(f"Loading {self.loading_name}…  ", 0, "bold yellow"))
         elif self.info is None:
-            t.append("no model loaded ", style="bold red")
+            parts.append(part("no model loaded ", 0, "bold red"))
             if self.load_error:
-                t.append("(Ctrl+O to pick one) ", style="red")
+                parts.append(part("(Ctrl+O to pick one) ", 1, "red"))
         if self.info is not None:
             info = self.info
             quant = "" if info.quant == "none" else f"/{info.quant}"
-            t.append(f"{info.name}", style="bold")
-            t.append(f"  {info.dtype}{quant}  {info.device}  ")
-            t.append("ctx ")
-            t.append_text(context_bar(self.context_used, info.context_length))
-            t.append(f" {self.context_used}/{info.context_length}  ")
+            parts.append(part(info.name, 0, "bold"))
+            runtime = "  onnx" if info.runtime == "onnx" else ""
+            parts.append(part(f"  {info.dtype}{quant}  {info.device}{runtime}", 5))
+            parts.append(part("  ctx", 3))
+            parts.append((Text(" ") + context_bar(self.context_used, info.context_length), 7))
+            parts.append(part(f" {self.context_used}/{info.context_length}", 3))
         if self.generating:
-            t.append("generating…  ", style="italic")
+            parts.append(part("  generating…", 0, "italic"))
         if self.ttft_s is not None:
-            t.append(f"TTFT {self.ttft_s:.2f}s  ")
+            parts.append(part(f"  TTFT {self.ttft_s:.2f}s", 6))
         if self.decode_tps:
-            t.append(f"{self.decode_tps:.1f} tok/s  ")
+            parts.append(part(f"  {self.decode_tps:.1f} tok/s", 2))
         rss = self.memory_probe()
         if rss is not None:
-            t.append(f"RSS {_mib(rss)}")
+            parts.append(part(f"  RSS {_mib(rss)}", 4))
         if self.info is not None:
             gpu = gpu_memory(self.info.device)
             if gpu is not None:
-                t.append(f"  GPU {_mib(gpu)}")
+                parts.append(part(f"  GPU {_mib(gpu)}", 4))
         # Nothing leaves the machine: the Hugging Face offline switches are set before
         # any model code is imported (engine/offline.py), and this says whether they are.
         if os.environ.get("HF_HUB_OFFLINE") == "1":
-            t.append("  ● offline", style="green")
+            parts.append(part("  ● offline", 0, "green"))
         else:
-            t.append("  ● offline switches not set", style="bold red")
-        return t
+            parts.append(part("  ● offline switches not set", 0, "bold red"))
+        return parts

@@ -58,3 +58,17 @@ def test_new_run_dir_is_unique(tmp_path: Path) -> None:
     a = runs.new_run_dir("my notes.txt", tmp_path)
     b = runs.new_run_dir("my notes.txt", tmp_path)
     assert a != b and a.name.endswith("my-notes-txt")
+
+
+def test_overfitting_warning_when_heldout_loss_rises_well_above_its_best() -> None:
+    from slmchat.engine.finetune.rundir import overfitting_warning
+
+    # 60 steps on one block: perplexity 21.6 -> 33.7 (loss 3.073 -> 3.517)
+    rising = [(0, 3.073), (20, 3.2), (40, 3.4), (60, 3.517)]
+    warning = overfitting_warning(rising)
+    assert warning is not None and "3.073 (before training)" in warning
+    assert "worse than the base" in warning
+    dipped = [(0, 3.0), (10, 2.5), (20, 2.7)]
+    assert "at step 10" in (overfitting_warning(dipped) or "")
+    assert overfitting_warning([(0, 3.0), (10, 2.5), (20, 2.55)]) is None
+    assert overfitting_warning([(0, 3.0)]) is None

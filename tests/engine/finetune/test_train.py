@@ -48,6 +48,37 @@ def test_plan_steps() -> None:
     assert plan_steps(a, 100)[0] == 7
 
 
+@pytest.mark.parametrize(("blocks", "batch", "accum", "steps"), [
+    (1, 4, 1, 60), (3, 4, 2, 5), (10, 4, 1, 7), (8, 4, 1, 4), (9, 2, 3, 11)])
+def test_planned_tokens_are_the_tokens_the_loop_trains_on(blocks: int, batch: int,
+                                                          accum: int, steps: int) -> None:
+    from slmchat.engine.finetune.args import planned_tokens
+    from slmchat.engine.finetune.loop import micro_batch
+
+    a = TrainArgs(data="x", batch_size=batch, grad_accum=accum, block_size=32)
+    train = [[i] * 32 for i in range(blocks)]
+    real = sum(len(b) * 32 for i in range(steps * accum) for b in [micro_batch(a, train, i)])
+    assert planned_tokens(a, blocks, steps) == real
+
+
+def test_estimate_uses_real_tokens_when_blocks_are_fewer_than_the_batch(
+        tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One training block, batch 4: a step trains 32 tokens, not 128 (the estimate was
+    ~3x too high)."""
+    from slmchat.engine.finetune import loop, plan
+
+    notes = tmp_path / "short.txt"
+    notes.write_text("Paris is the capital of France. " * 6)
+    monkeypatch.setattr(loop, "probe_speed", lambda args, prepared, steps: (32.0, 0.0))
+    args = tiny_args(notes, tiny_llama_dir, max_steps=60, batch_size=4)
+    pv = plan.preview(args, probe_steps=2)
+    assert pv.data["train_blocks"] < 4
+    assert pv.tokens_per_step == 32 * pv.data["train_blocks"]
+    assert pv.estimated_s == pytest.approx(60 * pv.tokens_per_step / 32.0)
+    assert any(line.startswith("warning    only") and "batch of 4" in line
+               for line in pv.lines())
+
+
 def test_invalid_args_are_clear() -> None:
     from slmchat.errors import InvalidParameterError
 

@@ -29,7 +29,8 @@ class CountingTokenizer:
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_llama_dir: Path):  # type: ignore[no-untyped-def]
-    return load(ModelSpec(path=str(tiny_llama_dir), device="cpu"), lite=True).tokenizer
+    spec = ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers")
+    return load(spec, lite=True).tokenizer
 
 
 def test_incremental_text_equals_full_decode_including_split_characters(tokenizer) -> None:  # type: ignore[no-untyped-def]
@@ -67,7 +68,7 @@ def test_stop_filter_holds_back_a_possible_stop_and_cuts_at_the_first() -> None:
 
 
 def test_a_2000_token_reply_decodes_windows_not_the_whole_reply(tiny_llama_dir: Path) -> None:
-    lm = load(ModelSpec(path=str(tiny_llama_dir), device="cpu"), lite=True)
+    lm = load(ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers"), lite=True)
     counting = CountingTokenizer(lm.tokenizer)
     params = SamplingParams(temperature=0, max_new_tokens=2000, ignore_eos=True, repetition_penalty=1.0)
     ids = lm.tokenizer("The quick brown fox", add_special_tokens=False)["input_ids"]

@@ -63,7 +63,7 @@ def test_eligibility(tiny_llama_dir: Path, tiny_gpt2_dir: Path) -> None:
 
 
 def test_lite_generation_equals_full(tiny_llama_dir: Path) -> None:
-    spec = ModelSpec(path=str(tiny_llama_dir), device="cpu")
+    spec = ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers")
     full, lite = load(spec), load(spec, lite=True)
     assert lite.extra.get("lite") and not full.extra.get("lite")
     assert lite.info.n_params == full.info.n_params
@@ -81,7 +81,7 @@ def test_lite_generation_equals_full(tiny_llama_dir: Path) -> None:
 
 def test_lite_engine_prefix_reuse(tiny_llama_dir: Path) -> None:
     engine = Engine(lite=True)
-    engine.load(ModelSpec(path=str(tiny_llama_dir)))
+    engine.load(ModelSpec(path=str(tiny_llama_dir), runtime="transformers"))
     p = SamplingParams(temperature=0, max_new_tokens=8)
     msgs = [ChatMessage("user", "Paris is")]
     reply = "".join(c.text for c in engine.stream_chat(msgs, p))
@@ -111,4 +111,4 @@ def test_config_weights_mismatch_is_refused(tiny_llama_dir: Path, tmp_path: Path
     cfg["hidden_size"] = 128
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match=r"do not match config\.json"):
-        load(ModelSpec(path=str(bad)), lite=True)
+        load(ModelSpec(path=str(bad), runtime="transformers"), lite=True)

@@ -175,3 +175,29 @@ def test_delete_removes_text_from_the_file(tmp_path: Path) -> None:
     assert store.integrity_check() == "ok"
     store.close()
     assert Store(path).search("keepsake")[0].conversation_id == keep.id
+
+
+def test_two_processes_creating_the_database_at_once_take_turns(tmp_path: Path) -> None:
+    """Another process is half-way through creating the database (its write transaction
+    is open) when this one opens it: this one waits and finds it made, not "table
+    conversations already exists"."""
+    import sqlite3
+    import threading
+
+    from slmchat.engine.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+    path = tmp_path / "c.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("PRAGMA journal_mode = WAL")
+    other.execute("BEGIN IMMEDIATE")
+    for step in MIGRATIONS:
+        step(other)
+    other.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    store = Store(path)  # waits for the other's commit (sqlite's busy timeout)
+    try:
+        conv = store.create_conversation("fine")
+        assert store.get_conversation(conv.id).title == "fine"
+    finally:
+        store.close()
+        other.close()

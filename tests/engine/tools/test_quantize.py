@@ -139,6 +139,25 @@ def test_perplexity_sliding_window_matches_full_pass(tiny_llama_dir: Path) -> No
     assert full.line == f"perplexity={full.perplexity:.4f} tokens={n - 1}"
 
 
+def test_stepwise_perplexity_equals_the_full_pass(tiny_llama_dir: Path) -> None:
+    """The step-by-step scorer (for runtimes with last-token logits) is the same recipe."""
+    from slmchat.engine.generation.backends import backend_for
+    from slmchat.engine.tools.perplexity import evaluate, perplexity_stepwise
+
+    lm = load(ModelSpec(path=str(tiny_llama_dir), device="cpu", dtype="fp32", runner="hf"))
+    text = CORPUS[:400]
+    for window, stride in ((256, 256), (64, 32)):
+        ref = perplexity(lm.model, lm.tokenizer, text, window=window, stride=stride)
+        step = perplexity_stepwise(backend_for(lm.model, "hf"), lm.tokenizer, text, window=window,
+                                   stride=stride)
+        assert step.tokens == ref.tokens
+        assert math.isclose(step.perplexity, ref.perplexity, rel_tol=1e-4)
+    onnx_lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)
+    assert onnx_lm.info.runtime == "onnx"
+    int8 = evaluate(onnx_lm, text, window=64, stride=32)
+    assert int8.tokens == ref.tokens and math.isclose(int8.perplexity, ref.perplexity, rel_tol=0.02)
+
+
 def test_read_text_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         read_text(tmp_path / "missing.txt")

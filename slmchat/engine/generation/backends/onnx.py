@@ -1,0 +1,118 @@
+"""The onnx backend: ONNX Runtime GenAI's generator driven one step at a time.
+
+We own the loop (the decode loop in decode.py): ``append_tokens`` feeds the prompt, then
+each sampled token; ``get_logits`` returns the next-token logits as numpy, sampled by
+npsampling (no torch anywhere on this path). The generator keeps the KV cache across
+turns; ``rewind_to`` truncates it when a turn is edited or regenerated.
+
+Memory: the copy is built with last-token logits only, so a long prefill never holds a
+row of logits per prompt position, and the prompt goes in chunks so the activations of
+one forward stay bounded. The generator's KV buffer is allocated whole for ``max_length``
+tokens, so it is sized to the conversation (the next power of two that holds prompt and
+reply, at least MIN_CAPACITY) and grown, by re-feeding the kept tokens, when a later turn
+needs more; never the model's full context by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from slmchat.engine.generation.backends.base import ContextFull, config_stop_ids
+from slmchat.engine.generation.npsampling import NumpySampler
+from slmchat.engine.generation.sampling import SamplingParams
+
+MIN_CAPACITY = 1024
+PREFILL_CHUNK = 512
+
+
+def capacity_for(total: int, context: int) -> int:
+    cap = MIN_CAPACITY
+    while cap < total:
+        cap *= 2
+    return max(1, min(cap, context))
+
+
+class OnnxState:
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._gen: Any = None
+        self._gen_of = -1  # model.generation the generator was made for
+        self.capacity = 0
+        self.tokens: list[int] = []
+
+    def _new_generator(self, capacity: int) -> None:
+        import onnxruntime_genai as og
+
+        params = og.GeneratorParams(self._model.og)
+        params.set_search_options(max_length=capacity, do_sample=False)
+        self._gen = og.Generator(self._model.og, params)
+        self._gen_of = self._model.generation
+        self.capacity = capacity
+
+    def _stale(self) -> bool:
+        return self._gen is None or self._gen_of != self._model.generation
+
+    def reserve(self, total: int) -> None:
+        total = min(total, self._model.context_length)  # extend() fails past the context
+        if not self._stale() and total <= self.capacity:
+            return
+        kept = list(self.tokens)
+        self._gen = None
+        self._new_generator(capacity_for(max(total, len(kept)), self._model.context_length))
+        self.tokens = []
+        if kept:  # a bigger buffer (or a reloaded model): feed the kept prefix again
+            self._append(kept)
+
+    def _append(self, ids: Sequence[int]) -> None:
+        for i in range(0, len(ids), PREFILL_CHUNK):
+            chunk = [int(t) for t in ids[i:i + PREFILL_CHUNK]]
+            self._gen.append_tokens(chunk)
+            self.tokens.extend(chunk)
+
+    def extend(self, ids: Sequence[int]) -> np.ndarray:
+        if len(self.tokens) + len(ids) > self._model.context_length:
+            raise ContextFull
+        self.reserve(len(self.tokens) + len(ids))
+        self._append(ids)
+        return np.asarray(self._gen.get_logits(), dtype=np.float32).reshape(1, -1)
+
+    def rewind(self, n: int) -> int:
+        if n >= len(self.tokens):
+            return len(self.tokens)
+        if n <= 0 or self._stale():
+            self.reset()
+            return 0
+        self._gen.rewind_to(n)
+        del self.tokens[n:]
+        return n
+
+    def reset(self) -> None:
+        if self._gen is not None and not self._stale() and self.tokens:
+            self._gen.rewind_to(0)  # keep the buffer; a new generator would allocate again
+        self.tokens = []
+
+    def close(self) -> None:
+        self._gen, self.tokens, self.capacity = None, [], 0
+
+
+class OnnxBackend:
+    runtime = "onnx"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    @property
+    def key(self) -> int:
+        return id(self.model)
+
+    def new_state(self) -> OnnxState:
+        return OnnxState(self.model)
+
+    def sampler(self, prompt: Sequence[int], params: SamplingParams, seed: int) -> NumpySampler:
+        return NumpySampler(prompt, params, seed)
+
+    def stop_ids(self, tokenizer: Any) -> set[int]:
+        return config_stop_ids(self.model, tokenizer)

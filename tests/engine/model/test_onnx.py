@@ -1,0 +1,183 @@
+"""ONNX copies: choosing the runtime, caching, corruption, fallback, start-up without torch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slmchat.engine.model import onnx
+from slmchat.engine.model.loader import load
+from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.session import Engine
+from slmchat.errors import ModelLoadError
+
+
+@pytest.fixture(scope="module")
+def tiny_copy(tiny_llama_dir: Path) -> Path:
+    """The cached int8 copy of the tiny Llama (built once; the cache is shared by runs)."""
+    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)
+    assert lm.info.runtime == "onnx", lm.info.warnings
+    return Path(lm.extra["onnx_dir"])
+
+
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: Path | None,
+                   source: Path | None = None) -> Path:
+    """A cache folder of its own; ``seed`` (a built copy) is placed where a load of
+    ``source`` looks for its copy first."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SLMCHAT_CACHE_DIR", str(cache))
+    if seed is not None and source is not None:
+        shutil.copytree(seed, onnx.copy_path(source.name, source, None))
+    return cache
+
+
+def _seeded(cache: Path) -> Path:
+    (copy,) = [p for p in (cache / "onnx").iterdir() if p.is_dir()]
+    return copy
+
+
+def test_runtime_choice(tiny_llama_dir: Path, tiny_copy: Path) -> None:
+    path = str(tiny_llama_dir)
+    assert load(ModelSpec(path=path), chat=True).info.runtime == "onnx"
+    # Tools (perplexity, quantize, export) and the exact reference paths keep transformers.
+    assert load(ModelSpec(path=path)).info.runtime == "transformers"
+    for spec in (ModelSpec(path=path, runtime="transformers"), ModelSpec(path=path, dtype="fp32"),
+                 ModelSpec(path=path, runner="hf"), ModelSpec(path=path, quant="cpu-int8")):
+        assert load(spec, chat=True).info.runtime == "transformers", spec
+    with pytest.raises(ModelLoadError, match="cannot run this model: --quant cpu-int8"):
+        load(ModelSpec(path=path, runtime="onnx", quant="cpu-int8"), chat=True)
+
+
+def test_copy_marker_and_provenance(tiny_llama_dir: Path, tiny_copy: Path) -> None:
+    assert onnx.check_copy(tiny_copy) is None
+    meta = json.loads((tiny_copy / onnx.MARKER).read_text())
+    assert meta["precision"] == "int8" and meta["last_token_logits"] is True
+    info = load(ModelSpec(path=str(tiny_llama_dir)), chat=True).info
+    full = load(ModelSpec(path=str(tiny_llama_dir))).info
+    assert info.fingerprint == full.fingerprint == meta["source_fingerprint"]
+    assert info.runtime_copy and info.runtime_copy != info.fingerprint
+    assert info.context_length == full.context_length
+    assert info.has_chat_template
+
+
+def test_half_built_and_truncated_copies_are_rebuilt(tiny_llama_dir: Path, tiny_copy: Path,
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = _private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir)
+    copy = _seeded(cache)
+    data = copy / "model.onnx.data"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    assert "wrong size" in (onnx.check_copy(copy) or "")
+    (copy / onnx.MARKER).unlink()  # and a builder killed before it wrote its marker
+    assert "half-built" in (onnx.check_copy(copy) or "")
+    messages: list[str] = []
+    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
+              progress=lambda msg, frac: messages.append(msg))
+    assert lm.info.runtime == "onnx" and not lm.info.warnings
+    assert Path(lm.extra["onnx_dir"]) == copy and onnx.check_copy(copy) is None
+    assert any("rebuilding" in m for m in messages) and any("ready" in m for m in messages)
+    assert not list((cache / "onnx").glob(".*tmp-*"))  # no temp folder left behind
+
+
+def test_a_copy_that_does_not_load_is_rebuilt_once(tiny_llama_dir: Path, tiny_copy: Path,
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = _private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir)
+    copy = _seeded(cache)
+    graph = copy / "model.onnx"
+    graph.write_bytes(b"\0" * graph.stat().st_size)  # same size: only loading can tell
+    builds: list[Path] = []
+
+    def fake_build(source, out, adapter=None, progress=None, full_logits=False, overwrite=False):
+        builds.append(out)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(tiny_copy, out)
+        return out
+
+    monkeypatch.setattr(onnx, "build_copy", fake_build)
+    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)
+    assert lm.info.runtime == "onnx" and builds == [copy]
+
+
+def test_builder_failure_falls_back_with_one_line(tiny_llama_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _private_cache(tmp_path, monkeypatch, None)
+
+    def broken(cmd, n_layers, progress):
+        raise onnx.OnnxUnavailable("the ONNX builder failed: RuntimeError: boom")
+
+    monkeypatch.setattr(onnx, "_run_builder", broken)
+    info = Engine().load(ModelSpec(path=str(tiny_llama_dir)))
+    assert info.runtime == "transformers"
+    assert len(info.warnings) == 1 and "boom" in info.warnings[0]
+    assert "transformers runtime" in info.warnings[0] and "\n" not in info.warnings[0]
+    assert not list((tmp_path / "cache" / "onnx").glob("*"))[1:]  # only the lock file at most
+
+
+def test_unsupported_architecture_falls_back(tiny_gpt2_dir: Path) -> None:
+    info = Engine().load(ModelSpec(path=str(tiny_gpt2_dir)))
+    assert info.runtime == "transformers"
+    assert len(info.warnings) == 1 and "does not support GPT2LMHeadModel" in info.warnings[0]
+
+
+def test_the_real_builder_refuses_a_broken_config_cleanly(tiny_llama_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _private_cache(tmp_path, monkeypatch, None)
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_llama_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["hidden_size"] = 96  # no longer matches the weights: the builder must fail
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(onnx.OnnxUnavailable, match="the ONNX builder failed"):
+        onnx.ensure_copy("bad", bad)
+    assert not [p for p in (tmp_path / "cache" / "onnx").iterdir() if p.is_dir()]
+
+
+def test_adapter_is_merged_then_converted(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from slmchat.engine.generation.backends import backend_for
+    from tests.modelkit import make_lora
+
+    adapter = make_lora(tiny_llama_dir, tmp_path / "lora", seed=1)
+    lm = load(ModelSpec(path=str(tiny_llama_dir), adapter=str(adapter)), chat=True)
+    assert lm.info.runtime == "onnx" and lm.info.adapter
+    ref = load(ModelSpec(path=str(tiny_llama_dir), adapter=str(adapter), device="cpu"))
+    base = load(ModelSpec(path=str(tiny_llama_dir), device="cpu"))
+    ids = list(ref.tokenizer("Paris is the capital of")["input_ids"])
+    ours = backend_for(lm.model).new_state().extend(ids)
+    with torch.inference_mode():
+        want = ref.model(torch.tensor([ids])).logits[:, -1].numpy()
+        plain = base.model(torch.tensor([ids])).logits[:, -1].numpy()
+    assert np.abs(ours - want).max() < np.abs(ours - plain).max()  # the adapter is in the copy
+    assert np.corrcoef(ours[0], want[0])[0, 1] > 0.99
+
+
+def test_generate_on_a_cached_copy_imports_neither_torch_nor_transformers(
+        tiny_llama_dir: Path, tiny_copy: Path) -> None:
+    code = ("import sys\nfrom slmchat.cli import main\n"
+            f"rc = main(['generate', 'hi', '--model', {str(tiny_llama_dir)!r}, "
+            "'--max-new-tokens', '3', '--stats'])\n"
+            "assert rc == 0, rc\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))\n"
+            "print('HEAVY', heavy[:5])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+    assert "runtime=onnx precision=int8" in out.stderr
+
+
+def test_cli_unsupported_model_prints_one_warning(tiny_gpt2_dir: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "slmchat", "generate", "hi", "--model",
+                          str(tiny_gpt2_dir), "--max-new-tokens", "2", "--stats"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("slmchat: warning:")]
+    assert len(warnings) == 1 and "transformers runtime" in warnings[0]
+    assert "Traceback" not in out.stderr and "runtime=transformers" in out.stderr
