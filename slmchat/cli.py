@@ -20,6 +20,7 @@ from slmchat.errors import SlmChatError, first_line
 COMMANDS = (
     "chat", "generate", "models", "finetune", "quantize", "export", "eval", "bench", "serve",
     "web", "doctor", "cache",
+    "export-chats",
 )
 
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(f"slmchat.commands.{name}").register(sub)
+        importlib.import_module(f"slmchat.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     steps.add_argument("--epochs", type=float, default=None, help="passes over the data")
     p.add_argument("--out", default=None, help="result folder (default RUN_DIR/model)")
     g = p.add_argument_group("training")
-    g.add_argument("--lr", type=float, default=None, help="peak LR (lora 2e-4, full 5e-5)")
+    g.add_argument("--lr", type=float, default=None, help="peak LR (lora 5e-4, full 5e-5)")
     g.add_argument("--warmup-ratio", type=float, default=0.05)
     g.add_argument("--block-size", type=int, default=256, help="tokens per training block")
     g.add_argument("--batch-size", type=int, default=4)
@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--eval-every", type=int, default=None)
     g.add_argument("--save-every", type=int, default=None, help="checkpoint interval (steps)")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--mask-prompt", action=argparse.BooleanOptionalAction, default=True,
+                   help="chat rows: compute the loss on the assistant's tokens only "
+                        "(default on; plain text always trains on every token)")
+    g.add_argument("--early-stop-patience", type=int, default=3, metavar="N",
+                   help="stop after N evaluations without a lower held-out loss and keep "
+                        "the best step as the result (0: off, keep the last step)")
     g.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
                    help="bf16 autocast (auto: on GPUs with bf16 and AVX512-BF16/AMX CPUs)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
@@ -74,7 +80,8 @@ def args_from_cli(ns: argparse.Namespace) -> Any:
         batch_size=ns.batch_size, grad_accum=ns.grad_accum, lora_r=ns.lora_r,
         lora_alpha=ns.lora_alpha, lora_dropout=ns.lora_dropout, lora_targets=ns.lora_targets,
         eval_fraction=ns.eval_fraction, eval_every=ns.eval_every, save_every=ns.save_every,
-        seed=ns.seed, bf16=ns.bf16, device=ns.device,
+        seed=ns.seed, bf16=ns.bf16, device=ns.device, mask_prompt=ns.mask_prompt,
+        early_stop_patience=ns.early_stop_patience,
     ).validate()
 
 
@@ -150,6 +157,9 @@ def _report_result(status: dict[str, Any], run_dir: Path) -> int:
         if before is not None and after is not None:
             print(f"held-out perplexity {before:.2f} -> {after:.2f} "
                   f"(loss {m['eval_loss_before']:.4f} -> {m['eval_loss_after']:.4f})")
+        if m.get("stopped_early_at"):
+            print(f"stopped early at step {m['stopped_early_at']} (held-out loss stopped "
+                  f"improving); the result is step {m.get('result_step')}")
         from slmchat.engine.finetune.rundir import overfitting_warning, read_progress
 
         evals = [(int(r.get("step") or 0), float(r["eval_loss"]))

@@ -13,6 +13,7 @@ from slmchat.commands.common import (
     prepare_default_model,
     spec_from_args,
 )
+from slmchat.commands.context_files import add_context_args, augment, index_paths, print_sources
 from slmchat.errors import InvalidParameterError
 
 
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="plain completion of the prompt text, no chat template")
     p.add_argument("--stats", action="store_true",
                    help="print a last 'stats ...' line to stderr")
+    add_context_args(p)
     p.set_defaults(func=run)
 
 
@@ -94,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("the prompt is empty")
     params = sampling_from_args(args)  # validate before the (slow) model load
     spec = spec_from_args(args)
+    if args.context and args.raw:
+        raise InvalidParameterError("--context answers in chat mode; drop --raw")
+    docs = index_paths(args.context) if args.context else None
     prepare_default_model(spec)
     # Threads are set per reply by the engine (torch's or ONNX Runtime's); setting torch's
     # here would import torch, which a chat on the onnx runtime never needs.
@@ -108,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         messages.append(ChatMessage("system", system))
     messages.append(ChatMessage("user", prompt))
     mode: PromptMode = "raw" if args.raw else "chat"
+    augmented = augment(engine, *docs, messages, params, args.context_tokens) if docs else None
+    if augmented is not None:
+        messages = augmented.messages
     last = None
     for last in engine.stream_chat(messages, params, mode=mode):
         if line is not None:
@@ -117,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(last.text)
             sys.stdout.flush()
     sys.stdout.write("\n")
+    print_sources(augmented)
     sys.stdout.flush()
     if last is not None and last.finish_reason == "error":
         print(f"slmchat: error: generation failed: {last.error}", file=sys.stderr)

@@ -46,6 +46,20 @@ CHAT_COMMANDS = (
      "export_conversation('md')"),
     ("Export conversation (JSON)", "Write the conversation with provenance to a .json file",
      "export_conversation('json')"),
+    ("Attach files", "Type /attach PATH in the prompt: answers use passages of those files",
+     "focus_prompt_attach"),
+    ("Mark reply good", "Mark the selected (or last) reply good, for training (+ in Ctrl+L)",
+     "mark_good"),
+    ("Mark reply bad", "Mark the selected (or last) reply bad (- in Ctrl+L)", "mark_bad"),
+    ("Clear reply mark", "Remove the good/bad mark of the selected (or last) reply",
+     "clear_mark"),
+    ("Edit reply", "Edit the selected (or last) reply into the answer you wanted (F8; e in "
+     "Ctrl+L)",
+     "edit_reply"),
+    ("Export for training", "Write the marked conversations as chat JSONL for fine-tuning",
+     "export_training"),
+    ("Fine-tune on marked chats", "Export the marked conversations and open the fine-tune "
+     "panel with them", "finetune_marked"),
 )
 
 

@@ -30,6 +30,7 @@ class ReplyJob:
     continue_last: bool = False
     initial_text: str = ""
     previous: dict[str, Any] | None = None
+    retrieval: dict[str, Any] | None = None  # passages of attached files in the prompt
     cancel: CancelToken = field(default_factory=CancelToken)
     started: float = field(default_factory=time.time)
 
@@ -106,6 +107,10 @@ def provenance(
         "system_prompt": next((m.content for m in job.messages if m.role == "system"), ""),
         **segment,
     }
+    if job.retrieval is not None:
+        prov["retrieval"] = job.retrieval
+    elif job.previous and job.previous.get("retrieval"):  # a continued reply keeps its sources
+        prov["retrieval"] = job.previous["retrieval"]
     if job.continue_last and job.previous:
         segments = list(job.previous.get("segments") or [_segment_of(job.previous)])
         segments.append(segment)

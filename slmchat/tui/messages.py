@@ -132,3 +132,30 @@ class CompareText(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, CompareText) and message.which == self.which
+
+
+# --- chat with local files (slmchat/tui/screens/chat_files.py) ---
+
+
+class IndexProgressed(Message):
+    """Indexing attached files: ``files_done`` of ``files_total`` (a burst collapses)."""
+
+    def __init__(self, files_done: int, files_total: int, bytes_done: int,
+                 bytes_total: int) -> None:
+        super().__init__()
+        self.files_done = files_done
+        self.files_total = files_total
+        self.bytes_done = bytes_done
+        self.bytes_total = bytes_total
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, IndexProgressed)
+
+
+class IndexFinished(Message):
+    """Indexing ended; ``report`` is an IndexReport, ``error`` a one-line reason."""
+
+    def __init__(self, report: Any, error: str | None = None) -> None:
+        super().__init__()
+        self.report = report
+        self.error = error

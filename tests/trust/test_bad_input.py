@@ -227,6 +227,14 @@ def cases() -> list[Case]:
              err_has="no converted copy named no-such-copy"),
         Case("cache-clear-negative-days", ("cache", "clear", "--older-than", "-1")),
         Case("cache-clear-days-not-a-number", ("cache", "clear", "--older-than", "soon")),
+        # --- chats and files ---
+        Case("export-chats-nothing-marked", ("export-chats", "--out", f"{I}/x.jsonl"),
+             err_has="nothing to export"),
+        Case("export-chats-no-such-conversation", ("export-chats", "-c", "999"),
+             err_has="no conversation 999"),
+        Case("export-chats-bad-id", ("export-chats", "-c", "first")),
+        Case("gen-context-missing", ("generate", "hi", "--model", T, "--context", f"{I}/nope"),
+             err_has="no such file or folder"),
     ]
     return out
 

@@ -113,3 +113,49 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any) -> dict[str, Any]:
     version, internal, gauss = state["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     return dict(state)
+
+
+# --- the best evaluated weights (early stopping keeps them as the result) ---------------
+
+BEST = "best"
+BEST_FILE = "best-weights.safetensors"  # not a checkpoint's weights.safetensors
+
+
+def save_best(run_dir: Path, step: int, model: Any, eval_loss: float) -> Path:
+    """Keep the trainable weights of ``step`` (the lowest held-out loss so far) in
+    ``best/step-N``; older best folders are removed once the new one is complete."""
+    from safetensors.torch import save_file
+
+    root = run_dir / BEST
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    with atomic_dir(final, overwrite=True, durable=True) as tmp:
+        save_file(trainable_state(model), str(tmp / BEST_FILE))
+        write_text_atomic(tmp / "state.json", json.dumps({"step": step, "eval_loss": eval_loss}))
+    for old in root.glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def best_path(run_dir: Path, step: int) -> Path | None:
+    path = run_dir / BEST / f"step-{step:08d}"
+    return path if (path / "state.json").is_file() else None
+
+
+def load_best(run_dir: Path, step: int, model: Any) -> bool:
+    """Load the kept best weights of ``step`` into ``model``; False if they are missing."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = best_path(run_dir, step)
+    if path is None:
+        return False
+    weights = load_file(str(path / BEST_FILE))
+    params = dict(model.named_parameters())
+    if any(name not in params for name in weights):
+        return False
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+    return True

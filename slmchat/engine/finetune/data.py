@@ -16,11 +16,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from slmchat.engine.fsutil import read_text_file
 from slmchat.errors import DataError
 
+T = TypeVar("T")
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 JSONL_SUFFIXES = (".jsonl",)
 
@@ -31,7 +32,7 @@ class Document:
 
     source: str
     text: str | None = None
-    messages: tuple[dict[str, str], ...] | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class DataPreview:
     train_blocks: int
     eval_blocks: int
     sha256: str
+    masked: bool = False  # chat rows: loss on assistant tokens only
+    trained_tokens: int | None = None  # tokens the loss is computed on (train split)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,13 +90,16 @@ def _jsonl_documents(path: Path, text: str) -> list[Document]:
             msgs = row["messages"]
             ok = all(
                 isinstance(m, dict) and isinstance(m.get("role"), str)
-                and isinstance(m.get("content"), str) for m in msgs
+                and isinstance(m.get("content"), str) and m.get("weight", 1) in (0, 1)
+                for m in msgs
             )
             if not ok or not msgs:
                 raise DataError(f"{where}: 'messages' must be a non-empty list of "
-                                "{'role': ..., 'content': ...} objects")
+                                "{'role': ..., 'content': ...} objects ('weight': 0 or 1 "
+                                "optional)")
             docs.append(Document(where, messages=tuple(
-                {"role": m["role"], "content": m["content"]} for m in msgs)))
+                {"role": m["role"], "content": m["content"],
+                 **({"weight": int(m["weight"])} if "weight" in m else {})} for m in msgs)))
         else:
             raise DataError(f"{where}: row has neither a 'text' string nor a 'messages' list")
     return docs
@@ -157,6 +163,32 @@ def tokenize_documents(docs: Sequence[Document], tokenizer: Any) -> list[int]:
     return stream
 
 
+def tokenize_masked(docs: Sequence[Document], tokenizer: Any) -> tuple[list[int], list[int]]:
+    """Like ``tokenize_documents``, with a loss mask: 1 on every token of plain text and on
+    the assistant's tokens of chat rows (their EOS too when the row ends with the
+    assistant), 0 on system/user turns and template text (``--mask-prompt``)."""
+    from slmchat.engine.finetune.masking import chat_messages, masked_ids, trained_turns
+
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    mask: list[int] = []
+    for doc in docs:
+        if doc.messages is not None:
+            msgs = chat_messages(doc.messages)
+            trained = trained_turns(doc.messages)
+            ids, m = masked_ids(tokenizer, msgs, trained)
+            last = 1 if trained and trained[-1] else 0
+        else:
+            ids = tokenizer(doc.text or "", add_special_tokens=False)["input_ids"]
+            m, last = [1] * len(ids), 1
+        stream.extend(ids)
+        mask.extend(m)
+        if eos is not None:
+            stream.append(int(eos))
+            mask.append(last)
+    return stream, mask
+
+
 def make_blocks(stream: Sequence[int], block_size: int) -> list[list[int]]:
     """Cut the stream into full blocks; the short tail is dropped (it would need padding)."""
     n = len(stream) // block_size
@@ -169,8 +201,8 @@ def eval_count(n_blocks: int, eval_fraction: float) -> int:
 
 
 def split_blocks(
-    blocks: list[list[int]], eval_fraction: float, seed: int
-) -> tuple[list[list[int]], list[list[int]]]:
+    blocks: list[T], eval_fraction: float, seed: int
+) -> tuple[list[T], list[T]]:
     """(train, held_out). The held-out blocks are a seeded random sample, so the split is
     the same on resume and spread over the whole text, not just its end."""
     n_eval = eval_count(len(blocks), eval_fraction)
@@ -187,16 +219,31 @@ class PreparedData:
     train: list[list[int]]
     eval: list[list[int]]
     preview: DataPreview
+    # Loss masks (1 = train on this token) parallel to train/eval; None: every token.
+    train_mask: list[list[int]] | None = None
+    eval_mask: list[list[int]] | None = None
 
 
 def prepare_data(
     path: str | Path, tokenizer: Any, block_size: int, eval_fraction: float = 0.05,
-    seed: int = 0,
+    seed: int = 0, mask_prompt: bool = True,
 ) -> PreparedData:
-    """Load, validate, tokenize and split. Raises DataError with a fix-it message."""
+    """Load, validate, tokenize and split. Raises DataError with a fix-it message.
+
+    ``mask_prompt``: chat rows train on the assistant's tokens only (plain text is
+    always trained on whole)."""
     docs, files, nbytes = load_documents(path)
-    stream = tokenize_documents(docs, tokenizer)
-    blocks = make_blocks(stream, block_size)
+    masking = mask_prompt and any(d.messages is not None for d in docs)
+    pairs: list[tuple[list[int], list[int] | None]]
+    if masking:
+        stream, mask = tokenize_masked(docs, tokenizer)
+        pairs = [(b, m) for b, m in zip(make_blocks(stream, block_size),
+                                         make_blocks(mask, block_size), strict=True)
+                 if any(m)]  # a block of prompt tokens only has nothing to learn from
+    else:
+        stream = tokenize_documents(docs, tokenizer)
+        pairs = [(b, None) for b in make_blocks(stream, block_size)]
+    blocks = [b for b, _ in pairs]
     if len(blocks) < 2:
         need = 2 * block_size
         raise DataError(
@@ -204,10 +251,19 @@ def prepare_data(
             f"held-out block of {block_size} tokens need {need}; add text or use a smaller "
             f"--block-size (e.g. {max(16, 2 ** int(math.log2(max(2, len(stream) // 4))))})"
         )
-    train, evals = split_blocks(blocks, eval_fraction, seed)
+    train_pairs, eval_pairs = split_blocks(pairs, eval_fraction, seed)
+    train = [b for b, _ in train_pairs]
+    evals = [b for b, _ in eval_pairs]
+    trained = (sum(sum(m) for _, m in train_pairs if m is not None) if masking
+               else len(train) * block_size)
     preview = DataPreview(
         files=len(files), bytes=nbytes, documents=len(docs), tokens=len(stream),
         block_size=block_size, blocks=len(blocks), train_blocks=len(train),
-        eval_blocks=len(evals), sha256=data_sha256(path),
+        eval_blocks=len(evals), sha256=data_sha256(path), masked=masking,
+        trained_tokens=trained,
     )
-    return PreparedData(train=train, eval=evals, preview=preview)
+    if not masking:
+        return PreparedData(train=train, eval=evals, preview=preview)
+    return PreparedData(train=train, eval=evals, preview=preview,
+                        train_mask=[m for _, m in train_pairs if m is not None],
+                        eval_mask=[m for _, m in eval_pairs if m is not None])

@@ -17,7 +17,7 @@ from typing import Any
 
 from slmchat.engine.finetune import rundir as runs
 from slmchat.engine.finetune.args import TrainArgs, eval_interval, plan_steps, save_interval
-from slmchat.engine.finetune.checkpoints import load_checkpoint, save_checkpoint
+from slmchat.engine.finetune.checkpoints import load_best, load_checkpoint, save_best, save_checkpoint
 from slmchat.engine.finetune.loop import (
     Report,
     Stopper,
@@ -97,17 +97,19 @@ class FinetuneJob:
         if world > 1 or device != "cpu":
             dev = accelerator.device
             device = "cpu" if dev.type == "cpu" else str(dev)
+        threads = None
         if device == "cpu":
-            configure_threads()
+            reserve = os.environ.get(runs.RESERVE_ENV, "")
+            threads = configure_threads(reserve=int(reserve) if reserve.isdigit() else 0)
         bf16 = use_bf16(args, device)
         # Data problems are found before the (slow) model load.
         tokenizer = load_tokenizer(args.model)
         prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction,
-                                args.seed)
+                                args.seed, mask_prompt=args.mask_prompt)
         total, _ = plan_steps(args, len(prepared.train), world)
         self.phase = "loading the model"
         self._status(message="loading model", total_steps=total, data=prepared.preview.as_dict(),
-                     bf16=bf16, device=device, world_size=world)
+                     bf16=bf16, device=device, world_size=world, threads=threads)
         model, tokenizer, base = build_model(args, device, bf16)
         optimizer = make_optimizer(model, args)
         if world > 1:
@@ -128,7 +130,7 @@ class FinetuneJob:
             if self.main:
                 (self.run_dir / runs.PROGRESS).unlink(missing_ok=True)
             self.phase = "scoring the held-out split"
-            before = evaluate(model, prepared.eval, args, device, bf16)
+            before = evaluate(model, prepared.eval, args, device, bf16, prepared.eval_mask)
             metrics = {"eval_loss_before": before, "perplexity_before": _ppl(before)}
             self._progress({"step": 0, "total_steps": total, "epoch": 0.0,
                             "eval_loss": before, "perplexity": _ppl(before), "elapsed_s": 0.0})
@@ -140,6 +142,7 @@ class FinetuneJob:
         train_s, tokens, steps_done, last_eval_s = 0.0, 0, 0, 0.0
         step, last_saved = start, start
         eval_loss = metrics.get("eval_loss_after")
+        stop = EarlyStop(args, metrics)
         per_epoch = max(1, len(prepared.train) / (args.batch_size * args.grad_accum * world))
         with Stopper(self.run_dir) as stopper:
             for row in train_steps(model, optimizer, prepared, args, device=device, bf16=bf16,
@@ -156,9 +159,14 @@ class FinetuneJob:
                 if step % every_eval == 0 or step == total:
                     self.phase = f"evaluating at step {step}"
                     t0 = time.perf_counter()
-                    eval_loss = evaluate(model, prepared.eval, args, device, bf16)
+                    eval_loss = evaluate(model, prepared.eval, args, device, bf16,
+                                         prepared.eval_mask)
                     last_eval_s = time.perf_counter() - t0
                     out.update(eval_loss=eval_loss, perplexity=_ppl(eval_loss))
+                    if stop.observe(step, eval_loss) and self.main:
+                        self.phase = f"keeping the best weights (step {step})"
+                        save_best(self.run_dir, step, inner, eval_loss)
+                    metrics.update(stop.as_metrics())
                 left = total - step
                 out["elapsed_s"] = elapsed0 + time.perf_counter() - t_start
                 out["eta_s"] = (left * train_s / steps_done
@@ -168,14 +176,22 @@ class FinetuneJob:
                     self._checkpoint(step, inner, optimizer, args, metrics, out["elapsed_s"])
                     last_saved = step
                 self._status(step=step, message=f"step {step}/{total}")
+                if stop.stopped_at is not None:
+                    break
             elapsed = elapsed0 + time.perf_counter() - t_start
-            if step < total:  # stopped early: keep the work done so far
+            if step < total and stop.stopped_at is None:  # cancelled: keep the work so far
                 if step > last_saved:
                     self._checkpoint(step, inner, optimizer, args, metrics, elapsed)
                 return self._finish("cancelled", f"cancelled at step {step}/{total}; resume "
                                     f"with: slmchat finetune --resume {self.run_dir}", step=step)
         if eval_loss is None:
-            eval_loss = evaluate(model, prepared.eval, args, device, bf16)
+            eval_loss = evaluate(model, prepared.eval, args, device, bf16, prepared.eval_mask)
+        kept = step
+        if stop.best_step is not None and stop.best_step != step and stop.best_loss is not None:
+            self.phase = f"restoring the best weights (step {stop.best_step})"
+            if load_best(self.run_dir, stop.best_step, inner):
+                kept, eval_loss = stop.best_step, stop.best_loss
+        metrics.update(stop.as_metrics(), result_step=kept, last_step=step)
         metrics.update(eval_loss_after=eval_loss, perplexity_after=_ppl(eval_loss),
                        train_tokens_per_s=tokens / max(train_s, 1e-9) if tokens else None,
                        elapsed_s=elapsed)
@@ -189,8 +205,14 @@ class FinetuneJob:
 
             save_output(inner, tokenizer, args, base, prepared.preview.as_dict(), metrics,
                         out_dir)
-        return self._finish("done", f"finished: {out_dir}", out=str(out_dir), metrics=metrics,
-                            step=total)
+        note = ""
+        if stop.stopped_at is not None:
+            note = (f" (stopped early at step {stop.stopped_at}: held-out loss stopped "
+                    f"improving)")
+        if kept != step:
+            note += f"; kept the best step {kept}"
+        return self._finish("done", f"finished: {out_dir}{note}", out=str(out_dir),
+                            metrics=metrics, step=step)
 
     def _progress(self, row: dict[str, Any]) -> None:
         if self.main:
@@ -207,6 +229,39 @@ class FinetuneJob:
                          "schedule": {"kind": "warmup_cosine", "step": step}},
                         keep=args.keep_checkpoints)
         self.phase = "training"
+
+
+class EarlyStop:
+    """Early stopping on held-out loss: ``patience`` evaluations without a new best (by
+    more than ``min_delta``) end the run, and the best evaluated step becomes the result.
+    Step 0 (the untrained model) is not a candidate: a run always returns trained
+    weights. Its state lives in the run's metrics, so a resumed run keeps counting."""
+
+    def __init__(self, args: TrainArgs, metrics: dict[str, Any]) -> None:
+        self.patience = args.early_stop_patience
+        self.min_delta = args.early_stop_min_delta
+        self.best_loss: float | None = metrics.get("best_eval_loss")
+        self.best_step: int | None = metrics.get("best_step")
+        self.bad = int(metrics.get("bad_evals") or 0)
+        self.stopped_at: int | None = None
+
+    def observe(self, step: int, loss: float) -> bool:
+        """Record an evaluation; True when it is a new best (keep its weights)."""
+        if self.patience <= 0:
+            return False
+        if self.best_loss is None or loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_step, self.bad = loss, step, 0
+            return True
+        self.bad += 1
+        if self.bad >= self.patience:
+            self.stopped_at = step
+        return False
+
+    def as_metrics(self) -> dict[str, Any]:
+        if self.patience <= 0:
+            return {}
+        return {"best_eval_loss": self.best_loss, "best_step": self.best_step,
+                "bad_evals": self.bad, "stopped_early_at": self.stopped_at}
 
 
 def _reset_accelerate() -> None:

@@ -103,19 +103,32 @@ def build_model(args: TrainArgs, device: str, bf16: bool) -> tuple[Any, Any, str
     return model, loaded.tokenizer, loaded.info.path
 
 
-def micro_batch(args: TrainArgs, train: list[list[int]], index: int) -> list[list[int]]:
-    """Global micro-batch ``index``: a pure function of (seed, index), so any process and
-    any resumed run agrees on the data order without saving it."""
-    per_epoch = math.ceil(len(train) / args.batch_size)
+def micro_indices(args: TrainArgs, n_train: int, index: int) -> list[int]:
+    """Global micro-batch ``index`` as block indices: a pure function of (seed, index), so
+    any process and any resumed run agrees on the data order without saving it."""
+    per_epoch = math.ceil(n_train / args.batch_size)
     epoch, pos = divmod(index, per_epoch)
-    order = list(range(len(train)))
+    order = list(range(n_train))
     random.Random(args.seed * 1_000_003 + epoch).shuffle(order)
-    picked = order[pos * args.batch_size:(pos + 1) * args.batch_size]
-    return [train[i] for i in picked]
+    return order[pos * args.batch_size:(pos + 1) * args.batch_size]
+
+
+def micro_batch(args: TrainArgs, train: list[list[int]], index: int) -> list[list[int]]:
+    return [train[i] for i in micro_indices(args, len(train), index)]
+
+
+def labels_for(x: Any, masks: list[list[int]] | None) -> Any:
+    """Labels = the input ids, with -100 (ignored by the loss) where the mask is 0."""
+    import torch
+
+    if masks is None:
+        return x
+    keep = torch.tensor(masks, dtype=torch.bool, device=x.device)
+    return torch.where(keep, x, torch.full_like(x, -100))
 
 
 def evaluate(model: Any, blocks: list[list[int]], args: TrainArgs, device: str,
-             bf16: bool) -> float:
+             bf16: bool, masks: list[list[int]] | None = None) -> float:
     """Mean token loss on the held-out blocks (capped at ``max_eval_blocks``)."""
     import torch
 
@@ -126,8 +139,9 @@ def evaluate(model: Any, blocks: list[list[int]], args: TrainArgs, device: str,
     with torch.no_grad():
         for i in range(0, len(blocks), args.batch_size):
             x = torch.tensor(blocks[i:i + args.batch_size], device=device)
+            labels = labels_for(x, masks[i:i + args.batch_size] if masks is not None else None)
             with autocast(device, bf16):
-                loss = model(input_ids=x, labels=x).loss
+                loss = model(input_ids=x, labels=labels).loss
             total += float(loss) * len(x)
             count += len(x)
     if was_training:
@@ -185,12 +199,15 @@ def train_steps(
         losses, tokens = [], 0
         for k in range(args.grad_accum):
             index = ((step - 1) * args.grad_accum + k) * world + rank
-            x = torch.tensor(micro_batch(args, prepared.train, index), device=device)
+            rows = micro_indices(args, len(prepared.train), index)
+            x = torch.tensor([prepared.train[i] for i in rows], device=device)
+            masks = prepared.train_mask
+            labels = labels_for(x, [masks[i] for i in rows] if masks is not None else None)
             sync = k == args.grad_accum - 1 or accelerator is None
             ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
             with ctx:
                 with autocast(device, bf16):
-                    loss = model(input_ids=x, labels=x).loss
+                    loss = model(input_ids=x, labels=labels).loss
                 scaled = loss / args.grad_accum
                 if accelerator is not None:
                     accelerator.backward(scaled)
@@ -239,7 +256,7 @@ def probe_speed(args: TrainArgs, prepared: PreparedData, steps: int = 3) -> tupl
             timed_s += row["step_s"]
             timed_tokens += row["tokens"]
     t0 = time.perf_counter()
-    evaluate(model, prepared.eval, args, device, bf16)
+    evaluate(model, prepared.eval, args, device, bf16, prepared.eval_mask)
     return timed_tokens / max(timed_s, 1e-9), time.perf_counter() - t0
 
 

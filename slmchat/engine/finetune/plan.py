@@ -67,6 +67,8 @@ class Preview:
             f"data       {d['files']} file(s), {d['bytes']:,} bytes, {d['documents']} document(s)",
             f"tokens     {d['tokens']:,} -> {d['blocks']} blocks of {d['block_size']}",
             f"split      {d['train_blocks']} train / {d['eval_blocks']} held-out blocks",
+            *([f"loss on    {d['trained_tokens']:,} assistant tokens (chat rows, prompt "
+               "masked)"] if d.get("masked") else []),
             f"steps      {self.total_steps} ({self.steps_per_epoch}/epoch, "
             f"{self.epochs:.2f} epochs, {self.tokens_per_step} tokens/step)",
         ]
@@ -84,7 +86,8 @@ def preview(args: TrainArgs, probe_steps: int = 0) -> Preview:
 
     args.validate()
     tokenizer = load_tokenizer(args.model)
-    prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction, args.seed)
+    prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction, args.seed,
+                            mask_prompt=args.mask_prompt)
     total, per_epoch = plan_steps(args, len(prepared.train))
     tokens = planned_tokens(args, len(prepared.train), total)  # real tokens, not padded
     tokens_per_step = round(tokens / total)

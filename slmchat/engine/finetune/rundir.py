@@ -36,6 +36,7 @@ LOG = "train.log"
 CANCEL = "cancel.request"
 STATES = ("pending", "running", "done", "failed", "cancelled")
 START_GRACE_S = 30.0
+RESERVE_ENV = "SLMCHAT_TRAIN_RESERVE_CORES"  # cores a background job leaves to the chat
 PROGRESS_KEYS = (
     "step", "total_steps", "epoch", "loss", "eval_loss", "perplexity", "lr",
     "tokens_per_s", "elapsed_s", "eta_s",
@@ -289,6 +290,9 @@ def spawn(run_dir: Path) -> subprocess.Popen[bytes]:
     # OpenMP threads that spin while waiting make a job ~10x slower when it shares the
     # cores with the app or anything else (measured on 2 contended cores); sleep instead.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # A background job shares the machine with the chat: it leaves one core free
+    # (devices.chat_threads gives the chat half the cores while a job runs).
+    env.setdefault(RESERVE_ENV, "1")
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "slmchat.engine.finetune", str(run_dir)]

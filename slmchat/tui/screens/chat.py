@@ -25,7 +25,8 @@ from slmchat.tui.generation import (
     title_from,
 )
 from slmchat.tui.messages import ChatReady, ReplyDelta, ReplyFinished
-from slmchat.tui.screens.conversations import ConversationScreen
+from slmchat.tui.screens.chat_files import FilesAndTraining
+from slmchat.tui.widgets.attachments_bar import AttachmentsBar
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.message_view import MessageView
 from slmchat.tui.widgets.prompt_box import PromptBox
@@ -41,7 +42,7 @@ EDIT_BANNER = (
 )
 
 
-class ChatScreen(ConversationScreen):
+class ChatScreen(FilesAndTraining):
     BINDINGS: ClassVar[list[BindingType]] = [
         # The footer shows what a new user needs first and fits 80 columns; the rest is in
         # the command palette (Ctrl+P), the empty chat's hint and the message headers.
@@ -57,6 +58,10 @@ class ChatScreen(ConversationScreen):
         Binding("f5", "edit_last", "Edit last", show=False),
         Binding("f2", "rename_conversation", "Rename", show=False),
         Binding("f3", "export_conversation", "Export", show=False),
+        # Marks: with messages selected (Ctrl+L); the prompt box takes + and - as text.
+        Binding("plus", "mark_good", "Good reply", show=False),
+        Binding("minus", "mark_bad", "Bad reply", show=False),
+        Binding("f8", "edit_reply", "Edit reply", show=False),
     ]
 
     def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
@@ -73,6 +78,7 @@ class ChatScreen(ConversationScreen):
             with Vertical(id="chat"):
                 yield ChatLog(id="log")
                 yield Static(EDIT_BANNER, id="edit-banner")
+                yield AttachmentsBar()
                 yield PromptBox(id="prompt")
             yield SettingsPanel(id="settings")
         yield self.status_bar
@@ -132,6 +138,9 @@ class ChatScreen(ConversationScreen):
         text = text.strip()
         if not text:
             return
+        if await self.handle_command(text):  # /attach, /detach
+            self.prompt.clear()
+            return
         if self.generating or self.pending:
             self.notify("A reply is still being written; Esc stops it.", severity="warning")
             return
@@ -179,6 +188,9 @@ class ChatScreen(ConversationScreen):
             return
         history = self.store.messages(self.conv.id)
         messages = chat_messages(history, self.chat_settings.get("system_prompt"))
+        retrieval = None
+        if continue_view is None:
+            messages, retrieval = self.with_files(messages, params)
         if continue_view is not None:
             view = continue_view
             job = ReplyJob(view.msg_id, messages, params, self.engine.info, continue_last=True,
@@ -189,6 +201,7 @@ class ChatScreen(ConversationScreen):
             view = MessageView.from_stored(msg)
             await self.log_view.add(view)
             job = ReplyJob(msg.id, messages, params, self.engine.info)
+        job.retrieval = retrieval
         self.job = job
         view.start_stream()
         self.status.generating = True
@@ -315,6 +328,9 @@ class ChatScreen(ConversationScreen):
             self._begin_edit(users[-1])
 
     def _begin_edit(self, view: MessageView) -> None:
+        if view.role == "assistant":  # a reply is edited into the preferred answer
+            self.action_edit_reply()
+            return
         if view.role != "user":
             self.notify("Only your own messages can be edited.", severity="warning")
             return
@@ -366,7 +382,7 @@ class ChatScreen(ConversationScreen):
         self.prompt.focus()
 
     def on_settings_panel_saved(self, event: SettingsPanel.Saved) -> None:
-        self.chat_settings = dict(event.values)
+        self.chat_settings = {**dict(event.values), **self.file_settings()}
         if self.conv is not None:
             self.store.set_conversation_settings(self.conv.id, self.chat_settings)
         where = "this chat"

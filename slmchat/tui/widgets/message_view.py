@@ -18,6 +18,7 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from slmchat.engine.store.store import StoredMessage
+from slmchat.tui.widgets.citations import Citations, citations_for
 from slmchat.tui.widgets.fitted_line import FittedLine, Part, part
 
 STATUS_NOTES = {
@@ -76,6 +77,17 @@ def stats_line(provenance: dict[str, Any] | None) -> str:
     return "".join(text.plain for text, _ in stats_parts(provenance)).strip()
 
 
+def curation_note(provenance: dict[str, Any] | None) -> str:
+    """"good" / "bad" / "edited" marks a user gave the reply (for training)."""
+    cur = (provenance or {}).get("curation") or {}
+    marks = []
+    if cur.get("rating") in ("good", "bad"):
+        marks.append(f"marked {cur['rating']}")
+    if "original" in cur:
+        marks.append("edited")
+    return f"  [{', '.join(marks)}]" if marks else ""
+
+
 class MessageView(Vertical):
     """A message in the chat log. ``msg_id`` is its row in the store (0 = not stored)."""
 
@@ -102,6 +114,8 @@ class MessageView(Vertical):
         yield FittedLine(self._header(), classes="message-header")
         if self.role == "assistant":
             yield Markdown(self.content, classes="message-body", parser_factory=reply_parser)
+            if (cites := citations_for(self.provenance)) is not None:
+                yield cites
         else:
             yield Static(Text(self.content), classes="message-body")
 
@@ -115,6 +129,8 @@ class MessageView(Vertical):
             parts += stats_parts(self.provenance)
             if self.provenance and self.provenance.get("error"):
                 parts.append(part(f"  {self.provenance['error']}", 0, "red"))
+            if note := curation_note(self.provenance):
+                parts.append(part(note, 1, "bold"))
         return parts
 
     def set_status(self, status: str, provenance: dict[str, Any] | None = None) -> None:
@@ -159,6 +175,14 @@ class MessageView(Vertical):
                 # the part written before; appends don't re-parse it, so parse once here.
                 await self.query_one(Markdown).update(self.content)
         self.set_status(status, provenance)
+        if not self.query(Citations) and (cites := citations_for(self.provenance)) is not None:
+            await self.mount(cites)
+
+    async def replace_text(self, text: str, provenance: dict[str, Any] | None) -> None:
+        """Show an edited (preferred) reply in place of the model's text."""
+        self.content = text
+        await self.query_one(Markdown).update(text)
+        self.set_status(self.status, provenance)
 
     @property
     def streaming(self) -> bool:

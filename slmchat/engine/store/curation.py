@@ -1,0 +1,176 @@
+"""Curating chats into training data: mark replies good or bad, keep an edited
+"preferred" reply, and export conversations as chat JSONL for ``slmchat finetune``.
+
+Marks live in the reply's provenance JSON (``curation.rating``), so no schema step is
+needed, a deleted message takes its mark with it, and the chat view reads the mark from
+the message it already has. An edited reply replaces the message's text, so the chat
+shows and continues from the answer the user wanted; the model's original text is kept
+in the provenance too (``curation.original``).
+
+The export writes one row per conversation in the ``messages`` format the fine-tune
+reads, cut after the last reply to learn from. Replies not to learn from stay in the
+row as context with ``"weight": 0`` (OpenAI's chat fine-tuning convention, honoured by
+``--mask-prompt``), so the model learns the good answers in the context they were given.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from slmchat.engine.store.store import Store, StoredMessage
+from slmchat.errors import InvalidParameterError
+
+Rating = Literal["good", "bad"]
+RATINGS: tuple[str, ...] = ("good", "bad")
+
+
+def rating_of(msg: StoredMessage) -> str | None:
+    value = ((msg.provenance or {}).get("curation") or {}).get("rating")
+    return value if value in RATINGS else None
+
+
+def set_rating(store: Store, msg_id: int, rating: Rating | None) -> StoredMessage:
+    """Mark an assistant reply good or bad; ``None`` clears the mark."""
+    if rating is not None and rating not in RATINGS:
+        raise InvalidParameterError(f"rating must be one of {', '.join(RATINGS)}")
+    msg = store.get_message(msg_id)
+    if msg.role != "assistant":
+        raise InvalidParameterError("only the model's replies can be marked")
+    if msg.status == "streaming":
+        raise InvalidParameterError("wait for the reply to finish before marking it")
+    prov = dict(msg.provenance or {})
+    cur = dict(prov.get("curation") or {})
+    if rating is None:
+        cur.pop("rating", None)
+    else:
+        cur["rating"] = rating
+    cur["marked_at"] = time.time()
+    prov["curation"] = cur
+    store.update_message(msg_id, provenance=prov)
+    return store.get_message(msg_id)
+
+
+def ratings(store: Store, conv_id: int | None = None) -> dict[int, str]:
+    """{message id: rating} for one conversation, or for all."""
+    sql = ("SELECT id, json_extract(provenance, '$.curation.rating') AS r FROM messages "
+           "WHERE role = 'assistant' AND json_extract(provenance, '$.curation.rating') "
+           "IN ('good', 'bad')")
+    params: tuple[Any, ...] = ()
+    if conv_id is not None:
+        sql += " AND conversation_id = ?"
+        params = (conv_id,)
+    with store._lock:  # the store's own connection and lock
+        return {int(r[0]): str(r[1]) for r in store._db.execute(sql, params)}
+
+
+def set_preferred(store: Store, msg_id: int, text: str) -> StoredMessage:
+    """Replace a reply with the answer the user wanted; the model's original text is kept
+    in provenance (the first original, however often it is edited), and the reply is
+    marked good: it is what training should learn."""
+    if not text.strip():
+        raise InvalidParameterError("the preferred reply is empty")
+    msg = store.get_message(msg_id)
+    if msg.role != "assistant":
+        raise InvalidParameterError("only the model's replies can be edited into a preferred one")
+    prov = dict(msg.provenance or {})
+    cur = dict(prov.get("curation") or {})
+    cur.setdefault("original", msg.content)
+    cur["edited_at"] = time.time()
+    prov["curation"] = cur
+    store.update_message(msg_id, content=text, provenance=prov)
+    return set_rating(store, msg_id, "good")
+
+
+def original_text(msg: StoredMessage) -> str | None:
+    """The model's own text of an edited reply, or None if it was never edited."""
+    cur = (msg.provenance or {}).get("curation") or {}
+    value = cur.get("original")
+    return value if isinstance(value, str) else None
+
+
+def marked_conversations(store: Store) -> list[int]:
+    """Conversations with at least one reply marked good (edited replies count)."""
+    with store._lock:
+        rows = store._db.execute(
+            "SELECT DISTINCT conversation_id FROM messages WHERE role = 'assistant' AND "
+            "json_extract(provenance, '$.curation.rating') = 'good' "
+            "ORDER BY conversation_id").fetchall()
+    return [int(r[0]) for r in rows]
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    rows: int
+    trained_replies: int
+    context_replies: int
+    conversations: int
+
+
+def training_row(store: Store, conv_id: int, marks: dict[int, str],
+                 learn_unmarked: bool) -> tuple[dict[str, Any] | None, int, int]:
+    """(row or None, replies learned, replies kept as context) for one conversation."""
+    conv = store.get_conversation(conv_id)
+    msgs: list[dict[str, Any]] = []
+    system = conv.settings.get("system_prompt")
+    if isinstance(system, str) and system.strip():
+        msgs.append({"role": "system", "content": system})
+    last_learned = -1
+    learned = context = 0
+    for m in store.messages(conv_id):
+        if m.role == "system" or not m.content.strip() or m.status in ("error", "streaming"):
+            continue
+        row: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.role == "assistant":
+            mark = marks.get(m.id)
+            complete = m.status == "done"
+            learn = mark == "good" or (learn_unmarked and mark is None and complete)
+            if learn:
+                learned += 1
+                last_learned = len(msgs)
+            else:
+                row["weight"] = 0
+                context += 1
+        msgs.append(row)
+    if last_learned < 0:
+        return None, 0, 0
+    kept = msgs[:last_learned + 1]
+    context = sum(1 for r in kept if r.get("weight") == 0)
+    return {"messages": kept}, learned, context
+
+
+def export_training(store: Store, out: Path, conv_ids: Iterable[int] | None = None) -> ExportReport:
+    """Write chat JSONL for ``slmchat finetune``.
+
+    ``conv_ids`` given: those conversations, learning every complete reply not marked bad.
+    None: every conversation with a reply marked good, learning only the good ones.
+    """
+    from slmchat.engine.fsutil import write_private
+
+    explicit = conv_ids is not None
+    ids = list(conv_ids) if conv_ids is not None else marked_conversations(store)
+    rows: list[dict[str, Any]] = []
+    learned = context = 0
+    for conv_id in ids:
+        try:
+            row, n_learn, n_context = training_row(store, conv_id, ratings(store, conv_id),
+                                                   learn_unmarked=explicit)
+        except KeyError:
+            raise InvalidParameterError(f"no conversation {conv_id}") from None
+        if row is not None:
+            rows.append(row)
+            learned += n_learn
+            context += n_context
+    if not rows:
+        raise InvalidParameterError(
+            "nothing to export: mark a reply good (or edit one) first"
+            if not explicit else "nothing to export: those conversations have no replies to "
+            "learn from")
+    out = Path(out).expanduser()
+    write_private(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return ExportReport(out, len(rows), learned, context, len(ids))
