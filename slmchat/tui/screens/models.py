@@ -186,7 +186,7 @@ class ModelsScreen(Screen[ModelSpec | None]):
     def _fill_table(self, query: str, select_path: str | None = None) -> None:
         table = self.query_one("#models-table", DataTable)
         self.shown = filter_entries(self.entries, query)
-        rows = [(e.name, e.format + (" ⚠" if e.problem else ""), human_bytes(e.size_bytes),
+        rows = [(e.label, e.format + (" ⚠" if e.problem else ""), human_bytes(e.size_bytes),
                  human_count(e.n_params), "yes" if e.has_chat_template else "no",
                  e.architecture) for e in self.shown]
         # Columns are rebuilt with their widths measured here: DataTable's own measuring
@@ -226,7 +226,7 @@ class ModelsScreen(Screen[ModelSpec | None]):
         context = f" · context {entry.context_length}" if entry.context_length else ""
         base = f" on base {escape(entry.base)}" if entry.base else ""
         lines = [
-            f"[b]{escape(entry.name)}[/b]",
+            f"[b]{escape(entry.label)}[/b]",
             f"{entry.format}{base} · {escape(entry.architecture)}",
             f"{human_count(entry.n_params)} parameters · {human_bytes(entry.size_bytes)}"
             + context,
