@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from slmchat.engine.model.spec import DTYPES, QUANTS, RUNTIMES, ModelSpec
+from slmchat.errors import SlmChatError
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -80,8 +82,19 @@ def prepare_default_model(spec: ModelSpec) -> None:
     from slmchat.commands.progress import TerminalBar
     from slmchat.engine.model import default
 
-    if default.is_converted():
-        return
-    default.gguf_path()  # not installed: one clear line, before any bar is drawn
-    with TerminalBar("converting the default model (once)") as bar:
-        default.ensure_default_model(progress=bar)
+    if not default.is_converted():
+        default.gguf_path()  # not installed: one clear line, before any bar is drawn
+        with TerminalBar("converting the default model (once)") as bar:
+            default.ensure_default_model(progress=bar)
+    # Then its int8 copy for the onnx chat runtime (10-20 s, once), with the same bar.
+    from slmchat.engine.model import onnx, onnx_runtime
+
+    try:
+        pending = onnx_runtime.pending_copy(spec)
+    except SlmChatError:
+        return  # the load reports it, in its own words
+    if pending is not None:
+        # A failed build: the bar says so, and the load falls back to transformers.
+        with contextlib.suppress(onnx.OnnxUnavailable), \
+                TerminalBar("building the ONNX int8 copy (once)") as bar:
+            onnx.ensure_copy(*pending, progress=bar)

@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     text = read_text(Path(args.eval_file)) if args.eval_file else None
     args.model = args.model_path
     spec = spec_from_args(args).with_(quant="none")
+    if args.method == "onnx-int8":
+        from slmchat.engine.tools.quantize import onnx_source
+
+        onnx_source(spec)  # an unsupported model: one line now, before any slow work
     configure_threads()
     cpu_method = args.method in ("cpu-int8", "onnx-int8")
     before = _ppl(spec.with_(device="cpu") if cpu_method else spec, text, args) if text else None

@@ -227,7 +227,8 @@ def _report(line: str, n_layers: int, progress: Progress) -> None:
             i = int(line.split()[2]) + 1
         except (IndexError, ValueError):
             return
-        progress(f"converting layer {i}/{n_layers}", 0.1 + 0.6 * i / n_layers)
+        # One message for all layers (a log gets one line; a terminal bar still moves).
+        progress("converting the layers", 0.1 + 0.6 * i / n_layers)
     elif "quantiz" in line.lower() and "lm_head" in line:
         progress("quantizing the LM head", 0.8)
     elif line.startswith("Saving GenAI config"):

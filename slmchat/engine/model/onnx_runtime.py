@@ -143,3 +143,38 @@ def _load_standalone(path: Path, spec: Any, name: str) -> Any:
                               onnx_thread_count(BusyCores()))
     except onnx.OnnxUnavailable as exc:
         raise ModelLoadError(str(exc)) from exc
+
+
+def pending_copy(spec: Any) -> tuple[str, Path, Path | None] | None:
+    """(name, source, adapter) of the ONNX copy a chat engine would build for ``spec``
+    on its next load, or None (transformers runtime, unsupported model, copy cached).
+
+    Lets a command build it up front with a progress bar (the app would otherwise sit on
+    "loading" while it converts)."""
+    if spec.runtime == "transformers":
+        return None
+    kind, path = resolve_source(spec)
+    if kind in ("onnx", "gguf") or blocker(spec, kind):
+        return None
+    if spec.runtime != "onnx" and _auto_blocker(spec):
+        return None
+    base_kind, source, adapter = source_and_adapter(kind, path, spec)
+    if base_kind == "gguf" or onnx.unsupported_reason(source):
+        return None
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        return None
+    name = _name(kind, path, spec)
+    target = onnx.copy_path(name, source, adapter)
+    if onnx.check_copy(target) is None or any(
+            onnx.check_copy(p) is None for p in target.parent.glob(f"*-{target.name.rsplit('-', 1)[-1]}")):
+        return None
+    return name, source, adapter
+
+
+def _name(kind: str, path: Path, spec: Any) -> str:
+    if kind == "default":
+        from slmchat.engine.model.default import MODEL_NAME
+
+        return MODEL_NAME
+    name = path.stem if kind == "gguf" else path.name
+    return f"{name}+{Path(spec.adapter).name}" if spec.adapter else name

@@ -86,16 +86,13 @@ def quantize_and_save(
                           time.perf_counter() - start)
 
 
-def _onnx_int8(spec: Any, out: Path, overwrite: bool, progress: Progress) -> QuantizeResult:
-    """A standalone ONNX Runtime GenAI int8 copy that loads with ``--model OUT``."""
-    from slmchat.engine.fsutil import check_target
+def onnx_source(spec: Any) -> tuple[Path, Path | None]:
+    """(checkpoint folder, adapter or None) that `--method onnx-int8` converts; a one-line
+    InvalidParameterError when it cannot (checked before any slow work)."""
     from slmchat.engine.model import onnx
     from slmchat.engine.model.files import resolve_source
     from slmchat.engine.model.onnx_runtime import source_and_adapter
-    from slmchat.errors import ModelLoadError
 
-    start = time.perf_counter()
-    check_target(out.expanduser().resolve(), overwrite)
     kind, path = resolve_source(spec)
     if kind == "onnx":
         raise InvalidParameterError(f"{path} is already an ONNX copy")
@@ -106,6 +103,18 @@ def _onnx_int8(spec: Any, out: Path, overwrite: bool, progress: Progress) -> Qua
     reason = onnx.unsupported_reason(source)
     if reason:
         raise InvalidParameterError(f"cannot convert {source} to ONNX: {reason}")
+    return source, adapter
+
+
+def _onnx_int8(spec: Any, out: Path, overwrite: bool, progress: Progress) -> QuantizeResult:
+    """A standalone ONNX Runtime GenAI int8 copy that loads with ``--model OUT``."""
+    from slmchat.engine.fsutil import check_target
+    from slmchat.engine.model import onnx
+    from slmchat.errors import ModelLoadError
+
+    start = time.perf_counter()
+    check_target(out.expanduser().resolve(), overwrite)
+    source, adapter = onnx_source(spec)
     progress("converting with the ONNX Runtime GenAI model builder", 0.05)
     try:
         onnx.build_copy(source, out.expanduser().resolve(), adapter, progress, overwrite=overwrite)

@@ -181,3 +181,20 @@ def test_cli_unsupported_model_prints_one_warning(tiny_gpt2_dir: Path) -> None:
     warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("slmchat: warning:")]
     assert len(warnings) == 1 and "transformers runtime" in warnings[0]
     assert "Traceback" not in out.stderr and "runtime=transformers" in out.stderr
+
+
+def test_pending_copy_tells_a_command_what_to_build_up_front(
+        tiny_llama_dir: Path, tiny_gpt2_dir: Path, tiny_copy: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmchat.engine.model.onnx_runtime import pending_copy
+
+    spec = ModelSpec(path=str(tiny_llama_dir))
+    assert pending_copy(spec) is None  # cached (the shared test cache)
+    _private_cache(tmp_path, monkeypatch, None)
+    assert pending_copy(spec) == (tiny_llama_dir.name, tiny_llama_dir, None)
+    for other in (spec.with_(runtime="transformers"), spec.with_(quant="cpu-int8"),
+                  spec.with_(dtype="fp32"), ModelSpec(path=str(tiny_gpt2_dir))):
+        assert pending_copy(other) is None, other
+    key = tiny_copy.name.rsplit("-", 1)[-1]
+    shutil.copytree(tiny_copy, tmp_path / "cache" / "onnx" / f"renamed-int8-{key}")
+    assert pending_copy(spec) is None  # the same copy under another name counts
