@@ -60,6 +60,10 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith("SLMCHAT_") and "__" in key:
             monkeypatch.delenv(key)
+    # Other tools' model stores (Ollama, LM Studio, ...) are looked for in an empty home.
+    monkeypatch.setenv("SLMCHAT_TOOLS_HOME", str(root / "home"))
+    for key in ("OLLAMA_MODELS", "LLAMA_CACHE"):
+        monkeypatch.delenv(key, raising=False)
     return root
 
 

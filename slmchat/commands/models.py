@@ -8,12 +8,15 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list local models (default, runs, folders, HF cache, GGUF)",
+    p = sub.add_parser("models", help="list local models (default, runs, folders, HF cache, "
+                       "GGUF, Ollama, LM Studio, llama.cpp, GPT4All)",
                        description="List every local model slmchat can load.")
     p.add_argument("filter", nargs="?", default="", help="only models matching these words")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--no-hf-cache", action="store_true",
                    help="skip the Hugging Face cache scan")
+    p.add_argument("--no-tools", action="store_true",
+                   help="skip other tools' stores (Ollama, LM Studio, llama.cpp, GPT4All)")
     p.set_defaults(func=run)
 
 
@@ -26,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"slmchat: warning: {problem}", file=sys.stderr)
     entries = filter_entries(
-        discover(settings, include_hf_cache=not args.no_hf_cache), args.filter)
+        discover(settings, include_hf_cache=not args.no_hf_cache,
+                 include_tools=not args.no_tools), args.filter)
     if args.json:
         print(json.dumps([e.as_dict() for e in entries], indent=2))
         return 0
@@ -36,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         fmt = e.format + (f" on {e.base}" if e.base else "")
         if e.problem:
             fmt += f" [{e.problem}]"
-        rows.append((e.name, fmt, e.architecture, human_count(e.n_params),
+        aliases = e.extra.get("aliases") or ()
+        name = e.name + (f" (= {', '.join(aliases)})" if aliases else "")
+        rows.append((name, fmt, e.architecture, human_count(e.n_params),
                      human_bytes(e.size_bytes), "yes" if e.has_chat_template else "no",
                      e.source, e.path))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]

@@ -2,14 +2,16 @@
 
 Sources: the embedded default model, fine-tune runs (any folder under ``runs_dir()``
 with a config.json or adapter_config.json), ``Settings.model.dirs``, ``models_dir()``,
-snapshots in the local Hugging Face cache (read-only), and ``.gguf`` files. Facts come
-from config.json, safetensors headers and GGUF metadata; nothing touches the network.
+other tools' stores (Ollama, LM Studio, llama.cpp, GPT4All: toolstores.py), snapshots in
+the local Hugging Face cache (read-only), and ``.gguf`` files. Facts come from
+config.json, safetensors headers and GGUF metadata; nothing touches the network.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,9 +20,12 @@ from typing import Any
 from slmchat.engine.fsutil import dir_size
 from slmchat.engine.model.arch import is_plain_llama
 from slmchat.engine.model.files import read_json
+from slmchat.engine.model.toolstores import ToolModel, llama_cpp_models, ollama_models, tool_roots
 
 MAX_DEPTH = 4  # how deep to look for checkpoints inside a run or model folder
 _SKIP_DIRS = {".git", "__pycache__", "node_modules", ".cache", "blobs", "refs"}
+TOOL_SOURCES = ("ollama", "lm-studio", "llama.cpp", "gpt4all")
+_SPLIT_GGUF = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 _QUANT_AUX = (".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map", ".SCB",
               ".weight_format", ".qscale")
 
@@ -31,7 +36,7 @@ class ModelEntry:
 
     name: str
     path: str  # what to put in ModelSpec.path ("default", a folder, a .gguf file)
-    source: str  # default | run | settings | models | hf-cache
+    source: str  # default | run | settings | models | hf-cache | ollama | lm-studio | llama.cpp | gpt4all
     format: str  # safetensors | gguf | lora | bnb-8bit | bnb-4bit | cpu-int8 | pickle
     architecture: str = "?"
     n_params: int = 0
@@ -55,7 +60,13 @@ class ModelEntry:
     @property
     def search_text(self) -> str:
         return " ".join((self.name, self.path, self.source, self.format,
-                         self.architecture, self.base or "")).lower()
+                         self.architecture, self.base or "",
+                         *self.extra.get("aliases", ()))).lower()
+
+    @property
+    def label(self) -> str:
+        """The name with the tool it comes from, e.g. ``ollama: qwen2.5:0.5b``."""
+        return f"{self.source}: {self.name}" if self.source in TOOL_SOURCES else self.name
 
 
 def _safetensors_params(files: Iterable[Path], tied: bool) -> tuple[int, str | None]:
@@ -165,6 +176,7 @@ def inspect_gguf(path: Path, source: str, name: str | None = None) -> ModelEntry
         return ModelEntry(name=name or path.stem, path=str(path), source=source, format="gguf",
                           size_bytes=path.stat().st_size, problem=f"unreadable GGUF: {exc}"[:120])
     arch = str(meta.get("general.architecture", "?"))
+    problem = _gguf_problem(path, arch)
     heads = int(meta.get(f"{arch}.attention.head_count") or 0)
     hidden = int(meta.get(f"{arch}.embedding_length") or 0)
     return ModelEntry(
@@ -176,11 +188,21 @@ def inspect_gguf(path: Path, source: str, name: str | None = None) -> ModelEntry
         n_layers=int(meta.get(f"{arch}.block_count") or 0),
         n_kv_heads=int(meta.get(f"{arch}.attention.head_count_kv") or heads),
         head_dim=int(meta.get(f"{arch}.rope.dimension_count") or (hidden // heads if heads else 0)),
-        extra={"file_type": meta.get("general.file_type")},
+        extra={"file_type": meta.get("general.file_type")}, problem=problem,
         # GGUF metadata has no biases/rope-type flags; a "llama" GGUF loads as a Llama
         # config in transformers, and the loaded config is checked again before export.
         plain_llama=arch == "llama",
     )
+
+
+def _gguf_problem(path: Path, arch: str) -> str | None:
+    """Why a readable GGUF file still cannot be chatted with here, if it cannot."""
+    if arch == "clip":
+        return "a vision projector (mmproj), not a language model"
+    split = _SPLIT_GGUF.search(path.name)
+    if split and split.group(2) != "00001":
+        return f"split GGUF in {int(split.group(2))} parts: merge it first (llama-gguf-split)"
+    return None
 
 
 def scan_folder(root: Path, source: str, prefix: str = "") -> list[ModelEntry]:
@@ -205,6 +227,9 @@ def scan_folder(root: Path, source: str, prefix: str = "") -> list[ModelEntry]:
         for child in children:
             if child.name.startswith(".") or child.name in _SKIP_DIRS:
                 continue
+            split = _SPLIT_GGUF.search(child.name)
+            if split and split.group(1) != "00001":
+                continue  # one entry per split model, on its first part
             if child.is_file() and child.suffix.lower() == ".gguf":
                 found.append(inspect_gguf(child, source, name=f"{prefix}{child.relative_to(root)}"))
             elif child.is_dir() and depth < MAX_DEPTH and entry is None:
@@ -235,6 +260,57 @@ def scan_hf_cache(cache: Path | None = None) -> list[ModelEntry]:
     return found
 
 
+def _tool_entry(model: ToolModel) -> ModelEntry:
+    """A store entry (Ollama manifest, llama.cpp manifest) as a ModelEntry."""
+    extra = {"store": model.extra} if model.extra else {}
+    if model.path is None:
+        return ModelEntry(name=model.name, path=str(model.where), source=model.source,
+                          format="gguf", problem=model.problem, extra=extra)
+    entry = inspect_gguf(model.path, model.source, name=model.name)
+    return ModelEntry(**{**entry.as_dict(), "problem": entry.problem or model.problem,
+                         "extra": {**entry.extra, **extra}})
+
+
+def _merge_aliases(entries: list[ModelEntry]) -> list[ModelEntry]:
+    """One entry per file: ``qwen2.5:latest`` and ``qwen2.5:0.5b`` share one blob."""
+    by_path: dict[str, int] = {}
+    out: list[ModelEntry] = []
+    for entry in entries:
+        key = entry.path if entry.problem is None else f"{entry.path}#{entry.name}"
+        if key in by_path:
+            first = out[by_path[key]]
+            aliases = [*first.extra.get("aliases", ()), entry.name]
+            out[by_path[key]] = ModelEntry(**{**first.as_dict(),
+                                              "extra": {**first.extra, "aliases": aliases}})
+            continue
+        by_path[key] = len(out)
+        out.append(entry)
+    return out
+
+
+def scan_tool_stores(env: Any = None, home: Path | None = None) -> list[ModelEntry]:
+    """Models other tools downloaded, named as those tools name them (read-only).
+
+    ``env``/``home``: see toolstores.tool_roots (tests point them into a temp folder)."""
+    roots = tool_roots(env, home)
+    found: list[ModelEntry] = []
+    for root in roots.ollama:
+        found.extend(_merge_aliases([_tool_entry(m) for m in ollama_models(root)]))
+    for root in roots.lm_studio:
+        found.extend(scan_folder(root, "lm-studio"))
+    for root in roots.llama_cpp:
+        named = llama_cpp_models(root)
+        found.extend(_tool_entry(m) for m in named)
+        taken = {m.path.name for m in named if m.path is not None}
+        found.extend(e for e in scan_folder(root, "llama.cpp")
+                     if Path(e.path).name not in taken)
+        found.extend(ModelEntry(**{**e.as_dict(), "source": "llama.cpp"})
+                     for e in scan_hf_cache(root))
+    for root in roots.gpt4all:
+        found.extend(scan_folder(root, "gpt4all"))
+    return found
+
+
 def default_entry() -> ModelEntry:
     """The embedded model: its converted folder if ready, else the wheel's GGUF."""
     from slmchat.engine.model import default as dm
@@ -252,11 +328,14 @@ def default_entry() -> ModelEntry:
 
 
 def discover(settings: Any = None, *, include_default: bool = True,
-             include_hf_cache: bool = True, hf_cache: Path | None = None) -> list[ModelEntry]:
+             include_hf_cache: bool = True, hf_cache: Path | None = None,
+             include_tools: bool = True) -> list[ModelEntry]:
     """Every local model, default first, de-duplicated by resolved path.
 
     ``settings`` (the caller's loaded Settings) adds its ``model.dirs``; the engine does
-    not read the settings file itself."""
+    not read the settings file itself. ``include_tools``: other tools' stores (Ollama,
+    LM Studio, llama.cpp, GPT4All), listed before the settings folders so a model keeps
+    the name its tool gives it."""
     from slmchat.paths import models_dir, runs_dir
 
     entries: list[ModelEntry] = []
@@ -266,6 +345,8 @@ def discover(settings: Any = None, *, include_default: bool = True,
         if run.is_dir() and not run.name.startswith("."):
             entries.extend(scan_folder(run, "run", prefix=f"{run.name}/"))
     entries.extend(scan_folder(models_dir(), "models"))
+    if include_tools:
+        entries.extend(scan_tool_stores())
     for folder in (settings.model.dirs if settings is not None else ()):
         root = Path(folder).expanduser()
         entries.extend(scan_folder(root, "settings", prefix=f"{root.name}/"))
@@ -275,6 +356,8 @@ def discover(settings: Any = None, *, include_default: bool = True,
     unique: list[ModelEntry] = []
     for entry in entries:
         key = entry.path if entry.path == "default" else str(Path(entry.path).resolve())
+        if entry.problem and entry.source in TOOL_SOURCES:
+            key += f"#{entry.source}:{entry.name}"  # broken manifests share nothing
         if key in seen:
             continue
         seen.add(key)

@@ -76,6 +76,15 @@ def check_safetensors(files: list[Path]) -> None:
             raise ModelLoadError(f"corrupt weights file {path}: {exc}") from exc
 
 
+def is_gguf_file(path: Path) -> bool:
+    """Whether ``path`` starts with the GGUF magic (Ollama's blobs have no suffix)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 def has_python_files(folder: Path) -> bool:
     return any(folder.glob("*.py"))
 
@@ -90,10 +99,10 @@ def resolve_source(spec: ModelSpec) -> tuple[str, Path]:
     if not path.exists():
         raise ModelLoadError(f"model path does not exist: {path}")
     if path.is_file():
-        if path.suffix.lower() == ".gguf":
-            return "gguf", path
+        if path.suffix.lower() == ".gguf" or is_gguf_file(path):
+            return "gguf", path  # by content too: Ollama's blobs are GGUF without a suffix
         raise ModelLoadError(
-            f"not a model: {path} (expected a checkpoint folder or a .gguf file)"
+            f"not a model: {path} (expected a checkpoint folder or a GGUF file)"
         )
     if (path / "adapter_config.json").is_file():
         return "adapter", path

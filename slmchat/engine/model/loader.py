@@ -253,6 +253,10 @@ def _display_name(kind: str, path: Path, spec: ModelSpec) -> str:
     if kind == "default":
         return "SmolLM2-135M-Instruct"
     name = path.stem if kind == "gguf" else path.name
+    if kind == "gguf" and path.suffix.lower() != ".gguf":  # an Ollama blob: its tag
+        from slmchat.engine.model.toolstores import ollama_names_for
+
+        name = next(iter(ollama_names_for(path)), path.name[:19])
     if spec.adapter:
         name = f"{name}+{Path(spec.adapter).name}"
     return name

@@ -174,7 +174,7 @@ class ModelsScreen(Screen[ModelSpec | None]):
         self.shown = filter_entries(self.entries, query)
         for i, e in enumerate(self.shown):
             fmt = e.format + (" ⚠" if e.problem else "")
-            table.add_row(e.name, fmt, e.architecture, human_count(e.n_params),
+            table.add_row(e.label, fmt, e.architecture, human_count(e.n_params),
                           human_bytes(e.size_bytes), "yes" if e.has_chat_template else "no",
                           key=str(i))
         if not self.shown:
@@ -203,7 +203,7 @@ class ModelsScreen(Screen[ModelSpec | None]):
     def _select(self, entry: ModelEntry) -> None:
         self.selected = entry
         lines = [
-            f"[b]{entry.name}[/b]", f"path: {entry.path}", f"source: {entry.source}",
+            f"[b]{entry.label}[/b]", f"path: {entry.path}", f"source: {entry.source}",
             f"format: {entry.format}" + (f" on base {entry.base}" if entry.base else ""),
             f"architecture: {entry.architecture}",
             f"parameters: {human_count(entry.n_params)}  size: {human_bytes(entry.size_bytes)}",
