@@ -17,7 +17,13 @@ from typing import Protocol
 
 from slmchat.engine.devices import chat_threads
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_generate
-from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode, build_prompt
+from slmchat.engine.generation.prompting import (
+    ChatMessage,
+    Prompt,
+    PromptMode,
+    build_prompt,
+    shared_prefix,
+)
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec
@@ -38,7 +44,7 @@ class EngineLike(Protocol):
 
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
-        mode: PromptMode = "chat", continue_last: bool = False,
+        mode: PromptMode = "chat", continue_last: bool = False, detail: bool = False,
     ) -> Prompt: ...
 
     def stream_chat(
@@ -117,14 +123,18 @@ class Engine:
 
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
-        mode: PromptMode = "chat", continue_last: bool = False,
+        mode: PromptMode = "chat", continue_last: bool = False, detail: bool = False,
     ) -> Prompt:
-        """The exact prompt (text, token ids, stop strings) a reply would be given."""
+        """The exact prompt (text, token ids, stop strings) a reply would be given, and
+        how many of its leading tokens the KV cache of the last turn already holds.
+        ``detail``: per-message token counts and token texts (the prompt inspector)."""
         lm = self._require()
-        return build_prompt(
+        prompt = build_prompt(
             lm.tokenizer, messages, lm.info.context_length, params.max_new_tokens,
-            mode=mode, continue_last=continue_last,
+            mode=mode, continue_last=continue_last, detail=detail,
         )
+        cached = shared_prefix(list(self._cache.tokens), prompt.input_ids)
+        return replace(prompt, cached_tokens=cached) if cached else prompt
 
     def cancel(self) -> None:
         """Stop the reply being generated now, if any, at its next token."""

@@ -43,6 +43,8 @@ CHAT_COMMANDS = (
      "export_conversation('md')"),
     ("Export conversation (JSON)", "Write the conversation with provenance to a .json file",
      "export_conversation('json')"),
+    ("Inspect prompt", "The exact text, tokens, stops and sampling the next reply gets (F8; "
+     "i on a selected message shows a past reply's)", "inspect_prompt"),
 )
 
 

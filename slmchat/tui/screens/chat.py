@@ -26,6 +26,7 @@ from slmchat.tui.generation import (
 )
 from slmchat.tui.messages import ReplyDelta, ReplyFinished
 from slmchat.tui.screens.conversations import ConversationScreen
+from slmchat.tui.screens.prompt_inspector import InspectActions
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.message_view import MessageView
 from slmchat.tui.widgets.prompt_box import PromptBox
@@ -37,7 +38,7 @@ EDIT_BANNER = (
 )
 
 
-class ChatScreen(ConversationScreen):
+class ChatScreen(InspectActions, ConversationScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_chat", "New"),

@@ -32,6 +32,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         Binding("end", "select_edge(-1)", "Last", show=False),
         Binding("c,y", "copy_selected", "Copy"),
         Binding("e", "edit_selected", "Edit & resend"),
+        Binding("i", "inspect_selected", "Inspect prompt"),
     ]
 
     selected: reactive[int] = reactive(-1, init=False)
@@ -42,6 +43,13 @@ class ChatLog(VerticalScroll, can_focus=True):
             self.view = view
 
     class EditRequested(Message):
+        def __init__(self, view: MessageView) -> None:
+            super().__init__()
+            self.view = view
+
+    class InspectRequested(Message):
+        """Show the prompt of the selected reply (prompt_inspector.py)."""
+
         def __init__(self, view: MessageView) -> None:
             super().__init__()
             self.view = view
@@ -115,3 +123,7 @@ class ChatLog(VerticalScroll, can_focus=True):
     def action_edit_selected(self) -> None:
         if (view := self.selected_view) is not None:
             self.post_message(self.EditRequested(view))
+
+    def action_inspect_selected(self) -> None:
+        if (view := self.selected_view) is not None:
+            self.post_message(self.InspectRequested(view))
