@@ -45,6 +45,10 @@ CHAT_COMMANDS = (
      "export_conversation('json')"),
     ("Inspect prompt", "The exact text, tokens, stops and sampling the next reply gets (F8; "
      "i on a selected message shows a past reply's)", "inspect_prompt"),
+    ("Previous branch", "Show the previous version of a message that was edited or "
+     "regenerated (Alt+Left; Left on a selected message)", "branch(-1)"),
+    ("Next branch", "Show the next version of a message that was edited or regenerated "
+     "(Alt+Right; Right on a selected message)", "branch(1)"),
 )
 
 

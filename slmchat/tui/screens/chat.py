@@ -25,6 +25,7 @@ from slmchat.tui.generation import (
     title_from,
 )
 from slmchat.tui.messages import ReplyDelta, ReplyFinished
+from slmchat.tui.screens.branches import BranchActions
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.screens.prompt_inspector import InspectActions
 from slmchat.tui.widgets.chat_log import ChatLog
@@ -34,11 +35,12 @@ from slmchat.tui.widgets.settings_panel import SettingsPanel, params_from
 from slmchat.tui.widgets.sidebar import ConversationSidebar
 
 EDIT_BANNER = (
-    "Editing an earlier message: Enter resends it and replaces the turns after it; Esc cancels."
+    "Editing an earlier message: Enter sends it as a new branch (the old one is kept, "
+    "Alt+Left/Right moves between them); Esc cancels."
 )
 
 
-class ChatScreen(InspectActions, ConversationScreen):
+class ChatScreen(BranchActions, InspectActions, ConversationScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_chat", "New"),
@@ -120,15 +122,17 @@ class ChatScreen(InspectActions, ConversationScreen):
         if self.conv is None:
             self.conv = self.store.create_conversation(title_from(text), self.chat_settings)
             self.sidebar_reload()
+        sibling_of = None
         if self.editing is not None:
-            self.store.delete_messages_from(self.conv.id, self.editing.msg_id)
+            sibling_of = self.editing.msg_id  # a new branch: the old turns are kept
             await self.log_view.remove_from(self.editing)
             self._end_edit()
         # Committed before generation starts: a crash never loses what the user typed.
-        msg = self.store.add_message(self.conv.id, "user", text)
+        msg = self.store.add_message(self.conv.id, "user", text, sibling_of=sibling_of)
         await self.log_view.add(MessageView.from_stored(msg))
         self.log_view.scroll_end(animate=False)
         await self._start_reply()
+        self.mark_branches()
 
     async def _start_reply(self, continue_view: MessageView | None = None) -> None:
         assert self.conv is not None
@@ -243,9 +247,11 @@ class ChatScreen(InspectActions, ConversationScreen):
         if last is None:
             return
         if last.role == "assistant":
-            self.store.delete_messages_from(self.conv.id, last.msg_id)
+            # The new reply is a sibling of this one, which stays as another branch.
+            self.store.set_active(self.store.get_message(last.msg_id).parent_id or last.msg_id)
             await self.log_view.remove_from(last)
         await self._start_reply()
+        self.mark_branches()
 
     async def action_continue_reply(self) -> None:
         last = self._last_view()

@@ -33,6 +33,8 @@ class ChatLog(VerticalScroll, can_focus=True):
         Binding("c,y", "copy_selected", "Copy"),
         Binding("e", "edit_selected", "Edit & resend"),
         Binding("i", "inspect_selected", "Inspect prompt"),
+        Binding("left,h", "branch(-1)", "‹ Branch", show=False),
+        Binding("right,l", "branch(1)", "Branch ›", show=False),
     ]
 
     selected: reactive[int] = reactive(-1, init=False)
@@ -53,6 +55,14 @@ class ChatLog(VerticalScroll, can_focus=True):
         def __init__(self, view: MessageView) -> None:
             super().__init__()
             self.view = view
+
+    class BranchRequested(Message):
+        """Show the previous (-1) or next (+1) sibling of the selected message."""
+
+        def __init__(self, view: MessageView, step: int) -> None:
+            super().__init__()
+            self.view = view
+            self.step = step
 
     def on_mount(self) -> None:
         self.anchor()
@@ -127,3 +137,7 @@ class ChatLog(VerticalScroll, can_focus=True):
     def action_inspect_selected(self) -> None:
         if (view := self.selected_view) is not None:
             self.post_message(self.InspectRequested(view))
+
+    def action_branch(self, step: int) -> None:
+        if (view := self.selected_view) is not None:
+            self.post_message(self.BranchRequested(view, step))

@@ -63,6 +63,7 @@ class MessageView(Vertical):
         self._stream: MarkdownStream | None = None
         self._timer: Timer | None = None
         self._continued = False
+        self.branch: tuple[int, int] | None = None  # (n, of) when it has siblings
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
@@ -77,6 +78,8 @@ class MessageView(Vertical):
 
     def _header(self) -> Text:
         text = Text(ROLE_NAMES.get(self.role, self.role), style="bold")
+        if self.branch is not None:
+            text.append(f"  ‹ {self.branch[0]}/{self.branch[1]} ›", style="bold cyan")
         note = STATUS_NOTES.get(self.status, self.status)
         if note:
             style = "italic red" if self.status in ("error", "stopped", "interrupted") else "italic"
@@ -96,6 +99,13 @@ class MessageView(Vertical):
         self.set_class(status in ("stopped", "error", "interrupted"), "-incomplete")
         if self.is_mounted:
             self.query_one(".message-header", Static).update(self._header())
+
+    def set_branch(self, branch: tuple[int, int] | None) -> None:
+        """Show "‹ n/of ›" in the header (the message has siblings), or nothing."""
+        if branch != self.branch:
+            self.branch = branch
+            if self.is_mounted:
+                self.query_one(".message-header", Static).update(self._header())
 
     def on_mount(self) -> None:
         self.set_class(self.status in ("stopped", "error", "interrupted"), "-incomplete")
