@@ -26,8 +26,9 @@ from slmchat.engine.generation.prompting import (
 )
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.loader import load
+from slmchat.engine.model.memcheck import room_for
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec
-from slmchat.errors import SlmChatError
+from slmchat.errors import ModelLoadError, SlmChatError
 
 
 class NoModelError(SlmChatError):
@@ -54,6 +55,8 @@ class EngineLike(Protocol):
     ) -> Iterator[GenerationChunk]: ...
 
     def cancel(self) -> None: ...
+
+    def companion(self, spec: ModelSpec | None = None) -> EngineLike: ...
 
 
 class TrainingWatch:
@@ -167,3 +170,21 @@ class Engine:
                 )
             finally:
                 self._current = None
+
+    def companion(self, spec: ModelSpec | None = None) -> Engine:
+        """A second engine for side-by-side replies, with its own KV cache.
+
+        ``spec`` None (or the spec loaded here): it shares this engine's weights, for
+        the same model with other settings. Otherwise ``spec`` is loaded beside this
+        model after a memory check; ModelLoadError (one line) when it would not fit or
+        does not load. Dropping the companion frees its model."""
+        lm = self._require()
+        other = Engine(lite=self._lite, training=self._training)
+        if spec is None or spec == lm.spec:
+            other._loaded = lm
+            return other
+        problem = room_for(spec, beside=lm.info.name)
+        if problem:
+            raise ModelLoadError(problem)
+        other.load(spec)
+        return other

@@ -49,6 +49,8 @@ CHAT_COMMANDS = (
      "regenerated (Alt+Left; Left on a selected message)", "branch(-1)"),
     ("Next branch", "Show the next version of a message that was edited or regenerated "
      "(Alt+Right; Right on a selected message)", "branch(1)"),
+    ("Compare with…", "Two models (or settings) side by side on each prompt; keep the "
+     "better reply (F9)", "compare"),
 )
 
 

@@ -49,6 +49,9 @@ class FakeEngine:
     calls: list[Call] = field(default_factory=list)
     loads: list[ModelSpec] = field(default_factory=list)
     cached_tokens: int = 0  # what preview_prompt says the KV cache reuses
+    companion_replies: list[str] = field(default_factory=list)  # the right-hand side's
+    companion_error: str | None = None  # companion() refuses with this
+    companions: list[FakeEngine] = field(default_factory=list)
     _current: CancelToken | None = None
 
     @property
@@ -121,6 +124,19 @@ class FakeEngine:
             time.sleep(0.002)
             yield chunk(piece)
         yield chunk("", "stop")
+
+
+    def companion(self, spec: ModelSpec | None = None) -> FakeEngine:
+        if self.companion_error:
+            raise ModelLoadError(self.companion_error)
+        other = FakeEngine(replies=self.companion_replies, pause_after=self.pause_after,
+                           resume=self.resume)
+        name = (self.loaded_info.name if self.loaded_info else "fake-model") \
+            if spec is None else spec.path.rsplit("/", 1)[-1] + (
+                f" {spec.quant}" if spec.quant != "none" else "")
+        other.loaded_info = fake_info(name, spec.path if spec else "default")
+        self.companions.append(other)
+        return other
 
 
 # mypy checks that the fake keeps up with the real engine's Protocol.

@@ -26,6 +26,7 @@ from slmchat.tui.generation import (
 )
 from slmchat.tui.messages import ReplyDelta, ReplyFinished
 from slmchat.tui.screens.branches import BranchActions
+from slmchat.tui.screens.compare import CompareActions
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.screens.prompt_inspector import InspectActions
 from slmchat.tui.widgets.chat_log import ChatLog
@@ -40,7 +41,7 @@ EDIT_BANNER = (
 )
 
 
-class ChatScreen(BranchActions, InspectActions, ConversationScreen):
+class ChatScreen(CompareActions, BranchActions, InspectActions, ConversationScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_chat", "New"),
