@@ -28,6 +28,7 @@ from slmchat.tui.messages import ReplyDelta, ReplyFinished
 from slmchat.tui.screens.branches import BranchActions
 from slmchat.tui.screens.compare import CompareActions
 from slmchat.tui.screens.conversations import ConversationScreen
+from slmchat.tui.screens.editor import EditorActions
 from slmchat.tui.screens.prompt_inspector import InspectActions
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.message_view import MessageView
@@ -41,7 +42,8 @@ EDIT_BANNER = (
 )
 
 
-class ChatScreen(CompareActions, BranchActions, InspectActions, ConversationScreen):
+class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
+                 ConversationScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_chat", "New"),

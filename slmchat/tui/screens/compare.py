@@ -40,6 +40,7 @@ from slmchat.tui.generation import (
     title_from,
 )
 from slmchat.tui.screens.conversations import ConversationScreen
+from slmchat.tui.screens.editor import edit_in_editor
 from slmchat.tui.widgets.prompt_box import PromptBox
 from slmchat.tui.widgets.settings_panel import params_from
 
@@ -299,6 +300,12 @@ class CompareScreen(Screen[int | None]):
             f"Compare — {SCHEDULE} on one worker; each prompt goes to both sides")
 
     # --- a prompt to both sides ---
+
+    def on_prompt_box_editor_requested(self, event: PromptBox.EditorRequested) -> None:
+        event.stop()
+        edited = edit_in_editor(self.app, event.box.text)
+        if edited is not None:
+            event.box.set_text(edited.rstrip("\n"))
 
     async def on_prompt_box_submitted(self, event: PromptBox.Submitted) -> None:
         event.stop()
