@@ -58,8 +58,8 @@ class SlmChatApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "slmchat"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+o", "models", "Models"),
-        Binding("ctrl+t", "finetune", "Fine-tune"),
+        Binding("ctrl+o", "models", "Models", id="app.models"),
+        Binding("ctrl+t", "finetune", "Fine-tune", id="app.finetune"),
     ]
 
     def __init__(
@@ -86,6 +86,7 @@ class SlmChatApp(App[None]):
     def on_mount(self) -> None:
         if self.settings.ui.theme in self.available_themes:
             self.theme = self.settings.ui.theme
+        self._apply_keymap()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.settings_problem:
             self.notify(self.settings_problem, title="Settings", severity="warning", timeout=15)
@@ -93,6 +94,18 @@ class SlmChatApp(App[None]):
             self.call_after_refresh(self.chat.model_loaded)
         elif self.load_on_start:
             self.load_model(self.start_spec)
+
+    def _apply_keymap(self) -> None:
+        """[ui] keys from settings.toml: binding id -> keys (slmchat/tui/keys.py)."""
+        if not self.settings.ui.keys:
+            return
+        from slmchat.tui.keys import binding_ids, split_keymap
+
+        good, unknown = split_keymap(self.settings.ui.keys, binding_ids(self.BINDINGS))
+        self.set_keymap(good)
+        if unknown:
+            self.notify(f"Unknown key binding ids in settings.toml: {', '.join(unknown)}",
+                        title="Settings", severity="warning", timeout=15)
 
     # --- settings persistence ---
 

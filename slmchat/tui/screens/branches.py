@@ -25,8 +25,8 @@ class BranchActions(ConversationScreen):
     """Shows and switches branches of the open conversation."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("alt+left", "branch(-1)", "‹ Branch", show=False),
-        Binding("alt+right", "branch(1)", "Branch ›", show=False),
+        Binding("alt+left", "branch(-1)", "‹ Branch", show=False, id="chat.branch_prev"),
+        Binding("alt+right", "branch(1)", "Branch ›", show=False, id="chat.branch_next"),
     ]
 
     async def open_conversation(self, conv_id: int) -> None:

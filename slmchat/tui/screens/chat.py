@@ -45,18 +45,18 @@ EDIT_BANNER = (
 class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
                  ConversationScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "stop", "Stop"),
-        Binding("ctrl+n", "new_chat", "New"),
-        Binding("ctrl+r", "regenerate", "Regenerate"),
-        Binding("ctrl+g", "continue_reply", "Continue"),
-        Binding("ctrl+l", "focus_log", "Messages"),
-        Binding("ctrl+s", "toggle_settings", "Settings"),
-        Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
-        Binding("ctrl+f", "search", "Search"),
-        Binding("f4", "copy_last", "Copy reply", show=False),
-        Binding("f5", "edit_last", "Edit last", show=False),
-        Binding("f2", "rename_conversation", "Rename", show=False),
-        Binding("f3", "export_conversation", "Export", show=False),
+        Binding("escape", "stop", "Stop", id="chat.stop"),
+        Binding("ctrl+n", "new_chat", "New", id="chat.new"),
+        Binding("ctrl+r", "regenerate", "Regenerate", id="chat.regenerate"),
+        Binding("ctrl+g", "continue_reply", "Continue", id="chat.continue"),
+        Binding("ctrl+l", "focus_log", "Messages", id="chat.messages"),
+        Binding("ctrl+s", "toggle_settings", "Settings", id="chat.settings"),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False, id="chat.sidebar"),
+        Binding("ctrl+f", "search", "Search", id="chat.search"),
+        Binding("f4", "copy_last", "Copy reply", show=False, id="chat.copy_last"),
+        Binding("f5", "edit_last", "Edit last", show=False, id="chat.edit_last"),
+        Binding("f2", "rename_conversation", "Rename", show=False, id="chat.rename"),
+        Binding("f3", "export_conversation", "Export", show=False, id="chat.export"),
     ]
 
     # --- layout ---

@@ -218,9 +218,9 @@ class CompareScreen(Screen[int | None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "stop_or_close", "Stop / close"),
-        Binding("alt+left", "keep('left')", "Keep left"),
-        Binding("alt+right", "keep('right')", "Keep right"),
+        Binding("escape", "stop_or_close", "Stop / close", id="compare.stop"),
+        Binding("alt+left", "keep('left')", "Keep left", id="compare.keep_left"),
+        Binding("alt+right", "keep('right')", "Keep right", id="compare.keep_right"),
     ]
 
     def __init__(self, engine: EngineLike, store: Store, conv: Conversation | None,
@@ -448,7 +448,7 @@ class CompareActions(ConversationScreen):
     """The chat screen's side: "Compare with…" (palette, F9)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f9", "compare", "Compare", show=False),
+        Binding("f9", "compare", "Compare", show=False, id="chat.compare"),
     ]
 
     def compare_discover(self) -> list[ModelEntry]:

@@ -179,9 +179,9 @@ class PromptInspector(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close"),
-        Binding("t", "toggle_tokens", "Text / tokens"),
-        Binding("c", "copy_text", "Copy text"),
+        Binding("escape,q", "close", "Close", id="inspector.close"),
+        Binding("t", "toggle_tokens", "Text / tokens", id="inspector.tokens"),
+        Binding("c", "copy_text", "Copy text", id="inspector.copy"),
     ]
 
     def __init__(self, engine: EngineLike, target: InspectTarget) -> None:
@@ -263,7 +263,7 @@ class InspectActions(ConversationScreen):
     """The chat screen's side of the inspector (mixed into ChatScreen)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f8", "inspect_prompt", "Inspect prompt", show=False),
+        Binding("f8", "inspect_prompt", "Inspect prompt", show=False, id="chat.inspect_prompt"),
     ]
 
     def history_until(self, msg_id: int, include: bool) -> list[Any]:

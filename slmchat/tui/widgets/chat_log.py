@@ -26,15 +26,15 @@ class ChatLog(VerticalScroll, can_focus=True):
     """Messages of the open conversation. Focus it (Ctrl+L) to select a message."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "select(-1)", "Prev message", show=False),
-        Binding("down,j", "select(1)", "Next message", show=False),
-        Binding("home", "select_edge(0)", "First", show=False),
-        Binding("end", "select_edge(-1)", "Last", show=False),
-        Binding("c,y", "copy_selected", "Copy"),
-        Binding("e", "edit_selected", "Edit & resend"),
-        Binding("i", "inspect_selected", "Inspect prompt"),
-        Binding("left,h", "branch(-1)", "‹ Branch", show=False),
-        Binding("right,l", "branch(1)", "Branch ›", show=False),
+        Binding("up,k", "select(-1)", "Prev message", show=False, id="log.previous"),
+        Binding("down,j", "select(1)", "Next message", show=False, id="log.next"),
+        Binding("home", "select_edge(0)", "First", show=False, id="log.first"),
+        Binding("end", "select_edge(-1)", "Last", show=False, id="log.last"),
+        Binding("c,y", "copy_selected", "Copy", id="log.copy"),
+        Binding("e", "edit_selected", "Edit & resend", id="log.edit"),
+        Binding("i", "inspect_selected", "Inspect prompt", id="log.inspect"),
+        Binding("left,h", "branch(-1)", "‹ Branch", show=False, id="log.branch_prev"),
+        Binding("right,l", "branch(1)", "Branch ›", show=False, id="log.branch_next"),
     ]
 
     selected: reactive[int] = reactive(-1, init=False)
