@@ -5,9 +5,11 @@ On the default model (greedy, EOS ignored, same prompt), through slmchat's Engin
 its companion (``Engine.companion``), the pairs the side-by-side view offers:
 * fp32 vs its cpu-int8 copy (two models in memory),
 * the same model twice with another temperature (shared weights, two KV caches),
-each run interleaved (one token per side in turn, one thread) and sequentially (left
-reply, then right). Reports per side: TTFT from the start of the pair, decode tok/s,
-and the pair's wall time. Prints a table and writes benchmarks/results/compare.json.
+each run three ways: interleaved (one token per side in turn, one thread, all torch
+threads per token), sequential (left reply, then right) and parallel (a thread per side,
+one torch thread each). Reports each side alone (its tok/s), and per pair: the wall time
+until both replies are complete, the pair's total tok/s, and when each side's first token
+arrived counted from the start. Prints a table and writes benchmarks/results/compare.json.
 Compare ratios within one run; the CPU differs between machines.
 """
 
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+SCHEDULES = ("interleaved", "sequential", "parallel")
 PROMPT = "Write a short story about a lighthouse keeper who collects maps."
 
 
@@ -45,16 +48,39 @@ def _pair(left: Any, right: Any, lparams: Any, rparams: Any, schedule: str) -> d
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     count: dict[str, int] = {}
-    streams = {"left": left.stream_chat(msgs, lparams), "right": right.stream_chat(msgs, rparams)}
-    for side, chunk in interleave(streams, schedule):  # type: ignore[arg-type]
+
+    def seen(side: str, chunk: Any) -> None:
         now = time.perf_counter() - start
-        if chunk.new_tokens and side not in first:
-            first[side] = now
         if chunk.new_tokens:
+            first.setdefault(side, now)
             last[side] = now
             count[side] = chunk.new_tokens
+
+    if schedule == "parallel":
+        import threading
+
+        os.environ["SLMCHAT_THREADS"] = "1"  # the engine sets this many torch threads
+        try:
+            def one(side: str, engine: Any, params: Any) -> None:
+                for chunk in engine.stream_chat(msgs, params):
+                    seen(side, chunk)
+
+            threads = [threading.Thread(target=one, args=("left", left, lparams)),
+                       threading.Thread(target=one, args=("right", right, rparams))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            os.environ.pop("SLMCHAT_THREADS", None)
+    else:
+        streams = {"left": left.stream_chat(msgs, lparams),
+                   "right": right.stream_chat(msgs, rparams)}
+        for side, chunk in interleave(streams, schedule):  # type: ignore[arg-type]
+            seen(side, chunk)
     wall = time.perf_counter() - start
-    out: dict[str, Any] = {"wall_s": round(wall, 2)}
+    out: dict[str, Any] = {"wall_s": round(wall, 2),
+                           "total_tok_s": round(sum(count.values()) / wall, 1)}
     for side in ("left", "right"):
         span = last[side] - first[side]
         out[side] = {"ttft_s": round(first[side], 3), "tokens": count[side],
@@ -88,7 +114,7 @@ def run(tokens: int, reps: int) -> dict[str, Any]:
             one = _pair(engine, engine.companion(), params, params, "sequential")
             alone[side] = one["left"]
         results[name] = {"alone": alone}
-        for schedule in ("interleaved", "sequential"):
+        for schedule in SCHEDULES:
             runs = [_pair(left, right, greedy, rparams, schedule) for _ in range(reps)]
             best = min(runs, key=lambda r: r["wall_s"])
             results[name][schedule] = best
@@ -98,18 +124,18 @@ def run(tokens: int, reps: int) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
-    rows = [("pair", "schedule", "wall s", "left TTFT", "left tok/s", "right TTFT",
-             "right tok/s")]
+    rows = [("pair", "schedule", "both done s", "total tok/s", "left 1st token s",
+             "right 1st token s", "left tok/s", "right tok/s")]
     for name, res in report["pairs"].items():
         alone = res["alone"]
-        rows.append((name, "each alone", "", f"{alone['left']['ttft_s']:.2f}",
-                     f"{alone['left']['tok_s']:.1f}", f"{alone['right']['ttft_s']:.2f}",
+        rows.append((name, "each alone", "", "", f"{alone['left']['ttft_s']:.2f}",
+                     f"{alone['right']['ttft_s']:.2f}", f"{alone['left']['tok_s']:.1f}",
                      f"{alone['right']['tok_s']:.1f}"))
-        for schedule in ("interleaved", "sequential"):
+        for schedule in SCHEDULES:
             r = res[schedule]
-            rows.append(("", schedule, f"{r['wall_s']:.1f}", f"{r['left']['ttft_s']:.2f}",
-                         f"{r['left']['tok_s']:.1f}", f"{r['right']['ttft_s']:.2f}",
-                         f"{r['right']['tok_s']:.1f}"))
+            rows.append(("", schedule, f"{r['wall_s']:.1f}", f"{r['total_tok_s']:.1f}",
+                         f"{r['left']['ttft_s']:.2f}", f"{r['right']['ttft_s']:.2f}",
+                         f"{r['left']['tok_s']:.1f}", f"{r['right']['tok_s']:.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in rows)
@@ -118,7 +144,7 @@ def table(report: dict[str, Any]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "compare.json"))
     args = ap.parse_args()
     report = run(args.tokens, args.reps)

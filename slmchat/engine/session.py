@@ -9,6 +9,7 @@ both.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -181,7 +182,12 @@ class Engine:
         lm = self._require()
         other = Engine(lite=self._lite, training=self._training)
         if spec is None or spec == lm.spec:
-            other._loaded = lm
+            # The same weights with an own KV cache and an own tokenizer: the two sides
+            # may run in two threads, and a fast tokenizer is not made for two at once.
+            try:
+                other._loaded = replace(lm, tokenizer=copy.deepcopy(lm.tokenizer))
+            except Exception:  # a tokenizer that cannot be copied: share it
+                other._loaded = replace(lm)
             return other
         problem = room_for(spec, beside=lm.info.name)
         if problem:

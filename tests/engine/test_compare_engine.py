@@ -34,14 +34,26 @@ def engine(tiny_llama_dir: Path) -> Engine:
 
 def test_same_model_companion_shares_weights_with_its_own_cache(engine: Engine) -> None:
     twin = engine.companion()
-    assert twin.loaded is engine.loaded  # no second copy in memory
+    assert twin.loaded is not None and engine.loaded is not None
+    assert twin.loaded.model is engine.loaded.model  # no second copy of the weights
+    assert twin.loaded.tokenizer is not engine.loaded.tokenizer  # safe in two threads
     params = SamplingParams(temperature=0.0, max_new_tokens=5)
     msgs = [ChatMessage("user", "Where is Paris?")]
-    streams = {"left": engine.stream_chat(msgs, params), "right": twin.stream_chat(msgs, params)}
     text = {"left": "", "right": ""}
-    for side, chunk in interleave(streams):
-        text[side] += chunk.text
-    assert text["left"] == text["right"]  # greedy, same weights, separate KV caches
+
+    def run(side: str, eng: Engine) -> None:
+        for chunk in eng.stream_chat(msgs, params):
+            text[side] += chunk.text
+
+    import threading
+
+    threads = [threading.Thread(target=run, args=("left", engine)),
+               threading.Thread(target=run, args=("right", twin))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert text["left"] == text["right"] != ""  # two threads, same weights, own caches
     # Each engine kept its own cache: the next turn reuses a prefix on both.
     follow = [*msgs, ChatMessage("assistant", text["left"]), ChatMessage("user", "Why?")]
     assert engine.preview_prompt(follow, params).cached_tokens > 0

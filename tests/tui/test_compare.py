@@ -106,6 +106,8 @@ async def test_escape_stops_both_replies(make_app) -> None:
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is app.chat
+        # Closed without a choice: the conversation goes on from the left (chat) reply.
+        assert [v.content for v in app.chat.log_view.views()] == ["count", "one"]
 
 
 async def test_a_second_model_that_does_not_fit_is_refused(make_app) -> None:
@@ -162,3 +164,38 @@ async def test_palette_and_key_open_the_setup(make_app) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.chat
+
+
+async def test_interleaved_schedule_gives_the_same_replies(make_app) -> None:
+    engine = FakeEngine(replies=["left words here"], companion_replies=["right words"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        chat = app.chat
+        app.push_screen(CompareScreen(chat.engine, chat.store, chat.conv, chat.chat_settings,
+                                      CompareChoice(), schedule="interleaved"))
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press(*"go", "enter")
+        await settle(pilot)
+        assert (screen.sides["left"].text, screen.sides["right"].text) == (
+            "left words here", "right words")
+        prov = app.store.get_message(screen.sides["right"].msg_id).provenance
+        assert prov["compare"] == {"side": "right", "schedule": "interleaved"}
+
+
+def test_threads_per_side_shares_the_cores_and_restores(monkeypatch) -> None:
+    import os
+
+    from slmchat.tui.screens import compare
+
+    monkeypatch.setattr(compare, "physical_cores", lambda: 8)
+    monkeypatch.setenv("SLMCHAT_THREADS", "3")
+    with compare.threads_per_side(2):
+        assert os.environ["SLMCHAT_THREADS"] == "4"
+    assert os.environ["SLMCHAT_THREADS"] == "3"
+    monkeypatch.delenv("SLMCHAT_THREADS")
+    monkeypatch.setattr(compare, "physical_cores", lambda: 1)
+    with compare.threads_per_side(2):
+        assert os.environ["SLMCHAT_THREADS"] == "1"
+    assert "SLMCHAT_THREADS" not in os.environ

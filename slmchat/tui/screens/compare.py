@@ -3,9 +3,10 @@
 The left column is the chat's model and settings; the right one is a second model (or
 its cpu-int8 copy, or the same weights with another temperature or system prompt),
 held beside the first by ``EngineLike.companion`` after a memory check. Both replies
-run in one thread worker, interleaved token by token (benchmarks/bench_compare.py: on
-a CPU both sides already use every core per token, so interleaving costs no speed and
-both columns start at once). Both replies are stored as siblings under the prompt;
+run at once, a thread per side with a share of the cores each (benchmarks/
+bench_compare.py: on 2 cores that beat interleaving token by token on one thread, and
+one reply after the other), so both columns start together. Both replies are stored as
+siblings under the prompt;
 "Keep left / keep right" makes one the branch the conversation continues from, and the
 other stays in the conversation as an alternative (‹ 1/2 › in the chat log).
 
@@ -15,9 +16,12 @@ is the chat screen's side (palette "Compare with…", F9).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from textual import work
 from textual.app import ComposeResult
@@ -27,8 +31,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static
 from textual.widgets.markdown import MarkdownStream
 
+from slmchat.engine.devices import physical_cores
 from slmchat.engine.generation.decode import GenerationChunk
-from slmchat.engine.generation.interleave import Schedule, interleave
+from slmchat.engine.generation.interleave import interleave
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import ModelInfo, ModelSpec
 from slmchat.errors import SlmChatError, first_line
@@ -52,9 +57,30 @@ if TYPE_CHECKING:
 SAME = "same"
 SAME_INT8 = "same-int8"
 SIDES = ("left", "right")
-SCHEDULE: Schedule = "interleaved"  # measured: no slower than sequential on 2 cores
+Schedule = Literal["parallel", "interleaved"]
+# benchmarks/bench_compare.py, 2 cores: a thread per side with one torch thread each beat
+# interleaving (all threads per token, one side at a time) and sequential replies.
+SCHEDULE: Schedule = "parallel"
 FLUSH_INTERVAL = 0.05  # seconds between Markdown appends while streaming
-KEEP_HINT = "Keep left (Alt+Left) or keep right (Alt+Right) to continue from one reply."
+KEEP_HINT = ("Keep left (Alt+Left) or keep right (Alt+Right) to continue from one reply "
+             "(Esc keeps the left one).")
+
+
+@contextlib.contextmanager
+def threads_per_side(sides: int) -> Iterator[None]:
+    """Give each side's reply its share of the cores: the engine sets its torch thread
+    count from SLMCHAT_THREADS at the start of each reply (engine/devices.py). torch's
+    thread count is per process, so two replies asking for every core each would
+    fight over them."""
+    before = os.environ.get("SLMCHAT_THREADS")
+    os.environ["SLMCHAT_THREADS"] = str(max(1, physical_cores() // sides))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SLMCHAT_THREADS", None)
+        else:
+            os.environ["SLMCHAT_THREADS"] = before
 
 
 @dataclass(frozen=True)
@@ -224,8 +250,10 @@ class CompareScreen(Screen[int | None]):
     ]
 
     def __init__(self, engine: EngineLike, store: Store, conv: Conversation | None,
-                 chat_settings: dict[str, Any], choice: CompareChoice) -> None:
+                 chat_settings: dict[str, Any], choice: CompareChoice,
+                 schedule: Schedule = SCHEDULE) -> None:
         super().__init__()
+        self.schedule = schedule
         self.engine = engine
         self.store = store
         self.conv = conv
@@ -296,8 +324,10 @@ class CompareScreen(Screen[int | None]):
         for side in self.sides.values():
             self.query_one(f"#cmp-{side.name}-head", Static).update(
                 describe(side.engine.info, side.params, side.system_prompt))
+        how = ("both at once, a share of the cores each" if self.schedule == "parallel"
+               else "interleaved token by token")
         self.query_one("#cmp-title", Static).update(
-            f"Compare — {SCHEDULE} on one worker; each prompt goes to both sides")
+            f"Compare — each prompt goes to both sides ({how})")
 
     # --- a prompt to both sides ---
 
@@ -351,13 +381,29 @@ class CompareScreen(Screen[int | None]):
 
     @work(thread=True, exclusive=True, group="compare")
     def _generate(self, jobs: dict[str, ReplyJob]) -> None:
-        """Both replies in one thread, interleaved; text and results go back through
-        call_from_thread, writes go to the store as they grow."""
+        """Both replies: a thread per side with a share of the cores each ("parallel"),
+        or one thread taking a token from each side in turn ("interleaved")."""
+        if self.schedule == "parallel":
+            with threads_per_side(len(jobs)):
+                threads = [threading.Thread(target=self._run_sides, args=({n: j},),
+                                            name=f"compare-{n}", daemon=True)
+                           for n, j in jobs.items()]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+        else:
+            self._run_sides(jobs)
+        self.app.call_from_thread(self._all_done)
+
+    def _run_sides(self, jobs: dict[str, ReplyJob]) -> None:
+        """Stream ``jobs`` (interleaved when more than one), write each reply to the store
+        as it grows, and report text and results through call_from_thread."""
         writers = {n: self.store.reply_writer(j.msg_id) for n, j in jobs.items()}
         last: dict[str, GenerationChunk | None] = dict.fromkeys(jobs)
         errors: dict[str, str | None] = dict.fromkeys(jobs)
         streams = {n: self._stream(n, j, errors) for n, j in jobs.items()}
-        for name, chunk in interleave(streams, SCHEDULE):
+        for name, chunk in interleave(streams, "interleaved"):
             last[name] = chunk
             if chunk.text:
                 writers[name].append(chunk.text)
@@ -368,13 +414,12 @@ class CompareScreen(Screen[int | None]):
             finish = chunk.finish_reason if chunk is not None else None
             status = STATUS_FOR_FINISH.get(finish or "", "error" if error else "stopped")
             prov = provenance(job, chunk, status, error)
-            prov["compare"] = {"side": name, "schedule": SCHEDULE}
+            prov["compare"] = {"side": name, "schedule": self.schedule}
             try:
                 writers[name].finish(status, prov)
             except Exception as exc:  # the store was closed on exit
                 prov["error"] = f"could not save the reply: {exc}"
             self.app.call_from_thread(self._side_done, name, status, chunk, prov)
-        self.app.call_from_thread(self._all_done)
 
     def _stream(self, name: str, job: ReplyJob, errors: dict[str, str | None]) -> Any:
         engine = self.sides[name].engine
@@ -440,6 +485,8 @@ class CompareScreen(Screen[int | None]):
             for token in self._cancel:
                 token.cancel()
             return
+        if self.unkept:  # leaving without a choice: the chat's own model's reply
+            self.action_keep("left")
         self.right_engine = None  # frees a second model
         self.dismiss(self.conv.id if self.conv is not None else None)
 
