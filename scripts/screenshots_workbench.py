@@ -96,24 +96,28 @@ async def main() -> int:
 
 
 async def models_shot(tmp: Path) -> None:
+    import json
+
     from textual.app import App
 
+    from slmchat.engine.model.default import gguf_path
     from slmchat.engine.model.discovery import discover
     from slmchat.tui.screens.models import ModelsScreen
     from tests.storekit import llama_cpp_download, ollama_model, write_gguf
 
     home = tmp / "home"
-    qwen = write_gguf(tmp / "g" / "qwen.gguf", name="qwen2.5-0.5b", layers=24, hidden=896,
-                      context=32768)
-    llama = write_gguf(tmp / "g" / "llama.gguf", name="llama-3.2-1b", layers=16, hidden=2048)
+    smol = gguf_path()  # the wheel's SmolLM2 Q4_1 GGUF: a real model in a fake store
     store = home / ".ollama" / "models"
-    ollama_model(store, "qwen2.5:0.5b", qwen)
-    ollama_model(store, "qwen2.5:latest", qwen)
-    (store / "manifests" / "registry.ollama.ai" / "library" / "phi3" / "mini").parent.mkdir(
-        parents=True)
-    (store / "manifests" / "registry.ollama.ai" / "library" / "phi3" / "mini").write_text("{")
-    llama_cpp_download(home / ".cache" / "llama.cpp", "bartowski/Llama-3.2-1B-Instruct-GGUF",
-                       "Q4_K_M", llama, "Llama-3.2-1B-Instruct-Q4_K_M.gguf")
+    ollama_model(store, "smollm2:135m", smol, params={"temperature": 0.2})
+    ollama_model(store, "smollm2:latest", smol)
+    gone = ollama_model(store, "tinyllama:1.1b", write_gguf(tmp / "g" / "t.gguf"))
+    digest = json.loads(gone.read_text())["layers"][0]["digest"]
+    (store / "blobs" / digest.replace(":", "-")).unlink()  # a blob removed by hand
+    broken = store / "manifests" / "registry.ollama.ai" / "library" / "phi3" / "mini"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{")
+    llama_cpp_download(home / ".cache" / "llama.cpp", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+                       "Q4_1", smol, "SmolLM2-135M-Instruct.Q4_1.gguf")
 
     class Host(App[None]):
         TITLE = "slmchat"
@@ -122,8 +126,14 @@ async def models_shot(tmp: Path) -> None:
             self.push_screen(ModelsScreen(discover_fn=lambda: discover(include_hf_cache=False)))
 
     app = Host()
-    async with app.run_test(size=(150, 36)) as pilot:
+    async with app.run_test(size=(170, 36)) as pilot:
+        from textual.widgets import DataTable
+
         await app.workers.wait_for_complete()
+        await pilot.pause(0.5)
+        app.screen._fill_table("")  # type: ignore[attr-defined]  # widths after layout
+        await pilot.pause(0.3)
+        app.screen.query_one("#models-table", DataTable).move_cursor(row=2)
         await pilot.pause(0.5)
         svg = Path(app.save_screenshot("13-models-other-tools.svg", str(OUT)))
         to_png(svg)

@@ -128,7 +128,9 @@ def stats(chunk: GenerationChunk | None, prov: dict[str, Any]) -> str:
     model = prov.get("model") or {}
     parts = [f"TTFT {chunk.ttft_s:.2f}s" if chunk.ttft_s is not None else "TTFT –",
              f"{chunk.decode_tps:.1f} tok/s", f"{chunk.new_tokens} tok",
-             f"seed {chunk.seed}", f"{model.get('quant', '?')} {model.get('dtype', '')}",
+             f"seed {chunk.seed}",
+             " ".join(str(x) for x in (model.get("dtype"), model.get("quant"))
+                      if x and x != "none"),
              f"fp {str(model.get('fingerprint', ''))[:8]}"]
     if chunk.cached_tokens:
         parts.append(f"{chunk.cached_tokens} cached")
