@@ -56,6 +56,9 @@ class GenerationSettings(BaseModel):
 class UISettings(BaseModel):
     theme: str = Field("textual-dark", description="Textual theme name")
     show_sidebar: bool = True
+    keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='Key bindings by id, e.g. { "chat.regenerate" = "f6" } (README: Keys)')
 
 
 class Settings(BaseSettings):
@@ -123,6 +126,9 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table; keys quoted (ids hold dots)
+        return "{ " + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}"
+                                for k, v in value.items()) + " }"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{text}"'
 

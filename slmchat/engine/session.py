@@ -9,6 +9,7 @@ both.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,11 +18,18 @@ from typing import Protocol
 
 from slmchat.engine.devices import BusyCores, chat_threads, onnx_thread_count
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_generate
-from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode, build_prompt
+from slmchat.engine.generation.prompting import (
+    ChatMessage,
+    Prompt,
+    PromptMode,
+    build_prompt,
+    shared_prefix,
+)
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.loader import Progress, load
+from slmchat.engine.model.memcheck import room_for
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec
-from slmchat.errors import SlmChatError
+from slmchat.errors import ModelLoadError, SlmChatError
 
 
 class NoModelError(SlmChatError):
@@ -38,7 +46,7 @@ class EngineLike(Protocol):
 
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
-        mode: PromptMode = "chat", continue_last: bool = False,
+        mode: PromptMode = "chat", continue_last: bool = False, detail: bool = False,
     ) -> Prompt: ...
 
     def stream_chat(
@@ -48,6 +56,8 @@ class EngineLike(Protocol):
     ) -> Iterator[GenerationChunk]: ...
 
     def cancel(self) -> None: ...
+
+    def companion(self, spec: ModelSpec | None = None) -> EngineLike: ...
 
 
 class TrainingWatch:
@@ -124,14 +134,18 @@ class Engine:
 
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
-        mode: PromptMode = "chat", continue_last: bool = False,
+        mode: PromptMode = "chat", continue_last: bool = False, detail: bool = False,
     ) -> Prompt:
-        """The exact prompt (text, token ids, stop strings) a reply would be given."""
+        """The exact prompt (text, token ids, stop strings) a reply would be given, and
+        how many of its leading tokens the KV cache of the last turn already holds.
+        ``detail``: per-message token counts and token texts (the prompt inspector)."""
         lm = self._require()
-        return build_prompt(
+        prompt = build_prompt(
             lm.tokenizer, messages, lm.info.context_length, params.max_new_tokens,
-            mode=mode, continue_last=continue_last,
+            mode=mode, continue_last=continue_last, detail=detail,
         )
+        cached = shared_prefix(list(self._cache.tokens), prompt.input_ids)
+        return replace(prompt, cached_tokens=cached) if cached else prompt
 
     def _onnx_threads(self, lm: LoadedModel) -> None:
         """Resize the onnx runtime's threads to the free cores, at most every 20 s (a
@@ -175,3 +189,26 @@ class Engine:
                 )
             finally:
                 self._current = None
+
+    def companion(self, spec: ModelSpec | None = None) -> Engine:
+        """A second engine for side-by-side replies, with its own KV cache.
+
+        ``spec`` None (or the spec loaded here): it shares this engine's weights, for
+        the same model with other settings. Otherwise ``spec`` is loaded beside this
+        model after a memory check; ModelLoadError (one line) when it would not fit or
+        does not load. Dropping the companion frees its model."""
+        lm = self._require()
+        other = Engine(lite=self._lite, training=self._training)
+        if spec is None or spec == lm.spec:
+            # The same weights with an own KV cache and an own tokenizer: the two sides
+            # may run in two threads, and a fast tokenizer is not made for two at once.
+            try:
+                other._loaded = replace(lm, tokenizer=copy.deepcopy(lm.tokenizer))
+            except Exception:  # a tokenizer that cannot be copied: share it
+                other._loaded = replace(lm)
+            return other
+        problem = room_for(spec, beside=lm.info.name)
+        if problem:
+            raise ModelLoadError(problem)
+        other.load(spec)
+        return other

@@ -53,13 +53,21 @@ CHAT_COMMANDS = (
     ("Mark reply bad", "Mark the selected (or last) reply bad (- in Ctrl+L)", "mark_bad"),
     ("Clear reply mark", "Remove the good/bad mark of the selected (or last) reply",
      "clear_mark"),
-    ("Edit reply", "Edit the selected (or last) reply into the answer you wanted (F8; e in "
+    ("Edit reply", "Edit the selected (or last) reply into the answer you wanted (F10; e in "
      "Ctrl+L)",
      "edit_reply"),
     ("Export for training", "Write the marked conversations as chat JSONL for fine-tuning",
      "export_training"),
     ("Fine-tune on marked chats", "Export the marked conversations and open the fine-tune "
      "panel with them", "finetune_marked"),
+    ("Inspect prompt", "The exact text, tokens, stops and sampling the next reply gets (F8; "
+     "i on a selected message shows a past reply's)", "inspect_prompt"),
+    ("Previous branch", "Show the previous version of a message that was edited or "
+     "regenerated (Alt+Left; Left on a selected message)", "branch(-1)"),
+    ("Next branch", "Show the next version of a message that was edited or regenerated "
+     "(Alt+Right; Right on a selected message)", "branch(1)"),
+    ("Compare with…", "Two models (or settings) side by side on each prompt; keep the "
+     "better reply (F9)", "compare"),
 )
 
 
@@ -83,8 +91,8 @@ class SlmChatApp(App[None]):
         CommandsWithHelp}
     TITLE = "slmchat"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+o", "models", "Models"),
-        Binding("ctrl+t", "finetune", "Fine-tune"),
+        Binding("ctrl+o", "models", "Models", id="app.models"),
+        Binding("ctrl+t", "finetune", "Fine-tune", id="app.finetune"),
     ]
 
     def __init__(
@@ -116,6 +124,7 @@ class SlmChatApp(App[None]):
     def on_mount(self) -> None:
         if self.settings.ui.theme in self.available_themes:
             self.theme = self.settings.ui.theme
+        self._apply_keymap()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.settings_problem:
             self.notify(self.settings_problem, title="Settings", severity="warning", timeout=15)
@@ -142,6 +151,17 @@ class SlmChatApp(App[None]):
         held, self._held_keys = self._held_keys or [], None
         for event in held:
             await super().on_event(event)
+    def _apply_keymap(self) -> None:
+        """[ui] keys from settings.toml: binding id -> keys (slmchat/tui/keys.py)."""
+        if not self.settings.ui.keys:
+            return
+        from slmchat.tui.keys import binding_ids, split_keymap
+
+        good, unknown = split_keymap(self.settings.ui.keys, binding_ids(self.BINDINGS))
+        self.set_keymap(good)
+        if unknown:
+            self.notify(f"Unknown key binding ids in settings.toml: {', '.join(unknown)}",
+                        title="Settings", severity="warning", timeout=15)
 
     # --- settings persistence ---
 

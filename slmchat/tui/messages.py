@@ -159,3 +159,54 @@ class IndexFinished(Message):
         super().__init__()
         self.report = report
         self.error = error
+
+
+class CompareModelsFound(Message):
+    """The compare dialog's list of local models (its discovery worker)."""
+
+    def __init__(self, entries: list[ModelEntry]) -> None:
+        super().__init__()
+        self.entries = entries
+
+
+class CompareRightLoaded(Message):
+    """The compare view's second engine loaded (``engine``) or did not (``error``)."""
+
+    def __init__(self, engine: Any = None, error: str | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.error = error
+
+
+class CompareDelta(Message):
+    """New text for one side of the compare view."""
+
+    def __init__(self, side: str, text: str) -> None:
+        super().__init__()
+        self.side = side
+        self.text = text
+
+
+class CompareSideDone(Message):
+    """One side of the compare view finished (status, last chunk, provenance)."""
+
+    def __init__(self, side: str, status: str, chunk: GenerationChunk | None,
+                 prov: dict[str, Any]) -> None:
+        super().__init__()
+        self.side = side
+        self.status = status
+        self.chunk = chunk
+        self.prov = prov
+
+
+class CompareAllDone(Message):
+    """Both sides of the compare view finished."""
+
+
+class PromptBuilt(Message):
+    """The prompt inspector's prompt (or the one-line reason it could not be built)."""
+
+    def __init__(self, prompt: Any = None, error: str | None = None) -> None:
+        super().__init__()
+        self.prompt = prompt
+        self.error = error

@@ -48,6 +48,10 @@ class FakeEngine:
     loaded_info: ModelInfo | None = None
     calls: list[Call] = field(default_factory=list)
     loads: list[ModelSpec] = field(default_factory=list)
+    cached_tokens: int = 0  # what preview_prompt says the KV cache reuses
+    companion_replies: list[str] = field(default_factory=list)  # the right-hand side's
+    companion_error: str | None = None  # companion() refuses with this
+    companions: list[FakeEngine] = field(default_factory=list)
     _current: CancelToken | None = None
 
     @property
@@ -66,12 +70,18 @@ class FakeEngine:
 
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
-        mode: PromptMode = "chat", continue_last: bool = False,
+        mode: PromptMode = "chat", continue_last: bool = False, detail: bool = False,
     ) -> Prompt:
-        text = "\n".join(f"{m.role}: {m.content}" for m in messages)
+        text = "\n".join(f"<|{m.role}|>{m.content}" for m in messages) + "\n<|assistant|>"
         ids = list(range(len(text.split())))
+        counts = tuple(len(f"<|{m.role}|>{m.content}".split()) for m in messages)
         return Prompt(input_ids=ids, text=text, prompt_tokens=len(ids), context_length=2048,
-                      dropped_messages=0, truncated=False, stop=(), format="transcript")
+                      dropped_messages=0, truncated=False, stop=(), format="template",
+                      kept=tuple(messages), message_tokens=counts if detail else (),
+                      generation_prompt_tokens=1 if detail else 0,
+                      pieces=tuple(text.split()) if detail else (),
+                      special_tokens=("<|user|>", "<|assistant|>", "<|system|>"),
+                      cached_tokens=self.cached_tokens)
 
     def cancel(self) -> None:
         if self._current is not None:
@@ -114,6 +124,19 @@ class FakeEngine:
             time.sleep(0.002)
             yield chunk(piece)
         yield chunk("", "stop")
+
+
+    def companion(self, spec: ModelSpec | None = None) -> FakeEngine:
+        if self.companion_error:
+            raise ModelLoadError(self.companion_error)
+        other = FakeEngine(replies=self.companion_replies, pause_after=self.pause_after,
+                           resume=self.resume)
+        name = (self.loaded_info.name if self.loaded_info else "fake-model") \
+            if spec is None else spec.path.rsplit("/", 1)[-1] + (
+                f" {spec.quant}" if spec.quant != "none" else "")
+        other.loaded_info = fake_info(name, spec.path if spec else "default")
+        self.companions.append(other)
+        return other
 
 
 # mypy checks that the fake keeps up with the real engine's Protocol.

@@ -42,6 +42,8 @@ def fixed_figures(monkeypatch: pytest.MonkeyPatch) -> None:
 async def _steady(pilot) -> None:
     await settle(pilot)
     pilot.app.chat.prompt.cursor_blink = False
+    for area in pilot.app.screen.query("TextArea"):  # the system prompt box too
+        area.cursor_blink = False
     pilot.app.clear_notifications()
     await pilot.pause()
 

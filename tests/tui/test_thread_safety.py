@@ -75,5 +75,6 @@ def test_messages_posted_from_workers_are_defined_in_messages_py() -> None:
              if isinstance(n, ast.ClassDef) and any(getattr(b, "id", "") == "Message"
                                                     for b in n.bases)
              and n.name not in ("Submitted", "Saved", "Selected", "CopyRequested",
-                                "EditRequested", "Open")]
+                                "EditRequested", "Open", "EditorRequested", "InspectRequested",
+                                "BranchRequested")]
     assert local == []

@@ -8,7 +8,7 @@ stop strings, and ``raw`` mode feeds the text as-is for completion.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from slmchat.errors import InvalidParameterError, first_line
@@ -36,6 +36,24 @@ class Prompt:
     truncated: bool  # the newest message itself had to be cut from the left
     stop: tuple[str, ...]
     format: Literal["template", "transcript", "raw"]
+    kept: tuple[ChatMessage, ...] = ()  # the messages rendered (system + newest turns)
+    # With ``detail`` (the prompt inspector): what each kept message adds in tokens (the
+    # template's wrapping included), the generation prompt's share, each token's text,
+    # and the tokenizer's special tokens found in ``text``.
+    message_tokens: tuple[int, ...] = ()
+    generation_prompt_tokens: int = 0
+    pieces: tuple[str, ...] = ()
+    special_tokens: tuple[str, ...] = ()
+    cached_tokens: int = 0  # leading tokens the engine's KV cache already holds
+
+
+def shared_prefix(cached: Sequence[int], ids: Sequence[int]) -> int:
+    """How many leading prompt tokens a KV cache holding ``cached`` would reuse (the
+    decode loop always feeds at least one new token)."""
+    n, limit = 0, min(len(cached), len(ids) - 1)
+    while n < limit and cached[n] == ids[n]:
+        n += 1
+    return n
 
 
 def _transcript(messages: Sequence[ChatMessage], continue_last: bool) -> str:
@@ -48,19 +66,22 @@ def _transcript(messages: Sequence[ChatMessage], continue_last: bool) -> str:
 
 def render(
     tokenizer: Any, messages: Sequence[ChatMessage], mode: PromptMode = "chat",
-    continue_last: bool = False,
+    continue_last: bool = False, generation_prompt: bool | None = None,
 ) -> tuple[str, str]:
     """Render messages to text. Returns (text, format).
 
     ``continue_last``: the last message is a partial assistant reply to extend.
+    ``generation_prompt``: False renders the messages alone, without the assistant
+    header a reply starts from (default: add it unless continuing).
     """
+    gen = (not continue_last) if generation_prompt is None else generation_prompt
     if mode == "raw":
         return "".join(m.content for m in messages if m.role != "system"), "raw"
     if getattr(tokenizer, "chat_template", None):
         dicts = [{"role": m.role, "content": m.content} for m in messages]
         try:
             text = tokenizer.apply_chat_template(
-                dicts, tokenize=False, add_generation_prompt=not continue_last,
+                dicts, tokenize=False, add_generation_prompt=gen,
                 continue_final_message=continue_last,
             )
         except Exception as exc:  # jinja2 TemplateError / SecurityError, template bugs
@@ -69,7 +90,7 @@ def render(
                 f"{first_line(exc, default='')[:160]}); "
                 "use --raw, or fix chat_template in the model folder") from exc
         return str(text), "template"
-    return _transcript(messages, continue_last), "transcript"
+    return _transcript(messages, not gen), "transcript"
 
 
 def _encode(tokenizer: Any, text: str, fmt: str) -> list[int]:
@@ -86,8 +107,12 @@ def build_prompt(
     max_new_tokens: int,
     mode: PromptMode = "chat",
     continue_last: bool = False,
+    detail: bool = False,
 ) -> Prompt:
-    """Keep the system prompt and the newest turns that fit ``context - max_new_tokens``."""
+    """Keep the system prompt and the newest turns that fit ``context - max_new_tokens``.
+
+    ``detail``: also count tokens per message and split the ids into token texts (the
+    prompt inspector; a few more renders, so replies leave it off)."""
     if not messages:
         raise InvalidParameterError("nothing to send: the conversation is empty")
     if max_new_tokens >= context_length:
@@ -117,7 +142,49 @@ def build_prompt(
         truncated = True
         text = tokenizer.decode(ids)
     stop = TRANSCRIPT_STOPS if fmt == "transcript" else ()
-    return Prompt(
+    prompt = Prompt(
         input_ids=ids, text=text, prompt_tokens=len(ids), context_length=context_length,
         dropped_messages=dropped, truncated=truncated, stop=stop, format=fmt,  # type: ignore[arg-type]
+        kept=tuple(system + turns),
     )
+    return _with_detail(tokenizer, prompt, mode, continue_last) if detail else prompt
+
+
+def _message_tokens(
+    tokenizer: Any, prompt: Prompt, mode: PromptMode, continue_last: bool
+) -> tuple[tuple[int, ...], int]:
+    """Tokens each kept message adds: the prompt rendered up to message i, minus up to
+    i-1 (so the template's wrapping counts with its message), and the generation
+    prompt's share. Tokens can merge across a boundary, so a count may be off by one."""
+    kept = prompt.kept
+    if mode == "raw":
+        return tuple(len(_encode(tokenizer, m.content, "raw")) if m.role != "system" else 0
+                     for m in kept), 0
+    counts: list[int] = []
+    before = 0
+    for i in range(1, len(kept) + 1):
+        last = i == len(kept)
+        text, fmt = render(tokenizer, kept[:i], mode, continue_last=continue_last and last,
+                           generation_prompt=False)
+        n = len(_encode(tokenizer, text, fmt))
+        counts.append(max(0, n - before))
+        before = n
+    return tuple(counts), max(0, prompt.prompt_tokens - before)
+
+
+def _with_detail(tokenizer: Any, prompt: Prompt, mode: PromptMode,
+                 continue_last: bool) -> Prompt:
+    try:
+        counts, gen = _message_tokens(tokenizer, prompt, mode, continue_last)
+    except InvalidParameterError:  # a template that refuses a partial conversation
+        counts = tuple(len(_encode(tokenizer, m.content, "raw")) for m in prompt.kept)
+        gen = 0
+    pieces = tuple(str(tokenizer.decode([i], skip_special_tokens=False))
+                   for i in prompt.input_ids)
+    specials: set[str] = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    specials.update(str(t.content) for t in added.values() if getattr(t, "special", False))
+    found = tuple(sorted((t for t in specials if t and t in prompt.text), key=len,
+                         reverse=True))
+    return replace(prompt, message_tokens=counts, generation_prompt_tokens=gen,
+                   pieces=pieces, special_tokens=found)

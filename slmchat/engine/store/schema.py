@@ -77,7 +77,28 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+def _v4(db: sqlite3.Connection) -> None:
+    # Branches: each message names the one it follows (NULL: the first of a conversation,
+    # or a sibling of it). Editing or regenerating adds a sibling instead of overwriting.
+    # The branch on screen ends at the message with the highest active_seq; each message
+    # added or chosen gets a new highest value, so a branch left and come back to keeps
+    # the path last seen below it. No foreign key: a cascade would recurse once per
+    # message of a long chain (SQLite stops at 1,000 levels); deletes walk the tree.
+    # Existing conversations become one branch each, in their stored order.
+    _script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN parent_id INTEGER;
+        ALTER TABLE messages ADD COLUMN active_seq INTEGER NOT NULL DEFAULT 0;
+        UPDATE messages SET active_seq = id, parent_id = (
+            SELECT MAX(p.id) FROM messages AS p
+            WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id);
+        CREATE INDEX messages_by_parent ON messages(conversation_id, parent_id);
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -53,6 +53,11 @@ class StoredMessage:
     status: str
     provenance: dict[str, Any] | None
     created_at: float
+    parent_id: int | None = None  # the message this one follows (None: a first message)
+
+
+# add_message's default parent: the last message of the branch on screen.
+ACTIVE = object()
 
 
 @dataclass(frozen=True)
@@ -170,14 +175,95 @@ class Store:
     def _msg(row: sqlite3.Row) -> StoredMessage:
         prov = json.loads(row["provenance"]) if row["provenance"] else None
         return StoredMessage(row["id"], row["conversation_id"], row["role"], row["content"],
-                             row["status"], prov, row["created_at"])
+                             row["status"], prov, row["created_at"], row["parent_id"])
 
-    def messages(self, conv_id: int) -> list[StoredMessage]:
+    def all_messages(self, conv_id: int) -> list[StoredMessage]:
+        """Every message of the conversation, every branch, in the order written."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id",
                 (conv_id,)).fetchall()
         return [self._msg(r) for r in rows]
+
+    def _leaf(self, db: sqlite3.Connection, conv_id: int) -> int | None:
+        row = db.execute("SELECT id FROM messages WHERE conversation_id = ? "
+                         "ORDER BY active_seq DESC, id DESC LIMIT 1", (conv_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    def messages(self, conv_id: int) -> list[StoredMessage]:
+        """The branch on screen: from the first message to the active one, in order."""
+        with self._lock:
+            leaf = self._leaf(self._db, conv_id)
+            rows = self._db.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conv_id,)).fetchall()
+        by_id = {int(r["id"]): r for r in rows}
+        path: list[StoredMessage] = []
+        while leaf is not None and leaf in by_id and len(path) <= len(by_id):
+            row = by_id[leaf]
+            path.append(self._msg(row))
+            leaf = row["parent_id"]
+        path.reverse()
+        return path
+
+    def siblings(self, msg_id: int) -> list[StoredMessage]:
+        """``msg_id`` and the other messages that follow the same one, oldest first."""
+        msg = self.get_message(msg_id)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? AND parent_id IS ? "
+                "ORDER BY id", (msg.conversation_id, msg.parent_id)).fetchall()
+        return [self._msg(r) for r in rows]
+
+    def branch_positions(self, conv_id: int) -> dict[int, tuple[int, int]]:
+        """For each message on the branch on screen that has siblings: (n, of)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, parent_id FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conv_id,)).fetchall()
+        groups: dict[int | None, list[int]] = {}
+        for r in rows:
+            groups.setdefault(r["parent_id"], []).append(int(r["id"]))
+        out: dict[int, tuple[int, int]] = {}
+        for m in self.messages(conv_id):
+            group = groups.get(m.parent_id, [])
+            if len(group) > 1:
+                out[m.id] = (group.index(m.id) + 1, len(group))
+        return out
+
+    def _bump(self, db: sqlite3.Connection, conv_id: int, msg_id: int) -> None:
+        db.execute("UPDATE messages SET active_seq = (SELECT COALESCE(MAX(active_seq), 0) + 1 "
+                   "FROM messages WHERE conversation_id = ?) WHERE id = ?", (conv_id, msg_id))
+
+    def set_active(self, msg_id: int) -> None:
+        """End the branch on screen at ``msg_id``: the next message added follows it
+        (how a regenerated reply becomes a sibling of the one it replaces)."""
+        msg = self.get_message(msg_id)
+        with self._tx() as db:
+            self._bump(db, msg.conversation_id, msg_id)
+
+    def choose_branch(self, msg_id: int) -> list[StoredMessage]:
+        """Show the branch through ``msg_id``, down to the message last active below it.
+        Returns the new branch on screen."""
+        msg = self.get_message(msg_id)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, parent_id, active_seq FROM messages WHERE conversation_id = ?",
+                (msg.conversation_id,)).fetchall()
+        children: dict[int, list[Any]] = {}
+        for r in rows:
+            if r["parent_id"] is not None:
+                children.setdefault(int(r["parent_id"]), []).append(r)
+        best, best_seq, stack = msg_id, -1, [msg_id]
+        seqs = {int(r["id"]): int(r["active_seq"]) for r in rows}
+        while stack:
+            node = stack.pop()
+            if seqs.get(node, -1) > best_seq:
+                best, best_seq = node, seqs[node]
+            stack.extend(int(c["id"]) for c in children.get(node, ()))
+        with self._tx() as db:
+            self._bump(db, msg.conversation_id, best)
+        return self.messages(msg.conversation_id)
 
     def get_message(self, msg_id: int) -> StoredMessage:
         with self._lock:
@@ -188,15 +274,24 @@ class Store:
 
     def add_message(
         self, conv_id: int, role: str, content: str, status: str = "done",
-        provenance: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None, *, parent_id: int | object | None = ACTIVE,
+        sibling_of: int | None = None,
     ) -> StoredMessage:
+        """Add a message after the last one on screen (or after ``parent_id``, or as a
+        sibling of ``sibling_of``); it becomes the end of the branch on screen."""
         now = time.time()
+        if sibling_of is not None:
+            parent_id = self.get_message(sibling_of).parent_id
         with self._tx() as db:
+            parent = self._leaf(db, conv_id) if parent_id is ACTIVE else parent_id
             cur = db.execute(
                 "INSERT INTO messages(conversation_id, role, content, status, provenance, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "created_at, parent_id, active_seq) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                "(SELECT COALESCE(MAX(active_seq), 0) + 1 FROM messages "
+                "WHERE conversation_id = ?))",
                 (conv_id, role, content, status,
-                 json.dumps(provenance) if provenance is not None else None, now),
+                 json.dumps(provenance) if provenance is not None else None, now, parent,
+                 conv_id),
             )
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             msg_id = int(cur.lastrowid or 0)
@@ -223,11 +318,23 @@ class Store:
             db.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*values, msg_id))
 
     def delete_messages_from(self, conv_id: int, msg_id: int) -> int:
-        """Delete message ``msg_id`` and every later one in the conversation."""
+        """Delete message ``msg_id`` and every message that follows it, on every branch."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, parent_id FROM messages WHERE conversation_id = ?",
+                (conv_id,)).fetchall()
+        children: dict[int, list[int]] = {}
+        for r in rows:
+            if r["parent_id"] is not None:
+                children.setdefault(int(r["parent_id"]), []).append(int(r["id"]))
+        doomed, stack = [], [msg_id] if any(int(r["id"]) == msg_id for r in rows) else []
+        while stack:
+            node = stack.pop()
+            doomed.append(node)
+            stack.extend(children.get(node, ()))
         with self._tx() as db:
-            cur = db.execute("DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
-                             (conv_id, msg_id))
-            return cur.rowcount
+            db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in doomed])
+        return len(doomed)
 
     def recent_user_prompts(self, limit: int = 200) -> list[str]:
         """The user's latest prompts across conversations, oldest first (prompt history)."""

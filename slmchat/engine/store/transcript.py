@@ -1,4 +1,5 @@
-"""Export one conversation as Markdown (for people) or JSON (with full provenance)."""
+"""Export one conversation as Markdown (for people: the branch on screen) or JSON (the
+whole tree of branches, with full provenance)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ def to_json(store: Store, conv_id: int) -> str:
     data = {
         "format": "slmchat-conversation", "schema": SCHEMA_VERSION,
         "conversation": asdict(conv),
-        "messages": [asdict(m) for m in store.messages(conv_id)],
+        # Every branch: each message names its parent_id; "active" is the branch shown.
+        "messages": [asdict(m) for m in store.all_messages(conv_id)],
+        "active": [m.id for m in store.messages(conv_id)],
     }
     return json.dumps(data, indent=2, ensure_ascii=False)
 

@@ -25,7 +25,11 @@ from slmchat.tui.generation import (
     title_from,
 )
 from slmchat.tui.messages import ChatReady, ReplyDelta, ReplyFinished
+from slmchat.tui.screens.branches import BranchActions
 from slmchat.tui.screens.chat_files import FilesAndTraining
+from slmchat.tui.screens.compare import CompareActions
+from slmchat.tui.screens.editor import EditorActions
+from slmchat.tui.screens.prompt_inspector import InspectActions
 from slmchat.tui.widgets.attachments_bar import AttachmentsBar
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.message_view import MessageView
@@ -38,30 +42,32 @@ if TYPE_CHECKING:
     from slmchat.engine.store.store import Store
 
 EDIT_BANNER = (
-    "Editing an earlier message: Enter resends it and replaces the turns after it; Esc cancels."
+    "Editing an earlier message: Enter sends it as a new branch (the old one is kept, "
+    "Alt+Left/Right moves between them); Esc cancels."
 )
 
 
-class ChatScreen(FilesAndTraining):
+class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
+                 FilesAndTraining):
     BINDINGS: ClassVar[list[BindingType]] = [
         # The footer shows what a new user needs first and fits 80 columns; the rest is in
         # the command palette (Ctrl+P), the empty chat's hint and the message headers.
-        Binding("escape", "stop", "Stop"),
-        Binding("ctrl+n", "new_chat", "New"),
-        Binding("ctrl+r", "regenerate", "Regenerate", show=False),
-        Binding("ctrl+g", "continue_reply", "Continue", show=False),
-        Binding("ctrl+l", "focus_log", "Messages", show=False),
-        Binding("ctrl+s", "toggle_settings", "Settings"),
-        Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
-        Binding("ctrl+f", "search", "Search"),
-        Binding("f4", "copy_last", "Copy reply", show=False),
-        Binding("f5", "edit_last", "Edit last", show=False),
-        Binding("f2", "rename_conversation", "Rename", show=False),
-        Binding("f3", "export_conversation", "Export", show=False),
+        Binding("escape", "stop", "Stop", id="chat.stop"),
+        Binding("ctrl+n", "new_chat", "New", id="chat.new"),
+        Binding("ctrl+r", "regenerate", "Regenerate", show=False, id="chat.regenerate"),
+        Binding("ctrl+g", "continue_reply", "Continue", show=False, id="chat.continue"),
+        Binding("ctrl+l", "focus_log", "Messages", show=False, id="chat.messages"),
+        Binding("ctrl+s", "toggle_settings", "Settings", id="chat.settings"),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False, id="chat.sidebar"),
+        Binding("ctrl+f", "search", "Search", id="chat.search"),
+        Binding("f4", "copy_last", "Copy reply", show=False, id="chat.copy_last"),
+        Binding("f5", "edit_last", "Edit last", show=False, id="chat.edit_last"),
+        Binding("f2", "rename_conversation", "Rename", show=False, id="chat.rename"),
+        Binding("f3", "export_conversation", "Export", show=False, id="chat.export"),
         # Marks: with messages selected (Ctrl+L); the prompt box takes + and - as text.
-        Binding("plus", "mark_good", "Good reply", show=False),
-        Binding("minus", "mark_bad", "Bad reply", show=False),
-        Binding("f8", "edit_reply", "Edit reply", show=False),
+        Binding("plus", "mark_good", "Good reply", show=False, id="chat.mark_good"),
+        Binding("minus", "mark_bad", "Bad reply", show=False, id="chat.mark_bad"),
+        Binding("f10", "edit_reply", "Edit reply", show=False, id="chat.edit_reply"),
     ]
 
     def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
@@ -161,15 +167,17 @@ class ChatScreen(FilesAndTraining):
         if self.conv is None:
             self.conv = self.store.create_conversation(title_from(text), self.chat_settings)
             self.sidebar_reload()
+        sibling_of = None
         if self.editing is not None:
-            self.store.delete_messages_from(self.conv.id, self.editing.msg_id)
+            sibling_of = self.editing.msg_id  # a new branch: the old turns are kept
             await self.log_view.remove_from(self.editing)
             self.cancel_edit()
         # Committed before generation starts: a crash never loses what the user typed.
-        msg = self.store.add_message(self.conv.id, "user", text)
+        msg = self.store.add_message(self.conv.id, "user", text, sibling_of=sibling_of)
         await self.log_view.add(MessageView.from_stored(msg))
         self.log_view.scroll_end(animate=False)
         await self._start_reply()
+        self.mark_branches()
 
     async def _start_reply(self, continue_view: MessageView | None = None) -> None:
         assert self.conv is not None
@@ -291,9 +299,11 @@ class ChatScreen(FilesAndTraining):
         if last is None:
             return
         if last.role == "assistant":
-            self.store.delete_messages_from(self.conv.id, last.msg_id)
+            # The new reply is a sibling of this one, which stays as another branch.
+            self.store.set_active(self.store.get_message(last.msg_id).parent_id or last.msg_id)
             await self.log_view.remove_from(last)
         await self._start_reply()
+        self.mark_branches()
 
     async def action_continue_reply(self) -> None:
         last = self._last_view()

@@ -28,12 +28,15 @@ class ChatLog(VerticalScroll, can_focus=True):
     """Messages of the open conversation. Focus it (Ctrl+L) to select a message."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "select(-1)", "Prev message", show=False),
-        Binding("down,j", "select(1)", "Next message", show=False),
-        Binding("home", "select_edge(0)", "First", show=False),
-        Binding("end", "select_edge(-1)", "Last", show=False),
-        Binding("c,y", "copy_selected", "Copy"),
-        Binding("e", "edit_selected", "Edit & resend"),
+        Binding("up,k", "select(-1)", "Prev message", show=False, id="log.previous"),
+        Binding("down,j", "select(1)", "Next message", show=False, id="log.next"),
+        Binding("home", "select_edge(0)", "First", show=False, id="log.first"),
+        Binding("end", "select_edge(-1)", "Last", show=False, id="log.last"),
+        Binding("c,y", "copy_selected", "Copy", id="log.copy"),
+        Binding("e", "edit_selected", "Edit & resend", id="log.edit"),
+        Binding("i", "inspect_selected", "Inspect prompt", id="log.inspect"),
+        Binding("left,h", "branch(-1)", "‹ Branch", show=False, id="log.branch_prev"),
+        Binding("right,l", "branch(1)", "Branch ›", show=False, id="log.branch_next"),
     ]
 
     selected: reactive[int] = reactive(-1, init=False)
@@ -47,6 +50,21 @@ class ChatLog(VerticalScroll, can_focus=True):
         def __init__(self, view: MessageView) -> None:
             super().__init__()
             self.view = view
+
+    class InspectRequested(Message):
+        """Show the prompt of the selected reply (prompt_inspector.py)."""
+
+        def __init__(self, view: MessageView) -> None:
+            super().__init__()
+            self.view = view
+
+    class BranchRequested(Message):
+        """Show the previous (-1) or next (+1) sibling of the selected message."""
+
+        def __init__(self, view: MessageView, step: int) -> None:
+            super().__init__()
+            self.view = view
+            self.step = step
 
     def on_mount(self) -> None:
         self.anchor()
@@ -117,3 +135,11 @@ class ChatLog(VerticalScroll, can_focus=True):
     def action_edit_selected(self) -> None:
         if (view := self.selected_view) is not None:
             self.post_message(self.EditRequested(view))
+
+    def action_inspect_selected(self) -> None:
+        if (view := self.selected_view) is not None:
+            self.post_message(self.InspectRequested(view))
+
+    def action_branch(self, step: int) -> None:
+        if (view := self.selected_view) is not None:
+            self.post_message(self.BranchRequested(view, step))

@@ -105,6 +105,7 @@ class MessageView(Vertical):
         self._stream: MarkdownStream | None = None
         self._timer: Timer | None = None
         self._continued = False
+        self.branch: tuple[int, int] | None = None  # (n, of) when it has siblings
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
@@ -121,6 +122,8 @@ class MessageView(Vertical):
 
     def _header(self) -> list[Part]:
         parts = [part(ROLE_NAMES.get(self.role, self.role), 0, "bold")]
+        if self.branch is not None:
+            parts.append(part(f"  ‹ {self.branch[0]}/{self.branch[1]} ›", 0, "bold cyan"))
         note = STATUS_NOTES.get(self.status, self.status)
         if note:
             style = "italic red" if self.status in ("error", "stopped", "interrupted") else "italic"
@@ -140,6 +143,13 @@ class MessageView(Vertical):
         self.set_class(status in ("stopped", "error", "interrupted"), "-incomplete")
         if self.is_mounted:
             self.query_one(".message-header", FittedLine).set_parts(self._header())
+
+    def set_branch(self, branch: tuple[int, int] | None) -> None:
+        """Show "‹ n/of ›" in the header (the message has siblings), or nothing."""
+        if branch != self.branch:
+            self.branch = branch
+            if self.is_mounted:
+                self.query_one(".message-header", FittedLine).set_parts(self._header())
 
     def on_mount(self) -> None:
         self.set_class(self.status in ("stopped", "error", "interrupted"), "-incomplete")

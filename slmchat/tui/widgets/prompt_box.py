@@ -1,4 +1,5 @@
-"""Multi-line prompt: Enter sends, Ctrl+J / Shift+Enter insert a newline.
+"""Multi-line prompt: Enter sends, Ctrl+J / Shift+Enter insert a newline, Ctrl+E opens
+the text in $EDITOR (screens/editor.py).
 
 Up on the first line and Down on the last line walk through the user's earlier
 prompts (like a shell); the draft being typed is kept and comes back at the end.
@@ -11,6 +12,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter")
+EDITOR_KEY = "ctrl+e"  # instead of TextArea's end-of-line (End does that too)
 
 
 class PromptBox(TextArea):
@@ -21,6 +23,13 @@ class PromptBox(TextArea):
             super().__init__()
             self.box = box
             self.text = text
+
+    class EditorRequested(Message):
+        """Ctrl+E: edit the prompt in $VISUAL / $EDITOR."""
+
+        def __init__(self, box: PromptBox) -> None:
+            super().__init__()
+            self.box = box
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
@@ -47,6 +56,11 @@ class PromptBox(TextArea):
             event.stop()
             event.prevent_default()
             self.post_message(self.Submitted(self, self.text))
+            return
+        if event.key == EDITOR_KEY:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.EditorRequested(self))
             return
         if event.key in NEWLINE_KEYS:
             event.stop()

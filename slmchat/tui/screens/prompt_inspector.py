@@ -1,0 +1,351 @@
+"""The prompt inspector: exactly what the model is fed for the next reply, or was fed for
+a past one.
+
+Shows the text after the chat template with its special tokens marked (or token by
+token), the tokens each message costs, the turns the context budget dropped, the stop
+strings, the sampling settings and how many prompt tokens the KV cache of the previous
+turn already held. The prompt is built by ``Engine.preview_prompt(detail=True)`` in a
+thread worker; a past reply is rebuilt from the messages before it with the sampling
+recorded in its provenance, next to the counts measured when it was written.
+
+``InspectActions`` is the chat screen's side: F8 (next reply), ``i`` on a selected
+message in the log, and the palette entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from slmchat.engine.generation.prompting import ChatMessage, Prompt
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.errors import SlmChatError, first_line
+from slmchat.tui.generation import chat_messages
+from slmchat.tui.messages import PromptBuilt
+from slmchat.tui.screens.conversations import ConversationScreen
+from slmchat.tui.widgets.chat_log import ChatLog
+from slmchat.tui.widgets.settings_panel import params_from
+
+if TYPE_CHECKING:
+    from slmchat.engine.model.spec import ModelInfo
+    from slmchat.engine.session import EngineLike
+    from slmchat.tui.widgets.message_view import MessageView
+
+FORMATS = {
+    "template": "the model's chat template",
+    "transcript": "a plain transcript (the model has no chat template)",
+    "raw": "raw text (no template)",
+}
+SPECIAL_STYLE = "bold reverse magenta"
+TOKEN_STYLES = ("on #2b3a55", "on #3d2b55")  # alternate so token edges show
+NEWLINE = "↵"
+
+
+@dataclass(frozen=True)
+class InspectTarget:
+    """Which prompt to show: the messages a reply is (or was) given, and its settings."""
+
+    title: str
+    messages: list[ChatMessage]
+    params: SamplingParams
+    continue_last: bool = False
+    recorded: dict[str, Any] | None = None  # a past reply's provenance
+    notes: tuple[str, ...] = ()
+
+
+def params_from_provenance(prov: dict[str, Any], fallback: SamplingParams) -> SamplingParams:
+    """The sampling a past reply was written with (fields it did not record: fallback)."""
+    known = {f.name for f in fields(SamplingParams)}
+    recorded = {k: v for k, v in (prov.get("sampling") or {}).items() if k in known}
+    merged = {**asdict(fallback), **recorded}
+    merged["stop"] = tuple(merged.get("stop") or ())
+    return SamplingParams(**merged)
+
+
+def marked_text(text: str, specials: tuple[str, ...]) -> Text:
+    """The prompt text with special tokens highlighted and line ends shown as ↵."""
+    out = Text(text.replace("\n", f"{NEWLINE}\n"))
+    out.highlight_words(list(specials), style=SPECIAL_STYLE)
+    out.highlight_words([NEWLINE], style="dim")
+    return out
+
+
+def token_text(pieces: tuple[str, ...], specials: tuple[str, ...]) -> Text:
+    """One coloured cell per token, so token boundaries (and odd splits) are visible."""
+    out = Text()
+    special = set(specials)
+    for i, piece in enumerate(pieces):
+        shown = piece.replace("\n", f"{NEWLINE}\n")
+        style = SPECIAL_STYLE if piece in special else TOKEN_STYLES[i % 2]
+        out.append(shown, style=style)
+    return out
+
+
+def _stop_list(prompt: Prompt, params: SamplingParams) -> str:
+    stops = [repr(s) for s in (*params.stop, *prompt.stop)]
+    eos = "the model's end-of-sequence token" + ("" if not params.ignore_eos else " (ignored)")
+    return ", ".join([eos, *stops])
+
+
+def _sampling(params: SamplingParams) -> str:
+    return ", ".join(f"{k}={v}" for k, v in asdict(params).items() if k != "stop")
+
+
+def summary(target: InspectTarget, prompt: Prompt, info: ModelInfo | None) -> Text:
+    """The facts above the text: model, size and budget, KV reuse, dropped turns, stops,
+    sampling, and for a past reply what was measured when it was written."""
+    budget = prompt.context_length - target.params.max_new_tokens
+    lines: list[Text | str] = [
+        Text.assemble(("Model  ", "bold"), info.label if info else "(none loaded)"),
+        Text.assemble(("Format  ", "bold"), FORMATS.get(prompt.format, prompt.format)),
+        Text.assemble(
+            ("Prompt  ", "bold"),
+            f"{prompt.prompt_tokens} tokens of a {budget}-token budget (context "
+            f"{prompt.context_length} − up to {target.params.max_new_tokens} new tokens)"),
+        Text.assemble(
+            ("KV cache  ", "bold"),
+            f"{prompt.cached_tokens} of {prompt.prompt_tokens} prompt tokens reused from the "
+            f"previous turn; {prompt.prompt_tokens - prompt.cached_tokens} to prefill"
+            if target.recorded is None else
+            "(the cache now holds a later turn; see 'When written')"),
+    ]
+    if prompt.dropped_messages or prompt.truncated:
+        parts = []
+        if prompt.dropped_messages:
+            parts.append(f"{prompt.dropped_messages} oldest message(s) dropped to fit")
+        if prompt.truncated:
+            parts.append("the newest message was cut from the left to fit")
+        lines.append(Text.assemble(("Dropped  ", "bold"), ("; ".join(parts), "yellow")))
+    else:
+        lines.append(Text.assemble(("Dropped  ", "bold"), "nothing: the whole conversation fits"))
+    lines.append(Text.assemble(("Stops at  ", "bold"), _stop_list(prompt, target.params)))
+    lines.append(Text.assemble(("Sampling  ", "bold"), _sampling(target.params)))
+    rec = target.recorded
+    if rec is not None:
+        model = rec.get("model") or {}
+        then = (f"{rec.get('prompt_tokens', '?')} prompt tokens, "
+                f"{rec.get('cached_tokens') or 0} reused from the KV cache, "
+                f"{rec.get('new_tokens', '?')} new tokens, by {model.get('name', '?')}")
+        lines.append(Text.assemble(("When written  ", "bold"), then))
+        if info is not None and model.get("fingerprint") not in (None, info.fingerprint):
+            lines.append(Text("Rebuilt with the model loaded now, which is not the one "
+                              "that wrote this reply: its template may differ.",
+                              style="yellow"))
+    for note in target.notes:
+        lines.append(Text(note, style="italic"))
+    return Text("\n").join(Text(x) if isinstance(x, str) else x for x in lines)
+
+
+def message_rows(target: InspectTarget, prompt: Prompt) -> list[tuple[str, ...]]:
+    """(#, role, tokens, state, first line) per message, dropped ones included."""
+    turns = [m for m in target.messages if m.role != "system"]
+    dropped = turns[: prompt.dropped_messages]
+    rows: list[tuple[str, ...]] = []
+
+    def first(text: str) -> str:
+        line = next((ln for ln in text.splitlines() if ln.strip()), "")
+        return line if len(line) <= 70 else line[:69] + "…"
+
+    for m in dropped:
+        rows.append((str(len(rows) + 1), m.role, "—", "dropped", first(m.content)))
+    counts = prompt.message_tokens or (None,) * len(prompt.kept)
+    for m, n in zip(prompt.kept, counts, strict=False):
+        state = "kept" if not (prompt.truncated and m is prompt.kept[-1]) else "cut"
+        rows.append((str(len(rows) + 1), m.role, "?" if n is None else str(n), state,
+                     first(m.content)))
+    if prompt.generation_prompt_tokens:
+        rows.append(("", "(reply starts)", str(prompt.generation_prompt_tokens), "", ""))
+    return rows
+
+
+class PromptInspector(Screen[None]):
+    """Full-screen view of one prompt. Esc closes, t switches text/tokens, c copies."""
+
+    DEFAULT_CSS = """
+    PromptInspector { layout: vertical; }
+    PromptInspector #insp-title { height: 1; padding: 0 1; background: $primary 30%;
+        text-style: bold; }
+    PromptInspector #insp-summary { height: auto; padding: 0 1; }
+    PromptInspector #insp-messages { height: auto; max-height: 12; margin: 1 0 0 0; }
+    PromptInspector #insp-scroll { height: 1fr; border: round $primary 50%; }
+    PromptInspector #insp-text { height: auto; padding: 0 1; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Close", id="inspector.close"),
+        Binding("t", "toggle_tokens", "Text / tokens", id="inspector.tokens"),
+        Binding("c", "copy_text", "Copy text", id="inspector.copy"),
+    ]
+
+    def __init__(self, engine: EngineLike, target: InspectTarget) -> None:
+        super().__init__()
+        self.engine = engine
+        self.target = target
+        self.prompt: Prompt | None = None
+        self.error: str | None = None
+        self.show_tokens = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Prompt inspector — {self.target.title}", id="insp-title")
+        with Vertical():
+            yield Static("Building the prompt…", id="insp-summary")
+            yield DataTable(id="insp-messages", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="insp-scroll"):
+                yield Static("", id="insp-text")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#insp-messages", DataTable)
+        table.add_columns("#", "role", "tokens", "", "text")
+        self.query_one("#insp-scroll").border_title = "Text fed to the model"
+        self._build()
+
+    @work(thread=True, exclusive=True, group="inspect")
+    def _build(self) -> None:
+        t = self.target
+        try:
+            prompt = self.engine.preview_prompt(t.messages, t.params,
+                                                continue_last=t.continue_last, detail=True)
+        except Exception as exc:  # NoModelError, a failing template, ...: say so
+            self.post_message(PromptBuilt(error=first_line(exc)))
+        else:
+            self.post_message(PromptBuilt(prompt=prompt))
+
+    def on_prompt_built(self, message: PromptBuilt) -> None:
+        if message.error is not None:
+            self._failed(message.error)
+        else:
+            self._show(message.prompt)
+
+    def _failed(self, error: str) -> None:
+        self.error = error
+        self.query_one("#insp-summary", Static).update(
+            Text(f"Cannot build the prompt: {error}", style="red"))
+
+    def _show(self, prompt: Prompt) -> None:
+        self.prompt = prompt
+        self.query_one("#insp-summary", Static).update(
+            summary(self.target, prompt, self.engine.info))
+        table = self.query_one("#insp-messages", DataTable)
+        table.clear()
+        for row in message_rows(self.target, prompt):
+            table.add_row(*row)
+        self._render_text()
+
+    def _render_text(self) -> None:
+        prompt = self.prompt
+        if prompt is None:
+            return
+        scroll = self.query_one("#insp-scroll")
+        if self.show_tokens and prompt.pieces:
+            body = token_text(prompt.pieces, prompt.special_tokens)
+            scroll.border_title = f"Tokens fed to the model ({prompt.prompt_tokens})"
+        else:
+            body = marked_text(prompt.text, prompt.special_tokens)
+            scroll.border_title = "Text fed to the model (special tokens marked, ↵ = line end)"
+        self.query_one("#insp-text", Static).update(body)
+
+    def action_toggle_tokens(self) -> None:
+        self.show_tokens = not self.show_tokens
+        self._render_text()
+
+    def action_copy_text(self) -> None:
+        if self.prompt is not None:
+            self.app.copy_to_clipboard(self.prompt.text)
+            self.notify(f"Copied the prompt ({len(self.prompt.text)} characters).")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class InspectActions(ConversationScreen):
+    """The chat screen's side of the inspector (mixed into ChatScreen)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f8", "inspect_prompt", "Inspect prompt", show=False, id="chat.inspect_prompt"),
+    ]
+
+    def history_until(self, msg_id: int, include: bool) -> list[Any]:
+        """Stored messages on the shown branch before ``msg_id`` (or up to it)."""
+        assert self.conv is not None
+        out = []
+        for m in self.store.messages(self.conv.id):
+            if m.id == msg_id:
+                if include:
+                    out.append(m)
+                break
+            out.append(m)
+        return out
+
+    def next_reply_target(self) -> InspectTarget:
+        """The prompt the next reply gets: the conversation plus what is typed now."""
+        params = params_from(self.chat_settings)
+        history = self.store.messages(self.conv.id) if self.conv is not None else []
+        messages = chat_messages(history, self.chat_settings.get("system_prompt"))
+        notes: tuple[str, ...] = ()
+        typed = self.prompt.text.strip()
+        if typed:
+            messages.append(ChatMessage("user", typed))
+            notes = ("Includes the message typed in the prompt box (not sent yet).",)
+        elif not messages or messages[-1].role != "user":
+            notes = ("The conversation does not end with your message: this is the prompt "
+                     "a regenerated or continued reply would start from.",)
+        return InspectTarget("next reply", messages, params, notes=notes)
+
+    def past_target(self, view: MessageView) -> InspectTarget:
+        """A reply's prompt (the messages before it), or for one of your messages the
+        prompt that ended with it."""
+        current = params_from(self.chat_settings)
+        if view.role == "assistant":
+            prov = view.provenance or {}
+            system = prov.get("system_prompt", self.chat_settings.get("system_prompt"))
+            history = self.history_until(view.msg_id, include=False)
+            notes: tuple[str, ...] = ("Rebuilt from the messages before this reply.",)
+            if prov.get("segments"):
+                notes += ("This reply was continued; this is the prompt of its first part.",)
+            return InspectTarget("this reply", chat_messages(history, system),
+                                 params_from_provenance(prov, current), recorded=prov or None,
+                                 notes=notes)
+        history = self.history_until(view.msg_id, include=True)
+        return InspectTarget("the reply to this message",
+                             chat_messages(history, self.chat_settings.get("system_prompt")),
+                             current, notes=("With this chat's current settings.",))
+
+    def _open_inspector(self, target: InspectTarget) -> None:
+        if self.engine.info is None:
+            self.notify("No model is loaded yet: the prompt depends on its template.",
+                        severity="warning")
+            return
+        self.app.push_screen(PromptInspector(self.engine, target))
+
+    def action_inspect_prompt(self) -> None:
+        try:
+            target = self.next_reply_target()
+        except SlmChatError as exc:
+            self.notify(str(exc), title="Invalid chat settings", severity="error")
+            return
+        if not target.messages:
+            self.notify("Nothing to inspect yet: type a message first.", severity="warning")
+            return
+        self._open_inspector(target)
+
+    def on_chat_log_inspect_requested(self, event: ChatLog.InspectRequested) -> None:
+        if not event.view.msg_id:
+            return
+        try:
+            target = self.past_target(event.view)
+        except SlmChatError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if not target.messages:
+            self.notify("This reply had no messages before it.", severity="warning")
+            return
+        self._open_inspector(target)
