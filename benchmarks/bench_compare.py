@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,9 @@ PROMPT = "Write a short story about a lighthouse keeper who collects maps."
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
+    from slmchat.engine.devices import cpu_info
+
+    return str(cpu_info()["model"])
 
 
 def _pair(left: Any, right: Any, lparams: Any, rparams: Any, schedule: str) -> dict[str, Any]:

@@ -25,13 +25,9 @@ PROMPT = "Write a long story about a lighthouse keeper who collects maps."
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
+    from slmchat.engine.devices import cpu_info
+
+    return str(cpu_info()["model"])
 
 
 def _reply(engine: Any, n: int) -> list[float]:

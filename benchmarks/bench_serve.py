@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,13 +36,9 @@ PROMPT = "Write a long story about a fox who learns to sail across the sea."
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
+    from slmchat.engine.devices import cpu_info
+
+    return str(cpu_info()["model"])
 
 
 def cli_run(model: str, max_tokens: int) -> dict[str, float]:

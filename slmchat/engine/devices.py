@@ -144,6 +144,8 @@ def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
         "logical_cores": os.cpu_count() or 1,
         "physical_cores": physical_cores(),
     }
+
+
 class BusyCores:
     """How many cores other processes kept busy since the last look (ours excluded).
 
