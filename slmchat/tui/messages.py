@@ -36,14 +36,19 @@ class ModelLoadFailed(Message):
 
 
 class ReplyDelta(Message):
-    """New reply text. Deltas are appended in order, so they are never merged away."""
+    """New reply text. Deltas are appended in order, so they are never merged away.
+    ``context_used`` (prompt + reply tokens so far) and ``decode_tps`` keep the status
+    bar's context bar and speed current while the reply streams."""
 
     bubble = False  # for the chat screen only
 
-    def __init__(self, msg_id: int, text: str) -> None:
+    def __init__(self, msg_id: int, text: str, context_used: int = 0,
+                 decode_tps: float = 0.0) -> None:
         super().__init__()
         self.msg_id = msg_id
         self.text = text
+        self.context_used = context_used
+        self.decode_tps = decode_tps
 
 
 class ReplyFinished(Message):
