@@ -104,7 +104,7 @@ class TaskDone(Message):
         self.new_path = new_path
 
 
-# --- fine-tune panel (slmchat/tui/screens/finetune.py, finetune_compare.py) ---
+# --- fine-tune panel (slmchat/tui/screens/finetune.py, file_pick.py) ---
 
 
 class PreviewText(Message):
@@ -125,21 +125,6 @@ class RunSpawned(Message):
         super().__init__()
         self.run_dir = run_dir
         self.proc = proc
-
-
-class CompareText(Message):
-    """The reply so far of one side (``which``: base | tuned) of the compare dialog."""
-
-    def __init__(self, which: str, text: str) -> None:
-        super().__init__()
-        self.which = which
-        self.text = text
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, CompareText) and message.which == self.which
-
-
-# --- chat with local files (slmchat/tui/screens/chat_files.py) ---
 
 
 class IndexProgressed(Message):
@@ -175,12 +160,16 @@ class CompareModelsFound(Message):
 
 
 class CompareRightLoaded(Message):
-    """The compare view's second engine loaded (``engine``) or did not (``error``)."""
+    """The compare view's second engine loaded (``engine``) or did not (``error``).
+    ``left`` is the left side's own engine when that side is not the chat's model
+    (base vs tuned from the fine-tune panel)."""
 
-    def __init__(self, engine: Any = None, error: str | None = None) -> None:
+    def __init__(self, engine: Any = None, error: str | None = None,
+                 left: Any = None) -> None:
         super().__init__()
         self.engine = engine
         self.error = error
+        self.left = left
 
 
 class CompareDelta(Message):

@@ -11,7 +11,9 @@ siblings under the prompt;
 other stays in the conversation as an alternative (‹ 1/2 › in the chat log).
 
 ``CompareSetup`` picks the right side; ``CompareScreen`` is the view; ``CompareActions``
-is the chat screen's side (palette "Compare with…", F9).
+is the chat screen's side (palette "Compare with…", F9). The fine-tune panel's "Compare"
+opens the same view through ``compare_base_and_tuned``: the base model on the left, the
+fine-tuned one on the right, greedy, in a conversation of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from textual import work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
@@ -263,15 +265,21 @@ class CompareScreen(Screen[int | None]):
 
     def __init__(self, engine: EngineLike, store: Store, conv: Conversation | None,
                  chat_settings: dict[str, Any], choice: CompareChoice,
-                 schedule: Schedule = SCHEDULE) -> None:
+                 schedule: Schedule = SCHEDULE, left: ModelSpec | None = None,
+                 titles: tuple[str, str] | None = None) -> None:
+        """``left``: a model for the left column instead of the chat's own (loaded beside
+        it like the right one); ``titles``: what to call the two columns."""
         super().__init__()
         self.schedule = schedule
+        self.left_spec = left
+        self.titles = titles
         self.engine = engine
         self.store = store
         self.conv = conv
         self.chat_settings = chat_settings
         self.choice = choice
         self.right_engine: EngineLike | None = None
+        self.left_engine: EngineLike | None = None  # only when ``left`` is given
         self.sides: dict[str, Side] = {}
         self.running = False
         self.unkept = False  # both replies are in; neither chosen yet
@@ -310,16 +318,20 @@ class CompareScreen(Screen[int | None]):
     @work(thread=True, exclusive=True, group="compare-load")
     def _load_right(self) -> None:
         try:
+            left = (None if self.left_spec is None
+                    else self.engine.companion(self.left_spec))
             right = self.engine.companion(self.choice.spec)
         except Exception as exc:  # ModelLoadError (memory check, load failure): one line
             self.post_message(CompareRightLoaded(error=first_line(exc)))
         else:
-            self.post_message(CompareRightLoaded(engine=right))
+            self.post_message(CompareRightLoaded(engine=right, left=left))
 
     def on_compare_right_loaded(self, message: CompareRightLoaded) -> None:
         if message.error is not None:
             self._load_failed(message.error)
         else:
+            if message.left is not None:
+                self.left_engine = message.left
             self._loaded(message.engine)
 
     def _load_failed(self, error: str) -> None:
@@ -337,11 +349,13 @@ class CompareScreen(Screen[int | None]):
             return
         system = self.chat_settings.get("system_prompt")
         rsys = system if self.choice.system_prompt is None else self.choice.system_prompt
-        self.sides = {"left": Side("left", self.engine, lp, system),
+        self.sides = {"left": Side("left", self.left_engine or self.engine, lp, system),
                       "right": Side("right", right, rp, rsys)}
-        for side in self.sides.values():
-            self.query_one(f"#cmp-{side.name}-head", Static).update(
-                describe(side.engine.info, side.params, side.system_prompt))
+        for i, side in enumerate(self.sides.values()):
+            head = describe(side.engine.info, side.params, side.system_prompt)
+            if self.titles:
+                head = f"{self.titles[i]} · {head}"
+            self.query_one(f"#cmp-{side.name}-head", Static).update(head)
         how = ("both at once, a share of the cores each" if self.schedule == "parallel"
                else "interleaved token by token")
         self.query_one("#cmp-title", Static).update(
@@ -514,7 +528,7 @@ class CompareScreen(Screen[int | None]):
             return
         if self.unkept:  # leaving without a choice: the chat's own model's reply
             self.action_keep("left")
-        self.right_engine = None  # frees a second model
+        self.right_engine = self.left_engine = None  # frees the models loaded for this
         self.dismiss(self.conv.id if self.conv is not None else None)
 
 
@@ -551,9 +565,23 @@ class CompareActions(ConversationScreen):
             return
         self.app.push_screen(
             CompareScreen(self.engine, self.store, self.conv, self.chat_settings, choice),
-            self._compare_closed)
+            self.open_compared)
 
-    async def _compare_closed(self, conv_id: int | None) -> None:
+    async def open_compared(self, conv_id: int | None) -> None:
+        """After a compare view: its conversation (with both replies) in the chat."""
         if conv_id is not None:
             await self.open_conversation(conv_id)
             self.sidebar_reload()
+
+
+def compare_base_and_tuned(app: App[Any], engine: EngineLike, store: Store,
+                           chat_settings: dict[str, Any], base: ModelSpec, tuned: ModelSpec,
+                           titles: tuple[str, str],
+                           opened: Callable[[int | None], Any] | None = None) -> None:
+    """The fine-tune panel's "Compare": base on the left, tuned on the right, greedy (so
+    a difference is the weights', not the sampler's), in a new conversation that
+    ``opened`` receives on close. Both load beside the chat's model after a memory
+    check (sharing its weights when it is the base)."""
+    greedy = {**chat_settings, "temperature": 0.0}
+    app.push_screen(CompareScreen(engine, store, None, greedy, CompareChoice(spec=tuned),
+                                  left=base, titles=titles), opened)

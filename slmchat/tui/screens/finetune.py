@@ -10,7 +10,6 @@ by reading its status.json and progress.jsonl on a one-second timer.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,7 +32,7 @@ from slmchat.fmt import format_duration
 from slmchat.tui.messages import PreviewText, RunSpawned
 
 if TYPE_CHECKING:
-    from slmchat.engine.session import EngineLike
+    pass
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
               "pending": "…"}
@@ -76,11 +75,9 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None,
-                 runs_root: Path | None = None,
-                 engine_factory: Callable[[], EngineLike] | None = None) -> None:
+                 runs_root: Path | None = None) -> None:
         super().__init__()
-        self.engine = engine
-        self.engine_factory = engine_factory  # engines for the compare dialog
+        self.engine = engine  # the chat's: Compare loads base and tuned beside its model
         self.settings = settings
         self.runs_root = runs_root
         self.selected: Path | None = None
@@ -387,7 +384,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     @on(Button.Pressed, "#ft-browse")
     def browse(self) -> None:
-        from slmchat.tui.screens.finetune_compare import FilePickScreen
+        from slmchat.tui.screens.file_pick import FilePickScreen
 
         def chosen(path: str | None) -> None:
             if path:
@@ -419,18 +416,24 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     @on(Button.Pressed, "#ft-compare")
     def action_compare(self) -> None:
-        from slmchat.tui.screens.finetune_compare import CompareScreen, new_engine
+        from slmchat.tui.screens.compare import compare_base_and_tuned
 
         s = self.summary
         if not (s and s.state == "done" and s.out):
             self.notify("Choose a finished run first.", severity="warning")
             return
+        chat = getattr(self.app, "chat", None)
+        store = getattr(self.app, "store", None)
+        if chat is None or store is None:
+            self.notify("Compare needs the chat screen.", severity="warning")
+            return
         base = s.model or "default"
         base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
-        self.app.push_screen(CompareScreen(
-            base=base, tuned=s.out, base_label=base_label,
-            tuned_label=finetuned_name(Path(s.out)) or s.name,
-            engine_factory=self.engine_factory or new_engine))
+        compare_base_and_tuned(
+            self.app, self.engine, store, chat.chat_settings, ModelSpec(path=base),
+            ModelSpec(path=s.out),
+            (f"base: {base_label}", f"tuned: {finetuned_name(Path(s.out)) or s.name}"),
+            opened=chat.open_compared)
 
     @on(Button.Pressed, "#ft-close")
     def action_close(self) -> None:
