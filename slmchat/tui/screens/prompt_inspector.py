@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -149,7 +150,8 @@ def message_rows(target: InspectTarget, prompt: Prompt) -> list[tuple[str, ...]]
 
     def first(text: str) -> str:
         line = next((ln for ln in text.splitlines() if ln.strip()), "")
-        return line if len(line) <= 70 else line[:69] + "…"
+        # by terminal cells, not characters: a Japanese line is twice as wide
+        return line if cell_len(line) <= 70 else set_cell_size(line, 69) + "…"
 
     for m in dropped:
         rows.append((str(len(rows) + 1), m.role, "—", t("insp.row.dropped"), first(m.content)))
