@@ -8,6 +8,11 @@ Key bindings keep an English description in their ``BINDINGS`` (Textual builds t
 the class is defined); ``localize_bindings(self)`` in a widget's ``__init__`` swaps the
 description for ``t("key.<binding id>")`` on that instance.
 
+Textual's own words, from the app (tests/tui/test_japanese.py runs this recipe):
+``localize_bindings(self)`` in ``App.__init__`` (the palette key), ``yield from
+localize_system_commands(super().get_system_commands(screen))`` and a
+``CommandPalette(placeholder=t("palette.placeholder"))`` in ``action_command_palette``.
+
 Nothing here imports Textual or the engine, and the engine never imports this.
 """
 
@@ -26,6 +31,9 @@ SETTING_VALUES = ("auto", *LANGUAGES)
 LOCALE_VARS = ("LC_ALL", "LC_MESSAGES", "LANG")  # POSIX precedence, first set wins
 
 _language: Language = "en"
+# Textual's own bindings have no id: their descriptions are found by action.
+TEXTUAL_ACTIONS = {"command_palette": "key.textual.palette",
+                   "app.command_palette": "key.textual.palette"}
 
 
 def language_from_locale(env: Mapping[str, str] | None = None) -> Language:
@@ -80,11 +88,16 @@ def localize_bindings(node: Any) -> None:
         return
     mapping = node._bindings.key_to_bindings
     for key, bindings in list(mapping.items()):
-        mapping[key] = [
-            dataclasses.replace(b, description=t(f"key.{b.id}"))
-            if b.id and has(f"key.{b.id}") else b
-            for b in bindings
-        ]
+        mapping[key] = [_localized(b) for b in bindings]
+
+
+def _localized(binding: Any) -> Any:
+    msg_id = f"key.{binding.id}" if binding.id else TEXTUAL_ACTIONS.get(binding.action, "")
+    if not has(msg_id):
+        return binding
+    tooltip = f"{msg_id}.tooltip"
+    return dataclasses.replace(binding, description=t(msg_id),
+                               tooltip=t(tooltip) if has(tooltip) else binding.tooltip)
 
 
 def localize_system_commands(commands: Iterable[Any]) -> Iterable[Any]:

@@ -13,6 +13,9 @@ from __future__ import annotations
 CATALOGUE: dict[str, dict[str, str]] = {
     # --- Textual's own words (wired in app.py; see the note in slmchat/i18n) ---
     "palette.placeholder": {"en": "Search for commands…", "ja": "コマンドを検索…"},
+    "key.textual.palette": {"en": "palette", "ja": "パレット"},
+    "key.textual.palette.tooltip": {"en": "Open the command palette",
+                                    "ja": "コマンドパレットを開きます"},
     "textual.cmd.Theme": {"en": "Theme", "ja": "テーマ"},
     "textual.cmd.Theme.help": {"en": "Change the current theme", "ja": "テーマを変更します"},
     "textual.cmd.Quit": {"en": "Quit", "ja": "終了"},

@@ -162,3 +162,43 @@ def test_inspector_rows_cut_wide_text_by_cells() -> None:
                     kept=tuple(msgs), message_tokens=(3,))
     rows = message_rows(InspectTarget("x", msgs, SamplingParams()), prompt)
     assert cell_len(rows[0][4]) == 70 and rows[0][4].endswith("…")
+
+
+async def test_the_recipe_for_textuals_own_words() -> None:
+    """What app.py does to translate Textual's words (the palette's key, its placeholder,
+    its system commands): the recipe in slmchat/i18n's docstring, on a bare App."""
+    from collections.abc import Iterable
+
+    from textual.app import App, SystemCommand
+    from textual.command import CommandInput, CommandPalette
+    from textual.screen import Screen
+    from textual.widgets import Footer
+
+    from slmchat.i18n import localize_bindings, localize_system_commands
+
+    class Demo(App[None]):
+        def __init__(self) -> None:
+            super().__init__()
+            localize_bindings(self)
+
+        def compose(self):
+            yield Footer()
+
+        def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+            yield from localize_system_commands(super().get_system_commands(screen))
+
+        def action_command_palette(self) -> None:
+            if self.use_command_palette and not CommandPalette.is_open(self):
+                self.push_screen(CommandPalette(id="--command-palette",
+                                                placeholder=t("palette.placeholder")))
+
+    set_language("ja")
+    app = Demo()
+    async with app.run_test() as pilot:
+        palette = [b for _, b in app._bindings if b.action == "command_palette"]
+        assert palette[0].description == "パレット"
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"終了", "テーマ"} <= titles
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert app.screen.query_one(CommandInput).placeholder == "コマンドを検索…"
