@@ -25,11 +25,12 @@ CONVERTED = [
     "tui/widgets/fitted_line.py", "tui/screens/conversations.py", "tui/screens/branches.py",
     "tui/screens/dialogs.py", "tui/screens/editor.py", "tui/screens/edit_reply.py",
     "tui/screens/chat_files.py", "tui/screens/passage.py", "tui/screens/prompt_inspector.py",
-    "tui/screens/model_tasks.py",
+    "tui/screens/model_tasks.py", "tui/screens/compare.py", "tui/screens/file_pick.py",
 ]
 # Ids built at run time from a value: t(f"status.{status}") and the like.
 DYNAMIC = ("status.", "role.", "curation.mark.", "curation.rated.", "insp.format.",
-           "insp.label.", "textual.cmd.")
+           "insp.label.", "textual.cmd.", "compare.schedule.", "compare.kept.",
+           "compare.status.")
 # Used by app.py once the lead wires it (app.py is not this branch's file).
 FOR_APP = {"palette.placeholder"}
 

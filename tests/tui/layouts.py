@@ -167,6 +167,11 @@ def compare_dialog(db_path: Path) -> Built:
         await pilot.press("f6")
         await steady(pilot)
         await pilot.press(*"What is the capital of France?", "enter")
+        view = app.screen
+        for _ in range(100):  # both replies written and their Markdown streams closed
+            await settle(pilot)
+            if not view.running and not view._streams:
+                break
         await steady(pilot)
 
     return app, run_before

@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Label
 
+from slmchat.i18n import localize_bindings, t
+
 
 class TextFileTree(DirectoryTree):
     SUFFIXES = (".txt", ".md", ".markdown", ".jsonl")
@@ -30,20 +32,22 @@ class FilePickScreen(ModalScreen[str | None]):
                                background: $surface; }
     FilePickScreen #pick-row { height: auto; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="pick.close")]
 
     def __init__(self, start: Path | None = None) -> None:
         super().__init__()
+        localize_bindings(self)
         self.start = start or Path.home()
         self.folder: Path | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pick-box"):
-            yield Label("Pick a .txt, .md or .jsonl file (or a folder of them)")
+            yield Label(t("pick.title"))
             yield TextFileTree(str(self.start), id="pick-tree")
             with Horizontal(id="pick-row"):
-                yield Button("Use folder", id="pick-folder")
-                yield Button("Cancel", id="pick-cancel")
+                yield Button(t("pick.use_folder"), id="pick-folder")
+                yield Button(t("dialog.cancel"), id="pick-cancel")
 
     @on(DirectoryTree.FileSelected)
     def _file(self, event: DirectoryTree.FileSelected) -> None:
