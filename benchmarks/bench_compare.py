@@ -96,19 +96,24 @@ def run(tokens: int, reps: int) -> dict[str, Any]:
                           ignore_eos=True, seed=1)
     left = Engine()
     left.load(ModelSpec(path="default", device="cpu", dtype="fp32"))
+    app = Engine()  # what the chat loads by default: the runtime "auto" picks
+    app.load(ModelSpec(path="default"))
     pairs = {
-        "fp32 vs cpu-int8": (left.companion(ModelSpec(path="default", device="cpu",
-                                                      dtype="fp32", quant="cpu-int8")), greedy),
-        "same model, temperature 0 vs 0.8": (left.companion(), warm),
+        "fp32 vs cpu-int8": (left, left.companion(ModelSpec(
+            path="default", device="cpu", dtype="fp32", quant="cpu-int8")), greedy),
+        "same model, temperature 0 vs 0.8": (left, left.companion(), warm),
+        "app default model, temperature 0 vs 0.8": (app, app.companion(), warm),
     }
     results: dict[str, Any] = {}
-    for name, (right, rparams) in pairs.items():
+    for name, (left, right, rparams) in pairs.items():
         # Each side alone first: the baseline the pair is compared with.
         alone = {}
         for side, (engine, params) in {"left": (left, greedy), "right": (right, rparams)}.items():
             one = _pair(engine, engine.companion(), params, params, "sequential")
             alone[side] = one["left"]
-        results[name] = {"alone": alone}
+        results[name] = {"alone": alone, "runtimes": {
+            side: f"{e.info.runtime} {e.info.quant}" if e.info else "?"
+            for side, e in (("left", left), ("right", right))}}
         for schedule in SCHEDULES:
             runs = [_pair(left, right, greedy, rparams, schedule) for _ in range(reps)]
             best = min(runs, key=lambda r: r["wall_s"])
@@ -123,6 +128,9 @@ def table(report: dict[str, Any]) -> str:
              "right 1st token s", "left tok/s", "right tok/s")]
     for name, res in report["pairs"].items():
         alone = res["alone"]
+        runtimes = res.get("runtimes") or {}
+        if runtimes:
+            name = f"{name} ({runtimes['left']} | {runtimes['right']})"
         rows.append((name, "each alone", "", "", f"{alone['left']['ttft_s']:.2f}",
                      f"{alone['right']['ttft_s']:.2f}", f"{alone['left']['tok_s']:.1f}",
                      f"{alone['right']['tok_s']:.1f}"))

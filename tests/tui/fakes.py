@@ -6,7 +6,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
@@ -138,6 +138,8 @@ class FakeEngine:
             if spec is None else spec.path.rsplit("/", 1)[-1] + (
                 f" {spec.quant}" if spec.quant != "none" else "")
         other.loaded_info = fake_info(name, spec.path if spec else "default")
+        if spec is None and self.loaded_info is not None:  # the same weights, same runtime
+            other.loaded_info = replace(other.loaded_info, runtime=self.loaded_info.runtime)
         self.companions.append(other)
         return other
 

@@ -184,6 +184,36 @@ async def test_interleaved_schedule_gives_the_same_replies(make_app) -> None:
         assert prov["compare"] == {"side": "right", "schedule": "interleaved"}
 
 
+def test_schedule_follows_the_runtimes_measured_in_bench_compare() -> None:
+    from dataclasses import replace
+
+    from slmchat.tui.screens.compare import schedule_for
+    from tests.tui.fakes import fake_info
+
+    onnx, torch = replace(fake_info(), runtime="onnx"), fake_info()
+    assert schedule_for(onnx, onnx) == "interleaved"
+    assert schedule_for(onnx, torch) == "parallel"
+    assert schedule_for(torch, torch) == "parallel"
+    assert schedule_for(onnx, None) == "parallel"
+
+
+async def test_two_onnx_sides_interleave_in_the_view(make_app) -> None:
+    from dataclasses import replace
+
+    engine = FakeEngine(replies=["left words"], companion_replies=["right words"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        engine.loaded_info = replace(engine.loaded_info, runtime="onnx")
+        screen = await open_compare(pilot, app, CompareChoice())
+        assert screen.schedule == "interleaved"
+        assert "interleaved" in static(screen, "#cmp-title")
+        await pilot.press(*"go", "enter")
+        await settle(pilot)
+        prov = app.store.get_message(screen.sides["right"].msg_id).provenance
+        assert prov["compare"]["schedule"] == "interleaved"
+
+
 def test_threads_per_side_shares_the_cores_and_restores(monkeypatch) -> None:
     import os
 

@@ -68,10 +68,19 @@ SAME = "same"
 SAME_INT8 = "same-int8"
 SIDES = ("left", "right")
 Schedule = Literal["parallel", "interleaved"]
-# benchmarks/bench_compare.py, 2 cores: a thread per side with one torch thread each beat
-# interleaving (all threads per token, one side at a time) and sequential replies.
-SCHEDULE: Schedule = "parallel"
 FLUSH_INTERVAL = 0.05  # seconds between Markdown appends while streaming
+
+
+def schedule_for(*infos: ModelInfo | None) -> Schedule:
+    """How two replies share the cores, from benchmarks/bench_compare.py (2 cores, 64
+    tokens, until both are done): on torch a thread per side with one torch thread each
+    (3.0-3.2 s) beat interleaving token by token (6.1-6.9 s) and one reply after the other
+    (5.6-6.3 s). On the onnx runtime all three take the same time (1.1-1.2 s), and
+    interleaving is the one where both columns grow at the same pace (59 and 62 tok/s;
+    a thread per side gave 85 and 63), so two onnx sides interleave."""
+    if infos and all(info is not None and info.runtime == "onnx" for info in infos):
+        return "interleaved"
+    return "parallel"
 
 
 @contextlib.contextmanager
@@ -265,13 +274,14 @@ class CompareScreen(Screen[int | None]):
 
     def __init__(self, engine: EngineLike, store: Store, conv: Conversation | None,
                  chat_settings: dict[str, Any], choice: CompareChoice,
-                 schedule: Schedule = SCHEDULE, left: ModelSpec | None = None,
+                 schedule: Schedule | None = None, left: ModelSpec | None = None,
                  titles: tuple[str, str] | None = None) -> None:
         """``left``: a model for the left column instead of the chat's own (loaded beside
         it like the right one); ``titles``: what to call the two columns."""
         super().__init__()
         localize_bindings(self)
-        self.schedule = schedule
+        self.schedule: Schedule = schedule or "parallel"  # None: chosen once both load
+        self._auto_schedule = schedule is None
         self.left_spec = left
         self.titles = titles
         self.engine = engine
@@ -357,6 +367,8 @@ class CompareScreen(Screen[int | None]):
             if self.titles:
                 head = f"{self.titles[i]} · {head}"
             self.query_one(f"#cmp-{side.name}-head", Static).update(head)
+        if self._auto_schedule:
+            self.schedule = schedule_for(*(side.engine.info for side in self.sides.values()))
         how = t(f"compare.schedule.{self.schedule}")
         self.query_one("#cmp-title", Static).update(t("compare.ready", how=how))
 
