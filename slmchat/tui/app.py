@@ -96,7 +96,7 @@ class SlmChatApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+o", "models", "Models", id="app.models"),
         Binding("ctrl+t", "finetune", "Fine-tune", id="app.finetune"),
-        Binding("f12", "switch_model", "Switch model", id="app.switch_model"),
+        Binding("f12", "switch_model", "Switch model", show=False, id="app.switch_model"),
     ]
 
     def __init__(
