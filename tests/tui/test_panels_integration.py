@@ -6,9 +6,9 @@ from pathlib import Path
 
 from slmchat.engine.model.spec import ModelSpec
 from tests.tui.conftest import settle
+from tests.tui.fakes import FakeEngine
 
 NARROW = (100, 30)  # below 110 columns the panels take the whole screen
-from tests.tui.fakes import FakeEngine
 
 
 async def test_models_panel_opens_in_app_and_loads_choice(make_app, tiny_llama_dir: Path) -> None:

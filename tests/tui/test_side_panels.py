@@ -4,7 +4,6 @@ switcher with its dividers, and the per-conversation model (issue 17)."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -91,11 +90,16 @@ async def test_finetune_panel_docks_chat_usable_and_escape_closes(make_app,
         assert app.chat.side.query_one(FinetunePanel).docked
         await send(pilot, "question while tuning")
         assert app.chat.log_view.views()[-1].content == "an answer"
-        # Ctrl+T from the chat focuses the open panel; Esc there closes it.
+        # Ctrl+T moves the focus between the open panel and the prompt; Esc closes it.
         await pilot.press("ctrl+t")
         await pilot.pause()
         assert app.chat.side.has_focus_within
-        await pilot.press("escape")
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert app.focused is app.chat.prompt and app.chat.side.kind == "finetune"
+        await pilot.press(*"typed beside the panel")
+        assert app.chat.prompt.text == "typed beside the panel"
+        await pilot.press("ctrl+t", "escape")
         await settle(pilot)
         assert app.chat.side.kind is None
         assert app.focused is app.chat.prompt
@@ -204,6 +208,10 @@ def test_switcher_ranks_recent_first_and_filters_fuzzily() -> None:
     assert runtime_hint(ENTRIES[3]) == "transformers"
     assert runtime_hint(ENTRIES[0]) == "onnx (auto)"
     assert runtime_hint(ENTRIES[0], ModelSpec(quant="cpu-int8")) == "transformers"
+    lora = ModelEntry(name="run/model", path="/runs/x/model", source="run", format="lora",
+                      base="default")
+    assert runtime_hint(lora, base=ENTRIES[0]) == "onnx (auto)"
+    assert runtime_hint(lora) == "transformers"
 
 
 async def test_quick_switch_swaps_the_model_and_leaves_a_divider(make_app) -> None:

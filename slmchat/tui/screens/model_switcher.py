@@ -59,15 +59,19 @@ RUNTIME_BY_FORMAT = {"onnx-int8": "onnx", "gguf": "transformers", "bnb-8bit": "t
                      "pickle": "transformers"}
 
 
-def runtime_hint(entry: ModelEntry, spec: ModelSpec | None = None) -> str:
-    """The runtime a chat load would use, from the files alone (no weights read)."""
+def runtime_hint(entry: ModelEntry, spec: ModelSpec | None = None,
+                 base: ModelEntry | None = None) -> str:
+    """The runtime a chat load would use, from the files alone (no weights read);
+    ``base``: a LoRA adapter's base model (its architecture decides)."""
     if spec is not None and spec.runtime != "auto":
         return spec.runtime
     if spec is not None and spec.quant != "none":
         return "transformers"
     if entry.format in RUNTIME_BY_FORMAT:
         return RUNTIME_BY_FORMAT[entry.format]
-    return "onnx (auto)" if entry.plain_llama else "transformers"
+    plain = base.plain_llama if entry.format == "lora" and base is not None \
+        else entry.plain_llama
+    return "onnx (auto)" if plain else "transformers"
 
 
 def ranked(entries: Iterable[ModelEntry], query: str, recent: list[str]
@@ -149,6 +153,12 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
     def spec_for(self, entry: ModelEntry) -> ModelSpec:
         return self._recent_spec(entry) or ModelSpec(path=entry.path)
 
+    def _base(self, entry: ModelEntry) -> ModelEntry | None:
+        if entry.format != "lora" or not entry.base:
+            return None
+        default = next((e for e in self.entries if e.source == "default"), None)
+        return next((e for e in self.entries if e.path == entry.base), default)
+
     def _row(self, entry: ModelEntry) -> Text:
         spec = self._recent_spec(entry)
         marks = []
@@ -162,7 +172,7 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
                 " +adapter" if spec.adapter else "")
         line = Text(entry.label, style="bold")
         line.append(f"  {entry.format}{options} · {human_bytes(entry.size_bytes)} · "
-                    f"{runtime_hint(entry, spec)}", style="dim")
+                    f"{runtime_hint(entry, spec, self._base(entry))}", style="dim")
         if marks:
             line.append(f"  [{', '.join(marks)}]", style="italic")
         return line
@@ -209,7 +219,8 @@ class ModelDivider(Static):
     """
 
     def __init__(self, label: str) -> None:
-        super().__init__(f"── {DIVIDER.format(label=label)} ──", classes="model-divider")
+        # Text, not markup: a fine-tuned model's name has "[lora on …]" in it.
+        super().__init__(Text(f"── {DIVIDER.format(label=label)} ──"), classes="model-divider")
         self.label = label
 
 
@@ -233,7 +244,11 @@ class ModelSwitchActions(ConversationScreen):
         if new is None or old is None or (old.path, old.label, old.adapter) == (
                 new.path, new.label, new.adapter):
             return
-        self.offers.hide("switch-back")
+        offers = self.offers
+        offers.hide("switch-back")
+        if spec is not None and offers.kind == "finetune" \
+                and getattr(offers.payload, "out", None) == spec.path:
+            offers.hide()  # "Use model" was taken (from the panel or the switcher)
         if self.conv is None or spec is None:
             return
         change = self.store.add_model_change(self.conv.id, new.label, spec_dict(spec))

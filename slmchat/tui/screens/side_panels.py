@@ -81,11 +81,13 @@ class PanelActions(ConversationScreen):
         return FinetunePanel(self.engine, settings, runs_root=self.runs_root, docked=True)
 
     async def toggle_panel(self, kind: str) -> None:
-        """Open ``kind`` docked; pressed again: focus it, or close it when it has focus."""
+        """Open ``kind`` docked and focus it; pressed again, the key moves the focus
+        between the panel and the prompt (the panel stays: a fine-tune goes on in view
+        while you chat). Esc in the panel closes it."""
         side = self.side
         if side.kind == kind:
             if side.has_focus_within:
-                self.close_panel()
+                self.prompt.focus()
             elif side.panel is not None:
                 self._focus_panel(side.panel)
             return

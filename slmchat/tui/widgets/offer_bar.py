@@ -1,6 +1,7 @@
 """A one-line offer above the prompt with a few buttons: "fine-tune finished: Use model /
 Compare", "this chat last used X: Switch back". It never takes the focus: the user goes
-on typing and answers when they like, or not at all."""
+on typing and answers when they like (a click, or Shift+Tab from the prompt), or not at
+all."""
 
 from __future__ import annotations
 
@@ -47,8 +48,6 @@ class OfferBar(Horizontal):
                           variant="primary" if i == 0 else "default")
                    for i, (label, action) in enumerate(actions)]
         buttons.append(Button(DISMISS, name="dismiss", compact=True))
-        for button in buttons:  # clicked, never tabbed to: the prompt keeps the focus
-            button.can_focus = False
         await self.mount_all(buttons)
         self.display = True
 

@@ -1,7 +1,8 @@
 """The dock at the right of the chat that holds one tool panel (models or fine-tune).
 
-At most one panel is open; ``alt+left`` / ``alt+right`` while it has focus make it wider
-or narrower (the width is remembered by the app), Esc (the panel's own Close) closes it.
+At most one panel is open; its key (Ctrl+O, Ctrl+T) moves the focus between it and the
+prompt, ``alt+left`` / ``alt+right`` while it has focus make it wider or narrower (the
+width is remembered by the app), Esc (the panel's own Close) closes it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ CHAT_MIN_WIDTH = 44  # what the chat keeps when the panel grows
 STEP = 4
 
 TITLES = {"models": "Models", "finetune": "Fine-tune"}
-RESIZE_HINT = "alt+←/→ resize · Esc close"
+RESIZE_HINT = "its key: chat ⇄ panel · alt+←/→ resize · Esc close"
 
 
 def clamp_width(width: int, screen_width: int) -> int:
