@@ -282,3 +282,18 @@ async def test_reopening_a_conversation_offers_its_model_back(make_app) -> None:
         await settle(pilot)
         assert engine.loads[-1] == ModelSpec(path="/models/qwen-0.5b", quant="cpu-int8")
         assert not offers.display
+
+
+async def test_shrinking_the_terminal_moves_a_docked_panel_to_full_width(make_app) -> None:
+    from slmchat.tui.screens.models import ModelsScreen
+
+    app = make_app(FakeEngine(), discover_fn=entries)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert app.chat.side.kind == "models"
+        await pilot.resize_terminal(100, 30)
+        await settle(pilot)
+        assert isinstance(app.screen, ModelsScreen)
+        assert app.chat.side.kind is None

@@ -214,7 +214,7 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
 
 class ModelDivider(Static):
     DEFAULT_CSS = """
-    ModelDivider { height: 1; margin: 1 0 0 0; color: $text-muted; text-align: center;
+    ModelDivider { height: auto; margin: 1 0 0 0; color: $text-muted; text-align: center;
                    text-style: italic; }
     """
 
