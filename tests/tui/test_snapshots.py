@@ -144,3 +144,29 @@ def test_panel_key_docks_beside_the_chat(snap_compare, panel: str, size: str,
         assert snap_compare(app, terminal_size=DOCKED_SIZES[size], run_before=run_before)
     finally:
         app.store.close()
+
+
+def test_quick_model_switcher(snap_compare, db_path: Path) -> None:
+    """F12: local models with format, size and runtime; the loaded one marked."""
+    from slmchat.config import Settings
+    from slmchat.tui.app import SlmChatApp
+    from tests.tui.layouts import ENTRIES
+
+    app = SlmChatApp(Settings(), FakeEngine(), Store(db_path), persist_settings=False,
+                     discover_fn=lambda: list(ENTRIES))
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        app.chat.prompt.cursor_blink = False
+        app.clear_notifications()  # before the modal: the chat's toasts show beneath it
+        await pilot.pause()
+        await pilot.press("f12")
+        await settle(pilot)
+        for box in app.screen.query("Input"):
+            box.cursor_blink = False
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    finally:
+        app.store.close()
