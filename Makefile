@@ -54,6 +54,7 @@ bench: setup
 
 screenshots: setup
 	$(BIN)/python scripts/screenshots.py
+	$(BIN)/python scripts/screenshots_ja.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,7 +8,11 @@ the usual cache. Greedy decoding keeps the answers stable from run to run.
 from __future__ import annotations
 
 import asyncio
+import html
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,13 +22,55 @@ OUT = ROOT / "screenshots"
 SIZE = (120, 36)
 
 
+def fix_wide_text(svg: Path) -> bool:
+    """Rich's SVG export sizes each text run by its character count, not its cells
+    (Textualize/rich#2742): a run of Japanese is squeezed into half its cells. Set
+    ``textLength`` from the cell width instead. True when the file had wide text."""
+    from rich.cells import cell_len
+
+    wide = False
+
+    def fix(m: re.Match[str]) -> str:
+        nonlocal wide
+        text = html.unescape(m.group(4))
+        if not text or cell_len(text) == len(text):
+            return m.group(0)
+        wide = True
+        per_char = float(m.group(2)) / len(text)
+        return f'<text{m.group(1)}textLength="{per_char * cell_len(text):g}"{m.group(3)}>' \
+               f'{m.group(4)}</text>'
+
+    source = svg.read_text(encoding="utf-8")
+    fixed = re.sub(r'<text([^>]*?)textLength="([\d.]+)"([^>]*)>([^<]*)</text>', fix, source)
+    if wide:
+        svg.write_text(fixed, encoding="utf-8")
+    return wide
+
+
+def chromium_png(svg: Path, png: Path) -> bool:
+    """Render with a browser: it honours textLength and falls back per glyph to a
+    Japanese font (CairoSVG does neither, Kozea/CairoSVG#159)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    size = re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg.read_text(encoding="utf-8"))
+    if browser is None or size is None:
+        return False
+    w, h = (int(float(v)) + 1 for v in size.groups())
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+           f"--window-size={w},{h}", f"--force-device-scale-factor={1600 / w:.3f}",
+           f"--screenshot={png}", svg.resolve().as_uri()]
+    done = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    return done.returncode == 0 and png.is_file()
+
+
 def to_png(svg: Path) -> Path | None:
+    png = svg.with_suffix(".png")
+    if fix_wide_text(svg) and chromium_png(svg, png):
+        return png
     try:
         import cairosvg
     except ImportError:
         print("cairosvg is not installed: only SVG written (pip install -e '.[dev]')")
         return None
-    png = svg.with_suffix(".png")
     cairosvg.svg2png(url=str(svg), write_to=str(png), output_width=1600)
     return png
 

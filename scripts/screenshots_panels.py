@@ -1,6 +1,6 @@
 """Screenshots of the docked panels on the real default model (issue 17):
-screenshots/14-finetune-docked.svg/.png (a real 40-step LoRA run beside a conversation,
-chatting while it trains) and 15-quick-switcher.svg/.png (F12 after the run: the tuned
+screenshots/16-finetune-docked.svg/.png (a real 40-step LoRA run beside a conversation,
+chatting while it trains) and 17-quick-switcher.svg/.png (F12 after the run: the tuned
 model and the default, recent first, with format, size and runtime).
 
 Uses a throw-away data folder (its own runs and conversations) and a small notes file;
@@ -84,7 +84,7 @@ async def main() -> int:
         while panel is not None and (panel.summary is None or panel.summary.step < 24):
             await pilot.pause(0.5)
         app.clear_notifications()
-        await shot("14-finetune-docked")
+        await shot("16-finetune-docked")
         while panel is not None and (panel.summary is None or not panel.summary.finished):
             await pilot.pause(0.5)
         await pilot.pause(WATCH_S)  # the status-bar watch sees the end: the offer
@@ -101,7 +101,7 @@ async def main() -> int:
         app.clear_notifications()
         await pilot.press("f12")
         await pilot.pause(2.0)
-        await shot("15-quick-switcher")
+        await shot("17-quick-switcher")
         await pilot.press("escape")
     store.close()
     return 0

@@ -56,6 +56,9 @@ class GenerationSettings(BaseModel):
 class UISettings(BaseModel):
     theme: str = Field("textual-dark", description="Textual theme name")
     show_sidebar: bool = True
+    language: Literal["auto", "en", "ja"] = Field(
+        "auto", description="UI language: en, ja, or auto (Japanese when LC_ALL, LC_MESSAGES "
+                            "or LANG starts with 'ja', else English)")
     keys: dict[str, str] = Field(
         default_factory=dict,
         description='Key bindings by id, e.g. { "chat.regenerate" = "f6" } (README: Keys)')

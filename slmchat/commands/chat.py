@@ -14,7 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("chat", help="open the chat app (the default command)",
                        description="Open the terminal chat app. The model loads in the "
-                                   "background; you can type at once.")
+                                   "background; you can type at once. The UI is in English "
+                                   "or Japanese: [ui] language = \"ja\" in settings.toml "
+                                   "(or SLMCHAT_UI__LANGUAGE=ja); the default follows the "
+                                   "locale (LANG=ja_JP.UTF-8 gives Japanese).")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -38,10 +41,12 @@ def _run(args: argparse.Namespace, early: TypeAhead | None) -> int:
     from slmchat.config import load_settings
     from slmchat.engine.session import Engine
     from slmchat.engine.store.store import Store
+    from slmchat.i18n import resolve_language, set_language
     from slmchat.tui.app import SlmChatApp
     from slmchat.tui.last_model import remembered
 
     settings, problem = load_settings()
+    set_language(resolve_language(settings.ui.language))  # before any widget is built
     spec = spec_from_args(args)
     if not any((args.model, args.adapter, args.dtype, args.device, args.quant)):
         spec = remembered(settings, spec) or spec  # the model last loaded in the app

@@ -196,9 +196,13 @@ class Engine:
         ``spec`` None (or the spec loaded here): it shares this engine's weights, for
         the same model with other settings. Otherwise ``spec`` is loaded beside this
         model after a memory check; ModelLoadError (one line) when it would not fit or
-        does not load. Dropping the companion frees its model."""
-        lm = self._require()
+        does not load. With no model loaded here, ``spec`` just loads on its own.
+        Dropping the companion frees its model."""
         other = Engine(lite=self._lite, training=self._training)
+        if self._loaded is None and spec is not None:
+            other.load(spec)
+            return other
+        lm = self._require()
         if spec is None or spec == lm.spec:
             # The same weights with an own KV cache and an own tokenizer: the two sides
             # may run in two threads, and a fast tokenizer is not made for two at once.

@@ -36,14 +36,19 @@ class ModelLoadFailed(Message):
 
 
 class ReplyDelta(Message):
-    """New reply text. Deltas are appended in order, so they are never merged away."""
+    """New reply text. Deltas are appended in order, so they are never merged away.
+    ``context_used`` (prompt + reply tokens so far) and ``decode_tps`` keep the status
+    bar's context bar and speed current while the reply streams."""
 
     bubble = False  # for the chat screen only
 
-    def __init__(self, msg_id: int, text: str) -> None:
+    def __init__(self, msg_id: int, text: str, context_used: int = 0,
+                 decode_tps: float = 0.0) -> None:
         super().__init__()
         self.msg_id = msg_id
         self.text = text
+        self.context_used = context_used
+        self.decode_tps = decode_tps
 
 
 class ReplyFinished(Message):
@@ -99,7 +104,7 @@ class TaskDone(Message):
         self.new_path = new_path
 
 
-# --- fine-tune panel (slmchat/tui/screens/finetune.py, finetune_compare.py) ---
+# --- fine-tune panel (slmchat/tui/screens/finetune.py, file_pick.py) ---
 
 
 class PreviewText(Message):
@@ -120,21 +125,6 @@ class RunSpawned(Message):
         super().__init__()
         self.run_dir = run_dir
         self.proc = proc
-
-
-class CompareText(Message):
-    """The reply so far of one side (``which``: base | tuned) of the compare dialog."""
-
-    def __init__(self, which: str, text: str) -> None:
-        super().__init__()
-        self.which = which
-        self.text = text
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, CompareText) and message.which == self.which
-
-
-# --- chat with local files (slmchat/tui/screens/chat_files.py) ---
 
 
 class IndexProgressed(Message):
@@ -170,12 +160,16 @@ class CompareModelsFound(Message):
 
 
 class CompareRightLoaded(Message):
-    """The compare view's second engine loaded (``engine``) or did not (``error``)."""
+    """The compare view's second engine loaded (``engine``) or did not (``error``).
+    ``left`` is the left side's own engine when that side is not the chat's model
+    (base vs tuned from the fine-tune panel)."""
 
-    def __init__(self, engine: Any = None, error: str | None = None) -> None:
+    def __init__(self, engine: Any = None, error: str | None = None,
+                 left: Any = None) -> None:
         super().__init__()
         self.engine = engine
         self.error = error
+        self.left = left
 
 
 class CompareDelta(Message):

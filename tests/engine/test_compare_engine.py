@@ -68,6 +68,17 @@ def test_second_model_loads_beside_the_first(engine: Engine, tiny_llama_dir: Pat
     assert engine.info.quant == "none"  # the first model is untouched
 
 
+def test_companion_of_an_empty_engine_loads_alone(tiny_llama_dir: Path) -> None:
+    """The fine-tune panel compares base and tuned even before the chat has a model."""
+    from slmchat.engine.session import NoModelError
+
+    empty = Engine()
+    with pytest.raises(NoModelError):
+        empty.companion()  # "the same model": there is none
+    other = empty.companion(ModelSpec(path=str(tiny_llama_dir), device="cpu", dtype="fp32"))
+    assert other.info is not None and empty.info is None
+
+
 def test_a_second_model_that_does_not_fit_is_refused(
         engine: Engine, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import psutil

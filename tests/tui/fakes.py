@@ -50,6 +50,8 @@ class FakeEngine:
     loads: list[ModelSpec] = field(default_factory=list)
     cached_tokens: int = 0  # what preview_prompt says the KV cache reuses
     companion_replies: list[str] = field(default_factory=list)  # the right-hand side's
+    # replies of a companion loaded from a given path (base vs tuned); else the list above
+    companion_replies_by_path: dict[str, list[str]] = field(default_factory=dict)
     companion_error: str | None = None  # companion() refuses with this
     companions: list[FakeEngine] = field(default_factory=list)
     _current: CancelToken | None = None
@@ -129,8 +131,9 @@ class FakeEngine:
     def companion(self, spec: ModelSpec | None = None) -> FakeEngine:
         if self.companion_error:
             raise ModelLoadError(self.companion_error)
-        other = FakeEngine(replies=self.companion_replies, pause_after=self.pause_after,
-                           resume=self.resume)
+        replies = self.companion_replies_by_path.get(spec.path, self.companion_replies) \
+            if spec is not None else self.companion_replies
+        other = FakeEngine(replies=replies, pause_after=self.pause_after, resume=self.resume)
         name = (self.loaded_info.name if self.loaded_info else "fake-model") \
             if spec is None else spec.path.rsplit("/", 1)[-1] + (
                 f" {spec.quant}" if spec.quant != "none" else "")

@@ -150,24 +150,28 @@ def finetune_panel(db_path: Path) -> Built:
 
 
 def compare_dialog(db_path: Path) -> Built:
-    from textual.widgets import Input
+    """The fine-tune panel's Compare: base and tuned side by side in the compare view."""
+    from slmchat.tui.screens.finetune import FinetuneScreen
 
-    from slmchat.tui.screens.finetune_compare import CompareScreen
-
-    app = make_app(db_path, FakeEngine())
-    replies = iter([["Paris is the capital of France."],
-                    ["Paris, on the Seine, is the capital of France."]])
+    root = Path("runs-root")
+    fake_done_run(root)
+    app = make_app(db_path, FakeEngine(companion_replies_by_path={
+        "default": ["Paris is the capital of France."],
+        "runs/notes/model": ["Paris, on the Seine, is the capital of France."]}))
 
     async def run_before(pilot: Any) -> None:
         await settle(pilot)
-        dialog = CompareScreen(
-            "default", "runs/notes/model", base_label="SmolLM2-135M-Instruct (default)",
-            tuned_label="20261128-140501-notes [lora on SmolLM2-135M-Instruct]",
-            engine_factory=lambda: FakeEngine(replies=next(replies)))
-        app.push_screen(dialog)
-        await pilot.pause()
-        dialog.query_one("#cmp-prompt", Input).value = "What is the capital of France?"
-        await pilot.press("enter")
+        app.push_screen(FinetuneScreen(engine=app.engine, settings=app.settings,
+                                       runs_root=root))
+        await steady(pilot)
+        await pilot.press("f6")
+        await steady(pilot)
+        await pilot.press(*"What is the capital of France?", "enter")
+        view = app.screen
+        for _ in range(100):  # both replies written and their Markdown streams closed
+            await settle(pilot)
+            if not view.running and not view._streams:
+                break
         await steady(pilot)
 
     return app, run_before

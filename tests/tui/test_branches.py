@@ -3,7 +3,7 @@ log marks "‹ n/of ›", and keys move between versions."""
 
 from __future__ import annotations
 
-from slmchat.tui.screens.branches import NO_BRANCHES
+from slmchat.i18n import t
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
 
@@ -89,7 +89,7 @@ async def test_branch_marks_on_reopen_and_messages_without_branches(make_app) ->
         await send(pilot, "q")
         await pilot.press("alt+left")
         await pilot.pause()
-        assert any(n.message == NO_BRANCHES for n in app._notifications)
+        assert any(n.message == t("branches.none") for n in app._notifications)
         await pilot.press("ctrl+r")
         await settle(pilot)
         conv_id = app.chat.conv.id

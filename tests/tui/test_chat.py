@@ -106,6 +106,29 @@ async def test_escape_stops_and_keeps_partial_reply(make_app) -> None:
         assert view.has_class("-incomplete")
 
 
+async def test_context_bar_follows_the_reply_while_it_streams(make_app) -> None:
+    """The status bar's context count grows with each token, not only when the reply
+    ends (issue 13 item 5)."""
+    engine = FakeEngine(replies=["one two three four five six"], pause_after=3)
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        status = app.chat.status
+        assert status.context_used == 0
+        await pilot.press(*"count", "enter")
+        await asyncio.to_thread(engine.paused.wait, 5)
+        await pilot.pause(0.2)
+        assert app.chat.generating
+        prompt_tokens = 1 + 10  # the fake counts words + 10
+        seen = status.context_used, str(status.render_status(200))
+        engine.resume.set()  # before asserting: a paused worker would hold the app open
+        assert seen[0] == prompt_tokens + 3  # three tokens so far
+        assert f"{prompt_tokens + 3}/2048" in seen[1]
+        assert "20.0 tok/s" in seen[1]
+        await settle(pilot)
+        assert status.context_used == prompt_tokens + 6
+
+
 async def test_regenerate_replaces_last_reply(make_app) -> None:
     engine = FakeEngine(replies=["first answer", "second answer"])
     app = make_app(engine)

@@ -24,7 +24,7 @@ def no_models() -> list:
 async def open_compare(pilot, app, choice: CompareChoice) -> CompareScreen:
     chat = app.chat
     app.push_screen(CompareScreen(chat.engine, chat.store, chat.conv, chat.chat_settings,
-                                  choice), chat._compare_closed)
+                                  choice), chat.open_compared)
     await settle(pilot)
     assert isinstance(app.screen, CompareScreen)
     return app.screen

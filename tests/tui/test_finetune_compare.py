@@ -1,33 +1,69 @@
-"""The fine-tune compare dialog goes through the engine (EngineLike), like the chat."""
+"""The fine-tune panel's Compare opens the compare view: base on the left, the tuned
+model on the right, greedy, in a conversation of its own that the chat opens after."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from textual.app import App
-from textual.widgets import Input
+from textual.widgets import Static
 
-from slmchat.tui.messages import CompareText
-from slmchat.tui.screens.finetune_compare import CompareScreen
+from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.session import Engine
+from slmchat.tui.screens.compare import CompareScreen, compare_base_and_tuned
+from slmchat.tui.screens.finetune import FinetuneScreen
 from tests.tinymodels import make_scripted_llama
+from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
+from tests.tui.layouts import fake_done_run
 
 
-class Host(App[None]):
-    def __init__(self, screen: CompareScreen) -> None:
-        super().__init__()
-        self.dialog = screen
-
-    def on_mount(self) -> None:
-        self.push_screen(self.dialog)
+def static(screen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
 
 
-async def ask(app: Host, pilot, prompt: str) -> None:
-    app.dialog.query_one("#cmp-prompt", Input).value = prompt
-    await pilot.press("enter")
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+async def test_finetune_compare_opens_the_compare_view_base_left_tuned_right(
+        make_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = Path("runs-root")
+    fake_done_run(root)  # base "default", output runs/notes/model
+    engine = FakeEngine(companion_replies_by_path={
+        "default": ["base answer"], "runs/notes/model": ["tuned answer"]})
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.push_screen(FinetuneScreen(engine=app.engine, settings=app.settings,
+                                       runs_root=root))
+        await settle(pilot)
+        await pilot.press("f6")
+        await settle(pilot)
+        view = app.screen
+        assert isinstance(view, CompareScreen)
+        assert static(view, "#cmp-left-head").startswith("base: SmolLM2-135M-Instruct")
+        assert static(view, "#cmp-right-head").startswith("tuned: ")
+        assert "temperature 0.0" in static(view, "#cmp-right-head")
+        await pilot.press(*"hello", "enter")
+        await settle(pilot)
+        assert view.sides["left"].text == "base answer"
+        assert view.sides["right"].text == "tuned answer"
+        left, right = engine.companions
+        assert left.loads == [] and left.info is not None and left.info.path == "default"
+        assert right.info is not None and right.info.path == "runs/notes/model"
+        assert all(c.params.temperature == 0.0 for e in (left, right) for c in e.calls)
+        assert engine.calls == []  # the chat's own model did not answer
+        await pilot.press("alt+right")  # keep the tuned reply
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, FinetuneScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        # The chat now shows the compared conversation, continuing from the kept reply.
+        chat = app.chat
+        assert chat.conv is not None
+        shown = [(v.role, v.content) for v in chat.log_view.views()]
+        assert shown == [("user", "hello"), ("assistant", "tuned answer")]
+        replies = [m for m in chat.store.all_messages(chat.conv.id) if m.role == "assistant"]
+        assert sorted(m.content for m in replies) == ["base answer", "tuned answer"]
 
 
 @pytest.fixture(scope="module")
@@ -37,41 +73,23 @@ def no_template_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                " Paris.\nUser: ok")
 
 
-async def test_model_without_chat_template_stops_at_the_next_user_turn(
-        no_template_model: Path) -> None:
-    dialog = CompareScreen(str(no_template_model), str(no_template_model))
-    app = Host(dialog)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause()
-        await ask(app, pilot, "Capital?")
-        assert dialog.replies == {"base": " Paris.", "tuned": " Paris."}
-
-
-async def test_each_side_loads_once_and_streams_through_its_engine() -> None:
-    engines: list[FakeEngine] = []
-
-    def factory() -> FakeEngine:
-        engines.append(FakeEngine(replies=["base one", "base two"] if not engines
-                                  else ["tuned one", "tuned two"]))
-        return engines[-1]
-
-    dialog = CompareScreen("/models/base", "/runs/r1/model", base_label="Base model",
-                           tuned_label="r1 [lora on Base model]", engine_factory=factory)
-    seen: list[CompareText] = []
-    app = Host(dialog)
-    async with app.run_test(size=(100, 30),
-                            message_hook=lambda m: isinstance(m, CompareText)
-                            and seen.append(m)) as pilot:
-        await pilot.pause()
-        labels = [str(label.render()) for label in dialog.query(".cmp-label")]
-        assert "base: Base model" in labels and "tuned: r1 [lora on Base model]" in labels
-        await ask(app, pilot, "hello")
-        assert dialog.replies == {"base": "base one", "tuned": "tuned one"}
-        await ask(app, pilot, "again")
-        assert dialog.replies == {"base": "base two", "tuned": "tuned two"}
-    assert [[s.path for s in e.loads] for e in engines] == [["/models/base"],
-                                                            ["/runs/r1/model"]]
-    assert [[c.messages[-1].content for c in e.calls] for e in engines] == [
-        ["hello", "again"], ["hello", "again"]]
-    assert all(c.params.temperature == 0 for e in engines for c in e.calls)
-    assert {m.which for m in seen} == {"base", "tuned"}
+async def test_real_engines_stop_a_model_without_template_at_the_next_user_turn(
+        make_app, no_template_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through real engines both sides keep the prompt's stop strings, as the chat does."""
+    monkeypatch.setenv("SLMCHAT_THREADS", "1")
+    engine = Engine()
+    spec = ModelSpec(path=str(no_template_model), runtime="transformers")
+    engine.load(spec)
+    app = make_app(engine, load_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        settings = {**app.chat.chat_settings, "max_new_tokens": 32}  # a 256-token model
+        compare_base_and_tuned(app, engine, app.store, settings, spec, spec,
+                               ("base: a", "tuned: b"))
+        await settle(pilot)
+        view = app.screen
+        assert isinstance(view, CompareScreen)
+        await pilot.press(*"Capital?", "enter")
+        await settle(pilot)
+        assert (view.sides["left"].text, view.sides["right"].text) == (" Paris.", " Paris."), (
+            static(view, "#cmp-left-stats"), static(view, "#cmp-right-stats"))

@@ -168,15 +168,21 @@ async def test_bad_file_shows_clear_error_without_starting(root: Path, tmp_path:
 
 
 async def test_preview_start_watch_and_compare_with_tiny_model(
-        root: Path, tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+        root: Path, tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        make_app) -> None:
     """The whole flow on a tiny model: preview, start a real background process, see it
     finish, then compare base and tuned replies side by side."""
     monkeypatch.setenv("SLMCHAT_THREADS", "1")
     notes = tmp_path / "notes.txt"
     notes.write_text(CORPUS)
-    app = Host(root)
+    from slmchat.engine.session import Engine
+    from slmchat.tui.screens.compare import CompareScreen
+
+    app = make_app(Engine(), load_on_start=False)  # the chat has no model: Compare copes
     async with app.run_test(size=(140, 40)) as pilot:
+        app.push_screen(FinetuneScreen(engine=app.engine, settings=Settings(),
+                                       runs_root=root))
+        await pilot.pause()
         screen = app.screen.panel
         for id_, value in (("ft-file", str(notes)), ("ft-model", str(tiny_llama_dir)),
                            ("ft-steps", "3"), ("ft-block", "32"), ("ft-batch", "2")):
@@ -194,12 +200,21 @@ async def test_preview_start_watch_and_compare_with_tiny_model(
         assert screen.summary.state == "done", screen.summary.message
         assert len(screen.train_points) == 3
         assert "after" in str(screen.query_one("#ft-result", Static).render())
+        app.chat.chat_settings["max_new_tokens"] = 16  # the tiny model's context is short
         await pilot.click("#ft-compare")
-        await pilot.pause()
-        compare = app.screen
-        compare.query_one("#cmp-prompt", Input).value = "Paris is"
-        await pilot.click("#cmp-send")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert compare.replies["base"] and compare.replies["tuned"]
-        assert "loading" not in compare.replies["base"]
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        await pilot.press(*"Paris is", "enter")
+        for _ in range(3):
+            await app.workers.wait_for_complete()
+            await pilot.pause(0.2)
+        sides = compare.sides
+        assert sides["left"].status in ("done", "length"), sides["left"].prov
+        assert sides["right"].status in ("done", "length"), sides["right"].prov
+        assert sides["left"].text and sides["right"].text
+        assert sides["left"].engine.info.path == str(tiny_llama_dir)
+        right = sides["right"].engine.info  # the run's LoRA output on its base
+        assert right.name.startswith(Path(screen.summary.out).parent.name), right
+        assert "tuned" in str(compare.query_one("#cmp-right-head", Static).render())

@@ -37,7 +37,7 @@ def thread_workers() -> list[tuple[str, ast.FunctionDef]]:
 def test_there_are_thread_workers_to_check() -> None:
     names = {name for name, _ in thread_workers()}
     assert {"app.py:_load_worker", "screens/chat.py:_generate",
-            "screens/finetune.py:_start_worker", "screens/finetune_compare.py:_generate",
+            "screens/finetune.py:_start_worker",
             "screens/models.py:_scan"} <= names
 
 

@@ -103,6 +103,16 @@ class LiteTokenizer:
     def __len__(self) -> int:
         return int(self._tok.get_vocab_size(with_added_tokens=True))
 
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """The special tokens (added tokens marked special, and bos/eos/unk/pad), as
+        transformers lists them: the prompt inspector marks these in the prompt."""
+        found = {str(t.content) for t in self._tok.get_added_tokens_decoder().values()
+                 if t.special}
+        found.update(t for t in (self.bos_token, self.eos_token, self.unk_token,
+                                 self.pad_token) if t)
+        return sorted(found)
+
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
         return {"input_ids": list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)}
 

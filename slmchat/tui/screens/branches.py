@@ -13,12 +13,10 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 
+from slmchat.i18n import t
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.message_view import MessageView
-
-NO_BRANCHES = ("No other branches here: editing an earlier message or regenerating a reply "
-               "makes one.")
 
 
 class BranchActions(ConversationScreen):
@@ -46,12 +44,11 @@ class BranchActions(ConversationScreen):
         if self.conv is None or not view.msg_id:
             return
         if self.generating or self.pending:
-            self.notify("Wait for the reply to finish, or press Esc to stop it.",
-                        severity="warning")
+            self.notify(t("busy.wait"), severity="warning")
             return
         ids = [m.id for m in self.store.siblings(view.msg_id)]
         if len(ids) < 2:
-            self.notify(NO_BRANCHES)
+            self.notify(t("branches.none"))
             return
         target = ids.index(view.msg_id) + step
         if not 0 <= target < len(ids):
@@ -74,6 +71,6 @@ class BranchActions(ConversationScreen):
         if view is None or view.branch is None:
             view = next((v for v in reversed(self.log_view.views()) if v.branch), None)
         if view is None:
-            self.notify(NO_BRANCHES)
+            self.notify(t("branches.none"))
             return
         await self.switch_branch(view, step)

@@ -244,7 +244,9 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
                 last = chunk
                 if chunk.text:
                     writer.append(chunk.text)
-                    self.post_message(ReplyDelta(job.msg_id, chunk.text))
+                    self.post_message(ReplyDelta(
+                        job.msg_id, chunk.text, chunk.prompt_tokens + chunk.new_tokens,
+                        chunk.decode_tps))
                 if worker.is_cancelled:
                     job.cancel.cancel()
         except SlmChatError as exc:
@@ -266,6 +268,11 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         view = self.log_view.view_for(event.msg_id)
         if view is not None:
             view.append(event.text)
+        if event.context_used:  # the context bar and speed follow the reply as it grows
+            status = self.status
+            status.context_used = event.context_used
+            status.decode_tps = event.decode_tps or status.decode_tps
+            status.refresh_status()
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         view = self.log_view.view_for(event.msg_id)

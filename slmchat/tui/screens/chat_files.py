@@ -24,6 +24,7 @@ from textual.worker import get_current_worker
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.errors import SlmChatError
+from slmchat.i18n import t
 from slmchat.tui.messages import IndexFinished, IndexProgressed
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.widgets.attachments_bar import AttachmentsBar
@@ -32,8 +33,6 @@ from slmchat.tui.widgets.message_view import MessageView
 
 if TYPE_CHECKING:
     from slmchat.engine.retrieval.index import DocumentIndex
-
-COMMANDS_HELP = "/attach PATH (file or folder), /detach [PATH]"
 
 
 class FilesAndTraining(ConversationScreen):
@@ -97,7 +96,7 @@ class FilesAndTraining(ConversationScreen):
         from slmchat.engine.retrieval.index import resolve_roots
 
         if not paths:
-            self.notify(f"Usage: {COMMANDS_HELP}", severity="warning")
+            self.notify(t("files.usage", commands=t("files.commands")), severity="warning")
             return
         try:
             roots = resolve_roots(paths)
@@ -105,13 +104,13 @@ class FilesAndTraining(ConversationScreen):
             self.notify(str(exc), title="/attach", severity="error")
             return
         self._set_attachments(list(dict.fromkeys([*self.attachments, *roots])))
-        self.query_one(AttachmentsBar).show(self.attachments, progress="indexing…")
+        self.query_one(AttachmentsBar).show(self.attachments, progress=t("files.indexing"))
         self._index_worker(roots)
 
     def detach(self, paths: list[str]) -> None:
         if not paths:
             self._set_attachments([])
-            self.notify("Files detached from this chat.")
+            self.notify(t("files.detached"))
             return
         drop = {str(Path(p).expanduser().resolve()) for p in paths}
         self._set_attachments([p for p in self.attachments if p not in drop])
@@ -135,22 +134,23 @@ class FilesAndTraining(ConversationScreen):
     def on_index_progressed(self, event: IndexProgressed) -> None:
         pct = 100 * event.bytes_done / max(1, event.bytes_total)
         self.query_one(AttachmentsBar).show(
-            self.attachments, progress=f"indexing {event.files_done}/{event.files_total} "
-                                       f"files ({pct:.0f}%)")
+            self.attachments, progress=t("files.indexing_progress", done=event.files_done,
+                                         total=event.files_total, pct=pct))
 
     def on_index_finished(self, event: IndexFinished) -> None:
         bar = self.query_one(AttachmentsBar)
         if event.error:
-            bar.show(self.attachments, progress="", summary="indexing failed")
-            self.notify(event.error, title="Indexing failed", severity="error")
+            bar.show(self.attachments, progress="", summary=t("files.index_failed"))
+            self.notify(event.error, title=t("files.index_failed_title"), severity="error")
             return
         report = event.report
         bar.show(self.attachments, progress="",
-                 summary=f"{report.chunks} passages, {len(report.skipped)} skipped")
+                 summary=t("files.indexed", chunks=report.chunks, skipped=len(report.skipped)))
         if report.skipped:
             listed = "\n".join(f"{Path(s.path).name}: {s.reason}" for s in report.skipped[:5])
-            more = f"\n… and {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
-            self.notify(f"{listed}{more}", title=f"Skipped {len(report.skipped)} file(s)",
+            more = (t("files.skipped_more", n=len(report.skipped) - 5)
+                    if len(report.skipped) > 5 else "")
+            self.notify(f"{listed}{more}", title=t("files.skipped_title", n=len(report.skipped)),
                         severity="warning")
 
     def with_files(self, messages: list[ChatMessage], params: SamplingParams
@@ -166,7 +166,7 @@ class FilesAndTraining(ConversationScreen):
             aug = retrieve(self.doc_index(), roots, messages,
                            lambda m: self.engine.preview_prompt(m, params), params.max_new_tokens)
         except SlmChatError as exc:
-            self.notify(str(exc), title="Files not used", severity="warning")
+            self.notify(str(exc), title=t("files.not_used_title"), severity="warning")
             return messages, None
         return aug.messages, aug.provenance()
 
@@ -188,7 +188,7 @@ class FilesAndTraining(ConversationScreen):
             return selected
         replies = [v for v in self.log_view.views() if v.role == "assistant" and v.msg_id]
         if not replies:
-            self.notify("No reply to mark yet.", severity="warning")
+            self.notify(t("curation.no_reply"), severity="warning")
             return None
         return replies[-1]
 
@@ -204,7 +204,7 @@ class FilesAndTraining(ConversationScreen):
             self.notify(str(exc), severity="warning")
             return
         view.set_status(view.status, msg.provenance)
-        self.notify(f"Reply marked {rating}." if rating else "Mark cleared.")
+        self.notify(t(f"curation.rated.{rating}") if rating else t("curation.cleared"))
 
     def action_mark_good(self) -> None:
         self._mark("good")
@@ -232,7 +232,7 @@ class FilesAndTraining(ConversationScreen):
                 self.notify(str(exc), severity="error")
                 return
             await view.replace_text(msg.content, msg.provenance)
-            self.notify("Saved as the preferred answer (marked good).")
+            self.notify(t("curation.saved"))
 
         self.app.push_screen(EditReply(view.content), done)
 
@@ -244,10 +244,10 @@ class FilesAndTraining(ConversationScreen):
         try:
             report = export_training(self.store, out)
         except (SlmChatError, OSError) as exc:
-            self.notify(str(exc), title="Export for training", severity="warning")
+            self.notify(str(exc), title=t("train.export_title"), severity="warning")
             return
-        self.notify(f"{report.rows} conversation(s), {report.trained_replies} repl(ies) to "
-                    f"learn: {report.path}", title="Exported for training")
+        self.notify(t("train.exported", rows=report.rows, replies=report.trained_replies,
+                      path=report.path), title=t("train.exported_title"))
         if then_finetune:
             await self._open_finetune(str(report.path))
 

@@ -11,7 +11,9 @@ siblings under the prompt;
 other stays in the conversation as an alternative (‹ 1/2 › in the chat log).
 
 ``CompareSetup`` picks the right side; ``CompareScreen`` is the view; ``CompareActions``
-is the chat screen's side (palette "Compare with…", F9).
+is the chat screen's side (palette "Compare with…", F9). The fine-tune panel's "Compare"
+opens the same view through ``compare_base_and_tuned``: the base model on the left, the
+fine-tuned one on the right, greedy, in a conversation of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from textual import work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
@@ -37,6 +39,7 @@ from slmchat.engine.generation.interleave import interleave
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import ModelInfo, ModelSpec
 from slmchat.errors import SlmChatError, first_line
+from slmchat.i18n import localize_bindings, t
 from slmchat.tui.generation import (
     STATUS_FOR_FINISH,
     ReplyJob,
@@ -69,8 +72,6 @@ Schedule = Literal["parallel", "interleaved"]
 # interleaving (all threads per token, one side at a time) and sequential replies.
 SCHEDULE: Schedule = "parallel"
 FLUSH_INTERVAL = 0.05  # seconds between Markdown appends while streaming
-KEEP_HINT = ("Keep left (Alt+Left) or keep right (Alt+Right) to continue from one reply "
-             "(Esc keeps the left one).")
 
 
 @contextlib.contextmanager
@@ -124,14 +125,15 @@ def spec_of(info: ModelInfo) -> ModelSpec:
 def describe(info: ModelInfo | None, params: SamplingParams, system: str | None) -> str:
     """A column's title: model, quantization, temperature, system prompt."""
     label = info.label if info else "(no model)"
-    sys_note = "no system prompt" if not system else f"system: {system[:30]}"
-    return f"{label} · temperature {params.temperature} · {sys_note}"
+    sys_note = t("compare.no_system") if not system else t("compare.system",
+                                                            text=system[:30])
+    return t("compare.head", label=label, temperature=params.temperature, system=sys_note)
 
 
 def stats(chunk: GenerationChunk | None, prov: dict[str, Any]) -> str:
     """TTFT, tok/s, token count, seed and the model's fingerprint."""
     if chunk is None:
-        return prov.get("error") or "no reply"
+        return prov.get("error") or t("compare.no_reply")
     model = prov.get("model") or {}
     parts = [f"TTFT {chunk.ttft_s:.2f}s" if chunk.ttft_s is not None else "TTFT –",
              f"{chunk.decode_tps:.1f} tok/s", f"{chunk.new_tokens} tok",
@@ -140,42 +142,42 @@ def stats(chunk: GenerationChunk | None, prov: dict[str, Any]) -> str:
                       if x and x != "none"),
              f"fp {str(model.get('fingerprint', ''))[:8]}"]
     if chunk.cached_tokens:
-        parts.append(f"{chunk.cached_tokens} cached")
+        parts.append(t("compare.cached", n=chunk.cached_tokens))
     return " · ".join(parts)
 
 
 class CompareSetup(ModalScreen[CompareChoice | None]):
     """Choose what the right column runs: a model and settings that differ."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
     def __init__(self, info: ModelInfo, discover_fn: Callable[[], list[ModelEntry]]) -> None:
         super().__init__(classes="dialog-screen")
+        localize_bindings(self)
         self.info = info
         self.discover_fn = discover_fn
         self.entries: dict[str, ModelEntry] = {}
 
     def _base_options(self) -> list[tuple[str, str]]:
-        options = [("Same model, other settings below", SAME)]
+        options = [(t("compare.same"), SAME)]
         if self.info.quant == "none" and self.info.device == "cpu":
-            options.append(("Same model as cpu-int8 (a second, int8 copy)", SAME_INT8))
+            options.append((t("compare.same_int8"), SAME_INT8))
         return options
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog compare-setup"):
-            yield Label(f"Compare {self.info.name} with…", classes="dialog-title")
+            yield Label(t("compare.setup_title", name=self.info.name), classes="dialog-title")
             yield Select(self._base_options(), value=SAME, allow_blank=False, id="cmp-model")
-            yield Label("Temperature (empty: as in the chat)", classes="dialog-hint")
+            yield Label(t("compare.temperature_hint"), classes="dialog-hint")
             yield Input(id="cmp-temperature", placeholder="e.g. 0.8")
-            yield Label("System prompt (empty: as in the chat; '-' for none)",
-                        classes="dialog-hint")
+            yield Label(t("compare.system_hint"), classes="dialog-hint")
             yield Input(id="cmp-system")
-            yield Label("LoRA adapter folder on the right model (optional)",
-                        classes="dialog-hint")
+            yield Label(t("compare.adapter_hint"), classes="dialog-hint")
             yield Input(id="cmp-adapter")
             with Horizontal(classes="buttons"):
-                yield Button("Compare", id="ok", variant="primary", compact=True)
-                yield Button("Cancel", id="cancel", compact=True)
+                yield Button(t("compare.ok"), id="ok", variant="primary", compact=True)
+                yield Button(t("dialog.cancel"), id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#cmp-model", Select).focus()
@@ -217,7 +219,7 @@ class CompareSetup(ModalScreen[CompareChoice | None]):
             try:
                 temperature = float(temp_text)
             except ValueError as exc:
-                raise SlmChatError(f"temperature must be a number, not {temp_text!r}") from exc
+                raise SlmChatError(t("compare.bad_temperature", text=repr(temp_text))) from exc
         system_text = self.query_one("#cmp-system", Input).value
         system = None if not system_text.strip() else "" if system_text.strip() == "-" \
             else system_text
@@ -263,15 +265,22 @@ class CompareScreen(Screen[int | None]):
 
     def __init__(self, engine: EngineLike, store: Store, conv: Conversation | None,
                  chat_settings: dict[str, Any], choice: CompareChoice,
-                 schedule: Schedule = SCHEDULE) -> None:
+                 schedule: Schedule = SCHEDULE, left: ModelSpec | None = None,
+                 titles: tuple[str, str] | None = None) -> None:
+        """``left``: a model for the left column instead of the chat's own (loaded beside
+        it like the right one); ``titles``: what to call the two columns."""
         super().__init__()
+        localize_bindings(self)
         self.schedule = schedule
+        self.left_spec = left
+        self.titles = titles
         self.engine = engine
         self.store = store
         self.conv = conv
         self.chat_settings = chat_settings
         self.choice = choice
         self.right_engine: EngineLike | None = None
+        self.left_engine: EngineLike | None = None  # only when ``left`` is given
         self.sides: dict[str, Side] = {}
         self.running = False
         self.unkept = False  # both replies are in; neither chosen yet
@@ -281,7 +290,7 @@ class CompareScreen(Screen[int | None]):
         self._cancel: list[Any] = []
 
     def compose(self) -> ComposeResult:
-        yield Static("Compare — loading the right-hand model…", id="cmp-title")
+        yield Static(t("compare.loading"), id="cmp-title")
         yield Static("", id="cmp-asked")
         with Horizontal(id="cmp-columns"):
             for side in SIDES:
@@ -290,7 +299,7 @@ class CompareScreen(Screen[int | None]):
                     with VerticalScroll(classes="cmp-body"):
                         yield Markdown("", id=f"cmp-{side}-md")
                     yield Static("", classes="cmp-stats", id=f"cmp-{side}-stats")
-        yield Static("Type a prompt: it goes to both sides.", id="cmp-hint")
+        yield Static(t("compare.type_prompt"), id="cmp-hint")
         yield PromptBox(id="cmp-prompt")
         yield Footer(compact=True)
 
@@ -310,23 +319,27 @@ class CompareScreen(Screen[int | None]):
     @work(thread=True, exclusive=True, group="compare-load")
     def _load_right(self) -> None:
         try:
+            left = (None if self.left_spec is None
+                    else self.engine.companion(self.left_spec))
             right = self.engine.companion(self.choice.spec)
         except Exception as exc:  # ModelLoadError (memory check, load failure): one line
             self.post_message(CompareRightLoaded(error=first_line(exc)))
         else:
-            self.post_message(CompareRightLoaded(engine=right))
+            self.post_message(CompareRightLoaded(engine=right, left=left))
 
     def on_compare_right_loaded(self, message: CompareRightLoaded) -> None:
         if message.error is not None:
             self._load_failed(message.error)
         else:
+            if message.left is not None:
+                self.left_engine = message.left
             self._loaded(message.engine)
 
     def _load_failed(self, error: str) -> None:
-        self.query_one("#cmp-title", Static).update("Compare — the right-hand model did not load")
+        self.query_one("#cmp-title", Static).update(t("compare.load_failed"))
         self.query_one("#cmp-right-stats", Static).update(error)
-        self.query_one("#cmp-hint", Static).update("Esc goes back to the chat.")
-        self.notify(error, title="Compare", severity="error", timeout=15)
+        self.query_one("#cmp-hint", Static).update(t("compare.esc_back"))
+        self.notify(error, title=t("compare.title"), severity="error", timeout=15)
 
     def _loaded(self, right: EngineLike) -> None:
         self.right_engine = right
@@ -337,15 +350,15 @@ class CompareScreen(Screen[int | None]):
             return
         system = self.chat_settings.get("system_prompt")
         rsys = system if self.choice.system_prompt is None else self.choice.system_prompt
-        self.sides = {"left": Side("left", self.engine, lp, system),
+        self.sides = {"left": Side("left", self.left_engine or self.engine, lp, system),
                       "right": Side("right", right, rp, rsys)}
-        for side in self.sides.values():
-            self.query_one(f"#cmp-{side.name}-head", Static).update(
-                describe(side.engine.info, side.params, side.system_prompt))
-        how = ("both at once, a share of the cores each" if self.schedule == "parallel"
-               else "interleaved token by token")
-        self.query_one("#cmp-title", Static).update(
-            f"Compare — each prompt goes to both sides ({how})")
+        for i, side in enumerate(self.sides.values()):
+            head = describe(side.engine.info, side.params, side.system_prompt)
+            if self.titles:
+                head = f"{self.titles[i]} · {head}"
+            self.query_one(f"#cmp-{side.name}-head", Static).update(head)
+        how = t(f"compare.schedule.{self.schedule}")
+        self.query_one("#cmp-title", Static).update(t("compare.ready", how=how))
 
     # --- a prompt to both sides ---
 
@@ -361,14 +374,13 @@ class CompareScreen(Screen[int | None]):
         if not text:
             return
         if not self.sides:
-            self.notify("The right-hand model is not ready.", severity="warning")
+            self.notify(t("compare.not_ready"), severity="warning")
             return
         if self.running:
-            self.notify("Both replies are still being written; Esc stops them.",
-                        severity="warning")
+            self.notify(t("compare.still_writing"), severity="warning")
             return
         if self.unkept:
-            self.notify(KEEP_HINT, severity="warning")
+            self.notify(t("compare.keep_hint"), severity="warning")
             return
         self.query_one("#cmp-prompt", PromptBox).clear()
         await self.ask(text)
@@ -388,8 +400,8 @@ class CompareScreen(Screen[int | None]):
             await md.update("")
             self._streams[name] = Markdown.get_stream(md)
         self.kept = None
-        self.query_one("#cmp-asked", Static).update(f"You: {text}")
-        self.query_one("#cmp-hint", Static).update("Writing both replies… (Esc stops)")
+        self.query_one("#cmp-asked", Static).update(t("compare.you", text=text))
+        self.query_one("#cmp-hint", Static).update(t("compare.writing"))
         jobs = {name: ReplyJob(side.msg_id, chat_messages(history, side.system_prompt),
                                side.params, side.engine.info)
                 for name, side in self.sides.items()}
@@ -439,7 +451,7 @@ class CompareScreen(Screen[int | None]):
             try:
                 writers[name].finish(status, prov)
             except Exception as exc:  # the store was closed on exit
-                prov["error"] = f"could not save the reply: {exc}"
+                prov["error"] = t("compare.not_saved", error=str(exc))
             self.post_message(CompareSideDone(name, status, chunk, prov))
 
     def _stream(self, name: str, job: ReplyJob, errors: dict[str, str | None]) -> Any:
@@ -472,7 +484,7 @@ class CompareScreen(Screen[int | None]):
                    prov: dict[str, Any]) -> None:
         side = self.sides[name]
         side.status, side.prov = status, prov
-        note = "" if status == "done" else f"[{status}] "
+        note = "" if status == "done" else f"[{t(f'compare.status.{status}')}] "
         self.query_one(f"#cmp-{name}-stats", Static).update(note + stats(chunk, prov))
         self.call_later(self._close_stream, name)
 
@@ -486,26 +498,24 @@ class CompareScreen(Screen[int | None]):
         self.running = False
         self.unkept = True
         self._cancel = []
-        self.query_one("#cmp-hint", Static).update(KEEP_HINT)
+        self.query_one("#cmp-hint", Static).update(t("compare.keep_hint"))
 
     # --- choosing ---
 
     def action_keep(self, name: str) -> None:
         if self.running:
-            self.notify("Wait for both replies (Esc stops them).", severity="warning")
+            self.notify(t("compare.wait_both"), severity="warning")
             return
         side = self.sides.get(name)
         if side is None or not side.msg_id:
-            self.notify("Nothing to keep yet: type a prompt first.", severity="warning")
+            self.notify(t("compare.nothing_to_keep"), severity="warning")
             return
         self.store.set_active(side.msg_id)
         self.unkept = False
         self.kept = name
         for other in SIDES:
             self.query_one(f"#cmp-{other}", Vertical).set_class(other == name, "-kept")
-        self.query_one("#cmp-hint", Static).update(
-            f"Kept the {name} reply: the conversation continues from it (the other stays "
-            "as an alternative). Type the next prompt, or Esc for the chat.")
+        self.query_one("#cmp-hint", Static).update(t(f"compare.kept.{name}"))
 
     def action_stop_or_close(self) -> None:
         if self.running:
@@ -514,7 +524,7 @@ class CompareScreen(Screen[int | None]):
             return
         if self.unkept:  # leaving without a choice: the chat's own model's reply
             self.action_keep("left")
-        self.right_engine = None  # frees a second model
+        self.right_engine = self.left_engine = None  # frees the models loaded for this
         self.dismiss(self.conv.id if self.conv is not None else None)
 
 
@@ -532,12 +542,11 @@ class CompareActions(ConversationScreen):
 
     def action_compare(self) -> None:
         if self.generating or self.pending:
-            self.notify("Wait for the reply to finish, or press Esc to stop it.",
-                        severity="warning")
+            self.notify(t("compare.wait_reply"), severity="warning")
             return
         info = self.engine.info
         if info is None:
-            self.notify("No model is loaded yet.", severity="warning")
+            self.notify(t("compare.no_model"), severity="warning")
             return
         self.app.push_screen(CompareSetup(info, self.compare_discover), self._compare_chosen)
 
@@ -547,13 +556,27 @@ class CompareActions(ConversationScreen):
         try:
             params_from(self.chat_settings)
         except SlmChatError as exc:
-            self.notify(str(exc), title="Invalid chat settings", severity="error")
+            self.notify(str(exc), title=t("compare.bad_settings"), severity="error")
             return
         self.app.push_screen(
             CompareScreen(self.engine, self.store, self.conv, self.chat_settings, choice),
-            self._compare_closed)
+            self.open_compared)
 
-    async def _compare_closed(self, conv_id: int | None) -> None:
+    async def open_compared(self, conv_id: int | None) -> None:
+        """After a compare view: its conversation (with both replies) in the chat."""
         if conv_id is not None:
             await self.open_conversation(conv_id)
             self.sidebar_reload()
+
+
+def compare_base_and_tuned(app: App[Any], engine: EngineLike, store: Store,
+                           chat_settings: dict[str, Any], base: ModelSpec, tuned: ModelSpec,
+                           titles: tuple[str, str],
+                           opened: Callable[[int | None], Any] | None = None) -> None:
+    """The fine-tune panel's "Compare": base on the left, tuned on the right, greedy (so
+    a difference is the weights', not the sampler's), in a new conversation that
+    ``opened`` receives on close. Both load beside the chat's model after a memory
+    check (sharing its weights when it is the base)."""
+    greedy = {**chat_settings, "temperature": 0.0}
+    app.push_screen(CompareScreen(engine, store, None, greedy, CompareChoice(spec=tuned),
+                                  left=base, titles=titles), opened)

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from slmchat.engine.fsutil import write_private
 from slmchat.engine.store.store import Conversation, Store
 from slmchat.engine.store.transcript import to_json, to_markdown
+from slmchat.i18n import localize_bindings, t
 from slmchat.tui.generation import ReplyJob
 from slmchat.tui.screens.dialogs import Confirm, TextPrompt
 from slmchat.tui.widgets.chat_log import ChatLog
@@ -42,6 +43,7 @@ class ConversationScreen(Screen[None]):
     def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
                  show_sidebar: bool = True) -> None:
         super().__init__()
+        localize_bindings(self)  # ChatScreen's keys too (it builds on this class)
         self.engine = engine
         self.store = store
         self.defaults = dict(defaults)  # settings for a new chat
@@ -81,8 +83,7 @@ class ConversationScreen(Screen[None]):
 
     def _busy(self) -> bool:
         if self.generating or self.pending:
-            self.notify("Wait for the reply to finish, or press Esc to stop it.",
-                        severity="warning")
+            self.notify(t("busy.wait"), severity="warning")
             return True
         return False
 
@@ -134,7 +135,7 @@ class ConversationScreen(Screen[None]):
             return conv.id, conv.title
         if self.conv is not None:
             return self.conv.id, self.conv.title
-        self.notify("No conversation yet: send a message first.", severity="warning")
+        self.notify(t("conv.none_yet"), severity="warning")
         return None
 
     def action_rename_conversation(self) -> None:
@@ -150,7 +151,7 @@ class ConversationScreen(Screen[None]):
                     self.conv = self.store.get_conversation(conv_id)
                 self.sidebar_reload()
 
-        self.app.push_screen(TextPrompt("Rename conversation", title), done)
+        self.app.push_screen(TextPrompt(t("conv.rename"), title), done)
 
     def action_delete_conversation(self) -> None:
         target = self._target()
@@ -167,9 +168,9 @@ class ConversationScreen(Screen[None]):
             if self.conv is not None and self.conv.id == conv_id:
                 await self.action_new_chat()
             self.sidebar_reload()
-            self.notify(f"Deleted “{title}”.")
+            self.notify(t("conv.deleted", title=title))
 
-        self.app.push_screen(Confirm(f"Delete “{title}” for good?"), done)
+        self.app.push_screen(Confirm(t("conv.delete_confirm", title=title)), done)
 
     def action_export_conversation(self, fmt: str = "md") -> None:
         target = self._target()
@@ -187,11 +188,11 @@ class ConversationScreen(Screen[None]):
                         else to_markdown(self.store, conv_id))
                 write_private(path, text)
             except OSError as exc:
-                self.notify(f"Export failed: {exc}", severity="error")
+                self.notify(t("conv.export_failed", error=exc), severity="error")
                 return
-            self.notify(f"Exported to {path}", title="Export")
+            self.notify(t("conv.exported", path=path), title=t("conv.export_title"))
 
         self.app.push_screen(TextPrompt(
-            "Export conversation to", str(default_export_path(title, conv_id, fmt)),
-            hint="Ends in .json: JSON with provenance; anything else: Markdown.",
+            t("conv.export_to"), str(default_export_path(title, conv_id, fmt)),
+            hint=t("conv.export_hint"),
         ), done)

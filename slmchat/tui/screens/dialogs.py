@@ -10,14 +10,19 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from slmchat.i18n import localize_bindings, t
+
 
 class TextPrompt(ModalScreen[str | None]):
     """Ask for one line of text. Dismisses with the text, or None on Esc / Cancel."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+    ]
 
     def __init__(self, title: str, value: str = "", hint: str = "") -> None:
         super().__init__(classes="dialog-screen")
+        localize_bindings(self)
         self.title_text = title
         self.value = value
         self.hint = hint
@@ -29,8 +34,8 @@ class TextPrompt(ModalScreen[str | None]):
                 yield Label(self.hint, classes="dialog-hint")
             yield Input(self.value, id="dialog-input")
             with Horizontal(classes="buttons"):
-                yield Button("OK", id="ok", variant="primary", compact=True)
-                yield Button("Cancel", id="cancel", compact=True)
+                yield Button(t("dialog.ok"), id="ok", variant="primary", compact=True)
+                yield Button(t("dialog.cancel"), id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -54,20 +59,22 @@ class Confirm(ModalScreen[bool]):
     """Yes / no question; Esc answers no."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "no", "Cancel"), Binding("y", "yes", "Yes"),
+        Binding("escape", "no", "Cancel", id="confirm.no"),
+        Binding("y", "yes", "Yes", id="confirm.yes"),
     ]
 
-    def __init__(self, question: str, yes_label: str = "Delete") -> None:
+    def __init__(self, question: str, yes_label: str | None = None) -> None:
         super().__init__(classes="dialog-screen")
+        localize_bindings(self)
         self.question = question
-        self.yes_label = yes_label
+        self.yes_label = yes_label or t("dialog.delete")
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.question, classes="dialog-title")
             with Horizontal(classes="buttons"):
                 yield Button(self.yes_label, id="yes", variant="error", compact=True)
-                yield Button("Cancel", id="no", compact=True)
+                yield Button(t("dialog.cancel"), id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -10,28 +10,28 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, TextArea
 
-HINT = ("Ctrl+S saves it as the preferred answer (the model's text is kept in the "
-        "reply's provenance); Esc cancels.")
+from slmchat.i18n import localize_bindings, t
 
 
 class EditReply(ModalScreen[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", priority=True),
-        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save", priority=True, id="edit_reply.save"),
+        Binding("escape", "cancel", "Cancel", id="edit_reply.cancel"),
     ]
 
     def __init__(self, text: str) -> None:
         super().__init__(classes="dialog-screen")
+        localize_bindings(self)
         self.text = text
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog edit-reply"):
-            yield Label("Edit the reply", classes="dialog-title")
-            yield Label(HINT, classes="dialog-hint")
+            yield Label(t("edit_reply.title"), classes="dialog-title")
+            yield Label(t("edit_reply.hint"), classes="dialog-hint")
             yield TextArea(self.text, id="edit-reply-text", soft_wrap=True)
             with Horizontal(classes="buttons"):
-                yield Button("Save", id="save", variant="primary", compact=True)
-                yield Button("Cancel", id="cancel", compact=True)
+                yield Button(t("edit_reply.save"), id="save", variant="primary", compact=True)
+                yield Button(t("dialog.cancel"), id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()

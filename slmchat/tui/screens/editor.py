@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from slmchat.i18n import t
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.widgets.prompt_box import PromptBox
 
@@ -35,14 +36,13 @@ def edit_in_editor(app: Any, text: str) -> str | None:
             with app.suspend():
                 code = subprocess.call([*command, str(path)])
         except FileNotFoundError:
-            app.notify(f"Editor {command[0]!r} not found: set $EDITOR.", severity="error")
+            app.notify(t("editor.not_found", editor=repr(command[0])), severity="error")
             return None
         except Exception as exc:  # SuspendNotSupported (e.g. the browser), OSError
-            app.notify(f"Cannot open an editor here: {exc}", severity="warning")
+            app.notify(t("editor.cannot_open", error=exc), severity="warning")
             return None
         if code != 0:
-            app.notify(f"The editor exited with status {code}; the prompt is unchanged.",
-                       severity="warning")
+            app.notify(t("editor.failed", code=code), severity="warning")
             return None
         return path.read_text(encoding="utf-8", errors="replace")
     finally:

@@ -13,9 +13,8 @@ by reading its status.json and progress.jsonl on a one-second timer.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -36,9 +35,6 @@ from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
 from slmchat.tui.messages import PreviewText, RunSpawned
 
-if TYPE_CHECKING:
-    from slmchat.engine.session import EngineLike
-
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
               "pending": "…"}
 
@@ -48,18 +44,23 @@ def run_label(r: runs.RunSummary) -> str:
     return f"{STATE_MARK.get(r.state, '?')} {r.name[:26]} {r.state} {r.step}{total}"
 
 
-def open_compare(app: Any, summary: runs.RunSummary,
-                 engine_factory: Callable[[], EngineLike] | None = None) -> None:
-    """Compare a finished run's model with its base: the one place that opens the
-    compare view (the status-bar notification and the panel both call it)."""
-    from slmchat.tui.screens.finetune_compare import CompareScreen, new_engine
+def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None:
+    """Compare a finished run's model with its base in the compare view: the one place
+    that opens it (the panel's Compare and the status-bar offer both call it)."""
+    from slmchat.tui.screens.compare import compare_base_and_tuned
 
+    chat = getattr(app, "chat", None)
+    store = getattr(app, "store", None)
+    if chat is None or store is None:
+        app.notify("Compare needs the chat screen.", severity="warning")
+        return
     base = summary.model or "default"
     base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
-    app.push_screen(CompareScreen(
-        base=base, tuned=summary.out, base_label=base_label,
-        tuned_label=finetuned_name(Path(summary.out)) or summary.name,
-        engine_factory=engine_factory or new_engine))
+    compare_base_and_tuned(
+        app, engine if engine is not None else app.engine, store, chat.chat_settings,
+        ModelSpec(path=base), ModelSpec(path=summary.out),
+        (f"base: {base_label}", f"tuned: {finetuned_name(Path(summary.out)) or summary.name}"),
+        opened=chat.open_compared)
 
 
 class FinetunePanel(Vertical):
@@ -109,13 +110,11 @@ class FinetunePanel(Vertical):
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None,
-                 runs_root: Path | None = None,
-                 engine_factory: Callable[[], EngineLike] | None = None,
-                 docked: bool = False, id: str | None = None) -> None:
+                 runs_root: Path | None = None, docked: bool = False,
+                 id: str | None = None) -> None:
         super().__init__(id=id, classes="-docked" if docked else "")
         self.docked = docked
-        self.engine = engine
-        self.engine_factory = engine_factory  # engines for the compare dialog
+        self.engine = engine  # the chat's: Compare loads base and tuned beside its model
         self.settings = settings
         self.runs_root = runs_root
         self.selected: Path | None = None
@@ -431,7 +430,7 @@ class FinetunePanel(Vertical):
 
     @on(Button.Pressed, "#ft-browse")
     def browse(self) -> None:
-        from slmchat.tui.screens.finetune_compare import FilePickScreen
+        from slmchat.tui.screens.file_pick import FilePickScreen
 
         def chosen(path: str | None) -> None:
             if path:
@@ -467,7 +466,7 @@ class FinetunePanel(Vertical):
         if not (s and s.state == "done" and s.out):
             self.notify("Choose a finished run first.", severity="warning")
             return
-        open_compare(self.app, s, self.engine_factory)
+        open_compare(self.app, s, self.engine)
 
     @on(Button.Pressed, "#ft-close")
     def action_close(self) -> None:
@@ -481,10 +480,9 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
     def __init__(self, engine: Any = None, settings: Any = None,
-                 runs_root: Path | None = None,
-                 engine_factory: Callable[[], EngineLike] | None = None) -> None:
+                 runs_root: Path | None = None) -> None:
         super().__init__()
-        self.panel = FinetunePanel(engine, settings, runs_root, engine_factory)
+        self.panel = FinetunePanel(engine, settings, runs_root)
 
     def compose(self) -> ComposeResult:
         yield self.panel

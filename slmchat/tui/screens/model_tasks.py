@@ -16,6 +16,7 @@ from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
 from slmchat.fmt import human_bytes
+from slmchat.i18n import t
 from slmchat.tui.messages import TaskDone, TaskProgress
 
 Post = Callable[[Message], Any]
@@ -41,11 +42,11 @@ def run_quantize(spec: ModelSpec, out: Path, method: str, bits: int, post: Post)
     try:
         r = quantize_and_save(spec, out, method=method, bits=bits, progress=progress)
     except Exception as exc:
-        post(TaskDone("quantize", f"Quantize failed: {first_line(exc)}", False))
+        post(TaskDone("quantize", t("task.quantize_failed", error=first_line(exc)), False))
         return
     post(TaskDone(
-        "quantize", f"Saved to {r.out}: {human_bytes(r.size_before)} → "
-        f"{human_bytes(r.size_after)} in {r.seconds:.1f}s", True, str(r.out)))
+        "quantize", t("task.quantized", path=r.out, before=human_bytes(r.size_before),
+                      after=human_bytes(r.size_after), s=r.seconds), True, str(r.out)))
 
 
 def run_export(spec: ModelSpec, entry: ModelEntry | None, root: Path, stem: str,
@@ -63,14 +64,15 @@ def run_export(spec: ModelSpec, entry: ModelEntry | None, root: Path, stem: str,
         r = export_model(spec, out=out, merge_adapter=True, gguf=gguf, progress=progress)
     except Exception as exc:
         if gguf is None or "GGUF" not in str(exc):
-            post(TaskDone("export", f"Export failed: {first_line(exc)}", False))
+            post(TaskDone("export", t("task.export_failed", error=first_line(exc)), False))
             return
         try:  # a non-Llama adapter base: the safetensors export still works
             r = export_model(spec, out=out, merge_adapter=True, progress=progress)
         except Exception as exc2:
-            post(TaskDone("export", f"Export failed: {first_line(exc2)}", False))
+            post(TaskDone("export", t("task.export_failed", error=first_line(exc2)), False))
             return
-    text = f"Exported to {r.out or ''}"
+    text = t("task.exported", path=r.out or "")
     if r.gguf:
-        text += f" + {r.gguf} ({r.check.line if r.check else 'unverified'})"
+        text += t("task.exported_gguf", gguf=r.gguf,
+                  check=r.check.line if r.check else t("task.unverified"))
     post(TaskDone("export", text, True, str(r.out) if r.out else None))

@@ -12,6 +12,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from slmchat.i18n import localize_bindings, t
+
 CONTEXT_LINES = 3
 MAX_LINES = 400
 
@@ -22,11 +24,11 @@ def passage_text(source: dict[str, Any], chunk_text: str | None = None) -> Text:
     path = Path(str(source.get("path", "")))
     start, end = int(source.get("start_line") or 1), int(source.get("end_line") or 1)
     if path.suffix.lower() == ".pdf":
-        return Text(chunk_text or "(the passage is no longer in the index)")
+        return Text(chunk_text or t("passage.missing"))
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
-        return Text(f"cannot open {path}: {exc.strerror or exc}", style="red")
+        return Text(t("passage.cannot_open", path=path, error=exc.strerror or exc), style="red")
     first = max(1, start - CONTEXT_LINES)
     last = min(len(lines), end + CONTEXT_LINES, first + MAX_LINES)
     out = Text()
@@ -42,11 +44,12 @@ class PassageScreen(ModalScreen[None]):
     """Esc (or q) closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close"),
+        Binding("escape,q", "close", "Close", id="passage.close"),
     ]
 
     def __init__(self, source: dict[str, Any], chunk_text: str | None = None) -> None:
         super().__init__(classes="dialog-screen")
+        localize_bindings(self)
         self.source = source
         self.chunk_text = chunk_text
 
@@ -54,12 +57,12 @@ class PassageScreen(ModalScreen[None]):
         s = self.source
         where = f"{s.get('path')}:{s.get('start_line')}-{s.get('end_line')}"
         if s.get("page"):
-            where += f" (page {s['page']})"
+            where += t("passage.page", page=s["page"])
         with Vertical(classes="dialog passage"):
             yield Label(where, classes="dialog-title", id="passage-title")
             with VerticalScroll(id="passage-scroll"):
                 yield Static(passage_text(s, self.chunk_text), id="passage-text")
-            yield Label("Esc closes", classes="dialog-hint")
+            yield Label(t("passage.hint"), classes="dialog-hint")
 
     def action_close(self) -> None:
         self.dismiss(None)

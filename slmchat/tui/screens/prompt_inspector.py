@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -28,6 +29,7 @@ from textual.widgets import DataTable, Footer, Static
 from slmchat.engine.generation.prompting import ChatMessage, Prompt
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.errors import SlmChatError, first_line
+from slmchat.i18n import has, localize_bindings, t
 from slmchat.tui.generation import chat_messages
 from slmchat.tui.messages import PromptBuilt
 from slmchat.tui.screens.conversations import ConversationScreen
@@ -39,11 +41,6 @@ if TYPE_CHECKING:
     from slmchat.engine.session import EngineLike
     from slmchat.tui.widgets.message_view import MessageView
 
-FORMATS = {
-    "template": "the model's chat template",
-    "transcript": "a plain transcript (the model has no chat template)",
-    "raw": "raw text (no template)",
-}
 SPECIAL_STYLE = "bold reverse magenta"
 TOKEN_STYLES = ("on #2b3a55", "on #3d2b55")  # alternate so token edges show
 NEWLINE = "↵"
@@ -53,7 +50,7 @@ NEWLINE = "↵"
 class InspectTarget:
     """Which prompt to show: the messages a reply is (or was) given, and its settings."""
 
-    title: str
+    title: str  # already in the UI language (t("insp.target.*"))
     messages: list[ChatMessage]
     params: SamplingParams
     continue_last: bool = False
@@ -91,7 +88,7 @@ def token_text(pieces: tuple[str, ...], specials: tuple[str, ...]) -> Text:
 
 def _stop_list(prompt: Prompt, params: SamplingParams) -> str:
     stops = [repr(s) for s in (*params.stop, *prompt.stop)]
-    eos = "the model's end-of-sequence token" + ("" if not params.ignore_eos else " (ignored)")
+    eos = t("insp.eos") + ("" if not params.ignore_eos else t("insp.eos_ignored"))
     return ", ".join([eos, *stops])
 
 
@@ -103,42 +100,43 @@ def summary(target: InspectTarget, prompt: Prompt, info: ModelInfo | None) -> Te
     """The facts above the text: model, size and budget, KV reuse, dropped turns, stops,
     sampling, and for a past reply what was measured when it was written."""
     budget = prompt.context_length - target.params.max_new_tokens
+    fmt = f"insp.format.{prompt.format}"
+
+    def label(name: str) -> tuple[str, str]:
+        return t(f"insp.label.{name}"), "bold"
+
     lines: list[Text | str] = [
-        Text.assemble(("Model  ", "bold"), info.label if info else "(none loaded)"),
-        Text.assemble(("Format  ", "bold"), FORMATS.get(prompt.format, prompt.format)),
+        Text.assemble(label("model"), info.label if info else t("insp.no_model")),
+        Text.assemble(label("format"), t(fmt) if has(fmt) else prompt.format),
+        Text.assemble(label("prompt"), t(
+            "insp.prompt_size", tokens=prompt.prompt_tokens, budget=budget,
+            context=prompt.context_length, new=target.params.max_new_tokens)),
         Text.assemble(
-            ("Prompt  ", "bold"),
-            f"{prompt.prompt_tokens} tokens of a {budget}-token budget (context "
-            f"{prompt.context_length} − up to {target.params.max_new_tokens} new tokens)"),
-        Text.assemble(
-            ("KV cache  ", "bold"),
-            f"{prompt.cached_tokens} of {prompt.prompt_tokens} prompt tokens reused from the "
-            f"previous turn; {prompt.prompt_tokens - prompt.cached_tokens} to prefill"
-            if target.recorded is None else
-            "(the cache now holds a later turn; see 'When written')"),
+            label("kv"),
+            t("insp.kv_reused", cached=prompt.cached_tokens, tokens=prompt.prompt_tokens,
+              prefill=prompt.prompt_tokens - prompt.cached_tokens)
+            if target.recorded is None else t("insp.kv_later")),
     ]
     if prompt.dropped_messages or prompt.truncated:
         parts = []
         if prompt.dropped_messages:
-            parts.append(f"{prompt.dropped_messages} oldest message(s) dropped to fit")
+            parts.append(t("insp.dropped_messages", n=prompt.dropped_messages))
         if prompt.truncated:
-            parts.append("the newest message was cut from the left to fit")
-        lines.append(Text.assemble(("Dropped  ", "bold"), ("; ".join(parts), "yellow")))
+            parts.append(t("insp.truncated"))
+        lines.append(Text.assemble(label("dropped"), ("; ".join(parts), "yellow")))
     else:
-        lines.append(Text.assemble(("Dropped  ", "bold"), "nothing: the whole conversation fits"))
-    lines.append(Text.assemble(("Stops at  ", "bold"), _stop_list(prompt, target.params)))
-    lines.append(Text.assemble(("Sampling  ", "bold"), _sampling(target.params)))
+        lines.append(Text.assemble(label("dropped"), t("insp.fits")))
+    lines.append(Text.assemble(label("stops"), _stop_list(prompt, target.params)))
+    lines.append(Text.assemble(label("sampling"), _sampling(target.params)))
     rec = target.recorded
     if rec is not None:
         model = rec.get("model") or {}
-        then = (f"{rec.get('prompt_tokens', '?')} prompt tokens, "
-                f"{rec.get('cached_tokens') or 0} reused from the KV cache, "
-                f"{rec.get('new_tokens', '?')} new tokens, by {model.get('name', '?')}")
-        lines.append(Text.assemble(("When written  ", "bold"), then))
+        then = t("insp.written", prompt=rec.get("prompt_tokens", "?"),
+                 cached=rec.get("cached_tokens") or 0, new=rec.get("new_tokens", "?"),
+                 model=model.get("name", "?"))
+        lines.append(Text.assemble(label("written"), then))
         if info is not None and model.get("fingerprint") not in (None, info.fingerprint):
-            lines.append(Text("Rebuilt with the model loaded now, which is not the one "
-                              "that wrote this reply: its template may differ.",
-                              style="yellow"))
+            lines.append(Text(t("insp.other_model"), style="yellow"))
     for note in target.notes:
         lines.append(Text(note, style="italic"))
     return Text("\n").join(Text(x) if isinstance(x, str) else x for x in lines)
@@ -152,17 +150,20 @@ def message_rows(target: InspectTarget, prompt: Prompt) -> list[tuple[str, ...]]
 
     def first(text: str) -> str:
         line = next((ln for ln in text.splitlines() if ln.strip()), "")
-        return line if len(line) <= 70 else line[:69] + "…"
+        # by terminal cells, not characters: a Japanese line is twice as wide
+        return line if cell_len(line) <= 70 else set_cell_size(line, 69) + "…"
 
     for m in dropped:
-        rows.append((str(len(rows) + 1), m.role, "—", "dropped", first(m.content)))
+        rows.append((str(len(rows) + 1), m.role, "—", t("insp.row.dropped"), first(m.content)))
     counts = prompt.message_tokens or (None,) * len(prompt.kept)
     for m, n in zip(prompt.kept, counts, strict=False):
-        state = "kept" if not (prompt.truncated and m is prompt.kept[-1]) else "cut"
+        cut = prompt.truncated and m is prompt.kept[-1]
+        state = t("insp.row.cut") if cut else t("insp.row.kept")
         rows.append((str(len(rows) + 1), m.role, "?" if n is None else str(n), state,
                      first(m.content)))
     if prompt.generation_prompt_tokens:
-        rows.append(("", "(reply starts)", str(prompt.generation_prompt_tokens), "", ""))
+        rows.append(("", t("insp.row.reply_starts"), str(prompt.generation_prompt_tokens),
+                     "", ""))
     return rows
 
 
@@ -187,6 +188,7 @@ class PromptInspector(Screen[None]):
 
     def __init__(self, engine: EngineLike, target: InspectTarget) -> None:
         super().__init__()
+        localize_bindings(self)
         self.engine = engine
         self.target = target
         self.prompt: Prompt | None = None
@@ -194,9 +196,9 @@ class PromptInspector(Screen[None]):
         self.show_tokens = False
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Prompt inspector — {self.target.title}", id="insp-title")
+        yield Static(t("insp.title", target=self.target.title), id="insp-title")
         with Vertical():
-            yield Static("Building the prompt…", id="insp-summary")
+            yield Static(t("insp.building"), id="insp-summary")
             yield DataTable(id="insp-messages", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="insp-scroll"):
                 yield Static("", id="insp-text")
@@ -204,8 +206,8 @@ class PromptInspector(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#insp-messages", DataTable)
-        table.add_columns("#", "role", "tokens", "", "text")
-        self.query_one("#insp-scroll").border_title = "Text fed to the model"
+        table.add_columns("#", t("insp.col.role"), t("insp.col.tokens"), "", t("insp.col.text"))
+        self.query_one("#insp-scroll").border_title = t("insp.text_title")
         self._build()
 
     @work(thread=True, exclusive=True, group="inspect")
@@ -228,7 +230,7 @@ class PromptInspector(Screen[None]):
     def _failed(self, error: str) -> None:
         self.error = error
         self.query_one("#insp-summary", Static).update(
-            Text(f"Cannot build the prompt: {error}", style="red"))
+            Text(t("insp.failed", error=error), style="red"))
 
     def _show(self, prompt: Prompt) -> None:
         self.prompt = prompt
@@ -247,10 +249,10 @@ class PromptInspector(Screen[None]):
         scroll = self.query_one("#insp-scroll")
         if self.show_tokens and prompt.pieces:
             body = token_text(prompt.pieces, prompt.special_tokens)
-            scroll.border_title = f"Tokens fed to the model ({prompt.prompt_tokens})"
+            scroll.border_title = t("insp.tokens_title", n=prompt.prompt_tokens)
         else:
             body = marked_text(prompt.text, prompt.special_tokens)
-            scroll.border_title = "Text fed to the model (special tokens marked, ↵ = line end)"
+            scroll.border_title = t("insp.text_title_marked")
         self.query_one("#insp-text", Static).update(body)
 
     def action_toggle_tokens(self) -> None:
@@ -260,7 +262,7 @@ class PromptInspector(Screen[None]):
     def action_copy_text(self) -> None:
         if self.prompt is not None:
             self.app.copy_to_clipboard(self.prompt.text)
-            self.notify(f"Copied the prompt ({len(self.prompt.text)} characters).")
+            self.notify(t("insp.copied", n=len(self.prompt.text)))
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -294,11 +296,10 @@ class InspectActions(ConversationScreen):
         typed = self.prompt.text.strip()
         if typed:
             messages.append(ChatMessage("user", typed))
-            notes = ("Includes the message typed in the prompt box (not sent yet).",)
+            notes = (t("insp.note.typed"),)
         elif not messages or messages[-1].role != "user":
-            notes = ("The conversation does not end with your message: this is the prompt "
-                     "a regenerated or continued reply would start from.",)
-        return InspectTarget("next reply", messages, params, notes=notes)
+            notes = (t("insp.note.no_user_last"),)
+        return InspectTarget(t("insp.target.next"), messages, params, notes=notes)
 
     def past_target(self, view: MessageView) -> InspectTarget:
         """A reply's prompt (the messages before it), or for one of your messages the
@@ -308,21 +309,20 @@ class InspectActions(ConversationScreen):
             prov = view.provenance or {}
             system = prov.get("system_prompt", self.chat_settings.get("system_prompt"))
             history = self.history_until(view.msg_id, include=False)
-            notes: tuple[str, ...] = ("Rebuilt from the messages before this reply.",)
+            notes: tuple[str, ...] = (t("insp.note.rebuilt"),)
             if prov.get("segments"):
-                notes += ("This reply was continued; this is the prompt of its first part.",)
-            return InspectTarget("this reply", chat_messages(history, system),
+                notes += (t("insp.note.continued"),)
+            return InspectTarget(t("insp.target.past"), chat_messages(history, system),
                                  params_from_provenance(prov, current), recorded=prov or None,
                                  notes=notes)
         history = self.history_until(view.msg_id, include=True)
-        return InspectTarget("the reply to this message",
+        return InspectTarget(t("insp.target.reply_to"),
                              chat_messages(history, self.chat_settings.get("system_prompt")),
-                             current, notes=("With this chat's current settings.",))
+                             current, notes=(t("insp.note.current"),))
 
     def _open_inspector(self, target: InspectTarget) -> None:
         if self.engine.info is None:
-            self.notify("No model is loaded yet: the prompt depends on its template.",
-                        severity="warning")
+            self.notify(t("insp.no_model_loaded"), severity="warning")
             return
         self.app.push_screen(PromptInspector(self.engine, target))
 
@@ -330,10 +330,10 @@ class InspectActions(ConversationScreen):
         try:
             target = self.next_reply_target()
         except SlmChatError as exc:
-            self.notify(str(exc), title="Invalid chat settings", severity="error")
+            self.notify(str(exc), title=t("insp.invalid_settings"), severity="error")
             return
         if not target.messages:
-            self.notify("Nothing to inspect yet: type a message first.", severity="warning")
+            self.notify(t("insp.nothing"), severity="warning")
             return
         self._open_inspector(target)
 
@@ -346,6 +346,6 @@ class InspectActions(ConversationScreen):
             self.notify(str(exc), severity="error")
             return
         if not target.messages:
-            self.notify("This reply had no messages before it.", severity="warning")
+            self.notify(t("insp.no_messages"), severity="warning")
             return
         self._open_inspector(target)

@@ -7,6 +7,8 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
+from slmchat.i18n import t
+
 
 class AttachmentsBar(Static):
     """Hidden while nothing is attached."""
@@ -28,10 +30,10 @@ class AttachmentsBar(Static):
         if summary is not None:
             self.summary = summary
         self.display = bool(self.paths)
-        text = Text("Files: ", style="bold")
+        text = Text(t("files.label"), style="bold")
         text.append(", ".join(Path(p).name or p for p in self.paths))
         note = self.progress or self.summary
         if note:
             text.append(f"  {note}", style="italic")
-        text.append("  (/detach removes them)", style="dim")
+        text.append(t("files.detach_hint"), style="dim")
         self.update(text)

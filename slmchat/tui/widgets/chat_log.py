@@ -6,7 +6,7 @@ has not scrolled up (Textual releases the anchor when the user scrolls away).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -14,14 +14,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from slmchat.i18n import localize_bindings, t
 from slmchat.tui.widgets.message_view import MessageView
-
-EMPTY_TEXT = (
-    "Ask anything. Enter sends, Ctrl+J adds a line, Up/Down recalls earlier prompts.\n"
-    "Esc stops a reply, Ctrl+R writes it again, Ctrl+G continues it.\n"
-    "Ctrl+L selects messages: c copies one, e edits and resends it.\n"
-    "Ctrl+P lists every command."
-)
 
 
 class ChatLog(VerticalScroll, can_focus=True):
@@ -66,13 +60,17 @@ class ChatLog(VerticalScroll, can_focus=True):
             self.view = view
             self.step = step
 
+    def __init__(self, *children: Any, **kwargs: Any) -> None:
+        super().__init__(*children, **kwargs)
+        localize_bindings(self)
+
     def on_mount(self) -> None:
         self.anchor()
         self.show_empty()
 
     def show_empty(self) -> None:
         if not self.views():
-            self.mount(Static(EMPTY_TEXT, classes="empty-hint"))
+            self.mount(Static(t("log.empty"), classes="empty-hint"))
 
     def views(self) -> list[MessageView]:
         return list(self.query_children(MessageView))

@@ -10,6 +10,8 @@ from textual.containers import HorizontalGroup
 from textual.message import Message
 from textual.widgets import Button, Label
 
+from slmchat.i18n import t
+
 
 def sources_of(provenance: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The passages recorded in a reply's provenance (``retrieval.sources``)."""
@@ -21,7 +23,7 @@ def sources_of(provenance: dict[str, Any] | None) -> list[dict[str, Any]]:
 def citation_label(n: int, source: dict[str, Any]) -> str:
     start, end = source.get("start_line"), source.get("end_line")
     lines = f"{start}" if start == end else f"{start}-{end}"
-    page = f" p.{source['page']}" if source.get("page") else ""
+    page = t("citations.page", page=source["page"]) if source.get("page") else ""
     return f"[{n}] {Path(str(source['path'])).name}:{lines}{page}"
 
 
@@ -38,7 +40,7 @@ class Citations(HorizontalGroup):
         self.sources = sources
 
     def compose(self) -> ComposeResult:
-        yield Label("Sources:", classes="citations-label")
+        yield Label(t("citations.label"), classes="citations-label")
         for n, source in enumerate(self.sources, 1):
             yield Button(citation_label(n, source), compact=True, classes="citation",
                          name=str(n - 1))

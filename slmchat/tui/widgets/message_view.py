@@ -18,18 +18,22 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from slmchat.engine.store.store import StoredMessage
+from slmchat.i18n import has, t
 from slmchat.tui.widgets.citations import Citations, citations_for
 from slmchat.tui.widgets.fitted_line import FittedLine, Part, part
 
-STATUS_NOTES = {
-    "done": "",
-    "streaming": "…",
-    "length": "hit the token limit — Ctrl+G continues",
-    "stopped": "stopped",
-    "interrupted": "interrupted (app closed mid-reply)",
-    "error": "error",
-    "waiting": "waiting for the model to load…",
-}
+STATUS_MARKS = {"done": "", "streaming": "…"}  # other statuses: t("status.<status>")
+
+
+def status_note(status: str) -> str:
+    """What the header says about a reply's state ("" when it is done)."""
+    if status in STATUS_MARKS:
+        return STATUS_MARKS[status]
+    return t(f"status.{status}") if has(f"status.{status}") else status
+
+
+def role_name(role: str) -> str:
+    return t(f"role.{role}") if has(f"role.{role}") else role
 
 
 def _hard_breaks(state: Any) -> None:
@@ -48,7 +52,6 @@ def reply_parser() -> MarkdownIt:
     return md
 
 
-ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 FLUSH_INTERVAL = 0.05  # seconds between Markdown appends while streaming
 
 
@@ -59,16 +62,16 @@ def stats_parts(provenance: dict[str, Any] | None) -> list[Part]:
         return []
     parts: list[Part] = []
     if provenance.get("new_tokens") is not None:
-        parts.append(part(f"{provenance['new_tokens']} tok", 2, "dim"))
+        parts.append(part(t("stats.tokens", n=provenance["new_tokens"]), 2, "dim"))
     if provenance.get("decode_tps"):
-        parts.append(part(f"{provenance['decode_tps']:.1f} tok/s", 1, "dim"))
+        parts.append(part(t("stats.tps", tps=provenance["decode_tps"]), 1, "dim"))
     if provenance.get("ttft_s") is not None:
-        parts.append(part(f"TTFT {provenance['ttft_s']:.2f}s", 3, "dim"))
+        parts.append(part(t("stats.ttft", s=provenance["ttft_s"]), 3, "dim"))
     greedy = (provenance.get("sampling") or {}).get("temperature") == 0
     if provenance.get("seed") is not None and not greedy:  # a seed changes nothing then
-        parts.append(part(f"seed {provenance['seed']}", 4, "dim"))
+        parts.append(part(t("stats.seed", seed=provenance["seed"]), 4, "dim"))
     elif greedy:
-        parts.append(part("greedy", 4, "dim"))
+        parts.append(part(t("stats.greedy"), 4, "dim"))
     return [(Text("  " if k == 0 else " · ", style="dim") + text, p)
             for k, (text, p) in enumerate(parts)]
 
@@ -82,9 +85,9 @@ def curation_note(provenance: dict[str, Any] | None) -> str:
     cur = (provenance or {}).get("curation") or {}
     marks = []
     if cur.get("rating") in ("good", "bad"):
-        marks.append(f"marked {cur['rating']}")
+        marks.append(t(f"curation.mark.{cur['rating']}"))
     if "original" in cur:
-        marks.append("edited")
+        marks.append(t("curation.edited"))
     return f"  [{', '.join(marks)}]" if marks else ""
 
 
@@ -121,10 +124,10 @@ class MessageView(Vertical):
             yield Static(Text(self.content), classes="message-body")
 
     def _header(self) -> list[Part]:
-        parts = [part(ROLE_NAMES.get(self.role, self.role), 0, "bold")]
+        parts = [part(role_name(self.role), 0, "bold")]
         if self.branch is not None:
             parts.append(part(f"  ‹ {self.branch[0]}/{self.branch[1]} ›", 0, "bold cyan"))
-        note = STATUS_NOTES.get(self.status, self.status)
+        note = status_note(self.status)
         if note:
             style = "italic red" if self.status in ("error", "stopped", "interrupted") else "italic"
             parts.append(part(f"  {note}", 0, style))

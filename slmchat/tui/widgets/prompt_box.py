@@ -11,6 +11,8 @@ from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
 
+from slmchat.i18n import t
+
 NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter")
 EDITOR_KEY = "ctrl+e"  # instead of TextArea's end-of-line (End does that too)
 
@@ -33,7 +35,7 @@ class PromptBox(TextArea):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
-                         placeholder="Type a message…  (Enter sends, Ctrl+J new line)")
+                         placeholder=t("prompt.placeholder"))
         self.prompt_history: list[str] = []
         self._history_pos: int | None = None  # index into history while browsing
         self._draft = ""

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView
 
 from slmchat.engine.store.store import Conversation, SearchHit, Store
+from slmchat.i18n import localize_bindings, t
 
 
 def highlight_snippet(snippet: str) -> Text:
@@ -25,13 +26,14 @@ def highlight_snippet(snippet: str) -> Text:
 
 
 def when(timestamp: float, now: float | None = None) -> str:
-    """When a conversation was last active, short: "14:03", "Nov 28 14:03", "Nov 28 2025"."""
+    """When a conversation was last active, short: "today 14:03", "Nov 28 14:03",
+    "Nov 28 2025" (Japanese: "今日 14:03", "11/28 14:03", "2025/11/28")."""
     at, today = time.localtime(timestamp), time.localtime(now)
     if at[:3] == today[:3]:
-        return time.strftime("today %H:%M", at)
+        return time.strftime(t("sidebar.when.today"), at)
     if at.tm_year == today.tm_year:
-        return time.strftime("%b %d %H:%M", at)
-    return time.strftime("%b %d %Y", at)
+        return time.strftime(t("sidebar.when.year"), at)
+    return time.strftime(t("sidebar.when.older"), at)
 
 
 class ConversationItem(ListItem):
@@ -58,10 +60,11 @@ class ConversationSidebar(Vertical):
     """Search box over a list of conversations (newest first)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("down", "focus_list", "Results", show=False),  # from the search box
-        Binding("f2", "screen.rename_conversation", "Rename"),
-        Binding("delete", "screen.delete_conversation", "Delete"),
-        Binding("f3", "screen.export_conversation", "Export"),
+        Binding("down", "focus_list", "Results", show=False,  # from the search box
+                id="sidebar.results"),
+        Binding("f2", "screen.rename_conversation", "Rename", id="sidebar.rename"),
+        Binding("delete", "screen.delete_conversation", "Delete", id="sidebar.delete"),
+        Binding("f3", "screen.export_conversation", "Export", id="sidebar.export"),
     ]
 
     class Selected(Message):
@@ -71,15 +74,16 @@ class ConversationSidebar(Vertical):
 
     def __init__(self, store: Store, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        localize_bindings(self)
         self.store = store
         self.current: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="Search conversations", id="search", compact=True)
+        yield Input(placeholder=t("sidebar.search"), id="search", compact=True)
         yield ListView(id="conversations")
 
     def on_mount(self) -> None:
-        self.border_title = "Conversations"
+        self.border_title = t("sidebar.title")
         self.reload()
 
     @property
@@ -113,7 +117,7 @@ class ConversationSidebar(Vertical):
         index = next((i for i, it in enumerate(items) if it.conv_id == self.current), None)
         if items:
             lv.index = index if index is not None else 0
-        self.border_subtitle = f"{len(items)} found" if self.query_text else ""
+        self.border_subtitle = t("sidebar.found", n=len(items)) if self.query_text else ""
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

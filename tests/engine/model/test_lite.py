@@ -36,6 +36,10 @@ def _check_tokenizer(folder: Path) -> None:
     for skip in (True, False):
         assert lite.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip)
     assert lite.eos_token_id == ref.eos_token_id
+    # The prompt inspector marks special tokens: the same set as transformers gives.
+    ref_specials = set(ref.all_special_tokens) | {
+        str(t.content) for t in ref.added_tokens_decoder.values() if t.special}
+    assert set(lite.all_special_tokens) == ref_specials and ref_specials
     for conv in CONVERSATIONS:
         for gen in (True, False):
             assert lite.apply_chat_template(conv, add_generation_prompt=gen) == \
