@@ -192,6 +192,16 @@ async def test_status_bar_item_follows_a_run_and_its_end_offers_use_and_compare(
         assert "21.60 → 17.90" in str(offers.query_one("#offer-text").render())
         labels = [str(b.label) for b in offers.query(Button)]
         assert labels == ["Use model", "Compare", "Dismiss"]
+        # "Compare" (the second button) opens the compare view: base left, tuned right.
+        offers.query(Button)[1].press()
+        await settle(pilot)
+        from slmchat.tui.screens.compare import CompareScreen
+
+        assert isinstance(app.screen, CompareScreen)
+        app.screen.dismiss(None)
+        await settle(pilot)
+        await app.chat.announce_end(runs.summarize(run))  # offered again; now "Use model"
+        await settle(pilot)
         offers.query(Button).first().press()
         await settle(pilot)
         assert engine.loads[-1].path == str(out)
