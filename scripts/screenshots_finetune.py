@@ -37,7 +37,7 @@ async def shoot(root: Path, name: str) -> None:
         screen = app.screen
         done = [r for r in list_runs(root) if r.state == "done"]
         if done:
-            screen.select_run(done[0].path)
+            screen.panel.select_run(done[0].path)  # type: ignore[attr-defined]
             await pilot.pause(0.3)
         svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
         to_png(svg)

@@ -131,7 +131,7 @@ async def models_shot(tmp: Path) -> None:
 
         await app.workers.wait_for_complete()
         await pilot.pause(0.5)
-        app.screen._fill_table("")  # type: ignore[attr-defined]  # widths after layout
+        app.screen.panel._fill_table("")  # type: ignore[attr-defined]  # widths after layout
         await pilot.pause(0.3)
         app.screen.query_one("#models-table", DataTable).move_cursor(row=2)
         await pilot.pause(0.5)

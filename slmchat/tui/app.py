@@ -20,9 +20,12 @@ from slmchat.errors import first_line
 from slmchat.tui.last_model import remember
 from slmchat.tui.messages import ChatReady, ModelLoaded, ModelLoadFailed
 from slmchat.tui.screens.chat import ChatScreen
+from slmchat.tui.ui_state import load_state, save_state, with_recent
 from slmchat.tui.widgets.settings_panel import defaults_from
+from slmchat.tui.widgets.side_panel import DEFAULT_WIDTH
 
 if TYPE_CHECKING:
+    from slmchat.engine.model.discovery import ModelEntry
     from slmchat.engine.session import EngineLike
     from slmchat.engine.store.store import Store
     from slmchat.tui.early_input import TypedAhead
@@ -93,6 +96,7 @@ class SlmChatApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+o", "models", "Models", id="app.models"),
         Binding("ctrl+t", "finetune", "Fine-tune", id="app.finetune"),
+        Binding("f12", "switch_model", "Switch model", show=False, id="app.switch_model"),
     ]
 
     def __init__(
@@ -100,6 +104,7 @@ class SlmChatApp(App[None]):
         spec: ModelSpec | None = None, settings_problem: str | None = None,
         load_on_start: bool = True, persist_settings: bool = True,
         typed_ahead: TypedAhead | None = None,
+        discover_fn: Callable[[], list[ModelEntry]] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -116,7 +121,13 @@ class SlmChatApp(App[None]):
         # Keys that arrive before the chat screen has mounted (and focused its prompt)
         # would go nowhere; they are held and replayed in order once it is ready.
         self._held_keys: list[events.Event] | None = []
+        # Where the quick switcher and the model panel look for models (tests: a list).
+        self.discover_fn = discover_fn
+        self.current_spec: ModelSpec | None = None  # what load_model loaded last
+        self.ui_state: dict[str, Any] = load_state() if persist_settings else {}
         self.chat = ChatScreen(engine, store, defaults_from(settings), settings.ui.show_sidebar)
+        width = self.ui_state.get("panel_width")
+        self.chat.panel_width = width if isinstance(width, int) else DEFAULT_WIDTH
 
     def get_default_screen(self) -> Screen:
         return self.chat
@@ -207,7 +218,11 @@ class SlmChatApp(App[None]):
         for warning in info.warnings:
             self.notify(warning, title="Model", severity="warning")
         self.notify(f"{info.label} loaded in {info.load_time_s:.1f}s", title="Model")
-        await self.chat.model_loaded()
+        self.current_spec = event.spec
+        await self.chat.model_loaded(event.spec)
+        recent = self.ui_state.get("recent_models")
+        self._save_ui_state(recent_models=with_recent(
+            recent if isinstance(recent, list) else [], event.spec))
         if self.persist_settings:  # the app's own memory; settings.toml [model] stays
             try:
                 remember(event.spec, self.settings)
@@ -221,22 +236,56 @@ class SlmChatApp(App[None]):
         self.chat.model_failed(event.error)
 
     # --- panels (imported when first opened: the first frame must not wait for them) ---
+    # From 110 columns they dock beside the chat (screens/side_panels.py); below, they
+    # take the screen and Esc comes back.
 
     def _panel_done(self, spec: ModelSpec | None) -> None:
         if isinstance(spec, ModelSpec):
             self.load_model(spec)
 
-    def action_models(self) -> None:
+    def _docks(self) -> bool:
+        return self.screen is self.chat and self.chat.can_dock()
+
+    async def action_models(self) -> None:
+        if self._docks():
+            await self.chat.toggle_panel("models")
+            return
         from slmchat.tui.screens.models import ModelsScreen
 
-        self.push_screen(ModelsScreen(engine=self.engine, settings=self.settings),
-                         self._panel_done)
+        self.push_screen(ModelsScreen(engine=self.engine, settings=self.settings,
+                                      discover_fn=self.discover_fn), self._panel_done)
 
-    def action_finetune(self) -> None:
+    async def action_finetune(self) -> None:
+        if self._docks():
+            await self.chat.toggle_panel("finetune")
+            return
         from slmchat.tui.screens.finetune import FinetuneScreen
 
-        self.push_screen(FinetuneScreen(engine=self.engine, settings=self.settings),
-                         self._panel_done)
+        self.push_screen(FinetuneScreen(engine=self.engine, settings=self.settings,
+                                        runs_root=self.chat.runs_root), self._panel_done)
+
+    def action_switch_model(self) -> None:
+        """The quick switcher: Enter loads the chosen model for this conversation."""
+        from slmchat.engine.model.discovery import discover
+        from slmchat.tui.screens.model_switcher import ModelSwitcher
+
+        recent = self.ui_state.get("recent_models")
+        self.push_screen(ModelSwitcher(
+            self.discover_fn or (lambda: discover(self.settings)),
+            recent=recent if isinstance(recent, list) else [],
+            current=self.current_spec), self._panel_done)
+
+    def remember_panel_width(self, width: int) -> None:
+        self._save_ui_state(panel_width=width)
+
+    def _save_ui_state(self, **fields: Any) -> None:
+        self.ui_state.update(fields)
+        if not self.persist_settings:
+            return
+        try:
+            save_state(self.ui_state)
+        except OSError as exc:
+            self.notify(f"Could not save the app state: {exc}", severity="warning")
 
     # --- command palette ---
 
@@ -247,6 +296,8 @@ class SlmChatApp(App[None]):
         yield SystemCommand("Models", "Pick, load or quantize a model (Ctrl+O)", self.action_models)
         yield SystemCommand("Fine-tune", "Fine-tune on a local text file (Ctrl+T)",
                             self.action_finetune)
+        yield SystemCommand("Switch model", "Quick switch: local models, recent first; Enter "
+                            "loads one for this conversation (F12)", self.action_switch_model)
 
     # --- shutdown ---
 

@@ -15,8 +15,9 @@ from slmchat.tui.screens.chat import ChatScreen
 from slmchat.tui.screens.compare import CompareScreen
 from slmchat.tui.screens.prompt_inspector import PromptInspector
 from slmchat.tui.widgets.chat_log import ChatLog
+from slmchat.tui.widgets.side_panel import SidePanel
 
-KEYED = (ChatScreen, ChatLog, PromptInspector, CompareScreen)
+KEYED = (ChatScreen, ChatLog, PromptInspector, CompareScreen, SidePanel)
 
 
 def binding_ids(extra: Iterable[object] = ()) -> dict[str, Binding]:

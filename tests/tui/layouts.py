@@ -177,6 +177,36 @@ def compare_dialog(db_path: Path) -> Built:
     return app, run_before
 
 
+def panel_beside_chat(kind: str) -> Callable[[Path], Built]:
+    """A conversation with the model or fine-tune panel opened by its key: docked at
+    160 columns, the whole screen below 110."""
+
+    def build(db_path: Path) -> Built:
+        root = Path("runs-root")
+        if kind == "finetune":
+            fake_done_run(root)
+        seed_conversations(db_path)
+        app = SlmChatApp(Settings(), FakeEngine(replies=[CODE_REPLY]), Store(db_path),
+                         persist_settings=False, discover_fn=lambda: list(ENTRIES))
+        app.chat.runs_root = root
+
+        async def run_before(pilot: Any) -> None:
+            await settle(pilot)
+            await pilot.press(*"Write an add function in Python", "enter")
+            await settle(pilot)
+            await pilot.press("ctrl+o" if kind == "models" else "ctrl+t")
+            await steady(pilot)
+
+        return app, run_before
+
+    return build
+
+
+DOCKED_STATES: dict[str, Callable[[Path], Built]] = {
+    "models": panel_beside_chat("models"), "finetune": panel_beside_chat("finetune"),
+}
+DOCKED_SIZES = {"160x48": (160, 48), "100x30": (100, 30)}
+
 STATES: dict[str, Callable[[Path], Built]] = {
     "chat": chat_answered, "settings": chat_settings, "models": models_panel,
     "finetune": finetune_panel, "compare": compare_dialog,

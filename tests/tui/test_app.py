@@ -121,7 +121,7 @@ async def test_first_load_failure_keeps_message_pending(make_app) -> None:
 
 
 class _PickScreen(Screen[ModelSpec | None]):
-    def __init__(self, engine: object, settings: object) -> None:
+    def __init__(self, engine: object, settings: object, **_options: object) -> None:
         super().__init__()
         self.engine, self.settings = engine, settings
 
@@ -140,7 +140,7 @@ async def test_panel_hooks_load_the_dismissed_spec(make_app, monkeypatch, key, m
     monkeypatch.setitem(sys.modules, module, fake)
     engine = FakeEngine()
     app = make_app(engine)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(100, 30)) as pilot:  # full width below 110 columns
         await settle(pilot)
         await pilot.press(key)
         await settle(pilot)

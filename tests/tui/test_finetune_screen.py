@@ -66,8 +66,8 @@ async def test_finished_run_shows_perplexity_and_use_dismisses_with_spec(root: P
     app = Host(root)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, FinetuneScreen)
+        screen = app.screen.panel
+        assert isinstance(app.screen, FinetuneScreen)
         assert screen.selected == root / "done-run"
         assert len(screen.train_points) == 10 and len(screen.eval_points) == 3
         result = str(screen.query_one("#ft-result", Static).render())
@@ -118,8 +118,8 @@ async def test_reattaches_to_running_run_and_follows_new_rows_then_cancels(root:
         app = Host(root)
         async with app.run_test(size=(140, 40)) as pilot:
             await pilot.pause()
-            screen = app.screen
-            assert isinstance(screen, FinetuneScreen)
+            screen = app.screen.panel
+            assert isinstance(app.screen, FinetuneScreen)
             # the running run wins over the newer finished one
             assert screen.selected == live and screen.summary.state == "running"
             assert "ETA 32s" in str(screen.query_one("#ft-stats", Static).render())
@@ -148,7 +148,7 @@ async def test_dead_run_is_flagged_and_resumable(root: Path) -> None:
     app = Host(root)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.pause()
-        screen = app.screen
+        screen = app.screen.panel
         assert screen.summary.state == "dead"
         assert "stopped unexpectedly" in str(screen.query_one("#ft-result", Static).render())
         assert not screen.query_one("#ft-resume", Button).disabled
@@ -157,7 +157,7 @@ async def test_dead_run_is_flagged_and_resumable(root: Path) -> None:
 async def test_bad_file_shows_clear_error_without_starting(root: Path, tmp_path: Path) -> None:
     app = Host(root)
     async with app.run_test(size=(140, 40)) as pilot:
-        screen = app.screen
+        screen = app.screen.panel
         screen.query_one("#ft-file", Input).value = str(tmp_path / "missing.txt")
         await pilot.click("#ft-start")
         await app.workers.wait_for_complete()
@@ -183,7 +183,7 @@ async def test_preview_start_watch_and_compare_with_tiny_model(
         app.push_screen(FinetuneScreen(engine=app.engine, settings=Settings(),
                                        runs_root=root))
         await pilot.pause()
-        screen = app.screen
+        screen = app.screen.panel
         for id_, value in (("ft-file", str(notes)), ("ft-model", str(tiny_llama_dir)),
                            ("ft-steps", "3"), ("ft-block", "32"), ("ft-batch", "2")):
             screen.query_one(f"#{id_}", Input).value = value

@@ -16,7 +16,7 @@ from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import Engine
 from slmchat.errors import ModelLoadError
 from slmchat.tui.screens.dialogs import TextPrompt
-from slmchat.tui.screens.models import CPU_BNB_WARNING, ModelsScreen
+from slmchat.tui.screens.models import CPU_BNB_WARNING, ModelsPanel, ModelsScreen
 from tests.modelkit import make_lora, truncated_copy
 
 SIZE = (140, 44)
@@ -68,15 +68,15 @@ def _screen(settings: Settings, engine: Any = None) -> Any:
         settings, include_default=False))
 
 
-async def _ready(pilot: Any) -> ModelsScreen:
+async def _ready(pilot: Any) -> ModelsPanel:
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
     screen = pilot.app.screen
     assert isinstance(screen, ModelsScreen)
-    return screen
+    return screen.panel
 
 
-def _names(screen: ModelsScreen) -> list[str]:
+def _names(screen: ModelsPanel) -> list[str]:
     return [e.name for e in screen.shown]
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmchat.engine.model.spec import ModelSpec
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import settle
 from tests.tui.fakes import FakeEngine
+
+NARROW = (100, 30)  # below 110 columns the panels take the whole screen
 
 
 async def test_models_panel_opens_in_app_and_loads_choice(make_app, tiny_llama_dir: Path) -> None:
@@ -14,13 +16,13 @@ async def test_models_panel_opens_in_app_and_loads_choice(make_app, tiny_llama_d
 
     engine = FakeEngine()
     app = make_app(engine)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=NARROW) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+o")
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ModelsScreen)
-        assert screen.engine is engine
+        assert screen.panel.engine is engine
         screen.dismiss(ModelSpec(path=str(tiny_llama_dir), dtype="fp32"))
         await settle(pilot)
         assert not isinstance(app.screen, ModelsScreen)
@@ -31,7 +33,7 @@ async def test_finetune_panel_opens_in_app_and_escape_returns(make_app) -> None:
     from slmchat.tui.screens.finetune import FinetuneScreen
 
     app = make_app(FakeEngine())
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=NARROW) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+t")
         await settle(pilot)

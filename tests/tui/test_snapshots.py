@@ -16,7 +16,7 @@ from slmchat.engine.store.store import Store
 from slmchat.tui.widgets import status_bar
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
-from tests.tui.layouts import SIZES, STATES
+from tests.tui.layouts import DOCKED_SIZES, DOCKED_STATES, SIZES, STATES
 
 CODE_REPLY = (
     "Here is a small function:\n\n```python\ndef add(a: int, b: int) -> int:\n"
@@ -127,5 +127,46 @@ def test_panels_at_common_sizes(snap_compare, state: str, size: str, tmp_path: P
     app, run_before = STATES[state](tmp_path / "conversations.db")
     try:
         assert snap_compare(app, terminal_size=SIZES[size], run_before=run_before)
+    finally:
+        app.store.close()
+
+
+@pytest.mark.parametrize("size", list(DOCKED_SIZES))
+@pytest.mark.parametrize("panel", list(DOCKED_STATES))
+def test_panel_key_docks_beside_the_chat(snap_compare, panel: str, size: str,
+                                         tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl+O / Ctrl+T beside a conversation: docked at 160x48 (the chat in view and
+    usable), the whole screen at 100x30."""
+    monkeypatch.chdir(tmp_path)
+    app, run_before = DOCKED_STATES[panel](tmp_path / "conversations.db")
+    try:
+        assert snap_compare(app, terminal_size=DOCKED_SIZES[size], run_before=run_before)
+    finally:
+        app.store.close()
+
+
+def test_quick_model_switcher(snap_compare, db_path: Path) -> None:
+    """F12: local models with format, size and runtime; the loaded one marked."""
+    from slmchat.config import Settings
+    from slmchat.tui.app import SlmChatApp
+    from tests.tui.layouts import ENTRIES
+
+    app = SlmChatApp(Settings(), FakeEngine(), Store(db_path), persist_settings=False,
+                     discover_fn=lambda: list(ENTRIES))
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        app.chat.prompt.cursor_blink = False
+        app.clear_notifications()  # before the modal: the chat's toasts show beneath it
+        await pilot.pause()
+        await pilot.press("f12")
+        await settle(pilot)
+        for box in app.screen.query("Input"):
+            box.cursor_blink = False
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
     finally:
         app.store.close()

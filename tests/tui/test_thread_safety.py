@@ -76,5 +76,6 @@ def test_messages_posted_from_workers_are_defined_in_messages_py() -> None:
                                                     for b in n.bases)
              and n.name not in ("Submitted", "Saved", "Selected", "CopyRequested",
                                 "EditRequested", "Open", "EditorRequested", "InspectRequested",
-                                "BranchRequested")]
+                                "BranchRequested", "Chosen", "Closed", "UseModel",
+                                "Resized", "Clicked")]
     assert local == []

@@ -98,7 +98,30 @@ def _v4(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
+def _v5(db: sqlite3.Connection) -> None:
+    # Per-conversation model: the spec (path, dtype, device, quant, adapter, runtime) a
+    # conversation last used, as JSON (NULL: none yet). Model changes inside a
+    # conversation are kept as dividers: after_id is the last message before the change
+    # (NULL: before the first), so the log shows where the replies' model changed.
+    _script(
+        db,
+        """
+        ALTER TABLE conversations ADD COLUMN model TEXT;
+        CREATE TABLE model_changes (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations(id) ON DELETE CASCADE,
+            after_id INTEGER,
+            label TEXT NOT NULL,
+            spec TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX model_changes_by_conversation ON model_changes(conversation_id, id);
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -42,6 +42,19 @@ class Conversation:
     created_at: float
     updated_at: float
     settings: dict[str, Any]
+    model: dict[str, Any] | None = None  # the model spec it last used (schema v5)
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """A "model changed to …" divider: shown after message ``after_id`` (None: first)."""
+
+    id: int
+    conversation_id: int
+    after_id: int | None
+    label: str
+    spec: dict[str, Any]
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -121,8 +134,9 @@ class Store:
 
     @staticmethod
     def _conv(row: sqlite3.Row) -> Conversation:
+        model = json.loads(row["model"]) if row["model"] else None
         return Conversation(row["id"], row["title"], row["created_at"], row["updated_at"],
-                            json.loads(row["settings"] or "{}"))
+                            json.loads(row["settings"] or "{}"), model)
 
     def create_conversation(
         self, title: str = "New chat", settings: dict[str, Any] | None = None
@@ -159,10 +173,42 @@ class Store:
             db.execute("UPDATE conversations SET settings = ? WHERE id = ?",
                        (json.dumps(settings), conv_id))
 
+    def set_conversation_model(self, conv_id: int, spec: dict[str, Any] | None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE conversations SET model = ? WHERE id = ?",
+                       (json.dumps(spec) if spec is not None else None, conv_id))
+
+    def add_model_change(self, conv_id: int, label: str, spec: dict[str, Any],
+                         after_id: int | None = None) -> ModelChange:
+        """Record a model change in ``conv_id`` after message ``after_id`` (default: the
+        last message written) and make ``spec`` the conversation's model."""
+        now = time.time()
+        with self._tx() as db:
+            if after_id is None:
+                row = db.execute("SELECT MAX(id) FROM messages WHERE conversation_id = ?",
+                                 (conv_id,)).fetchone()
+                after_id = int(row[0]) if row and row[0] is not None else None
+            cur = db.execute(
+                "INSERT INTO model_changes(conversation_id, after_id, label, spec, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", (conv_id, after_id, label, json.dumps(spec), now))
+            db.execute("UPDATE conversations SET model = ? WHERE id = ?",
+                       (json.dumps(spec), conv_id))
+            change_id = int(cur.lastrowid or 0)
+        return ModelChange(change_id, conv_id, after_id, label, spec, now)
+
+    def model_changes(self, conv_id: int) -> list[ModelChange]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM model_changes WHERE conversation_id = ? ORDER BY id",
+                (conv_id,)).fetchall()
+        return [ModelChange(r["id"], r["conversation_id"], r["after_id"], r["label"],
+                            json.loads(r["spec"] or "{}"), r["created_at"]) for r in rows]
+
     def delete_conversation(self, conv_id: int) -> None:
         """Delete and scrub: no copy of the text stays in the file or the WAL."""
         with self._tx() as db:
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conv_id,))
+            db.execute("DELETE FROM model_changes WHERE conversation_id = ?", (conv_id,))
             db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
             # Merge FTS segments so the deleted terms leave the index b-tree.
             db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')")

@@ -29,15 +29,21 @@ from slmchat.tui.screens.branches import BranchActions
 from slmchat.tui.screens.chat_files import FilesAndTraining
 from slmchat.tui.screens.compare import CompareActions
 from slmchat.tui.screens.editor import EditorActions
+from slmchat.tui.screens.model_switcher import ModelSwitchActions
 from slmchat.tui.screens.prompt_inspector import InspectActions
+from slmchat.tui.screens.side_panels import PanelActions
 from slmchat.tui.widgets.attachments_bar import AttachmentsBar
 from slmchat.tui.widgets.chat_log import ChatLog
+from slmchat.tui.widgets.finetune_item import FinetuneItem
 from slmchat.tui.widgets.message_view import MessageView
+from slmchat.tui.widgets.offer_bar import OfferBar
 from slmchat.tui.widgets.prompt_box import PromptBox
 from slmchat.tui.widgets.settings_panel import SettingsPanel, params_from
+from slmchat.tui.widgets.side_panel import SidePanel
 from slmchat.tui.widgets.sidebar import ConversationSidebar
 
 if TYPE_CHECKING:
+    from slmchat.engine.model.spec import ModelSpec
     from slmchat.engine.session import EngineLike
     from slmchat.engine.store.store import Store
 
@@ -48,7 +54,11 @@ EDIT_BANNER = (
 
 
 class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
-                 FilesAndTraining):
+                 ModelSwitchActions, PanelActions, FilesAndTraining):
+    DEFAULT_CSS = """
+    ChatScreen #status-row { height: 1; }
+    ChatScreen #status-row #status { width: 1fr; }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         # The footer shows what a new user needs first and fits 80 columns; the rest is in
         # the command palette (Ctrl+P), the empty chat's hint and the message headers.
@@ -85,9 +95,13 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
                 yield ChatLog(id="log")
                 yield Static(EDIT_BANNER, id="edit-banner")
                 yield AttachmentsBar()
+                yield OfferBar(id="offers")
                 yield PromptBox(id="prompt")
             yield SettingsPanel(id="settings")
-        yield self.status_bar
+            yield SidePanel(self.panel_width, id="side")
+        with Horizontal(id="status-row"):
+            yield self.status_bar
+            yield FinetuneItem(id="ft-item")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -111,10 +125,11 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         self.status.loading_name = name
         self.status.refresh_status()
 
-    async def model_loaded(self) -> None:
+    async def model_loaded(self, spec: ModelSpec | None = None) -> None:
         self.model_ready = True
         self.status.loading_name = None
         self.status.load_error = None
+        self.model_changed(spec, self.status.info, self.engine.info)
         if self.status.info is not self.engine.info:  # the last reply's speed was another
             self.status.ttft_s = self.status.decode_tps = None  # model's: not this one's
         self.status.info = self.engine.info
@@ -210,6 +225,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             await self.log_view.add(view)
             job = ReplyJob(msg.id, messages, params, self.engine.info)
         job.retrieval = retrieval
+        self.remember_conversation_model()
         self.job = job
         view.start_stream()
         self.status.generating = True
@@ -382,6 +398,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         if panel.display:
             self._close_settings()
             return
+        self.close_panel()  # one side panel at a time
         panel.display = True
         panel.load_values(self.chat_settings)
         panel.query_one("#set-system_prompt").focus()

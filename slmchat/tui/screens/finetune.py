@@ -1,7 +1,10 @@
 """The fine-tune panel: pick a file, preview, start, watch, cancel/resume, use the result.
 
-``FinetuneScreen(engine=..., settings=...)`` dismisses with a ``ModelSpec`` for a
-finished run's output when the user chooses "Use model" (the app loads it), or None.
+``FinetunePanel`` is a widget: docked beside the chat (``docked=True``: the chart and
+the run's figures on top, the form below) or inside ``FinetuneScreen`` at full width.
+It posts ``FinetunePanel.UseModel`` with a ``ModelSpec`` for a finished run's output
+(the app loads it) and ``FinetunePanel.Closed``; ``FinetuneScreen`` dismisses with the
+spec or None.
 Runs are separate processes (``slmchat.engine.finetune.rundir.spawn``): closing the panel or the
 app never stops them, and opening the panel re-attaches to every run in the runs folder
 by reading its status.json and progress.jsonl on a one-second timer.
@@ -11,12 +14,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, OptionList, ProgressBar, Select, Static
 from textual.widgets.option_list import Option
@@ -31,9 +35,6 @@ from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
 from slmchat.tui.messages import PreviewText, RunSpawned
 
-if TYPE_CHECKING:
-    pass
-
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
               "pending": "…"}
 
@@ -43,27 +44,61 @@ def run_label(r: runs.RunSummary) -> str:
     return f"{STATE_MARK.get(r.state, '?')} {r.name[:26]} {r.state} {r.step}{total}"
 
 
-class FinetuneScreen(Screen[ModelSpec | None]):
+def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None:
+    """Compare a finished run's model with its base in the compare view: the one place
+    that opens it (the panel's Compare and the status-bar offer both call it)."""
+    from slmchat.tui.screens.compare import compare_base_and_tuned
+
+    chat = getattr(app, "chat", None)
+    store = getattr(app, "store", None)
+    if chat is None or store is None:
+        app.notify("Compare needs the chat screen.", severity="warning")
+        return
+    base = summary.model or "default"
+    base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
+    compare_base_and_tuned(
+        app, engine if engine is not None else app.engine, store, chat.chat_settings,
+        ModelSpec(path=base), ModelSpec(path=summary.out),
+        (f"base: {base_label}", f"tuned: {finetuned_name(Path(summary.out)) or summary.name}"),
+        opened=chat.open_compared)
+
+
+class FinetunePanel(Vertical):
+    class UseModel(Message):
+        """Load a finished run's model."""
+
+        def __init__(self, spec: ModelSpec) -> None:
+            super().__init__()
+            self.spec = spec
+
+    class Closed(Message):
+        """Esc or Close: the host closes the panel (runs keep going)."""
+
     DEFAULT_CSS = """
-    FinetuneScreen { layout: vertical; }
-    FinetuneScreen #ft-body { height: 1fr; }
-    FinetuneScreen #ft-left { width: 46; border-right: solid $primary; padding: 0 1; }
-    FinetuneScreen.-narrow #ft-left { width: 38; }
-    FinetuneScreen .ft-label { width: 11; color: $text-muted; }
-    FinetuneScreen #ft-browse { min-width: 3; width: 3; margin: 0 0 0 1; }
-    FinetuneScreen #ft-right { width: 1fr; padding: 0 1; }
-    FinetuneScreen #ft-runs { height: 5; }
-    FinetuneScreen .ft-row { height: 1; }
-    FinetuneScreen .ft-row Input { width: 1fr; }
-    FinetuneScreen .ft-row Select { width: 1fr; }
-    FinetuneScreen .ft-buttons { height: 1; margin: 1 0 0 0; }
-    FinetuneScreen .ft-buttons Button { margin: 0 1 0 0; width: auto; min-width: 6; }
-    FinetuneScreen #ft-preview { height: auto; color: $text-muted; margin: 1 0 0 0; }
-    FinetuneScreen #ft-chart { height: 1fr; min-height: 8; }
-    FinetuneScreen #ft-progress-row { height: 1; }
-    FinetuneScreen #ft-stats { height: auto; }
-    FinetuneScreen #ft-result { height: auto; }
-    FinetuneScreen .ft-section { text-style: bold; margin: 1 0 0 0; }
+    FinetunePanel { height: 1fr; }
+    FinetunePanel.-docked #ft-body { layout: vertical; }
+    FinetunePanel.-docked #ft-left { width: 1fr; height: 1fr; border-right: none;
+                                     border-top: solid $primary; }
+    FinetunePanel.-docked #ft-right { height: auto; }
+    FinetunePanel.-docked #ft-chart { height: 12; }
+    FinetunePanel #ft-body { height: 1fr; }
+    FinetunePanel #ft-left { width: 46; border-right: solid $primary; padding: 0 1; }
+    FinetunePanel.-narrow #ft-left { width: 38; }
+    FinetunePanel .ft-label { width: 11; color: $text-muted; }
+    FinetunePanel #ft-browse { min-width: 3; width: 3; margin: 0 0 0 1; }
+    FinetunePanel #ft-right { width: 1fr; padding: 0 1; }
+    FinetunePanel #ft-runs { height: 5; }
+    FinetunePanel .ft-row { height: 1; }
+    FinetunePanel .ft-row Input { width: 1fr; }
+    FinetunePanel .ft-row Select { width: 1fr; }
+    FinetunePanel .ft-buttons { height: 1; margin: 1 0 0 0; }
+    FinetunePanel .ft-buttons Button { margin: 0 1 0 0; width: auto; min-width: 6; }
+    FinetunePanel #ft-preview { height: auto; color: $text-muted; margin: 1 0 0 0; }
+    FinetunePanel #ft-chart { height: 1fr; min-height: 8; }
+    FinetunePanel #ft-progress-row { height: 1; }
+    FinetunePanel #ft-stats { height: auto; }
+    FinetunePanel #ft-result { height: auto; }
+    FinetunePanel .ft-section { text-style: bold; margin: 1 0 0 0; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -75,8 +110,10 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None,
-                 runs_root: Path | None = None) -> None:
-        super().__init__()
+                 runs_root: Path | None = None, docked: bool = False,
+                 id: str | None = None) -> None:
+        super().__init__(id=id, classes="-docked" if docked else "")
+        self.docked = docked
         self.engine = engine  # the chat's: Compare loads base and tuned beside its model
         self.settings = settings
         self.runs_root = runs_root
@@ -91,54 +128,63 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     # -- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        model = self.base_choice()
         with Horizontal(id="ft-body"):
-            with VerticalScroll(id="ft-left"):
-                yield Label("Runs", classes="ft-section")
-                yield OptionList(id="ft-runs", compact=True)
-                yield Label("New run", classes="ft-section")
-                with Horizontal(classes="ft-row"):
-                    yield Label("data", classes="ft-label")
-                    yield Input(placeholder=".txt .md .jsonl or folder", id="ft-file",
-                                compact=True)
-                    yield Button("…", id="ft-browse", tooltip="browse for a file",
-                                 compact=True)
-                yield from self._field("model", Input(value=model, id="ft-model", compact=True))
-                yield from self._field("method", Select(
-                    [(m, m) for m in ("lora", "full", "qlora")], value="lora",
-                    allow_blank=False, id="ft-method", compact=True))
-                yield from self._field("max steps", Input(
-                    placeholder="(use epochs)", id="ft-steps", type="integer", compact=True))
-                yield from self._field("epochs", Input(value="1", id="ft-epochs",
-                                                       type="number", compact=True))
-                yield from self._field("lr", Input(placeholder="auto", id="ft-lr",
+            if self.docked:  # beside the chat: what you watch first, the form below
+                yield from self._watch_column()
+                yield from self._form_column()
+            else:
+                yield from self._form_column()
+                yield from self._watch_column()
+
+    def _form_column(self) -> ComposeResult:
+        model = self.base_choice()
+        with VerticalScroll(id="ft-left"):
+            yield Label("Runs", classes="ft-section")
+            yield OptionList(id="ft-runs", compact=True)
+            yield Label("New run", classes="ft-section")
+            with Horizontal(classes="ft-row"):
+                yield Label("data", classes="ft-label")
+                yield Input(placeholder=".txt .md .jsonl or folder", id="ft-file",
+                            compact=True)
+                yield Button("…", id="ft-browse", tooltip="browse for a file",
+                             compact=True)
+            yield from self._field("model", Input(value=model, id="ft-model", compact=True))
+            yield from self._field("method", Select(
+                [(m, m) for m in ("lora", "full", "qlora")], value="lora",
+                allow_blank=False, id="ft-method", compact=True))
+            yield from self._field("max steps", Input(
+                placeholder="(use epochs)", id="ft-steps", type="integer", compact=True))
+            yield from self._field("epochs", Input(value="1", id="ft-epochs",
                                                    type="number", compact=True))
-                yield from self._field("block size", Input(value="256", id="ft-block",
-                                                           type="integer", compact=True))
-                yield from self._field("batch size", Input(value="4", id="ft-batch",
-                                                           type="integer", compact=True))
-                yield from self._field("LoRA rank", Input(value="8", id="ft-rank",
-                                                          type="integer", compact=True))
-                with Horizontal(classes="ft-buttons"):
-                    yield Button("Preview", id="ft-preview-btn", compact=True)
-                    yield Button("Start", id="ft-start", variant="primary", compact=True)
-                yield Static("", id="ft-preview")
-            with Vertical(id="ft-right"):
-                yield Static("No run selected. Pick a file and start one.", id="ft-title")
-                yield PlotextPlot(id="ft-chart")
-                with Horizontal(id="ft-progress-row"):
-                    yield ProgressBar(total=None, show_eta=False, id="ft-progress")
-                yield Static("", id="ft-stats")
-                yield Static("", id="ft-result")
-                # Two short rows: every action stays reachable down to 80 columns.
-                with Horizontal(classes="ft-buttons"):
-                    yield Button("Use model", id="ft-use", variant="success", compact=True)
-                    yield Button("Compare", id="ft-compare", compact=True)
-                    yield Button("Close", id="ft-close", compact=True)
-                with Horizontal(classes="ft-buttons"):
-                    yield Button("Cancel run", id="ft-cancel", variant="error", compact=True)
-                    yield Button("Resume", id="ft-resume", compact=True)
-        yield Footer()
+            yield from self._field("lr", Input(placeholder="auto", id="ft-lr",
+                                               type="number", compact=True))
+            yield from self._field("block size", Input(value="256", id="ft-block",
+                                                       type="integer", compact=True))
+            yield from self._field("batch size", Input(value="4", id="ft-batch",
+                                                       type="integer", compact=True))
+            yield from self._field("LoRA rank", Input(value="8", id="ft-rank",
+                                                      type="integer", compact=True))
+            with Horizontal(classes="ft-buttons"):
+                yield Button("Preview", id="ft-preview-btn", compact=True)
+                yield Button("Start", id="ft-start", variant="primary", compact=True)
+            yield Static("", id="ft-preview")
+
+    def _watch_column(self) -> ComposeResult:
+        with Vertical(id="ft-right"):
+            yield Static("No run selected. Pick a file and start one.", id="ft-title")
+            yield PlotextPlot(id="ft-chart")
+            with Horizontal(id="ft-progress-row"):
+                yield ProgressBar(total=None, show_eta=False, id="ft-progress")
+            yield Static("", id="ft-stats")
+            yield Static("", id="ft-result")
+            # Two short rows: every action stays reachable down to 80 columns.
+            with Horizontal(classes="ft-buttons"):
+                yield Button("Use model", id="ft-use", variant="success", compact=True)
+                yield Button("Compare", id="ft-compare", compact=True)
+                yield Button("Close", id="ft-close", compact=True)
+            with Horizontal(classes="ft-buttons"):
+                yield Button("Cancel run", id="ft-cancel", variant="error", compact=True)
+                yield Button("Resume", id="ft-resume", compact=True)
 
     def base_choice(self) -> str:
         """The model a new run starts from: the chat's model, or its base when that is a
@@ -168,7 +214,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
             yield widget
 
     def on_resize(self, event: events.Resize) -> None:
-        self.set_class(event.size.width < 120, "-narrow")
+        self.set_class(event.size.width < 120 and not self.docked, "-narrow")
 
     def on_mount(self) -> None:
         self.query_one("#ft-file", Input).focus()
@@ -410,31 +456,45 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     @on(Button.Pressed, "#ft-use")
     def action_use_model(self) -> None:
         if self.summary and self.summary.state == "done" and self.summary.out:
-            self.dismiss(ModelSpec(path=self.summary.out))
+            self.post_message(self.UseModel(ModelSpec(path=self.summary.out)))
         else:
             self.notify("Choose a finished run first.", severity="warning")
 
     @on(Button.Pressed, "#ft-compare")
     def action_compare(self) -> None:
-        from slmchat.tui.screens.compare import compare_base_and_tuned
-
         s = self.summary
         if not (s and s.state == "done" and s.out):
             self.notify("Choose a finished run first.", severity="warning")
             return
-        chat = getattr(self.app, "chat", None)
-        store = getattr(self.app, "store", None)
-        if chat is None or store is None:
-            self.notify("Compare needs the chat screen.", severity="warning")
-            return
-        base = s.model or "default"
-        base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
-        compare_base_and_tuned(
-            self.app, self.engine, store, chat.chat_settings, ModelSpec(path=base),
-            ModelSpec(path=s.out),
-            (f"base: {base_label}", f"tuned: {finetuned_name(Path(s.out)) or s.name}"),
-            opened=chat.open_compared)
+        open_compare(self.app, s, self.engine)
 
     @on(Button.Pressed, "#ft-close")
     def action_close(self) -> None:
-        self.dismiss(None)  # runs keep going in their own processes
+        self.post_message(self.Closed())  # runs keep going in their own processes
+
+
+class FinetuneScreen(Screen[ModelSpec | None]):
+    """The fine-tune panel at full width (narrow terminals): dismisses with the spec of
+    a finished run's model ("Use model") or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
+
+    def __init__(self, engine: Any = None, settings: Any = None,
+                 runs_root: Path | None = None) -> None:
+        super().__init__()
+        self.panel = FinetunePanel(engine, settings, runs_root)
+
+    def compose(self) -> ComposeResult:
+        yield self.panel
+        yield Footer()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def on_finetune_panel_use_model(self, message: FinetunePanel.UseModel) -> None:
+        message.stop()
+        self.dismiss(message.spec)
+
+    def on_finetune_panel_closed(self, message: FinetunePanel.Closed) -> None:
+        message.stop()
+        self.dismiss(None)

@@ -1,9 +1,12 @@
 """The model panel: find local models, choose load options, quantize and export.
 
-``ModelsScreen(engine=..., settings=...)`` dismisses with a ``ModelSpec`` when the user
-chooses Load (the app loads it in a worker and keeps the old model on failure), or with
-None. Discovery, quantize-and-save and export run in thread workers and report back
-with messages; nothing slow runs on the UI thread.
+``ModelsPanel`` is a widget: docked beside the chat (``docked=True``, stacked to fit a
+side column) or inside ``ModelsScreen`` at full width. It posts ``ModelsPanel.Chosen``
+with a ``ModelSpec`` when the user chooses Load (the app loads it in a worker and keeps
+the old model on failure) and ``ModelsPanel.Closed`` on Esc/Close. ``ModelsScreen``
+turns those into ``dismiss(spec)`` / ``dismiss(None)``. Discovery, quantize-and-save and
+export run in thread workers and report back with messages; nothing slow runs on the UI
+thread.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
     Button,
@@ -53,30 +57,44 @@ def _opts(values: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(v, v) for v in values]
 
 
-class ModelsScreen(Screen[ModelSpec | None]):
+class ModelsPanel(Vertical):
     """Discovery list + details + load options + quantize / export actions."""
 
+    class Chosen(Message):
+        """Load this model (the panel's Load, Enter on a row)."""
+
+        def __init__(self, spec: ModelSpec) -> None:
+            super().__init__()
+            self.spec = spec
+
+    class Closed(Message):
+        """Esc or Close: the host closes the panel."""
+
     DEFAULT_CSS = """
-    ModelsScreen { layout: vertical; }
-    ModelsScreen #models-body { height: 1fr; }
-    ModelsScreen #models-left { width: 3fr; }
-    ModelsScreen #models-right { width: 2fr; min-width: 34; border-left: solid $primary;
+    ModelsPanel { height: 1fr; }
+    ModelsPanel.-docked #models-body { layout: vertical; }
+    ModelsPanel.-docked #models-left { width: 1fr; height: 2fr; }
+    ModelsPanel.-docked #models-right { width: 1fr; height: 3fr; min-width: 0;
+                                        border-left: none; border-top: solid $primary; }
+    ModelsPanel #models-body { height: 1fr; }
+    ModelsPanel #models-left { width: 3fr; }
+    ModelsPanel #models-right { width: 2fr; min-width: 34; border-left: solid $primary;
                                  padding: 0 1; }
-    ModelsScreen #filter { margin: 0 0 1 0; }
-    ModelsScreen #models-table { height: 1fr; }
-    ModelsScreen #models-details { height: 1fr; }
-    ModelsScreen .opt-row { height: 1; margin: 0 0 0 0; }
-    ModelsScreen .opt-row Label { width: 14; }
-    ModelsScreen .opt-row Select, ModelsScreen .opt-row Input { width: 1fr; }
-    ModelsScreen #details { height: auto; margin: 0 0 1 0; }
-    ModelsScreen #estimate { height: auto; margin: 1 0 0 0; }
-    ModelsScreen #cpu-warning { color: $warning; height: auto; }
-    ModelsScreen #models-actions { height: auto; border-top: solid $primary 50%; }
-    ModelsScreen .buttons { height: 1; margin: 1 0 0 0; }
-    ModelsScreen .buttons Button { margin: 0 1 0 0; width: auto; min-width: 6; }
-    ModelsScreen #task-progress { display: none; }
-    ModelsScreen #task-progress.busy { display: block; }
-    ModelsScreen #task-status { height: auto; }
+    ModelsPanel #filter { margin: 0 0 1 0; }
+    ModelsPanel #models-table { height: 1fr; }
+    ModelsPanel #models-details { height: 1fr; }
+    ModelsPanel .opt-row { height: 1; margin: 0 0 0 0; }
+    ModelsPanel .opt-row Label { width: 14; }
+    ModelsPanel .opt-row Select, ModelsPanel .opt-row Input { width: 1fr; }
+    ModelsPanel #details { height: auto; margin: 0 0 1 0; }
+    ModelsPanel #estimate { height: auto; margin: 1 0 0 0; }
+    ModelsPanel #cpu-warning { color: $warning; height: auto; }
+    ModelsPanel #models-actions { height: auto; border-top: solid $primary 50%; }
+    ModelsPanel .buttons { height: 1; margin: 1 0 0 0; }
+    ModelsPanel .buttons Button { margin: 0 1 0 0; width: auto; min-width: 6; }
+    ModelsPanel #task-progress { display: none; }
+    ModelsPanel #task-progress.busy { display: block; }
+    ModelsPanel #task-status { height: auto; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -87,8 +105,9 @@ class ModelsScreen(Screen[ModelSpec | None]):
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None, *,
-                 discover_fn: Any = None, name: str | None = None) -> None:
-        super().__init__(name=name)
+                 discover_fn: Any = None, docked: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id, classes="-docked" if docked else "")
+        self.docked = docked
         self.engine = engine
         self.settings = settings
         self._discover = discover_fn or (lambda: discover(settings))
@@ -124,7 +143,6 @@ class ModelsScreen(Screen[ModelSpec | None]):
                         yield Button("Export", id="export", compact=True)
                     yield ProgressBar(total=100, id="task-progress", show_eta=False)
                     yield Static("", id="task-status")
-        yield Footer()
 
     def _option_rows(self) -> ComposeResult:
         def select(values: tuple[str, ...], value: str, id_: str) -> Select[str]:
@@ -314,7 +332,7 @@ class ModelsScreen(Screen[ModelSpec | None]):
     # --- actions ---
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        self.post_message(self.Closed())
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()
@@ -324,7 +342,7 @@ class ModelsScreen(Screen[ModelSpec | None]):
         if spec is None:
             self.notify("Choose a model first.", severity="warning")
             return
-        self.dismiss(spec)
+        self.post_message(self.Chosen(spec))
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
@@ -407,3 +425,30 @@ class ModelsScreen(Screen[ModelSpec | None]):
                     timeout=8 if message.ok else 20)
         if message.ok:
             self._scan(message.new_path)
+
+
+class ModelsScreen(Screen[ModelSpec | None]):
+    """The model panel at full width (narrow terminals): dismisses with the chosen
+    ``ModelSpec`` or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
+
+    def __init__(self, engine: Any = None, settings: Any = None, *,
+                 discover_fn: Any = None, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.panel = ModelsPanel(engine, settings, discover_fn=discover_fn)
+
+    def compose(self) -> ComposeResult:
+        yield self.panel
+        yield Footer()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def on_models_panel_chosen(self, message: ModelsPanel.Chosen) -> None:
+        message.stop()
+        self.dismiss(message.spec)
+
+    def on_models_panel_closed(self, message: ModelsPanel.Closed) -> None:
+        message.stop()
+        self.dismiss(None)

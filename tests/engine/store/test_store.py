@@ -58,7 +58,7 @@ def test_migrates_a_version_1_database_step_by_step(tmp_path: Path) -> None:
     assert store.get_conversation(1).settings == {"temperature": 0.1}
     store.close()
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 def test_a_failed_step_leaves_the_previous_version(tmp_path: Path) -> None:
@@ -201,3 +201,33 @@ def test_two_processes_creating_the_database_at_once_take_turns(tmp_path: Path) 
     finally:
         store.close()
         other.close()
+
+
+def test_v5_keeps_a_version_4_database_and_adds_the_conversation_model(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    assert migrate(db, target=4) == 4
+    db.execute("INSERT INTO conversations(title, created_at, updated_at, settings) "
+               "VALUES ('kept', 1, 1, '{\"temperature\": 0.3}')")
+    db.execute("INSERT INTO messages(conversation_id, role, content, created_at, active_seq) "
+               "VALUES (1, 'user', 'about herons', 1, 1)")
+    db.close()
+    store = Store(path)
+    conv = store.get_conversation(1)
+    assert (conv.title, conv.settings, conv.model) == ("kept", {"temperature": 0.3}, None)
+    assert [m.content for m in store.messages(1)] == ["about herons"]
+    assert store.model_changes(1) == []
+    spec = {"path": "/models/tiny", "dtype": "fp32", "runtime": "auto"}
+    change = store.add_model_change(1, "tiny (fp32, cpu)", spec)
+    assert change.after_id == store.messages(1)[0].id
+    assert store.get_conversation(1).model == spec
+    reply = store.add_message(1, "assistant", "herons fish")
+    store.close()
+    again = Store(path)  # survives reopening
+    assert [(c.after_id, c.label) for c in again.model_changes(1)] == [
+        (change.after_id, "tiny (fp32, cpu)")]
+    assert again.get_conversation(1).model == spec
+    assert reply.id > change.after_id
+    again.delete_conversation(1)
+    assert again.model_changes(1) == []
+    again.close()
