@@ -32,7 +32,7 @@ def fix_wide_text(svg: Path) -> bool:
 
     def fix(m: re.Match[str]) -> str:
         nonlocal wide
-        text = html.unescape(m.group(4))
+        text = html.unescape(m.group(4)).rstrip("\n")  # a line's last run ends in "\n"
         if not text or cell_len(text) == len(text):
             return m.group(0)
         wide = True
@@ -64,7 +64,10 @@ def chromium_png(svg: Path, png: Path) -> bool:
 
 def to_png(svg: Path) -> Path | None:
     png = svg.with_suffix(".png")
-    if fix_wide_text(svg) and chromium_png(svg, png):
+    fix_wide_text(svg)
+    # A browser where there is one: CairoSVG ignores textLength, so a bold run drawn
+    # wider than its cells covers the spaces after it ("Instructint8").
+    if chromium_png(svg, png):
         return png
     try:
         import cairosvg
