@@ -103,6 +103,21 @@ async def main() -> int:
         await pilot.pause(2.0)
         await shot("17-quick-switcher")
         await pilot.press("escape")
+        # The run's Compare: base and tuned side by side in the compare view, greedy.
+        from slmchat.tui.screens.compare import CompareScreen
+        from slmchat.tui.screens.finetune import open_compare
+
+        open_compare(app, panel.summary)
+        while not (isinstance(app.screen, CompareScreen) and app.screen.sides):
+            await pilot.pause(0.2)
+        view = app.screen
+        await pilot.press(*"What do herons eat?", "enter")
+        await pilot.pause(0.5)
+        while view.running or view._streams:
+            await pilot.pause(0.2)
+        app.clear_notifications()
+        await shot("18-finetune-compare")
+        await pilot.press("escape")
     store.close()
     return 0
 
