@@ -751,4 +751,5 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "key.finetune.use_model": {"en": "Use model", "ja": "モデルを使う"},
     "key.finetune.compare": {"en": "Compare", "ja": "比較"},
     "key.finetune_screen.close": {"en": "Close", "ja": "閉じる"},
+    "ft.stat.sep": {"en": "  ·  ", "ja": " · "},  # Japanese is wider: a narrower gap
 }

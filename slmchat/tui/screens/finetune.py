@@ -33,7 +33,7 @@ from slmchat.engine.model.naming import finetuned_name
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
-from slmchat.i18n import has, localize_bindings, t
+from slmchat.i18n import get_language, has, localize_bindings, t
 from slmchat.tui.messages import PreviewText, RunSpawned
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
@@ -93,6 +93,7 @@ class FinetunePanel(Vertical):
     FinetunePanel #ft-left { width: 46; border-right: solid $primary; padding: 0 1; }
     FinetunePanel.-narrow #ft-left { width: 38; }
     FinetunePanel .ft-label { width: 11; color: $text-muted; }
+    FinetunePanel.-wide-labels .ft-label { width: 13; }
     FinetunePanel #ft-browse { min-width: 3; width: 3; margin: 0 0 0 1; }
     FinetunePanel #ft-right { width: 1fr; padding: 0 1; }
     FinetunePanel #ft-runs { height: 5; }
@@ -122,6 +123,7 @@ class FinetunePanel(Vertical):
                  id: str | None = None) -> None:
         super().__init__(id=id, classes="-docked" if docked else "")
         localize_bindings(self)
+        self.set_class(get_language() == "ja", "-wide-labels")  # 2 cells a character
         self.docked = docked
         self.engine = engine  # the chat's: Compare loads base and tuned beside its model
         self.settings = settings
@@ -322,7 +324,7 @@ class FinetunePanel(Vertical):
             parts.append(t("ft.stat.lr", lr=row["lr"]))
         if row.get("elapsed_s"):
             parts.append(t("ft.stat.elapsed", elapsed=format_duration(row["elapsed_s"])))
-        self.query_one("#ft-stats", Static).update("  ·  ".join(parts))
+        self.query_one("#ft-stats", Static).update(t("ft.stat.sep").join(parts))
         self.query_one("#ft-result", Static).update(self._result_text(s))
         self._update_buttons()
 
