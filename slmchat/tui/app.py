@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.command import Hit, Hits, Provider
+from textual.command import CommandPalette, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.system_commands import SystemCommandsProvider
 
 from slmchat.config import Settings, save_settings
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
+from slmchat.i18n import localize_bindings, localize_system_commands, t
 from slmchat.tui.last_model import remember
 from slmchat.tui.messages import ChatReady, ModelLoaded, ModelLoadFailed
 from slmchat.tui.screens.chat import ChatScreen
@@ -30,47 +31,34 @@ if TYPE_CHECKING:
     from slmchat.engine.store.store import Store
     from slmchat.tui.early_input import TypedAhead
 
-# (title, help, screen action) for the command palette; keys are in the footer.
+# (message id, screen action) for the command palette: the title is t("cmd.<id>"), the
+# help t("cmd.<id>.help"); keys are in the footer.
 CHAT_COMMANDS = (
-    ("New chat", "Start a new conversation (Ctrl+N)", "new_chat"),
-    ("Stop reply", "Stop the reply being written (Esc)", "stop"),
-    ("Regenerate reply", "Write the last reply again (Ctrl+R)", "regenerate"),
-    ("Continue reply", "Continue a reply that hit the token limit (Ctrl+G)", "continue_reply"),
-    ("Edit last message", "Edit your last message and resend it (F5)", "edit_last"),
-    ("Copy last reply", "Copy the last reply to the clipboard (F4)", "copy_last"),
-    ("Select messages", "Move through messages with Up/Down; c copies, e edits (Ctrl+L)",
-     "focus_log"),
-    ("Chat settings", "System prompt and sampling for this chat (Ctrl+S)", "toggle_settings"),
-    ("Toggle sidebar", "Show or hide the conversation list (Ctrl+B)", "toggle_sidebar"),
-    ("Search conversations", "Full-text search over all messages (Ctrl+F)", "search"),
-    ("Rename conversation", "Rename the conversation (F2)", "rename_conversation"),
-    ("Delete conversation", "Delete the conversation for good", "delete_conversation"),
-    ("Export conversation (Markdown)", "Write the conversation to a .md file (F3)",
-     "export_conversation('md')"),
-    ("Export conversation (JSON)", "Write the conversation with provenance to a .json file",
-     "export_conversation('json')"),
-    ("Attach files", "Type /attach PATH in the prompt: answers use passages of those files",
-     "focus_prompt_attach"),
-    ("Mark reply good", "Mark the selected (or last) reply good, for training (+ in Ctrl+L)",
-     "mark_good"),
-    ("Mark reply bad", "Mark the selected (or last) reply bad (- in Ctrl+L)", "mark_bad"),
-    ("Clear reply mark", "Remove the good/bad mark of the selected (or last) reply",
-     "clear_mark"),
-    ("Edit reply", "Edit the selected (or last) reply into the answer you wanted (F10; e in "
-     "Ctrl+L)",
-     "edit_reply"),
-    ("Export for training", "Write the marked conversations as chat JSONL for fine-tuning",
-     "export_training"),
-    ("Fine-tune on marked chats", "Export the marked conversations and open the fine-tune "
-     "panel with them", "finetune_marked"),
-    ("Inspect prompt", "The exact text, tokens, stops and sampling the next reply gets (F8; "
-     "i on a selected message shows a past reply's)", "inspect_prompt"),
-    ("Previous branch", "Show the previous version of a message that was edited or "
-     "regenerated (Alt+Left; Left on a selected message)", "branch(-1)"),
-    ("Next branch", "Show the next version of a message that was edited or regenerated "
-     "(Alt+Right; Right on a selected message)", "branch(1)"),
-    ("Compare with…", "Two models (or settings) side by side on each prompt; keep the "
-     "better reply (F9)", "compare"),
+    ("new", "new_chat"),
+    ("stop", "stop"),
+    ("regenerate", "regenerate"),
+    ("continue", "continue_reply"),
+    ("edit_last", "edit_last"),
+    ("copy_last", "copy_last"),
+    ("select", "focus_log"),
+    ("settings", "toggle_settings"),
+    ("sidebar", "toggle_sidebar"),
+    ("search", "search"),
+    ("rename", "rename_conversation"),
+    ("delete", "delete_conversation"),
+    ("export_md", "export_conversation('md')"),
+    ("export_json", "export_conversation('json')"),
+    ("attach", "focus_prompt_attach"),
+    ("mark_good", "mark_good"),
+    ("mark_bad", "mark_bad"),
+    ("clear_mark", "clear_mark"),
+    ("edit_reply", "edit_reply"),
+    ("export_training", "export_training"),
+    ("finetune_marked", "finetune_marked"),
+    ("inspect", "inspect_prompt"),
+    ("branch_prev", "branch(-1)"),
+    ("branch_next", "branch(1)"),
+    ("compare", "compare"),
 )
 
 
@@ -107,6 +95,7 @@ class SlmChatApp(App[None]):
         discover_fn: Callable[[], list[ModelEntry]] | None = None,
     ) -> None:
         super().__init__()
+        localize_bindings(self)  # the footer's words, Textual's palette key included
         self.settings = settings
         self.engine = engine
         self.store = store
@@ -138,7 +127,8 @@ class SlmChatApp(App[None]):
         self._apply_keymap()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.settings_problem:
-            self.notify(self.settings_problem, title="Settings", severity="warning", timeout=15)
+            self.notify(self.settings_problem, title=t("app.settings_title"), severity="warning",
+                        timeout=15)
         if self.engine.info is not None:
             self.call_after_refresh(self.chat.model_loaded)
         elif self.load_on_start:
@@ -171,8 +161,8 @@ class SlmChatApp(App[None]):
         good, unknown = split_keymap(self.settings.ui.keys, binding_ids(self.BINDINGS))
         self.set_keymap(good)
         if unknown:
-            self.notify(f"Unknown key binding ids in settings.toml: {', '.join(unknown)}",
-                        title="Settings", severity="warning", timeout=15)
+            self.notify(t("app.unknown_keys", ids=", ".join(unknown)),
+                        title=t("app.settings_title"), severity="warning", timeout=15)
 
     # --- settings persistence ---
 
@@ -182,7 +172,7 @@ class SlmChatApp(App[None]):
         try:
             save_settings(self.settings)
         except OSError as exc:
-            self.notify(f"Could not save settings: {exc}", severity="error")
+            self.notify(t("app.cannot_save_settings", error=exc), severity="error")
 
     def _remember_theme(self, theme: Any) -> None:
         name = getattr(theme, "name", str(theme))
@@ -200,7 +190,7 @@ class SlmChatApp(App[None]):
 
     def load_model(self, spec: ModelSpec) -> None:
         """Load ``spec`` in a worker; the current model stays until the new one is ready."""
-        label = "default model" if spec.path in ("default", "") else spec.path
+        label = t("app.default_model") if spec.path in ("default", "") else spec.path
         self.chat.model_loading(label)
         self._load_worker(spec)
 
@@ -216,8 +206,8 @@ class SlmChatApp(App[None]):
     async def on_model_loaded(self, event: ModelLoaded) -> None:
         info = event.info
         for warning in info.warnings:
-            self.notify(warning, title="Model", severity="warning")
-        self.notify(f"{info.label} loaded in {info.load_time_s:.1f}s", title="Model")
+            self.notify(warning, title=t("app.model_title"), severity="warning")
+        self.notify(t("app.loaded", label=info.label, s=info.load_time_s), title=t("app.model_title"))
         self.current_spec = event.spec
         await self.chat.model_loaded(event.spec)
         recent = self.ui_state.get("recent_models")
@@ -227,11 +217,11 @@ class SlmChatApp(App[None]):
             try:
                 remember(event.spec, self.settings)
             except OSError as exc:
-                self.notify(f"Could not remember the model: {exc}", severity="warning")
+                self.notify(t("app.cannot_remember", error=exc), severity="warning")
 
     def on_model_load_failed(self, event: ModelLoadFailed) -> None:
-        kept = f" Still using {self.engine.info.name}." if self.engine.info else ""
-        self.notify(f"{event.error}.{kept}", title="Model not loaded", severity="error",
+        kept = t("app.still_using", name=self.engine.info.name) if self.engine.info else ""
+        self.notify(f"{event.error}.{kept}", title=t("app.not_loaded_title"), severity="error",
                     timeout=20)
         self.chat.model_failed(event.error)
 
@@ -285,19 +275,25 @@ class SlmChatApp(App[None]):
         try:
             save_state(self.ui_state)
         except OSError as exc:
-            self.notify(f"Could not save the app state: {exc}", severity="warning")
+            self.notify(t("app.cannot_save_state", error=exc), severity="warning")
 
     # --- command palette ---
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for title, help_text, action in CHAT_COMMANDS:
-            yield SystemCommand(title, help_text, partial(self.chat.run_action, action))
-        yield SystemCommand("Models", "Pick, load or quantize a model (Ctrl+O)", self.action_models)
-        yield SystemCommand("Fine-tune", "Fine-tune on a local text file (Ctrl+T)",
-                            self.action_finetune)
-        yield SystemCommand("Switch model", "Quick switch: local models, recent first; Enter "
-                            "loads one for this conversation (F12)", self.action_switch_model)
+        yield from localize_system_commands(super().get_system_commands(screen))
+        for msg_id, action in CHAT_COMMANDS:
+            yield SystemCommand(t(f"cmd.{msg_id}"), t(f"cmd.{msg_id}.help"),
+                                partial(self.chat.run_action, action))
+        yield SystemCommand(t("cmd.models"), t("cmd.models.help"), self.action_models)
+        yield SystemCommand(t("cmd.finetune"), t("cmd.finetune.help"), self.action_finetune)
+        yield SystemCommand(t("cmd.switch_model"), t("cmd.switch_model.help"),
+                            self.action_switch_model)
+
+    def action_command_palette(self) -> None:
+        """Textual's palette, with its placeholder in the UI language."""
+        if self.use_command_palette and not CommandPalette.is_open(self):  # type: ignore[arg-type]
+            self.push_screen(CommandPalette(id="--command-palette",
+                                            placeholder=t("palette.placeholder")))
 
     # --- shutdown ---
 

@@ -202,3 +202,76 @@ async def test_the_recipe_for_textuals_own_words() -> None:
         await pilot.press("ctrl+p")
         await pilot.pause()
         assert app.screen.query_one(CommandInput).placeholder == "コマンドを検索…"
+
+
+@pytest.fixture
+def fixed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from slmchat.tui.screens import models
+
+    real = models.estimate_memory
+    monkeypatch.setattr(models, "estimate_memory", lambda *a, **k: replace(
+        real(*a, **k), available_bytes=16 * 2**30))
+
+
+def test_japanese_chat_at_80x24(snap_compare, make_app, db_path: Path) -> None:
+    """The smallest terminal: the status bar (wide words left out whole, least important
+    first) and the footer's keys in Japanese."""
+    set_language("ja")
+    seed(db_path)
+    app = make_app(FakeEngine(replies=[REPLY]))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=japanese_chat)
+
+
+@pytest.mark.parametrize("panel", ["models", "finetune"])
+def test_japanese_docked_panel(snap_compare, panel: str, tmp_path: Path, fixed_memory: None,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat with the status bar and a docked panel at 160x48, all in Japanese."""
+    from tests.tui.layouts import DOCKED_STATES
+
+    set_language("ja")
+    monkeypatch.chdir(tmp_path)
+    app, run_before = DOCKED_STATES[panel](tmp_path / "conversations.db")
+    try:
+        assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+    finally:
+        app.store.close()
+
+
+async def test_app_palette_status_bar_and_footer_in_japanese(make_app) -> None:
+    from textual.command import CommandInput
+    from textual.widgets import Footer
+
+    set_language("ja")
+    app = make_app(FakeEngine())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        line = str(app.chat.status.render_status(160))
+        assert "文脈" in line and "オフライン" in line and "ctx" not in line
+        keys = {b.binding.id: b.binding.description for b in app.chat.active_bindings.values()}
+        assert keys["app.models"] == "モデル" and keys["app.finetune"] == "ファインチューニング"
+        assert app.chat.query_one(Footer).display
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"新しいチャット", "モデル", "モデルの切り替え", "終了"} <= titles
+        assert not {"New chat", "Models", "Quit"} & titles
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert app.screen.query_one(CommandInput).placeholder == "コマンドを検索…"
+
+
+def test_model_change_divider_and_settings_labels() -> None:
+    """The stored label is data (kept as it is); the words around it follow the
+    language. The settings panel's English labels are the engine's own."""
+    from slmchat.engine.generation.sampling import SAMPLING_RANGES
+    from slmchat.tui.screens.model_switcher import ModelDivider
+    from slmchat.tui.widgets.settings_panel import hint_for, label_for
+
+    for r in SAMPLING_RANGES:
+        assert label_for(r.name) == r.label
+        assert hint_for(r.name) == (f"{r.hint}, {r.describe()}" if r.hint else r.describe())
+    assert str(ModelDivider("smol [lora on x]").content) == "── model changed to smol [lora on x] ──"
+    set_language("ja")
+    assert str(ModelDivider("smol").content) == "── モデルを smol に変更 ──"
+    assert label_for("temperature") == "温度"
+    assert hint_for("temperature").startswith("0 = グリーディ, ")

@@ -15,8 +15,9 @@ from slmchat.engine.model.discovery import discover
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import Engine
 from slmchat.errors import ModelLoadError
+from slmchat.i18n import t
 from slmchat.tui.screens.dialogs import TextPrompt
-from slmchat.tui.screens.models import CPU_BNB_WARNING, ModelsPanel, ModelsScreen
+from slmchat.tui.screens.models import ModelsPanel, ModelsScreen
 from tests.modelkit import make_lora, truncated_copy
 
 SIZE = (140, 44)
@@ -107,7 +108,7 @@ async def test_cpu_warning_and_int8_offer(settings: Settings) -> None:
         assert not screen.query_one("#use-int8", Button).display
         screen.query_one("#opt-quant", Select).value = "8bit"
         await pilot.pause()
-        assert str(screen.query_one("#cpu-warning", Static).render()) == CPU_BNB_WARNING
+        assert str(screen.query_one("#cpu-warning", Static).render()) == t("models.cpu_bnb_warning")
         assert screen.query_one("#use-int8", Button).display
         await pilot.click("#use-int8")
         await pilot.pause()

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
 from slmchat.errors import SlmChatError
+from slmchat.i18n import t
 from slmchat.tui.generation import (
     CONTINUABLE,
     STATUS_FOR_FINISH,
@@ -47,10 +48,6 @@ if TYPE_CHECKING:
     from slmchat.engine.session import EngineLike
     from slmchat.engine.store.store import Store
 
-EDIT_BANNER = (
-    "Editing an earlier message: Enter sends it as a new branch (the old one is kept, "
-    "Alt+Left/Right moves between them); Esc cancels."
-)
 
 
 class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
@@ -93,7 +90,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             yield ConversationSidebar(self.store, id="sidebar")
             with Vertical(id="chat"):
                 yield ChatLog(id="log")
-                yield Static(EDIT_BANNER, id="edit-banner")
+                yield Static(t("chat.edit_banner"), id="edit-banner")
                 yield AttachmentsBar()
                 yield OfferBar(id="offers")
                 yield PromptBox(id="prompt")
@@ -163,7 +160,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             self.prompt.clear()
             return
         if self.generating or self.pending:
-            self.notify("A reply is still being written; Esc stops it.", severity="warning")
+            self.notify(t("chat.still_writing"), severity="warning")
             return
         self.prompt.remember(text)
         self.prompt.clear()
@@ -207,7 +204,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         try:
             params = params_from(self.chat_settings)
         except SlmChatError as exc:
-            self.notify(str(exc), title="Invalid chat settings", severity="error")
+            self.notify(str(exc), title=t("insp.invalid_settings"), severity="error")
             return
         history = self.store.messages(self.conv.id)
         messages = chat_messages(history, self.chat_settings.get("system_prompt"))
@@ -261,7 +258,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         try:
             writer.finish(status, prov)
         except Exception as exc:  # e.g. the store was closed on exit
-            error = error or f"could not save the reply: {exc}"
+            error = error or t("compare.not_saved", error=exc)
         self.post_message(ReplyFinished(job.msg_id, status, last, error, prov))
 
     def on_reply_delta(self, event: ReplyDelta) -> None:
@@ -287,7 +284,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             status.context_used = event.last.prompt_tokens + event.last.new_tokens
         status.refresh_status()
         if event.error:
-            self.notify(event.error, title="Generation failed", severity="error")
+            self.notify(event.error, title=t("chat.generation_failed"), severity="error")
 
     # --- chat actions ---
 
@@ -300,7 +297,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         elif self.pending:
             self.pending = False
             self.call_later(self._remove_waiting)
-            self.notify("Cancelled; your message is kept.")
+            self.notify(t("chat.cancelled"))
         elif self.editing is not None:
             self.cancel_edit()
             self.prompt.clear()
@@ -316,7 +313,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
 
     async def action_regenerate(self) -> None:
         if self.generating or self.pending or self.conv is None:
-            self.notify("Nothing to regenerate now.", severity="warning")
+            self.notify(t("chat.nothing_to_regenerate"), severity="warning")
             return
         last = self._last_view()
         if last is None:
@@ -332,8 +329,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         last = self._last_view()
         if self.generating or last is None or last.role != "assistant" \
                 or last.status not in CONTINUABLE:
-            self.notify("Only a reply that hit the token limit or was stopped can be continued.",
-                        severity="warning")
+            self.notify(t("chat.cannot_continue"), severity="warning")
             return
         await self._start_reply(continue_view=last)
 
@@ -350,7 +346,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
 
     def _copy(self, view: MessageView) -> None:
         self.app.copy_to_clipboard(view.content)
-        self.notify(f"Copied {len(view.content)} characters to the clipboard.")
+        self.notify(t("chat.copied", n=len(view.content)))
 
     def on_chat_log_edit_requested(self, event: ChatLog.EditRequested) -> None:
         self._begin_edit(event.view)
@@ -365,10 +361,10 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             self.action_edit_reply()
             return
         if view.role != "user":
-            self.notify("Only your own messages can be edited.", severity="warning")
+            self.notify(t("chat.only_own"), severity="warning")
             return
         if self.generating:
-            self.notify("Stop the reply first (Esc).", severity="warning")
+            self.notify(t("chat.stop_first"), severity="warning")
             return
         self.editing = view
         view.add_class("-editing")
@@ -419,12 +415,12 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         self.chat_settings = {**dict(event.values), **self.file_settings()}
         if self.conv is not None:
             self.store.set_conversation_settings(self.conv.id, self.chat_settings)
-        where = "this chat"
+        where = "chat.saved_here"
         if event.as_default:
             self.defaults = dict(event.values)
             save_default = getattr(self.app, "save_generation_defaults", None)
             if save_default is not None:
                 save_default(event.values)
-            where = "this chat and as the default for new chats"
+            where = "chat.saved_default"
         self._close_settings()
-        self.notify(f"Settings saved for {where}.")
+        self.notify(t(where))

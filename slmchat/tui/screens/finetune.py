@@ -33,6 +33,7 @@ from slmchat.engine.model.naming import finetuned_name
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
+from slmchat.i18n import get_language, has, localize_bindings, t
 from slmchat.tui.messages import PreviewText, RunSpawned
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
@@ -41,7 +42,12 @@ STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "�
 
 def run_label(r: runs.RunSummary) -> str:
     total = f"/{r.total_steps}" if r.total_steps else ""
-    return f"{STATE_MARK.get(r.state, '?')} {r.name[:26]} {r.state} {r.step}{total}"
+    return f"{STATE_MARK.get(r.state, '?')} {r.name[:26]} {state_name(r.state)} {r.step}{total}"
+
+
+def state_name(state: str) -> str:
+    """A run state in the UI language ("running" -> "実行中"); unknown ones as they are."""
+    return t(f"ft.state.{state}") if has(f"ft.state.{state}") else state
 
 
 def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None:
@@ -52,14 +58,16 @@ def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None
     chat = getattr(app, "chat", None)
     store = getattr(app, "store", None)
     if chat is None or store is None:
-        app.notify("Compare needs the chat screen.", severity="warning")
+        app.notify(t("ft.compare_needs_chat"), severity="warning")
         return
     base = summary.model or "default"
-    base_label = f"{MODEL_NAME} (default)" if base == "default" else Path(base).name
+    base_label = t("ft.default_label", name=MODEL_NAME) if base == "default" \
+        else Path(base).name
     compare_base_and_tuned(
         app, engine if engine is not None else app.engine, store, chat.chat_settings,
         ModelSpec(path=base), ModelSpec(path=summary.out),
-        (f"base: {base_label}", f"tuned: {finetuned_name(Path(summary.out)) or summary.name}"),
+        (t("ft.base", label=base_label),
+         t("ft.tuned", label=finetuned_name(Path(summary.out)) or summary.name)),
         opened=chat.open_compared)
 
 
@@ -85,6 +93,7 @@ class FinetunePanel(Vertical):
     FinetunePanel #ft-left { width: 46; border-right: solid $primary; padding: 0 1; }
     FinetunePanel.-narrow #ft-left { width: 38; }
     FinetunePanel .ft-label { width: 11; color: $text-muted; }
+    FinetunePanel.-wide-labels .ft-label { width: 13; }
     FinetunePanel #ft-browse { min-width: 3; width: 3; margin: 0 0 0 1; }
     FinetunePanel #ft-right { width: 1fr; padding: 0 1; }
     FinetunePanel #ft-runs { height: 5; }
@@ -102,17 +111,19 @@ class FinetunePanel(Vertical):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close"),
-        Binding("ctrl+s", "start", "Start"),
+        Binding("escape", "close", "Close", id="finetune.close"),
+        Binding("ctrl+s", "start", "Start", id="finetune.start"),
         # A finished run's actions without tabbing across the whole form.
-        Binding("f5", "use_model", "Use model"),
-        Binding("f6", "compare", "Compare"),
+        Binding("f5", "use_model", "Use model", id="finetune.use_model"),
+        Binding("f6", "compare", "Compare", id="finetune.compare"),
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None,
                  runs_root: Path | None = None, docked: bool = False,
                  id: str | None = None) -> None:
         super().__init__(id=id, classes="-docked" if docked else "")
+        localize_bindings(self)
+        self.set_class(get_language() == "ja", "-wide-labels")  # 2 cells a character
         self.docked = docked
         self.engine = engine  # the chat's: Compare loads base and tuned beside its model
         self.settings = settings
@@ -139,39 +150,39 @@ class FinetunePanel(Vertical):
     def _form_column(self) -> ComposeResult:
         model = self.base_choice()
         with VerticalScroll(id="ft-left"):
-            yield Label("Runs", classes="ft-section")
+            yield Label(t("ft.runs"), classes="ft-section")
             yield OptionList(id="ft-runs", compact=True)
-            yield Label("New run", classes="ft-section")
+            yield Label(t("ft.new_run"), classes="ft-section")
             with Horizontal(classes="ft-row"):
-                yield Label("data", classes="ft-label")
-                yield Input(placeholder=".txt .md .jsonl or folder", id="ft-file",
+                yield Label(t("ft.field.data"), classes="ft-label")
+                yield Input(placeholder=t("ft.file_placeholder"), id="ft-file",
                             compact=True)
-                yield Button("…", id="ft-browse", tooltip="browse for a file",
+                yield Button("…", id="ft-browse", tooltip=t("ft.browse"),
                              compact=True)
-            yield from self._field("model", Input(value=model, id="ft-model", compact=True))
-            yield from self._field("method", Select(
+            yield from self._field(t("ft.field.model"), Input(value=model, id="ft-model", compact=True))
+            yield from self._field(t("ft.field.method"), Select(
                 [(m, m) for m in ("lora", "full", "qlora")], value="lora",
                 allow_blank=False, id="ft-method", compact=True))
-            yield from self._field("max steps", Input(
-                placeholder="(use epochs)", id="ft-steps", type="integer", compact=True))
-            yield from self._field("epochs", Input(value="1", id="ft-epochs",
+            yield from self._field(t("ft.field.max_steps"), Input(
+                placeholder=t("ft.use_epochs"), id="ft-steps", type="integer", compact=True))
+            yield from self._field(t("ft.field.epochs"), Input(value="1", id="ft-epochs",
                                                    type="number", compact=True))
-            yield from self._field("lr", Input(placeholder="auto", id="ft-lr",
+            yield from self._field(t("ft.field.lr"), Input(placeholder=t("ft.auto"), id="ft-lr",
                                                type="number", compact=True))
-            yield from self._field("block size", Input(value="256", id="ft-block",
+            yield from self._field(t("ft.field.block_size"), Input(value="256", id="ft-block",
                                                        type="integer", compact=True))
-            yield from self._field("batch size", Input(value="4", id="ft-batch",
+            yield from self._field(t("ft.field.batch_size"), Input(value="4", id="ft-batch",
                                                        type="integer", compact=True))
-            yield from self._field("LoRA rank", Input(value="8", id="ft-rank",
+            yield from self._field(t("ft.field.lora_rank"), Input(value="8", id="ft-rank",
                                                       type="integer", compact=True))
             with Horizontal(classes="ft-buttons"):
-                yield Button("Preview", id="ft-preview-btn", compact=True)
-                yield Button("Start", id="ft-start", variant="primary", compact=True)
+                yield Button(t("ft.preview"), id="ft-preview-btn", compact=True)
+                yield Button(t("ft.start"), id="ft-start", variant="primary", compact=True)
             yield Static("", id="ft-preview")
 
     def _watch_column(self) -> ComposeResult:
         with Vertical(id="ft-right"):
-            yield Static("No run selected. Pick a file and start one.", id="ft-title")
+            yield Static(t("ft.no_run"), id="ft-title")
             yield PlotextPlot(id="ft-chart")
             with Horizontal(id="ft-progress-row"):
                 yield ProgressBar(total=None, show_eta=False, id="ft-progress")
@@ -179,12 +190,12 @@ class FinetunePanel(Vertical):
             yield Static("", id="ft-result")
             # Two short rows: every action stays reachable down to 80 columns.
             with Horizontal(classes="ft-buttons"):
-                yield Button("Use model", id="ft-use", variant="success", compact=True)
-                yield Button("Compare", id="ft-compare", compact=True)
-                yield Button("Close", id="ft-close", compact=True)
+                yield Button(t("ft.use"), id="ft-use", variant="success", compact=True)
+                yield Button(t("ft.compare"), id="ft-compare", compact=True)
+                yield Button(t("ft.close"), id="ft-close", compact=True)
             with Horizontal(classes="ft-buttons"):
-                yield Button("Cancel run", id="ft-cancel", variant="error", compact=True)
-                yield Button("Resume", id="ft-resume", compact=True)
+                yield Button(t("ft.cancel_run"), id="ft-cancel", variant="error", compact=True)
+                yield Button(t("ft.resume"), id="ft-resume", compact=True)
 
     def base_choice(self) -> str:
         """The model a new run starts from: the chat's model, or its base when that is a
@@ -282,12 +293,14 @@ class FinetunePanel(Vertical):
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("loss (train / held-out)")
-        plt.xlabel("step")
+        plt.title(t("ft.chart.title"))
+        plt.xlabel(t("ft.chart.step"))
         if self.train_points:
-            plt.plot(*zip(*self.train_points, strict=True), label="train", marker="braille")
+            plt.plot(*zip(*self.train_points, strict=True), label=t("ft.chart.train"),
+                     marker="braille")
         if self.eval_points:
-            plt.plot(*zip(*self.eval_points, strict=True), label="eval", marker="dot")
+            plt.plot(*zip(*self.eval_points, strict=True), label=t("ft.chart.eval"),
+                     marker="dot")
         chart.refresh()
 
     def _show_summary(self) -> None:
@@ -295,22 +308,23 @@ class FinetunePanel(Vertical):
         if s is None:
             return
         self.query_one("#ft-title", Static).update(
-            f"[b]{s.name}[/b] · {s.method or '?'} on {Path(s.data).name or '?'} · "
-            f"[{'green' if s.state == 'done' else 'yellow'}]{s.state}[/]")
+            f"[b]{s.name}[/b] · "
+            + t("ft.method_on", method=s.method or "?", data=Path(s.data).name or "?")
+            + f" · [{'green' if s.state == 'done' else 'yellow'}]{state_name(s.state)}[/]")
         bar = self.query_one("#ft-progress", ProgressBar)
         total = s.total_steps or int(self.last_row.get("total_steps") or 0) or None
         bar.update(total=total, progress=s.step if s.state != "done" else (total or 0))
         row = self.last_row
-        parts = [f"step {s.step}/{total or '?'}"]
+        parts = [t("ft.stat.step", step=s.step, total=total or "?")]
         if row.get("tokens_per_s"):
-            parts.append(f"{row['tokens_per_s']:.0f} tok/s")
+            parts.append(t("ft.stat.tps", tps=row["tokens_per_s"]))
         if s.state == "running" and row.get("eta_s") is not None:
-            parts.append(f"ETA {format_duration(row['eta_s'])}")
+            parts.append(t("ft.stat.eta", eta=format_duration(row["eta_s"])))
         if row.get("lr"):
-            parts.append(f"lr {row['lr']:.2e}")
+            parts.append(t("ft.stat.lr", lr=row["lr"]))
         if row.get("elapsed_s"):
-            parts.append(f"elapsed {format_duration(row['elapsed_s'])}")
-        self.query_one("#ft-stats", Static).update("  ·  ".join(parts))
+            parts.append(t("ft.stat.elapsed", elapsed=format_duration(row["elapsed_s"])))
+        self.query_one("#ft-stats", Static).update(t("ft.stat.sep").join(parts))
         self.query_one("#ft-result", Static).update(self._result_text(s))
         self._update_buttons()
 
@@ -320,13 +334,12 @@ class FinetunePanel(Vertical):
         if m.get("perplexity_before") is not None:
             after = m.get("perplexity_after")
             after_text = f"{after:.2f}" if after is not None else "…"
-            lines.append(f"held-out perplexity: before {m['perplexity_before']:.2f} → "
-                         f"after {after_text}")
+            lines.append(t("ft.ppl", before=m["perplexity_before"], after=after_text))
         warning = runs.overfitting_warning(self.eval_points)
         if warning is not None:
             lines.append(f"[yellow]⚠ {warning}[/]")
         if s.state == "done":
-            lines.append(f"saved to {s.out}")
+            lines.append(t("ft.saved_to", path=s.out))
         elif s.message and s.state in ("failed", "cancelled", "dead"):
             lines.append(f"[{'red' if s.state != 'cancelled' else 'yellow'}]{s.message}[/]")
         elif s.message:
@@ -352,10 +365,10 @@ class FinetunePanel(Vertical):
             try:
                 return kind(text) if text else default
             except ValueError as exc:
-                raise SlmChatError(f"{id_[3:]}: not a number: {text!r}") from exc
+                raise SlmChatError(t("ft.not_number", field=id_[3:], text=repr(text))) from exc
 
         if not val("ft-file"):
-            raise SlmChatError("choose a training file first")
+            raise SlmChatError(t("ft.choose_file"))
         method = self.query_one("#ft-method", Select).value
         return TrainArgs(
             data=str(Path(val("ft-file")).expanduser()), model=val("ft-model") or "default",
@@ -376,7 +389,7 @@ class FinetunePanel(Vertical):
     def action_preview(self) -> None:
         args = self._args_or_notify()
         if args is not None:
-            self.query_one("#ft-preview", Static).update("reading the data…")
+            self.query_one("#ft-preview", Static).update(t("ft.reading"))
             self._preview_worker(args)
 
     @work(thread=True, exclusive=True, group="ft-preview")
@@ -386,7 +399,7 @@ class FinetunePanel(Vertical):
         try:
             pv = preview(args, probe_steps=0)
             self.post_message(PreviewText("\n".join(
-                [*pv.lines(), "estimate   measuring a few steps…"])))
+                [*pv.lines(), t("ft.measuring")])))
             pv = preview(args, probe_steps=2)
             self.post_message(PreviewText("\n".join(pv.lines())))
         except SlmChatError as exc:
@@ -398,7 +411,7 @@ class FinetunePanel(Vertical):
     def action_start(self) -> None:
         args = self._args_or_notify()
         if args is not None:
-            self.query_one("#ft-preview", Static).update("checking the data…")
+            self.query_one("#ft-preview", Static).update(t("ft.checking"))
             self._start_worker(args)
 
     @work(thread=True, exclusive=True, group="ft-start")
@@ -445,7 +458,7 @@ class FinetunePanel(Vertical):
     def cancel_run(self) -> None:
         if self.selected is not None:
             runs.request_cancel(self.selected)
-            self.notify("Stopping after the current step (a checkpoint is kept).")
+            self.notify(t("ft.stopping"))
 
     @on(Button.Pressed, "#ft-resume")
     def resume_run(self) -> None:
@@ -458,13 +471,13 @@ class FinetunePanel(Vertical):
         if self.summary and self.summary.state == "done" and self.summary.out:
             self.post_message(self.UseModel(ModelSpec(path=self.summary.out)))
         else:
-            self.notify("Choose a finished run first.", severity="warning")
+            self.notify(t("ft.choose_run"), severity="warning")
 
     @on(Button.Pressed, "#ft-compare")
     def action_compare(self) -> None:
         s = self.summary
         if not (s and s.state == "done" and s.out):
-            self.notify("Choose a finished run first.", severity="warning")
+            self.notify(t("ft.choose_run"), severity="warning")
             return
         open_compare(self.app, s, self.engine)
 
@@ -477,11 +490,13 @@ class FinetuneScreen(Screen[ModelSpec | None]):
     """The fine-tune panel at full width (narrow terminals): dismisses with the spec of
     a finished run's model ("Use model") or None."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="finetune_screen.close")]
 
     def __init__(self, engine: Any = None, settings: Any = None,
                  runs_root: Path | None = None) -> None:
         super().__init__()
+        localize_bindings(self)
         self.panel = FinetunePanel(engine, settings, runs_root)
 
     def compose(self) -> ComposeResult:

@@ -32,6 +32,7 @@ from textual.widgets.option_list import Option
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.fmt import human_bytes
+from slmchat.i18n import localize_bindings, t
 from slmchat.tui.messages import ModelsFound
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.ui_state import spec_dict, spec_from
@@ -41,16 +42,6 @@ if TYPE_CHECKING:
     from slmchat.engine.model.spec import ModelInfo
     from slmchat.engine.store.store import ModelChange
 
-SWITCHER_TITLE = "Switch model"
-SWITCHER_HINT = "Type to filter · ↑/↓ choose · Enter switches · Esc cancels"
-SWITCHER_PLACEHOLDER = "Model name, format, folder…"
-SCANNING = "Looking for local models…"
-NO_MATCH = "No model matches."
-RECENT_MARK = "recent"
-CURRENT_MARK = "loaded"
-DIVIDER = "model changed to {label}"
-SWITCH_BACK = "This conversation last used {old}; {new} is loaded now."
-SWITCH_BACK_ACTION = "Switch back"
 
 # Formats the onnx runtime runs as they are; "auto" converts plain Llama checkpoints on
 # first use (engine/model/onnx_runtime.py) and falls back to transformers otherwise.
@@ -100,15 +91,16 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
     ModelSwitcher #switcher-hint { color: $text-muted; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("down", "move(1)", "Next", show=False),
-        Binding("up", "move(-1)", "Previous", show=False),
+        Binding("escape", "cancel", "Cancel", id="switcher.cancel"),
+        Binding("down", "move(1)", "Next", show=False, id="switcher.next"),
+        Binding("up", "move(-1)", "Previous", show=False, id="switcher.previous"),
     ]
 
     def __init__(self, discover_fn: Callable[[], list[ModelEntry]],
                  recent: list[dict[str, Any]] | None = None,
                  current: ModelSpec | None = None) -> None:
         super().__init__()
+        localize_bindings(self)
         self.discover_fn = discover_fn
         self.recent = [r for r in (recent or []) if isinstance(r, dict) and r.get("path")]
         self.current = current
@@ -117,13 +109,13 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="switcher"):
-            yield Input(placeholder=SWITCHER_PLACEHOLDER, id="switcher-filter", compact=True)
-            yield OptionList(Option(SCANNING, disabled=True), id="switcher-list",
+            yield Input(placeholder=t("switcher.placeholder"), id="switcher-filter", compact=True)
+            yield OptionList(Option(t("switcher.scanning"), disabled=True), id="switcher-list",
                              compact=True)
-            yield Static(SWITCHER_HINT, id="switcher-hint")
+            yield Static(t("switcher.hint"), id="switcher-hint")
 
     def on_mount(self) -> None:
-        self.query_one("#switcher", Vertical).border_title = SWITCHER_TITLE
+        self.query_one("#switcher", Vertical).border_title = t("switcher.title")
         self.query_one("#switcher-filter", Input).focus()
         self._scan()
 
@@ -163,13 +155,13 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
         spec = self._recent_spec(entry)
         marks = []
         if self.current is not None and entry.path == self.current.path:
-            marks.append(CURRENT_MARK)
+            marks.append(t("switcher.loaded"))
         elif spec is not None:
-            marks.append(RECENT_MARK)
+            marks.append(t("switcher.recent"))
         options = ""
         if spec is not None and (spec.quant != "none" or spec.adapter):
             options = f" {spec.quant if spec.quant != 'none' else ''}" + (
-                " +adapter" if spec.adapter else "")
+                t("switcher.adapter") if spec.adapter else "")
         line = Text(entry.label, style="bold")
         line.append(f"  {entry.format}{options} · {human_bytes(entry.size_bytes)} · "
                     f"{runtime_hint(entry, spec, self._base(entry))}", style="dim")
@@ -183,7 +175,7 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
         self.shown = ranked(self.entries, query, recent_paths)
         box.clear_options()
         if not self.shown:
-            box.add_option(Option(NO_MATCH, disabled=True))
+            box.add_option(Option(t("switcher.no_match"), disabled=True))
             return
         box.add_options([Option(self._row(e), id=str(i)) for i, e in enumerate(self.shown)])
         first = 0
@@ -220,7 +212,8 @@ class ModelDivider(Static):
 
     def __init__(self, label: str) -> None:
         # Text, not markup: a fine-tuned model's name has "[lora on …]" in it.
-        super().__init__(Text(f"── {DIVIDER.format(label=label)} ──"), classes="model-divider")
+        text = t("switcher.divider", label=label)
+        super().__init__(Text(f"── {text} ──"), classes="model-divider")
         self.label = label
 
 
@@ -310,8 +303,8 @@ class ModelSwitchActions(ConversationScreen):
             return
         old = _spec_label(spec)
         new = _spec_label(self.model_spec)
-        self.call_later(offers.offer, "switch-back", SWITCH_BACK.format(old=old, new=new),
-                        [(SWITCH_BACK_ACTION, "switch")], spec)
+        self.call_later(offers.offer, "switch-back", t("switcher.back", old=old, new=new),
+                        [(t("switcher.back_action"), "switch")], spec)
 
     async def on_offer_bar_chosen(self, event: OfferBar.Chosen) -> None:
         if event.kind != "switch-back":

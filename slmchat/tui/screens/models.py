@@ -37,20 +37,19 @@ from textual.widgets import (
 from slmchat.engine.model.discovery import ModelEntry, discover, estimate_memory, filter_entries
 from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
 from slmchat.fmt import human_bytes, human_count
+from slmchat.i18n import has, localize_bindings, t
 from slmchat.tui.messages import ModelsFound, TaskDone, TaskProgress
 from slmchat.tui.screens.dialogs import TextPrompt
 from slmchat.tui.screens.model_tasks import free_path, run_export, run_quantize
 
-CPU_BNB_WARNING = (
-    "bitsandbytes runs on the CPU but slowly (default model: 8-bit ~0.7 tok/s, 4-bit "
-    "~1.6 tok/s, fp32 ~21 tok/s). On the CPU choose int8 (ONNX, fast CPU); cpu-int8 (torch "
-    "dynamic int8) is also faster than fp32 here."
-)
 # The onnx runtime's int8 copy: the recommended CPU choice (ModelSpec.runtime="onnx"; saved
 # with `quantize --method onnx-int8`), listed with the quantizations.
 ONNX_CHOICE = "onnx-int8"
-QUANT_OPTIONS = [("none", "none"), ("int8 (ONNX, fast CPU) - recommended on CPU", ONNX_CHOICE),
-                 *((q, q) for q in QUANTS if q != "none")]
+
+
+def quant_options() -> list[tuple[str, str]]:
+    return [(t("models.quant.none"), "none"), (t("models.quant.onnx"), ONNX_CHOICE),
+            *((q, q) for q in QUANTS if q != "none")]
 
 
 def _opts(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -98,15 +97,16 @@ class ModelsPanel(Vertical):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close"),
-        Binding("ctrl+l", "load", "Load"),
-        Binding("ctrl+r", "refresh", "Rescan"),
-        Binding("ctrl+f", "focus_filter", "Filter"),
+        Binding("escape", "close", "Close", id="models.close"),
+        Binding("ctrl+l", "load", "Load", id="models.load"),
+        Binding("ctrl+r", "refresh", "Rescan", id="models.rescan"),
+        Binding("ctrl+f", "focus_filter", "Filter", id="models.filter"),
     ]
 
     def __init__(self, engine: Any = None, settings: Any = None, *,
                  discover_fn: Any = None, docked: bool = False, id: str | None = None) -> None:
         super().__init__(id=id, classes="-docked" if docked else "")
+        localize_bindings(self)
         self.docked = docked
         self.engine = engine
         self.settings = settings
@@ -121,26 +121,26 @@ class ModelsPanel(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="models-body"):
             with Vertical(id="models-left"):
-                yield Input(placeholder="Filter models (type to narrow)…", id="filter",
+                yield Input(placeholder=t("models.filter"), id="filter",
                             compact=True)
                 yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="current")
             with Vertical(id="models-right"):
                 with VerticalScroll(id="models-details"):
-                    yield Static("Scanning for models…", id="details")
+                    yield Static(t("models.scanning"), id="details")
                     yield from self._option_rows()
                     yield Static("", id="estimate")
                     yield Static("", id="cpu-warning")
                 # The actions stay in view whatever the terminal height.
                 with Vertical(id="models-actions"):
                     with Horizontal(classes="buttons"):
-                        yield Button("Load", id="load", variant="primary", compact=True)
-                        yield Button("Use cpu-int8", id="use-int8", variant="warning",
+                        yield Button(t("models.load"), id="load", variant="primary", compact=True)
+                        yield Button(t("models.use_int8"), id="use-int8", variant="warning",
                                      compact=True)
-                        yield Button("Close", id="close", compact=True)
+                        yield Button(t("models.close"), id="close", compact=True)
                     with Horizontal(classes="buttons"):
-                        yield Button("Quantize & save", id="quantize", compact=True)
-                        yield Button("Export", id="export", compact=True)
+                        yield Button(t("models.quantize"), id="quantize", compact=True)
+                        yield Button(t("models.export"), id="export", compact=True)
                     yield ProgressBar(total=100, id="task-progress", show_eta=False)
                     yield Static("", id="task-status")
 
@@ -149,33 +149,33 @@ class ModelsPanel(Vertical):
             return Select(_opts(values), value=value, allow_blank=False, compact=True, id=id_)
 
         rows: list[tuple[str, Any]] = [
-            ("dtype", select(DTYPES, "auto", "opt-dtype")),
-            ("device", select(("auto", "cpu", "cuda", "mps"), "auto", "opt-device")),
-            ("quantization", Select(QUANT_OPTIONS, value="none", allow_blank=False, compact=True,
+            ("models.opt.dtype", select(DTYPES, "auto", "opt-dtype")),
+            ("models.opt.device", select(("auto", "cpu", "cuda", "mps"), "auto", "opt-device")),
+            ("models.opt.quant", Select(quant_options(), value="none", allow_blank=False, compact=True,
                                     id="opt-quant")),
-            ("4-bit type", select(("nf4", "fp4"), "nf4", "opt-4bit-type")),
-            ("compute dtype", select(("bf16", "fp16", "fp32"), "bf16", "opt-compute")),
-            ("adapter", Input(placeholder="optional LoRA adapter folder", id="opt-adapter",
+            ("models.opt.4bit_type", select(("nf4", "fp4"), "nf4", "opt-4bit-type")),
+            ("models.opt.compute", select(("bf16", "fp16", "fp32"), "bf16", "opt-compute")),
+            ("models.opt.adapter", Input(placeholder=t("models.adapter_placeholder"), id="opt-adapter",
                               compact=True)),
         ]
-        for label, widget in rows:
+        for label_id, widget in rows:
             four_bit = widget.id in ("opt-4bit-type", "opt-compute")
             with Horizontal(classes="opt-row -bnb4" if four_bit else "opt-row"):
-                yield Label(label)
+                yield Label(t(label_id))
                 yield widget
-        yield Checkbox("4-bit double quantization", value=True, id="opt-double",
+        yield Checkbox(t("models.double_quant"), value=True, id="opt-double",
                        classes="-bnb4", compact=True)
 
     def on_mount(self) -> None:
         info = getattr(self.engine, "info", None)
         self.query_one("#current", Static).update(
-            f"Loaded: {info.label}" if info else "Loaded: (none)")
+            t("models.loaded", label=info.label) if info else t("models.loaded_none"))
         self.action_refresh()
 
     # --- discovery ---
 
     def action_refresh(self) -> None:
-        self.query_one("#details", Static).update("Scanning for models…")
+        self.query_one("#details", Static).update(t("models.scanning"))
         self._scan()
 
     @work(thread=True, exclusive=True, group="models-scan")
@@ -183,7 +183,7 @@ class ModelsPanel(Vertical):
         try:
             entries = list(self._discover())
         except Exception as exc:  # never crash the panel on a bad folder
-            self.post_message(TaskDone("scan", f"Scan failed: {exc}", ok=False))
+            self.post_message(TaskDone("scan", t("models.scan_failed", error=exc), ok=False))
             entries = []
         self.post_message(ModelsFound(entries, select_path))
 
@@ -205,21 +205,22 @@ class ModelsPanel(Vertical):
         table = self.query_one("#models-table", DataTable)
         self.shown = filter_entries(self.entries, query)
         rows = [(e.label, e.format + (" ⚠" if e.problem else ""), human_bytes(e.size_bytes),
-                 human_count(e.n_params), "yes" if e.has_chat_template else "no",
+                 human_count(e.n_params), t("models.yes") if e.has_chat_template else t("models.no"),
                  e.architecture) for e in self.shown]
         # Columns are rebuilt with their widths measured here: DataTable's own measuring
         # runs later and could leave cells drawn at the header's width. Narrow terminals
         # scroll the table sideways, so the telling columns come first.
         table.clear(columns=True)
-        for k, header in enumerate(("Name", "Format", "Size", "Params", "Chat", "Arch")):
-            width = max([len(header), *(cell_len(row[k]) for row in rows)])
+        for k, col in enumerate(("name", "format", "size", "params", "chat", "arch")):
+            header = t(f"models.col.{col}")
+            width = max([cell_len(header), *(cell_len(row[k]) for row in rows)])
             table.add_column(header, width=min(width, 48))
         for i, row in enumerate(rows):
             table.add_row(*row, key=str(i))
         if not self.shown:
             self.selected = None
             self.query_one("#details", Static).update(
-                "No models match." if self.entries else "No models found.")
+                t("models.no_match") if self.entries else t("models.none_found"))
             self._update_estimate()
             return
         index = 0
@@ -241,18 +242,20 @@ class ModelsPanel(Vertical):
 
     def _select(self, entry: ModelEntry) -> None:
         self.selected = entry
-        context = f" · context {entry.context_length}" if entry.context_length else ""
-        base = f" on base {escape(entry.base)}" if entry.base else ""
+        context = t("models.context", n=entry.context_length) if entry.context_length else ""
+        base = t("models.on_base", base=escape(entry.base)) if entry.base else ""
         lines = [
             f"[b]{escape(entry.label)}[/b]",
             f"{entry.format}{base} · {escape(entry.architecture)}",
-            f"{human_count(entry.n_params)} parameters · {human_bytes(entry.size_bytes)}"
+            t("models.params", n=human_count(entry.n_params), size=human_bytes(entry.size_bytes))
             + context,
-            f"chat template: {'yes' if entry.has_chat_template else 'no'} · {entry.source}",
+            t("models.template", yes_no=t("models.yes") if entry.has_chat_template
+              else t("models.no"), source=entry.source),
             f"[dim]{escape(entry.path)}[/dim]",
         ]
         if entry.problem:
-            lines.append(f"[red]problem: {escape(entry.problem)}[/red]")
+            problem = t("models.problem", problem=escape(entry.problem))
+            lines.append(f"[red]{problem}[/red]")
         self.query_one("#details", Static).update("\n".join(lines))
         self._update_estimate()
 
@@ -313,20 +316,20 @@ class ModelsPanel(Vertical):
         for row in self.query(".-bnb4"):  # bitsandbytes 4-bit options: only where they apply
             row.display = spec.quant == "4bit"
         slow = spec.quant in ("8bit", "4bit") and self._device_is_cpu(spec.device)
-        warning.update(CPU_BNB_WARNING if slow else "")
+        warning.update(t("models.cpu_bnb_warning") if slow else "")
         int8_button.display = slow
         entry = self.selected
         assert entry is not None
         if not entry.n_params:
-            estimate.update("Memory estimate: unknown (no parameter count)")
+            estimate.update(t("models.estimate_unknown"))
             return
         est = estimate_memory(spec, entry, self._base_entry(entry))
-        text = (f"Memory estimate: ~{human_bytes(est.total_bytes)} (weights "
-                f"{human_bytes(est.weights_bytes)}, KV cache {human_bytes(est.kv_cache_bytes)})")
+        text = t("models.estimate", total=human_bytes(est.total_bytes),
+                 weights=human_bytes(est.weights_bytes), kv=human_bytes(est.kv_cache_bytes))
         if est.available_bytes is not None:
-            text += f"; free RAM {human_bytes(est.available_bytes)}"
+            text += t("models.free_ram", size=human_bytes(est.available_bytes))
             if est.fits is False:
-                text += " [red]— may not fit[/red]"
+                text += " [red]" + t("models.may_not_fit") + "[/red]"
         estimate.update(text)
 
     # --- actions ---
@@ -340,7 +343,7 @@ class ModelsPanel(Vertical):
     def action_load(self) -> None:
         spec = self.current_spec()
         if spec is None:
-            self.notify("Choose a model first.", severity="warning")
+            self.notify(t("models.choose_first"), severity="warning")
             return
         self.post_message(self.Chosen(spec))
 
@@ -360,10 +363,10 @@ class ModelsPanel(Vertical):
     def _start_task(self, task: str) -> None:
         spec = self.current_spec()
         if spec is None or self.selected is None:
-            self.notify("Choose a model first.", severity="warning")
+            self.notify(t("models.choose_first"), severity="warning")
             return
         if self.busy:
-            self.notify("A quantize/export job is already running.", severity="warning")
+            self.notify(t("models.busy"), severity="warning")
             return
         from slmchat.paths import models_dir
 
@@ -383,15 +386,15 @@ class ModelsPanel(Vertical):
                 return
             out = Path(folder).expanduser()
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                self.notify(f"{out} already exists; choose a new folder.", severity="error")
+                self.notify(t("models.exists", path=out), severity="error")
                 return
             self._begin_task()
             self._run_quantize(spec.with_(quant="none"), out, method, bits)
 
         self.app.push_screen(TextPrompt(
-            f"Save the {suffix} copy of {self.selected.name} to",
+            t("models.save_to", suffix=suffix, name=self.selected.name),
             str(free_path(root / f"{stem}-{suffix}")),
-            hint="A new folder; it is listed here afterwards and loads like any model."),
+            hint=t("models.save_hint")),
             chosen)
 
     def _begin_task(self) -> None:
@@ -411,7 +414,9 @@ class ModelsPanel(Vertical):
 
     def on_task_progress(self, message: TaskProgress) -> None:
         self.query_one("#task-progress", ProgressBar).update(progress=message.fraction * 100)
-        self.query_one("#task-status", Static).update(f"{message.task}: {message.text}…")
+        name = f"models.progress.{message.task}"
+        label = t(name) if has(name) else message.task
+        self.query_one("#task-status", Static).update(f"{label}: {message.text}…")
 
     def on_task_done(self, message: TaskDone) -> None:
         self.query_one("#task-status", Static).update(message.text)
@@ -420,7 +425,8 @@ class ModelsPanel(Vertical):
             return
         self.busy = False
         self.query_one("#task-progress", ProgressBar).remove_class("busy")
-        self.notify(message.text, title=message.task.capitalize(),
+        title = f"models.task.{message.task}"
+        self.notify(message.text, title=t(title) if has(title) else message.task.capitalize(),
                     severity="information" if message.ok else "error",
                     timeout=8 if message.ok else 20)
         if message.ok:
@@ -431,11 +437,13 @@ class ModelsScreen(Screen[ModelSpec | None]):
     """The model panel at full width (narrow terminals): dismisses with the chosen
     ``ModelSpec`` or None."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="models_screen.close")]
 
     def __init__(self, engine: Any = None, settings: Any = None, *,
                  discover_fn: Any = None, name: str | None = None) -> None:
         super().__init__(name=name)
+        localize_bindings(self)
         self.panel = ModelsPanel(engine, settings, discover_fn=discover_fn)
 
     def compose(self) -> ComposeResult:

@@ -21,6 +21,7 @@ from textual.widgets import Input
 
 from slmchat.engine.finetune import rundir as runs
 from slmchat.engine.model.spec import ModelSpec
+from slmchat.i18n import has, t
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.widgets.finetune_item import FinetuneItem
 from slmchat.tui.widgets.offer_bar import OfferBar
@@ -32,11 +33,6 @@ DOCK_MIN_WIDTH = 110  # below this a panel takes the whole screen
 SIDEBAR_MIN_WIDTH = 150  # below this the conversation list makes way for a docked panel
 WATCH_INTERVAL_S = 2.0
 
-FT_DONE = "Fine-tune {name} finished{ppl}."
-FT_DONE_TITLE = "Fine-tune finished"
-FT_FAILED = "Fine-tune {name} {state}: {message}"
-FT_USE = "Use model"
-FT_COMPARE = "Compare"
 
 
 class PanelActions(ConversationScreen):
@@ -199,15 +195,17 @@ class PanelActions(ConversationScreen):
         if summary.state == "done" and summary.out:
             after = summary.metrics.get("perplexity_after")
             before = summary.metrics.get("perplexity_before")
-            ppl = (f" (held-out perplexity {before:.2f} → {after:.2f})"
+            ppl = (t("ft.done_ppl", before=before, after=after)
                    if before is not None and after is not None else "")
-            text = FT_DONE.format(name=summary.name, ppl=ppl)
-            self.notify(text, title=FT_DONE_TITLE, timeout=15)
+            text = t("ft.done", name=summary.name, ppl=ppl)
+            self.notify(text, title=t("ft.done_title"), timeout=15)
             await self.offers.offer("finetune", text,
-                                    [(FT_USE, "use"), (FT_COMPARE, "compare")], summary)
+                                    [(t("ft.use"), "use"), (t("ft.compare"), "compare")],
+                                    summary)
         else:
-            self.notify(FT_FAILED.format(name=summary.name, state=summary.state,
-                                         message=summary.message or "no message"),
+            self.notify(t("ft.ended", name=summary.name, state=t(f"ft.state.{summary.state}")
+                          if has(f"ft.state.{summary.state}") else summary.state,
+                          message=summary.message or t("ft.no_message")),
                         severity="error", timeout=20)
 
     async def on_finetune_item_clicked(self, event: FinetuneItem.Clicked) -> None:

@@ -13,14 +13,13 @@ from textual.message import Message
 from textual.widgets import Static
 
 from slmchat.fmt import format_duration
-
-ITEM_HINT = "Fine-tune running: click or Ctrl+T for the panel"
+from slmchat.i18n import t
 
 
 def item_text(step: int, total: int, eta_s: float | None) -> str:
     total_text = f"/{total}" if total else ""
-    eta = f" · ETA {format_duration(eta_s)}" if eta_s is not None else ""
-    return f" ⟳ fine-tune {step}{total_text}{eta} "
+    eta = t("ftitem.eta", eta=format_duration(eta_s)) if eta_s is not None else ""
+    return t("ftitem.text", step=step, total=total_text, eta=eta)
 
 
 class FinetuneItem(Static):
@@ -35,7 +34,7 @@ class FinetuneItem(Static):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
-        self.tooltip = ITEM_HINT
+        self.tooltip = t("ftitem.hint")
         self.run: Any = None  # the RunSummary shown
 
     def show_run(self, step: int, total: int, eta_s: float | None) -> None:

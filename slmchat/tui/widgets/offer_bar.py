@@ -13,7 +13,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Static
 
-DISMISS = "Dismiss"
+from slmchat.i18n import t
 
 
 class OfferBar(Horizontal):
@@ -47,7 +47,7 @@ class OfferBar(Horizontal):
         buttons = [Button(label, name=action, compact=True,
                           variant="primary" if i == 0 else "default")
                    for i, (label, action) in enumerate(actions)]
-        buttons.append(Button(DISMISS, name="dismiss", compact=True))
+        buttons.append(Button(t("offer.dismiss"), name="dismiss", compact=True))
         await self.mount_all(buttons)
         self.display = True
 

@@ -14,13 +14,27 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 from slmchat.config import Settings
 from slmchat.engine.generation.sampling import SAMPLING_RANGES, SamplingParams
 from slmchat.errors import SlmChatError
+from slmchat.i18n import t
 
-# (key, label, type, hint): labels and ranges from the engine's one definition.
+# (key, label, type, hint): labels and ranges from the engine's one definition (in
+# English; the panel shows ``label_for``/``hint_for``, from the catalogue).
 FIELDS: tuple[tuple[str, str, type, str], ...] = tuple(
     (r.name, r.label, r.kind, f"{r.hint}, {r.describe()}" if r.hint else r.describe())
     for r in SAMPLING_RANGES
 )
 KEYS = ("system_prompt", *(f[0] for f in FIELDS))
+RANGE_TEXT = {r.name: r.describe() for r in SAMPLING_RANGES}
+
+
+def label_for(key: str) -> str:
+    """A sampling field's label in the UI language (``sampling.<key>``)."""
+    return t(f"sampling.{key}")
+
+
+def hint_for(key: str) -> str:
+    """Its hint and valid range: "0 = greedy, [0, 5]"."""
+    hint = t(f"sampling.{key}.hint")
+    return f"{hint}, {RANGE_TEXT[key]}" if hint.strip() else RANGE_TEXT[key]
 
 
 def defaults_from(settings: Settings) -> dict[str, Any]:
@@ -47,25 +61,25 @@ class SettingsPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         # One row per field and the focused field's hint on one line, so the whole form
         # and its buttons fit a 24-row terminal.
-        yield Label("System prompt", classes="field-label")
+        yield Label(t("settings.system_prompt"), classes="field-label")
         yield TextArea(id="set-system_prompt", soft_wrap=True, tab_behavior="focus",
                        classes="system-prompt", compact=True)
-        for key, label, _type, hint in FIELDS:
+        for key, _label, _type, _hint in FIELDS:
             with Horizontal(classes="field-row"):
-                yield Label(label, classes="field-name")
+                yield Label(label_for(key), classes="field-name")
                 yield Input(id=f"set-{key}", classes="field-input", compact=True,
-                            tooltip=hint)
+                            tooltip=hint_for(key))
         yield Static("", id="settings-hint")
         with Horizontal(classes="buttons"):
-            yield Button("Save", id="settings-save", variant="primary", compact=True)
-            yield Button("Save as default", id="settings-default", compact=True)
+            yield Button(t("settings.save"), id="settings-save", variant="primary", compact=True)
+            yield Button(t("settings.save_default"), id="settings-default", compact=True)
 
     def on_mount(self) -> None:
-        self.border_title = "Chat settings"
+        self.border_title = t("settings.title")
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        hints = {f"set-{key}": f"{label}: {hint}" for key, label, _t, hint in FIELDS}
-        hints["set-system_prompt"] = "Sent before the chat; empty = none"
+        hints = {f"set-{key}": f"{label_for(key)}: {hint_for(key)}" for key, *_ in FIELDS}
+        hints["set-system_prompt"] = t("settings.system_prompt_hint")
         text = hints.get(event.widget.id or "", "")
         self.query_one("#settings-hint", Static).update(Text(text, style="dim"))
 
@@ -80,17 +94,18 @@ class SettingsPanel(VerticalScroll):
         values: dict[str, Any] = {
             "system_prompt": self.query_one("#set-system_prompt", TextArea).text,
         }
-        for key, label, typ, _hint in FIELDS:
+        for key, _label, typ, _hint in FIELDS:
+            label = label_for(key)
             raw = self.query_one(f"#set-{key}", Input).value.strip()
             if not raw:
                 if key == "seed":
                     values[key] = None
                     continue
-                raise SlmChatError(f"{label} is empty")
+                raise SlmChatError(t("settings.empty", label=label))
             try:
                 values[key] = typ(raw)
             except ValueError:
-                raise SlmChatError(f"{label}: {raw!r} is not a number") from None
+                raise SlmChatError(t("settings.not_number", label=label, raw=repr(raw))) from None
         params_from(values)  # range checks
         return values
 
@@ -99,6 +114,6 @@ class SettingsPanel(VerticalScroll):
         try:
             values = self.read_values()
         except SlmChatError as exc:
-            self.notify(str(exc), title="Settings not saved", severity="error")
+            self.notify(str(exc), title=t("settings.not_saved"), severity="error")
             return
         self.post_message(self.Saved(values, as_default=event.button.id == "settings-default"))

@@ -14,13 +14,14 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widget import Widget
 
+from slmchat.i18n import localize_bindings, t
+
 MIN_WIDTH = 40
 DEFAULT_WIDTH = 64
 CHAT_MIN_WIDTH = 44  # what the chat keeps when the panel grows
 STEP = 4
 
-TITLES = {"models": "Models", "finetune": "Fine-tune"}
-RESIZE_HINT = "its key: chat ⇄ panel · alt+←/→ resize · Esc close"
+TITLES = {"models": "panel.models", "finetune": "panel.finetune"}  # message ids
 
 
 def clamp_width(width: int, screen_width: int) -> int:
@@ -46,12 +47,13 @@ class SidePanel(Vertical):
 
     def __init__(self, width: int = DEFAULT_WIDTH, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        localize_bindings(self)
         self.kind: str | None = None
         self.panel_width = width
 
     def on_mount(self) -> None:
         self.styles.width = self.panel_width
-        self.border_subtitle = RESIZE_HINT
+        self.border_subtitle = t("panel.resize_hint")
 
     @property
     def panel(self) -> Widget | None:
@@ -60,7 +62,7 @@ class SidePanel(Vertical):
     async def open(self, kind: str, panel: Widget) -> None:
         await self.remove_children()
         self.kind = kind
-        self.border_title = TITLES.get(kind, kind)
+        self.border_title = t(TITLES[kind]) if kind in TITLES else kind
         self.fit(self.screen.size.width)
         self.display = True
         await self.mount(panel)

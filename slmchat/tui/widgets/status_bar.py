@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from slmchat.engine.model.spec import ModelInfo
+from slmchat.i18n import t
 from slmchat.tui.widgets.fitted_line import Part, fit_parts, part
 
 BAR_WIDTH = 10
@@ -82,37 +83,37 @@ class StatusBar(Static):
     def status_parts(self) -> list[Part]:
         parts: list[Part] = []
         if self.loading_name:
-            parts.append(part(f"Loading {self.loading_name}…  ", 0, "bold yellow"))
+            parts.append(part(t("statusbar.loading", name=self.loading_name), 0, "bold yellow"))
         elif self.info is None:
-            parts.append(part("no model loaded ", 0, "bold red"))
+            parts.append(part(t("statusbar.no_model"), 0, "bold red"))
             if self.load_error:
-                parts.append(part("(Ctrl+O to pick one) ", 1, "red"))
+                parts.append(part(t("statusbar.pick_one"), 1, "red"))
         if self.info is not None:
             info = self.info
             quant = "" if info.quant == "none" else f"/{info.quant}"
             parts.append(part(info.name, 0, "bold"))
             runtime = "  onnx" if info.runtime == "onnx" else ""
             parts.append(part(f"  {info.dtype}{quant}  {info.device}{runtime}", 5))
-            parts.append(part("  ctx", 3))
+            parts.append(part(t("statusbar.ctx"), 3))
             parts.append((Text(" ") + context_bar(self.context_used, info.context_length), 7))
             parts.append(part(f" {self.context_used}/{info.context_length}", 3))
         if self.generating:
-            parts.append(part("  generating…", 0, "italic"))
+            parts.append(part(t("statusbar.generating"), 0, "italic"))
         if self.ttft_s is not None:
-            parts.append(part(f"  TTFT {self.ttft_s:.2f}s", 6))
+            parts.append(part(t("statusbar.ttft", s=self.ttft_s), 6))
         if self.decode_tps:
-            parts.append(part(f"  {self.decode_tps:.1f} tok/s", 2))
+            parts.append(part("  " + t("stats.tps", tps=self.decode_tps), 2))
         rss = self.memory_probe()
         if rss is not None:
-            parts.append(part(f"  RSS {_mib(rss)}", 4))
+            parts.append(part(t("statusbar.rss", size=_mib(rss)), 4))
         if self.info is not None:
             gpu = gpu_memory(self.info.device)
             if gpu is not None:
-                parts.append(part(f"  GPU {_mib(gpu)}", 4))
+                parts.append(part(t("statusbar.gpu", size=_mib(gpu)), 4))
         # Nothing leaves the machine: the Hugging Face offline switches are set before
         # any model code is imported (engine/offline.py), and this says whether they are.
         if os.environ.get("HF_HUB_OFFLINE") == "1":
-            parts.append(part("  ● offline", 0, "green"))
+            parts.append(part(t("statusbar.offline"), 0, "green"))
         else:
-            parts.append(part("  ● offline switches not set", 0, "bold red"))
+            parts.append(part(t("statusbar.not_offline"), 0, "bold red"))
         return parts
