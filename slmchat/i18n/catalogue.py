@@ -695,9 +695,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     # come from the engine (also the CLI's output) and stay English ---
     "ft.compare_needs_chat": {"en": "Compare needs the chat screen.",
                               "ja": "比較にはチャット画面が必要です。"},
-    "ft.default_label": {"en": "{name} (default)", "ja": "{name} (既定)"},
-    "ft.base": {"en": "base: {label}", "ja": "ベース: {label}"},
-    "ft.tuned": {"en": "tuned: {label}", "ja": "チューニング後: {label}"},
+    "ft.base": {"en": "base", "ja": "ベース"},
+    "ft.tuned": {"en": "tuned", "ja": "チューニング後"},
     "ft.runs": {"en": "Runs", "ja": "実行"},
     "ft.new_run": {"en": "New run", "ja": "新しい実行"},
     "ft.field.data": {"en": "data", "ja": "データ"},

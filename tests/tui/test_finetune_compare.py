@@ -39,8 +39,9 @@ async def test_finetune_compare_opens_the_compare_view_base_left_tuned_right(
         await settle(pilot)
         view = app.screen
         assert isinstance(view, CompareScreen)
-        assert static(view, "#cmp-left-head").startswith("base: SmolLM2-135M-Instruct")
-        assert static(view, "#cmp-right-head").startswith("tuned: ")
+        # Each head: the role, then the model actually loaded on that side.
+        assert static(view, "#cmp-left-head").startswith("base · default (fp32, cpu)")
+        assert static(view, "#cmp-right-head").startswith("tuned · model ")
         assert "temperature 0.0" in static(view, "#cmp-right-head")
         await pilot.press(*"hello", "enter")
         await settle(pilot)
@@ -85,7 +86,7 @@ async def test_real_engines_stop_a_model_without_template_at_the_next_user_turn(
         await settle(pilot)
         settings = {**app.chat.chat_settings, "max_new_tokens": 32}  # a 256-token model
         compare_base_and_tuned(app, engine, app.store, settings, spec, spec,
-                               ("base: a", "tuned: b"))
+                               ("base", "tuned"))
         await settle(pilot)
         view = app.screen
         assert isinstance(view, CompareScreen)

@@ -28,8 +28,6 @@ from textual_plotext import PlotextPlot
 
 from slmchat.engine.finetune import rundir as runs
 from slmchat.engine.finetune.args import TrainArgs
-from slmchat.engine.model.default import MODEL_NAME
-from slmchat.engine.model.naming import finetuned_name
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
@@ -60,15 +58,11 @@ def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None
     if chat is None or store is None:
         app.notify(t("ft.compare_needs_chat"), severity="warning")
         return
-    base = summary.model or "default"
-    base_label = t("ft.default_label", name=MODEL_NAME) if base == "default" \
-        else Path(base).name
+    # Each column's head names its loaded model; the titles only say which is which.
     compare_base_and_tuned(
         app, engine if engine is not None else app.engine, store, chat.chat_settings,
-        ModelSpec(path=base), ModelSpec(path=summary.out),
-        (t("ft.base", label=base_label),
-         t("ft.tuned", label=finetuned_name(Path(summary.out)) or summary.name)),
-        opened=chat.open_compared)
+        ModelSpec(path=summary.model or "default"), ModelSpec(path=summary.out),
+        (t("ft.base"), t("ft.tuned")), opened=chat.open_compared)
 
 
 class FinetunePanel(Vertical):
