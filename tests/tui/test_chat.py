@@ -272,6 +272,28 @@ async def test_settings_panel_saves_with_conversation_and_is_used(make_app) -> N
         assert prov["sampling"]["temperature"] == 0.35 and prov["sampling"]["seed"] == 7
 
 
+async def test_settings_take_the_whole_width_below_the_docking_width(make_app) -> None:
+    """Issue 17: settings follow the panels' rule: beside the chat from 110 columns, the
+    whole width below it; Esc returns to the chat either way."""
+    for size, docked in (((100, 30), False), ((160, 48), True)):
+        app = make_app(FakeEngine())
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            chat_area = app.chat.query_one("#chat")
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            panel = app.query_one("#settings")
+            assert panel.display and chat_area.display == docked, size
+            if docked:
+                assert panel.size.width < size[0] // 2 and chat_area.size.width > 60
+            else:
+                assert panel.outer_size.width == size[0]
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not panel.display and chat_area.display
+            assert app.focused is app.chat.prompt
+
+
 async def test_settings_save_and_escape_give_the_prompt_back(make_app) -> None:
     """Ctrl+S, edit, Tab to Save, Enter: the panel closes and the next message is sent;
     Esc closes the panel from any of its fields."""

@@ -32,7 +32,7 @@ from slmchat.tui.screens.compare import CompareActions
 from slmchat.tui.screens.editor import EditorActions
 from slmchat.tui.screens.model_switcher import ModelSwitchActions
 from slmchat.tui.screens.prompt_inspector import InspectActions
-from slmchat.tui.screens.side_panels import PanelActions
+from slmchat.tui.screens.side_panels import DOCK_MIN_WIDTH, PanelActions
 from slmchat.tui.widgets.attachments_bar import AttachmentsBar
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.finetune_item import FinetuneItem
@@ -114,6 +114,9 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         width = event.size.width
         self.set_class(width < 120, "-narrow")  # a narrower sidebar
         self.set_class(width < 100, "-tiny")
+        # Below the docking width the settings panel takes the whole width, like the model
+        # and fine-tune panels (app.tcss); Esc goes back to the chat.
+        self.set_class(width < DOCK_MIN_WIDTH, "-undocked")
 
     # --- model state (called by the app) ---
 
@@ -396,6 +399,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             return
         self.close_panel()  # one side panel at a time
         panel.display = True
+        self.add_class("-settings-open")
         panel.load_values(self.chat_settings)
         panel.query_one("#set-system_prompt").focus()
         # Below 130 columns the sidebar makes way, so the chat keeps a readable width.
@@ -406,6 +410,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
 
     def _close_settings(self) -> None:
         self.query_one(SettingsPanel).display = False
+        self.remove_class("-settings-open")
         if self._sidebar_before_settings is not None:
             self.query_one(ConversationSidebar).display = self._sidebar_before_settings
             self._sidebar_before_settings = None
