@@ -52,8 +52,15 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py
 
+# Every picture in screenshots/ and the README, on the real default model (~6 min: one
+# script runs a real 40-step fine-tune). screenshot_web.py needs Chromium and is apart.
 screenshots: setup
 	$(BIN)/python scripts/screenshots.py
+	$(BIN)/python scripts/screenshots_models.py
+	$(BIN)/python scripts/screenshots_finetune.py
+	$(BIN)/python scripts/screenshots_files.py
+	$(BIN)/python scripts/screenshots_workbench.py
+	$(BIN)/python scripts/screenshots_panels.py
 	$(BIN)/python scripts/screenshots_ja.py
 
 clean:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "screenshots"
@@ -78,6 +79,53 @@ def to_png(svg: Path) -> Path | None:
     return png
 
 
+def throwaway_dir(prefix: str = "slmchat-shots-") -> Path:
+    """A fresh data and config folder for one script: your own conversations and settings
+    are neither read nor changed (the converted default model comes from the usual cache)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["SLMCHAT_DATA_DIR"] = str(tmp / "data")
+    os.environ["SLMCHAT_CONFIG_DIR"] = str(tmp / "config")
+    return tmp
+
+
+def real_app(tmp: Path, *, max_new_tokens: int, language: str | None = None) -> Any:
+    """The real app on the real default model over ``tmp``, greedy (stable answers from
+    run to run), in ``language`` when given (as `slmchat chat` sets it)."""
+    from slmchat.config import Settings
+    from slmchat.engine.devices import configure_threads
+    from slmchat.engine.session import Engine
+    from slmchat.engine.store.store import Store
+    from slmchat.i18n import resolve_language, set_language
+    from slmchat.tui.app import SlmChatApp
+
+    configure_threads()
+    settings = Settings()
+    settings.generation.temperature = 0.0
+    settings.generation.max_new_tokens = max_new_tokens
+    if language is not None:
+        settings.ui.language = language  # type: ignore[assignment]
+        set_language(resolve_language(language))
+    OUT.mkdir(exist_ok=True)
+    return SlmChatApp(settings, Engine(), Store(tmp / "data" / "conversations.db"),
+                      persist_settings=False)
+
+
+async def save_shot(app: Any, pilot: Any, name: str, settle: float = 0.3,
+                    clear: bool = False) -> list[Path]:
+    """screenshots/NAME.svg and .png of the app as it is, cursors steady (``clear``: the
+    notifications gone too)."""
+    if clear:
+        app.clear_notifications()
+    app.chat.prompt.cursor_blink = False
+    for area in app.screen.query("Input, TextArea"):
+        area.cursor_blink = False
+    await pilot.pause(settle)
+    svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
+    png = to_png(svg)
+    print(f"wrote {svg.name}" + (f" and {png.name}" if png else ""))
+    return [svg, png] if png else [svg]
+
+
 async def wait_reply(app: object, pilot: object) -> None:
     chat = app.chat  # type: ignore[attr-defined]
     while chat.generating or chat.pending:
@@ -86,34 +134,13 @@ async def wait_reply(app: object, pilot: object) -> None:
 
 
 async def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="slmchat-shots-"))
-    os.environ["SLMCHAT_DATA_DIR"] = str(tmp / "data")
-    os.environ["SLMCHAT_CONFIG_DIR"] = str(tmp / "config")
-
-    from slmchat.config import Settings
-    from slmchat.engine.devices import configure_threads
-    from slmchat.engine.session import Engine
-    from slmchat.engine.store.store import Store
-    from slmchat.tui.app import SlmChatApp
-
-    configure_threads()
-    settings = Settings()
-    settings.generation.temperature = 0.0
-    settings.generation.max_new_tokens = 200
-    store = Store(tmp / "data" / "conversations.db")
-    app = SlmChatApp(settings, Engine(), store, persist_settings=False)
-    OUT.mkdir(exist_ok=True)
+    tmp = throwaway_dir()
+    app = real_app(tmp, max_new_tokens=200)
+    store = app.store
     written: list[Path] = []
 
     async def shot(name: str, settle: float = 0.3) -> None:
-        app.chat.prompt.cursor_blink = False
-        await pilot.pause(settle)
-        svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
-        written.append(svg)
-        png = to_png(svg)
-        if png:
-            written.append(png)
-        print(f"wrote {svg.name}" + (f" and {png.name}" if png else ""))
+        written.extend(await save_shot(app, pilot, name, settle))
 
     async with app.run_test(size=SIZE) as pilot:
         # 1. Start-up: typing while the model loads (the first frame comes before it).

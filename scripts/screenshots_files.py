@@ -14,11 +14,10 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshots import OUT, SIZE, to_png, wait_reply
+from screenshots import SIZE, real_app, save_shot, throwaway_dir, wait_reply
 
 
 def docs_folder(root: Path) -> Path:
@@ -35,31 +34,13 @@ def docs_folder(root: Path) -> Path:
 
 
 async def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="slmchat-shots-"))
-    os.environ["SLMCHAT_DATA_DIR"] = str(tmp / "data")
-    os.environ["SLMCHAT_CONFIG_DIR"] = str(tmp / "config")
-
-    from slmchat.config import Settings
-    from slmchat.engine.devices import configure_threads
-    from slmchat.engine.session import Engine
-    from slmchat.engine.store.store import Store
-    from slmchat.tui.app import SlmChatApp
-
-    configure_threads()
+    tmp = throwaway_dir()
     docs = docs_folder(tmp)
-    settings = Settings()
-    settings.generation.temperature = 0.0
-    settings.generation.max_new_tokens = 80
-    store = Store(tmp / "data" / "conversations.db")
-    app = SlmChatApp(settings, Engine(), store, persist_settings=False)
-    OUT.mkdir(exist_ok=True)
+    app = real_app(tmp, max_new_tokens=80)
+    store = app.store
 
     async def shot(name: str) -> None:
-        app.chat.prompt.cursor_blink = False
-        await pilot.pause(0.3)
-        svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
-        png = to_png(svg)
-        print(f"wrote {svg.name}" + (f" and {png.name}" if png else ""))
+        await save_shot(app, pilot, name)
 
     async with app.run_test(size=SIZE) as pilot:
         while not app.chat.model_ready:

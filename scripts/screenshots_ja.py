@@ -9,50 +9,25 @@ weak, and the picture shows them as they are. Usage: ``python scripts/screenshot
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from screenshots import OUT, SIZE, to_png, wait_reply
+from screenshots import SIZE, real_app, save_shot, throwaway_dir, wait_reply
 
 QUESTIONS = ("日本の首都はどこですか?", "東京で有名な場所を三つ教えてください。")
 TYPED = "次は京都について教えてください。"
 
 
 async def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="slmchat-shots-"))
-    os.environ["SLMCHAT_DATA_DIR"] = str(tmp / "data")
-    os.environ["SLMCHAT_CONFIG_DIR"] = str(tmp / "config")
-
-    from slmchat.config import Settings
-    from slmchat.engine.devices import configure_threads
-    from slmchat.engine.session import Engine
-    from slmchat.engine.store.store import Store
-    from slmchat.i18n import resolve_language, set_language
-    from slmchat.tui.app import SlmChatApp
-
-    configure_threads()
-    settings = Settings()
-    settings.ui.language = "ja"
-    settings.generation.temperature = 0.0
-    settings.generation.max_new_tokens = 80
-    set_language(resolve_language(settings.ui.language))  # as `slmchat chat` does
-    store = Store(tmp / "data" / "conversations.db")
+    app = real_app(throwaway_dir(), max_new_tokens=80, language="ja")
+    store = app.store
     old = store.create_conversation("京都旅行の計画")
     store.add_message(old.id, "user", "京都で紅葉を見るならいつがいいですか?")
-    app = SlmChatApp(settings, Engine(), store, persist_settings=False)
-    OUT.mkdir(exist_ok=True)
 
     async def shot(name: str) -> None:
-        app.clear_notifications()
-        app.chat.prompt.cursor_blink = False
-        await pilot.pause(0.3)
-        svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
-        png = to_png(svg)
-        print(f"wrote {svg.name}" + (f" and {png.name}" if png else ""))
+        await save_shot(app, pilot, name, clear=True)
 
     async with app.run_test(size=SIZE) as pilot:
         while app.chat.engine.info is None:

@@ -11,13 +11,11 @@ Usage: ``python scripts/screenshots_panels.py``
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshots import OUT, to_png, wait_reply
+from screenshots import real_app, save_shot, throwaway_dir, wait_reply
 
 SIZE = (160, 46)
 WATCH_S = 2.5  # a little more than the fine-tune watch's interval
@@ -32,38 +30,20 @@ Young herons stay in the nest for about seven weeks before they fledge.
 
 
 async def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="slmchat-panels-"))
-    os.environ["SLMCHAT_DATA_DIR"] = str(tmp / "data")
-    os.environ["SLMCHAT_CONFIG_DIR"] = str(tmp / "config")
+    tmp = throwaway_dir("slmchat-panels-")
     notes = tmp / "heron-notes.md"
     notes.write_text(NOTES * 30, encoding="utf-8")
 
     from textual.widgets import Button, Input
 
-    from slmchat.config import Settings
-    from slmchat.engine.devices import configure_threads
     from slmchat.engine.model.spec import ModelSpec
-    from slmchat.engine.session import Engine
-    from slmchat.engine.store.store import Store
-    from slmchat.tui.app import SlmChatApp
     from slmchat.tui.widgets.offer_bar import OfferBar
 
-    configure_threads()
-    settings = Settings()
-    settings.generation.temperature = 0.0
-    settings.generation.max_new_tokens = 120
-    store = Store(tmp / "data" / "conversations.db")
-    app = SlmChatApp(settings, Engine(), store, persist_settings=False)
-    OUT.mkdir(exist_ok=True)
+    app = real_app(tmp, max_new_tokens=120)
+    store = app.store
 
     async def shot(name: str) -> None:
-        app.chat.prompt.cursor_blink = False
-        for area in app.screen.query("Input"):
-            area.cursor_blink = False
-        await pilot.pause(0.5)
-        svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
-        png = to_png(svg)
-        print(f"wrote {svg.name}" + (f" and {png.name}" if png else ""))
+        await save_shot(app, pilot, name, settle=0.5)
 
     async with app.run_test(size=SIZE) as pilot:
         while not app.chat.model_ready:

@@ -13,41 +13,24 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from screenshots import OUT, SIZE, to_png, wait_reply
+from screenshots import OUT, SIZE, real_app, save_shot, throwaway_dir, to_png, wait_reply
 
 
 async def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="slmchat-shots-"))
-    os.environ["SLMCHAT_DATA_DIR"] = str(tmp / "data")
-    os.environ["SLMCHAT_CONFIG_DIR"] = str(tmp / "config")
+    tmp = throwaway_dir()
     os.environ["SLMCHAT_TOOLS_HOME"] = str(tmp / "home")
 
-    from slmchat.config import Settings
-    from slmchat.engine.devices import configure_threads
-    from slmchat.engine.session import Engine
-    from slmchat.engine.store.store import Store
-    from slmchat.tui.app import SlmChatApp
     from slmchat.tui.screens.compare import SAME_INT8, CompareScreen, CompareSetup
 
-    configure_threads()
-    settings = Settings()
-    settings.generation.temperature = 0.0
-    settings.generation.max_new_tokens = 60
-    store = Store(tmp / "data" / "conversations.db")
-    app = SlmChatApp(settings, Engine(), store, persist_settings=False)
-    OUT.mkdir(exist_ok=True)
+    app = real_app(tmp, max_new_tokens=60)
+    store = app.store
 
     async def shot(name: str) -> None:
-        app.clear_notifications()
-        await pilot.pause(0.3)
-        svg = Path(app.save_screenshot(f"{name}.svg", str(OUT)))
-        to_png(svg)
-        print(f"wrote {svg.name}")
+        await save_shot(app, pilot, name, clear=True)
 
     async with app.run_test(size=SIZE) as pilot:
         while app.chat.engine.info is None:
