@@ -52,12 +52,12 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py
 
-# Every picture in screenshots/ and the README, on the real default model (~6 min: one
-# script runs a real 40-step fine-tune). screenshot_web.py needs Chromium and is apart.
+# The pictures in screenshots/ and the README, on the real default model (~6 min: one
+# script runs a real 40-step fine-tune). Apart: screenshot_web.py (needs Chromium) and
+# screenshots_finetune.py (renders your own finished runs: 07-finetune-done).
 screenshots: setup
 	$(BIN)/python scripts/screenshots.py
 	$(BIN)/python scripts/screenshots_models.py
-	$(BIN)/python scripts/screenshots_finetune.py
 	$(BIN)/python scripts/screenshots_files.py
 	$(BIN)/python scripts/screenshots_workbench.py
 	$(BIN)/python scripts/screenshots_panels.py

@@ -26,9 +26,9 @@ from slmchat.engine.generation.prompting import (
     shared_prefix,
 )
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.model.loader import Progress, load
+from slmchat.engine.model.loader import load
 from slmchat.engine.model.memcheck import room_for
-from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec
+from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec, Progress
 from slmchat.errors import ModelLoadError, SlmChatError
 
 
@@ -42,7 +42,7 @@ class EngineLike(Protocol):
     @property
     def info(self) -> ModelInfo | None: ...
 
-    def load(self, spec: ModelSpec) -> ModelInfo: ...
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo: ...
 
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,

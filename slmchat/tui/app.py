@@ -19,7 +19,7 @@ from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
 from slmchat.i18n import localize_bindings, localize_system_commands, t
 from slmchat.tui.last_model import remember
-from slmchat.tui.messages import ChatReady, ModelLoaded, ModelLoadFailed
+from slmchat.tui.messages import ChatReady, ModelLoaded, ModelLoadFailed, ModelLoadProgress
 from slmchat.tui.screens.chat import ChatScreen
 from slmchat.tui.ui_state import load_state, save_state, with_recent
 from slmchat.tui.widgets.settings_panel import defaults_from
@@ -196,8 +196,11 @@ class SlmChatApp(App[None]):
 
     @work(thread=True, exclusive=True, group="model")
     def _load_worker(self, spec: ModelSpec) -> None:
+        def progress(text: str, fraction: float) -> None:  # a first conversion: minutes
+            self.post_message(ModelLoadProgress(text, fraction))
+
         try:
-            info = self.engine.load(spec)
+            info = self.engine.load(spec, progress)
         except Exception as exc:  # ModelLoadError, or anything unexpected: one line
             self.post_message(ModelLoadFailed(spec, first_line(exc)))
         else:
@@ -218,6 +221,9 @@ class SlmChatApp(App[None]):
                 remember(event.spec, self.settings)
             except OSError as exc:
                 self.notify(t("app.cannot_remember", error=exc), severity="warning")
+
+    def on_model_load_progress(self, event: ModelLoadProgress) -> None:
+        self.chat.model_load_progress(event.text, event.fraction)
 
     def on_model_load_failed(self, event: ModelLoadFailed) -> None:
         kept = t("app.still_using", name=self.engine.info.name) if self.engine.info else ""

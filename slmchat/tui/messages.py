@@ -26,6 +26,18 @@ class ModelLoaded(Message):
         self.info = info
 
 
+class ModelLoadProgress(Message):
+    """A long load step (a first ONNX conversion): what it does and the fraction done."""
+
+    def __init__(self, text: str, fraction: float) -> None:
+        super().__init__()
+        self.text = text
+        self.fraction = fraction
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ModelLoadProgress)
+
+
 class ModelLoadFailed(Message):
     """Loading ``spec`` failed; the previous model (if any) is still loaded."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.model.spec import ModelInfo, ModelSpec
+from slmchat.engine.model.spec import ModelInfo, ModelSpec, Progress
 from slmchat.engine.session import EngineLike
 from slmchat.errors import ModelLoadError
 
@@ -42,6 +42,7 @@ class FakeEngine:
     replies: list[str] = field(default_factory=list)
     load_gate: threading.Event | None = None
     fail_paths: tuple[str, ...] = ()
+    load_steps: tuple[tuple[str, float], ...] = ()  # progress reported while loading
     pause_after: int | None = None
     resume: threading.Event = field(default_factory=threading.Event)
     paused: threading.Event = field(default_factory=threading.Event)
@@ -60,8 +61,11 @@ class FakeEngine:
     def info(self) -> ModelInfo | None:
         return self.loaded_info
 
-    def load(self, spec: ModelSpec) -> ModelInfo:
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
         self.loads.append(spec)
+        if progress is not None:
+            for text, fraction in self.load_steps:  # e.g. a first ONNX conversion
+                progress(text, fraction)
         if self.load_gate is not None:
             self.load_gate.wait(10)
         if spec.path in self.fail_paths:

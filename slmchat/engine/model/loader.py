@@ -10,7 +10,6 @@ spec (convention 9 in ARCHITECTURE.md).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,17 @@ from slmchat.engine.model.files import (
     weight_files,
 )
 from slmchat.engine.model.naming import finetuned_name
-from slmchat.engine.model.spec import DTYPES, QUANTS, RUNTIMES, LoadedModel, ModelInfo, ModelSpec
+from slmchat.engine.model.spec import (
+    DTYPES,
+    QUANTS,
+    RUNTIMES,
+    LoadedModel,
+    ModelInfo,
+    ModelSpec,
+    Progress,
+)
 from slmchat.engine.offline import ensure_offline
 from slmchat.errors import ModelLoadError, first_line
-
-Progress = Callable[[str, float], None]
 
 
 def _bnb_config(spec: ModelSpec, torch: Any) -> Any:

@@ -20,16 +20,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from slmchat.engine.fsutil import atomic_dir, hold_in_use
 from slmchat.engine.model.files import fingerprint, read_json
+from slmchat.engine.model.spec import Progress
 from slmchat.errors import ModelLoadError, first_line
-
-Progress = Callable[[str, float], None]
 
 # Bump when the conversion recipe changes so that cached copies are rebuilt.
 RECIPE_VERSION = 1

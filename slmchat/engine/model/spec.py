@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+# A long step's progress: (what it is doing, fraction done 0..1).
+Progress = Callable[[str, float], None]
 
 Dtype = Literal["auto", "fp32", "bf16", "fp16"]
 Quant = Literal["none", "8bit", "4bit", "cpu-int8"]

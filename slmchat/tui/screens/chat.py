@@ -123,11 +123,18 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
     def model_loading(self, name: str) -> None:
         self.model_ready = False
         self.status.loading_name = name
+        self.status.loading_step = None
+        self.status.refresh_status()
+
+    def model_load_progress(self, text: str, fraction: float) -> None:
+        """A long load step (a model's first ONNX conversion) in the status bar."""
+        self.status.loading_step = (text, fraction)
         self.status.refresh_status()
 
     async def model_loaded(self, spec: ModelSpec | None = None) -> None:
         self.model_ready = True
         self.status.loading_name = None
+        self.status.loading_step = None
         self.status.load_error = None
         self.model_changed(spec, self.status.info, self.engine.info)
         if self.status.info is not self.engine.info:  # the last reply's speed was another
@@ -140,6 +147,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
 
     def model_failed(self, error: str) -> None:
         self.status.loading_name = None
+        self.status.loading_step = None
         self.status.load_error = error
         self.model_ready = self.engine.info is not None  # the old model is still there
         self.status.info = self.engine.info

@@ -57,6 +57,7 @@ class StatusBar(Static):
         super().__init__(id=id)
         self.info: ModelInfo | None = None
         self.loading_name: str | None = None  # name of the model being loaded
+        self.loading_step: tuple[str, float] | None = None  # a long step: text, fraction
         self.load_error: str | None = None
         self.context_used = 0
         self.ttft_s: float | None = None
@@ -84,6 +85,9 @@ class StatusBar(Static):
         parts: list[Part] = []
         if self.loading_name:
             parts.append(part(t("statusbar.loading", name=self.loading_name), 0, "bold yellow"))
+            if self.loading_step is not None:
+                text, fraction = self.loading_step
+                parts.append(part(f"{text} {fraction:.0%}  ", 1, "yellow"))
         elif self.info is None:
             parts.append(part(t("statusbar.no_model"), 0, "bold red"))
             if self.load_error:
