@@ -27,17 +27,3 @@ async def test_models_panel_opens_in_app_and_loads_choice(make_app, tiny_llama_d
         await settle(pilot)
         assert not isinstance(app.screen, ModelsScreen)
         assert engine.loads[-1].path == str(tiny_llama_dir)
-
-
-async def test_finetune_panel_opens_in_app_and_escape_returns(make_app) -> None:
-    from slmchat.tui.screens.finetune import FinetuneScreen
-
-    app = make_app(FakeEngine())
-    async with app.run_test(size=NARROW) as pilot:
-        await settle(pilot)
-        await pilot.press("ctrl+t")
-        await settle(pilot)
-        assert isinstance(app.screen, FinetuneScreen)
-        await pilot.press("escape")
-        await settle(pilot)
-        assert not isinstance(app.screen, FinetuneScreen)
