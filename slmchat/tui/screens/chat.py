@@ -6,6 +6,7 @@ to the store in pieces and posts ``ReplyDelta`` / ``ReplyFinished`` back here.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, work
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from slmchat.engine.store.store import Store
 
 
+STATUS_REFRESH_S = 0.25  # how often a streaming reply repaints the status line
+
 
 class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
                  ModelSwitchActions, PanelActions, FilesAndTraining):
@@ -81,6 +84,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
                  show_sidebar: bool = True) -> None:
         super().__init__(engine, store, defaults, show_sidebar)
         self.editing: MessageView | None = None  # a user message being edited
+        self._status_drawn_at = 0.0  # when a streaming reply last repainted the status
         self._sidebar_before_settings: bool | None = None
 
     # --- layout ---
@@ -280,7 +284,12 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             status = self.status
             status.context_used = event.context_used
             status.decode_tps = event.decode_tps or status.decode_tps
-            status.refresh_status()
+            # A few times a second, not per token: every repaint of the status line takes
+            # the UI thread (and the GIL) from the decode loop (benchmarks/bench_app.py).
+            now = time.monotonic()
+            if now - self._status_drawn_at >= STATUS_REFRESH_S:
+                self._status_drawn_at = now
+                status.refresh_status()
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         view = self.log_view.view_for(event.msg_id)

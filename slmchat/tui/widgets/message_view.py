@@ -52,7 +52,10 @@ def reply_parser() -> MarkdownIt:
     return md
 
 
-FLUSH_INTERVAL = 0.05  # seconds between Markdown appends while streaming
+# Seconds between Markdown appends while streaming: 10 a second reads as smooth, and each
+# append parses and lays out the growing block on the UI thread, which takes the GIL from
+# the decode loop; at 20 a second the chat decoded ~15 % slower (benchmarks/bench_app.py).
+FLUSH_INTERVAL = 0.1
 
 
 def stats_parts(provenance: dict[str, Any] | None) -> list[Part]:
