@@ -56,7 +56,7 @@ async def main() -> int:
         for field, value in (("ft-file", str(notes)), ("ft-steps", "40"),
                              ("ft-block", "128"), ("ft-batch", "2")):
             app.chat.query_one(f"#{field}", Input).value = value
-        await pilot.press("ctrl+s")
+        await pilot.press("f7")
         await pilot.press("ctrl+t")  # back to the prompt; the panel stays
         await pilot.press(*"Where do herons nest?", "enter")
         await wait_reply(app, pilot)

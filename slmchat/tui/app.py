@@ -210,7 +210,9 @@ class SlmChatApp(App[None]):
         info = event.info
         for warning in info.warnings:
             self.notify(warning, title=t("app.model_title"), severity="warning")
-        self.notify(t("app.loaded", label=info.label, s=info.load_time_s), title=t("app.model_title"))
+        # Not markup: a tuned model's name holds "[lora on BASE]", which Rich would eat.
+        self.notify(t("app.loaded", label=info.label, s=info.load_time_s),
+                    title=t("app.model_title"), markup=False)
         self.current_spec = event.spec
         await self.chat.model_loaded(event.spec)
         recent = self.ui_state.get("recent_models")
@@ -228,7 +230,7 @@ class SlmChatApp(App[None]):
     def on_model_load_failed(self, event: ModelLoadFailed) -> None:
         kept = t("app.still_using", name=self.engine.info.name) if self.engine.info else ""
         self.notify(f"{event.error}.{kept}", title=t("app.not_loaded_title"), severity="error",
-                    timeout=20)
+                    timeout=20, markup=False)  # paths and "[lora on …]" names are not markup
         self.chat.model_failed(event.error)
 
     # --- panels (imported when first opened: the first frame must not wait for them) ---

@@ -133,7 +133,7 @@ async def test_load_dismisses_with_spec_and_bad_model_keeps_old(
         screen.query_one("#opt-quant", Select).value = "4bit"
         screen.query_one("#opt-4bit-type", Select).value = "fp4"
         await pilot.pause()
-        await pilot.press("ctrl+l")
+        await pilot.press("f5")
         await pilot.pause()
     spec = app.results[-1]
     assert spec is not None and spec.path.endswith("broken")

@@ -141,6 +141,25 @@ async def test_one_side_panel_at_a_time_and_resize_is_remembered(make_app) -> No
     assert saved["panel_width"] == side.panel_width
 
 
+async def test_ctrl_s_in_the_docked_fine_tune_panel_opens_settings_not_a_run(
+        make_app, tmp_path: Path) -> None:
+    """QA: Ctrl+S (the chat's settings key) in the focused fine-tune panel started a run;
+    Start is F7 now, and Ctrl+S does what the README says."""
+    app = make_app(FakeEngine())
+    app.chat.runs_root = tmp_path / "runs"
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        assert app.chat.side.kind == "finetune" and app.chat.side.has_focus_within
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.chat.query_one(SettingsPanel).display
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+        texts = [n.message for n in app._notifications]
+        assert not any("training file" in m for m in texts), texts
+
+
 def running_run(root: Path, step: int, total: int = 40) -> Path:
     run = root / "20261129-093000-notes"
     run.mkdir(parents=True, exist_ok=True)
@@ -200,12 +219,16 @@ async def test_status_bar_item_follows_a_run_and_its_end_offers_use_and_compare(
         assert isinstance(app.screen, CompareScreen)
         app.screen.dismiss(None)
         await settle(pilot)
+        assert app.focused is app.chat.prompt
         await app.chat.announce_end(runs.summarize(run))  # offered again; now "Use model"
         await settle(pilot)
-        offers.query(Button).first().press()
+        offers.query(Button).first().focus()  # as from the keyboard (Shift+Tab)
+        await pilot.pause()
+        await pilot.press("enter")
         await settle(pilot)
         assert engine.loads[-1].path == str(out)
         assert not offers.display
+        assert app.focused is app.chat.prompt  # QA: typing went nowhere after the button
 
 
 def test_switcher_ranks_recent_first_and_filters_fuzzily() -> None:
@@ -288,10 +311,12 @@ async def test_reopening_a_conversation_offers_its_model_back(make_app) -> None:
         assert offers.display and offers.kind == "switch-back"
         assert "qwen-0.5b (cpu-int8)" in str(offers.query_one("#offer-text").render())
         assert engine.loads[-1].path == "default"  # offered, not forced
-        offers.query(Button).first().press()
+        offers.query(Button).first().focus()
+        await pilot.pause()
+        await pilot.press("enter")
         await settle(pilot)
         assert engine.loads[-1] == ModelSpec(path="/models/qwen-0.5b", quant="cpu-int8")
-        assert not offers.display
+        assert not offers.display and app.focused is app.chat.prompt
 
 
 async def test_shrinking_the_terminal_moves_a_docked_panel_to_full_width(make_app) -> None:
@@ -307,3 +332,15 @@ async def test_shrinking_the_terminal_moves_a_docked_panel_to_full_width(make_ap
         await settle(pilot)
         assert isinstance(app.screen, ModelsScreen)
         assert app.chat.side.kind is None
+
+
+def test_a_run_output_is_offered_back_by_its_run_name(tmp_path: Path) -> None:
+    """QA: "This conversation last used model" — a run's output folder is named "model"."""
+    from slmchat.engine.model.naming import TRAIN_RECORD
+    from slmchat.tui.screens.model_switcher import _spec_label
+
+    out = tmp_path / "20261129-105315-notes" / "model"
+    out.mkdir(parents=True)
+    (out / TRAIN_RECORD).write_text(json.dumps({"base_model": "default", "method": "lora"}))
+    assert _spec_label(ModelSpec(path=str(out))) == "20261129-105315-notes [lora on default]"
+    assert _spec_label(ModelSpec(path="default")) == "SmolLM2-135M-Instruct"

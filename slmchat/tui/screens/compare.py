@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -179,7 +180,7 @@ class CompareSetup(ModalScreen[CompareChoice | None]):
             yield Label(t("compare.setup_title", name=self.info.name), classes="dialog-title")
             yield Select(self._base_options(), value=SAME, allow_blank=False, id="cmp-model")
             yield Label(t("compare.temperature_hint"), classes="dialog-hint")
-            yield Input(id="cmp-temperature", placeholder="e.g. 0.8")
+            yield Input(id="cmp-temperature", placeholder=t("compare.temperature_example"))
             yield Label(t("compare.system_hint"), classes="dialog-hint")
             yield Input(id="cmp-system")
             yield Label(t("compare.adapter_hint"), classes="dialog-hint")
@@ -366,7 +367,8 @@ class CompareScreen(Screen[int | None]):
             head = describe(side.engine.info, side.params, side.system_prompt)
             if self.titles:
                 head = f"{self.titles[i]} · {head}"
-            self.query_one(f"#cmp-{side.name}-head", Static).update(head)
+            # Text, not markup: a tuned model's name holds "[lora on BASE]".
+            self.query_one(f"#cmp-{side.name}-head", Static).update(Text(head))
         if self._auto_schedule:
             self.schedule = schedule_for(*(side.engine.info for side in self.sides.values()))
         how = t(f"compare.schedule.{self.schedule}")
@@ -579,6 +581,7 @@ class CompareActions(ConversationScreen):
         if conv_id is not None:
             await self.open_conversation(conv_id)
             self.sidebar_reload()
+        self.prompt.focus()  # back to typing, wherever the view was opened from
 
 
 def compare_base_and_tuned(app: App[Any], engine: EngineLike, store: Store,

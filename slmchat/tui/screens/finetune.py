@@ -48,6 +48,12 @@ def state_name(state: str) -> str:
     return t(f"ft.state.{state}") if has(f"ft.state.{state}") else state
 
 
+# plotext lays out its legend and axis label by characters, not terminal cells: a wide
+# (Japanese) word pushes the plot out of its frame and drops the x-axis ticks, so the words
+# inside the plot stay ASCII in every language. The title above the plot is translated.
+PLOT_WORDS = ("step", "train", "eval")
+
+
 def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None:
     """Compare a finished run's model with its base in the compare view: the one place
     that opens it (the panel's Compare and the status-bar offer both call it)."""
@@ -106,7 +112,7 @@ class FinetunePanel(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="finetune.close"),
-        Binding("ctrl+s", "start", "Start", id="finetune.start"),
+        Binding("f7", "start", "Start", id="finetune.start"),  # not Ctrl+S: the chat's settings
         # A finished run's actions without tabbing across the whole form.
         Binding("f5", "use_model", "Use model", id="finetune.use_model"),
         Binding("f6", "compare", "Compare", id="finetune.compare"),
@@ -288,13 +294,12 @@ class FinetunePanel(Vertical):
         plt.clear_data()
         plt.clear_figure()
         plt.title(t("ft.chart.title"))
-        plt.xlabel(t("ft.chart.step"))
+        step, train, held_out = PLOT_WORDS
+        plt.xlabel(step)
         if self.train_points:
-            plt.plot(*zip(*self.train_points, strict=True), label=t("ft.chart.train"),
-                     marker="braille")
+            plt.plot(*zip(*self.train_points, strict=True), label=train, marker="braille")
         if self.eval_points:
-            plt.plot(*zip(*self.eval_points, strict=True), label=t("ft.chart.eval"),
-                     marker="dot")
+            plt.plot(*zip(*self.eval_points, strict=True), label=held_out, marker="dot")
         chart.refresh()
 
     def _show_summary(self) -> None:

@@ -323,8 +323,11 @@ def _spec_label(spec: ModelSpec) -> str:
     from pathlib import Path
 
     from slmchat.engine.model.default import MODEL_NAME
+    from slmchat.engine.model.naming import finetuned_name
 
-    name = MODEL_NAME if spec.path in ("default", "") else Path(spec.path).name or spec.path
+    # A run's output folder is called "model": name it after its run and base instead.
+    name = MODEL_NAME if spec.path in ("default", "") else (
+        finetuned_name(Path(spec.path)) or Path(spec.path).name or spec.path)
     extra = [x for x in (spec.quant if spec.quant != "none" else "",
                          "onnx" if spec.runtime == "onnx" else "",
                          f"+{Path(spec.adapter).name}" if spec.adapter else "") if x]

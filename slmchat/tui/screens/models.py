@@ -98,7 +98,7 @@ class ModelsPanel(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="models.close"),
-        Binding("ctrl+l", "load", "Load", id="models.load"),
+        Binding("f5", "load", "Load", id="models.load"),  # F5 as the fine-tune panel's Use model
         Binding("ctrl+r", "refresh", "Rescan", id="models.rescan"),
         Binding("ctrl+f", "focus_filter", "Filter", id="models.filter"),
     ]

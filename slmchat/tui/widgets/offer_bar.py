@@ -61,5 +61,9 @@ class OfferBar(Horizontal):
         event.stop()
         kind, payload = self.kind, self.payload
         self.hide()
+        # The pressed button is gone with the bar: typing must go to the prompt again.
+        prompt = getattr(self.screen, "prompt", None)
+        if prompt is not None:
+            prompt.focus()
         if event.button.name and event.button.name != "dismiss":
             self.post_message(self.Chosen(kind, event.button.name, payload))
