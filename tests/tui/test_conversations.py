@@ -87,10 +87,29 @@ async def test_search_filters_and_opens(make_app, db_path: Path) -> None:
         assert isinstance(app.focused, ListView)
         await pilot.press("down")
         chosen = app.query_one("#sidebar").highlighted_id
-        assert chosen is not None and chosen != ids["Travel"]
+        assert chosen is not None and chosen == ids[listed(app)[1]]  # the second hit
         await pilot.press("enter")
         await pilot.pause()
         assert app.chat.conv.id == chosen and app.focused is app.chat.prompt
+
+
+async def test_enter_opens_the_first_hit_even_when_the_open_chat_is_a_hit(
+        make_app, db_path: Path) -> None:
+    """QA: with the open conversation among the hits, Enter kept it open."""
+    ids = seed_db(db_path)
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        await pilot.press("ctrl+f")
+        app.query_one("#search", Input).value = "answer"  # every conversation matches
+        await pilot.pause()
+        hits = listed(app)
+        assert len(hits) == 3 and hits[0] != "Travel", hits
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.chat.conv is not None and app.chat.conv.id == ids[hits[0]]
 
 
 async def test_sidebar_titles_are_short_and_dated(make_app) -> None:

@@ -114,7 +114,10 @@ class ConversationSidebar(Vertical):
         lv = self.query_one(ListView)
         lv.clear()
         lv.extend(items)
-        index = next((i for i, it in enumerate(items) if it.conv_id == self.current), None)
+        # The open conversation stays highlighted in the list; among search hits the first
+        # hit is, so that Enter opens it (as the search box's hint says).
+        index = None if self.query_text else next(
+            (i for i, it in enumerate(items) if it.conv_id == self.current), None)
         if items:
             lv.index = index if index is not None else 0
         self.border_subtitle = t("sidebar.found", n=len(items)) if self.query_text else ""
