@@ -308,6 +308,7 @@ async def test_reopening_a_conversation_offers_its_model_back(make_app) -> None:
         assert not offers.display
         await app.chat.open_conversation(conv_id)
         await settle(pilot)
+        changes_before = app.chat.store.model_changes(conv_id)
         assert offers.display and offers.kind == "switch-back"
         assert "qwen-0.5b (cpu-int8)" in str(offers.query_one("#offer-text").render())
         assert engine.loads[-1].path == "default"  # offered, not forced
@@ -317,6 +318,8 @@ async def test_reopening_a_conversation_offers_its_model_back(make_app) -> None:
         await settle(pilot)
         assert engine.loads[-1] == ModelSpec(path="/models/qwen-0.5b", quant="cpu-int8")
         assert not offers.display and app.focused is app.chat.prompt
+        # Back to the model that wrote it: no "model changed to" divider after its replies.
+        assert app.chat.store.model_changes(conv_id) == changes_before
 
 
 async def test_shrinking_the_terminal_moves_a_docked_panel_to_full_width(make_app) -> None:

@@ -244,6 +244,8 @@ class ModelSwitchActions(ConversationScreen):
             offers.hide()  # "Use model" was taken (from the panel or the switcher)
         if self.conv is None or spec is None:
             return
+        if same_model(self.conv.model, spec_dict(spec)):
+            return  # back to the model that wrote this conversation ("Switch back"): no change
         change = self.store.add_model_change(self.conv.id, new.label, spec_dict(spec))
         self.conv = replace(self.conv, model=spec_dict(spec))
         self.call_later(self._mount_divider, change)
