@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -174,15 +173,9 @@ def recipe(ns: argparse.Namespace) -> int:
 def _machine(threads: int) -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "threads": threads, "torch": torch.__version__,
+    from slmchat.engine.devices import cpu_info
+
+    return {"cpu": cpu_info()["model"], "threads": threads, "torch": torch.__version__,
             "load_avg_1m": os.getloadavg()[0]}
 
 

@@ -254,17 +254,9 @@ def _child(name: str, model: str) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     import torch
 
-    from slmchat.engine.devices import physical_cores
+    from slmchat.engine.devices import cpu_info, physical_cores
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "physical_cores": physical_cores(), "torch": torch.__version__,
+    return {"cpu": cpu_info()["model"], "physical_cores": physical_cores(), "torch": torch.__version__,
             "python": platform.python_version(), "cuda": torch.cuda.is_available()}
 
 
