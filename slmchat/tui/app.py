@@ -11,6 +11,7 @@ from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette, Hit, Hits, Provider
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.system_commands import SystemCommandsProvider
 
@@ -164,6 +165,13 @@ class SlmChatApp(App[None]):
             self.notify(t("app.unknown_keys", ids=", ".join(unknown)),
                         title=t("app.settings_title"), severity="warning", timeout=15)
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification is plain text, whoever posts it (widgets pass markup=True):
+        they carry paths, error text and tuned models' names ("RUN [lora on BASE]"), which
+        Rich would eat as markup tags or fail on; the catalogue holds no markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     # --- settings persistence ---
 
     def _save(self) -> None:
@@ -210,9 +218,8 @@ class SlmChatApp(App[None]):
         info = event.info
         for warning in info.warnings:
             self.notify(warning, title=t("app.model_title"), severity="warning")
-        # Not markup: a tuned model's name holds "[lora on BASE]", which Rich would eat.
         self.notify(t("app.loaded", label=info.label, s=info.load_time_s),
-                    title=t("app.model_title"), markup=False)
+                    title=t("app.model_title"))
         self.current_spec = event.spec
         await self.chat.model_loaded(event.spec)
         recent = self.ui_state.get("recent_models")
@@ -230,7 +237,7 @@ class SlmChatApp(App[None]):
     def on_model_load_failed(self, event: ModelLoadFailed) -> None:
         kept = t("app.still_using", name=self.engine.info.name) if self.engine.info else ""
         self.notify(f"{event.error}.{kept}", title=t("app.not_loaded_title"), severity="error",
-                    timeout=20, markup=False)  # paths and "[lora on …]" names are not markup
+                    timeout=20)
         self.chat.model_failed(event.error)
 
     # --- panels (imported when first opened: the first frame must not wait for them) ---

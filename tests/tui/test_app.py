@@ -189,3 +189,18 @@ async def test_command_palette_matches_help_text_too(make_app) -> None:
             if options:
                 break
         assert any(o.startswith("Models") for o in options), options
+
+
+async def test_notifications_are_plain_text_from_any_widget(make_app) -> None:
+    """A tuned model's name "RUN [lora on BASE]" (or an error quoting "[/x]") is shown as
+    written: Rich would drop the bracketed part as a tag, or fail on it."""
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.chat.notify("loaded 20261129-notes [lora on SmolLM2] and [/x]")
+        app.notify("from the app [b]")
+        await pilot.pause()
+        shown = list(app._notifications)[-2:]
+        assert [n.message for n in shown] == [
+            "loaded 20261129-notes [lora on SmolLM2] and [/x]", "from the app [b]"]
+        assert not any(n.markup for n in shown)
