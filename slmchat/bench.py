@@ -64,20 +64,22 @@ def _chat_of_about(engine: Any, tokens: int) -> list[Any]:
 
 def run_slmchat(model: str, dtype: str, quant: str, runner: str = "auto",
                 device: str = "auto", runtime: str = "transformers") -> dict[str, Any]:
+    from slmchat.engine import runtimes
     from slmchat.engine.devices import thread_count
-    from slmchat.engine.generation.decode import stream_generate
+    from slmchat.engine.generation.decode import stream_backend
     from slmchat.engine.generation.prompting import ChatMessage
     from slmchat.engine.generation.sampling import SamplingParams
     from slmchat.engine.model.spec import ModelSpec
     from slmchat.engine.session import Engine
 
-    if runtime != "onnx":  # torch's threads; the onnx runtime sets its own (no torch import)
+    torch_runtime = runtimes.get(runtime).uses_torch
+    if torch_runtime:  # torch's threads; the other runtimes set their own (no torch import)
         from slmchat.engine.devices import configure_threads
 
         configure_threads()
     threads = thread_count()
     t0 = time.perf_counter()
-    engine = Engine(lite=runtime == "onnx")
+    engine = Engine(lite=not torch_runtime)
     info = engine.load(ModelSpec(path=model, dtype=dtype, quant=quant,  # type: ignore[arg-type]
                                  runner=runner, device=device,  # type: ignore[arg-type]
                                  runtime=runtime))  # type: ignore[arg-type]
@@ -88,13 +90,13 @@ def run_slmchat(model: str, dtype: str, quant: str, runner: str = "auto",
     assert lm is not None
     ids = _prompt_ids(lm.tokenizer)
     greedy = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=1)
-    kind = lm.spec.runner
-    list(stream_generate(lm.model, lm.tokenizer, ids[:32], greedy, runner_kind=kind))  # warm-up
-    last = list(stream_generate(lm.model, lm.tokenizer, ids, greedy, runner_kind=kind))[-1]
+    backend = runtimes.backend_for(lm)
+    list(stream_backend(backend, lm.tokenizer, ids[:32], greedy))  # warm-up
+    last = list(stream_backend(backend, lm.tokenizer, ids, greedy))[-1]
     prefill = last.prefill_tps
     dec = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=DECODE_TOKENS,
                          ignore_eos=True)
-    last = list(stream_generate(lm.model, lm.tokenizer, ids[:16], dec, runner_kind=kind))[-1]
+    last = list(stream_backend(backend, lm.tokenizer, ids[:16], dec))[-1]
     decode = last.decode_tps
     # Chat TTFT with ~1,000 tokens of history, then a follow-up turn reusing the prefix.
     msgs = _chat_of_about(engine, HISTORY_TOKENS)
@@ -113,7 +115,7 @@ def run_slmchat(model: str, dtype: str, quant: str, runner: str = "auto",
         "threads": threads, "device": info.device, "runtime": info.runtime,
         "torch_imported": "torch" in sys.modules,
     }
-    return {**out, **(_gpu_mem() if runtime != "onnx" else {})}
+    return {**out, **(_gpu_mem() if torch_runtime else {})}
 
 
 def _gpu_mem() -> dict[str, float]:
@@ -225,6 +227,10 @@ def run_llama_cpp(gguf: str, free_cores: bool = False) -> dict[str, Any]:
 
 PATHS: dict[str, dict[str, str]] = {
     "slmchat onnx int8": {"kind": "slmchat", "dtype": "auto", "quant": "none", "runtime": "onnx"},
+    # The llamacpp runtime on the shipped GGUF: slmchat's loop over llama.cpp, same file as
+    # the llama.cpp rows below.
+    "slmchat llamacpp Q4_1 gguf": {"kind": "slmchat", "dtype": "auto", "quant": "none",
+                                   "runtime": "llamacpp", "model": "gguf"},
     "hf-generate fp32 (reference)": {"kind": "hf", "dtype": "fp32"},
     "slmchat fp32 (hf runner)": {"kind": "slmchat", "dtype": "fp32", "quant": "none",
                                  "runner": "hf"},
@@ -235,12 +241,23 @@ PATHS: dict[str, dict[str, str]] = {
     "llama.cpp Q4_1 gguf (free-core threads)": {"kind": "llama_cpp", "threads": "free"},
 }
 # `make bench` / `slmchat bench` without --paths: the runtimes a user chooses between.
-DEFAULT_PATHS = ("slmchat onnx int8", "slmchat fp32", "llama.cpp Q4_1 gguf",
+DEFAULT_PATHS = ("slmchat onnx int8", "slmchat llamacpp Q4_1 gguf", "slmchat fp32",
+                 "llama.cpp Q4_1 gguf",
                  "llama.cpp Q4_1 gguf (free-core threads)")
+
+
+def _model_for(cfg: dict[str, str], model: str) -> str:
+    """The file a path runs: the shipped GGUF for GGUF paths, else ``model``."""
+    if cfg.get("model") != "gguf":
+        return model
+    from slmchat.engine.model.default import gguf_path
+
+    return str(gguf_path())
 
 
 def _child(name: str, model: str) -> dict[str, Any]:
     cfg = PATHS[name]
+    model = _model_for(cfg, model)
     if cfg["kind"] == "hf":
         return run_hf_generate(model, cfg["dtype"])
     if cfg["kind"] == "slmchat":
@@ -281,18 +298,18 @@ def heldout_text() -> str:
 def run_ppl(name: str, model: str) -> dict[str, Any]:
     """Perplexity of the first PPL_TOKENS tokens of the held-out text, one window."""
     cfg = PATHS[name]
+    model = _model_for(cfg, model)
     text = heldout_text()
     if cfg["kind"] == "llama_cpp":
         return _llama_cpp_ppl(text)
-    from slmchat.engine.model.loader import load
+    from slmchat.engine import runtimes
     from slmchat.engine.model.spec import ModelSpec
     from slmchat.engine.tools.perplexity import evaluate
 
     runtime = cfg.get("runtime", "transformers")
     dtype = cfg.get("dtype", "fp32")
-    lm = load(ModelSpec(path=model, dtype=dtype, quant=cfg.get("quant", "none"),  # type: ignore[arg-type]
-                        runner=cfg.get("runner", "auto"), runtime=runtime),  # type: ignore[arg-type]
-              chat=runtime == "onnx")
+    lm = runtimes.load(ModelSpec(path=model, dtype=dtype, quant=cfg.get("quant", "none"),  # type: ignore[arg-type]
+                                 runner=cfg.get("runner", "auto"), runtime=runtime))  # type: ignore[arg-type]
     r = evaluate(lm, text, window=PPL_TOKENS, stride=PPL_TOKENS, max_tokens=PPL_TOKENS)
     return {"ppl": r.perplexity, "ppl_tokens": r.tokens}
 
@@ -321,6 +338,7 @@ def cold_generate(name: str, model: str) -> float | None:
     cfg = PATHS[name]
     if cfg["kind"] != "slmchat":
         return None
+    model = _model_for(cfg, model)
     cmd = [sys.executable, "-m", "slmchat", "generate", COLD_PROMPT, "--model", model,
            "--max-new-tokens", "4", "-t", "0", "--runtime", cfg.get("runtime", "transformers")]
     if cfg.get("dtype", "auto") != "auto":
@@ -509,12 +527,16 @@ def run(args: Any) -> int:
         from slmchat.engine.model.default import ensure_default_model
 
         args.model = str(ensure_default_model())
-    if any(PATHS[n].get("runtime") == "onnx" for n in names):  # convert once, untimed
-        from slmchat.engine.model.loader import load
-        from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine import runtimes
+    from slmchat.engine.model.spec import ModelSpec
 
-        load(ModelSpec(path=args.model, runtime="onnx"), chat=True,
-             progress=lambda msg, frac: print(f"  {msg}", file=sys.stderr))
+    for name in names:
+        runtime = PATHS[name].get("runtime")
+        if not runtime or runtimes.get(runtime).uses_torch:
+            continue  # the CPU runtimes' copies are built once up front, untimed
+        runtimes.load(ModelSpec(path=_model_for(PATHS[name], args.model),
+                                runtime=runtime),  # type: ignore[arg-type]
+                      progress=lambda msg, frac: print(f"  {msg}", file=sys.stderr))
     run_all(args.model, names, Path(args.out) if args.out else None, rounds=max(1, args.rounds),
             ppl=not args.no_ppl)
     return 0

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from slmchat.engine.fsutil import write_text_atomic
 from slmchat.engine.generation.sampling import RANGES, SamplingParams
+from slmchat.engine.model.spec import Runtime
 
 SETTINGS_FILE = "settings.toml"
 
@@ -27,9 +28,9 @@ class ModelSettings(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     quant: Literal["none", "8bit", "4bit", "cpu-int8"] = Field("none", description="Quantization")
     adapter: str | None = Field(None, description="LoRA adapter folder applied on the model")
-    runtime: Literal["auto", "onnx", "transformers"] = Field(
-        "auto", description="Chat runtime: auto (ONNX int8 on the CPU where it applies), onnx, "
-                            "transformers")
+    runtime: Runtime = Field(
+        "auto", description="Chat runtime: auto (llama.cpp for GGUF, ONNX int8 for checkpoint "
+                            "folders on the CPU, else transformers), llamacpp, onnx, transformers")
     dirs: list[str] = Field(default_factory=list, description="Extra folders searched for models")
 
 

@@ -12,7 +12,8 @@ from slmchat.errors import SlmChatError
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", "-m", default=None,
-                   help="'default', a checkpoint folder, a .gguf file or an adapter folder")
+                   help="'default', a checkpoint folder, a .gguf file, an adapter folder, or "
+                        "a name `slmchat models` prints (tidewater:q4, ollama:tidewater:q4, ...)")
     g.add_argument("--adapter", default=None, help="LoRA adapter folder to apply on --model")
     g.add_argument("--dtype", choices=DTYPES, default=None)
     g.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
@@ -27,8 +28,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                    help="decode path: auto (lean Llama path where it applies) or hf (plain "
                         "transformers forward, the reference)")
     g.add_argument("--runtime", choices=RUNTIMES, default=None,
-                   help="chat runtime: auto (ONNX Runtime int8 on the CPU where the model "
-                        "allows, else transformers), onnx or transformers")
+                   help="chat runtime: auto (llama.cpp for GGUF files and store models, ONNX "
+                        "Runtime int8 for checkpoint folders on the CPU, else transformers), "
+                        "llamacpp, onnx or transformers")
     g.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin/.pt weights (pickle can run code; loaded weights_only)")
 
@@ -36,11 +38,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace) -> ModelSpec:
     """Flags override the settings file, which overrides built-in defaults."""
     from slmchat.config import load_settings
+    from slmchat.engine.model.discovery import resolve_name
 
     settings, _ = load_settings()
     ms = settings.model
     return ModelSpec(
-        path=args.model or ms.path,
+        path=resolve_name(args.model or ms.path, settings),
         dtype=args.dtype or ms.dtype,
         device=args.device or ms.device,
         quant=args.quant or ms.quant,
@@ -87,7 +90,8 @@ def prepare_default_model(spec: ModelSpec) -> None:
         with TerminalBar("converting the default model (once)") as bar:
             default.ensure_default_model(progress=bar)
     # Then its int8 copy for the onnx chat runtime (10-20 s, once), with the same bar.
-    from slmchat.engine.model import onnx, onnx_runtime
+    from slmchat.engine.model import onnx
+    from slmchat.engine.runtimes import onnx as onnx_runtime
 
     try:
         pending = onnx_runtime.pending_copy(spec)

@@ -170,6 +170,9 @@ def collect() -> dict[str, Any]:
     except Exception as exc:  # a broken torch install is exactly what doctor is for
         report["torch"] = {"error": f"{type(exc).__name__}: {exc}"}
     report["cpu"] = _cpu()
+    from slmchat.engine import runtimes
+
+    report["runtimes"] = runtimes.availability()
     report["folders"] = _folders()
     copies = [c.as_dict() for c in list_copies()] if report["folders"]["cache"].get("path") else []
     report["default_model"] = _default_model(copies)
@@ -200,6 +203,10 @@ def problems(report: dict[str, Any], pins: dict[str, str]) -> list[str]:
                        "(run make setup)")
     if "error" in report["torch"]:
         out.append(f"torch does not import: {report['torch']['error']}")
+    for name, why in report.get("runtimes", {}).items():
+        if why:
+            out.append(f"the {name} runtime is unavailable: {why}; models it would run use the "
+                       "next runtime (run make setup; llamacpp needs a C/C++ compiler)")
     for name, folder in report["folders"].items():
         if folder.get("error"):
             out.append(f"the {name} folder cannot be made: {folder['error']}")
@@ -245,6 +252,9 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("packages", ", ".join(f"{n} {pk[n] or '(not installed)'}" for n in PACKAGES)))
     rows.append(("cpu", f"{cpu['model']}; {', '.join(cpu['features']) or 'no AVX2'}"
                         + (f"; torch kernels {t['cpu_kernels']}" if "cpu_kernels" in t else "")))
+    rts = report.get("runtimes", {})
+    rows.append(("runtimes", ", ".join(f"{n} {'ok' if not why else 'UNAVAILABLE'}"
+                                       for n, why in rts.items())))
     th = cpu["threads"]
     rows.append(("cores", f"{cpu['logical_cores']} logical, {cpu['physical_cores']} physical; "
                           f"slmchat uses {th['chat']} threads ({th['chat_while_training']} "

@@ -32,14 +32,14 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slmchat.engine.devices import configure_threads
-    from slmchat.engine.model.loader import load
+    from slmchat.engine.runtimes import load
     from slmchat.engine.tools.perplexity import evaluate, read_text
 
     text = read_text(Path(args.file))  # bad file: fail before the model load
     args.model = args.model_path
     spec = spec_from_args(args)
     configure_threads()
-    lm = load(spec)
+    lm = load(spec, measure=True)
     print(f"model {lm.info.label} params={lm.info.n_params} load_s={lm.info.load_time_s:.2f}",
           file=sys.stderr)
     result = evaluate(lm, text, window=args.window, stride=args.stride, max_tokens=args.max_tokens)

@@ -34,10 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ppl(spec, text: str, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
-    from slmchat.engine.model.loader import load
+    from slmchat.engine.runtimes import load
     from slmchat.engine.tools.perplexity import evaluate
 
-    return evaluate(load(spec), text, window=args.window, stride=args.stride,
+    return evaluate(load(spec, measure=True), text, window=args.window, stride=args.stride,
                     max_tokens=args.max_tokens).line
 
 

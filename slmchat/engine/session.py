@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from slmchat.engine.devices import BusyCores, chat_threads, onnx_thread_count
-from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_generate
+from slmchat.engine import runtimes
+from slmchat.engine.devices import BusyCores
+from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_backend
 from slmchat.engine.generation.prompting import (
     ChatMessage,
     Prompt,
@@ -26,7 +27,6 @@ from slmchat.engine.generation.prompting import (
     shared_prefix,
 )
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.model.loader import load
 from slmchat.engine.model.memcheck import room_for
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec, Progress
 from slmchat.errors import ModelLoadError, SlmChatError
@@ -98,8 +98,7 @@ class Engine:
         self._cache = PromptCache()
         self._training = training or TrainingWatch()
         self._current: CancelToken | None = None
-        self._busy = BusyCores()  # the onnx runtime's threads follow the free cores
-        self._threads_set_at = -float("inf")
+        self._busy = BusyCores()  # the CPU runtimes' threads follow the free cores
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -112,14 +111,13 @@ class Engine:
     def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
         """Load ``spec`` and make it current. On error the previous model stays.
 
-        A chat engine: ``spec.runtime`` auto picks the onnx runtime where it applies (its
-        first use converts the model once, reporting through ``progress``)."""
-        new = load(spec, lite=self._lite, chat=True, progress=progress)  # nothing changed yet
+        The runtime is engine/runtimes' choice for ``spec`` (a first ONNX use converts the
+        model once, reporting through ``progress``)."""
+        new = runtimes.load(spec, lite=self._lite, progress=progress)  # nothing changed yet
         with self._lock:
             self._loaded = new
             self._cache.reset()
             self._busy.prime()
-            self._threads_set_at = time.monotonic()
         return new.info
 
     def unload(self) -> None:
@@ -147,15 +145,6 @@ class Engine:
         cached = shared_prefix(list(self._cache.tokens), prompt.input_ids)
         return replace(prompt, cached_tokens=cached) if cached else prompt
 
-    def _onnx_threads(self, lm: LoadedModel) -> None:
-        """Resize the onnx runtime's threads to the free cores, at most every 20 s (a
-        resize reloads the session and re-feeds the conversation)."""
-        want = onnx_thread_count(self._busy, training=self._training.active())
-        now = time.monotonic()
-        if want != lm.model.threads and now - self._threads_set_at >= 20.0:
-            lm.model.set_threads(want)
-            self._threads_set_at = now
-
     def cancel(self) -> None:
         """Stop the reply being generated now, if any, at its next token."""
         token = self._current
@@ -174,19 +163,15 @@ class Engine:
         cancel = cancel or CancelToken()
         with self._lock:
             lm = self._require()
-            if lm.info.runtime == "onnx":
-                self._onnx_threads(lm)
-            elif lm.info.device == "cpu":
-                chat_threads(training=self._training.active())
+            runtime = runtimes.runtime_of(lm.info)
+            runtime.fit_threads(lm, self._busy, self._training.active())
             prompt = self.preview_prompt(messages, params, mode, continue_last)
             if prompt.stop:
                 params = replace(params, stop=tuple(params.stop) + prompt.stop)
             self._current = cancel
             try:
-                yield from stream_generate(
-                    lm.model, lm.tokenizer, prompt.input_ids, params, cancel, self._cache,
-                    runner_kind=lm.spec.runner,
-                )
+                yield from stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
+                                          params, cancel, self._cache)
             finally:
                 self._current = None
 

@@ -238,7 +238,10 @@ def test_switcher_ranks_recent_first_and_filters_fuzzily() -> None:
     assert [e.name for e in ranked(ENTRIES, "qwn", recent)] == ["qwen-0.5b"]
     assert [e.name for e in ranked(ENTRIES, "onnx", recent)] == ["smol-onnx"]
     assert runtime_hint(ENTRIES[2]) == "onnx"
-    assert runtime_hint(ENTRIES[3]) == "transformers"
+    from slmchat.engine import runtimes
+
+    gguf_runtime = "transformers" if runtimes.get("llamacpp").unavailable() else "llamacpp"
+    assert runtime_hint(ENTRIES[3]) == gguf_runtime
     assert runtime_hint(ENTRIES[0]) == "onnx (auto)"
     assert runtime_hint(ENTRIES[0], ModelSpec(quant="cpu-int8")) == "transformers"
     lora = ModelEntry(name="run/model", path="/runs/x/model", source="run", format="lora",

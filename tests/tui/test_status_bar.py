@@ -23,7 +23,9 @@ def test_runtime_and_precision_shown() -> None:
 
     bar = StatusBar()
     bar.memory_probe = lambda: None
-    bar.info = replace(fake_info(), dtype="int8", runtime="onnx")
+    bar.info = replace(fake_info(), dtype="int8", runtime="onnx", runtime_tag="onnx")
     assert "int8  cpu  onnx" in bar.render_status().plain
+    bar.info = replace(fake_info(), dtype="Q4_K_M", runtime="llamacpp", runtime_tag="llama.cpp")
+    assert "Q4_K_M  cpu  llama.cpp" in bar.render_status().plain
     bar.info = fake_info()
     assert "onnx" not in bar.render_status().plain

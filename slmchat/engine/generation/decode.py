@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from slmchat.engine.generation.backends import Backend, ContextFull, backend_for
+from slmchat.engine.generation.backends import Backend, ContextFull
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.generation.textstream import IncrementalDetokenizer, StopFilter
 from slmchat.errors import InvalidParameterError, first_line
@@ -92,13 +92,16 @@ def stream_generate(
     prompt_cache: PromptCache | None = None,
     runner_kind: str = "auto",
 ) -> Iterator[GenerationChunk]:
-    """Yield the reply to ``input_ids`` chunk by chunk, on whichever backend runs ``model``
-    (generation/backends: onnx for an ONNX copy, transformers otherwise)."""
+    """Yield the reply of a torch ``model`` (transformers, or the lite loader's lean
+    Llama) to ``input_ids`` chunk by chunk. Models of other runtimes stream through
+    ``stream_backend`` with their runtime's backend (engine/runtimes.backend_for)."""
+    from slmchat.engine.generation.backends.transformers import TransformersBackend
+
     params.validate()
     if not input_ids:
         raise InvalidParameterError("the prompt is empty")
-    yield from stream_backend(backend_for(model, runner_kind), tokenizer, input_ids, params,
-                              cancel, prompt_cache)
+    yield from stream_backend(TransformersBackend(model, runner_kind), tokenizer, input_ids,
+                              params, cancel, prompt_cache)
 
 
 def stream_backend(

@@ -456,3 +456,48 @@ def estimate_memory(spec: Any, entry: ModelEntry, base: ModelEntry | None = None
         except Exception:
             available = None
     return MemoryEstimate(weights, kv, overhead, available)
+
+
+def _names_of(entry: ModelEntry) -> set[str]:
+    """Every name ``slmchat models`` shows for an entry, as typed: ``tidewater:q4``,
+    ``ollama:tidewater:q4``, ``ollama: tidewater:q4``, aliases, ``NAME`` for ``NAME:latest``."""
+    names = {entry.name, *entry.extra.get("aliases", ())}
+    for name in list(names):
+        if name.endswith(":latest"):
+            names.add(name[: -len(":latest")])
+    if entry.source in TOOL_SOURCES:
+        for name in list(names):
+            names.update({f"{entry.source}:{name}", f"{entry.source}: {name}"})
+    return names
+
+
+def resolve_name(text: str, settings: Any = None, entries: list[ModelEntry] | None = None) -> str:
+    """What ``--model TEXT`` loads: ``TEXT`` itself when it is "default" or a path that
+    exists, else the path of the one discovered model named ``TEXT`` (the names
+    ``slmchat models`` prints). ModelLoadError in one line when none or several match."""
+    from slmchat.errors import ModelLoadError
+
+    if text in ("default", ""):
+        return text
+    try:
+        if Path(text).expanduser().exists():
+            return text
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte
+        pass
+    found = entries if entries is not None else discover(settings, include_default=False)
+    matches = [e for e in found if text in _names_of(e) or text.lower() in
+               {n.lower() for n in _names_of(e)}]
+    usable = [e for e in matches if e.problem is None] or matches
+    paths = sorted({e.path for e in usable})
+    if len(paths) == 1:
+        if usable[0].problem:
+            raise ModelLoadError(f"model {text!r} ({usable[0].path}): {usable[0].problem}")
+        return paths[0]
+    if not paths:
+        if "/" in text or text.startswith("~") or text.lower().endswith(".gguf"):
+            return text  # a path after all: the loader says it does not exist
+        raise ModelLoadError(f"model path does not exist and no local model is named {text!r} "
+                             "(`slmchat models` lists the names)")
+    shown = ", ".join(sorted(e.label for e in usable)[:8])
+    raise ModelLoadError(f"{text!r} names {len(paths)} models: {shown}; use one of these names "
+                         "or a path")

@@ -133,22 +133,31 @@ class LiteTokenizer:
             raise ValueError("this tokenizer has no chat template")
         if self._template is None:
             self._template = _compile_template(self.chat_template)
-        chat = [dict(m) for m in messages]
-        final = chat[-1]["content"] if continue_final_message and chat else ""
-        if continue_final_message:
-            chat[-1]["content"] = final + _CONTINUE_TAG
         special = {k: v for k, v in (("bos_token", self.bos_token), ("eos_token", self.eos_token),
                                      ("unk_token", self.unk_token), ("pad_token", self.pad_token))
                    if v is not None}
-        text = self._template.render(messages=chat, add_generation_prompt=add_generation_prompt,
-                                     **special)
-        if continue_final_message:
-            # Cut everything the template put after the final message (its end-of-turn).
-            tag = text.rfind(final + _CONTINUE_TAG.rstrip())
-            if tag < 0:
-                raise ValueError("the chat template dropped the final message to continue")
-            text = text[: tag + len(final)]
+        text = render_chat(self._template, messages, add_generation_prompt,
+                           continue_final_message, special)
         return self(text, add_special_tokens=False)["input_ids"] if tokenize else text
+
+
+def render_chat(template: Any, messages: list[dict[str, str]], add_generation_prompt: bool,
+                continue_final_message: bool, special: dict[str, str]) -> str:
+    """Render a compiled chat template as transformers' apply_chat_template does,
+    including ``continue_final_message`` (the reply is left open after its last text)."""
+    chat = [dict(m) for m in messages]
+    final = chat[-1]["content"] if continue_final_message and chat else ""
+    if continue_final_message:
+        chat[-1]["content"] = final + _CONTINUE_TAG
+    text = str(template.render(messages=chat, add_generation_prompt=add_generation_prompt,
+                               **special))
+    if continue_final_message:
+        # Cut everything the template put after the final message (its end-of-turn).
+        tag = text.rfind(final + _CONTINUE_TAG.rstrip())
+        if tag < 0:
+            raise ValueError("the chat template dropped the final message to continue")
+        text = text[: tag + len(final)]
+    return text
 
 
 class LiteModel:

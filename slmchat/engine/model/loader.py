@@ -1,4 +1,5 @@
-"""ModelSpec -> LoadedModel: the single entry point for loading any local model.
+"""ModelSpec -> LoadedModel with transformers: the loader of the tools and of the
+transformers runtime (engine/runtimes chooses a runtime for chat).
 
 Supported sources (the kind is decided by what is on disk, never by the file name of a
 Hub repo): the embedded default model ("default"), a Hugging Face checkpoint folder with
@@ -31,7 +32,6 @@ from slmchat.engine.model.naming import finetuned_name
 from slmchat.engine.model.spec import (
     DTYPES,
     QUANTS,
-    RUNTIMES,
     LoadedModel,
     ModelInfo,
     ModelSpec,
@@ -116,36 +116,33 @@ def _context_length(config: Any) -> int:
     return 2048
 
 
-def load(spec: ModelSpec, lite: bool = False, chat: bool = False,
-         progress: Progress | None = None) -> LoadedModel:
-    """Load a model as described by ``spec``.
+def load(spec: ModelSpec, lite: bool = False, progress: Progress | None = None) -> LoadedModel:
+    """Load ``spec`` with transformers (the tools' loader: perplexity, quantize, export and
+    training always get a transformers model; chat engines load through
+    engine/runtimes, which may pick another runtime).
 
     Any failure becomes a ModelLoadError with a one-line message; nothing global is
     changed before the new model is fully loaded, so callers can keep the previous one.
-    ``chat``: the model is for generation only, so ``spec.runtime`` "auto" may pick the
-    onnx runtime (model/onnx.py; its first use converts the checkpoint, reporting
-    through ``progress``). Tools (perplexity, quantize, export, training) leave it off
-    and get a transformers model. ``lite``: for generation only, load plain Llama
-    checkpoints without transformers (engine/model/lite.py); ``model`` is then not a
-    transformers model.
+    ``lite``: for generation only, load plain Llama checkpoints without transformers
+    (engine/model/lite.py); ``model`` is then not a transformers model.
     """
+    check_spec(spec)
+    kind, path = resolve_source(spec)
+    return load_transformers(spec, kind, path, lite=lite)
+
+
+def check_spec(spec: ModelSpec) -> None:
     ensure_offline()
     if spec.dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {spec.dtype!r} (choose from {', '.join(DTYPES)})")
     if spec.quant not in QUANTS:
         raise ModelLoadError(f"unknown quantization {spec.quant!r} (choose from {', '.join(QUANTS)})")
-    if spec.runtime not in RUNTIMES:
-        raise ModelLoadError(f"unknown runtime {spec.runtime!r} (choose from {', '.join(RUNTIMES)})")
-    start = time.perf_counter()
-    kind, path = resolve_source(spec)
-    warnings: list[str] = []
-    if kind == "onnx" or spec.runtime == "onnx" or ((chat or lite) and spec.runtime == "auto"):
-        from slmchat.engine.model import onnx_runtime
 
-        loaded = onnx_runtime.try_load(kind, path, spec, _display_name(kind, path, spec),
-                                       progress, warnings)
-        if loaded is not None:
-            return loaded
+
+def load_transformers(spec: ModelSpec, kind: str, path: Path, lite: bool = False) -> LoadedModel:
+    """Load an already resolved source (``kind``, ``path``) with transformers."""
+    start = time.perf_counter()
+    warnings: list[str] = []
     try:
         device = resolve_device(spec.device)
         dtype = resolve_dtype(spec.dtype, device)
@@ -158,7 +155,7 @@ def load(spec: ModelSpec, lite: bool = False, chat: bool = False,
             from slmchat.engine.model import lite as lite_mod
 
             if lite_mod.eligible(kind, path, spec):
-                return lite_mod.load_lite(kind, path, spec, _display_name(kind, path, spec))
+                return lite_mod.load_lite(kind, path, spec, display_name(kind, path, spec))
         model, tokenizer, files, base_path = _load_kind(kind, path, spec, device, dtype, warnings)
         if spec.quant == "cpu-int8":
             from slmchat.engine.model.int8 import apply_cpu_int8
@@ -178,7 +175,7 @@ def load(spec: ModelSpec, lite: bool = False, chat: bool = False,
     model.eval()
     config = model.config
     info = ModelInfo(
-        name=_display_name(kind, path, spec),
+        name=display_name(kind, path, spec),
         path=str(base_path),
         kind=kind,
         architecture=(getattr(config, "architectures", None) or [type(model).__name__])[0],
@@ -264,7 +261,7 @@ def _maybe_adapter(model: Any, spec: ModelSpec, warnings: list[str]) -> Any:
         ) from exc
 
 
-def _display_name(kind: str, path: Path, spec: ModelSpec) -> str:
+def display_name(kind: str, path: Path, spec: ModelSpec) -> str:
     if kind == "default":
         return "SmolLM2-135M-Instruct"
     name = path.stem if kind == "gguf" else (finetuned_name(path) or path.name)

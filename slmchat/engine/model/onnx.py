@@ -277,11 +277,9 @@ def discard_copy(folder: Path) -> None:
 class OnnxModel:
     """An ONNX Runtime GenAI model plus what the decode loop reads from a model.
 
-    ``slmchat_runtime`` tells generation.backends to drive it with the onnx backend. The
-    og.Model is rebuilt when the thread count changes (a fine-tune started beside chat).
+    The og.Model is rebuilt when the thread count changes (a fine-tune started beside
+    chat).
     """
-
-    slmchat_runtime = "onnx"
 
     def __init__(self, folder: Path, threads: int, text_dir: Path | None = None) -> None:
         hold_in_use(folder)  # `slmchat cache clear` skips a copy a running process uses
@@ -351,8 +349,8 @@ def load_copy(folder: Path, spec: Any, name: str, kind: str, source_path: Path,
         load_time_s=time.perf_counter() - start, context_length=model.context_length,
         has_chat_template=bool(tokenizer.chat_template), dtype=PRECISION, device="cpu",
         quant="none", adapter=str(spec.adapter) if getattr(spec, "adapter", None) else None,
-        fingerprint=source_fp, warnings=warnings, runtime="onnx",
+        fingerprint=source_fp, warnings=warnings, runtime="onnx", runtime_tag="onnx",
         runtime_copy=fingerprint(data),
     )
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, info=info,
-                       extra={"runtime": "onnx", "onnx_dir": str(folder)})
+                       extra={"onnx_dir": str(folder)})

@@ -13,8 +13,9 @@ Dtype = Literal["auto", "fp32", "bf16", "fp16"]
 Quant = Literal["none", "8bit", "4bit", "cpu-int8"]
 DTYPES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 QUANTS: tuple[str, ...] = ("none", "8bit", "4bit", "cpu-int8")
-Runtime = Literal["auto", "onnx", "transformers"]
-RUNTIMES: tuple[str, ...] = ("auto", "onnx", "transformers")
+# The names of engine/runtimes' modules (runtimes.NAMES is checked against this list).
+Runtime = Literal["auto", "llamacpp", "onnx", "transformers"]
+RUNTIMES: tuple[str, ...] = ("auto", "llamacpp", "onnx", "transformers")
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,8 @@ class ModelSpec:
     adapter: str | None = None  # LoRA adapter folder applied on top of ``path``
     allow_pickle: bool = False  # permit .bin/.pt weights (loaded with weights_only)
     runner: Literal["auto", "hf"] = "auto"  # auto: lean Llama decode path where it applies
-    # Chat runtime. auto: ONNX Runtime GenAI int8 on the CPU where its builder supports the
-    # architecture and nothing needs transformers (bitsandbytes, a GPU, runner='hf');
-    # transformers otherwise. Only chat engines honour it; tools always get transformers.
+    # Chat runtime (engine/runtimes: one module each). auto: runtimes.choose's table (the
+    # README's "Runtimes"). Only chat engines honour it; tools always get transformers.
     runtime: Runtime = "auto"
 
     def with_(self, **changes: Any) -> ModelSpec:
@@ -59,8 +59,9 @@ class ModelInfo:
     adapter: str | None
     fingerprint: str
     warnings: tuple[str, ...] = ()
-    runtime: str = "transformers"  # onnx | transformers: what runs the decode loop
+    runtime: str = "transformers"  # the engine/runtimes module that runs the decode loop
     runtime_copy: str = ""  # onnx: fingerprint of the converted copy that is running
+    runtime_tag: str = ""  # how the runtime is shown after the name ("" for transformers)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +69,7 @@ class ModelInfo:
     @property
     def label(self) -> str:
         quant = "" if self.quant == "none" else f" {self.quant}"
-        runtime = ", onnx" if self.runtime == "onnx" else ""
+        runtime = f", {self.runtime_tag}" if self.runtime_tag else ""
         return f"{self.name} ({self.dtype}{quant}, {self.device}{runtime})"
 
 

@@ -139,8 +139,9 @@ def perplexity_stepwise(
 
 def evaluate(lm: Any, text: str, **kwargs: Any) -> EvalResult:
     """Perplexity of a LoadedModel on either runtime (onnx copies score step by step)."""
-    if lm.info.runtime == "onnx":
-        from slmchat.engine.generation.backends import backend_for
+    from slmchat.engine import runtimes
 
-        return perplexity_stepwise(backend_for(lm.model), lm.tokenizer, text, **kwargs)
+    runtime = runtimes.runtime_of(lm.info)
+    if not runtime.scores_sequences:
+        return perplexity_stepwise(runtime.backend(lm), lm.tokenizer, text, **kwargs)
     return perplexity(lm.model, lm.tokenizer, text, **kwargs)

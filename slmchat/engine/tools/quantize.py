@@ -91,7 +91,7 @@ def onnx_source(spec: Any) -> tuple[Path, Path | None]:
     InvalidParameterError when it cannot (checked before any slow work)."""
     from slmchat.engine.model import onnx
     from slmchat.engine.model.files import resolve_source
-    from slmchat.engine.model.onnx_runtime import source_and_adapter
+    from slmchat.engine.runtimes.onnx import source_and_adapter
 
     kind, path = resolve_source(spec)
     if kind == "onnx":

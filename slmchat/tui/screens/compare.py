@@ -79,7 +79,9 @@ def schedule_for(*infos: ModelInfo | None) -> Schedule:
     (5.6-6.3 s). On the onnx runtime all three take the same time (1.1-1.2 s), and
     interleaving is the one where both columns grow at the same pace (59 and 62 tok/s;
     a thread per side gave 85 and 63), so two onnx sides interleave."""
-    if infos and all(info is not None and info.runtime == "onnx" for info in infos):
+    from slmchat.engine import runtimes
+
+    if infos and all(info is not None and runtimes.runtime_of(info).interleaves for info in infos):
         return "interleaved"
     return "parallel"
 

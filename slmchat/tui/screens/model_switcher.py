@@ -43,26 +43,15 @@ if TYPE_CHECKING:
     from slmchat.engine.store.store import ModelChange
 
 
-# Formats the onnx runtime runs as they are; "auto" converts plain Llama checkpoints on
-# first use (engine/model/onnx_runtime.py) and falls back to transformers otherwise.
-RUNTIME_BY_FORMAT = {"onnx-int8": "onnx", "gguf": "transformers", "bnb-8bit": "transformers",
-                     "bnb-4bit": "transformers", "cpu-int8": "transformers",
-                     "pickle": "transformers"}
-
-
 def runtime_hint(entry: ModelEntry, spec: ModelSpec | None = None,
                  base: ModelEntry | None = None) -> str:
     """The runtime a chat load would use, from the files alone (no weights read);
     ``base``: a LoRA adapter's base model (its architecture decides)."""
-    if spec is not None and spec.runtime != "auto":
-        return spec.runtime
-    if spec is not None and spec.quant != "none":
-        return "transformers"
-    if entry.format in RUNTIME_BY_FORMAT:
-        return RUNTIME_BY_FORMAT[entry.format]
+    from slmchat.engine import runtimes
+
     plain = base.plain_llama if entry.format == "lora" and base is not None \
         else entry.plain_llama
-    return "onnx (auto)" if plain else "transformers"
+    return runtimes.hint(entry.format, plain, spec)
 
 
 def ranked(entries: Iterable[ModelEntry], query: str, recent: list[str]
@@ -331,6 +320,6 @@ def _spec_label(spec: ModelSpec) -> str:
     name = MODEL_NAME if spec.path in ("default", "") else (
         finetuned_name(Path(spec.path)) or Path(spec.path).name or spec.path)
     extra = [x for x in (spec.quant if spec.quant != "none" else "",
-                         "onnx" if spec.runtime == "onnx" else "",
+                         spec.runtime if spec.runtime != "auto" else "",
                          f"+{Path(spec.adapter).name}" if spec.adapter else "") if x]
     return f"{name} ({', '.join(extra)})" if extra else name

@@ -35,7 +35,7 @@ from textual.widgets import (
 )
 
 from slmchat.engine.model.discovery import ModelEntry, discover, estimate_memory, filter_entries
-from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec
+from slmchat.engine.model.spec import DTYPES, QUANTS, ModelSpec, Runtime
 from slmchat.fmt import human_bytes, human_count
 from slmchat.i18n import has, localize_bindings, t
 from slmchat.tui.messages import ModelsFound, TaskDone, TaskProgress
@@ -45,6 +45,7 @@ from slmchat.tui.screens.model_tasks import free_path, run_export, run_quantize
 # The onnx runtime's int8 copy: the recommended CPU choice (ModelSpec.runtime="onnx"; saved
 # with `quantize --method onnx-int8`), listed with the quantizations.
 ONNX_CHOICE = "onnx-int8"
+ONNX_RUNTIME: Runtime = "onnx"  # the name of engine/runtimes/onnx.py
 
 
 def quant_options() -> list[tuple[str, str]]:
@@ -271,7 +272,7 @@ class ModelsPanel(Vertical):
             dtype=self.query_one("#opt-dtype", Select).value,  # type: ignore[arg-type]
             device=str(self.query_one("#opt-device", Select).value),
             quant="none" if quant == ONNX_CHOICE else quant,  # type: ignore[arg-type]
-            runtime="onnx" if quant == ONNX_CHOICE else "auto",
+            runtime=ONNX_RUNTIME if quant == ONNX_CHOICE else "auto",
             bnb_4bit_quant_type=self.query_one("#opt-4bit-type", Select).value,  # type: ignore[arg-type]
             bnb_4bit_double_quant=self.query_one("#opt-double", Checkbox).value,
             bnb_4bit_compute_dtype=self.query_one("#opt-compute", Select).value,  # type: ignore[arg-type]
@@ -377,7 +378,7 @@ class ModelsPanel(Vertical):
             self._run_export(spec.with_(quant="none"), self.selected, root, stem)
             return
         method = "cpu-int8" if spec.quant in ("cpu-int8", "none") else "bnb"
-        method = ONNX_CHOICE if spec.runtime == "onnx" else method
+        method = ONNX_CHOICE if spec.runtime == ONNX_RUNTIME else method
         bits = 4 if spec.quant == "4bit" else 8
         suffix = method if method != "bnb" else f"bnb-{bits}bit"
 

@@ -96,7 +96,7 @@ class StatusBar(Static):
             info = self.info
             quant = "" if info.quant == "none" else f"/{info.quant}"
             parts.append(part(info.name, 0, "bold"))
-            runtime = "  onnx" if info.runtime == "onnx" else ""
+            runtime = f"  {info.runtime_tag}" if info.runtime_tag else ""
             parts.append(part(f"  {info.dtype}{quant}  {info.device}{runtime}", 5))
             parts.append(part(t("statusbar.ctx"), 3))
             parts.append((Text(" ") + context_bar(self.context_used, info.context_length), 7))

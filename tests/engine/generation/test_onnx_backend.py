@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slmchat.engine.generation.backends import backend_for
-from slmchat.engine.generation.decode import CancelToken, PromptCache, stream_generate
+from slmchat.engine.generation.decode import CancelToken, PromptCache, stream_backend
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.runtimes import backend_for
+from slmchat.engine.runtimes import load as chat_load
 from slmchat.engine.session import Engine
 
 GREEDY = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=12)
@@ -20,7 +21,7 @@ GREEDY = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=12
 
 @pytest.fixture(scope="module")
 def onnx_lm(tiny_llama_dir: Path):
-    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))
     assert lm.info.runtime == "onnx", lm.info.warnings
     return lm
 
@@ -38,7 +39,7 @@ def test_next_token_logits_match_transformers(onnx_lm, hf_lm) -> None:
     import torch
 
     ids = _ids(onnx_lm, "The quick brown fox jumps over the lazy dog. Paris is")
-    state = backend_for(onnx_lm.model).new_state()
+    state = backend_for(onnx_lm).new_state()
     ours = state.extend(ids)
     with torch.inference_mode():
         ref = hf_lm.model(torch.tensor([ids])).logits[:, -1, :].numpy()
@@ -49,7 +50,7 @@ def test_next_token_logits_match_transformers(onnx_lm, hf_lm) -> None:
 
 
 def test_kv_reuse_and_rewind_give_the_logits_of_a_fresh_prefill(onnx_lm) -> None:
-    backend = backend_for(onnx_lm.model)
+    backend = backend_for(onnx_lm)
     ids = _ids(onnx_lm, "Small language models run on laptops and keep text private.")
     fresh = backend.new_state().extend(ids)
     state = backend.new_state()
@@ -68,7 +69,7 @@ def test_kv_buffer_grows_past_its_first_size(onnx_lm, monkeypatch: pytest.Monkey
     from slmchat.engine.generation.backends import onnx as onnx_backend
 
     monkeypatch.setattr(onnx_backend, "MIN_CAPACITY", 16)
-    backend = backend_for(onnx_lm.model)
+    backend = backend_for(onnx_lm)
     ids = (_ids(onnx_lm, "Paris is the capital of France. ") * 8)[:100]
     fresh = backend.new_state().extend(ids)
     state = backend.new_state()
@@ -82,7 +83,7 @@ def test_greedy_is_deterministic_and_seeds_repeat(onnx_lm) -> None:
     ids = _ids(onnx_lm, "Paris is")
 
     def run(params: SamplingParams) -> str:
-        return "".join(c.text for c in stream_generate(onnx_lm.model, onnx_lm.tokenizer, ids, params))
+        return "".join(c.text for c in stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, ids, params))
 
     assert run(GREEDY) == run(GREEDY) != ""
     hot = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, max_new_tokens=20, seed=3)
@@ -95,13 +96,13 @@ def test_prompt_cache_reuse_gives_the_same_reply(onnx_lm) -> None:
     first = _ids(onnx_lm, "The quick brown fox")
     second = first + _ids(onnx_lm, " jumps over the lazy dog")
     cache = PromptCache()
-    list(stream_generate(onnx_lm.model, onnx_lm.tokenizer, first, GREEDY, prompt_cache=cache))
-    reused = list(stream_generate(onnx_lm.model, onnx_lm.tokenizer, second, GREEDY, prompt_cache=cache))
-    fresh = list(stream_generate(onnx_lm.model, onnx_lm.tokenizer, second, GREEDY))
+    list(stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, first, GREEDY, prompt_cache=cache))
+    reused = list(stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, second, GREEDY, prompt_cache=cache))
+    fresh = list(stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, second, GREEDY))
     assert reused[-1].cached_tokens == len(first)
     assert "".join(c.text for c in reused) == "".join(c.text for c in fresh)
     # Regenerating the same turn rewinds to the prompt and reuses all of it but one token.
-    again = list(stream_generate(onnx_lm.model, onnx_lm.tokenizer, second, GREEDY, prompt_cache=cache))
+    again = list(stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, second, GREEDY, prompt_cache=cache))
     assert again[-1].cached_tokens == len(second) - 1
     assert "".join(c.text for c in again) == "".join(c.text for c in fresh)
 
@@ -110,7 +111,7 @@ def test_cancel_stops_at_the_next_token(onnx_lm) -> None:
     cancel = CancelToken()
     params = SamplingParams(temperature=0, max_new_tokens=200, ignore_eos=True)
     chunks = []
-    for chunk in stream_generate(onnx_lm.model, onnx_lm.tokenizer, _ids(onnx_lm, "Paris"), params,
+    for chunk in stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, _ids(onnx_lm, "Paris"), params,
                                  cancel):
         chunks.append(chunk)
         if len(chunks) == 3:
@@ -122,10 +123,10 @@ def test_cancel_stops_at_the_next_token(onnx_lm) -> None:
 def test_stop_string_ends_the_reply_and_is_not_shown(onnx_lm) -> None:
     ids = _ids(onnx_lm, "The quick brown fox")
     params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=40, ignore_eos=True)
-    full = "".join(c.text for c in stream_generate(onnx_lm.model, onnx_lm.tokenizer, ids, params))
+    full = "".join(c.text for c in stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, ids, params))
     assert len(full) > 6
     stop = full[3:6]
-    chunks = list(stream_generate(onnx_lm.model, onnx_lm.tokenizer, ids,
+    chunks = list(stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, ids,
                                   SamplingParams(**{**params.__dict__, "stop": (stop,)})))
     text = "".join(c.text for c in chunks)
     assert chunks[-1].finish_reason == "stop"
@@ -136,7 +137,7 @@ def test_a_full_context_ends_with_length_not_an_error(onnx_lm) -> None:
     ctx = onnx_lm.info.context_length
     ids = (_ids(onnx_lm, "Paris is the capital of France. ") * ctx)[: ctx - 5]
     params = SamplingParams(temperature=0, max_new_tokens=50, ignore_eos=True)
-    last = list(stream_generate(onnx_lm.model, onnx_lm.tokenizer, ids, params))[-1]
+    last = list(stream_backend(backend_for(onnx_lm), onnx_lm.tokenizer, ids, params))[-1]
     assert last.finish_reason == "length" and last.error is None
     assert last.new_tokens == 6  # the 5 free positions, plus the token sampled from the last
 

@@ -29,13 +29,13 @@ def test_output_folder_with_its_own_name_and_plain_folders(tmp_path: Path) -> No
 
 
 def test_loader_names_a_finetune_output_after_its_run(tmp_path: Path) -> None:
-    from slmchat.engine.model.loader import _display_name
+    from slmchat.engine.model.loader import display_name
     from slmchat.engine.model.spec import ModelSpec
 
     out = tmp_path / "20261128-140501-notes" / "model"
     out.mkdir(parents=True)
     (out / "slmchat-train.json").write_text(json.dumps(
         {"base_model": "/cache/models/SmolLM2-135M-Instruct", "method": "lora"}))
-    assert _display_name("adapter", out, ModelSpec(path=str(out))) == \
+    assert display_name("adapter", out, ModelSpec(path=str(out))) == \
         "20261128-140501-notes [lora on SmolLM2-135M-Instruct]"
-    assert _display_name("hf", tmp_path, ModelSpec(path=str(tmp_path))) == tmp_path.name
+    assert display_name("hf", tmp_path, ModelSpec(path=str(tmp_path))) == tmp_path.name

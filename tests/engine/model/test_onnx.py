@@ -13,6 +13,7 @@ import pytest
 from slmchat.engine.model import onnx
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.runtimes import load as chat_load
 from slmchat.engine.session import Engine
 from slmchat.errors import ModelLoadError
 
@@ -20,7 +21,7 @@ from slmchat.errors import ModelLoadError
 @pytest.fixture(scope="module")
 def tiny_copy(tiny_llama_dir: Path) -> Path:
     """The cached int8 copy of the tiny Llama (built once; the cache is shared by runs)."""
-    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))
     assert lm.info.runtime == "onnx", lm.info.warnings
     return Path(lm.extra["onnx_dir"])
 
@@ -43,21 +44,21 @@ def _seeded(cache: Path) -> Path:
 
 def test_runtime_choice(tiny_llama_dir: Path, tiny_copy: Path) -> None:
     path = str(tiny_llama_dir)
-    assert load(ModelSpec(path=path), chat=True).info.runtime == "onnx"
+    assert chat_load(ModelSpec(path=path)).info.runtime == "onnx"
     # Tools (perplexity, quantize, export) and the exact reference paths keep transformers.
     assert load(ModelSpec(path=path)).info.runtime == "transformers"
     for spec in (ModelSpec(path=path, runtime="transformers"), ModelSpec(path=path, dtype="fp32"),
                  ModelSpec(path=path, runner="hf"), ModelSpec(path=path, quant="cpu-int8")):
-        assert load(spec, chat=True).info.runtime == "transformers", spec
+        assert chat_load(spec).info.runtime == "transformers", spec
     with pytest.raises(ModelLoadError, match="cannot run this model: --quant cpu-int8"):
-        load(ModelSpec(path=path, runtime="onnx", quant="cpu-int8"), chat=True)
+        chat_load(ModelSpec(path=path, runtime="onnx", quant="cpu-int8"))
 
 
 def test_copy_marker_and_provenance(tiny_llama_dir: Path, tiny_copy: Path) -> None:
     assert onnx.check_copy(tiny_copy) is None
     meta = json.loads((tiny_copy / onnx.MARKER).read_text())
     assert meta["precision"] == "int8" and meta["last_token_logits"] is True
-    info = load(ModelSpec(path=str(tiny_llama_dir)), chat=True).info
+    info = chat_load(ModelSpec(path=str(tiny_llama_dir))).info
     full = load(ModelSpec(path=str(tiny_llama_dir))).info
     assert info.fingerprint == full.fingerprint == meta["source_fingerprint"]
     assert info.runtime_copy and info.runtime_copy != info.fingerprint
@@ -76,7 +77,7 @@ def test_half_built_and_truncated_copies_are_rebuilt(tiny_llama_dir: Path, tiny_
     (copy / onnx.MARKER).unlink()  # and a builder killed before it wrote its marker
     assert "half-built" in (onnx.check_copy(copy) or "")
     messages: list[str] = []
-    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)),
               progress=lambda msg, frac: messages.append(msg))
     assert lm.info.runtime == "onnx" and not lm.info.warnings
     assert Path(lm.extra["onnx_dir"]) == copy and onnx.check_copy(copy) is None
@@ -100,7 +101,7 @@ def test_a_copy_that_does_not_load_is_rebuilt_once(tiny_llama_dir: Path, tiny_co
         return out
 
     monkeypatch.setattr(onnx, "build_copy", fake_build)
-    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))
     assert lm.info.runtime == "onnx" and builds == [copy]
 
 
@@ -142,16 +143,16 @@ def test_adapter_is_merged_then_converted(tiny_llama_dir: Path, tmp_path: Path) 
     import numpy as np
     import torch
 
-    from slmchat.engine.generation.backends import backend_for
+    from slmchat.engine.runtimes import backend_for
     from tests.modelkit import make_lora
 
     adapter = make_lora(tiny_llama_dir, tmp_path / "lora", seed=1)
-    lm = load(ModelSpec(path=str(tiny_llama_dir), adapter=str(adapter)), chat=True)
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir), adapter=str(adapter)))
     assert lm.info.runtime == "onnx" and lm.info.adapter
     ref = load(ModelSpec(path=str(tiny_llama_dir), adapter=str(adapter), device="cpu"))
     base = load(ModelSpec(path=str(tiny_llama_dir), device="cpu"))
     ids = list(ref.tokenizer("Paris is the capital of")["input_ids"])
-    ours = backend_for(lm.model).new_state().extend(ids)
+    ours = backend_for(lm).new_state().extend(ids)
     with torch.inference_mode():
         want = ref.model(torch.tensor([ids])).logits[:, -1].numpy()
         plain = base.model(torch.tensor([ids])).logits[:, -1].numpy()
@@ -186,7 +187,7 @@ def test_cli_unsupported_model_prints_one_warning(tiny_gpt2_dir: Path) -> None:
 def test_pending_copy_tells_a_command_what_to_build_up_front(
         tiny_llama_dir: Path, tiny_gpt2_dir: Path, tiny_copy: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from slmchat.engine.model.onnx_runtime import pending_copy
+    from slmchat.engine.runtimes.onnx import pending_copy
 
     spec = ModelSpec(path=str(tiny_llama_dir))
     assert pending_copy(spec) is None  # cached (the shared test cache)

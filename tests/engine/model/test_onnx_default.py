@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slmchat.engine.generation.backends import backend_for
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.runtimes import backend_for
 from slmchat.engine.session import Engine
 
 pytestmark = pytest.mark.realmodel
@@ -47,7 +47,7 @@ def test_int8_predicts_like_fp32(engine: Engine, default_model_dir: Path) -> Non
     ids = list(ref.tokenizer(TEXT, add_special_tokens=False)["input_ids"])
     with torch.inference_mode():
         want = ref.model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
-    state = backend_for(lm.model).new_state()
+    state = backend_for(lm).new_state()
     got = [int(np.argmax(state.extend([t]))) for t in ids]
     agree = sum(a == b for a, b in zip(got, want, strict=True)) / len(ids)
     assert agree > 0.9, agree

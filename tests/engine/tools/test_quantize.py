@@ -13,6 +13,7 @@ from slmchat.engine.model.files import is_cpu_int8_checkpoint
 from slmchat.engine.model.int8 import CPU_INT8_WEIGHTS, apply_cpu_int8
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.runtimes import load as chat_load
 from slmchat.engine.tools.perplexity import perplexity, read_text
 from slmchat.engine.tools.quantize import quantize_and_save
 from slmchat.errors import DataError, InvalidParameterError, ModelLoadError
@@ -141,18 +142,18 @@ def test_perplexity_sliding_window_matches_full_pass(tiny_llama_dir: Path) -> No
 
 def test_stepwise_perplexity_equals_the_full_pass(tiny_llama_dir: Path) -> None:
     """The step-by-step scorer (for runtimes with last-token logits) is the same recipe."""
-    from slmchat.engine.generation.backends import backend_for
+    from slmchat.engine.generation.backends.transformers import TransformersBackend
     from slmchat.engine.tools.perplexity import evaluate, perplexity_stepwise
 
     lm = load(ModelSpec(path=str(tiny_llama_dir), device="cpu", dtype="fp32", runner="hf"))
     text = CORPUS[:400]
     for window, stride in ((256, 256), (64, 32)):
         ref = perplexity(lm.model, lm.tokenizer, text, window=window, stride=stride)
-        step = perplexity_stepwise(backend_for(lm.model, "hf"), lm.tokenizer, text, window=window,
+        step = perplexity_stepwise(TransformersBackend(lm.model, "hf"), lm.tokenizer, text, window=window,
                                    stride=stride)
         assert step.tokens == ref.tokens
         assert math.isclose(step.perplexity, ref.perplexity, rel_tol=1e-4)
-    onnx_lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)
+    onnx_lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))
     assert onnx_lm.info.runtime == "onnx"
     int8 = evaluate(onnx_lm, text, window=64, stride=32)
     assert int8.tokens == ref.tokens and math.isclose(int8.perplexity, ref.perplexity, rel_tol=0.02)

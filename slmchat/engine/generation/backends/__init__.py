@@ -1,27 +1,15 @@
-"""Decode backends: what runs the model's forward step for the decode loop (decode.py).
+"""Decode backends: what runs a model's forward step for the decode loop (decode.py).
 
-One small interface (base.py) with two implementations: ``transformers`` (any
-architecture, GPU, bitsandbytes, adapters applied live; torch) and ``onnx`` (ONNX Runtime
-GenAI on the CPU; numpy, no torch). The decode loop, stop strings, streaming and
-provenance are shared; only the forward step, the KV state and the array type differ.
+One small interface (base.py) with one implementation per runtime: ``transformers``
+(any architecture, GPU, bitsandbytes, adapters applied live; torch), ``onnx`` (ONNX
+Runtime GenAI on the CPU; numpy, no torch) and ``llamacpp`` (llama.cpp over a GGUF file;
+numpy, no torch). The decode loop, sampling, stop strings, streaming and provenance are
+shared; only the forward step, the KV state and the array type differ. Which backend a
+loaded model gets is its runtime's answer (engine/runtimes).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from slmchat.engine.generation.backends.base import Backend, ContextFull, DecodeState, Sampler
 
-
-def backend_for(model: Any, runner_kind: str = "auto") -> Backend:
-    """The backend that runs ``model``: ONNX for an ONNX copy, transformers otherwise."""
-    if getattr(model, "slmchat_runtime", None) == "onnx":
-        from slmchat.engine.generation.backends.onnx import OnnxBackend
-
-        return OnnxBackend(model)
-    from slmchat.engine.generation.backends.transformers import TransformersBackend
-
-    return TransformersBackend(model, runner_kind)
-
-
-__all__ = ["Backend", "ContextFull", "DecodeState", "Sampler", "backend_for"]
+__all__ = ["Backend", "ContextFull", "DecodeState", "Sampler"]

@@ -1,0 +1,142 @@
+"""How a Llama checkpoint is laid out in a GGUF file, as llama.cpp's
+``convert_hf_to_gguf.py`` writes ``LlamaForCausalLM``: llama.* hyper-parameters,
+``blk.N.*`` tensor names, q/k weights permuted from the HF rotary layout (halves) back to
+the interleaved layout llama.cpp expects, and a "gpt2" byte-level BPE tokenizer with its
+merges and chat template. Shared by the in-memory exporter (tools/gguf_writer.py) and the
+streaming GGUF copy of a checkpoint folder (model/gguf_copy.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slmchat.engine.model.arch import plain_llama_problem, rope_theta
+from slmchat.errors import InvalidParameterError
+
+_LAYER_MAP = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
+
+
+def permute(w: Any, n_head: int) -> Any:
+    """HF rotary layout -> llama.cpp's (same as convert_hf_to_gguf.LlamaModel.permute)."""
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2).reshape(w.shape))
+
+
+def tensor_name(hf_name: str) -> str | None:
+    """GGUF name for a Llama state-dict key (None: not written, e.g. rotary buffers)."""
+    if hf_name == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf_name == "model.norm.weight":
+        return "output_norm.weight"
+    if hf_name == "lm_head.weight":
+        return "output.weight"
+    parts = hf_name.split(".")
+    if len(parts) > 3 and parts[:2] == ["model", "layers"]:
+        sub = _LAYER_MAP.get(".".join(parts[3:]))
+        if sub:
+            return f"blk.{parts[2]}.{sub}"
+    return None
+
+
+def check_exportable(config: Any) -> None:
+    problem = plain_llama_problem(config)
+    if problem:
+        raise InvalidParameterError(f"GGUF export supports plain Llama-architecture models; {problem}")
+
+
+def _pre_tokenizer_name(tok_json: dict[str, Any], config: Any) -> str:
+    """llama.cpp's pre-tokenizer label (it picks one by hashing; we read the structure)."""
+    name = str(getattr(config, "_name_or_path", "") or getattr(config, "name_or_path", ""))
+    pre = tok_json.get("pre_tokenizer") or {}
+    inner = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    if "smollm" in name.lower() or any(
+        p.get("type") == "Digits" and p.get("individual_digits") for p in inner
+    ):
+        return "smollm"
+    if any(p.get("type") == "ByteLevel" for p in inner):
+        return "gpt-2"
+    return "default"
+
+
+def tokenizer_metadata(writer: Any, tokenizer: Any, config: Any) -> None:
+    import gguf
+
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    if backend is None:
+        raise InvalidParameterError("GGUF export needs a fast (tokenizer.json) tokenizer")
+    tok_json = json.loads(backend.to_str())
+    model = tok_json.get("model", {})
+    if model.get("type") != "BPE":
+        raise InvalidParameterError(
+            f"GGUF export supports byte-level BPE tokenizers, not {model.get('type')}")
+    vocab = tokenizer.get_vocab()
+    size = max(int(config.vocab_size), max(vocab.values()) + 1)
+    by_id = {i: t for t, i in vocab.items()}
+    added = {a["id"]: a for a in tok_json.get("added_tokens", [])}
+    tokens: list[str] = []
+    types: list[int] = []
+    for i in range(size):
+        if i not in by_id:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+        elif i in added:
+            tokens.append(by_id[i])
+            types.append(gguf.TokenType.CONTROL if added[i].get("special")
+                         else gguf.TokenType.USER_DEFINED)
+        else:
+            tokens.append(by_id[i])
+            types.append(gguf.TokenType.NORMAL)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(_pre_tokenizer_name(tok_json, config))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    for attr, add in (("bos_token_id", writer.add_bos_token_id),
+                      ("eos_token_id", writer.add_eos_token_id),
+                      ("unk_token_id", writer.add_unk_token_id),
+                      ("pad_token_id", writer.add_pad_token_id)):
+        value = getattr(tokenizer, attr, None)
+        if isinstance(value, int):
+            add(value)
+    writer.add_add_bos_token(False)
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, str) and template:
+        writer.add_chat_template(template)
+
+
+def write_llama_header(writer: Any, config: Any, tokenizer: Any, file_type: int, name: str) -> None:
+    """Name, hyper-parameters, file type and tokenizer of a Llama model."""
+    import gguf
+
+    n_head = int(config.num_attention_heads)
+    n_kv = int(getattr(config, "num_key_value_heads", None) or n_head)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // n_head)
+    writer.add_name(name)
+    writer.add_context_length(int(config.max_position_embeddings))
+    writer.add_embedding_length(int(config.hidden_size))
+    writer.add_block_count(int(config.num_hidden_layers))
+    writer.add_feed_forward_length(int(config.intermediate_size))
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_kv)
+    writer.add_rope_freq_base(rope_theta(config))
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_vocab_size(int(config.vocab_size))
+    writer.add_rope_dimension_count(head_dim)
+    if head_dim != config.hidden_size // n_head:
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
+    writer.add_file_type(int(file_type))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    tokenizer_metadata(writer, tokenizer, config)

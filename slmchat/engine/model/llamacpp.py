@@ -1,0 +1,182 @@
+"""A GGUF file opened by llama.cpp (llama-cpp-python): the model and its tokenizer.
+
+The file is memory-mapped in place (no conversion, no copy, no torch). What generation
+reads from a model (``config``, ``generation_config``, end-of-turn ids) and from a
+tokenizer (``__call__``, ``decode``, ``apply_chat_template``, special tokens) comes from the
+GGUF metadata and llama.cpp's vocabulary, so prompting, the text layer and the prompt
+inspector work on it as on the other runtimes. The chat template is rendered by the same
+sandboxed Jinja environment as the lite path (lite._compile_template), never by
+llama-cpp-python's own chat handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from slmchat.engine.model.lite import _compile_template, render_chat
+from slmchat.errors import ModelLoadError
+
+# llama_vocab_get_attr bits (llama.h: LLAMA_TOKEN_ATTR_*)
+_ATTR_CONTROL = 1 << 3
+_ATTR_USER_DEFINED = 1 << 4
+
+
+def unavailable() -> str | None:
+    """Why llama-cpp-python cannot be used here (None when it can)."""
+    try:
+        import llama_cpp  # noqa: F401
+    except Exception as exc:  # not installed, or a build that does not load on this CPU
+        return f"llama-cpp-python is not usable here ({type(exc).__name__}: {str(exc)[:120]})"
+    return None
+
+
+def _quiet_logs(lib: Any) -> None:
+    """llama.cpp logs every load to stderr; keep the terminal clean (warnings come
+    back as one line from us)."""
+    if getattr(_quiet_logs, "done", False):
+        return
+
+    @lib.llama_log_callback
+    def _drop(level: int, text: bytes, user_data: Any) -> None:
+        return None
+
+    lib.llama_log_set(_drop, None)
+    _quiet_logs.done = True  # type: ignore[attr-defined]
+    _quiet_logs.callback = _drop  # type: ignore[attr-defined]  # keep it alive
+
+
+class LlamaCppModel:
+    """One llama.cpp model + context, sized to ``n_ctx`` tokens."""
+
+    def __init__(self, path: Path, n_ctx: int, threads: int) -> None:
+        import llama_cpp
+
+        _quiet_logs(llama_cpp)
+        self.lib = llama_cpp
+        self.path = path
+        try:
+            self.llama = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_batch=512, n_ubatch=512,
+                n_threads=threads, n_threads_batch=threads, use_mmap=True,
+                logits_all=False, verbose=False,
+            )
+        except Exception as exc:  # llama.cpp says only "Failed to load model from file"
+            raise ModelLoadError(f"llama.cpp cannot load {path}: {exc}") from exc
+        self.threads = threads
+        self.owner: Any = None  # the decode state that holds the context's KV cells
+        self.metadata: dict[str, str] = dict(self.llama.metadata)
+        vocab = self.llama._model.vocab
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        arch = self.metadata.get("general.architecture", "")
+        eos = llama_cpp.llama_vocab_eos(vocab)
+        bos = llama_cpp.llama_vocab_bos(vocab)
+        self.end_ids = tuple(t for t in {eos, llama_cpp.llama_vocab_eot(vocab)} if t >= 0)
+        self.config = SimpleNamespace(
+            eos_token_id=eos if eos >= 0 else None, bos_token_id=bos if bos >= 0 else None,
+            vocab_size=self.n_vocab, model_type=arch,
+            max_position_embeddings=int(self.llama.n_ctx()),
+            n_ctx_train=int(self.llama._model.n_ctx_train()),
+            num_hidden_layers=int(self.metadata.get(f"{arch}.block_count") or 0),
+        )
+        self.generation_config = self.config
+        self.n_params = int(self.llama._model.n_params())
+        self.size_bytes = int(self.llama._model.size())
+
+    @property
+    def context_length(self) -> int:
+        return int(self.config.max_position_embeddings)
+
+    def claim(self, state: Any) -> None:
+        self.owner = state
+
+    def release(self, state: Any) -> None:
+        if self.owner is state:
+            self.owner = None
+
+    def set_threads(self, threads: int) -> None:
+        if threads != self.threads:
+            self.llama._ctx.set_n_threads(threads, threads)
+            self.threads = threads
+
+    def eval(self) -> LlamaCppModel:
+        return self
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.llama.close()
+
+
+class LlamaCppTokenizer:
+    """The subset of a transformers tokenizer that prompting and generation use, over
+    llama.cpp's vocabulary and the GGUF's chat template."""
+
+    def __init__(self, model: LlamaCppModel) -> None:
+        self._model = model
+        self._vocab = model.llama._model.vocab
+        lib = model.lib
+        meta = model.metadata
+        template = meta.get("tokenizer.chat_template")
+        self.chat_template: str | None = template if isinstance(template, str) and template else None
+        self.eos_token_id = model.config.eos_token_id
+        self.bos_token_id = model.config.bos_token_id
+        self.eos_token = self._text(self.eos_token_id)
+        self.bos_token = self._text(self.bos_token_id)
+        self.unk_token: str | None = None
+        self.pad_token = self.eos_token
+        self.pad_token_id = self.eos_token_id
+        self._add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
+        self._template: Any = None
+        self._special: list[str] | None = None
+
+    def _text(self, token: int | None) -> str | None:
+        if token is None or token < 0:
+            return None
+        return str(self._model.lib.llama_vocab_get_text(self._vocab, token).decode("utf-8", "replace"))
+
+    def __len__(self) -> int:
+        return self._model.n_vocab
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """Control and user-defined tokens (the GGUF's special tokens), bos and eos."""
+        if self._special is None:
+            lib = self._model.lib
+            found = {self._text(i) for i in range(self._model.n_vocab)
+                     if lib.llama_vocab_get_attr(self._vocab, i) & (_ATTR_CONTROL | _ATTR_USER_DEFINED)}
+            found.update((self.bos_token, self.eos_token))
+            self._special = sorted(t for t in found if t)
+        return self._special
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+        data = text.encode("utf-8", "surrogatepass")
+        ids = self._model.llama.tokenize(data, add_bos=add_special_tokens and self._add_bos,
+                                         special=True)
+        return {"input_ids": [int(i) for i in ids]}
+
+    def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        if not ids:
+            return ""
+        raw = self._model.llama.detokenize([int(i) for i in ids], special=not skip_special_tokens)
+        return raw.decode("utf-8", "replace")
+
+    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False,
+                            add_generation_prompt: bool = False,
+                            continue_final_message: bool = False) -> Any:
+        if not self.chat_template:
+            raise ValueError("this GGUF file has no chat template")
+        if self._template is None:
+            self._template = _compile_template(self.chat_template)
+        special = {k: v for k, v in (("bos_token", self.bos_token), ("eos_token", self.eos_token))
+                   if v is not None}
+        text = render_chat(self._template, messages, add_generation_prompt,
+                           continue_final_message, special)
+        return self(text, add_special_tokens=False)["input_ids"] if tokenize else text
+
+
+def default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))

@@ -1,0 +1,51 @@
+"""What a runtime module answers: the interface each runtime (transformers, onnx,
+llamacpp) implements, and the resolved source a choice is made on. A leaf of runtimes/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from slmchat.engine.devices import BusyCores
+from slmchat.engine.generation.backends.base import Backend
+from slmchat.engine.model.spec import LoadedModel, ModelSpec, Progress
+
+
+@dataclass(frozen=True)
+class Source:
+    """What ``ModelSpec.path`` is on disk, decided once (files.resolve_source)."""
+
+    kind: str  # default | hf | gguf | adapter | onnx
+    path: Path
+
+
+class Runtime(Protocol):
+    """One way to run a model's forward step for chat (Harlequin's adapters, mlx-lm's
+    ModelProvider): can it run this spec and why not, load, the token-level backend,
+    its threads, and how it is shown."""
+
+    name: str  # what ModelSpec.runtime and ModelInfo.runtime hold
+    tag: str  # shown after a model's name in the status bar ("" for none)
+    interleaves: bool  # two replies on it share the cores best taken token by token
+    scores_sequences: bool  # a forward returns logits for every position (perplexity)
+    uses_torch: bool  # torch runs it (torch's thread settings apply; imports take seconds)
+
+    def unavailable(self) -> str | None:
+        """Why this runtime cannot be used on this machine at all (None when it can)."""
+
+    def blocker(self, spec: ModelSpec, source: Source) -> str | None:
+        """Why it cannot run ``spec`` (asked for explicitly, this is the error)."""
+
+    def auto_blocker(self, spec: ModelSpec, source: Source) -> str | None:
+        """Why ``auto`` does not pick it for ``spec`` even though it could run it."""
+
+    def load(self, spec: ModelSpec, source: Source, name: str, progress: Progress | None,
+             warnings: list[str], lite: bool) -> LoadedModel | None:
+        """Load for chat; None gives way to the next runtime (a warning says why)."""
+
+    def backend(self, lm: LoadedModel) -> Backend: ...
+
+    def fit_threads(self, lm: LoadedModel, busy: BusyCores, training: bool) -> None:
+        """Size the compute threads to the free cores before a reply."""
+
