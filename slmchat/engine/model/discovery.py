@@ -177,26 +177,18 @@ def _inspect_onnx(folder: Path, source: str, name: str) -> ModelEntry:
 
 
 def inspect_gguf(path: Path, source: str, name: str | None = None) -> ModelEntry:
-    """A ModelEntry from GGUF metadata (memory-mapped; tensors are not read)."""
-    try:
-        from gguf import GGUFReader
+    """A ModelEntry from GGUF metadata (the header only; tensors are not read)."""
+    from slmchat.engine.model.gguf_header import read_header
 
-        reader = GGUFReader(str(path))
-        meta: dict[str, Any] = {}
-        for key, fld in reader.fields.items():
-            if key.startswith(("tokenizer.ggml.tokens", "tokenizer.ggml.merges",
-                               "tokenizer.ggml.token_type", "tokenizer.ggml.scores")):
-                continue
-            try:
-                meta[key] = fld.contents()
-            except Exception:
-                continue
-        n = sum(int(t.n_elements) for t in reader.tensors)
+    try:
+        header = read_header(path)
     except Exception as exc:
         return ModelEntry(name=name or path.stem, path=str(path), source=source, format="gguf",
                           size_bytes=path.stat().st_size, problem=f"unreadable GGUF: {exc}"[:120])
+    meta, n = header.meta, header.n_params
     arch = str(meta.get("general.architecture", "?"))
-    problem = _gguf_problem(path, arch)
+    problem = "truncated: the file is shorter than its tensors" if header.truncated \
+        else _gguf_problem(path, arch)
     heads = int(meta.get(f"{arch}.attention.head_count") or 0)
     hidden = int(meta.get(f"{arch}.embedding_length") or 0)
     return ModelEntry(

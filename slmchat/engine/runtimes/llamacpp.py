@@ -128,7 +128,7 @@ def _check_file(path: Path) -> ModelEntry:
     entry = inspect_gguf(path, "file")
     if entry.problem:
         problem = entry.problem
-        if problem.startswith("unreadable GGUF"):
+        if problem.startswith(("unreadable GGUF", "truncated")):
             problem = "the GGUF file is truncated or damaged"
         raise ModelLoadError(f"cannot load {path}: {problem}")
     return entry

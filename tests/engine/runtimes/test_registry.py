@@ -70,7 +70,7 @@ def test_auto_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose(cpu.with_(dtype="fp32"), _gguf(tmp_path)).name == "transformers"
     # Explicit runtimes are the only candidate, and say why they cannot run a spec.
     assert choose(cpu.with_(runtime="transformers"), _gguf(tmp_path)).name == "transformers"
-    with pytest.raises(ModelLoadError, match="the llamacpp runtime cannot run this model: it runs GGUF"):
+    with pytest.raises(ModelLoadError, match="llamacpp runtime cannot run this model: the GGUF copy"):
         choose(cpu.with_(runtime="llamacpp"), folder)
     with pytest.raises(ModelLoadError, match="onnx runtime cannot run this model: it converts"):
         choose(cpu.with_(runtime="onnx"), _gguf(tmp_path))
