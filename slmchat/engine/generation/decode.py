@@ -22,6 +22,9 @@ from slmchat.engine.generation.textstream import IncrementalDetokenizer, StopFil
 from slmchat.errors import InvalidParameterError, first_line
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
+# A long prompt is fed in chunks of this many tokens with the cancel flag checked between
+# them, so Esc, Ctrl+C or a client that leaves frees the model within one chunk.
+PREFILL_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,12 @@ def stream_backend(
 
     try:
         state.reserve(len(prompt) + params.max_new_tokens)
+        try:
+            while len(feed) > PREFILL_CHUNK and not (cancel is not None and cancel.cancelled):
+                state.extend(feed[:PREFILL_CHUNK])
+                feed = feed[PREFILL_CHUNK:]
+        except ContextFull:
+            pass  # the first step below raises it again and ends the reply with "length"
         while len(generated) < params.max_new_tokens:
             if cancel is not None and cancel.cancelled:
                 finish = "cancelled"

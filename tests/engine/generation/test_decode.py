@@ -142,3 +142,50 @@ def test_gpt2_transcript_format_and_save_reload_same_text(tiny_gpt2_dir: Path, t
     again = load(ModelSpec(path=str(tmp_path / "saved"), device="cpu"))
     after = "".join(c.text for c in stream_generate(again.model, again.tokenizer, ids, p))
     assert before == after and len(before) > 0
+
+
+def test_cancel_during_a_long_prefill_frees_the_model_within_one_chunk() -> None:
+    """A 2,000-token prompt is fed in PREFILL_CHUNK pieces; a cancel that arrives while the
+    first piece runs stops before the next one (a client that left, Esc, Ctrl+C)."""
+    import numpy as np
+
+    from slmchat.engine.generation.decode import PREFILL_CHUNK, stream_backend
+    from slmchat.engine.generation.npsampling import NumpySampler
+
+    cancel = CancelToken()
+    fed: list[int] = []
+
+    class State:
+        def __init__(self) -> None:
+            self.tokens: list[int] = []
+
+        def reserve(self, total: int) -> None: ...
+
+        def extend(self, ids):
+            fed.append(len(ids))
+            cancel.cancel()  # the client leaves while this chunk is computed
+            return np.zeros((1, 8), dtype=np.float32)
+
+        def rewind(self, n: int) -> int:
+            return 0
+
+        def reset(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    class Backend:
+        key = 1
+
+        def new_state(self):
+            return State()
+
+        def sampler(self, prompt, params, seed):
+            return NumpySampler(prompt, params, seed)
+
+        def stop_ids(self, tokenizer):
+            return set()
+
+    chunks = list(stream_backend(Backend(), None, list(range(2000)),
+                                 SamplingParams(temperature=0, max_new_tokens=5), cancel))
+    assert fed == [PREFILL_CHUNK]
+    assert chunks[-1].finish_reason == "cancelled" and chunks[-1].new_tokens == 0
