@@ -51,8 +51,9 @@ def candidates(spec: ModelSpec, source: Source, notes: list[str] | None = None) 
 
     An explicit ``spec.runtime`` is the only candidate (ModelLoadError with its reason
     when it cannot run this spec). ``auto`` keeps, in registry order, each runtime that
-    is installed, can run the spec and has no auto_blocker; ``notes`` receives one line
-    for each runtime that would have been preferred but is not installed."""
+    is installed, can run the spec and has no auto_blocker; ``notes`` receives the line a
+    passed-over runtime thinks the user should see (not installed, an adapter it cannot
+    take)."""
     if spec.runtime != "auto":
         runtime = get(spec.runtime)
         reason = runtime.blocker(spec, source)
@@ -68,21 +69,12 @@ def candidates(spec: ModelSpec, source: Source, notes: list[str] | None = None) 
     chosen: list[Runtime] = []
     for runtime in REGISTRY.values():
         if runtime.blocker(spec, source) or runtime.auto_blocker(spec, source):
-            missing = runtime.unavailable()
-            if missing and notes is not None and _would_run(runtime, spec, source):
-                notes.append(f"{missing}; running on the next runtime")
+            note = runtime.skip_note(spec, source)
+            if note and notes is not None:
+                notes.append(note)
             continue
         chosen.append(runtime)
     return chosen or [FALLBACK]
-
-
-def _would_run(runtime: Runtime, spec: ModelSpec, source: Source) -> bool:
-    """Whether only the missing install keeps ``runtime`` from this spec (GGUF on the
-    CPU without llama-cpp-python): that is worth a warning; other blockers are choices."""
-    if runtime.auto_blocker(spec, source):
-        return False
-    reason = runtime.blocker(spec, source)
-    return reason is not None and reason == runtime.unavailable()
 
 
 def choose(spec: ModelSpec, source: Source) -> Runtime:

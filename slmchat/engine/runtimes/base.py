@@ -40,6 +40,10 @@ class Runtime(Protocol):
     def auto_blocker(self, spec: ModelSpec, source: Source) -> str | None:
         """Why ``auto`` does not pick it for ``spec`` even though it could run it."""
 
+    def skip_note(self, spec: ModelSpec, source: Source) -> str | None:
+        """The warning line to show when ``auto`` passes this runtime over for ``spec``
+        (None: the choice needs no word)."""
+
     def load(self, spec: ModelSpec, source: Source, name: str, progress: Progress | None,
              warnings: list[str], lite: bool) -> LoadedModel | None:
         """Load for chat; None gives way to the next runtime (a warning says why)."""

@@ -77,6 +77,18 @@ class LlamaCppRuntime:
             return f"dtype {spec.dtype} asks for transformers"
         return None
 
+    def skip_note(self, spec: ModelSpec, source: Source) -> str | None:
+        """A GGUF file that will run dequantized on transformers says why."""
+        if source.kind != "gguf" or self.auto_blocker(spec, source) or spec.quant != "none":
+            return None
+        missing = self.unavailable()
+        if missing:
+            return f"{missing}; the GGUF file runs dequantized on transformers (slower)"
+        if spec.adapter:
+            return ("llama.cpp takes LoRA adapters as GGUF files only; this PEFT adapter and "
+                    "its GGUF base run dequantized on transformers (slower)")
+        return None
+
     def load(self, spec: ModelSpec, source: Source, name: str, progress: Progress | None,
              warnings: list[str], lite: bool) -> LoadedModel:
         start = time.perf_counter()

@@ -101,6 +101,9 @@ class OnnxRuntime:
             return f"dtype {spec.dtype} asks for transformers"
         return None
 
+    def skip_note(self, spec: ModelSpec, source: Source) -> str | None:
+        return None
+
     def load(self, spec: ModelSpec, source: Source, name: str, progress: Progress | None,
              warnings: list[str], lite: bool) -> LoadedModel | None:
         if source.kind == "onnx":

@@ -36,6 +36,9 @@ class TransformersRuntime:
     def auto_blocker(self, spec: ModelSpec, source: Source) -> str | None:
         return None
 
+    def skip_note(self, spec: ModelSpec, source: Source) -> str | None:
+        return None
+
     def load(self, spec: ModelSpec, source: Source, name: str, progress: Progress | None,
              warnings: list[str], lite: bool) -> LoadedModel:
         lm = load_transformers(spec, source.kind, source.path, lite=lite)

@@ -84,9 +84,17 @@ def test_without_llama_cpp_gguf_falls_back_with_one_warning(tmp_path: Path,
                         lambda: "llama-cpp-python is not usable here (ImportError: x)")
     notes: list[str] = []
     assert [r.name for r in candidates(ModelSpec(device="cpu"), _gguf(tmp_path), notes)] == ["transformers"]
-    assert notes == ["llama-cpp-python is not usable here (ImportError: x); running on the next runtime"]
+    assert notes == ["llama-cpp-python is not usable here (ImportError: x); the GGUF file runs "
+                     "dequantized on transformers (slower)"]
     with pytest.raises(ModelLoadError, match="not usable here"):
         choose(ModelSpec(runtime="llamacpp"), _gguf(tmp_path))
+    monkeypatch.setattr(runtimes.llamacpp.RUNTIME, "unavailable", lambda: None)
+    notes.clear()
+    candidates(ModelSpec(device="cpu", adapter="/a"), _gguf(tmp_path), notes)
+    assert notes and "LoRA adapters as GGUF files only" in notes[0]
+    notes.clear()
+    candidates(ModelSpec(device="cpu"), _gguf(tmp_path), notes)
+    assert notes == []
 
 
 def test_switcher_hint_follows_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
