@@ -1,4 +1,4 @@
-"""``slmchat export MODEL --out DIR [--merge-adapter] [--gguf FILE] [--gguf-type f16|q8_0]``."""
+"""``slmchat export MODEL --out DIR [--merge-adapter] [--gguf FILE] [--gguf-type TYPE]``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from slmchat.commands.common import add_model_args, spec_from_args
+from slmchat.engine.tools.gguf_writer import GGUF_TYPES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge-adapter", action="store_true",
                    help="merge the LoRA adapter into the base weights")
     p.add_argument("--gguf", default=None, help="also write this .gguf file (Llama models)")
-    p.add_argument("--gguf-type", choices=("f16", "q8_0"), default="f16")
+    p.add_argument("--gguf-type", choices=GGUF_TYPES, default="f16",
+                   help="f16, q8_0, or llama.cpp's q6_k, q5_k_m, q4_k_m (what Ollama and LM "
+                        "Studio use most; needs llama-cpp-python)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip loading the GGUF back and comparing logits")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -129,7 +129,6 @@ def convert(source: Path, out: Path) -> Path:
     """Write ``out/model.bf16.gguf`` from ``source`` tensor by tensor, then quantize it
     to ``out/model.Q4_K_M.gguf`` with llama.cpp and remove the intermediate file."""
     import gguf
-    import llama_cpp
     import numpy as np
     from transformers import AutoConfig, AutoTokenizer
 
@@ -160,15 +159,31 @@ def convert(source: Path, out: Path) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     target = gguf_file(out)
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
-    params.nthread = os.cpu_count() or 1
-    if llama_cpp.llama_model_quantize(str(full).encode(), str(target).encode(), params) != 0:
-        raise ModelLoadError("llama.cpp's quantizer failed")
+    requantize(full, target, QUANT)
     full.unlink()
     (out / MARKER).write_text(json.dumps({"source": str(source), "quant": QUANT,
                                           "recipe": RECIPE_VERSION, "size": target.stat().st_size}))
     return target
+
+
+# llama.cpp's file types by the names users ask for (llama.h LLAMA_FTYPE_MOSTLY_*).
+REQUANT_TYPES = {"Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q4_K_M": 15}
+
+
+def requantize(src: Path, dst: Path, quant: str) -> None:
+    """Re-quantize the GGUF ``src`` (f16/bf16/f32) to ``quant`` with llama.cpp's own
+    quantizer (llama_model_quantize, as `llama-quantize` does): mixed per-tensor types
+    for the _K_M kinds, fallbacks for tensors too narrow for K-quants."""
+    import llama_cpp
+
+    if quant not in REQUANT_TYPES:
+        raise ModelLoadError(f"unknown GGUF quantization {quant!r} "
+                             f"(choose from {', '.join(REQUANT_TYPES)})")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = REQUANT_TYPES[quant]
+    params.nthread = os.cpu_count() or 1
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params) != 0:
+        raise ModelLoadError(f"llama.cpp's quantizer could not write {quant}")
 
 
 def main(argv: list[str]) -> int:

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.fsutil import atomic_dir, atomic_file, check_target, dir_size
-from slmchat.engine.tools.gguf_writer import GGUFCheck, check_exportable, verify_gguf, write_gguf
+from slmchat.engine.tools.gguf_writer import (
+    MIN_TOP1,
+    GGUFCheck,
+    check_exportable,
+    verify_gguf,
+    write_gguf,
+)
 from slmchat.errors import InvalidParameterError
 
 Progress = Callable[[str, float], None]
@@ -153,8 +159,7 @@ def export_model(
                        progress=lambda f: progress("writing GGUF", 0.5 + 0.3 * f))
             if verify:
                 progress("verifying GGUF", 0.85)
-                check = verify_gguf(model, lm.tokenizer, tmp_file,
-                                    min_top1=0.98 if gguf_type == "f16" else 0.9)
+                check = verify_gguf(model, lm.tokenizer, tmp_file, min_top1=MIN_TOP1[gguf_type])
         gguf_final = gguf.expanduser().resolve()
         if out_final is not None and check is not None:
             (out_final / "README.md").write_text(export_card(info, adapter, check))

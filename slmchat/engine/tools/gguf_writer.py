@@ -18,7 +18,13 @@ from typing import Any
 from slmchat.engine.model.gguf_layout import check_exportable, permute, tensor_name, write_llama_header
 from slmchat.errors import InvalidParameterError
 
-GGUF_TYPES = ("f16", "q8_0")
+# f16 and q8_0 are written here; the K-quants by llama.cpp's quantizer from an f16 file
+# (model/gguf_copy.requantize), as `llama-quantize` makes them.
+WRITTEN_TYPES = ("f16", "q8_0")
+QUANTIZED_TYPES = ("q6_k", "q5_k_m", "q4_k_m")
+GGUF_TYPES = WRITTEN_TYPES + QUANTIZED_TYPES
+# Least share of positions whose top token matches the source model, per type (verify_gguf).
+MIN_TOP1 = {"f16": 0.98, "q8_0": 0.9, "q6_k": 0.85, "q5_k_m": 0.8, "q4_k_m": 0.7}
 VERIFY_PROMPTS = (
     "The capital of France is",
     "def add(a, b):\n    return",
@@ -34,7 +40,17 @@ def write_gguf(
     import numpy as np
 
     if gguf_type not in GGUF_TYPES:
-        raise InvalidParameterError(f"unknown GGUF type {gguf_type!r} (choose f16 or q8_0)")
+        raise InvalidParameterError(f"unknown GGUF type {gguf_type!r} (choose from {', '.join(GGUF_TYPES)})")
+    if gguf_type in QUANTIZED_TYPES:
+        from slmchat.engine.model.gguf_copy import requantize
+
+        full = path.with_name(path.name + ".f16")
+        try:
+            write_gguf(model, tokenizer, full, "f16", name, progress)
+            requantize(full, path, gguf_type.upper())
+        finally:
+            full.unlink(missing_ok=True)
+        return
     config = model.config
     check_exportable(config)
     n_head = int(config.num_attention_heads)

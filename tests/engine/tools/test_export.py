@@ -143,3 +143,34 @@ def test_mismatched_adapter_keeps_old_model(adapter_dir: Path, tiny_gpt2_dir: Pa
     with pytest.raises(ModelLoadError):
         export_model(ModelSpec(path=str(bad)), out=tmp_path / "o", merge_adapter=True)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("gguf_type", "file_type"), [("q6_k", 18), ("q5_k_m", 17), ("q4_k_m", 15)])
+def test_gguf_k_quants_round_trip_through_llama_cpp(tiny_llama_dir: Path, tmp_path: Path,
+                                                     gguf_type: str, file_type: int) -> None:
+    """The quantizations users run in Ollama and LM Studio, made by llama.cpp's quantizer;
+    llama.cpp loads the file and its logits follow the source model."""
+    pytest.importorskip("llama_cpp")
+    import numpy as np
+
+    from slmchat.engine.model.gguf_header import read_header
+    from slmchat.engine.model.llamacpp import LlamaCppModel, LlamaCppTokenizer
+
+    out = tmp_path / f"tiny-{gguf_type}.gguf"
+    res = export_model(ModelSpec(path=str(tiny_llama_dir)), gguf=out, gguf_type=gguf_type)
+    assert res.check is not None and res.check.tokens_match
+    assert read_header(out).meta["general.file_type"] == file_type
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # the f16 step is gone
+    src = load(ModelSpec(path=str(tiny_llama_dir), device="cpu", dtype="fp32"))
+    model = LlamaCppModel(out, 256, 1)
+    tok = LlamaCppTokenizer(model)
+    for prompt in VERIFY_PROMPTS:
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        assert ids == src.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        model.llama.reset()
+        model.llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        model.llama.eval(ids)
+        got = np.ctypeslib.as_array(model.lib.llama_get_logits_ith(model.llama._ctx.ctx, -1),
+                                    shape=(model.n_vocab,))
+        want = _logits(src.model, src.tokenizer, prompt)[0, -1].numpy()
+        assert np.corrcoef(want, got)[0, 1] > 0.95
