@@ -71,6 +71,7 @@ screenshots: setup
 	$(BIN)/python scripts/screenshots_workbench.py
 	$(BIN)/python scripts/screenshots_panels.py
 	$(BIN)/python scripts/screenshots_ja.py
+	$(BIN)/python scripts/screenshots_runtimes.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
