@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_runtimes import ollama_store
+
 from screenshots import SIZE, real_app, save_shot, throwaway_dir, wait_reply
 
 

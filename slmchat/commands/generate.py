@@ -6,6 +6,7 @@ import argparse
 import resource
 import shlex
 import sys
+from pathlib import Path
 
 from slmchat.commands.common import (
     add_model_args,
@@ -28,6 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="plain completion of the prompt text, no chat template")
     p.add_argument("--stats", action="store_true",
                    help="print a last 'stats ...' line to stderr")
+    c = p.add_argument_group("output constraints (decoding follows them; the reply always parses)")
+    c.add_argument("--json", action="store_true", help="the reply is a JSON object")
+    c.add_argument("--json-schema", metavar="FILE", default=None,
+                   help="the reply is JSON valid against this JSON schema file")
+    c.add_argument("--regex", metavar="RE", default=None, help="the reply matches this regex")
+    c.add_argument("--grammar", metavar="FILE.lark", default=None,
+                   help="the reply follows this Lark grammar (llguidance's dialect)")
+    c.add_argument("--choice", metavar="A,B,C", default=None,
+                   help="the reply is exactly one of these comma-separated choices")
     add_context_args(p)
     p.set_defaults(func=run)
 
@@ -87,6 +97,33 @@ class _ProgressLine:
         self.shown = True
 
 
+def constraint_from_args(args: argparse.Namespace):  # -> Constraint | None
+    """The one output constraint the flags ask for, compiled once to check it (a bad
+    schema, regex or grammar is one line before the model loads)."""
+    from slmchat.engine.fsutil import read_text_file
+    from slmchat.engine.generation.constraints import Constraint
+
+    given = [name for name in ("json", "json_schema", "regex", "grammar", "choice")
+             if getattr(args, name, None)]
+    if len(given) > 1:
+        raise InvalidParameterError("give one of --json, --json-schema, --regex, --grammar, --choice")
+    if not given:
+        return None
+    kind = given[0]
+    if kind == "json":
+        constraint = Constraint("json")
+    elif kind == "choice":
+        constraint = Constraint.choices([c.strip() for c in args.choice.split(",")])
+    elif kind == "regex":
+        constraint = Constraint("regex", args.regex)
+    else:
+        path = Path(args.json_schema if kind == "json_schema" else args.grammar)
+        text = read_text_file(path, what="--json-schema" if kind == "json_schema" else "--grammar")
+        constraint = Constraint("json_schema" if kind == "json_schema" else "lark", text)
+    constraint.check()
+    return constraint
+
+
 def run(args: argparse.Namespace) -> int:
     from slmchat.engine.generation.prompting import ChatMessage, PromptMode
     from slmchat.engine.session import Engine
@@ -95,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if not prompt.strip():
         raise InvalidParameterError("the prompt is empty")
     params = sampling_from_args(args)  # validate before the (slow) model load
+    constraint = constraint_from_args(args)
     spec = spec_from_args(args)
     if args.context and args.raw:
         raise InvalidParameterError("--context answers in chat mode; drop --raw")
@@ -117,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if augmented is not None:
         messages = augmented.messages
     last = None
-    for last in engine.stream_chat(messages, params, mode=mode):
+    for last in engine.stream_chat(messages, params, mode=mode, constraint=constraint):
         if line is not None:
             print(line, file=sys.stderr)
             line = None
@@ -138,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
             f"decode_tok_s={last.decode_tps:.1f} peak_rss_mb={peak_mb:.0f} "
             f"finish={last.finish_reason} seed={last.seed} runtime={info.runtime} "
             f"precision={info.dtype}{'' if info.quant == 'none' else '/' + info.quant} "
-            f"model={shlex.quote(spec.path)}",
+            + (f"constraint={last.constraint} " if last.constraint else "")
+            + f"model={shlex.quote(spec.path)}",
             file=sys.stderr,
         )
     return 0

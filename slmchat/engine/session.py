@@ -18,6 +18,7 @@ from typing import Protocol
 
 from slmchat.engine import runtimes
 from slmchat.engine.devices import BusyCores
+from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_backend
 from slmchat.engine.generation.prompting import (
     ChatMessage,
@@ -52,7 +53,7 @@ class EngineLike(Protocol):
     def stream_chat(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         cancel: CancelToken | None = None, mode: PromptMode = "chat",
-        continue_last: bool = False,
+        continue_last: bool = False, constraint: Constraint | None = None,
     ) -> Iterator[GenerationChunk]: ...
 
     def cancel(self) -> None: ...
@@ -158,8 +159,10 @@ class Engine:
         cancel: CancelToken | None = None,
         mode: PromptMode = "chat",
         continue_last: bool = False,
+        constraint: Constraint | None = None,
     ) -> Iterator[GenerationChunk]:
-        """Stream the assistant reply to ``messages`` (system message first, if any)."""
+        """Stream the assistant reply to ``messages`` (system message first, if any);
+        ``constraint``: the reply follows it (generation/constraints.py)."""
         cancel = cancel or CancelToken()
         with self._lock:
             lm = self._require()
@@ -171,7 +174,7 @@ class Engine:
             self._current = cancel
             try:
                 yield from stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
-                                          params, cancel, self._cache)
+                                          params, cancel, self._cache, constraint)
             finally:
                 self._current = None
 

@@ -173,3 +173,40 @@ def test_library_noise_is_filtered_and_pipes_get_few_progress_lines(
     lines = export.stderr.splitlines()
     assert all(ln.startswith("export: ") for ln in lines), lines  # one line per stage
     assert 3 <= len(lines) <= 12 and lines[-1].startswith("export: done in")
+
+
+@pytest.mark.realmodel
+@pytest.mark.parametrize(("flags", "check"), [
+    (["--json"], lambda out: isinstance(__import__("json").loads(out), dict)),
+    (["--choice", "yes,no"], lambda out: out in ("yes", "no")),
+    (["--regex", "[0-9]{4}"], lambda out: len(out) == 4 and out.isdigit()),
+    (["--json-schema", "SCHEMA"], lambda out: set(__import__("json").loads(out)) == {"city", "country"}),
+    (["--grammar", "LARK"], lambda out: out in ("Paris", "London")),
+])
+def test_constrained_output_on_the_default_model_parses(flags: list[str], check, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "object", "additionalProperties": False,
+                                  "required": ["city", "country"],
+                                  "properties": {"city": {"type": "string", "maxLength": 20},
+                                                 "country": {"type": "string", "maxLength": 20}}}))
+    lark = tmp_path / "g.lark"
+    lark.write_text('start: "Paris" | "London"\n')
+    flags = [str(schema) if f == "SCHEMA" else str(lark) if f == "LARK" else f for f in flags]
+    assert main(["generate", "Where is the Eiffel tower?", "-t", "0",
+                 "--max-new-tokens", "200", "--stats", *flags]) == 0
+    out, err = capsys.readouterr()
+    assert check(out.strip()), out
+    assert "finish=stop" in err and "constraint=" in err
+
+
+def test_a_bad_constraint_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "object", "properties": 5}')
+    for flags in (["--regex", "([a-"], ["--json-schema", str(bad)], ["--json", "--regex", "a"],
+                  ["--choice", ","], ["--grammar", str(tmp_path / "missing.lark")]):
+        assert main(["generate", "hi", *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("slmchat: error:"), (flags, err)

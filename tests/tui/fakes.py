@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
@@ -96,6 +97,7 @@ class FakeEngine:
     def stream_chat(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         cancel: CancelToken | None = None, mode: PromptMode = "chat", continue_last: bool = False,
+        constraint: Constraint | None = None,
     ) -> Iterator[GenerationChunk]:
         self._current = cancel = cancel or CancelToken()
         self.calls.append(Call(list(messages), params, continue_last))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from slmchat.engine.generation.backends import Backend, ContextFull
+from slmchat.engine.generation.constraints import Constraint, Guide
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.generation.textstream import IncrementalDetokenizer, StopFilter
 from slmchat.errors import InvalidParameterError, first_line
@@ -41,6 +42,7 @@ class GenerationChunk:
     cached_tokens: int = 0  # prompt tokens reused from the previous turn's KV cache
     finish_reason: FinishReason | None = None
     error: str | None = None
+    constraint: str | None = None  # constraints.Constraint.label when the reply was constrained
 
 
 class CancelToken:
@@ -114,6 +116,7 @@ def stream_backend(
     params: SamplingParams,
     cancel: CancelToken | None = None,
     prompt_cache: PromptCache | None = None,
+    constraint: Constraint | None = None,
 ) -> Iterator[GenerationChunk]:
     """The decode loop over the backend seam.
 
@@ -128,6 +131,8 @@ def stream_backend(
         raise InvalidParameterError("the prompt is empty")
     seed = params.seed if params.seed is not None else random.randrange(2**31)
     stop_ids = backend.stop_ids(tokenizer)
+    # Compiled before any token: a constraint that does not compile is one line, not a reply.
+    guide = Guide(constraint, tokenizer, len(tokenizer), stop_ids) if constraint is not None else None
     start = time.perf_counter()
     prompt = list(input_ids)
     state, reused = _prepare_state(backend, prompt, prompt_cache)
@@ -150,6 +155,7 @@ def stream_backend(
             text=text, new_tokens=len(generated), prompt_tokens=len(prompt), ttft_s=ttft,
             prefill_tps=prefill_tps, decode_tps=decode_tps, seed=seed, cached_tokens=reused,
             finish_reason=reason, error=error,
+            constraint=constraint.label if constraint is not None else None,
         )
 
     try:
@@ -169,6 +175,8 @@ def stream_backend(
             except ContextFull:
                 finish = "length"
                 break
+            if guide is not None:
+                logits = guide.mask(logits)
             token = sampler.pick(logits)
             if ttft is None:
                 ttft = time.perf_counter() - start
@@ -179,15 +187,20 @@ def stream_backend(
                 break
             sampler.append(token)
             feed = [token]
+            if guide is not None:
+                guide.consume(token)
             shown = stops.feed(detok.add(token))
             if shown:
                 yield chunk(shown)
             if stops.stopped:
                 finish = "stop"
                 break
+            if guide is not None and guide.done:  # the grammar is complete
+                finish = "stop"
+                break
         else:
             finish = "length"
-        if finish in ("length", "cancelled"):
+        if finish in ("length", "cancelled") or (guide is not None and not stops.stopped):
             # Text held back for a possible stop string that never completed.
             rest = stops.feed(detok.flush()) + stops.flush()
             if rest:

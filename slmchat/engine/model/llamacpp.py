@@ -140,6 +140,12 @@ class LlamaCppTokenizer:
     def __len__(self) -> int:
         return self._model.n_vocab
 
+    def llg_tokenizer(self, eos: list[int]) -> Any:
+        """llguidance's tokenizer over llama.cpp's vocabulary (constrained decoding)."""
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        return lltokenizer_from_vocab(self._vocab, n_vocab=self._model.n_vocab, eos_token=eos or None)
+
     @property
     def all_special_tokens(self) -> list[str]:
         """Control and user-defined tokens (the GGUF's special tokens), bos and eos."""
