@@ -18,7 +18,7 @@ from pathlib import Path
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import EngineLike
-from slmchat.server.errors import APIError
+from slmchat.server.errors import APIError, shown
 
 Discover = Callable[[], list[ModelEntry]]
 
@@ -113,28 +113,30 @@ class Catalog:
                 if not self.allow_swap:
                     raise self._no_swap(requested)
                 return Choice(entry.name, self.base.with_(path=entry.path, adapter=None))
-        raise APIError(404, f"the model {requested!r} does not exist; loadable models: "
+        raise APIError(404, f"the model {shown(requested)} does not exist; loadable models: "
                        + ", ".join(self.names()), param="model", code="model_not_found")
 
 
     def _no_swap(self, requested: str | None) -> APIError:
-        return APIError(404, f"the model {requested!r} is not loaded and this server does not "
+        return APIError(404, f"the model {shown(requested)} is not loaded and this server does not "
                         f"swap models (started with --no-swap); it serves {self.current!r}",
                         param="model", code="model_not_found")
+
+
+def _resolved(path: str) -> Path | None:
+    """``path`` made absolute, or None when it cannot name a file: ValueError for a NUL
+    byte (a client's model name "a/\\u0000b"), OSError for one too long, RuntimeError
+    for a symlink loop."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def _same_path(path: str, others: set[str]) -> bool:
     if not path or path == "default" or "/" not in path:
         return False
-    try:
-        resolved = Path(path).expanduser().resolve()
-    except (OSError, RuntimeError):
+    resolved = _resolved(path)
+    if resolved is None:
         return False
-    for other in others:
-        if "/" in other:
-            try:
-                if Path(other).expanduser().resolve() == resolved:
-                    return True
-            except (OSError, RuntimeError):
-                continue
-    return False
+    return any("/" in other and _resolved(other) == resolved for other in others)
