@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmchat.engine.model.discovery import ModelEntry
+from slmchat.engine.model.discovery import ModelEntry, inspect_folder, inspect_gguf
+from slmchat.engine.model.files import is_gguf_file, read_json
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import EngineLike
 from slmchat.server.errors import APIError, shown
@@ -97,6 +98,17 @@ class Catalog:
             out.append(entry.name)
         return out
 
+    def context_lengths(self) -> dict[str, int]:
+        """Context length (tokens) of each name in ``names()`` that has a known one."""
+        out: dict[str, int] = {}
+        info = self.engine.info
+        if info is not None and info.context_length:
+            out[info.name] = info.context_length
+        for entry in self.entries():
+            if entry.context_length and entry.name not in out:
+                out[entry.name] = entry.context_length
+        return out
+
     def resolve(self, requested: str | None) -> Choice:
         """The loaded model for an empty or matching name; else a model to load, or 404."""
         name = bare(requested or "")
@@ -140,3 +152,36 @@ def _same_path(path: str, others: set[str]) -> bool:
     if resolved is None:
         return False
     return any("/" in other and _resolved(other) == resolved for other in others)
+
+
+_COUNTS: dict[str, int] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
+def param_count(path: str, known: int = 0) -> int:
+    """``known`` when it is set, else the parameter count read from the weights' headers
+    at ``path`` (safetensors or GGUF; for an ONNX copy, the checkpoint it was built
+    from), 0 when they cannot be read. The onnx runtime reports 0 for the model it runs;
+    Ollama clients show this number as the model's size. Counted once per path."""
+    if known or not path:
+        return known
+    with _COUNTS_LOCK:
+        if path in _COUNTS:
+            return _COUNTS[path]
+    n = 0
+    folder = _resolved(path)
+    try:
+        if folder is not None and folder.is_file() and is_gguf_file(folder):
+            n = inspect_gguf(folder, "server").n_params
+        elif folder is not None and folder.is_dir():
+            entry = inspect_folder(folder, "server")
+            n = entry.n_params if entry is not None else 0
+            source = read_json(folder / "slmchat-onnx.json").get("source")
+            if not n and isinstance(source, str) and source and _resolved(source) != folder:
+                built_from = inspect_folder(Path(source), "server")
+                n = built_from.n_params if built_from is not None else 0
+    except (OSError, ValueError):
+        n = 0
+    with _COUNTS_LOCK:
+        _COUNTS[path] = n
+    return n
