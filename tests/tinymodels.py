@@ -43,7 +43,8 @@ def build_tokenizer(chat_template: bool = True, vocab_size: int = 300) -> Any:
     return fast
 
 
-def make_tiny_llama(folder: Path, seed: int = 0, chat_template: bool = True) -> Path:
+def make_tiny_llama(folder: Path, seed: int = 0, chat_template: bool = True,
+                    context: int = 256) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -51,7 +52,7 @@ def make_tiny_llama(folder: Path, seed: int = 0, chat_template: bool = True) -> 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
     )

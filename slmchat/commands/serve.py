@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
             log_store = ConversationLog(Store.open_default())
         config = ServerConfig(
-            api_key=api_key, max_queue=args.max_queue,
+            api_key=api_key, host=args.host, max_queue=args.max_queue,
             max_body_bytes=int(args.max_body_mb * 1024 * 1024),
             cors_origins=tuple(args.cors_origin), defaults=defaults,
             allow_swap=not args.no_swap, base_spec=spec,

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmchat.engine.model.discovery import ModelEntry
+from slmchat.engine.model.discovery import ModelEntry, inspect_folder, inspect_gguf
+from slmchat.engine.model.files import is_gguf_file, read_json
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import EngineLike
-from slmchat.server.errors import APIError
+from slmchat.server.errors import APIError, shown
 
 Discover = Callable[[], list[ModelEntry]]
 
@@ -97,6 +98,17 @@ class Catalog:
             out.append(entry.name)
         return out
 
+    def context_lengths(self) -> dict[str, int]:
+        """Context length (tokens) of each name in ``names()`` that has a known one."""
+        out: dict[str, int] = {}
+        info = self.engine.info
+        if info is not None and info.context_length:
+            out[info.name] = info.context_length
+        for entry in self.entries():
+            if entry.context_length and entry.name not in out:
+                out[entry.name] = entry.context_length
+        return out
+
     def resolve(self, requested: str | None) -> Choice:
         """The loaded model for an empty or matching name; else a model to load, or 404."""
         name = bare(requested or "")
@@ -113,28 +125,63 @@ class Catalog:
                 if not self.allow_swap:
                     raise self._no_swap(requested)
                 return Choice(entry.name, self.base.with_(path=entry.path, adapter=None))
-        raise APIError(404, f"the model {requested!r} does not exist; loadable models: "
+        raise APIError(404, f"the model {shown(requested)} does not exist; loadable models: "
                        + ", ".join(self.names()), param="model", code="model_not_found")
 
 
     def _no_swap(self, requested: str | None) -> APIError:
-        return APIError(404, f"the model {requested!r} is not loaded and this server does not "
+        return APIError(404, f"the model {shown(requested)} is not loaded and this server does not "
                         f"swap models (started with --no-swap); it serves {self.current!r}",
                         param="model", code="model_not_found")
+
+
+def _resolved(path: str) -> Path | None:
+    """``path`` made absolute, or None when it cannot name a file: ValueError for a NUL
+    byte (a client's model name "a/\\u0000b"), OSError for one too long, RuntimeError
+    for a symlink loop."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def _same_path(path: str, others: set[str]) -> bool:
     if not path or path == "default" or "/" not in path:
         return False
-    try:
-        resolved = Path(path).expanduser().resolve()
-    except (OSError, RuntimeError):
+    resolved = _resolved(path)
+    if resolved is None:
         return False
-    for other in others:
-        if "/" in other:
-            try:
-                if Path(other).expanduser().resolve() == resolved:
-                    return True
-            except (OSError, RuntimeError):
-                continue
-    return False
+    return any("/" in other and _resolved(other) == resolved for other in others)
+
+
+_COUNTS: dict[str, int] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
+def param_count(path: str, known: int = 0) -> int:
+    """``known`` when it is set, else the parameter count read from the weights' headers
+    at ``path`` (safetensors or GGUF; for an ONNX copy, the checkpoint it was built
+    from), 0 when they cannot be read. The onnx runtime reports 0 for the model it runs;
+    Ollama clients show this number as the model's size. Counted once per path."""
+    if known or not path:
+        return known
+    with _COUNTS_LOCK:
+        if path in _COUNTS:
+            return _COUNTS[path]
+    n = 0
+    folder = _resolved(path)
+    try:
+        if folder is not None and folder.is_file() and is_gguf_file(folder):
+            n = inspect_gguf(folder, "server").n_params
+        elif folder is not None and folder.is_dir():
+            entry = inspect_folder(folder, "server")
+            n = entry.n_params if entry is not None else 0
+            source = read_json(folder / "slmchat-onnx.json").get("source")
+            if not n and isinstance(source, str) and source and _resolved(source) != folder:
+                built_from = inspect_folder(Path(source), "server")
+                n = built_from.n_params if built_from is not None else 0
+    except (OSError, ValueError):
+        n = 0
+    with _COUNTS_LOCK:
+        _COUNTS[path] = n
+    return n

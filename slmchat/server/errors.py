@@ -12,6 +12,7 @@ from typing import Any
 OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
     413: "invalid_request_error",
@@ -32,6 +33,17 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` for an error message, cut to ``limit`` characters: a client's 4 MB model
+    name or 100 KB path is not echoed back whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut as ``clip`` does."""
+    return clip(repr(value), limit)
 
 
 def is_ollama_path(path: str) -> bool:

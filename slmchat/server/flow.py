@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive
 
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
@@ -27,7 +27,7 @@ from slmchat.errors import SlmChatError
 from slmchat.server.catalog import Catalog, Discover
 from slmchat.server.convlog import ConversationLog
 from slmchat.server.errors import APIError
-from slmchat.server.requests import GenRequest
+from slmchat.server.requests import GenRequest, lone_surrogate_at
 from slmchat.server.slot import (
     ClientGone,
     Done,
@@ -42,6 +42,8 @@ from slmchat.server.slot import (
 log = logging.getLogger("slmchat.server")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0  # a body whose next bytes take longer than this gets 408
+HEADER_TIMEOUT_S = 15.0  # headers still incomplete this long after they began: 408
 _DRAIN_LIMIT = 64 * 1024 * 1024  # read (and drop) this much of an oversized body, then stop
 
 
@@ -50,8 +52,11 @@ class ServerConfig:
     """How the server behaves; the CLI fills it from its flags."""
 
     api_key: str | None = None
+    host: str = "127.0.0.1"  # the address served (--host): its name passes the Host check
     max_queue: int = 8
     max_body_bytes: int = MAX_BODY_BYTES
+    body_timeout_s: float = BODY_TIMEOUT_S
+    header_timeout_s: float = HEADER_TIMEOUT_S
     cors_origins: tuple[str, ...] = ()
     defaults: SamplingParams = field(default_factory=SamplingParams)
     allow_swap: bool = True
@@ -90,12 +95,26 @@ def state_of(request: Request) -> ServerState:
 
 
 async def read_json(request: Request) -> Any:
-    """The request body as JSON: 413 past the limit, 400 when empty or not JSON."""
-    limit = state_of(request).config.max_body_bytes
+    """The request body as JSON: 413 past the limit, 400 when empty, not JSON, nested
+    too deeply or holding a lone surrogate, 408 when the body stops arriving."""
+    config = state_of(request).config
+    limit = config.max_body_bytes
     body = bytearray()
     size = 0
     too_big = False
-    async for chunk in request.stream():
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), config.body_timeout_s)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise APIError(408, f"the request body stopped arriving (nothing for "
+                           f"{config.body_timeout_s:g} s); send the whole body",
+                           headers={"Connection": "close"}) from None
+        except ClientDisconnect:  # nobody reads the answer; it only must not be a traceback
+            raise APIError(499, "the client closed the connection during the request body",
+                           headers={"Connection": "close"}) from None
         size += len(chunk)
         if size > limit:
             too_big = True  # keep reading (and dropping) so the client sees the 413
@@ -109,9 +128,18 @@ async def read_json(request: Request) -> Any:
     if not body.strip():
         raise APIError(400, "the request body is empty; send a JSON object")
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise APIError(400, "the request body is not valid JSON: it is nested too "
+                       "deeply") from None
+    where = lone_surrogate_at(data)
+    if where is not None:
+        raise APIError(400, f"{where or 'the request body'} holds a lone UTF-16 surrogate "
+                       "(an unpaired \\ud800-\\udfff escape), which is not Unicode text",
+                       param=where or None)
+    return data
 
 
 class DisconnectWatch:

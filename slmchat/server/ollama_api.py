@@ -29,7 +29,7 @@ from slmchat.engine.generation.decode import GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelInfo
-from slmchat.server.catalog import bare
+from slmchat.server.catalog import bare, param_count
 from slmchat.server.errors import APIError
 from slmchat.server.flow import (
     Run,
@@ -185,7 +185,8 @@ def _loaded_entry(info: ModelInfo) -> dict[str, Any]:
     fmt = "gguf" if info.kind == "gguf" else "safetensors"
     return {"name": info.name, "model": info.name, "modified_at": _now(),
             "size": info.footprint_bytes, "digest": _digest(info.fingerprint),
-            "details": _details(fmt, info.architecture, info.n_params, quant, info.adapter)}
+            "details": _details(fmt, info.architecture, param_count(info.path, info.n_params),
+                                quant, info.adapter)}
 
 
 def _disk_entry(e: ModelEntry) -> dict[str, Any]:
@@ -197,7 +198,8 @@ def _disk_entry(e: ModelEntry) -> dict[str, Any]:
     return {"name": e.name, "model": e.name,
             "modified_at": modified.isoformat().replace("+00:00", "Z"), "size": e.size_bytes,
             "digest": _digest(e.path),
-            "details": _details(e.format, e.architecture, e.n_params, quant, e.base)}
+            "details": _details(e.format, e.architecture, param_count(e.path, e.n_params), quant,
+                                e.base)}
 
 
 def _tags(state: ServerState) -> list[dict[str, Any]]:
@@ -220,14 +222,17 @@ async def tags(request: Request) -> Response:
     return JSONResponse({"models": await asyncio.to_thread(_tags, state_of(request))})
 
 
+def _ps(state: ServerState) -> list[dict[str, Any]]:
+    info = state.engine.info
+    if info is None:
+        return []
+    return [{**_loaded_entry(info), "expires_at": "2999-01-01T00:00:00Z",
+             "size_vram": info.footprint_bytes if info.device != "cpu" else 0,
+             "context_length": info.context_length}]
+
+
 async def ps(request: Request) -> Response:
-    info = state_of(request).engine.info
-    models = []
-    if info is not None:
-        models.append({**_loaded_entry(info), "expires_at": "2999-01-01T00:00:00Z",
-                       "size_vram": info.footprint_bytes if info.device != "cpu" else 0,
-                       "context_length": info.context_length})
-    return JSONResponse({"models": models})
+    return JSONResponse({"models": await asyncio.to_thread(_ps, state_of(request))})
 
 
 async def version(request: Request) -> Response:
@@ -260,7 +265,8 @@ def _show(state: ServerState, name: str) -> dict[str, Any]:
               f"repeat_penalty {d.repetition_penalty}", f"num_predict {d.max_new_tokens}"]
     if choice.load is None and info is not None:
         entry = _loaded_entry(info)
-        arch, n, ctx, path = info.architecture, info.n_params, info.context_length, info.path
+        arch, ctx, path = info.architecture, info.context_length, info.path
+        n = param_count(path, info.n_params)
         has_template = info.has_chat_template
     else:
         e = next((e for e in state.catalog.entries() if e.name == choice.name), None)
@@ -268,7 +274,8 @@ def _show(state: ServerState, name: str) -> dict[str, Any]:
             e = ModelEntry(name=choice.name, path=choice.load.path if choice.load else "",
                            source="start", format="safetensors")
         entry = _disk_entry(e)
-        arch, n, ctx, path = e.architecture, e.n_params, e.context_length, e.path
+        arch, ctx, path = e.architecture, e.context_length, e.path
+        n = param_count(path, e.n_params)
         has_template = e.has_chat_template
     params.append(f"num_ctx {ctx}")
     template = chat_template_of(path) if has_template else ""

@@ -188,21 +188,30 @@ async def completions(request: Request) -> Response:
     return await _complete(request, parse_completion(await read_json(request)), chat=False)
 
 
-def _model_obj(state_started: int, name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": state_started, "owned_by": "slmchat"}
+def _model_obj(state_started: int, name: str, context: int | None = None) -> dict[str, Any]:
+    """A model object; with its context length as vLLM (``max_model_len``) and LM Studio
+    (``context_length``) send it, for clients that size conversations by it."""
+    obj: dict[str, Any] = {"id": name, "object": "model", "created": state_started,
+                           "owned_by": "slmchat"}
+    if context:
+        obj |= {"max_model_len": context, "context_length": context}
+    return obj
 
 
 async def list_models(request: Request) -> Response:
     state = state_of(request)
-    names = await asyncio.to_thread(state.catalog.names)
-    return JSONResponse({"object": "list", "data": [_model_obj(state.started, n) for n in names]})
+    names, contexts = await asyncio.to_thread(
+        lambda: (state.catalog.names(), state.catalog.context_lengths()))
+    return JSONResponse({"object": "list", "data": [
+        _model_obj(state.started, n, contexts.get(n)) for n in names]})
 
 
 async def get_model(request: Request) -> Response:
     state = state_of(request)
     name = request.path_params["name"]
-    choice = await asyncio.to_thread(state.catalog.resolve, name)
-    return JSONResponse(_model_obj(state.started, choice.name))
+    choice, contexts = await asyncio.to_thread(
+        lambda: (state.catalog.resolve(name), state.catalog.context_lengths()))
+    return JSONResponse(_model_obj(state.started, choice.name, contexts.get(choice.name)))
 
 
 def routes() -> list[Route]:

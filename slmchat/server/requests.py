@@ -8,6 +8,7 @@ Both protocols are parsed into a ``GenRequest``; sampling values are checked by
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,6 +46,48 @@ class GenRequest:
 def _param_of(message: str) -> str | None:
     name = message.split(" ", 1)[0]
     return {"max_new_tokens": "max_tokens"}.get(name, name) if name.isidentifier() else None
+
+
+def lone_surrogate_at(data: Any) -> str | None:
+    """Where a string in parsed JSON holds a lone UTF-16 surrogate (JSON allows the escape
+    "\\ud800"; no tokenizer or database takes the result), as a field path such as
+    ``messages[0].content`` ("" for the top level); None when all text is valid.
+
+    Depth-first with a stack of iterators: memory grows with the nesting, not the size."""
+    if isinstance(data, str):
+        return None if _valid_text(data) else ""
+    stack: list[tuple[str, Iterator[tuple[str, Any]]]] = []
+
+    def enter(where: str, value: Any) -> None:
+        if isinstance(value, dict):
+            stack.append((where, iter(value.items())))
+        elif isinstance(value, list):
+            stack.append((where, ((f"[{i}]", item) for i, item in enumerate(value))))
+
+    enter("", data)
+    while stack:
+        where, items = stack[-1]
+        for key, value in items:
+            if not _valid_text(key):
+                return where  # a bad key: name the object that holds it
+            name = f"{where}{key}" if key.startswith("[") or not where else f"{where}.{key}"
+            if isinstance(value, str):
+                if not _valid_text(value):
+                    return name
+            elif isinstance(value, dict | list):
+                enter(name, value)
+                break
+        else:
+            stack.pop()
+    return None
+
+
+def _valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Fields:

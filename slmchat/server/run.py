@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import signal
 import socket
 import threading
@@ -19,10 +20,13 @@ from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from slmchat.errors import InvalidParameterError
-from slmchat.server.flow import ServerState
+from slmchat.server.errors import error_body
+from slmchat.server.flow import HEADER_TIMEOUT_S, ServerState
 
 GRACEFUL_S = 10  # after a stop signal, responses still open after this are cut
 
@@ -62,6 +66,84 @@ def bind(host: str, port: int) -> socket.socket:
         raise InvalidParameterError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
+
+
+class JsonH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with answers in the API's JSON shape where uvicorn
+    writes plain text, and a bound on the time a client may take to send its headers.
+
+    A malformed request (a bad Content-Length, TLS bytes on the plain port, a broken
+    request line) gets a 400 JSON error in the shape of the path it seems to ask for.
+    Headers that stop arriving (slowloris), or a connection that never sends a byte, are
+    closed after ``header_timeout_s``, with a 408 JSON error when a request had begun.
+    uvicorn times out only idle keep-alive connections."""
+
+    header_timeout_s = HEADER_TIMEOUT_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head = b""  # the start of the request being received, for its path
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and len(self._head) < 256:
+            self._head += data[:256]
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._arm_header_timer()  # armed once per request: slow bytes do not reset it
+        else:
+            self._head = b""
+            self._disarm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self._head and self.conn.our_state is h11.IDLE:
+            self._send_json(408, f"the request headers did not arrive within "
+                                 f"{self.header_timeout_s:g} s")
+        else:
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        self._send_json(400, f"invalid HTTP request: {msg.rstrip('.').lower()} (check the "
+                             "request line, the headers and Content-Length; https:// needs "
+                             "a proxy, this server speaks plain HTTP)")
+
+    def _send_json(self, status: int, message: str) -> None:
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            self.transport.close()  # a response is already under way: just end it
+            return
+        parts = self._head.split(b" ", 2)
+        path = parts[1].decode("latin-1") if len(parts) > 1 else ""
+        body = json.dumps(error_body(path, status, message)).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode())]
+        try:
+            self.transport.write(self.conn.send(h11.Response(
+                status_code=status, headers=headers, reason=STATUS_REASONS.get(status, b""))))
+            self.transport.write(self.conn.send(h11.Data(data=body)))
+            self.transport.write(self.conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            pass
+        self.transport.close()
+
+
+STATUS_REASONS = {400: b"Bad Request", 408: b"Request Timeout"}
 
 
 class SlmServer(uvicorn.Server):
@@ -110,7 +192,9 @@ class SlmServer(uvicorn.Server):
 
 def make_server(app: Any, sock: socket.socket | None = None, log_level: str = "info",
                 on_started: Callable[[], None] | None = None) -> SlmServer:
-    config = uvicorn.Config(app, log_level=log_level, lifespan="off",
+    protocol = type("JsonH11Protocol", (JsonH11Protocol,), {
+        "header_timeout_s": app.state.slm.config.header_timeout_s})
+    config = uvicorn.Config(app, log_level=log_level, lifespan="off", http=protocol,
                             timeout_graceful_shutdown=GRACEFUL_S, server_header=False)
     return SlmServer(config, app.state.slm, on_started)
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import ollama
 import openai
 import pytest
 
@@ -83,6 +84,44 @@ def test_cors_only_when_asked() -> None:
     with live_server(EchoEngine(), config) as live:
         r = httpx.options(f"{live.url}/v1/chat/completions", headers=headers)
         assert r.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+def test_foreign_host_and_origin_are_refused_the_official_clients_are_not() -> None:
+    """A DNS-rebinding page sends Host and Origin of its own domain; a drive-by page its
+    Origin (a text/plain POST needs no preflight). Both get 403 before any generation;
+    loopback names, --cors-origin pages and clients without an Origin pass."""
+    engine = EchoEngine(reply_tokens=3)
+    body = json.dumps({"model": "echo", "messages": HELLO, "stream": False}).encode()
+    with live_server(engine, ServerConfig(cors_origins=("https://chat.example",))) as live:
+        def ask(**headers: str) -> httpx.Response:
+            return httpx.post(f"{live.url}/api/chat", content=body,
+                              headers={"Content-Type": "text/plain", **headers})
+
+        rebound = ask(Host=f"attacker.example:{live.port}",
+                      Origin=f"http://attacker.example:{live.port}")
+        assert rebound.status_code == 403 and "attacker.example" in rebound.json()["error"]
+        page = ask(Origin="http://attacker.example")
+        assert page.status_code == 403 and "--cors-origin" in page.json()["error"]
+        v1 = httpx.post(f"{live.url}/v1/chat/completions", json={"messages": HELLO},
+                        headers={"Host": "attacker.example"})
+        assert v1.status_code == 403 and v1.json()["error"]["type"] == "permission_error"
+        assert engine.started == []  # nothing reached the model
+        assert ask(Origin="https://chat.example").status_code == 200  # --cors-origin
+        assert ask(Origin="http://localhost:5173").status_code == 200  # a local page
+        assert ask(Host=f"localhost:{live.port}").status_code == 200
+        assert ask(Host=f"[::1]:{live.port}").status_code == 200
+        oa = openai.OpenAI(base_url=f"{live.url}/v1", api_key="x", max_retries=0)
+        assert oa.chat.completions.create(model="echo", messages=HELLO).choices  # type: ignore[arg-type]
+        assert ollama.Client(host=live.url).chat(model="echo", messages=HELLO).done
+    with live_server(EchoEngine(), ServerConfig(host="192.0.2.7")) as live:  # --host 192.0.2.7
+        url = f"{live.url}/api/version"
+        assert httpx.get(url, headers={"Host": "192.0.2.7:8000"}).status_code == 200
+        assert httpx.get(url, headers={"Host": "192.0.2.8:8000"}).status_code == 403
+    with live_server(EchoEngine(), ServerConfig(host="0.0.0.0", api_key="k")) as live:
+        # every name reaches a wildcard address; the API key guards it
+        r = httpx.get(f"{live.url}/api/version",
+                      headers={"Host": "laptop.lan:8000", "Authorization": "Bearer k"})
+        assert r.status_code == 200
 
 
 def test_log_conversations_stores_each_request(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def test_queue_full_gets_429_with_retry_after() -> None:
 def _open_stream(port: int, body: dict) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     data = json.dumps(body).encode()
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  b"Content-Type: application/json\r\nContent-Length: "
                  + str(len(data)).encode() + b"\r\n\r\n" + data)
     return sock

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import ollama
 import pytest
@@ -110,3 +112,18 @@ def test_errors_are_ollama_shaped(client: ollama.Client, live: Live) -> None:
     assert r.status_code == 400 and "temperature" in r.json()["error"]
     r = httpx.post(f"{live.url}/api/show", json={})
     assert r.status_code == 400
+
+
+def test_bad_input_gets_an_ollama_error_not_a_500(live: Live) -> None:
+    cases = [
+        ("/api/show", {"model": "a/\u0000b"}, 404),  # Path.resolve: ValueError
+        ("/api/chat", {"model": "a/\u0000b", "messages": HELLO}, 404),
+        ("/api/chat", {"messages": [{"role": "user", "content": "\ud800 hi"}]}, 400),
+        ("/api/generate", {"prompt": "\ud800 hi"}, 400),
+        ("/api/chat", b"[" * 100_000, 400),  # RecursionError in json.loads
+    ]
+    for path, body, status in cases:
+        r = httpx.post(f"{live.url}{path}",
+                       content=body if isinstance(body, bytes) else json.dumps(body))
+        assert r.status_code == status, (path, body, r.text)
+        assert isinstance(r.json()["error"], str) and "Traceback" not in r.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -131,6 +133,12 @@ BAD = [
     ("image part", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400,
      "messages[0].content"),
     ("seed not an int", {"messages": HELLO, "seed": "x"}, 400, "seed"),
+    ("NUL in a model path", {"model": "a/\u0000b", "messages": HELLO}, 404, "model"),
+    ("100,000 nested lists", b"[" * 100_000, 400, None),
+    ("lone surrogate", {"messages": [{"role": "user", "content": "\ud800 hi"}]}, 400,
+     "messages[0].content"),
+    ("lone surrogate in a prompt part", {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "\udfff"}]}]}, 400, "messages[0].content[0].text"),
 ]
 
 
@@ -138,7 +146,8 @@ BAD = [
 def test_bad_requests_get_a_clear_openai_error(live: Live, name: str, body: object, status: int,
                                                param: str | None) -> None:
     url = f"{live.url}/v1/chat/completions"
-    r = httpx.post(url, content=body) if isinstance(body, bytes) else httpx.post(url, json=body)
+    # json.dumps escapes a lone surrogate as JSON allows (httpx's json= cannot encode it)
+    r = httpx.post(url, content=body if isinstance(body, bytes) else json.dumps(body))
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert error["message"] and error["type"]
@@ -147,6 +156,14 @@ def test_bad_requests_get_a_clear_openai_error(live: Live, name: str, body: obje
         assert error["param"] == param
     if name == "unknown model":
         assert live.state.catalog.current in error["message"]  # lists the loadable models
+
+
+def test_completions_and_model_routes_refuse_what_the_tokenizer_or_a_path_cannot_take(
+        live: Live) -> None:
+    r = httpx.post(f"{live.url}/v1/completions", content=json.dumps({"prompt": "\ud800 hi"}))
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+    r = httpx.get(f"{live.url}/v1/models/a%2F%00")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
 
 
 def test_errors_through_the_openai_client(client: openai.OpenAI) -> None:

@@ -123,18 +123,34 @@ def build_prompt(
     budget = context_length - max_new_tokens
     system = [m for m in messages if m.role == "system"][:1]
     turns = [m for m in messages if m.role != "system"]
-    dropped = 0
-    while True:
-        text, fmt = render(tokenizer, system + turns, mode, continue_last)
-        ids = _encode(tokenizer, text, fmt)
-        if len(ids) <= budget or len(turns) <= 1:
-            break
-        # Drop the oldest turn; keep user/assistant pairs aligned where possible.
-        turns = turns[1:]
-        dropped += 1
-        if turns and turns[0].role == "assistant" and len(turns) > 1:
-            turns = turns[1:]
-            dropped += 1
+    # Drop the oldest turns until the rest fits, keeping user/assistant pairs aligned
+    # where possible: these are the first turns kept, from none dropped to the last turn.
+    starts = [0]
+    while len(turns) - starts[-1] > 1:
+        s = starts[-1] + 1
+        if turns[s].role == "assistant" and len(turns) - s > 1:
+            s += 1
+        starts.append(s)
+
+    def attempt(i: int) -> tuple[str, str, list[int]]:
+        text, fmt = render(tokenizer, system + turns[starts[i]:], mode, continue_last)
+        return text, fmt, _encode(tokenizer, text, fmt)
+
+    # The first start that fits (fewer turns never render longer), found by bisection:
+    # a 100,000-message request renders ~17 times, not 100,000 times.
+    tried = {0: attempt(0)}
+    fits = len(tried[0][2]) <= budget or len(starts) == 1
+    lo, hi = (0, 0) if fits else (1, len(starts) - 1)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        tried[mid] = attempt(mid)
+        if len(tried[mid][2]) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    text, fmt, ids = tried[lo] if lo in tried else attempt(lo)
+    dropped = starts[lo]
+    turns = turns[dropped:]
     truncated = False
     if len(ids) > budget:
         # Even the newest message alone is too long: keep its end (most recent text).
