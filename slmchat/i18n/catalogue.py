@@ -620,6 +620,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "app.not_loaded_title": {"en": "Model not loaded", "ja": "モデルを読み込めませんでした"},
     "app.cannot_save_state": {"en": "Could not save the app state: {error}",
                               "ja": "アプリの状態を保存できませんでした: {error}"},
+    "app.quit_title": {"en": "Do you want to quit?", "ja": "終了しますか?"},
+    "app.quit_hint": {"en": "Ctrl+C does not quit: press {key} to quit slmchat.",
+                      "ja": "Ctrl+C では終了しません。{key} で slmchat を終了します。"},
+    "key.app.quit": {"en": "Quit", "ja": "終了"},
     # --- the model panel (screens/models.py) ---
     "models.filter": {"en": "Filter models (type to narrow)…",
                       "ja": "モデルを絞り込み (入力して絞り込み)…"},
