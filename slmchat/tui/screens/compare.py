@@ -26,12 +26,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static
+from textual.widgets import Button, Input, Label, Markdown, Select, Static
 from textual.widgets.markdown import MarkdownStream
 
 from slmchat.engine.devices import physical_cores
@@ -57,6 +57,7 @@ from slmchat.tui.messages import (
 )
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.screens.editor import edit_in_editor
+from slmchat.tui.widgets.footer import FittedFooter
 from slmchat.tui.widgets.prompt_box import PromptBox
 from slmchat.tui.widgets.settings_panel import params_from
 
@@ -159,6 +160,11 @@ def stats(chunk: GenerationChunk | None, prov: dict[str, Any]) -> str:
 class CompareSetup(ModalScreen[CompareChoice | None]):
     """Choose what the right column runs: a model and settings that differ."""
 
+    # Below 30 rows the fields lose their borders (at 80x24 the bordered dialog ran off
+    # the bottom, its buttons with it); it scrolls if the screen is shorter still.
+    SHORT_ROWS = 30
+    # (app.tcss: "compare-setup")
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
@@ -191,7 +197,17 @@ class CompareSetup(ModalScreen[CompareChoice | None]):
 
     def on_mount(self) -> None:
         self.query_one("#cmp-model", Select).focus()
+        self._fit(self.app.size.height)
         self._scan()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.height)
+
+    def _fit(self, rows: int) -> None:
+        short = rows < self.SHORT_ROWS
+        self.set_class(short, "-short")
+        for field_ in self.query(".compare-setup Input, .compare-setup Select"):
+            field_.compact = short  # type: ignore[attr-defined]
 
     @work(thread=True, exclusive=True, group="compare-scan")
     def _scan(self) -> None:
@@ -312,7 +328,7 @@ class CompareScreen(Screen[int | None]):
                     yield Static("", classes="cmp-stats", id=f"cmp-{side}-stats")
         yield Static(t("compare.type_prompt"), id="cmp-hint")
         yield PromptBox(id="cmp-prompt")
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
 
     # --- set-up ---
 

@@ -22,7 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, OptionList, ProgressBar, Select, Static
+from textual.widgets import Button, Input, Label, OptionList, ProgressBar, Select, Static
 from textual.widgets.option_list import Option
 from textual_plotext import PlotextPlot
 
@@ -33,6 +33,7 @@ from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
 from slmchat.i18n import get_language, has, localize_bindings, t
 from slmchat.tui.messages import PreviewText, RunSpawned
+from slmchat.tui.widgets.footer import FittedFooter
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
               "pending": "…"}
@@ -500,7 +501,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     def compose(self) -> ComposeResult:
         yield self.panel
-        yield Footer()
+        yield FittedFooter()
 
     def action_close(self) -> None:
         self.dismiss(None)

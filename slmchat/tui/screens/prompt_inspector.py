@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from slmchat.engine.generation.prompting import ChatMessage, Prompt
 from slmchat.engine.generation.sampling import SamplingParams
@@ -34,6 +34,7 @@ from slmchat.tui.generation import chat_messages
 from slmchat.tui.messages import PromptBuilt
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.widgets.chat_log import ChatLog
+from slmchat.tui.widgets.footer import FittedFooter
 from slmchat.tui.widgets.settings_panel import params_from
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 SPECIAL_STYLE = "bold reverse magenta"
 TOKEN_STYLES = ("on #2b3a55", "on #3d2b55")  # alternate so token edges show
 NEWLINE = "↵"
+SHORT_ROWS = 30  # below this the top part scrolls so that the prompt text stays in view
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,12 @@ class PromptInspector(Screen[None]):
     PromptInspector { layout: vertical; }
     PromptInspector #insp-title { height: 1; padding: 0 1; background: $primary 30%;
         text-style: bold; }
+    PromptInspector #insp-top { height: auto; }
     PromptInspector #insp-summary { height: auto; padding: 0 1; }
     PromptInspector #insp-messages { height: auto; max-height: 12; margin: 1 0 0 0; }
-    PromptInspector #insp-scroll { height: 1fr; border: round $primary 50%; }
+    PromptInspector #insp-scroll { height: 1fr; min-height: 5; border: round $primary 50%; }
+    PromptInspector.-short #insp-top { max-height: 50%; }
+    PromptInspector.-short #insp-messages { max-height: 6; }
     PromptInspector #insp-text { height: auto; padding: 0 1; }
     """
 
@@ -198,13 +203,20 @@ class PromptInspector(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(t("insp.title", target=self.target.title), id="insp-title")
         with Vertical():
-            yield Static(t("insp.building"), id="insp-summary")
-            yield DataTable(id="insp-messages", cursor_type="row", zebra_stripes=True)
+            # Below 30 rows the facts and the table scroll in the top half: at 80x24 they
+            # pushed the prompt text off the screen.
+            with VerticalScroll(id="insp-top"):
+                yield Static(t("insp.building"), id="insp-summary")
+                yield DataTable(id="insp-messages", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="insp-scroll"):
                 yield Static("", id="insp-text")
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < SHORT_ROWS, "-short")
 
     def on_mount(self) -> None:
+        self.set_class(self.app.size.height < SHORT_ROWS, "-short")
         table = self.query_one("#insp-messages", DataTable)
         table.add_columns("#", t("insp.col.role"), t("insp.col.tokens"), "", t("insp.col.text"))
         self.query_one("#insp-scroll").border_title = t("insp.text_title")
