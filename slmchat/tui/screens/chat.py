@@ -192,6 +192,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             self.prompt.insert(rest)
 
     async def send(self, text: str) -> None:
+        self.clear_hit()
         if self.conv is None:
             self.conv = self.store.create_conversation(title_from(text), self.chat_settings)
             self.sidebar_reload()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,9 +111,34 @@ class ConversationScreen(Screen[None]):
 
     async def on_conversation_sidebar_selected(self, event: ConversationSidebar.Selected) -> None:
         event.stop()
+        if self._busy():
+            return
+        if event.msg_id:  # a search hit: show the branch that holds it
+            with contextlib.suppress(KeyError):  # deleted since the search
+                self.store.choose_branch(event.msg_id)
         await self.open_conversation(event.conv_id)
         if self.conv is not None and self.conv.id == event.conv_id:
             self.prompt.focus()
+            if event.msg_id:
+                self.reveal(event.msg_id)
+
+    def reveal(self, msg_id: int) -> None:
+        """Mark the message a search found and scroll the log to it (once laid out)."""
+        log = self.log_view
+        view = log.view_for(msg_id)
+        if view is None:
+            return
+        view.add_class("-hit")
+
+        def scroll() -> None:
+            log.release_anchor()  # or the next layout pulls it back to the end
+            log.scroll_to_widget(view, animate=False, top=True)
+
+        self.call_after_refresh(scroll)
+
+    def clear_hit(self) -> None:
+        for view in self.log_view.query(".-hit"):
+            view.remove_class("-hit")
 
     async def action_new_chat(self) -> None:
         if self._busy():
