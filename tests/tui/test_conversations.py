@@ -253,3 +253,50 @@ async def test_search_opens_the_branch_of_the_hit_and_scrolls_to_it(
         await settle(pilot)
         assert not log.query(".-hit")
         assert app.store.messages(conv_id)[1].id == hit_id
+
+
+async def test_each_conversation_keeps_its_own_draft(make_app, db_path: Path) -> None:
+    """Issue 26 #13: the text typed in the prompt followed you into another
+    conversation, ready to be sent there."""
+    ids = seed_db(db_path)
+    engine = FakeEngine()
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        await pilot.press(*"what about Porto")
+        await app.chat.open_conversation(ids["Cooking"])
+        await settle(pilot)
+        assert app.chat.prompt.text == ""  # not the Travel draft
+        await pilot.press(*"soft or hard")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.chat.prompt.text == ""
+        await pilot.press(*"a new topic")
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        assert app.chat.prompt.text == "what about Porto"
+        await pilot.press("enter")  # sent here, where it was typed
+        await settle(pilot)
+        assert engine.calls[-1].messages[-1].content == "what about Porto"
+        assert app.store.messages(ids["Travel"])[-2].content == "what about Porto"
+        await app.chat.open_conversation(ids["Cooking"])
+        await settle(pilot)
+        assert app.chat.prompt.text == "soft or hard"
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.chat.prompt.text == "a new topic"
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        assert app.chat.prompt.text == ""  # its draft was sent
+        # An edit's text stays with the edit: it is not kept as a draft.
+        await pilot.press("ctrl+l", "home", "e")
+        await settle(pilot)
+        assert app.chat.prompt.text == "what to see in Lisbon"
+        await app.chat.open_conversation(ids["Rust help"])
+        await settle(pilot)
+        assert app.chat.prompt.text == "" and app.chat.editing is None
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        assert app.chat.prompt.text == ""

@@ -84,7 +84,6 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
     def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
                  show_sidebar: bool = True) -> None:
         super().__init__(engine, store, defaults, show_sidebar)
-        self.editing: MessageView | None = None  # a user message being edited
         self._status_drawn_at = 0.0  # when a streaming reply last repainted the status
         self._sidebar_before_settings: bool | None = None
 
