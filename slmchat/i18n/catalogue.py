@@ -218,6 +218,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "insp.format.raw": {"en": "raw text (no template)", "ja": "生のテキスト (テンプレートなし)"},
     "insp.label.model": {"en": "Model  ", "ja": "モデル  "},
     "insp.label.format": {"en": "Format  ", "ja": "形式  "},
+    "insp.label.rebuilt_with": {"en": "Rebuilt with  ", "ja": "組み立てたモデル  "},
     "insp.label.prompt": {"en": "Prompt  ", "ja": "プロンプト  "},
     "insp.label.kv": {"en": "KV cache  ", "ja": "KV キャッシュ  "},
     "insp.label.dropped": {"en": "Dropped  ", "ja": "除外  "},

@@ -47,6 +47,7 @@ from slmchat.tui.generation import (
     chat_messages,
     provenance,
     title_from,
+    weights_note,
 )
 from slmchat.tui.messages import (
     CompareAllDone,
@@ -151,7 +152,7 @@ def stats(chunk: GenerationChunk | None, prov: dict[str, Any]) -> str:
              f"seed {chunk.seed}",
              " ".join(str(x) for x in (model.get("dtype"), model.get("quant"))
                       if x and x != "none"),
-             f"fp {str(model.get('fingerprint', ''))[:8]}"]
+             weights_note(model)]  # a tuned adapter's own fingerprint, not just its base's
     if chunk.cached_tokens:
         parts.append(t("compare.cached", n=chunk.cached_tokens))
     return " · ".join(parts)

@@ -30,7 +30,7 @@ from slmchat.engine.generation.prompting import ChatMessage, Prompt
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.errors import SlmChatError, first_line
 from slmchat.i18n import has, localize_bindings, t
-from slmchat.tui.generation import chat_messages
+from slmchat.tui.generation import chat_messages, model_label, same_weights
 from slmchat.tui.messages import PromptBuilt
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.widgets.chat_log import ChatLog
@@ -107,8 +107,12 @@ def summary(target: InspectTarget, prompt: Prompt, info: ModelInfo | None) -> Te
     def label(name: str) -> tuple[str, str]:
         return t(f"insp.label.{name}"), "bold"
 
+    rec = target.recorded
+    written_by = (rec or {}).get("model") or None
+    # A past reply: the model that wrote it (its provenance), not the one loaded now.
     lines: list[Text | str] = [
-        Text.assemble(label("model"), info.label if info else t("insp.no_model")),
+        Text.assemble(label("model"), model_label(written_by) if written_by
+                      else info.label if info else t("insp.no_model")),
         Text.assemble(label("format"), t(fmt) if has(fmt) else prompt.format),
         Text.assemble(label("prompt"), t(
             "insp.prompt_size", tokens=prompt.prompt_tokens, budget=budget,
@@ -130,14 +134,14 @@ def summary(target: InspectTarget, prompt: Prompt, info: ModelInfo | None) -> Te
         lines.append(Text.assemble(label("dropped"), t("insp.fits")))
     lines.append(Text.assemble(label("stops"), _stop_list(prompt, target.params)))
     lines.append(Text.assemble(label("sampling"), _sampling(target.params)))
-    rec = target.recorded
     if rec is not None:
         model = rec.get("model") or {}
         then = t("insp.written", prompt=rec.get("prompt_tokens", "?"),
                  cached=rec.get("cached_tokens") or 0, new=rec.get("new_tokens", "?"),
                  model=model.get("name", "?"))
         lines.append(Text.assemble(label("written"), then))
-        if info is not None and model.get("fingerprint") not in (None, info.fingerprint):
+        if info is not None and model and not same_weights(model, info):
+            lines.append(Text.assemble(label("rebuilt_with"), info.label))
             lines.append(Text(t("insp.other_model"), style="yellow"))
     for note in target.notes:
         lines.append(Text(note, style="italic"))
