@@ -324,6 +324,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
               "(Esc keeps the left one).",
         "ja": "左を採用 (Alt+Left) か右を採用 (Alt+Right) で、その返答から会話を続けます"
               "(Esc は左を採用します)。"},
+    "compare.keep_first": {
+        "en": "Not sent: keep one reply first (Alt+Left keeps the left, Alt+Right the right), "
+              "then Enter sends your prompt to both sides from it. Your prompt stays in the box.",
+        "ja": "送信していません。先にどちらかの返答を採用してください (Alt+Left で左、Alt+Right で右)。"
+              "そのあと Enter で、その返答から両側にプロンプトを送ります。入力は残してあります。"},
     "compare.no_system": {"en": "no system prompt", "ja": "システムプロンプトなし"},
     "compare.system": {"en": "system: {text}", "ja": "システム: {text}"},
     "compare.head": {"en": "{label} · temperature {temperature} · {system}",

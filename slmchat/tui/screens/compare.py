@@ -281,6 +281,7 @@ class CompareScreen(Screen[int | None]):
     CompareScreen .cmp-body { height: 1fr; }
     CompareScreen .cmp-stats { height: auto; padding: 0 1; color: $text-muted; }
     CompareScreen #cmp-hint { height: auto; padding: 0 1; }
+    CompareScreen #cmp-hint.-warning { background: $warning 30%; text-style: bold; }
     CompareScreen #cmp-prompt { height: auto; max-height: 6; }
     """
 
@@ -411,7 +412,12 @@ class CompareScreen(Screen[int | None]):
             self.notify(t("compare.still_writing"), severity="warning")
             return
         if self.unkept:
-            self.notify(t("compare.keep_hint"), severity="warning")
+            # The prompt stays in the box; the hint line above it says what to do, in the
+            # warning colour, where the eyes are (a toast alone went unnoticed).
+            hint = self.query_one("#cmp-hint", Static)
+            hint.update(t("compare.keep_first"))
+            hint.add_class("-warning")
+            self.notify(t("compare.keep_first"), severity="warning")
             return
         self.query_one("#cmp-prompt", PromptBox).clear()
         await self.ask(text)
@@ -546,7 +552,9 @@ class CompareScreen(Screen[int | None]):
         self.kept = name
         for other in SIDES:
             self.query_one(f"#cmp-{other}", Vertical).set_class(other == name, "-kept")
-        self.query_one("#cmp-hint", Static).update(t(f"compare.kept.{name}"))
+        hint = self.query_one("#cmp-hint", Static)
+        hint.update(t(f"compare.kept.{name}"))
+        hint.remove_class("-warning")
 
     def action_stop_or_close(self) -> None:
         if self.running:
