@@ -55,6 +55,15 @@ def state_name(state: str) -> str:
 PLOT_WORDS = ("step", "train", "eval")
 
 
+def step_ticks(first: int, last: int, most: int = 5) -> list[int]:
+    """Whole steps for the chart's x axis: at most ``most`` ticks, a round stride apart
+    (1, 2, 5, 10, 20, 50, ...), from a multiple of it at or below ``first``."""
+    span = max(1, last - first)
+    strides = (m * 10 ** e for e in range(12) for m in (1, 2, 5))
+    stride = next(s for s in strides if span // s <= most - 1)
+    return list(range(first - first % stride, last + 1, stride))
+
+
 def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None:
     """Compare a finished run's model with its base in the compare view: the one place
     that opens it (the panel's Compare and the status-bar offer both call it)."""
@@ -301,6 +310,10 @@ class FinetunePanel(Vertical):
             plt.plot(*zip(*self.train_points, strict=True), label=train, marker="braille")
         if self.eval_points:
             plt.plot(*zip(*self.eval_points, strict=True), label=held_out, marker="dot")
+        steps = [x for x, _ in (*self.train_points, *self.eval_points)]
+        if steps:  # plotext spaces its ticks evenly: "0.0 3.8 7.5" for a 15-step run
+            ticks = step_ticks(int(min(steps)), int(max(steps)))
+            plt.xticks(ticks, [str(x) for x in ticks])
         chart.refresh()
 
     def _show_summary(self) -> None:
