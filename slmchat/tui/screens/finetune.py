@@ -313,7 +313,7 @@ class FinetunePanel(Vertical):
         steps = [x for x, _ in (*self.train_points, *self.eval_points)]
         if steps:  # plotext spaces its ticks evenly: "0.0 3.8 7.5" for a 15-step run
             ticks = step_ticks(int(min(steps)), int(max(steps)))
-            plt.xticks(ticks, [str(x) for x in ticks])
+            plt.xticks([float(x) for x in ticks], [str(x) for x in ticks])
         chart.refresh()
 
     def _show_summary(self) -> None:
