@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from slmchat.errors import InvalidParameterError
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "clear":
         return _clear(args, copies)
     if args.json:
-        print(json.dumps([c.as_dict() for c in copies], indent=2))
+        print(json.dumps([{**c.as_dict(), "adapter": _adapter(c)} for c in copies], indent=2))
         return 0
     print(f"cache folder: {cache_root()}")
     if not copies:
@@ -57,6 +58,21 @@ def _age(then: float) -> str:
     return "never" if not then else f"{format_duration(max(0.0, time.time() - then))} ago"
 
 
+def _adapter(copy: Any) -> str | None:
+    from slmchat.engine.tools.cache import copy_adapter
+
+    return copy_adapter(copy)
+
+
+def _source(copy: Any) -> str:
+    """What a copy was converted from: a fine-tuned model's copy names its adapter (the
+    tuned model), then the base, not the base alone."""
+    adapter = _adapter(copy)
+    if adapter:
+        return f"{adapter} (LoRA on {copy.source or '?'})"
+    return copy.source or "-"
+
+
 def _table(copies: list) -> None:
     from slmchat.fmt import human_bytes
 
@@ -65,7 +81,7 @@ def _table(copies: list) -> None:
         state = c.problem or "ok"
         if c.in_use:
             state += ", in use"
-        rows.append((c.label, human_bytes(c.size_bytes), _age(c.last_used), state, c.source or "-"))
+        rows.append((c.label, human_bytes(c.size_bytes), _age(c.last_used), state, _source(c)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join([*(v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)), row[-1]]))

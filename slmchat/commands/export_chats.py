@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "reply not marked bad is learned")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="output .jsonl (default: DATA_DIR/exports/chats-DATE.jsonl)")
+    p.add_argument("--no-passages", action="store_true",
+                   help="export questions answered from attached files (/attach) as typed, "
+                        "without the retrieved passages the model was given (default: with "
+                        "them, as the model saw the prompt)")
     p.set_defaults(func=run)
 
 
@@ -28,11 +34,34 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out or data_dir() / "exports" / f"chats-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     store = Store.open_default()
+    index: list[Any] = []  # opened only if a reply did not record its passages' text
+
+    def passages(retrieval: dict[str, Any], question: str) -> str | None:
+        from slmchat.engine.retrieval.context import grounded_question
+        from slmchat.engine.retrieval.index import DocumentIndex
+
+        try:
+            if not index:
+                index.append(DocumentIndex.open_default())
+            return grounded_question(index[0], retrieval, question)
+        except Exception:  # no index, a damaged one: counted as not recovered
+            return None
+
     try:
-        report = export_training(store, out, args.conversation)
+        report = export_training(store, out, args.conversation, passages=passages,
+                                 with_passages=not args.no_passages)
     finally:
         store.close()
+        for opened in index:
+            opened.close()
     print(f"wrote {report.rows} conversation(s), {report.trained_replies} repl(ies) to learn "
           f"and {report.context_replies} kept as context: {report.path}")
+    if report.grounded:
+        print(f"{report.grounded} question(s) answered from attached files are exported with "
+              "the passages the model was given (--no-passages leaves them out)")
+    if report.ungrounded:
+        print(f"warning: {report.ungrounded} question(s) were answered from attached files "
+              "whose passages are no longer in the index: exported without them",
+              file=sys.stderr)
     print(f"fine-tune on them: slmchat finetune {report.path}")
     return 0

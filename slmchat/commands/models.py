@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +22,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def base_name(base: str, names: dict[str, str]) -> str:
+    """A LoRA's base, short: the name of the listed model at that path, else the folder's
+    name ("default" and hub ids stay as they are)."""
+    if base in names:
+        return names[base]
+    try:
+        resolved = str(Path(base).expanduser().resolve())
+    except (OSError, ValueError):
+        resolved = base
+    for path, name in names.items():
+        with contextlib.suppress(OSError, ValueError):
+            if str(Path(path).expanduser().resolve()) == resolved:
+                return name
+    folder = Path(base).expanduser()
+    if "/" not in base or not folder.is_absolute():
+        return base  # "default", an id like "HuggingFaceTB/SmolLM2-135M-Instruct"
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent.name[len("models--"):].replace("--", "/")  # hub cache
+    return folder.name or base
+
+
 def run(args: argparse.Namespace) -> int:
     from slmchat.config import load_settings
     from slmchat.engine.model.discovery import discover, filter_entries
@@ -28,16 +51,20 @@ def run(args: argparse.Namespace) -> int:
     settings, problem = load_settings()
     if problem:
         print(f"slmchat: warning: {problem}", file=sys.stderr)
-    entries = filter_entries(
-        discover(settings, include_hf_cache=not args.no_hf_cache,
-                 include_tools=not args.no_tools), args.filter)
+    found = discover(settings, include_hf_cache=not args.no_hf_cache,
+                     include_tools=not args.no_tools)
+    entries = filter_entries(found, args.filter)
     if args.json:
         print(json.dumps([e.as_dict() for e in entries], indent=2))
         return 0
     header = ("NAME", "FORMAT", "ARCH", "PARAMS", "SIZE", "CHAT", "SOURCE", "PATH")
     rows = [header]
+    names = {e.path: e.name for e in found}
     for e in entries:
-        fmt = e.format + (f" on {e.base}" if e.base else "")
+        # A LoRA's base by the name it is listed under (its whole path is in --json):
+        # "lora on /home/me/.cache/huggingface/hub/models--.../snapshots/<hash>" was its
+        # FORMAT, pushing every column after it off the screen.
+        fmt = e.format + (f" on {base_name(e.base, names)}" if e.base else "")
         if e.problem:
             fmt += f" [{e.problem}]"
         aliases = e.extra.get("aliases") or ()

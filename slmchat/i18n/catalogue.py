@@ -141,6 +141,16 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ja": "ここには他のブランチがありません。前のメッセージを編集するか、応答を再生成すると"
               "ブランチができます。",
     },
+    "branches.none_here": {"en": "Only one version of {what}.",
+                           "ja": "{what}には他のバージョンがありません。"},
+    "branches.switched": {"en": "Version {n}/{of} of {what}.",
+                          "ja": "{what}のバージョン {n}/{of} を表示しています。"},
+    "branches.edge_first": {"en": "Already the first version of {what}.",
+                            "ja": "{what}はすでに最初のバージョンです。"},
+    "branches.edge_last": {"en": "Already the last version of {what}.",
+                           "ja": "{what}はすでに最後のバージョンです。"},
+    "branches.which_user": {"en": "your message “{text}”", "ja": "あなたのメッセージ「{text}」"},
+    "branches.which_reply": {"en": "the reply “{text}”", "ja": "応答「{text}」"},
     "key.chat.branch_prev": {"en": "‹ Branch", "ja": "‹ ブランチ"},
     "key.chat.branch_next": {"en": "Branch ›", "ja": "ブランチ ›"},
     "dialog.ok": {"en": "OK", "ja": "OK"},
@@ -208,6 +218,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "insp.format.raw": {"en": "raw text (no template)", "ja": "生のテキスト (テンプレートなし)"},
     "insp.label.model": {"en": "Model  ", "ja": "モデル  "},
     "insp.label.format": {"en": "Format  ", "ja": "形式  "},
+    "insp.label.rebuilt_with": {"en": "Rebuilt with  ", "ja": "組み立てたモデル  "},
     "insp.label.prompt": {"en": "Prompt  ", "ja": "プロンプト  "},
     "insp.label.kv": {"en": "KV cache  ", "ja": "KV キャッシュ  "},
     "insp.label.dropped": {"en": "Dropped  ", "ja": "除外  "},
@@ -313,6 +324,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
               "(Esc keeps the left one).",
         "ja": "左を採用 (Alt+Left) か右を採用 (Alt+Right) で、その返答から会話を続けます"
               "(Esc は左を採用します)。"},
+    "compare.keep_first": {
+        "en": "Not sent: keep one reply first (Alt+Left keeps the left, Alt+Right the right), "
+              "then Enter sends your prompt to both sides from it. Your prompt stays in the box.",
+        "ja": "送信していません。先にどちらかの返答を採用してください (Alt+Left で左、Alt+Right で右)。"
+              "そのあと Enter で、その返答から両側にプロンプトを送ります。入力は残してあります。"},
     "compare.no_system": {"en": "no system prompt", "ja": "システムプロンプトなし"},
     "compare.system": {"en": "system: {text}", "ja": "システム: {text}"},
     "compare.head": {"en": "{label} · temperature {temperature} · {system}",
@@ -620,6 +636,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "app.not_loaded_title": {"en": "Model not loaded", "ja": "モデルを読み込めませんでした"},
     "app.cannot_save_state": {"en": "Could not save the app state: {error}",
                               "ja": "アプリの状態を保存できませんでした: {error}"},
+    "app.quit_title": {"en": "Do you want to quit?", "ja": "終了しますか?"},
+    "app.quit_hint": {"en": "Ctrl+C does not quit: press {key} to quit slmchat.",
+                      "ja": "Ctrl+C では終了しません。{key} で slmchat を終了します。"},
+    "key.app.quit": {"en": "Quit", "ja": "終了"},
     # --- the model panel (screens/models.py) ---
     "models.filter": {"en": "Filter models (type to narrow)…",
                       "ja": "モデルを絞り込み (入力して絞り込み)…"},

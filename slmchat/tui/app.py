@@ -32,6 +32,13 @@ if TYPE_CHECKING:
     from slmchat.engine.store.store import Store
     from slmchat.tui.early_input import TypedAhead
 
+def key_name(key: str) -> str:
+    """"ctrl+q" -> "Ctrl+Q", "f12" -> "F12": keys as the README and the hints write them."""
+    parts = key.split(",")[0].split("+")
+    return "+".join(p.upper() if len(p) == 1 or (p[0] == "f" and p[1:].isdigit())
+                    else p.capitalize() for p in parts)
+
+
 # (message id, screen action) for the command palette: the title is t("cmd.<id>"), the
 # help t("cmd.<id>.help"); keys are in the footer.
 CHAT_COMMANDS = (
@@ -86,6 +93,8 @@ class SlmChatApp(App[None]):
         Binding("ctrl+o", "models", "Models", id="app.models"),
         Binding("ctrl+t", "finetune", "Fine-tune", id="app.finetune"),
         Binding("f12", "switch_model", "Switch model", show=False, id="app.switch_model"),
+        # Textual's own Ctrl+Q, shown in the footer: a new user looks for the way out there.
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
     ]
 
     def __init__(
@@ -96,6 +105,9 @@ class SlmChatApp(App[None]):
         discover_fn: Callable[[], list[ModelEntry]] | None = None,
     ) -> None:
         super().__init__()
+        # Textual's hidden Ctrl+Q comes first in the merged bindings and would hide ours.
+        by_key = self._bindings.key_to_bindings
+        by_key["ctrl+q"] = [b for b in by_key.get("ctrl+q", []) if b.id == "app.quit"]
         localize_bindings(self)  # the footer's words, Textual's palette key included
         self.settings = settings
         self.engine = engine
@@ -171,6 +183,13 @@ class SlmChatApp(App[None]):
         they carry paths, error text and tuned models' names ("RUN [lora on BASE]"), which
         Rich would eat as markup tags or fail on; the catalogue holds no markup."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C (Textual's hint that it does not quit): the quit key, in plain words
+        (Textual's own hint is markup, which ``notify`` shows as it is)."""
+        key = next((ab.binding.key for ab in self.active_bindings.values()
+                    if ab.binding.action in ("quit", "app.quit")), "ctrl+q")
+        self.notify(t("app.quit_hint", key=key_name(key)), title=t("app.quit_title"))
 
     # --- settings persistence ---
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.model.files import fingerprint
 from slmchat.engine.model.spec import ModelInfo
 from slmchat.engine.store.store import StoredMessage
 
@@ -76,6 +79,75 @@ def title_from(text: str, width: int = 40) -> str:
     return cut.rstrip(" ,;:") + "…"
 
 
+@functools.lru_cache(maxsize=32)
+def _adapter_fp(files: tuple[tuple[str, int, int], ...]) -> str:
+    return fingerprint([Path(name) for name, _size, _mtime in files])
+
+
+def adapter_fingerprint(adapter: str | None) -> str | None:
+    """The fingerprint of a LoRA adapter's weights, or None (no adapter, unreadable).
+
+    ``ModelInfo.fingerprint`` is the base checkpoint's: a base model and its tuned
+    adapter have the same one, which is why a base-vs-tuned compare showed one
+    fingerprint on both sides. Cached by file name, size and mtime."""
+    if not adapter:
+        return None
+    try:
+        files = sorted(Path(adapter).expanduser().glob("*.safetensors"))
+        key = tuple((str(f), (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
+        return _adapter_fp(key) if key else None
+    except OSError:
+        return None
+
+
+def model_record(info: ModelInfo) -> dict[str, Any]:
+    """The model part of a reply's provenance: what identifies the weights that wrote it."""
+    return {
+        "name": info.name, "path": info.path, "fingerprint": info.fingerprint,
+        "adapter": info.adapter, "adapter_fingerprint": adapter_fingerprint(info.adapter),
+        "quant": info.quant, "dtype": info.dtype, "device": info.device, "kind": info.kind,
+        "runtime": info.runtime, "runtime_copy": info.runtime_copy,
+    }
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """``ModelInfo.label`` of a recorded model: "name (dtype quant, device, onnx)"."""
+    quant = model.get("quant") or "none"
+    extra = "" if quant == "none" else f" {quant}"
+    runtime = ", onnx" if model.get("runtime") == "onnx" else ""
+    return f"{model.get('name', '?')} ({model.get('dtype', '?')}{extra}, " \
+           f"{model.get('device', '?')}{runtime})"
+
+
+def weights_note(model: dict[str, Any]) -> str:
+    """The weights' identity, short: "fp 1a2b3c4d", "+ lora 5e6f7a8b" for an adapter
+    (whose base fingerprint is the base model's), "· onnx 9c0d…" for the converted copy
+    that ran (a tuned copy differs there)."""
+    parts = [f"fp {str(model.get('fingerprint') or '')[:8]}"]
+    if model.get("adapter_fingerprint"):
+        parts.append(f"+ lora {str(model['adapter_fingerprint'])[:8]}")
+    elif model.get("adapter"):
+        parts.append("+ lora")
+    if model.get("runtime_copy"):
+        parts.append(f"· onnx {str(model['runtime_copy'])[:8]}")
+    return " ".join(parts)
+
+
+def same_weights(model: dict[str, Any], info: ModelInfo) -> bool:
+    """Whether the recorded ``model`` is the one ``info`` describes (base, adapter and
+    converted copy); a record written before adapters were fingerprinted compares by
+    adapter path."""
+    now = model_record(info)
+    if model.get("fingerprint") not in (None, now["fingerprint"]):
+        return False
+    if (model.get("adapter") or None) != (now["adapter"] or None):
+        return False
+    for key in ("adapter_fingerprint", "runtime_copy"):
+        if model.get(key) and now[key] and model[key] != now[key]:
+            return False
+    return True
+
+
 def provenance(
     job: ReplyJob, last: GenerationChunk | None, status: str, error: str | None
 ) -> dict[str, Any]:
@@ -96,12 +168,7 @@ def provenance(
     if error:
         segment["error"] = error
     prov: dict[str, Any] = {
-        "model": {
-            "name": info.name, "path": info.path, "fingerprint": info.fingerprint,
-            "adapter": info.adapter, "quant": info.quant, "dtype": info.dtype,
-            "device": info.device, "kind": info.kind, "runtime": info.runtime,
-            "runtime_copy": info.runtime_copy,
-        } if info else None,
+        "model": model_record(info) if info else None,
         "sampling": {k: v for k, v in asdict(job.params).items() if k != "stop"},
         # The system prompt this reply was given ("" = none): it can change between turns.
         "system_prompt": next((m.content for m in job.messages if m.role == "system"), ""),

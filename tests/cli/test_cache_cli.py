@@ -161,3 +161,21 @@ def test_partial_leftovers_are_cleared_once_stale(home: dict[str, Path],
     assert "removed onnx/.smol.tmp-xyz" in out
     assert "skipped models/.SmolLM2-135M-Instruct.abc123: a conversion may still" in out
     assert fresh.is_dir() and not stale.exists()
+
+
+def test_list_names_a_tuned_copys_adapter_not_only_its_base(
+        home: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 26 #18: a fine-tuned model's ONNX copy had the base model's folder as its
+    SOURCE, as if it were the base's copy."""
+    tuned = fake_onnx_copy(home["cache"], "notes-int8-fedcba9876543210")
+    marker = tuned / "slmchat-onnx.json"
+    meta = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**meta, "adapter": "/home/me/runs/notes/model"}))
+    assert main(["cache", "list"]) == 0
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[2:5]}
+    assert rows["onnx/notes-int8-fedcba9876543210"].endswith(
+        "/home/me/runs/notes/model (LoRA on /models/smol)")
+    assert rows["onnx/smol-int8-0123456789abcdef"].endswith("/models/smol")
+    assert main(["cache", "list", "--json"]) == 0
+    listed = {c["label"]: c for c in json.loads(capsys.readouterr().out)}
+    assert listed["onnx/notes-int8-fedcba9876543210"]["adapter"] == "/home/me/runs/notes/model"

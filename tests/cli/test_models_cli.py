@@ -147,3 +147,23 @@ def test_onnx_quantize_bad_inputs(argv: list[str], message: str, model_root: Pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "q").exists()
+
+
+def test_models_table_names_a_loras_base_not_its_whole_path(
+        model_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 26 #18: a LoRA's FORMAT was "lora on /the/whole/base/path"."""
+    make_lora(model_root / "llama", model_root / "llama-lora")
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(ln for ln in lines if ln.startswith("mymodels/llama-lora"))
+    cells = row.split()
+    assert cells[1:4] == ["lora", "on", "mymodels/llama"], row
+    assert main(["models", "--json"]) == 0
+    (entry,) = [e for e in json.loads(capsys.readouterr().out) if e["format"] == "lora"]
+    assert entry["base"] == str(model_root / "llama")  # the whole path stays in --json
+
+    from slmchat.commands.models import base_name
+
+    hub = "/h/hub/models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots/0123abcd"
+    assert base_name(hub, {}) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert base_name("default", {}) == "default"

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
@@ -144,6 +145,9 @@ class FakeEngine:
             if spec is None else spec.path.rsplit("/", 1)[-1] + (
                 f" {spec.quant}" if spec.quant != "none" else "")
         other.loaded_info = fake_info(name, spec.path if spec else "default")
+        if spec is not None and (Path(spec.path) / "adapter_config.json").is_file():
+            # As the loader: a LoRA run folder is the base's weights plus this adapter.
+            other.loaded_info = replace(other.loaded_info, kind="adapter", adapter=spec.path)
         if spec is None and self.loaded_info is not None:  # the same weights, same runtime
             other.loaded_info = replace(other.loaded_info, runtime=self.loaded_info.runtime)
         self.companions.append(other)

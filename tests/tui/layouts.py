@@ -111,6 +111,12 @@ def models_panel(db_path: Path) -> Built:
     return app, run_before
 
 
+def fake_adapter(folder: Path) -> None:
+    """A LoRA adapter's files in ``folder`` (a fingerprint is all the fakes read)."""
+    (folder / "adapter_config.json").write_text('{"base_model_name_or_path": "default"}')
+    (folder / "adapter_model.safetensors").write_bytes(b"lora weights " * 64)
+
+
 def fake_done_run(root: Path) -> Path:
     """A finished LoRA run with a loss curve; its output folder is relative (cwd)."""
     run = root / "20261128-140501-notes"
@@ -155,6 +161,7 @@ def compare_dialog(db_path: Path) -> Built:
 
     root = Path("runs-root")
     fake_done_run(root)
+    fake_adapter(Path("runs/notes/model"))
     app = make_app(db_path, FakeEngine(companion_replies_by_path={
         "default": ["Paris is the capital of France."],
         "runs/notes/model": ["Paris, on the Seine, is the capital of France."]}))

@@ -204,3 +204,27 @@ async def test_notifications_are_plain_text_from_any_widget(make_app) -> None:
         assert [n.message for n in shown] == [
             "loaded 20261129-notes [lora on SmolLM2] and [/x]", "from the app [b]"]
         assert not any(n.markup for n in shown)
+
+
+async def test_ctrl_c_names_the_quit_key_in_plain_text_and_the_footer_shows_it(
+        make_app) -> None:
+    """Issue 26 #12: Ctrl+C showed "Press [b]ctrl+q[/b] to quit" (Textual's markup, shown
+    as it is by the app's plain-text notify), and no footer or README named the key."""
+    from pathlib import Path
+
+    from textual.widgets._footer import FooterKey
+
+    app = make_app(FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        hint = notes(app)[-1]
+        assert "Ctrl+Q" in hint and "[" not in hint, hint
+        keys = {k.action: k for k in app.screen.query(FooterKey)}
+        assert "quit" in keys and keys["quit"].key == "ctrl+q"
+        await pilot.press("ctrl+q")  # and it quits
+        await pilot.pause()
+    assert app.return_code == 0
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "| Ctrl+Q | quit" in readme

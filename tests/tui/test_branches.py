@@ -107,3 +107,51 @@ async def test_palette_has_branch_commands(make_app) -> None:
         await settle(pilot)
         titles = [c.title for c in app.get_system_commands(app.chat)]
         assert "Previous branch" in titles and "Next branch" in titles
+
+
+def last_note(app) -> str:
+    return list(app._notifications)[-1].message
+
+
+async def test_alt_arrows_act_on_one_message_and_say_which(make_app) -> None:
+    """Issue 26 #11: Alt+Left switched the edited message, then nothing, then a reply
+    further down (the last message with versions changed as the branch did)."""
+    engine = FakeEngine(replies=["reply A", "reply B", "reply B2", "reply A2"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "first")
+        await send(pilot, "second")
+        await pilot.press("ctrl+r")  # reply B gets a second version
+        await settle(pilot)
+        await pilot.press("ctrl+l", "home", "e")  # and "first" is edited
+        await pilot.press(*["backspace"] * 5, *"changed", "enter")
+        await settle(pilot)
+        assert rows(app) == [("user", "changed"), ("assistant", "reply A2")]
+        # From the prompt: the message that got a version last, the edited one.
+        await pilot.press("alt+left")
+        await settle(pilot)
+        assert rows(app) == [("user", "first"), ("assistant", "reply A"),
+                             ("user", "second"), ("assistant", "reply B2")]
+        assert last_note(app) == "Version 1/2 of your message “first”."
+        # Again: still that message (at its first version), not reply B2 further down.
+        await pilot.press("alt+left")
+        await settle(pilot)
+        assert rows(app)[-1] == ("assistant", "reply B2")
+        assert last_note(app) == "Already the first version of your message “first”."
+        await pilot.press("alt+right")
+        await settle(pilot)
+        assert rows(app)[0] == ("user", "changed")
+        assert last_note(app) == "Version 2/2 of your message “changed”."
+        await pilot.press("alt+left")
+        await settle(pilot)
+        # With a message under the cursor, Alt+Left acts on that one.
+        await pilot.press("ctrl+l", "end", "alt+left")
+        await settle(pilot)
+        assert rows(app)[-1] == ("assistant", "reply B")
+        assert last_note(app) == "Version 1/2 of the reply “reply B”."
+        assert app.chat.log_view.selected == 3  # the cursor stays on it
+        await pilot.press("up", "alt+left")  # "second" has one version
+        await settle(pilot)
+        assert rows(app)[-1] == ("assistant", "reply B")
+        assert last_note(app) == "Only one version of your message “second”."

@@ -383,9 +383,14 @@ async def test_each_reply_records_its_system_prompt_and_export_shows_changes(
         assert [m.provenance["system_prompt"] for m in replies] == ["", "Be brief.",
                                                                    "Be brief."]
         md = to_markdown(app.store, conv_id)
-        assert md.count("**System:** Be brief.") == 1
-        assert md.index("## User\n\nfirst") < md.index("**System:** Be brief.") \
-            < md.index("## User\n\nsecond")
+        # Issue 26 #18: at the top, where the model reads it (first in the prompt, before
+        # the whole conversation), saying which replies it was given to; it was shown
+        # just before the turn where it was set, as if it applied from there.
+        assert md.count("Be brief.") == 1
+        assert md.index("> **System** (replies 2–3): Be brief.") < md.index(
+            "## User\n\nfirst")
+        assert "> *(no system prompt for reply 1)*" in md
+        assert md.index("*(no system prompt for reply 1)*") < md.index("## User")
         data = json.loads(to_json(app.store, conv_id))
         assert [m["provenance"]["system_prompt"] for m in data["messages"]
                 if m["role"] == "assistant"] == ["", "Be brief.", "Be brief."]

@@ -229,3 +229,34 @@ def test_threads_per_side_shares_the_cores_and_restores(monkeypatch) -> None:
     with compare.threads_per_side(2):
         assert os.environ["SLMCHAT_THREADS"] == "1"
     assert "SLMCHAT_THREADS" not in os.environ
+
+
+async def test_enter_before_keeping_a_side_says_so_and_keeps_the_prompt(make_app) -> None:
+    """Issue 26 #16: Enter on a new prompt did nothing until a side was kept."""
+    from slmchat.i18n import t
+
+    engine = FakeEngine(replies=["left says hi", "next left"],
+                        companion_replies=["right says hello", "next right"])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_compare(pilot, app, CompareChoice(temperature=0.9))
+        await pilot.press(*"greet me", "enter")
+        await settle(pilot)
+        await pilot.press(*"more", "enter")
+        await settle(pilot)
+        assert len(engine.calls) == 1  # not sent
+        hint = screen.query_one("#cmp-hint", Static)
+        assert hint.has_class("-warning")
+        assert static(screen, "#cmp-hint") == t("compare.keep_first")
+        assert "Not sent" in t("compare.keep_first")
+        assert list(app._notifications)[-1].message == t("compare.keep_first")
+        assert screen.query_one("#cmp-prompt").text == "more"  # kept to send after
+        await pilot.press("alt+left")
+        await pilot.pause()
+        assert not hint.has_class("-warning")
+        await pilot.press("enter")  # the kept prompt goes to both, from the left reply
+        await settle(pilot)
+        assert [m.content for m in engine.calls[-1].messages][-3:] == [
+            "greet me", "left says hi", "more"]
+        assert screen.sides["right"].text == "next right"

@@ -209,3 +209,94 @@ async def test_new_chat_and_switching_keeps_each_conversation(make_app) -> None:
         await app.chat.open_conversation(first)
         await pilot.pause()
         assert [v.content for v in app.chat.log_view.views()] == ["first chat", "r1"]
+
+
+def seed_branches(db_path: Path) -> tuple[int, int]:
+    """A conversation whose first answer was regenerated: the hit ("Germany") is on the
+    older branch, early in a long run of turns; the newer, shorter branch is on screen."""
+    store = Store(db_path)
+    conv = store.create_conversation("Capitals")
+    question = store.add_message(conv.id, "user", "name a capital city")
+    hit = store.add_message(conv.id, "assistant", "Berlin, the capital of Germany.")
+    for i in range(12):
+        store.add_message(conv.id, "user", f"and another one, number {i}?")
+        store.add_message(conv.id, "assistant", f"Another capital, number {i}.\n\nMore.")
+    store.set_active(question.id)
+    store.add_message(conv.id, "assistant", "Paris, the capital of France.")
+    store.close()
+    return conv.id, hit.id
+
+
+async def test_search_opens_the_branch_of_the_hit_and_scrolls_to_it(
+        make_app, db_path: Path) -> None:
+    """Issue 26 #10: Ctrl+F "Germany" opened the conversation on the other branch."""
+    conv_id, hit_id = seed_branches(db_path)
+    app = make_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+f", *"Germany")
+        await pilot.pause()
+        assert listed(app) == ["Capitals"]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.chat.conv.id == conv_id
+        log = app.chat.log_view
+        view = log.view_for(hit_id)
+        assert view is not None, [v.content for v in log.views()]
+        assert view.has_class("-hit")
+        # Scrolled to it: the hit is inside the visible part of the log, not the end.
+        assert log.region.y <= view.region.y < log.region.bottom, (view.region, log.region)
+        assert log.scroll_y < log.max_scroll_y
+        assert app.focused is app.chat.prompt
+        # The next message goes on from the branch on screen; the mark goes away.
+        await pilot.press(*"thanks", "enter")
+        await settle(pilot)
+        assert not log.query(".-hit")
+        assert app.store.messages(conv_id)[1].id == hit_id
+
+
+async def test_each_conversation_keeps_its_own_draft(make_app, db_path: Path) -> None:
+    """Issue 26 #13: the text typed in the prompt followed you into another
+    conversation, ready to be sent there."""
+    ids = seed_db(db_path)
+    engine = FakeEngine()
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        await pilot.press(*"what about Porto")
+        await app.chat.open_conversation(ids["Cooking"])
+        await settle(pilot)
+        assert app.chat.prompt.text == ""  # not the Travel draft
+        await pilot.press(*"soft or hard")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.chat.prompt.text == ""
+        await pilot.press(*"a new topic")
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        assert app.chat.prompt.text == "what about Porto"
+        await pilot.press("enter")  # sent here, where it was typed
+        await settle(pilot)
+        assert engine.calls[-1].messages[-1].content == "what about Porto"
+        assert app.store.messages(ids["Travel"])[-2].content == "what about Porto"
+        await app.chat.open_conversation(ids["Cooking"])
+        await settle(pilot)
+        assert app.chat.prompt.text == "soft or hard"
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.chat.prompt.text == "a new topic"
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        assert app.chat.prompt.text == ""  # its draft was sent
+        # An edit's text stays with the edit: it is not kept as a draft.
+        await pilot.press("ctrl+l", "home", "e")
+        await settle(pilot)
+        assert app.chat.prompt.text == "what to see in Lisbon"
+        await app.chat.open_conversation(ids["Rust help"])
+        await settle(pilot)
+        assert app.chat.prompt.text == "" and app.chat.editing is None
+        await app.chat.open_conversation(ids["Travel"])
+        await settle(pilot)
+        assert app.chat.prompt.text == ""

@@ -128,3 +128,28 @@ async def test_mark_edit_and_export_replies(make_app, tmp_path: Path) -> None:
         (row,) = [json.loads(x) for x in exports[0].read_text().splitlines()]
         assert [m["content"] for m in row["messages"] if m["role"] == "assistant"] == [
             "Paris.", "Berlin."]
+
+
+async def test_exported_training_rows_keep_the_passages_the_model_saw(
+        make_app, tmp_path: Path) -> None:
+    """Issue 26 #17: a reply grounded on attached files is exported with its question as
+    the model saw it (passages in), not the bare question."""
+    docs = make_corpus(tmp_path / "docs")
+    engine = FakeEngine(replies=["Every three weeks [1]."])
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, f"/attach {docs}")
+        await send(pilot, "How often is the compost heap turned?")
+        seen = engine.calls[-1].messages[-1].content
+        assert "turned every three weeks" in seen
+        await pilot.press("ctrl+l", "plus")
+        await settle(pilot)
+        await app.chat.action_export_training()
+        await settle(pilot)
+        exports = list((tmp_path / "slmchat-home" / "data" / "exports").glob("chats-*.jsonl"))
+        (row,) = [json.loads(x) for x in exports[0].read_text().splitlines()]
+        assert row["messages"][0] == {"role": "user", "content": seen}
+        # The chat itself still shows (and stores) the question as typed.
+        assert app.store.messages(app.chat.conv.id)[0].content == (
+            "How often is the compost heap turned?")

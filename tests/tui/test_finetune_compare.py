@@ -15,7 +15,7 @@ from slmchat.tui.screens.finetune import FinetuneScreen
 from tests.tinymodels import make_scripted_llama
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeEngine
-from tests.tui.layouts import fake_done_run
+from tests.tui.layouts import fake_adapter, fake_done_run
 
 
 def static(screen, selector: str) -> str:
@@ -65,6 +65,53 @@ async def test_finetune_compare_opens_the_compare_view_base_left_tuned_right(
         assert shown == [("user", "hello"), ("assistant", "tuned answer")]
         replies = [m for m in chat.store.all_messages(chat.conv.id) if m.role == "assistant"]
         assert sorted(m.content for m in replies) == ["base answer", "tuned answer"]
+
+
+async def test_base_and_tuned_sides_show_their_own_fingerprints(
+        make_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 26 #14: both sides showed the base checkpoint's fingerprint (a LoRA model's
+    ModelInfo.fingerprint is its base's); the tuned side names its adapter's too, and
+    the prompt inspector of each reply names the model that wrote it."""
+    from slmchat.tui.screens.prompt_inspector import PromptInspector
+
+    monkeypatch.chdir(tmp_path)
+    root = Path("runs-root")
+    fake_done_run(root)
+    fake_adapter(Path("runs/notes/model"))
+    engine = FakeEngine(companion_replies_by_path={
+        "default": ["base answer"], "runs/notes/model": ["tuned answer"]})
+    app = make_app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.push_screen(FinetuneScreen(engine=app.engine, settings=app.settings,
+                                       runs_root=root))
+        await settle(pilot)
+        await pilot.press("f6")
+        await settle(pilot)
+        view = app.screen
+        await pilot.press(*"hello", "enter")
+        await settle(pilot)
+        left, right = static(view, "#cmp-left-stats"), static(view, "#cmp-right-stats")
+        fp_left, fp_right = left[left.index("fp "):], right[right.index("fp "):]
+        assert fp_left != fp_right, (left, right)
+        tuned = view.sides["right"].prov["model"]
+        assert tuned["adapter"] == "runs/notes/model" and tuned["adapter_fingerprint"]
+        assert f"lora {tuned['adapter_fingerprint'][:8]}" in fp_right
+        assert view.sides["left"].prov["model"]["adapter_fingerprint"] is None
+        await pilot.press("alt+right", "escape")
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        # The chat's model is "fake-model"; the kept reply was written by the tuned one.
+        await pilot.press("ctrl+l", "end", "i")
+        await settle(pilot)
+        inspector = app.screen
+        assert isinstance(inspector, PromptInspector)
+        summary = static(inspector, "#insp-summary")
+        model_line = next(ln for ln in summary.splitlines() if ln.startswith("Model"))
+        assert "model (fp32, cpu)" in model_line and "fake-model" not in model_line, summary
+        assert "Rebuilt with  fake-model (fp32, cpu)" in summary
+        assert "not the one that wrote this reply" in summary
 
 
 @pytest.fixture(scope="module")

@@ -218,3 +218,27 @@ async def test_preview_start_watch_and_compare_with_tiny_model(
         right = sides["right"].engine.info  # the run's LoRA output on its base
         assert right.name.startswith(Path(screen.summary.out).parent.name), right
         assert "tuned" in str(compare.query_one("#cmp-right-head", Static).render())
+
+
+async def test_chart_x_axis_labels_are_whole_steps(root: Path, tmp_path: Path) -> None:
+    """Issue 26 #18: a 15-step run's chart was labelled 0.0 3.8 7.5 ..."""
+    import re
+
+    out = tmp_path / "tuned"
+    out.mkdir()
+    fake_run(root, "short-run", "done", None, 15, 15, out=out)
+    app = Host(root)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        await pilot.pause(0.2)
+        chart = app.screen.panel.query_one("#ft-chart")
+        lines = [strip.text for strip in app.screen._compositor.render_strips()]
+        plot = lines[chart.region.y:chart.region.bottom]
+        axis = next(ln for ln in reversed(plot) if re.search(r"\d", ln)
+                    and "step" not in ln)
+        assert not re.search(r"\d\.\d", axis), axis
+        labels = re.findall(r"\d+", axis[chart.region.x:chart.region.right])
+        assert labels == ["0", "5", "10", "15"], axis
+    from slmchat.tui.screens.finetune import step_ticks
+
+    assert step_ticks(0, 40) == [0, 10, 20, 30, 40] and step_ticks(1, 3) == [1, 2, 3]

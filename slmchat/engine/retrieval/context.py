@@ -116,3 +116,18 @@ def retrieve(
         return Augmented(list(messages))
     hits = index.search(messages[at].content, roots, k=k)
     return fit_context(messages, hits, measure, max_new_tokens, max_context_tokens)
+
+
+def grounded_question(index: DocumentIndex, retrieval: dict[str, Any],
+                      question: str) -> str | None:
+    """A grounded question as the model saw it, rebuilt from the chunks a reply's
+    provenance names (``Augmented.provenance``), or None when the index no longer has
+    them all (a file changed and was re-indexed, the cache was rebuilt). Replies written
+    since the text itself is recorded (``retrieval["user_message"]``) do not need this."""
+    hits = []
+    for chunk_id in retrieval.get("chunks") or []:
+        hit = index.chunk(int(chunk_id)) if isinstance(chunk_id, int) else None
+        if hit is None:
+            return None
+        hits.append(hit)
+    return with_context(question, hits) if hits else None

@@ -11,13 +11,15 @@ The export writes one row per conversation in the ``messages`` format the fine-t
 reads, cut after the last reply to learn from. Replies not to learn from stay in the
 row as context with ``"weight": 0`` (OpenAI's chat fine-tuning convention, honoured by
 ``--mask-prompt``), so the model learns the good answers in the context they were given.
+A question answered from attached files is exported as the model saw it, with the
+retrieved passages (``export-chats --no-passages`` leaves them out).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -103,6 +105,11 @@ def marked_conversations(store: Store) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+# (a reply's provenance["retrieval"], the user's question) -> the question as the model
+# saw it, passages in, or None (slmchat.engine.retrieval.context.grounded_question)
+Passages = Callable[[dict[str, Any], str], "str | None"]
+
+
 @dataclass(frozen=True)
 class ExportReport:
     path: Path
@@ -110,11 +117,36 @@ class ExportReport:
     trained_replies: int
     context_replies: int
     conversations: int
+    grounded: int = 0  # questions exported with the passages their reply was given
+    ungrounded: int = 0  # grounded replies whose passages could not be recovered
+    passages_left_out: bool = False
 
 
-def training_row(store: Store, conv_id: int, marks: dict[int, str],
-                 learn_unmarked: bool) -> tuple[dict[str, Any] | None, int, int]:
-    """(row or None, replies learned, replies kept as context) for one conversation."""
+def grounded_text(reply: StoredMessage | None, question: str,
+                  passages: Passages | None) -> tuple[str, bool | None]:
+    """(the question as the model saw it, True) for a reply grounded on attached files,
+    (question, False) when its passages cannot be recovered, (question, None) when the
+    reply was not grounded."""
+    retrieval = ((reply.provenance or {}).get("retrieval") if reply is not None else None)
+    if not isinstance(retrieval, dict) or not retrieval.get("chunks"):
+        return question, None
+    seen = retrieval.get("user_message")
+    if isinstance(seen, str) and seen.strip():
+        return seen, True
+    rebuilt = passages(retrieval, question) if passages is not None else None
+    return (rebuilt, True) if rebuilt else (question, False)
+
+
+def training_row(store: Store, conv_id: int, marks: dict[int, str], learn_unmarked: bool,
+                 passages: Passages | None = None, with_passages: bool = True,
+                 counts: dict[str, int] | None = None,
+                 ) -> tuple[dict[str, Any] | None, int, int]:
+    """(row or None, replies learned, replies kept as context) for one conversation.
+
+    A question whose reply was grounded on attached files is exported as the model saw
+    it, with the passages (``with_passages``), so a fine-tune learns the answer together
+    with the text it came from, not the facts alone; ``counts`` gets "grounded" and
+    "ungrounded" (passages no longer recoverable)."""
     conv = store.get_conversation(conv_id)
     msgs: list[dict[str, Any]] = []
     system = conv.settings.get("system_prompt")
@@ -122,10 +154,18 @@ def training_row(store: Store, conv_id: int, marks: dict[int, str],
         msgs.append({"role": "system", "content": system})
     last_learned = -1
     learned = context = 0
-    for m in store.messages(conv_id):
+    shown = store.messages(conv_id)
+    grounding: list[tuple[int, bool]] = []  # (row index, passages found)
+    for i, m in enumerate(shown):
         if m.role == "system" or not m.content.strip() or m.status in ("error", "streaming"):
             continue
         row: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.role == "user" and with_passages:
+            reply = shown[i + 1] if i + 1 < len(shown) and shown[i + 1].role == "assistant" \
+                else None
+            row["content"], found = grounded_text(reply, m.content, passages)
+            if found is not None:
+                grounding.append((len(msgs), found))
         if m.role == "assistant":
             mark = marks.get(m.id)
             complete = m.status == "done"
@@ -141,14 +181,23 @@ def training_row(store: Store, conv_id: int, marks: dict[int, str],
         return None, 0, 0
     kept = msgs[:last_learned + 1]
     context = sum(1 for r in kept if r.get("weight") == 0)
+    if counts is not None:
+        for at, found in grounding:
+            if at <= last_learned:
+                key = "grounded" if found else "ungrounded"
+                counts[key] = counts.get(key, 0) + 1
     return {"messages": kept}, learned, context
 
 
-def export_training(store: Store, out: Path, conv_ids: Iterable[int] | None = None) -> ExportReport:
+def export_training(store: Store, out: Path, conv_ids: Iterable[int] | None = None, *,
+                    passages: Passages | None = None,
+                    with_passages: bool = True) -> ExportReport:
     """Write chat JSONL for ``slmchat finetune``.
 
     ``conv_ids`` given: those conversations, learning every complete reply not marked bad.
     None: every conversation with a reply marked good, learning only the good ones.
+    Grounded questions carry their passages unless ``with_passages`` is False
+    (``passages`` rebuilds them for replies that did not record the text).
     """
     from slmchat.engine.fsutil import write_private
 
@@ -156,10 +205,12 @@ def export_training(store: Store, out: Path, conv_ids: Iterable[int] | None = No
     ids = list(conv_ids) if conv_ids is not None else marked_conversations(store)
     rows: list[dict[str, Any]] = []
     learned = context = 0
+    counts: dict[str, int] = {}
     for conv_id in ids:
         try:
-            row, n_learn, n_context = training_row(store, conv_id, ratings(store, conv_id),
-                                                   learn_unmarked=explicit)
+            row, n_learn, n_context = training_row(
+                store, conv_id, ratings(store, conv_id), learn_unmarked=explicit,
+                passages=passages, with_passages=with_passages, counts=counts)
         except KeyError:
             raise InvalidParameterError(f"no conversation {conv_id}") from None
         if row is not None:
@@ -173,4 +224,7 @@ def export_training(store: Store, out: Path, conv_ids: Iterable[int] | None = No
             "learn from")
     out = Path(out).expanduser()
     write_private(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return ExportReport(out, len(rows), learned, context, len(ids))
+    return ExportReport(out, len(rows), learned, context, len(ids),
+                        grounded=counts.get("grounded", 0),
+                        ungrounded=counts.get("ungrounded", 0),
+                        passages_left_out=not with_passages)

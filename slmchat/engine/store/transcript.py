@@ -22,32 +22,58 @@ def to_json(store: Store, conv_id: int) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
-def _quote_system(text: str) -> list[str]:
-    if not text:
-        return ["> *(no system prompt from here on)*", ""]
-    return ["> **System:** " + text.replace("\n", "\n> "), ""]
+def _numbers(ns: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1–3, 5"."""
+    spans: list[list[int]] = []
+    for n in ns:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in spans)
+
+
+def _system_block(used: dict[str, list[int]]) -> list[str]:
+    """The system prompts at the top, where the model reads them: each prompt goes first
+    in every prompt it is given with, before the whole conversation. When they changed,
+    each says which replies (numbered in order) were written with it."""
+    if not used or list(used) == [""]:
+        return []
+    if len(used) == 1:
+        (text,) = used
+        return ["> **System:** " + text.replace("\n", "\n> "), ""]
+    out = []
+    for text, ns in used.items():
+        which = f"repl{'y' if len(ns) == 1 else 'ies'} {_numbers(ns)}"
+        if text:
+            out += [f"> **System** ({which}): " + text.replace("\n", "\n> "), ""]
+        else:
+            out += [f"> *(no system prompt for {which})*", ""]
+    return out
 
 
 def to_markdown(store: Store, conv_id: int) -> str:
-    """The conversation for people. The system prompt is shown where it took effect (each
-    reply records the one it was given); replies saved before that was recorded fall back
-    to the conversation's current setting, at the top."""
+    """The conversation for people. The system prompt is shown at the top, as the model
+    reads it (first, before the whole conversation, even when it was set mid-way); when
+    it changed, each one says which replies were written with it (each reply records its
+    own). Replies saved before that was recorded fall back to the conversation's current
+    setting."""
     conv = store.get_conversation(conv_id)
     messages = store.messages(conv_id)
     recorded = any(m.provenance and "system_prompt" in m.provenance for m in messages)
     out = [f"# {conv.title}", ""]
     system = conv.settings.get("system_prompt")
-    if system and not recorded:
-        out += _quote_system(system)
-    shown = ""  # the system prompt in effect, as last shown
-    turn_start = len(out)  # where the current user turn begins
+    replies = [m for m in messages if m.role == "assistant"]
+    if recorded:
+        used: dict[str, list[int]] = {}
+        for n, m in enumerate(replies, 1):
+            text = (m.provenance or {}).get("system_prompt")
+            if text is not None:
+                used.setdefault(str(text), []).append(n)
+        out += _system_block(used)
+    elif system:
+        out += ["> **System:** " + system.replace("\n", "\n> "), ""]
     for m in messages:
-        if m.role == "user":
-            turn_start = len(out)
-        used = (m.provenance or {}).get("system_prompt")
-        if m.role == "assistant" and used is not None and used != shown:
-            out[turn_start:turn_start] = _quote_system(used)
-            shown = used
         note = "" if m.status == "done" else f" *({m.status})*"
         out += [f"## {m.role.capitalize()}{note}", "", m.content, ""]
         if m.provenance:

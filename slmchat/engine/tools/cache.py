@@ -252,3 +252,11 @@ def clear(copies: Iterable[CachedCopy], dry_run: bool = False,
         else:
             removed.append(copy)
     return ClearResult(removed, skipped)
+
+
+def copy_adapter(copy: CachedCopy) -> str | None:
+    """The LoRA adapter a copy was merged from (a fine-tuned model's copy), when its
+    marker says: its ``source`` is then the base the adapter was trained on."""
+    _, meta = _marker(copy.path)
+    adapter = meta.get("adapter") if meta else None
+    return str(adapter) if adapter else None

@@ -13,7 +13,7 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
 from slmchat.errors import SlmChatError
@@ -37,6 +37,7 @@ from slmchat.tui.screens.side_panels import DOCK_MIN_WIDTH, PanelActions
 from slmchat.tui.widgets.attachments_bar import AttachmentsBar
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.finetune_item import FinetuneItem
+from slmchat.tui.widgets.footer import FittedFooter
 from slmchat.tui.widgets.message_view import MessageView
 from slmchat.tui.widgets.offer_bar import OfferBar
 from slmchat.tui.widgets.prompt_box import PromptBox
@@ -83,7 +84,6 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
     def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
                  show_sidebar: bool = True) -> None:
         super().__init__(engine, store, defaults, show_sidebar)
-        self.editing: MessageView | None = None  # a user message being edited
         self._status_drawn_at = 0.0  # when a streaming reply last repainted the status
         self._sidebar_before_settings: bool | None = None
 
@@ -103,7 +103,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         with Horizontal(id="status-row"):
             yield self.status_bar
             yield FinetuneItem(id="ft-item")
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#sidebar").display = self.show_sidebar
@@ -191,6 +191,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             self.prompt.insert(rest)
 
     async def send(self, text: str) -> None:
+        self.clear_hit()
         if self.conv is None:
             self.conv = self.store.create_conversation(title_from(text), self.chat_settings)
             self.sidebar_reload()

@@ -168,7 +168,11 @@ class FilesAndTraining(ConversationScreen):
         except SlmChatError as exc:
             self.notify(str(exc), title=t("files.not_used_title"), severity="warning")
             return messages, None
-        return aug.messages, aug.provenance()
+        prov = aug.provenance()
+        if aug.sources:  # the question as the model saw it, passages in: for the export
+            prov["user_message"] = next(
+                m.content for m in reversed(aug.messages) if m.role == "user")
+        return aug.messages, prov
 
     def on_citations_open(self, event: Citations.Open) -> None:
         from slmchat.tui.screens.passage import PassageScreen
@@ -242,7 +246,7 @@ class FilesAndTraining(ConversationScreen):
 
         out = data_dir() / "exports" / f"chats-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
         try:
-            report = export_training(self.store, out)
+            report = export_training(self.store, out, passages=self._rebuild_passages)
         except (SlmChatError, OSError) as exc:
             self.notify(str(exc), title=t("train.export_title"), severity="warning")
             return
@@ -250,6 +254,13 @@ class FilesAndTraining(ConversationScreen):
                       path=report.path), title=t("train.exported_title"))
         if then_finetune:
             await self._open_finetune(str(report.path))
+
+    def _rebuild_passages(self, retrieval: dict[str, Any], question: str) -> str | None:
+        """A grounded question as the model saw it, for replies written before that was
+        recorded: from the passages' chunks, while the index still has them."""
+        from slmchat.engine.retrieval.context import grounded_question
+
+        return grounded_question(self.doc_index(), retrieval, question)
 
     async def action_finetune_marked(self) -> None:
         await self.action_export_training(then_finetune=True)

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static
+from textual.widgets import Button, Input, Label, Markdown, Select, Static
 from textual.widgets.markdown import MarkdownStream
 
 from slmchat.engine.devices import physical_cores
@@ -47,6 +47,7 @@ from slmchat.tui.generation import (
     chat_messages,
     provenance,
     title_from,
+    weights_note,
 )
 from slmchat.tui.messages import (
     CompareAllDone,
@@ -57,6 +58,7 @@ from slmchat.tui.messages import (
 )
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.screens.editor import edit_in_editor
+from slmchat.tui.widgets.footer import FittedFooter
 from slmchat.tui.widgets.prompt_box import PromptBox
 from slmchat.tui.widgets.settings_panel import params_from
 
@@ -152,7 +154,7 @@ def stats(chunk: GenerationChunk | None, prov: dict[str, Any]) -> str:
              f"seed {chunk.seed}",
              " ".join(str(x) for x in (model.get("dtype"), model.get("quant"))
                       if x and x != "none"),
-             f"fp {str(model.get('fingerprint', ''))[:8]}"]
+             weights_note(model)]  # a tuned adapter's own fingerprint, not just its base's
     if chunk.cached_tokens:
         parts.append(t("compare.cached", n=chunk.cached_tokens))
     return " · ".join(parts)
@@ -160,6 +162,11 @@ def stats(chunk: GenerationChunk | None, prov: dict[str, Any]) -> str:
 
 class CompareSetup(ModalScreen[CompareChoice | None]):
     """Choose what the right column runs: a model and settings that differ."""
+
+    # Below 30 rows the fields lose their borders (at 80x24 the bordered dialog ran off
+    # the bottom, its buttons with it); it scrolls if the screen is shorter still.
+    SHORT_ROWS = 30
+    # (app.tcss: "compare-setup")
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
@@ -193,7 +200,17 @@ class CompareSetup(ModalScreen[CompareChoice | None]):
 
     def on_mount(self) -> None:
         self.query_one("#cmp-model", Select).focus()
+        self._fit(self.app.size.height)
         self._scan()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.height)
+
+    def _fit(self, rows: int) -> None:
+        short = rows < self.SHORT_ROWS
+        self.set_class(short, "-short")
+        for field_ in self.query(".compare-setup Input, .compare-setup Select"):
+            field_.compact = short  # type: ignore[attr-defined]
 
     @work(thread=True, exclusive=True, group="compare-scan")
     def _scan(self) -> None:
@@ -266,6 +283,7 @@ class CompareScreen(Screen[int | None]):
     CompareScreen .cmp-body { height: 1fr; }
     CompareScreen .cmp-stats { height: auto; padding: 0 1; color: $text-muted; }
     CompareScreen #cmp-hint { height: auto; padding: 0 1; }
+    CompareScreen #cmp-hint.-warning { background: $warning 30%; text-style: bold; }
     CompareScreen #cmp-prompt { height: auto; max-height: 6; }
     """
 
@@ -314,7 +332,7 @@ class CompareScreen(Screen[int | None]):
                     yield Static("", classes="cmp-stats", id=f"cmp-{side}-stats")
         yield Static(t("compare.type_prompt"), id="cmp-hint")
         yield PromptBox(id="cmp-prompt")
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
 
     # --- set-up ---
 
@@ -396,7 +414,12 @@ class CompareScreen(Screen[int | None]):
             self.notify(t("compare.still_writing"), severity="warning")
             return
         if self.unkept:
-            self.notify(t("compare.keep_hint"), severity="warning")
+            # The prompt stays in the box; the hint line above it says what to do, in the
+            # warning colour, where the eyes are (a toast alone went unnoticed).
+            hint = self.query_one("#cmp-hint", Static)
+            hint.update(t("compare.keep_first"))
+            hint.add_class("-warning")
+            self.notify(t("compare.keep_first"), severity="warning")
             return
         self.query_one("#cmp-prompt", PromptBox).clear()
         await self.ask(text)
@@ -531,7 +554,9 @@ class CompareScreen(Screen[int | None]):
         self.kept = name
         for other in SIDES:
             self.query_one(f"#cmp-{other}", Vertical).set_class(other == name, "-kept")
-        self.query_one("#cmp-hint", Static).update(t(f"compare.kept.{name}"))
+        hint = self.query_one("#cmp-hint", Static)
+        hint.update(t(f"compare.kept.{name}"))
+        hint.remove_class("-warning")
 
     def action_stop_or_close(self) -> None:
         if self.running:

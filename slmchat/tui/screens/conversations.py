@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,10 @@ class ConversationScreen(Screen[None]):
         self.pending = False  # a prompt is waiting for the model to finish loading
         # Built here, not in compose, so the app can report model state before mount.
         self.status_bar = StatusBar(id="status")
+        self.editing: MessageView | None = None  # a user message being edited (chat.py)
+        # What was typed and not sent, per conversation (None: the new chat), so that it
+        # does not follow you into another conversation, ready to be sent there.
+        self.drafts: dict[int | None, str] = {}
 
     @property
     def prompt(self) -> PromptBox:
@@ -87,9 +92,24 @@ class ConversationScreen(Screen[None]):
             return True
         return False
 
+    def _leave_draft(self, going_to: int | None) -> None:
+        """Keep the prompt's text as the open conversation's draft and show the draft of
+        ``going_to`` (nothing changes when it is the same conversation)."""
+        here = self.conv.id if self.conv is not None else None
+        if going_to == here:
+            return
+        if self.editing is None:  # an edit's text belongs to the message being edited
+            text = self.prompt.text
+            if text.strip():
+                self.drafts[here] = text
+            else:
+                self.drafts.pop(here, None)
+        self.prompt.load_draft(self.drafts.pop(going_to, ""))
+
     async def open_conversation(self, conv_id: int) -> None:
         if self._busy():
             return
+        self._leave_draft(conv_id)
         self.cancel_edit()
         self.conv = self.store.get_conversation(conv_id)
         self.chat_settings = {**self.defaults, **self.conv.settings}
@@ -110,13 +130,39 @@ class ConversationScreen(Screen[None]):
 
     async def on_conversation_sidebar_selected(self, event: ConversationSidebar.Selected) -> None:
         event.stop()
+        if self._busy():
+            return
+        if event.msg_id:  # a search hit: show the branch that holds it
+            with contextlib.suppress(KeyError):  # deleted since the search
+                self.store.choose_branch(event.msg_id)
         await self.open_conversation(event.conv_id)
         if self.conv is not None and self.conv.id == event.conv_id:
             self.prompt.focus()
+            if event.msg_id:
+                self.reveal(event.msg_id)
+
+    def reveal(self, msg_id: int) -> None:
+        """Mark the message a search found and scroll the log to it (once laid out)."""
+        log = self.log_view
+        view = log.view_for(msg_id)
+        if view is None:
+            return
+        view.add_class("-hit")
+
+        def scroll() -> None:
+            log.release_anchor()  # or the next layout pulls it back to the end
+            log.scroll_to_widget(view, animate=False, top=True)
+
+        self.call_after_refresh(scroll)
+
+    def clear_hit(self) -> None:
+        for view in self.log_view.query(".-hit"):
+            view.remove_class("-hit")
 
     async def action_new_chat(self) -> None:
         if self._busy():
             return
+        self._leave_draft(None)
         self.cancel_edit()
         self.conv = None
         self.chat_settings = dict(self.defaults)
@@ -167,6 +213,7 @@ class ConversationScreen(Screen[None]):
             self.store.delete_conversation(conv_id)
             if self.conv is not None and self.conv.id == conv_id:
                 await self.action_new_chat()
+            self.drafts.pop(conv_id, None)
             self.sidebar_reload()
             self.notify(t("conv.deleted", title=title))
 

@@ -22,7 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, OptionList, ProgressBar, Select, Static
+from textual.widgets import Button, Input, Label, OptionList, ProgressBar, Select, Static
 from textual.widgets.option_list import Option
 from textual_plotext import PlotextPlot
 
@@ -33,6 +33,7 @@ from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
 from slmchat.i18n import get_language, has, localize_bindings, t
 from slmchat.tui.messages import PreviewText, RunSpawned
+from slmchat.tui.widgets.footer import FittedFooter
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
               "pending": "…"}
@@ -52,6 +53,15 @@ def state_name(state: str) -> str:
 # (Japanese) word pushes the plot out of its frame and drops the x-axis ticks, so the words
 # inside the plot stay ASCII in every language. The title above the plot is translated.
 PLOT_WORDS = ("step", "train", "eval")
+
+
+def step_ticks(first: int, last: int, most: int = 5) -> list[int]:
+    """Whole steps for the chart's x axis: at most ``most`` ticks, a round stride apart
+    (1, 2, 5, 10, 20, 50, ...), from a multiple of it at or below ``first``."""
+    span = max(1, last - first)
+    strides = (m * 10 ** e for e in range(12) for m in (1, 2, 5))
+    stride = next(s for s in strides if span // s <= most - 1)
+    return list(range(first - first % stride, last + 1, stride))
 
 
 def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None:
@@ -300,6 +310,10 @@ class FinetunePanel(Vertical):
             plt.plot(*zip(*self.train_points, strict=True), label=train, marker="braille")
         if self.eval_points:
             plt.plot(*zip(*self.eval_points, strict=True), label=held_out, marker="dot")
+        steps = [x for x, _ in (*self.train_points, *self.eval_points)]
+        if steps:  # plotext spaces its ticks evenly: "0.0 3.8 7.5" for a 15-step run
+            ticks = step_ticks(int(min(steps)), int(max(steps)))
+            plt.xticks([float(x) for x in ticks], [str(x) for x in ticks])
         chart.refresh()
 
     def _show_summary(self) -> None:
@@ -500,7 +514,7 @@ class FinetuneScreen(Screen[ModelSpec | None]):
 
     def compose(self) -> ComposeResult:
         yield self.panel
-        yield Footer()
+        yield FittedFooter()
 
     def action_close(self) -> None:
         self.dismiss(None)

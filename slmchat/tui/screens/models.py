@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.markup import escape
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -26,7 +26,6 @@ from textual.widgets import (
     Button,
     Checkbox,
     DataTable,
-    Footer,
     Input,
     Label,
     ProgressBar,
@@ -41,6 +40,7 @@ from slmchat.i18n import has, localize_bindings, t
 from slmchat.tui.messages import ModelsFound, TaskDone, TaskProgress
 from slmchat.tui.screens.dialogs import TextPrompt
 from slmchat.tui.screens.model_tasks import free_path, run_export, run_quantize
+from slmchat.tui.widgets.footer import FittedFooter
 
 # The onnx runtime's int8 copy: the recommended CPU choice (ModelSpec.runtime="onnx"; saved
 # with `quantize --method onnx-int8`), listed with the quantizations.
@@ -55,6 +55,19 @@ def quant_options() -> list[tuple[str, str]]:
 
 def _opts(values: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(v, v) for v in values]
+
+
+def fit_name(name: str, width: int) -> str:
+    """A model's name in ``width`` cells: a path keeps its end ("…smol-cpu-int8", where
+    paths differ), a plain name its start (the details beside the table show it whole)."""
+    if cell_len(name) <= width:
+        return name
+    if "/" in name:
+        tail = name
+        while cell_len(tail) > width - 1:
+            tail = tail[1:]
+        return "…" + tail
+    return set_cell_size(name, width - 1) + "…"
 
 
 class ModelsPanel(Vertical):
@@ -116,6 +129,7 @@ class ModelsPanel(Vertical):
         self.shown: list[ModelEntry] = []
         self.selected: ModelEntry | None = None
         self.busy = False
+        self._table_width = 0  # the width the table's columns were fitted to
 
     # --- layout ---
 
@@ -202,6 +216,14 @@ class ModelsPanel(Vertical):
     def _filter_changed(self, event: Input.Changed) -> None:
         self._fill_table(event.value)
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self._refit_table)  # once the table has its new width
+
+    def _refit_table(self) -> None:
+        if self.entries and self.query_one("#models-table").size.width != self._table_width:
+            self._fill_table(self.query_one("#filter", Input).value,
+                             select_path=self.selected.path if self.selected else None)
+
     def _fill_table(self, query: str, select_path: str | None = None) -> None:
         table = self.query_one("#models-table", DataTable)
         self.shown = filter_entries(self.entries, query)
@@ -212,12 +234,21 @@ class ModelsPanel(Vertical):
         # runs later and could leave cells drawn at the header's width. Narrow terminals
         # scroll the table sideways, so the telling columns come first.
         table.clear(columns=True)
+        widths = []
         for k, col in enumerate(("name", "format", "size", "params", "chat", "arch")):
             header = t(f"models.col.{col}")
-            width = max([cell_len(header), *(cell_len(row[k]) for row in rows)])
-            table.add_column(header, width=min(width, 48))
+            widths.append(min(48, max([cell_len(header), *(cell_len(row[k]) for row in rows)])))
+        # The name gives way (cut with "…") before format, size and parameters leave the
+        # screen: at 80 columns a run's long name pushed them off (one cell each side).
+        room = table.size.width - 1  # the vertical scrollbar's cell
+        if room > 0:
+            widths[0] = max(min(widths[0], 12), min(widths[0],
+                                                    room - sum(w + 2 for w in widths[1:4]) - 2))
+        self._table_width = table.size.width
+        for k, col in enumerate(("name", "format", "size", "params", "chat", "arch")):
+            table.add_column(t(f"models.col.{col}"), width=widths[k])
         for i, row in enumerate(rows):
-            table.add_row(*row, key=str(i))
+            table.add_row(fit_name(row[0], widths[0]), *row[1:], key=str(i))
         if not self.shown:
             self.selected = None
             self.query_one("#details", Static).update(
@@ -449,7 +480,7 @@ class ModelsScreen(Screen[ModelSpec | None]):
 
     def compose(self) -> ComposeResult:
         yield self.panel
-        yield Footer()
+        yield FittedFooter()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -19,21 +19,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from slmchat.engine.generation.prompting import ChatMessage, Prompt
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.errors import SlmChatError, first_line
 from slmchat.i18n import has, localize_bindings, t
-from slmchat.tui.generation import chat_messages
+from slmchat.tui.generation import chat_messages, model_label, same_weights
 from slmchat.tui.messages import PromptBuilt
 from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.widgets.chat_log import ChatLog
+from slmchat.tui.widgets.footer import FittedFooter
 from slmchat.tui.widgets.settings_panel import params_from
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 SPECIAL_STYLE = "bold reverse magenta"
 TOKEN_STYLES = ("on #2b3a55", "on #3d2b55")  # alternate so token edges show
 NEWLINE = "↵"
+SHORT_ROWS = 30  # below this the top part scrolls so that the prompt text stays in view
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,12 @@ def summary(target: InspectTarget, prompt: Prompt, info: ModelInfo | None) -> Te
     def label(name: str) -> tuple[str, str]:
         return t(f"insp.label.{name}"), "bold"
 
+    rec = target.recorded
+    written_by = (rec or {}).get("model") or None
+    # A past reply: the model that wrote it (its provenance), not the one loaded now.
     lines: list[Text | str] = [
-        Text.assemble(label("model"), info.label if info else t("insp.no_model")),
+        Text.assemble(label("model"), model_label(written_by) if written_by
+                      else info.label if info else t("insp.no_model")),
         Text.assemble(label("format"), t(fmt) if has(fmt) else prompt.format),
         Text.assemble(label("prompt"), t(
             "insp.prompt_size", tokens=prompt.prompt_tokens, budget=budget,
@@ -128,14 +134,14 @@ def summary(target: InspectTarget, prompt: Prompt, info: ModelInfo | None) -> Te
         lines.append(Text.assemble(label("dropped"), t("insp.fits")))
     lines.append(Text.assemble(label("stops"), _stop_list(prompt, target.params)))
     lines.append(Text.assemble(label("sampling"), _sampling(target.params)))
-    rec = target.recorded
     if rec is not None:
         model = rec.get("model") or {}
         then = t("insp.written", prompt=rec.get("prompt_tokens", "?"),
                  cached=rec.get("cached_tokens") or 0, new=rec.get("new_tokens", "?"),
                  model=model.get("name", "?"))
         lines.append(Text.assemble(label("written"), then))
-        if info is not None and model.get("fingerprint") not in (None, info.fingerprint):
+        if info is not None and model and not same_weights(model, info):
+            lines.append(Text.assemble(label("rebuilt_with"), info.label))
             lines.append(Text(t("insp.other_model"), style="yellow"))
     for note in target.notes:
         lines.append(Text(note, style="italic"))
@@ -174,9 +180,12 @@ class PromptInspector(Screen[None]):
     PromptInspector { layout: vertical; }
     PromptInspector #insp-title { height: 1; padding: 0 1; background: $primary 30%;
         text-style: bold; }
+    PromptInspector #insp-top { height: auto; }
     PromptInspector #insp-summary { height: auto; padding: 0 1; }
     PromptInspector #insp-messages { height: auto; max-height: 12; margin: 1 0 0 0; }
-    PromptInspector #insp-scroll { height: 1fr; border: round $primary 50%; }
+    PromptInspector #insp-scroll { height: 1fr; min-height: 5; border: round $primary 50%; }
+    PromptInspector.-short #insp-top { max-height: 50%; }
+    PromptInspector.-short #insp-messages { max-height: 6; }
     PromptInspector #insp-text { height: auto; padding: 0 1; }
     """
 
@@ -198,13 +207,20 @@ class PromptInspector(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(t("insp.title", target=self.target.title), id="insp-title")
         with Vertical():
-            yield Static(t("insp.building"), id="insp-summary")
-            yield DataTable(id="insp-messages", cursor_type="row", zebra_stripes=True)
+            # Below 30 rows the facts and the table scroll in the top half: at 80x24 they
+            # pushed the prompt text off the screen.
+            with VerticalScroll(id="insp-top"):
+                yield Static(t("insp.building"), id="insp-summary")
+                yield DataTable(id="insp-messages", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="insp-scroll"):
                 yield Static("", id="insp-text")
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < SHORT_ROWS, "-short")
 
     def on_mount(self) -> None:
+        self.set_class(self.app.size.height < SHORT_ROWS, "-short")
         table = self.query_one("#insp-messages", DataTable)
         table.add_columns("#", t("insp.col.role"), t("insp.col.tokens"), "", t("insp.col.text"))
         self.query_one("#insp-scroll").border_title = t("insp.text_title")

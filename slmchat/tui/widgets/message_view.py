@@ -112,10 +112,13 @@ class MessageView(Vertical):
         self._timer: Timer | None = None
         self._continued = False
         self.branch: tuple[int, int] | None = None  # (n, of) when it has siblings
+        self.parent_id: int | None = None  # the message it follows (its siblings share it)
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
-        return cls(msg.role, msg.content, msg.status, msg.id, msg.provenance)
+        view = cls(msg.role, msg.content, msg.status, msg.id, msg.provenance)
+        view.parent_id = msg.parent_id
+        return view
 
     def compose(self) -> ComposeResult:
         yield FittedLine(self._header(), classes="message-header")

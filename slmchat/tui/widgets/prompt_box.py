@@ -49,6 +49,12 @@ class PromptBox(TextArea):
             self.prompt_history.append(text)
         self._history_pos = None
 
+    def load_draft(self, text: str) -> None:
+        """Another conversation's unsent text (or nothing), history browsing ended."""
+        self._history_pos = None
+        self._draft = ""
+        self.set_text(text)
+
     def set_text(self, text: str) -> None:
         self.load_text(text)
         self.move_cursor(self.document.end)

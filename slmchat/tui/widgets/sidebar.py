@@ -41,9 +41,10 @@ class ConversationItem(ListItem):
     chats on the same question differ there)."""
 
     def __init__(self, conv_id: int, title: str, snippet: str = "",
-                 updated_at: float | None = None) -> None:
+                 updated_at: float | None = None, msg_id: int = 0) -> None:
         super().__init__(classes="conversation-item")
         self.conv_id = conv_id
+        self.msg_id = msg_id  # a search hit's message (0: none, or a title match)
         self.title = title
         self.snippet = snippet
         self.updated_at = updated_at
@@ -68,9 +69,12 @@ class ConversationSidebar(Vertical):
     ]
 
     class Selected(Message):
-        def __init__(self, conv_id: int) -> None:
+        """Open ``conv_id``; from a search hit, on the branch that holds ``msg_id``."""
+
+        def __init__(self, conv_id: int, msg_id: int = 0) -> None:
             super().__init__()
             self.conv_id = conv_id
+            self.msg_id = msg_id
 
     def __init__(self, store: Store, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -107,7 +111,8 @@ class ConversationSidebar(Vertical):
         for hit in hits:
             if hit.conversation_id not in seen:  # one row per conversation, best hit
                 seen.add(hit.conversation_id)
-                items.append(ConversationItem(hit.conversation_id, hit.title, hit.snippet))
+                items.append(ConversationItem(hit.conversation_id, hit.title, hit.snippet,
+                                              msg_id=hit.message_id))
         self._fill(items)
 
     def _fill(self, items: list[ConversationItem]) -> None:
@@ -129,9 +134,9 @@ class ConversationSidebar(Vertical):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter in the search box opens the first (highlighted) hit."""
         event.stop()
-        conv_id = self.highlighted_id
-        if conv_id is not None:
-            self.post_message(self.Selected(conv_id))
+        item = self.query_one(ListView).highlighted_child
+        if isinstance(item, ConversationItem):
+            self.post_message(self.Selected(item.conv_id, item.msg_id))
 
     def action_focus_list(self) -> None:
         self.query_one(ListView).focus()
@@ -140,7 +145,7 @@ class ConversationSidebar(Vertical):
         event.stop()
         item = event.item
         if isinstance(item, ConversationItem):
-            self.post_message(self.Selected(item.conv_id))
+            self.post_message(self.Selected(item.conv_id, item.msg_id))
 
     @property
     def highlighted_id(self) -> int | None:

@@ -152,3 +152,74 @@ def test_exported_chats_round_trip_into_finetune(tiny_llama_dir: Path, tmp_path:
     from slmchat.engine.model.spec import ModelSpec
 
     assert load(ModelSpec(path=str(model_out), device="cpu")).info.kind == "adapter"
+
+
+def _grounded_chat(store: Store, recorded: bool) -> int:
+    """A question answered from an attached file: the store keeps the user's own text,
+    the reply's provenance the chunks it was given (and, since issue 26, that text)."""
+    conv = store.create_conversation("cat")
+    store.add_message(conv.id, "user", "What is the name of the cat?")
+    retrieval = {"chunks": [7], "sources": [{"chunk_id": 7, "path": "/home/me/pets.md"}]}
+    if recorded:
+        retrieval["user_message"] = ("Answer the question using the excerpts from the "
+                                     "user's files below.\n\n[1] pets.md:3\nOur cat is "
+                                     "called Pistachio.\n\nQuestion: What is the name of "
+                                     "the cat?")
+    reply = store.add_message(conv.id, "assistant", "The cat is called Pistachio.",
+                              provenance={"retrieval": retrieval})
+    curation.set_rating(store, reply.id, "good")
+    return conv.id
+
+
+def test_export_keeps_the_passages_a_grounded_reply_was_given(store: Store,
+                                                              tmp_path: Path) -> None:
+    """Issue 26 #17: `user: What is the name of the cat?` -> `assistant: The cat is
+    called Pistachio.` taught the fact without the text it came from."""
+    _grounded_chat(store, recorded=True)
+    out = tmp_path / "a.jsonl"
+    report = curation.export_training(store, out)
+    (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+    question = row["messages"][0]["content"]
+    assert "Our cat is called Pistachio." in question
+    assert question.endswith("Question: What is the name of the cat?")
+    assert (report.grounded, report.ungrounded) == (1, 0)
+    # Left out on request: the question as typed.
+    report = curation.export_training(store, out, with_passages=False)
+    (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert row["messages"][0]["content"] == "What is the name of the cat?"
+    assert report.passages_left_out and report.grounded == 0
+
+
+def test_export_rebuilds_passages_of_older_replies_or_says_it_cannot(store: Store,
+                                                                     tmp_path: Path) -> None:
+    _grounded_chat(store, recorded=False)  # written before the text was recorded
+    out = tmp_path / "b.jsonl"
+    seen = []
+
+    def rebuild(retrieval: dict, question: str) -> str | None:
+        seen.append((retrieval["chunks"], question))
+        return f"[1] pets.md:3\nOur cat is called Pistachio.\n\nQuestion: {question}"
+
+    report = curation.export_training(store, out, passages=rebuild)
+    (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert seen == [([7], "What is the name of the cat?")]
+    assert "Pistachio" in row["messages"][0]["content"] and report.grounded == 1
+    report = curation.export_training(store, out, passages=lambda r, q: None)
+    (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert row["messages"][0]["content"] == "What is the name of the cat?"
+    assert report.ungrounded == 1
+
+
+def test_export_chats_cli_includes_passages_unless_told(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    store = Store.open_default()
+    _grounded_chat(store, recorded=True)
+    store.close()
+    out = tmp_path / "c.jsonl"
+    assert main(["export-chats", "--out", str(out)]) == 0
+    assert "1 question(s) answered from attached files" in capsys.readouterr().out
+    assert "Pistachio" in json.loads(out.read_text())["messages"][0]["content"]
+    assert main(["export-chats", "--out", str(out), "--no-passages"]) == 0
+    assert json.loads(out.read_text())["messages"][0]["content"] == \
+        "What is the name of the cat?"
