@@ -40,7 +40,7 @@ from slmchat.server.flow import (
     read_json,
     state_of,
 )
-from slmchat.server.requests import Fields, GenRequest, chat_messages, sampling_overrides
+from slmchat.server.requests import Fields, GenRequest, chat_messages, constraint_of, sampling_overrides
 
 # The Ollama API level these routes follow (clients compare it to enable features).
 OLLAMA_API_VERSION = "0.12.0"
@@ -64,14 +64,21 @@ def _options(f: Fields) -> dict[str, Any]:
     elif num_predict == 0:
         raise APIError(400, "options.num_predict must be >= 1 (or -1 for no limit)")
     fmt = f.raw("format")
-    if fmt not in (None, ""):
-        raise APIError(400, "format (JSON mode) is not supported: replies are plain text")
+    if fmt in (None, ""):
+        constraint = None
+    elif fmt == "json":
+        constraint = constraint_of("format")
+    elif isinstance(fmt, dict):  # a JSON schema (the ollama client's format=Model.model_json_schema())
+        constraint = constraint_of("format", fmt)
+    else:
+        raise APIError(400, 'format must be "json" or a JSON schema object')
     if f.raw("tools"):
         raise APIError(400, "tools are not supported by this server")
     return {
         "model": f.string("model"),
         "stream": f.bool("stream", default=True),
         "max_tokens": num_predict,
+        "constraint": constraint,
         "overrides": {**sampling_overrides(opts, OPTIONS), "stop": opts.stop(limit=16)},
     }
 

@@ -18,10 +18,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import GenerationChunk
 from slmchat.server.errors import APIError, error_body
 from slmchat.server.flow import Run, admit, finish_reason, read_json, state_of
-from slmchat.server.requests import Fields, GenRequest, chat_messages, sampling_overrides
+from slmchat.server.requests import (
+    Fields,
+    GenRequest,
+    chat_messages,
+    constraint_of,
+    sampling_overrides,
+)
 
 SAMPLING = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "top_k": "top_k",
             "min_p": "min_p", "repetition_penalty": "repetition_penalty"}
@@ -61,11 +68,29 @@ def parse_chat(body: Any) -> GenRequest:
     f.refuse("tools", "tool calling is not implemented", (None,))
     f.refuse("functions", "function calling is not implemented", (None,))
     f.refuse("tool_choice", "tool calling is not implemented", (None, "none", "auto"))
-    fmt = f.raw("response_format")
-    if fmt not in (None, {}) and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
-        raise APIError(400, "response_format is not supported: only plain text replies",
-                       param="response_format")
-    return GenRequest(messages=chat_messages(f.raw("messages")), mode="chat", **_common(f))
+    return GenRequest(messages=chat_messages(f.raw("messages")), mode="chat",
+                      constraint=_response_format(f.raw("response_format")), **_common(f))
+
+
+def _response_format(fmt: Any) -> Constraint | None:
+    """OpenAI's response_format: text, json_object, or json_schema {name, schema, strict}
+    (the official client's ``chat.completions.parse`` sends the last, strict)."""
+    if fmt in (None, {}):
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return constraint_of("response_format")
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise APIError(400, "response_format.json_schema.schema must be a JSON schema object",
+                           param="response_format")
+        return constraint_of("response_format", schema)
+    raise APIError(400, "response_format.type must be text, json_object or json_schema",
+                   param="response_format")
 
 
 def parse_completion(body: Any) -> GenRequest:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.prompting import ChatMessage, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.errors import InvalidParameterError
@@ -31,6 +32,7 @@ class GenRequest:
     strict_context: bool = False  # raw completions: a prompt that does not fit is a 400
     include_usage: bool = False  # OpenAI stream_options.include_usage
     echo: bool = False  # OpenAI completions: the prompt comes first in the text
+    constraint: Constraint | None = None  # response_format / format: the reply follows it
 
     def sampling(self, defaults: SamplingParams) -> SamplingParams:
         """Defaults with this request's values; out-of-range values are a 400."""
@@ -41,6 +43,28 @@ class GenRequest:
             return params.validate()
         except InvalidParameterError as exc:
             raise APIError(400, str(exc), param=_param_of(str(exc))) from exc
+
+
+def constraint_of(param: str, schema: Any = None) -> Constraint:
+    """A checked constraint for ``response_format`` / ``format``; a 400 naming ``param``
+    when it does not compile."""
+    import json
+
+    from slmchat.engine.generation.constraints import Constraint
+
+    if schema is None:
+        constraint = Constraint("json")
+    else:
+        try:
+            text = json.dumps(schema)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise APIError(400, f"{param}: the schema is not JSON ({exc})", param=param) from exc
+        constraint = Constraint("json_schema", text)
+    try:
+        constraint.check()
+    except InvalidParameterError as exc:
+        raise APIError(400, f"{param}: {exc}", param=param) from exc
+    return constraint
 
 
 def _param_of(message: str) -> str | None:

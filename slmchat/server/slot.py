@@ -218,7 +218,7 @@ class Generation:
             if self.cancel.cancelled:
                 return
             for chunk in self.engine.stream_chat(self.req.messages, planned.params, self.cancel,
-                                                 mode=self.req.mode):
+                                                 mode=self.req.mode, constraint=self.req.constraint):
                 text.append(chunk.text)
                 self.last_seen = chunk
                 self._post(chunk)

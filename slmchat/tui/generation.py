@@ -107,14 +107,22 @@ def model_record(info: ModelInfo) -> dict[str, Any]:
         "adapter": info.adapter, "adapter_fingerprint": adapter_fingerprint(info.adapter),
         "quant": info.quant, "dtype": info.dtype, "device": info.device, "kind": info.kind,
         "runtime": info.runtime, "runtime_copy": info.runtime_copy,
+        "runtime_tag": info.runtime_tag,
     }
 
 
 def model_label(model: dict[str, Any]) -> str:
-    """``ModelInfo.label`` of a recorded model: "name (dtype quant, device, onnx)"."""
+    """``ModelInfo.label`` of a recorded model: "name (dtype quant, device, onnx)"; records
+    from before ``runtime_tag`` was stored take the tag of the runtime they name."""
+    from slmchat.engine import runtimes
+
     quant = model.get("quant") or "none"
     extra = "" if quant == "none" else f" {quant}"
-    runtime = ", onnx" if model.get("runtime") == "onnx" else ""
+    name = str(model.get("runtime") or "")
+    tag = model.get("runtime_tag")
+    if tag is None:
+        tag = runtimes.REGISTRY[name].tag if name in runtimes.REGISTRY else ""
+    runtime = f", {tag}" if tag else ""
     return f"{model.get('name', '?')} ({model.get('dtype', '?')}{extra}, " \
            f"{model.get('device', '?')}{runtime})"
 

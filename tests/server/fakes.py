@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
@@ -60,7 +61,8 @@ class EchoEngine:
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
-                    continue_last: bool = False) -> Iterator[GenerationChunk]:
+                    continue_last: bool = False,
+                    constraint: Constraint | None = None) -> Iterator[GenerationChunk]:
         cancel = cancel or CancelToken()
         last_user = next(m.content for m in reversed(messages) if m.role == "user")
         with self._lock:
@@ -119,7 +121,8 @@ class CountingEngine:
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
-                    continue_last: bool = False) -> Iterator[GenerationChunk]:
+                    continue_last: bool = False,
+                    constraint: Constraint | None = None) -> Iterator[GenerationChunk]:
         cancel = cancel or CancelToken()
         late = 0
         last = None

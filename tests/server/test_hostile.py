@@ -125,7 +125,12 @@ def _cases() -> Iterator[Case]:
         ("100 stop strings", chat(stop=["a"] * 100)), ("n 0", chat(n=0)), ("n -1", chat(n=-1)),
         ("stream_options a string", chat(stream_options="x")),
         ("logit_bias", chat(logit_bias={"1": 5})),
-        ("JSON mode", chat(response_format={"type": "json_object"})),
+        ("response_format of an unknown type", chat(response_format={"type": "xml"})),
+        ("response_format a bad schema",
+         chat(response_format={"type": "json_schema",
+                              "json_schema": {"schema": {"type": "object", "properties": 5}}})),
+        ("response_format a schema that is a string",
+         chat(response_format={"type": "json_schema", "json_schema": {"schema": "x"}})),
         ("tools", chat(tools=[{"type": "function"}])),
     ]
     for name, body in bad_chat:
@@ -150,7 +155,8 @@ def _cases() -> Iterator[Case]:
         (OCHAT, "num_predict 0", {"messages": HI, "options": {"num_predict": 0}}),
         (OCHAT, "num_predict 10^30", {"messages": HI, "options": {"num_predict": 10**30}}),
         (OCHAT, "temperature a string", {"messages": HI, "options": {"temperature": "x"}}),
-        (OCHAT, "JSON format", {"messages": HI, "format": "json"}),
+        (OCHAT, "format xml", {"messages": HI, "format": "xml"}),
+        (OCHAT, "format a bad schema", {"messages": HI, "format": {"type": "object", "properties": 5}}),
         (OCHAT, "tools", {"messages": HI, "tools": [{"type": "function"}]}),
         (OCHAT, "images", {"messages": [{"role": "user", "content": "x", "images": ["AA=="]}]}),
         (OGEN, "prompt a number", {"prompt": 5}),

@@ -67,3 +67,33 @@ def test_default_model_answers_through_both_clients(default_engine) -> None:
         assert reply.eval_count and reply.prompt_eval_count
         shown = ol.show("SmolLM2-135M-Instruct")
         assert "im_start" in (shown.template or "")
+
+
+@pytest.mark.realmodel
+def test_official_clients_get_structured_output_from_the_default_model(default_engine) -> None:
+    """openai's chat.completions.parse with a pydantic model (json_schema, strict) and the
+    ollama client's format= with a JSON schema: the default model's reply validates."""
+    from pydantic import BaseModel, Field
+
+    class Place(BaseModel):
+        city: str = Field(max_length=24)
+        country: str = Field(max_length=24)
+
+    config = ServerConfig(defaults=SamplingParams(temperature=0, max_new_tokens=80))
+    question = [{"role": "user", "content": "Where is the Eiffel tower?"}]
+    with live_server(default_engine, config) as live:
+        oa = openai.OpenAI(base_url=f"{live.url}/v1", api_key="x", max_retries=0, timeout=120)
+        parsed = oa.chat.completions.parse(model="SmolLM2-135M-Instruct", messages=question,
+                                           response_format=Place)
+        place = parsed.choices[0].message.parsed
+        assert isinstance(place, Place) and place.city
+        whole = oa.chat.completions.create(model="SmolLM2-135M-Instruct", messages=question,
+                                           response_format={"type": "json_object"})
+        assert isinstance(__import__("json").loads(whole.choices[0].message.content or ""), dict)
+        reply = ollama.Client(host=live.url).chat(model="SmolLM2-135M-Instruct", messages=question,
+                                                  format=Place.model_json_schema())
+        assert Place.model_validate_json(reply.message.content or "").country
+        with pytest.raises(openai.BadRequestError):
+            oa.chat.completions.create(model="SmolLM2-135M-Instruct", messages=question,
+                                       response_format={"type": "json_schema", "json_schema": {
+                                           "name": "x", "schema": {"type": "object", "properties": 5}}})

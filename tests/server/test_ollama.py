@@ -105,7 +105,7 @@ def test_errors_are_ollama_shaped(client: ollama.Client, live: Live) -> None:
     assert live.state.catalog.current in exc.value.error
     r = httpx.post(f"{live.url}/api/chat", content=b"{nope")
     assert r.status_code == 400 and isinstance(r.json()["error"], str)
-    r = httpx.post(f"{live.url}/api/generate", json={"model": "", "prompt": "x", "format": "json"})
+    r = httpx.post(f"{live.url}/api/generate", json={"model": "", "prompt": "x", "format": "yaml"})
     assert r.status_code == 400 and "format" in r.json()["error"]
     r = httpx.post(f"{live.url}/api/generate",
                    json={"model": "", "prompt": "x", "options": {"temperature": -1}})
