@@ -441,6 +441,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
               "Alt+Left/Right で切り替えられます)。Esc でキャンセルします。"},
     "chat.still_writing": {"en": "A reply is still being written; Esc stops it.",
                            "ja": "応答を生成中です。Esc で停止します。"},
+    "chat.not_saved": {
+        "en": "{error}. Your text is kept; free some space and press Enter again.",
+        "ja": "{error}。入力した文章は残っています。空き容量を作ってから Enter を押してください。"},
+    "chat.reply_not_saved": {
+        "en": "{error}. Your message is saved; free some space and press Ctrl+R for a reply.",
+        "ja": "{error}。メッセージは保存済みです。空き容量を作ってから Ctrl+R で返答を生成します。"},
+    "chat.not_saved_title": {"en": "Not saved", "ja": "保存できませんでした"},
     "chat.generation_failed": {"en": "Generation failed", "ja": "生成に失敗しました"},
     "chat.cancelled": {"en": "Cancelled; your message is kept.",
                        "ja": "キャンセルしました。メッセージは残っています。"},
