@@ -19,7 +19,7 @@ from typing import Any
 
 from slmchat.engine.fsutil import dir_size
 from slmchat.engine.model.arch import is_plain_llama
-from slmchat.engine.model.files import read_json
+from slmchat.engine.model.files import gguf_damage, read_json
 from slmchat.engine.model.toolstores import ToolModel, llama_cpp_models, ollama_models, tool_roots
 
 MAX_DEPTH = 4  # how deep to look for checkpoints inside a run or model folder
@@ -178,6 +178,9 @@ def _inspect_onnx(folder: Path, source: str, name: str) -> ModelEntry:
 
 def inspect_gguf(path: Path, source: str, name: str | None = None) -> ModelEntry:
     """A ModelEntry from GGUF metadata (memory-mapped; tensors are not read)."""
+    if (damage := gguf_damage(path)) is not None:
+        return ModelEntry(name=name or path.stem, path=str(path), source=source, format="gguf",
+                          size_bytes=path.stat().st_size, problem=damage)
     try:
         from gguf import GGUFReader
 

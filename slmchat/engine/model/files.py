@@ -10,6 +10,7 @@ import copy
 import functools
 import hashlib
 import json
+import struct
 from json import loads as _loads
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,120 @@ def is_gguf_file(path: Path) -> bool:
         return False
 
 
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def gguf_extent(path: Path) -> int | None:
+    """The bytes a GGUF file must hold (header, metadata, tensor table and the furthest
+    tensor's data), from its header alone: milliseconds, where parsing every field with
+    GGUFReader takes seconds. None for a version this does not read (v1, big-endian).
+    Raises ValueError when the header itself is cut short or damaged."""
+    import mmap
+
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ValueError("no GGUF magic")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            size, pos = len(mm), 4
+
+            def read(fmt: str) -> int:
+                nonlocal pos
+                n = struct.calcsize(fmt)
+                if pos + n > size:
+                    raise ValueError("the file ends inside its header")
+                got = struct.unpack_from("<" + fmt, mm, pos)[0]
+                pos += n
+                return int(got)
+
+            def skip(n: int) -> None:
+                nonlocal pos
+                if pos + n > size:
+                    raise ValueError("the file ends inside its header")
+                pos += n
+
+            def value(kind: int) -> int | None:
+                if kind in _GGUF_SCALARS:
+                    fmt = {4: "I", 10: "Q"}.get(kind)
+                    if fmt:
+                        return read(fmt)
+                    skip(_GGUF_SCALARS[kind])
+                elif kind == _GGUF_STRING:
+                    skip(read("Q"))
+                elif kind == _GGUF_ARRAY:
+                    item, count = read("I"), read("Q")
+                    if item in _GGUF_SCALARS:
+                        skip(count * _GGUF_SCALARS[item])
+                    elif item == _GGUF_STRING:  # a vocabulary: 100k+ strings, kept tight
+                        at, unpack = pos, struct.Struct("<Q").unpack_from
+                        for _ in range(count):
+                            at += 8 + unpack(mm, at)[0]  # struct.error past the end
+                        skip(at - pos)
+                    else:
+                        for _ in range(count):
+                            value(item)
+                else:
+                    raise ValueError(f"unknown metadata type {kind}")
+                return None
+
+            if read("I") not in (2, 3):
+                return None
+            n_tensors, n_kv = read("Q"), read("Q")
+            if n_tensors > 1 << 20 or n_kv > 1 << 20:
+                raise ValueError("implausible tensor or metadata count")
+            alignment = 32
+            for _ in range(n_kv):
+                n = read("Q")
+                key = bytes(mm[pos:pos + n])
+                skip(n)
+                got = value(read("I"))
+                if key == b"general.alignment" and got:
+                    alignment = got
+            end = 0
+            for _ in range(n_tensors):
+                skip(read("Q"))
+                n_dims = read("I")
+                if n_dims > 8:
+                    raise ValueError("implausible tensor shape")
+                numel = 1
+                for _ in range(n_dims):
+                    numel *= read("Q")
+                kind, offset = read("I"), read("Q")
+                try:
+                    block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+                except (KeyError, ValueError):
+                    return None  # a type this gguf library does not know: no verdict
+                end = max(end, offset + numel // block * type_size)
+            start = -(-pos // alignment) * alignment
+    return start + end
+
+
+def gguf_damage(path: Path) -> str | None:
+    """Why a GGUF file is not whole ("truncated GGUF file: 662 of 672 bytes", "damaged
+    GGUF file: ..."), or None: a copy or download that stopped early gets a reason
+    instead of numpy's "cannot reshape array" from deep inside a reader."""
+    try:
+        need = gguf_extent(path)
+    except (ValueError, OverflowError, struct.error) as exc:
+        reason = "the file ends inside its header" if isinstance(exc, struct.error) else exc
+        return f"damaged GGUF file: {reason}"
+    except (OSError, ImportError):
+        return None  # unreadable here: the reader says why
+    have = path.stat().st_size
+    if need is not None and have < need:
+        return f"truncated GGUF file: {have} of {need} bytes"
+    return None
+
+
+def check_gguf(path: Path) -> None:
+    """Raise ModelLoadError when a GGUF file is shorter than its header says or its
+    header is damaged."""
+    if (why := gguf_damage(path)) is not None:
+        raise ModelLoadError(f"{why} ({path}); copy or download it again")
+
+
 def has_python_files(folder: Path) -> bool:
     return any(folder.glob("*.py"))
 
@@ -100,6 +215,7 @@ def resolve_source(spec: ModelSpec) -> tuple[str, Path]:
         raise ModelLoadError(f"model path does not exist: {path}")
     if path.is_file():
         if path.suffix.lower() == ".gguf" or is_gguf_file(path):
+            check_gguf(path)
             return "gguf", path  # by content too: Ollama's blobs are GGUF without a suffix
         raise ModelLoadError(
             f"not a model: {path} (expected a checkpoint folder or a GGUF file)"
