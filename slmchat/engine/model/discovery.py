@@ -297,8 +297,8 @@ def scan_folder(root: Path, source: str, prefix: str = "") -> list[ModelEntry]:
             except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
                 skipped.append((child, name, exc))
     if skipped:
-        path, name, exc = skipped[0]
-        found.append(_unreadable(path, source, name, exc, more=len(skipped) - 1))
+        path, name, error = skipped[0]
+        found.append(_unreadable(path, source, name, error, more=len(skipped) - 1))
     return found
 
 
