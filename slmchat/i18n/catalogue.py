@@ -614,6 +614,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "key.app.switch_model": {"en": "Switch model", "ja": "モデルの切り替え"},
     # --- the app's notices ---
     "app.settings_title": {"en": "Settings", "ja": "設定"},
+    "app.bad_keys": {
+        "en": "Key bindings in settings.toml that cannot work, defaults kept: {keys}",
+        "ja": "settings.toml の使えないキー割り当て（既定のまま）: {keys}"},
+    "app.unknown_theme": {"en": "Unknown theme '{theme}' in settings.toml; using {default}",
+                          "ja": "settings.toml のテーマ '{theme}' は不明です。{default} を使います"},
     "app.unknown_keys": {"en": "Unknown key binding ids in settings.toml: {ids}",
                          "ja": "settings.toml に不明なキー割り当て ID があります: {ids}"},
     "app.cannot_save_settings": {"en": "Could not save settings: {error}",

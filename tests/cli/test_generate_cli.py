@@ -173,3 +173,31 @@ def test_library_noise_is_filtered_and_pipes_get_few_progress_lines(
     lines = export.stderr.splitlines()
     assert all(ln.startswith("export: ") for ln in lines), lines  # one line per stage
     assert 3 <= len(lines) <= 12 and lines[-1].startswith("export: done in")
+
+
+def test_an_over_long_model_path_is_one_short_line(capsys: pytest.CaptureFixture[str]) -> None:
+    path = "a/" * 5_000_000  # 10 MB: Errno 36, and the message must not echo it
+    code, _, err = _run(capsys, "generate", "hi", "--model", path)
+    _assert_one_line_error(code, err)
+    assert "File name too long" in err and "(10000000 characters)" in err and len(err) < 400
+    code, _, err = _run(capsys, "generate", "hi", "--model", "a\x00b")
+    _assert_one_line_error(code, err)
+
+
+@pytest.mark.parametrize("case", ["nested-toml", "env-not-json", "env-nested"])
+def test_settings_that_cannot_be_read_warn_once_and_use_defaults(
+        case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmchat.config import settings_path
+
+    if case == "nested-toml":
+        settings_path().parent.mkdir(parents=True, exist_ok=True)
+        settings_path().write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    elif case == "env-not-json":
+        monkeypatch.setenv("SLMCHAT_UI", "{not json")
+    else:
+        monkeypatch.setenv("SLMCHAT_MODEL__DIRS", "[" * 100_000 + "]" * 100_000)
+    code, out, err = _run(capsys, "models", "--no-hf-cache", "--no-tools")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 0 and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("slmchat: warning: ignoring"), err
+    assert "SmolLM2-135M-Instruct" in out  # the defaults: the embedded model is listed

@@ -15,7 +15,7 @@ from json import loads as _loads
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmchat.errors import ModelLoadError
+from slmchat.errors import ModelLoadError, first_line
 
 CPU_INT8_METHOD = "slmchat-cpu-int8"  # config.json quant_method of model/int8.py copies
 
@@ -204,15 +204,26 @@ def has_python_files(folder: Path) -> bool:
     return any(folder.glob("*.py"))
 
 
+def shown_path(path: str | Path, limit: int = 160) -> str:
+    """A path for a one-line message: a 10 MB one is cut, with its length said."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def resolve_source(spec: ModelSpec) -> tuple[str, Path]:
     """Return (kind, path) for the spec, raising a clear error for bad paths."""
     if spec.path in ("default", ""):
         from slmchat.engine.model.default import ensure_default_model
 
         return "default", ensure_default_model()
-    path = Path(spec.path).expanduser()
-    if not path.exists():
-        raise ModelLoadError(f"model path does not exist: {path}")
+    try:
+        path = Path(spec.path).expanduser()
+        path.stat()
+    except FileNotFoundError:
+        raise ModelLoadError(f"model path does not exist: {shown_path(spec.path)}") from None
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL byte, ~nobody
+        why = getattr(exc, "strerror", None) or first_line(exc)
+        raise ModelLoadError(f"cannot use model path {shown_path(spec.path)}: {why}") from None
     if path.is_file():
         if path.suffix.lower() == ".gguf" or is_gguf_file(path):
             check_gguf(path)
