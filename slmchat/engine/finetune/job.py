@@ -82,6 +82,31 @@ class FinetuneJob:
         finally:
             _reset_accelerate()
 
+    def _load_newest_intact(self, model: Any, optimizer: Any
+                            ) -> tuple[dict[str, Any] | None, list[str]]:
+        """Restore the newest checkpoint that loads; a truncated or damaged newer one (a
+        full disk, a bad copy) is skipped with its reason and the previous one used.
+        Returns (its sidecar or None when there is none, what was skipped). Every one
+        damaged is an error: starting over silently would throw the run away."""
+        damaged: list[str] = []
+        for _, path in reversed(runs.checkpoints(self.run_dir)):
+            self.phase = f"loading checkpoint {path.name}"
+            try:
+                # Each load sets every trainable weight, the optimizer and the RNG, so a
+                # half-applied damaged one leaves nothing behind.
+                return load_checkpoint(path, model, optimizer), damaged
+            except MemoryError:
+                raise
+            except Exception as exc:
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                damaged.append(f"{path.name}: {why}")
+                print(f"slmchat: checkpoint {path} cannot be loaded ({why}); trying the "
+                      "one before it", file=sys.stderr)
+        if damaged:
+            raise SlmChatError(f"no checkpoint of {self.run_dir} can be loaded: "
+                               + "; ".join(damaged))
+        return None, damaged
+
     # -- the job ----------------------------------------------------------------------
     def _run(self) -> dict[str, Any]:
         from accelerate import Accelerator
@@ -118,10 +143,8 @@ class FinetuneJob:
 
         metrics: dict[str, Any] = {}
         start, elapsed0 = 0, 0.0
-        found = runs.latest_checkpoint(self.run_dir)
-        if found is not None:
-            self.phase = f"loading checkpoint {found[1].name}"
-            state = load_checkpoint(found[1], inner, optimizer)
+        state, damaged = self._load_newest_intact(inner, optimizer)
+        if state is not None:
             start, elapsed0 = int(state["step"]), float(state.get("elapsed_s", 0.0))
             metrics = dict(state.get("metrics") or {})
             if self.main:
@@ -134,8 +157,9 @@ class FinetuneJob:
             metrics = {"eval_loss_before": before, "perplexity_before": _ppl(before)}
             self._progress({"step": 0, "total_steps": total, "epoch": 0.0,
                             "eval_loss": before, "perplexity": _ppl(before), "elapsed_s": 0.0})
-        self._status(message=f"training from step {start}", step=start, total_steps=total,
-                     metrics=metrics, base_model=base)
+        skipped = f" (skipped damaged {'; '.join(damaged)})" if damaged else ""
+        self._status(message=f"training from step {start}{skipped}", step=start,
+                     total_steps=total, metrics=metrics, base_model=base)
 
         every_eval, every_save = eval_interval(args, total), save_interval(args, total)
         t_start = time.perf_counter()
