@@ -211,3 +211,42 @@ def test_scanning_a_huge_folder_is_bounded_and_says_so(tmp_path: Path,
     assert len(stopped) == 1 and stopped[0].problem == (
         "scan stopped after 300 folders: point [model] dirs at the folders that hold models")
     assert not any(e.path.startswith(("/proc/", "/sys/", "/dev/")) for e in found)
+
+
+def test_a_killed_export_or_quantize_leaves_temp_folders_the_next_run_removes(
+        model_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import subprocess
+    import time
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process has ended: a killed export's
+    out_dir = tmp_path / "outs"
+    out_dir.mkdir()
+
+    def leftovers(name: str, suffix: str = "") -> dict[str, Path]:
+        paths = {"killed": out_dir / f".{name}.tmp-{gone.pid}-k1ll3d{suffix}",
+                 "old": out_dir / f".{name}.tmp-a8sd7f{suffix}",  # before pids were in names
+                 "young": out_dir / f".{name}.tmp-b9te8g{suffix}",
+                 "live": out_dir / f".{name}.tmp-{os.getpid()}-w0rk1n{suffix}"}
+        for path in paths.values():
+            if suffix:
+                path.write_bytes(b"\0" * 1000)
+            else:
+                path.mkdir()
+                (path / "model.safetensors").write_bytes(b"\0" * 1000)
+        hour_ago = time.time() - 7200
+        os.utime(paths["old"], (hour_ago, hour_ago))
+        return paths
+
+    q8 = leftovers("q8")
+    assert main(["quantize", str(model_root / "llama"), "--bits", "8", "--method", "cpu-int8",
+                 "--out", str(out_dir / "q8")]) == 0
+    gguf = leftovers("tiny", ".gguf")
+    assert main(["export", str(model_root / "llama"), "--gguf", str(out_dir / "tiny.gguf"),
+                 "--gguf-type", "q8_0"]) == 0
+    capsys.readouterr()
+    for paths in (q8, gguf):
+        assert not paths["killed"].exists() and not paths["old"].exists()
+        assert paths["young"].exists() and paths["live"].exists()  # may still be written
+    assert (out_dir / "q8").is_dir() and (out_dir / "tiny.gguf").is_file()
