@@ -55,7 +55,15 @@ class FinetuneJob:
         return status
 
     def _finish(self, state: str, message: str, **extra: Any) -> dict[str, Any]:
-        return self._status(state=state, message=message, finished_at=time.time(), **extra)
+        fields = {"state": state, "message": message, "finished_at": time.time(), **extra}
+        try:
+            return self._status(**fields)
+        except OSError as exc:  # a full disk: the reason still reaches the caller
+            print(f"slmchat: cannot write the run's status ({exc.strerror or exc}): "
+                  f"{state}: {message}", file=sys.stderr)
+            status = {**runs.read_status(self.run_dir), **fields}
+            self.report({"event": "status", **status})
+            return status
 
     def run(self) -> dict[str, Any]:
         if not (self.run_dir / runs.ARGS).is_file():
@@ -63,9 +71,10 @@ class FinetuneJob:
         status = runs.read_status(self.run_dir)
         if status.get("state") == "done" and Path(str(status.get("out", ""))).is_dir():
             return status
-        self._status(state="running", pid=os.getpid(), message="loading data")
         hint = f"slmchat finetune --resume {self.run_dir}"
         try:
+            self.phase = "writing the run's status"
+            self._status(state="running", pid=os.getpid(), message="loading data")
             return self._run()
         except SlmChatError as exc:
             return self._finish("failed", str(exc))

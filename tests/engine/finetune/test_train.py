@@ -292,3 +292,20 @@ def test_resume_skips_a_truncated_newest_checkpoint(notes: Path, tiny_llama_dir:
     status = run_job(run_dir)
     assert status["state"] == "failed"
     assert status["message"].startswith(f"no checkpoint of {run_dir} can be loaded: step-")
+
+
+@pytest.mark.parametrize("free_kib", [0, 40, 120])  # at the start, at step 1, at step 2
+def test_a_run_on_a_full_disk_fails_with_the_reason_and_resumes_later(
+        notes: Path, tiny_llama_dir: Path, small_disk, free_kib: int) -> None:
+    run_dir = prepare_run(tiny_args(notes, tiny_llama_dir, max_steps=4, save_every=2),
+                          run_dir=small_disk.root / "run")
+    small_disk.fill(free_kib * 1024)
+    status = run_job(run_dir)
+    assert status["state"] == "failed", status
+    assert status["message"].startswith("disk full while "), status["message"]
+    assert f"slmchat finetune --resume {run_dir}" in status["message"]
+    assert not (run_dir / "model").exists()
+    assert not [p for p in run_dir.rglob(".*tmp*")]  # no half checkpoint or output
+    small_disk.unfill()
+    status = run_job(run_dir)
+    assert status["state"] == "done" and status["step"] == 4
