@@ -447,6 +447,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "chat.reply_not_saved": {
         "en": "{error}. Your message is saved; free some space and press Ctrl+R for a reply.",
         "ja": "{error}。メッセージは保存済みです。空き容量を作ってから Ctrl+R で返答を生成します。"},
+    "chat.settings_not_saved": {
+        "en": "{error}. The settings apply to this chat but are not saved yet.",
+        "ja": "{error}。設定はこの会話に適用されていますが、まだ保存されていません。"},
+    "chat.change_not_saved": {"en": "{error}. Nothing was changed.",
+                              "ja": "{error}。何も変更されていません。"},
+    "chat.divider_not_saved": {
+        "en": "{error}. The model is loaded; the 'model changed' mark is not saved.",
+        "ja": "{error}。モデルは読み込まれましたが、「モデル変更」の印は保存されていません。"},
     "chat.not_saved_title": {"en": "Not saved", "ja": "保存できませんでした"},
     "chat.generation_failed": {"en": "Generation failed", "ja": "生成に失敗しました"},
     "chat.cancelled": {"en": "Cancelled; your message is kept.",

@@ -501,3 +501,27 @@ async def test_a_reply_that_cannot_be_saved_says_so_and_keeps_the_message(
         await settle(pilot)
         assert stored(app) == [("user", "capital of France", "done"),
                                ("assistant", "Paris.", "done")]
+
+
+async def test_a_model_change_that_cannot_be_saved_keeps_the_new_model(small_disk) -> None:
+    from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine.store.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    store = Store(small_disk.root / "conversations.db")
+    engine = FakeEngine(replies=["from smol"])
+    app = SlmChatApp(Settings(), engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "hi")
+        conv = app.chat.conv
+        assert conv is not None
+        small_disk.fill(0)
+        app.load_model(ModelSpec(path="/models/qwen-0.5b"))
+        await settle(pilot)
+        assert app.is_running and app.screen is app.chat
+        assert engine.info is not None and engine.info.path == "/models/qwen-0.5b"
+        assert any("disk full" in n.message and "The model is loaded" in n.message
+                   for n in app._notifications)
+        assert store.model_changes(conv.id) == []
+    store.close()

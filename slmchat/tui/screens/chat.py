@@ -219,11 +219,6 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         self.mark_branches()
         return True
 
-    def not_saved(self, exc: StoreWriteError, what: str = "chat.not_saved") -> None:
-        """A write failed (a full disk): say so where it cannot be missed."""
-        self.notify(t(what, error=exc), title=t("chat.not_saved_title"), severity="error",
-                    timeout=30)
-
     async def _start_reply(self, continue_view: MessageView | None = None) -> None:
         assert self.conv is not None
         if not self.model_ready:
@@ -465,7 +460,11 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
     def on_settings_panel_saved(self, event: SettingsPanel.Saved) -> None:
         self.chat_settings = {**dict(event.values), **self.file_settings()}
         if self.conv is not None:
-            self.store.set_conversation_settings(self.conv.id, self.chat_settings)
+            try:
+                self.store.set_conversation_settings(self.conv.id, self.chat_settings)
+            except StoreWriteError as exc:  # the panel stays open: Save again once there is room
+                self.not_saved(exc, "chat.settings_not_saved")
+                return
         where = "chat.saved_here"
         if event.as_default:
             self.defaults = dict(event.values)
