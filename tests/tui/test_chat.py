@@ -525,3 +525,25 @@ async def test_a_model_change_that_cannot_be_saved_keeps_the_new_model(small_dis
                    for n in app._notifications)
         assert store.model_changes(conv.id) == []
     store.close()
+
+
+async def test_a_disk_that_fills_during_a_reply_keeps_it_on_screen_and_says_why(
+        small_disk) -> None:
+    from slmchat.engine.store.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    store = Store(small_disk.root / "conversations.db")
+    engine = FakeEngine(replies=["one two three four five six"], pause_after=3)
+    app = SlmChatApp(Settings(), engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press(*"count", "enter")
+        await asyncio.to_thread(engine.paused.wait, 5)
+        small_disk.fill(0)
+        engine.resume.set()
+        await settle(pilot)
+        assert app.is_running and app.screen is app.chat
+        assert rows(app)[-1][1] == "one two three four five six"  # on screen, not lost
+        assert any("disk full" in n.message for n in app._notifications)
+        assert store.messages(app.chat.conv.id)[0].content == "count"
+    store.close()
