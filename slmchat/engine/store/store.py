@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -94,6 +95,18 @@ class StoreWriteError(SlmChatError):
         super().__init__(f"{reason}: nothing was saved to {path} ({exc})")
 
 
+class StoreOpenError(SlmChatError):
+    """The conversation store cannot be opened (a full disk, a read-only folder)."""
+
+    def __init__(self, path: Path, exc: sqlite3.Error) -> None:
+        try:
+            full = shutil.disk_usage(path.parent).free < (1 << 20)
+        except OSError:
+            full = False
+        hint = "; the disk is full: free some space" if full else ""
+        super().__init__(f"cannot open the conversations in {path} ({exc}){hint}")
+
+
 def _create_private(path: Path) -> None:
     """Create the database file with mode 0600 before SQLite opens it.
 
@@ -116,12 +129,19 @@ class Store:
         # (WAL + synchronous=NORMAL survives a killed process, which is what we need).
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
-                       "secure_delete = ON"):
-            self._db.execute(f"PRAGMA {pragma}")
-        migrate(self._db)
-        # A reply that was streaming when the process died is kept, marked as such.
-        self._db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+        try:
+            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
+                           "secure_delete = ON"):
+                self._db.execute(f"PRAGMA {pragma}")
+            migrate(self._db)
+        except sqlite3.OperationalError as exc:  # the -wal/-shm files cannot be made
+            self._db.close()
+            raise StoreOpenError(self.path, exc) from exc
+        # A reply that was streaming when the process died is kept, marked as such (on
+        # a full disk next time: opening must not fail on it).
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute(
+                "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
 
     @classmethod
     def open_default(cls) -> Store:

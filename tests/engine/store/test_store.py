@@ -260,3 +260,22 @@ def test_a_full_disk_says_so_and_keeps_what_was_saved(small_disk) -> None:
         "saved before the disk filled", "room again"]
     assert reopened.integrity_check() == "ok"
     reopened.close()
+
+
+def test_opening_the_store_on_a_full_disk_says_so_and_loses_nothing(small_disk) -> None:
+    path = small_disk.root / "c.db"
+    store = Store(path)
+    conv = store.create_conversation("x")
+    store.add_message(conv.id, "user", "q")
+    store.add_message(conv.id, "assistant", "half a reply " * 500, status="streaming")
+    store.close()  # as a killed app leaves it
+    small_disk.fill(0)
+    from slmchat.engine.store.store import StoreOpenError
+
+    with pytest.raises(StoreOpenError, match=r"cannot open the conversations in .*the disk "
+                                             r"is full: free some space"):
+        Store(path)  # WAL needs its -wal and -shm files: one clear line, not a traceback
+    small_disk.unfill()
+    again = Store(path)
+    assert again.messages(conv.id)[-1].status == "interrupted"
+    again.close()
