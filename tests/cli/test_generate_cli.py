@@ -201,3 +201,14 @@ def test_settings_that_cannot_be_read_warn_once_and_use_defaults(
     assert code == 0 and "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith("slmchat: warning: ignoring"), err
     assert "SmolLM2-135M-Instruct" in out  # the defaults: the embedded model is listed
+
+
+def test_chat_on_a_full_data_disk_is_one_line(small_disk, default_model_dir: Path) -> None:
+    small_disk.fill(0)
+    env = {**os.environ, "SLMCHAT_DATA_DIR": str(small_disk.root / "data")}
+    done = subprocess.run([sys.executable, "-m", "slmchat", "chat"], env=env, timeout=120,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("slmchat: error: cannot open the conversations in ")
+    assert "the disk is full" in lines[0]
