@@ -27,7 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from slmchat.engine.fsutil import atomic_dir, hold_in_use, write_text_atomic
+from slmchat.engine.fsutil import atomic_dir, hold_in_use, is_in_use, write_text_atomic
 from slmchat.engine.model.files import fingerprint, read_json
 from slmchat.engine.model.spec import Progress
 from slmchat.errors import ModelLoadError, first_line
@@ -297,7 +297,7 @@ def ensure_copy(name: str, source: Path, adapter: Path | None = None,
     if reason:
         raise OnnxUnavailable(reason)
     target = copy_path(name, source, adapter)
-    if check_copy(target) is None:
+    if check_copy(target) is None and _without_hashes(target) is None:
         return target
     # The same weights under another name (a renamed or copied folder): the key decides.
     for other in sorted(target.parent.glob(f"*-{target.name.rsplit('-', 1)[-1]}")):
@@ -307,7 +307,7 @@ def ensure_copy(name: str, source: Path, adapter: Path | None = None,
     # One builder per copy at a time (the app and a CLI command may start together).
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        problem = check_copy(target)
+        problem = check_copy(target) or _without_hashes(target)
         if problem is None:
             return target
         for stale in target.parent.glob(f".{target.name}.tmp-*"):  # a killed builder's leftovers
@@ -322,6 +322,18 @@ def ensure_copy(name: str, source: Path, adapter: Path | None = None,
         if progress is not None:
             progress(f"ONNX copy ready in {time.perf_counter() - start:.0f} s", 1.0)
     return target
+
+
+def _without_hashes(folder: Path) -> str | None:
+    """A cached copy built before content hashes were recorded is rebuilt once, so that
+    same-size damage can be found in it too; not while a running process uses it."""
+    try:
+        meta = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None  # check_copy says what is wrong
+    if isinstance(meta, dict) and isinstance(meta.get("sha256"), dict):
+        return None
+    return None if is_in_use(folder) else "built without content hashes"
 
 
 def discard_copy(folder: Path) -> None:

@@ -243,3 +243,24 @@ def test_an_untouched_copy_is_not_hashed_again(tiny_llama_dir: Path, tiny_copy: 
     monkeypatch.setattr(onnx, "_sha256", lambda p: hashed.append(p.name) or real(p))
     assert onnx.check_copy(copy) is None and hashed == []  # stat unchanged: no reading
     assert onnx.check_copy(copy, deep=True) is None and "model.onnx.data" in hashed
+
+
+def test_a_cached_copy_without_hashes_is_rebuilt_once_with_them(
+        tiny_llama_dir: Path, tiny_copy: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = _private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir)
+    copy = _seeded(cache)
+    meta = json.loads((copy / onnx.MARKER).read_text())
+    for key in ("sha256", "checked"):
+        meta.pop(key, None)
+    (copy / onnx.MARKER).write_text(json.dumps(meta))  # as a build before hashes leaves it
+    messages: list[str] = []
+    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
+              progress=lambda msg, frac: messages.append(msg))
+    assert lm.info.runtime == "onnx" and Path(lm.extra["onnx_dir"]) == copy
+    assert any("built without content hashes" in m for m in messages), messages
+    assert "sha256" in json.loads((copy / onnx.MARKER).read_text())
+    messages.clear()
+    load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
+         progress=lambda msg, frac: messages.append(msg))
+    assert not any("rebuilding" in m for m in messages)  # once
