@@ -62,11 +62,12 @@ def key_problem(value: object) -> str | None:
         return "no key given"
     for part in parts:
         *mods, name = part.split("+")
-        if not part or not name or any(m not in MODIFIERS for m in mods):
-            return f"{part!r} is not a key"
+        shown = repr(part if len(part) <= 40 else part[:40] + "…")
+        if not part or not name or len(name) > 80 or any(m not in MODIFIERS for m in mods):
+            return f"{shown} is not a key"
         if not ((len(name) == 1 and name.isprintable()) or name in _key_names()
                 or key_to_character(name) is not None):
-            return f"{part!r} is not a key"
+            return f"{shown} is not a key"
     return None
 
 

@@ -57,6 +57,7 @@ def test_every_default_key_is_a_key_and_typos_are_not() -> None:
     assert key_problem("") == "no key given" and key_problem(" , ") == "no key given"
     for bad in ("ctrl+n,", "ctlr+n", "ctrl+", "fsix", "ctrl+shift+nokey"):
         assert key_problem(bad) is not None, bad
+    assert len(key_problem("x" * 1_000_000) or "") < 80  # a huge value is not echoed
 
 
 async def test_keys_that_cannot_work_and_unknown_themes_warn_and_keep_defaults(

@@ -22,6 +22,7 @@ from slmchat.engine.fsutil import dir_size
 from slmchat.engine.model.arch import is_plain_llama
 from slmchat.engine.model.files import gguf_damage, read_json
 from slmchat.engine.model.toolstores import ToolModel, llama_cpp_models, ollama_models, tool_roots
+from slmchat.errors import first_line
 
 MAX_DEPTH = 4  # how deep to look for checkpoints inside a run or model folder
 MAX_SCAN_FOLDERS = 5000  # per folder scanned: a settings entry like "/" stays quick
@@ -234,7 +235,7 @@ def _gguf_problem(path: Path, arch: str) -> str | None:
 
 def _unreadable(path: Path, source: str, name: str, exc: Exception, more: int = 0) -> ModelEntry:
     """What could not be read, listed with the reason instead of failing the scan."""
-    why = getattr(exc, "strerror", None) or type(exc).__name__
+    why = getattr(exc, "strerror", None) or first_line(exc)
     extra = f" (and {more} more unreadable)" if more else ""
     return ModelEntry(name=name, path=str(path), source=source, format="folder",
                       problem=f"skipped, cannot read: {why}{extra}")

@@ -182,8 +182,9 @@ def gguf_damage(path: Path) -> str | None:
     instead of numpy's "cannot reshape array" from deep inside a reader."""
     try:
         need = gguf_extent(path)
-    except (ValueError, OverflowError, struct.error) as exc:
-        reason = "the file ends inside its header" if isinstance(exc, struct.error) else exc
+    except (ValueError, OverflowError, struct.error, RecursionError) as exc:
+        reason = ("the file ends inside its header" if isinstance(exc, struct.error) else
+                  "arrays nested too deeply" if isinstance(exc, RecursionError) else exc)
         return f"damaged GGUF file: {reason}"
     except (OSError, ImportError):
         return None  # unreadable here: the reader says why
