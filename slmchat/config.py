@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from slmchat.engine.fsutil import write_text_atomic
 from slmchat.engine.generation.sampling import RANGES, SamplingParams
@@ -104,15 +109,17 @@ def load_settings(path: Path | None = None) -> tuple[Settings, str | None]:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
             problem = f"ignoring malformed settings file {path}: {exc}"
             data = {}
+        except RecursionError:  # e.g. 100k nested arrays: tomllib recurses per level
+            problem = f"ignoring malformed settings file {path}: nested too deeply"
+            data = {}
     try:
         return Settings(**data), problem
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        msg = f"ignoring invalid settings ({where}: {err.get('msg')}) from {path} or SLMCHAT_* env"
+    except (ValidationError, SettingsError, RecursionError) as exc:
+        msg = f"ignoring invalid settings ({_reason(exc)}) from {path} or SLMCHAT_* env"
         try:
             return Settings(), msg
-        except ValidationError:  # the environment itself is invalid: use pure defaults
+        except (ValidationError, SettingsError, RecursionError):
+            # the environment itself is invalid (SLMCHAT_UI='{not json'): pure defaults
             saved = {k: v for k, v in os.environ.items() if k.startswith("SLMCHAT_")}
             for key in saved:
                 if "__" in key or key in ("SLMCHAT_MODEL", "SLMCHAT_GENERATION", "SLMCHAT_UI"):
@@ -121,6 +128,18 @@ def load_settings(path: Path | None = None) -> tuple[Settings, str | None]:
                 return Settings(), msg
             finally:
                 os.environ.update(saved)
+
+
+def _reason(exc: Exception) -> str:
+    """One short line for why the settings did not validate."""
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        return f"{where}: {err.get('msg')}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    # SettingsError: 'error parsing value for field "ui" from source "EnvSettingsSource"'
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _toml_value(value: Any) -> str:

@@ -116,3 +116,45 @@ def notes(tmp_path: Path) -> Path:
     f = tmp_path / "notes.txt"
     f.write_text(CORPUS)
     return f
+
+
+class SmallDisk:
+    """A 2 MB tmpfs mounted for one test; ``fill`` leaves only ``free`` bytes on it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.filler = root / ".filler"
+
+    def free(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def fill(self, free: int = 24 * 1024) -> None:
+        with open(self.filler, "ab") as f:
+            while (room := self.free() - free) > 0:
+                try:
+                    f.write(b"\0" * min(room, 1 << 16))
+                    f.flush()
+                except OSError:
+                    break
+
+    def unfill(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A really full disk (the issue's 2 MB tmpfs): SQLite sees SQLITE_FULL as it does on
+    a full data folder. Mounting needs root; without it the test is skipped."""
+    import subprocess
+
+    root = tmp_path / "small-disk"
+    root.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield SmallDisk(root)
+    finally:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)

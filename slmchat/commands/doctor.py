@@ -174,7 +174,9 @@ def collect() -> dict[str, Any]:
 
     report["runtimes"] = runtimes.availability()
     report["folders"] = _folders()
-    copies = [c.as_dict() for c in list_copies()] if report["folders"]["cache"].get("path") else []
+    # deep: every file of a copy is hashed against its build-time SHA-256 (same-size damage)
+    copies = ([c.as_dict() for c in list_copies(deep=True)]
+              if report["folders"]["cache"].get("path") else [])
     report["default_model"] = _default_model(copies)
     report["cache"] = copies
     report["offline"] = offline_status()

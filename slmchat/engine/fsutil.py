@@ -65,6 +65,53 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# A temp name carries the writer's pid: ``.NAME.tmp-PID-RANDOM``. The next write of NAME
+# removes the ones whose process is gone (a killed export or quantize left up to 331 MB).
+LEGACY_STALE_S = 3600  # temp names from before the pid was in them: stale after an hour
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user
+        return True
+    return True
+
+
+def clean_stale_temps(parent: Path, name: str, suffix: str = "") -> list[Path]:
+    """Remove the temp folders and files a killed writer of ``parent/name`` left (see
+    atomic_dir, atomic_file); a live writer's are kept. Returns what was removed."""
+    import glob
+    import time
+
+    head = f".{name}.tmp-"
+    removed: list[Path] = []
+    try:
+        candidates = sorted(parent.glob(f"{glob.escape(head)}*{glob.escape(suffix)}"))
+    except OSError:
+        return removed
+    for path in candidates:
+        pid = path.name[len(head):].split("-", 1)[0]
+        try:
+            if "-" in path.name[len(head):] and pid.isdigit():
+                if _pid_alive(int(pid)):
+                    continue
+            elif time.time() - path.lstat().st_mtime < LEGACY_STALE_S:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue  # not ours to remove, or already gone
+        removed.append(path)
+    return removed
+
+
 @contextmanager
 def atomic_dir(out: Path, overwrite: bool = False, durable: bool = False) -> Iterator[Path]:
     """Yield a temp folder; on success it replaces ``out``, on any error it is deleted.
@@ -75,7 +122,8 @@ def atomic_dir(out: Path, overwrite: bool = False, durable: bool = False) -> Ite
     check_target(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        clean_stale_temps(out.parent, out.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     except OSError as exc:
         raise InvalidParameterError(f"cannot write to {out.parent}: {exc.strerror or exc}") from exc
     try:
@@ -101,9 +149,10 @@ def atomic_file(out: Path, overwrite: bool = False) -> Iterator[Path]:
     check_target(out, overwrite=True)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(out.parent, out.stem, out.suffix)
         # keep the suffix: loaders (transformers for .gguf) look at it
-        fd, name = tempfile.mkstemp(prefix=f".{out.stem}.tmp-", suffix=out.suffix,
-                                    dir=out.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{out.stem}.tmp-{os.getpid()}-",
+                                    suffix=out.suffix, dir=out.parent)
     except OSError as exc:
         raise InvalidParameterError(f"cannot write to {out.parent}: {exc.strerror or exc}") from exc
     os.close(fd)

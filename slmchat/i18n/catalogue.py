@@ -457,6 +457,21 @@ CATALOGUE: dict[str, dict[str, str]] = {
               "Alt+Left/Right で切り替えられます)。Esc でキャンセルします。"},
     "chat.still_writing": {"en": "A reply is still being written; Esc stops it.",
                            "ja": "応答を生成中です。Esc で停止します。"},
+    "chat.not_saved": {
+        "en": "{error}. Your text is kept; free some space and press Enter again.",
+        "ja": "{error}。入力した文章は残っています。空き容量を作ってから Enter を押してください。"},
+    "chat.reply_not_saved": {
+        "en": "{error}. Your message is saved; free some space and press Ctrl+R for a reply.",
+        "ja": "{error}。メッセージは保存済みです。空き容量を作ってから Ctrl+R で返答を生成します。"},
+    "chat.settings_not_saved": {
+        "en": "{error}. The settings apply to this chat but are not saved yet.",
+        "ja": "{error}。設定はこの会話に適用されていますが、まだ保存されていません。"},
+    "chat.change_not_saved": {"en": "{error}. Nothing was changed.",
+                              "ja": "{error}。何も変更されていません。"},
+    "chat.divider_not_saved": {
+        "en": "{error}. The model is loaded; the 'model changed' mark is not saved.",
+        "ja": "{error}。モデルは読み込まれましたが、「モデル変更」の印は保存されていません。"},
+    "chat.not_saved_title": {"en": "Not saved", "ja": "保存できませんでした"},
     "chat.generation_failed": {"en": "Generation failed", "ja": "生成に失敗しました"},
     "chat.cancelled": {"en": "Cancelled; your message is kept.",
                        "ja": "キャンセルしました。メッセージは残っています。"},
@@ -623,6 +638,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "key.app.switch_model": {"en": "Switch model", "ja": "モデルの切り替え"},
     # --- the app's notices ---
     "app.settings_title": {"en": "Settings", "ja": "設定"},
+    "app.bad_keys": {
+        "en": "Key bindings in settings.toml that cannot work, defaults kept: {keys}",
+        "ja": "settings.toml の使えないキー割り当て（既定のまま）: {keys}"},
+    "app.unknown_theme": {"en": "Unknown theme '{theme}' in settings.toml; using {default}",
+                          "ja": "settings.toml のテーマ '{theme}' は不明です。{default} を使います"},
     "app.unknown_keys": {"en": "Unknown key binding ids in settings.toml: {ids}",
                          "ja": "settings.toml に不明なキー割り当て ID があります: {ids}"},
     "app.cannot_save_settings": {"en": "Could not save settings: {error}",

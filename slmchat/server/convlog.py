@@ -60,7 +60,8 @@ class ConversationLog:
             "started_at": started,
         }
         status = STATUS_FOR_FINISH.get(provenance["finish_reason"], "error")
-        with self._lock:
+        # One transaction: a failed write (a full disk) leaves no empty conversation row.
+        with self._lock, self.store.transaction():
             conv = self.store.create_conversation(
                 _title(messages, api), settings={"system_prompt": system} if system else {})
             for m in messages:

@@ -137,6 +137,10 @@ class SlmChatApp(App[None]):
     def on_mount(self) -> None:
         if self.settings.ui.theme in self.available_themes:
             self.theme = self.settings.ui.theme
+        else:  # the default theme stays; settings.toml keeps the name until one is picked
+            self.notify(t("app.unknown_theme", theme=self.settings.ui.theme[:80],
+                          default=self.theme), title=t("app.settings_title"),
+                        severity="warning", timeout=15)
         self._apply_keymap()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.settings_problem:
@@ -171,10 +175,13 @@ class SlmChatApp(App[None]):
             return
         from slmchat.tui.keys import binding_ids, split_keymap
 
-        good, unknown = split_keymap(self.settings.ui.keys, binding_ids(self.BINDINGS))
+        good, unknown, bad = split_keymap(self.settings.ui.keys, binding_ids(self.BINDINGS))
         self.set_keymap(good)
         if unknown:
             self.notify(t("app.unknown_keys", ids=", ".join(unknown)),
+                        title=t("app.settings_title"), severity="warning", timeout=15)
+        if bad:  # the default keys stay for these
+            self.notify(t("app.bad_keys", keys="; ".join(f"{k}: {why}" for k, why in bad.items())),
                         title=t("app.settings_title"), severity="warning", timeout=15)
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",

@@ -127,3 +127,23 @@ def test_cpu_features_from_cpuinfo() -> None:
     assert info["features"] == ["AVX2", "FMA", "F16C", "AVX-512", "AVX-512 VNNI", "AMX",
                                 "AMX-BF16", "AMX-INT8"]
     assert cpu_info("model name : Old CPU\nflags : fpu sse2\n")["features"] == []
+
+
+def test_same_size_damage_to_an_onnx_copy_is_found_by_its_hash(
+        home: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from slmchat.engine.model import onnx
+
+    copy = fake_onnx_copy(home["cache"])
+    onnx.write_marker(copy, {"source": "/models/smol"})  # as the builder records it now
+    assert main(["doctor"]) == 0
+    capsys.readouterr()
+    graph = copy / "model.onnx"
+    with graph.open("r+b") as fh:  # flip bytes inside; the size stays
+        fh.seek(1000)
+        fh.write(b"\xff" * 100)
+    rc, report, _ = _json_report(capsys)
+    problems = {c["label"]: c["problem"] for c in report["cache"]}
+    assert problems["onnx/smol-int8-0123456789abcdef"] == (
+        "model.onnx is damaged (its content differs from when it was built)")
+    assert rc == 1 and len(report["problems"]) == 1
+    assert "slmchat cache clear onnx/smol-int8-0123456789abcdef" in report["problems"][0]

@@ -210,3 +210,42 @@ def test_a_bad_constraint_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.
         assert main(["generate", "hi", *flags]) == 2, flags
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("slmchat: error:"), (flags, err)
+
+
+def test_an_over_long_model_path_is_one_short_line(capsys: pytest.CaptureFixture[str]) -> None:
+    path = "a/" * 5_000_000  # 10 MB: Errno 36, and the message must not echo it
+    code, _, err = _run(capsys, "generate", "hi", "--model", path)
+    _assert_one_line_error(code, err)
+    assert "File name too long" in err and "(10000000 characters)" in err and len(err) < 400
+    code, _, err = _run(capsys, "generate", "hi", "--model", "a\x00b")
+    _assert_one_line_error(code, err)
+
+
+@pytest.mark.parametrize("case", ["nested-toml", "env-not-json", "env-nested"])
+def test_settings_that_cannot_be_read_warn_once_and_use_defaults(
+        case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmchat.config import settings_path
+
+    if case == "nested-toml":
+        settings_path().parent.mkdir(parents=True, exist_ok=True)
+        settings_path().write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    elif case == "env-not-json":
+        monkeypatch.setenv("SLMCHAT_UI", "{not json")
+    else:
+        monkeypatch.setenv("SLMCHAT_MODEL__DIRS", "[" * 100_000 + "]" * 100_000)
+    code, out, err = _run(capsys, "models", "--no-hf-cache", "--no-tools")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 0 and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("slmchat: warning: ignoring"), err
+    assert "SmolLM2-135M-Instruct" in out  # the defaults: the embedded model is listed
+
+
+def test_chat_on_a_full_data_disk_is_one_line(small_disk, default_model_dir: Path) -> None:
+    small_disk.fill(0)
+    env = {**os.environ, "SLMCHAT_DATA_DIR": str(small_disk.root / "data")}
+    done = subprocess.run([sys.executable, "-m", "slmchat", "chat"], env=env, timeout=120,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("slmchat: error: cannot open the conversations in ")
+    assert "the disk is full" in lines[0]

@@ -167,3 +167,106 @@ def test_models_table_names_a_loras_base_not_its_whole_path(
     hub = "/h/hub/models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots/0123abcd"
     assert base_name(hub, {}) == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert base_name("default", {}) == "default"
+
+
+@pytest.fixture
+def shared_tmp(tmp_path: Path):
+    """A folder another user can read (tmp_path's parents are private to root)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="slmchat-perm-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)  # root may remove what 'nobody' could not read
+
+
+def test_models_skips_what_it_cannot_read_with_a_reason(shared_tmp: Path,
+                                                        tiny_llama_dir: Path) -> None:
+    """Real permissions: run as 'nobody' when the tests run as root (root reads all)."""
+    import os
+    import subprocess
+    import sys
+
+    shutil.copytree(tiny_llama_dir, shared_tmp / "mine" / "llama")
+    shutil.copytree(tiny_llama_dir, shared_tmp / "partly" / "ok")
+    (shared_tmp / "partly" / "secret" / "inner").mkdir(parents=True)
+    (shared_tmp / "locked" / "model").mkdir(parents=True)
+    for p in [shared_tmp, *shared_tmp.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    for name in ("config", "data", "cache"):  # the settings and data 'nobody' may write
+        (shared_tmp / name).mkdir(mode=0o777)
+        (shared_tmp / name).chmod(0o777)
+    (shared_tmp / "locked").chmod(0o700)
+    (shared_tmp / "partly" / "secret").chmod(0o700)
+    (shared_tmp / "proc-link").symlink_to("/proc/1/cwd")
+    dirs = [str(shared_tmp / n) for n in ("mine", "locked", "proc-link", "partly")]
+    env = {**os.environ, "SLMCHAT_MODEL__DIRS": json.dumps(dirs), "HOME": str(shared_tmp),
+           "SLMCHAT_CONFIG_DIR": str(shared_tmp / "config"),
+           "SLMCHAT_DATA_DIR": str(shared_tmp / "data"),
+           "SLMCHAT_CACHE_DIR": str(shared_tmp / "cache"),
+           "SLMCHAT_TOOLS_HOME": str(shared_tmp / "home"), "TMPDIR": str(shared_tmp)}
+    as_other = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+                if os.geteuid() == 0 else [])
+    if as_other and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot drop read permissions")
+    done = subprocess.run([*as_other, sys.executable, "-m", "slmchat", "models",
+                           "--no-hf-cache"], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    rows = {ln.split()[0]: ln for ln in done.stdout.splitlines()[1:]}
+    assert "mine/llama" in rows and "partly/ok" in rows  # readable models still listed
+    assert any(" default " in r for r in rows.values())  # the embedded model too
+    for name in ("locked", "proc-link", "partly/secret"):
+        assert "skipped, cannot read: Permission denied" in rows[name], done.stdout
+
+
+def test_scanning_a_huge_folder_is_bounded_and_says_so(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmchat.engine.model import discovery
+
+    monkeypatch.setattr(discovery, "MAX_SCAN_FOLDERS", 300)
+    found = discovery.scan_folder(Path("/"), "settings", prefix="/")
+    stopped = [e for e in found if e.problem and e.problem.startswith("scan stopped")]
+    assert len(stopped) == 1 and stopped[0].problem == (
+        "scan stopped after 300 folders: point [model] dirs at the folders that hold models")
+    assert not any(e.path.startswith(("/proc/", "/sys/", "/dev/")) for e in found)
+
+
+def test_a_killed_export_or_quantize_leaves_temp_folders_the_next_run_removes(
+        model_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import subprocess
+    import time
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process has ended: a killed export's
+    out_dir = tmp_path / "outs"
+    out_dir.mkdir()
+
+    def leftovers(name: str, suffix: str = "") -> dict[str, Path]:
+        paths = {"killed": out_dir / f".{name}.tmp-{gone.pid}-k1ll3d{suffix}",
+                 "old": out_dir / f".{name}.tmp-a8sd7f{suffix}",  # before pids were in names
+                 "young": out_dir / f".{name}.tmp-b9te8g{suffix}",
+                 "live": out_dir / f".{name}.tmp-{os.getpid()}-w0rk1n{suffix}"}
+        for path in paths.values():
+            if suffix:
+                path.write_bytes(b"\0" * 1000)
+            else:
+                path.mkdir()
+                (path / "model.safetensors").write_bytes(b"\0" * 1000)
+        hour_ago = time.time() - 7200
+        os.utime(paths["old"], (hour_ago, hour_ago))
+        return paths
+
+    q8 = leftovers("q8")
+    assert main(["quantize", str(model_root / "llama"), "--bits", "8", "--method", "cpu-int8",
+                 "--out", str(out_dir / "q8")]) == 0
+    gguf = leftovers("tiny", ".gguf")
+    assert main(["export", str(model_root / "llama"), "--gguf", str(out_dir / "tiny.gguf"),
+                 "--gguf-type", "q8_0"]) == 0
+    capsys.readouterr()
+    for paths in (q8, gguf):
+        assert not paths["killed"].exists() and not paths["old"].exists()
+        assert paths["young"].exists() and paths["live"].exists()  # may still be written
+    assert (out_dir / "q8").is_dir() and (out_dir / "tiny.gguf").is_file()

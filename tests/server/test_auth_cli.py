@@ -183,3 +183,25 @@ def test_real_process_serves_and_stops_cleanly_on_sigterm(tiny_llama_dir: Path,
     convs = store.list_conversations()
     assert len(convs) == 1
     assert store.messages(convs[0].id)[-1].provenance["source"]["endpoint"] == "/v1/chat/completions"
+
+
+def test_log_conversations_on_a_full_disk_answers_and_leaves_no_empty_rows(
+        small_disk, caplog: pytest.LogCaptureFixture) -> None:
+    store = Store(small_disk.root / "c.db")
+    with live_server(EchoEngine(reply_tokens=3), log_store=ConversationLog(store)) as live:
+        url = f"{live.url}/v1/chat/completions"
+        assert httpx.post(url, json={"messages": HELLO}).status_code == 200
+        small_disk.fill(24 * 1024)
+        big = [{"role": "user", "content": "fill " * 40_000}]
+        for _ in range(5):
+            assert httpx.post(url, json={"messages": big}, timeout=60).status_code == 200
+        warnings = [r.getMessage() for r in caplog.records
+                    if "could not log the conversation" in r.getMessage()]
+        assert len(warnings) == 5 and all("disk full" in w for w in warnings), warnings
+        assert not any("cannot rollback" in w for w in warnings)
+        assert len(store.list_conversations()) == 1  # no empty row per failed request
+        small_disk.unfill()
+        assert httpx.post(url, json={"messages": HELLO}).status_code == 200
+    convs = store.list_conversations()
+    assert len(convs) == 2 and all(len(store.messages(c.id)) == 2 for c in convs)
+    store.close()

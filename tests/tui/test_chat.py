@@ -444,3 +444,111 @@ async def test_continue_closes_a_code_fence_opened_before(make_app) -> None:
         fences = list(view.query(MarkdownFence))
         assert len(fences) == 1
         assert "x = 1" in fences[0].code and "y = 2" in fences[0].code
+
+
+async def test_a_full_disk_is_a_visible_error_and_keeps_the_typed_text(small_disk) -> None:
+    from slmchat.engine.store.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    store = Store(small_disk.root / "conversations.db")
+    app = SlmChatApp(Settings(), FakeEngine(replies=["Paris.", "Rome."]), store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "capital of France")
+        first = app.chat.conv
+        assert first is not None
+        small_disk.fill(0)
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        await send(pilot, "capital of Italy")
+        assert app.is_running and app.screen is app.chat  # no crash screen
+        shown = [n.message for n in app._notifications]
+        assert any("disk full" in m for m in shown), shown
+        assert app.chat.prompt.text == "capital of Italy"  # kept for another try
+        assert [v.role for v in app.chat.log_view.views()] == []  # nothing half-sent
+        assert app.chat.conv is None
+        small_disk.unfill()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert rows(app) == [("user", "capital of Italy", "done"),
+                             ("assistant", "Rome.", "done")]
+        assert app.chat.prompt.text == ""
+    assert [(m.role, m.content) for m in store.messages(first.id)] == [
+        ("user", "capital of France"), ("assistant", "Paris.")]
+    assert len(store.list_conversations()) == 2
+    store.close()
+
+
+async def test_a_reply_that_cannot_be_saved_says_so_and_keeps_the_message(
+        make_app, monkeypatch) -> None:
+    import sqlite3
+
+    from slmchat.engine.store.store import StoreWriteError
+
+    app = make_app(FakeEngine(replies=["Paris."]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        real = app.store.add_message
+
+        def add_message(conv_id, role, content, *args, **kwargs):
+            if role == "assistant":  # the disk fills between the two writes
+                raise StoreWriteError(app.store.path, sqlite3.OperationalError("disk I/O error"))
+            return real(conv_id, role, content, *args, **kwargs)
+
+        monkeypatch.setattr(app.store, "add_message", add_message)
+        await send(pilot, "capital of France")
+        assert app.is_running and not app.chat.generating
+        shown = [n.message for n in app._notifications]
+        assert any("could not save" in m and "Ctrl+R" in m for m in shown), shown
+        assert stored(app) == [("user", "capital of France", "done")]
+        monkeypatch.setattr(app.store, "add_message", real)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert stored(app) == [("user", "capital of France", "done"),
+                               ("assistant", "Paris.", "done")]
+
+
+async def test_a_model_change_that_cannot_be_saved_keeps_the_new_model(small_disk) -> None:
+    from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine.store.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    store = Store(small_disk.root / "conversations.db")
+    engine = FakeEngine(replies=["from smol"])
+    app = SlmChatApp(Settings(), engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "hi")
+        conv = app.chat.conv
+        assert conv is not None
+        small_disk.fill(0)
+        app.load_model(ModelSpec(path="/models/qwen-0.5b"))
+        await settle(pilot)
+        assert app.is_running and app.screen is app.chat
+        assert engine.info is not None and engine.info.path == "/models/qwen-0.5b"
+        assert any("disk full" in n.message and "The model is loaded" in n.message
+                   for n in app._notifications)
+        assert store.model_changes(conv.id) == []
+    store.close()
+
+
+async def test_a_disk_that_fills_during_a_reply_keeps_it_on_screen_and_says_why(
+        small_disk) -> None:
+    from slmchat.engine.store.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    store = Store(small_disk.root / "conversations.db")
+    engine = FakeEngine(replies=["one two three four five six"], pause_after=3)
+    app = SlmChatApp(Settings(), engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press(*"count", "enter")
+        await asyncio.to_thread(engine.paused.wait, 5)
+        small_disk.fill(0)
+        engine.resume.set()
+        await settle(pilot)
+        assert app.is_running and app.screen is app.chat
+        assert rows(app)[-1][1] == "one two three four five six"  # on screen, not lost
+        assert any("disk full" in n.message for n in app._notifications)
+        assert store.messages(app.chat.conv.id)[0].content == "count"
+    store.close()

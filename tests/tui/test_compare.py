@@ -260,3 +260,29 @@ async def test_enter_before_keeping_a_side_says_so_and_keeps_the_prompt(make_app
         assert [m.content for m in engine.calls[-1].messages][-3:] == [
             "greet me", "left says hi", "more"]
         assert screen.sides["right"].text == "next right"
+
+
+async def test_a_full_disk_in_compare_says_so_and_keeps_the_question(small_disk) -> None:
+    from slmchat.config import Settings
+    from slmchat.engine.store.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    store = Store(small_disk.root / "conversations.db")
+    engine = FakeEngine(replies=["left says hi"], companion_replies=["right says hello"])
+    app = SlmChatApp(Settings(), engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_compare(pilot, app, CompareChoice(temperature=0.9))
+        small_disk.fill(0)
+        await pilot.press(*"greet me", "enter")
+        await settle(pilot)
+        assert app.is_running and app.screen is screen
+        assert any("disk full" in n.message for n in app._notifications)
+        assert screen.query_one("#cmp-prompt").text == "greet me"
+        assert engine.calls == [] and store.list_conversations() == []  # no half question
+        small_disk.unfill()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.sides["left"].text == "left says hi"
+        assert screen.sides["right"].text == "right says hello"
+    store.close()

@@ -6,7 +6,7 @@ import json
 import stat
 from pathlib import Path
 
-from textual.widgets import Input, ListView
+from textual.widgets import Button, Input, ListView
 
 from slmchat.engine.store.store import Store
 from slmchat.tui.screens.dialogs import Confirm, TextPrompt
@@ -300,3 +300,41 @@ async def test_each_conversation_keeps_its_own_draft(make_app, db_path: Path) ->
         await app.chat.open_conversation(ids["Travel"])
         await settle(pilot)
         assert app.chat.prompt.text == ""
+
+
+async def test_rename_and_delete_on_a_full_disk_say_so_and_change_nothing(small_disk) -> None:
+    from slmchat.config import Settings
+    from slmchat.engine.store.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    db = small_disk.root / "conversations.db"
+    ids = seed_db(db)
+    store = Store(db)
+    app = SlmChatApp(Settings(), FakeEngine(), store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.chat.open_conversation(ids["Cooking"])
+        small_disk.fill(0)
+        await pilot.press("f2")
+        app.screen.query_one(Input).value = "Eggs " * 2000  # more than the disk holds
+        await pilot.press("enter")
+        await pilot.pause()
+        await app.chat.run_action("delete_conversation")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.is_running and app.screen is app.chat
+        shown = [n.message for n in app._notifications]
+        assert any("disk full" in m and "Nothing was changed" in m for m in shown), shown
+        assert app.store.get_conversation(ids["Cooking"]).title == "Cooking"
+        assert len(app.store.list_conversations()) == 3
+        assert app.chat.conv is not None and app.chat.conv.id == ids["Cooking"]
+        await pilot.press("ctrl+s")  # the settings panel: Save cannot write either
+        app.query_one("#set-temperature", Input).value = "0.35"
+        app.query_one("#settings-save", Button).press()
+        await pilot.pause()
+        shown = [n.message for n in app._notifications]
+        assert any("disk full" in m and "not saved yet" in m for m in shown), shown
+        assert "temperature" not in app.store.get_conversation(ids["Cooking"]).settings
+        assert app.query_one("#settings").display  # open, to Save again later
+    store.close()

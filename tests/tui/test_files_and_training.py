@@ -153,3 +153,25 @@ async def test_exported_training_rows_keep_the_passages_the_model_saw(
         # The chat itself still shows (and stores) the question as typed.
         assert app.store.messages(app.chat.conv.id)[0].content == (
             "How often is the compost heap turned?")
+
+
+async def test_attach_on_a_full_disk_says_the_files_are_not_saved(small_disk,
+                                                                   tmp_path: Path) -> None:
+    from slmchat.config import Settings
+    from slmchat.engine.store.store import Store
+    from slmchat.tui.app import SlmChatApp
+
+    docs = make_corpus(tmp_path / "docs")
+    store = Store(small_disk.root / "conversations.db")
+    app = SlmChatApp(Settings(), FakeEngine(replies=["ok"]), store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await send(pilot, "hello")
+        small_disk.fill(0)
+        await send(pilot, f"/attach {docs}")
+        assert app.is_running and app.screen is app.chat
+        assert app.chat.query_one(AttachmentsBar).paths == [str(docs.resolve())]
+        assert any("disk full" in n.message and "not saved yet" in n.message
+                   for n in app._notifications)
+        assert "attachments" not in store.get_conversation(app.chat.conv.id).settings
+    store.close()

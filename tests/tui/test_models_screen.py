@@ -236,3 +236,23 @@ async def test_onnx_int8_choice_loads_and_saves_on_the_onnx_runtime(settings: Se
         await pilot.pause()
     assert app.errors == [] and engine.info is not None and engine.info.runtime == "onnx"
     assert (models_dir() / "panel0-llama-onnx-int8" / "genai_config.json").is_file()
+
+
+async def test_an_unreadable_models_folder_does_not_empty_the_panel(
+        settings: Settings, panel_models: Path, tmp_path: Path) -> None:
+    link = tmp_path / "proc-link"
+    link.symlink_to("/proc/1/cwd")  # unreadable even for root in a container
+    try:
+        link.is_dir()
+        pytest.skip("/proc/1/cwd is readable here")
+    except PermissionError:
+        pass
+    settings.model.dirs = [str(link), str(panel_models)]
+    app = Host(lambda: ModelsScreen(settings=settings, discover_fn=lambda: discover(settings)))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        by_name = {e.name: e for e in screen.shown}
+        assert "SmolLM2-135M-Instruct" in by_name  # the default model is still there
+        assert "panel0/llama" in by_name
+        assert by_name["proc-link"].problem == "skipped, cannot read: Permission denied"
+        assert t("models.none_found") not in str(screen.query_one("#details", Static).render())

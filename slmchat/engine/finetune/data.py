@@ -246,11 +246,19 @@ def prepare_data(
     blocks = [b for b, _ in pairs]
     if len(blocks) < 2:
         need = 2 * block_size
+        if masking and len(stream) >= need:  # long enough: masking left too little
+            trainable = sum(mask)
+            raise DataError(
+                f"too few tokens to train on: {trainable} of {len(stream)} tokens are "
+                f"assistant replies (the prompts are masked) and {len(blocks)} block(s) of "
+                f"{block_size} tokens hold any, but one training plus one held-out block "
+                "are needed; add chat rows with assistant replies, or train on every token "
+                "with --no-mask-prompt")
+        smaller = min(block_size // 2, max(16, 2 ** int(math.log2(max(2, len(stream) // 4)))))
+        hint = f" or use a smaller --block-size (e.g. {smaller})" if smaller >= 8 else ""
         raise DataError(
             f"the text is too short: {len(stream)} tokens, but one training block plus one "
-            f"held-out block of {block_size} tokens need {need}; add text or use a smaller "
-            f"--block-size (e.g. {max(16, 2 ** int(math.log2(max(2, len(stream) // 4))))})"
-        )
+            f"held-out block of {block_size} tokens need {need}; add text{hint}")
     train_pairs, eval_pairs = split_blocks(pairs, eval_fraction, seed)
     train = [b for b, _ in train_pairs]
     evals = [b for b, _ in eval_pairs]

@@ -55,7 +55,15 @@ class FinetuneJob:
         return status
 
     def _finish(self, state: str, message: str, **extra: Any) -> dict[str, Any]:
-        return self._status(state=state, message=message, finished_at=time.time(), **extra)
+        fields = {"state": state, "message": message, "finished_at": time.time(), **extra}
+        try:
+            return self._status(**fields)
+        except OSError as exc:  # a full disk: the reason still reaches the caller
+            print(f"slmchat: cannot write the run's status ({exc.strerror or exc}): "
+                  f"{state}: {message}", file=sys.stderr)
+            status = {**runs.read_status(self.run_dir), **fields}
+            self.report({"event": "status", **status})
+            return status
 
     def run(self) -> dict[str, Any]:
         if not (self.run_dir / runs.ARGS).is_file():
@@ -63,9 +71,10 @@ class FinetuneJob:
         status = runs.read_status(self.run_dir)
         if status.get("state") == "done" and Path(str(status.get("out", ""))).is_dir():
             return status
-        self._status(state="running", pid=os.getpid(), message="loading data")
         hint = f"slmchat finetune --resume {self.run_dir}"
         try:
+            self.phase = "writing the run's status"
+            self._status(state="running", pid=os.getpid(), message="loading data")
             return self._run()
         except SlmChatError as exc:
             return self._finish("failed", str(exc))
@@ -81,6 +90,31 @@ class FinetuneJob:
             return self._finish("failed", f"{type(exc).__name__} while {self.phase}: {first}")
         finally:
             _reset_accelerate()
+
+    def _load_newest_intact(self, model: Any, optimizer: Any
+                            ) -> tuple[dict[str, Any] | None, list[str]]:
+        """Restore the newest checkpoint that loads; a truncated or damaged newer one (a
+        full disk, a bad copy) is skipped with its reason and the previous one used.
+        Returns (its sidecar or None when there is none, what was skipped). Every one
+        damaged is an error: starting over silently would throw the run away."""
+        damaged: list[str] = []
+        for _, path in reversed(runs.checkpoints(self.run_dir)):
+            self.phase = f"loading checkpoint {path.name}"
+            try:
+                # Each load sets every trainable weight, the optimizer and the RNG, so a
+                # half-applied damaged one leaves nothing behind.
+                return load_checkpoint(path, model, optimizer), damaged
+            except MemoryError:
+                raise
+            except Exception as exc:
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                damaged.append(f"{path.name}: {why}")
+                print(f"slmchat: checkpoint {path} cannot be loaded ({why}); trying the "
+                      "one before it", file=sys.stderr)
+        if damaged:
+            raise SlmChatError(f"no checkpoint of {self.run_dir} can be loaded: "
+                               + "; ".join(damaged))
+        return None, damaged
 
     # -- the job ----------------------------------------------------------------------
     def _run(self) -> dict[str, Any]:
@@ -118,10 +152,8 @@ class FinetuneJob:
 
         metrics: dict[str, Any] = {}
         start, elapsed0 = 0, 0.0
-        found = runs.latest_checkpoint(self.run_dir)
-        if found is not None:
-            self.phase = f"loading checkpoint {found[1].name}"
-            state = load_checkpoint(found[1], inner, optimizer)
+        state, damaged = self._load_newest_intact(inner, optimizer)
+        if state is not None:
             start, elapsed0 = int(state["step"]), float(state.get("elapsed_s", 0.0))
             metrics = dict(state.get("metrics") or {})
             if self.main:
@@ -134,8 +166,9 @@ class FinetuneJob:
             metrics = {"eval_loss_before": before, "perplexity_before": _ppl(before)}
             self._progress({"step": 0, "total_steps": total, "epoch": 0.0,
                             "eval_loss": before, "perplexity": _ppl(before), "elapsed_s": 0.0})
-        self._status(message=f"training from step {start}", step=start, total_steps=total,
-                     metrics=metrics, base_model=base)
+        skipped = f" (skipped damaged {'; '.join(damaged)})" if damaged else ""
+        self._status(message=f"training from step {start}{skipped}", step=start,
+                     total_steps=total, metrics=metrics, base_model=base)
 
         every_eval, every_save = eval_interval(args, total), save_interval(args, total)
         t_start = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import os
 import random
 import signal
 import time
@@ -261,4 +262,10 @@ def probe_speed(args: TrainArgs, prepared: PreparedData, steps: int = 3) -> tupl
 
 
 def disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """ENOSPC or EDQUOT, also when a library reports it in its own words: safetensors
+    raises SafetensorError("... No space left on device (os error 28)")."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return any(f"(os error {code})" in text or os.strerror(code) in text
+               for code in (errno.ENOSPC, errno.EDQUOT))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,10 +20,14 @@ from typing import Any
 
 from slmchat.engine.fsutil import dir_size
 from slmchat.engine.model.arch import is_plain_llama
-from slmchat.engine.model.files import read_json
+from slmchat.engine.model.files import gguf_damage, read_json
 from slmchat.engine.model.toolstores import ToolModel, llama_cpp_models, ollama_models, tool_roots
+from slmchat.errors import first_line
 
 MAX_DEPTH = 4  # how deep to look for checkpoints inside a run or model folder
+MAX_SCAN_FOLDERS = 5000  # per folder scanned: a settings entry like "/" stays quick
+MAX_SCAN_SECONDS = 10.0
+_PSEUDO_FS = {"/proc", "/sys", "/dev"}  # nothing to find there, and reads can block
 _SKIP_DIRS = {".git", "__pycache__", "node_modules", ".cache", "blobs", "refs"}
 TOOL_SOURCES = ("ollama", "lm-studio", "llama.cpp", "gpt4all")
 _SPLIT_GGUF = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
@@ -180,6 +185,10 @@ def inspect_gguf(path: Path, source: str, name: str | None = None) -> ModelEntry
     """A ModelEntry from GGUF metadata (the header only; tensors are not read)."""
     from slmchat.engine.model.gguf_header import read_header
 
+    if (damage := gguf_damage(path)) is not None:
+        return ModelEntry(name=name or path.stem, path=str(path), source=source, format="gguf",
+                          size_bytes=path.stat().st_size, problem=damage)
+
     try:
         header = read_header(path)
     except Exception as exc:
@@ -217,24 +226,54 @@ def _gguf_problem(path: Path, arch: str) -> str | None:
     return None
 
 
+def _unreadable(path: Path, source: str, name: str, exc: Exception, more: int = 0) -> ModelEntry:
+    """What could not be read, listed with the reason instead of failing the scan."""
+    why = getattr(exc, "strerror", None) or first_line(exc)
+    extra = f" (and {more} more unreadable)" if more else ""
+    return ModelEntry(name=name, path=str(path), source=source, format="folder",
+                      problem=f"skipped, cannot read: {why}{extra}")
+
+
 def scan_folder(root: Path, source: str, prefix: str = "") -> list[ModelEntry]:
-    """Checkpoints, adapters and .gguf files at or below ``root`` (hidden names skipped)."""
+    """Checkpoints, adapters and .gguf files at or below ``root`` (hidden names skipped).
+
+    What cannot be read (no permission, a link into /proc) is listed once with its
+    reason, never raised; the scan stops after MAX_SCAN_FOLDERS folders or
+    MAX_SCAN_SECONDS (``dirs = ["/"]``) and says so; /proc, /sys and /dev are skipped."""
     found: list[ModelEntry] = []
-    if root.is_file():
-        return [inspect_gguf(root, source)] if root.suffix.lower() == ".gguf" else []
-    if not root.is_dir():
-        return found
+    try:
+        if root.is_file():
+            return [inspect_gguf(root, source)] if root.suffix.lower() == ".gguf" else []
+        if not root.is_dir():
+            return found
+    except (OSError, ValueError) as exc:
+        return [_unreadable(root, source, prefix.rstrip("/") or root.name, exc)]
+    skipped: list[tuple[Path, str, Exception]] = []
     stack: list[tuple[Path, int]] = [(root, 0)]
+    visited, deadline = 0, time.monotonic() + MAX_SCAN_SECONDS
     while stack:
+        if visited >= MAX_SCAN_FOLDERS or time.monotonic() > deadline:
+            found.append(ModelEntry(
+                name=prefix.rstrip("/") or root.name, path=str(root), source=source,
+                format="folder", problem=f"scan stopped after {visited} folders: point "
+                "[model] dirs at the folders that hold models"))
+            break
         folder, depth = stack.pop()
+        visited += 1
         rel = folder.relative_to(root).as_posix()
         label = f"{prefix}{rel}" if rel != "." else (prefix.rstrip("/") or folder.name)
-        entry = inspect_folder(folder, source, name=label)
+        try:
+            entry = inspect_folder(folder, source, name=label)
+        except OSError as exc:
+            skipped.append((folder, label, exc))
+            continue
         if entry is not None:
             found.append(entry)
         try:
             children = sorted(folder.iterdir())
-        except OSError:
+        except OSError as exc:
+            if entry is None:  # a model folder lists its files itself
+                skipped.append((folder, label, exc))
             continue
         for child in children:
             if child.name.startswith(".") or child.name in _SKIP_DIRS:
@@ -242,10 +281,18 @@ def scan_folder(root: Path, source: str, prefix: str = "") -> list[ModelEntry]:
             split = _SPLIT_GGUF.search(child.name)
             if split and split.group(1) != "00001":
                 continue  # one entry per split model, on its first part
-            if child.is_file() and child.suffix.lower() == ".gguf":
-                found.append(inspect_gguf(child, source, name=f"{prefix}{child.relative_to(root)}"))
-            elif child.is_dir() and depth < MAX_DEPTH and entry is None:
-                stack.append((child, depth + 1))
+            name = f"{prefix}{child.relative_to(root)}"
+            try:
+                if child.is_file() and child.suffix.lower() == ".gguf":
+                    found.append(inspect_gguf(child, source, name=name))
+                elif child.is_dir() and depth < MAX_DEPTH and entry is None and \
+                        str(child.resolve()) not in _PSEUDO_FS:
+                    stack.append((child, depth + 1))
+            except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+                skipped.append((child, name, exc))
+    if skipped:
+        path, name, error = skipped[0]
+        found.append(_unreadable(path, source, name, error, more=len(skipped) - 1))
     return found
 
 
@@ -339,6 +386,13 @@ def default_entry() -> ModelEntry:
     return ModelEntry(**{**entry.as_dict(), "path": "default"})
 
 
+def _resolved(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):  # a link into /proc, a symlink loop: as written
+        return path
+
+
 def discover(settings: Any = None, *, include_default: bool = True,
              include_hf_cache: bool = True, hf_cache: Path | None = None,
              include_tools: bool = True) -> list[ModelEntry]:
@@ -360,14 +414,18 @@ def discover(settings: Any = None, *, include_default: bool = True,
     if include_tools:
         entries.extend(scan_tool_stores())
     for folder in (settings.model.dirs if settings is not None else ()):
-        root = Path(folder).expanduser()
+        try:
+            root = Path(folder).expanduser()
+        except RuntimeError as exc:  # "~nobody-here": no such user
+            entries.append(_unreadable(Path(folder), "settings", str(folder), exc))
+            continue
         entries.extend(scan_folder(root, "settings", prefix=f"{root.name}/"))
     if include_hf_cache:
         entries.extend(scan_hf_cache(hf_cache))
     seen: set[str] = set()
     unique: list[ModelEntry] = []
     for entry in entries:
-        key = entry.path if entry.path == "default" else str(Path(entry.path).resolve())
+        key = entry.path if entry.path == "default" else _resolved(entry.path)
         if entry.problem and entry.source in TOOL_SOURCES:
             key += f"#{entry.source}:{entry.name}"  # broken manifests share nothing
         if key in seen:

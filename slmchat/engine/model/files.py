@@ -10,11 +10,12 @@ import copy
 import functools
 import hashlib
 import json
+import struct
 from json import loads as _loads
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmchat.errors import ModelLoadError
+from slmchat.errors import ModelLoadError, first_line
 
 CPU_INT8_METHOD = "slmchat-cpu-int8"  # config.json quant_method of model/int8.py copies
 
@@ -85,8 +86,51 @@ def is_gguf_file(path: Path) -> bool:
         return False
 
 
+
+
+def gguf_extent(path: Path) -> int | None:
+    """The bytes a GGUF file must hold (header, metadata, tensor table and the furthest
+    tensor's data), from its header alone (model/gguf_header: milliseconds, where parsing
+    every field with GGUFReader takes seconds). Raises ValueError when the header itself
+    is cut short or damaged."""
+    from slmchat.engine.model.gguf_header import read_header
+
+    return read_header(path).data_end
+
+
+def gguf_damage(path: Path) -> str | None:
+    """Why a GGUF file is not whole ("truncated GGUF file: 662 of 672 bytes", "damaged
+    GGUF file: ..."), or None: a copy or download that stopped early gets a reason
+    instead of numpy's "cannot reshape array" from deep inside a reader."""
+    try:
+        need = gguf_extent(path)
+    except (ValueError, OverflowError, struct.error, RecursionError) as exc:
+        reason = ("the file ends inside its header" if isinstance(exc, struct.error) else
+                  "arrays nested too deeply" if isinstance(exc, RecursionError) else exc)
+        return f"damaged GGUF file: {reason}"
+    except (OSError, ImportError):
+        return None  # unreadable here: the reader says why
+    have = path.stat().st_size
+    if need is not None and have < need:
+        return f"truncated GGUF file: {have} of {need} bytes"
+    return None
+
+
+def check_gguf(path: Path) -> None:
+    """Raise ModelLoadError when a GGUF file is shorter than its header says or its
+    header is damaged."""
+    if (why := gguf_damage(path)) is not None:
+        raise ModelLoadError(f"{why} ({path}); copy or download it again")
+
+
 def has_python_files(folder: Path) -> bool:
     return any(folder.glob("*.py"))
+
+
+def shown_path(path: str | Path, limit: int = 160) -> str:
+    """A path for a one-line message: a 10 MB one is cut, with its length said."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def resolve_source(spec: ModelSpec) -> tuple[str, Path]:
@@ -95,11 +139,17 @@ def resolve_source(spec: ModelSpec) -> tuple[str, Path]:
         from slmchat.engine.model.default import ensure_default_model
 
         return "default", ensure_default_model()
-    path = Path(spec.path).expanduser()
-    if not path.exists():
-        raise ModelLoadError(f"model path does not exist: {path}")
+    try:
+        path = Path(spec.path).expanduser()
+        path.stat()
+    except FileNotFoundError:
+        raise ModelLoadError(f"model path does not exist: {shown_path(spec.path)}") from None
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL byte, ~nobody
+        why = getattr(exc, "strerror", None) or first_line(exc)
+        raise ModelLoadError(f"cannot use model path {shown_path(spec.path)}: {why}") from None
     if path.is_file():
         if path.suffix.lower() == ".gguf" or is_gguf_file(path):
+            check_gguf(path)
             return "gguf", path  # by content too: Ollama's blobs are GGUF without a suffix
         raise ModelLoadError(
             f"not a model: {path} (expected a checkpoint folder or a GGUF file)"

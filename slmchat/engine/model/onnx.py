@@ -4,14 +4,17 @@ A checkpoint chatted with on the ``onnx`` runtime is converted once by ONNX Runt
 GenAI's model builder (int8 weights, CPU, last-token logits; onnx_build.py runs it in a
 child process) into the user cache folder, keyed by the checkpoint's fingerprint (and
 the adapter's, for a LoRA result: merged first). The copy is written atomically and
-carries a marker with the size of every file; a copy whose marker is missing, stale or
-disagrees with the files is rebuilt, never used. Loading a cached copy needs neither
-torch nor transformers: the tokenizer and chat template come from the copy's folder
-through lite.LiteTokenizer, the model from ``onnxruntime_genai``.
+carries a marker with the size and SHA-256 of every file; a copy whose marker is
+missing, stale or disagrees with the files (sizes always; content whenever a file was
+touched since it was last hashed, and fully in ``slmchat doctor``) is rebuilt, never
+used. Loading a cached copy needs neither torch nor transformers: the tokenizer and
+chat template come from the copy's folder through lite.LiteTokenizer, the model from
+``onnxruntime_genai``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -24,7 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from slmchat.engine.fsutil import atomic_dir, hold_in_use
+from slmchat.engine.fsutil import atomic_dir, hold_in_use, is_in_use, write_text_atomic
 from slmchat.engine.model.files import fingerprint, read_json
 from slmchat.engine.model.spec import Progress
 from slmchat.errors import ModelLoadError, first_line
@@ -118,14 +121,68 @@ def _payload(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name != MARKER)
 
 
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _stat_key(path: Path) -> list[int] | None:
+    """What changes whenever a file is written (ctime cannot be set back): while it
+    matches the one recorded after the last hash, the content is taken as checked."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 def write_marker(folder: Path, meta: dict[str, Any]) -> None:
-    files = {p.name: p.stat().st_size for p in _payload(folder)}
-    (folder / MARKER).write_text(json.dumps({"recipe": RECIPE_VERSION, **meta, "files": files},
-                                            indent=2))
+    payload = _payload(folder)
+    files = {p.name: p.stat().st_size for p in payload}
+    # A content hash per file: damage that keeps the size (bytes flipped inside
+    # model.onnx.data) is found by content_problem, not by an empty reply.
+    hashes = {p.name: _sha256(p) for p in payload}
+    checked = {p.name: _stat_key(p) for p in payload}
+    (folder / MARKER).write_text(json.dumps({"recipe": RECIPE_VERSION, **meta, "files": files,
+                                             "sha256": hashes, "checked": checked}, indent=2))
 
 
-def check_copy(folder: Path) -> str | None:
-    """Why the copy at ``folder`` must not be used (None when it is whole)."""
+def content_problem(folder: Path, meta: dict[str, Any], deep: bool = False) -> str | None:
+    """Which file's content differs from the hash recorded at build time, if any.
+
+    Cheap by default: only files whose size, times or inode changed since they were
+    last hashed are hashed again (then the marker is updated where it can be written);
+    ``deep`` (``slmchat doctor``, a copy that failed to load) hashes every file. A copy
+    from before hashes were recorded has nothing to compare: None."""
+    hashes = meta.get("sha256")
+    if not isinstance(hashes, dict):
+        return None
+    recorded = meta.get("checked")
+    checked: dict[str, Any] = dict(recorded) if isinstance(recorded, dict) else {}
+    rehashed = False
+    for name, digest in sorted(hashes.items()):
+        path = folder / str(name)
+        key = _stat_key(path)
+        if not deep and key is not None and key == checked.get(name):
+            continue
+        try:
+            actual = _sha256(path)
+        except OSError as exc:
+            return f"{name} is unreadable ({exc.strerror or exc})"
+        if actual != digest:
+            return f"{name} is damaged (its content differs from when it was built)"
+        checked[name], rehashed = key, True
+    if rehashed:  # a copied or touched folder: hash it once, not at every load
+        with contextlib.suppress(OSError):  # a read-only cache: checked again next time
+            write_text_atomic(folder / MARKER, json.dumps({**meta, "checked": checked},
+                                                          indent=2))
+    return None
+
+
+def check_copy(folder: Path, deep: bool = False) -> str | None:
+    """Why the copy at ``folder`` must not be used (None when it is whole): its marker,
+    the files and sizes it lists, and their content (content_problem; ``deep``: every
+    file hashed)."""
     if not folder.is_dir():
         return "missing"
     try:
@@ -148,7 +205,7 @@ def check_copy(folder: Path) -> str | None:
         json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]["filename"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         return "genai_config.json is unreadable"
-    return None
+    return content_problem(folder, meta, deep)
 
 
 def is_onnx_folder(folder: Path) -> bool:
@@ -240,7 +297,7 @@ def ensure_copy(name: str, source: Path, adapter: Path | None = None,
     if reason:
         raise OnnxUnavailable(reason)
     target = copy_path(name, source, adapter)
-    if check_copy(target) is None:
+    if check_copy(target) is None and _without_hashes(target) is None:
         return target
     # The same weights under another name (a renamed or copied folder): the key decides.
     for other in sorted(target.parent.glob(f"*-{target.name.rsplit('-', 1)[-1]}")):
@@ -250,7 +307,7 @@ def ensure_copy(name: str, source: Path, adapter: Path | None = None,
     # One builder per copy at a time (the app and a CLI command may start together).
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        problem = check_copy(target)
+        problem = check_copy(target) or _without_hashes(target)
         if problem is None:
             return target
         for stale in target.parent.glob(f".{target.name}.tmp-*"):  # a killed builder's leftovers
@@ -265,6 +322,18 @@ def ensure_copy(name: str, source: Path, adapter: Path | None = None,
         if progress is not None:
             progress(f"ONNX copy ready in {time.perf_counter() - start:.0f} s", 1.0)
     return target
+
+
+def _without_hashes(folder: Path) -> str | None:
+    """A cached copy built before content hashes were recorded is rebuilt once, so that
+    same-size damage can be found in it too; not while a running process uses it."""
+    try:
+        meta = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None  # check_copy says what is wrong
+    if isinstance(meta, dict) and isinstance(meta.get("sha256"), dict):
+        return None
+    return None if is_in_use(folder) else "built without content hashes"
 
 
 def discard_copy(folder: Path) -> None:
@@ -338,8 +407,10 @@ def load_copy(folder: Path, spec: Any, name: str, kind: str, source_path: Path,
         model = OnnxModel(folder, threads, text_dir)
         tokenizer = LiteTokenizer(text_dir)
     except Exception as exc:  # a corrupt graph or tokenizer: the caller rebuilds or falls back
+        damage = check_copy(folder, deep=True)  # say whether its files were damaged
         raise OnnxUnavailable(f"the ONNX copy {folder.name} does not load: "
-                              f"{type(exc).__name__}: {first_line(exc, default='')[:160]}") from exc
+                              f"{type(exc).__name__}: {first_line(exc, default='')[:160]}"
+                              + (f" ({damage})" if damage else "")) from exc
     files = _payload(folder)
     data = [p for p in files if p.suffix in (".onnx", ".data")]
     info = ModelInfo(

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,24 @@ def tool_roots(env: Mapping[str, str] | None = None, home: Path | None = None) -
     )
 
 
+def file_kind(path: Path) -> str | None:
+    """None for a regular file; else what ``path`` is, in words. Checked before reading:
+    a FIFO would block the scan and a device (/dev/zero) never ends."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO, not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a file"
+    return "is a folder, not a file" if stat.S_ISDIR(mode) else "is not a regular file"
+
+
 # --- Ollama ---
 
 
@@ -175,6 +194,8 @@ def _ollama_manifest(root: Path, manifest: Path, name: str) -> ToolModel:
         return ToolModel("ollama", name, None, manifest, problem)
 
     try:
+        if (kind := file_kind(manifest)) is not None:
+            return broken(f"broken manifest: {kind}")
         if manifest.stat().st_size > _MAX_MANIFEST:
             return broken("broken manifest: implausibly large")
         data = json.loads(manifest.read_text(encoding="utf-8"))
@@ -201,11 +222,15 @@ def _ollama_manifest(root: Path, manifest: Path, name: str) -> ToolModel:
         elif kind == "params":
             with contextlib.suppress(ValueError):
                 extra["params"] = json.loads(_small_layer(root, other) or "{}")
-    if not blob.is_file():
-        return ToolModel("ollama", name, None, manifest, f"blob {blob.name[:19]}… missing",
+    if (kind := file_kind(blob)) is not None:
+        return ToolModel("ollama", name, None, manifest, f"blob {blob.name[:19]}… {kind}",
                          extra)
     size = layer.get("size")
-    actual = blob.stat().st_size
+    try:
+        actual = blob.stat().st_size
+    except OSError as exc:
+        return ToolModel("ollama", name, None, manifest,
+                         f"blob {blob.name[:19]}… unreadable ({exc.strerror})", extra)
     if isinstance(size, int) and actual < size:
         return ToolModel("ollama", name, None, manifest,
                          f"blob {blob.name[:19]}… incomplete ({actual} of {size} bytes)", extra)
@@ -260,6 +285,8 @@ def llama_cpp_models(root: Path) -> list[ToolModel]:
         repo, tag = "/".join(parts[:-1]), parts[-1]
         name = repo if tag == "latest" else f"{repo}:{tag}"
         try:
+            if (kind := file_kind(manifest)) is not None:
+                raise ValueError(kind)
             if manifest.stat().st_size > _MAX_MANIFEST:
                 raise ValueError("implausibly large")
             data = json.loads(manifest.read_text(encoding="utf-8"))
@@ -272,9 +299,9 @@ def llama_cpp_models(root: Path) -> list[ToolModel]:
         extra: dict[str, Any] = {"manifest": str(manifest)}
         if isinstance(data.get("mmprojFile"), dict):
             extra["projector"] = True
-        if not path.is_file():
+        if (kind := file_kind(path)) is not None:
             found.append(ToolModel("llama.cpp", name, None, manifest,
-                                   f"file {path.name} missing", extra))
+                                   f"file {path.name} {kind}", extra))
         else:
             found.append(ToolModel("llama.cpp", name, path, manifest, None, extra))
     return found

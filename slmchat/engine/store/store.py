@@ -16,8 +16,10 @@ The store is shared by the UI thread and a generation worker thread: one connect
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.store.schema import migrate
+from slmchat.errors import SlmChatError
 
 DB_NAME = "conversations.db"
 
@@ -81,6 +84,29 @@ class SearchHit:
     snippet: str
 
 
+class StoreWriteError(SlmChatError):
+    """A write to the conversation store failed (disk full, read-only, I/O error).
+
+    Nothing of the failed write is kept; everything committed before it is."""
+
+    def __init__(self, path: Path, exc: sqlite3.Error) -> None:
+        self.disk_full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        reason = "disk full" if self.disk_full else "could not save"
+        super().__init__(f"{reason}: nothing was saved to {path} ({exc})")
+
+
+class StoreOpenError(SlmChatError):
+    """The conversation store cannot be opened (a full disk, a read-only folder)."""
+
+    def __init__(self, path: Path, exc: sqlite3.Error) -> None:
+        try:
+            full = shutil.disk_usage(path.parent).free < (1 << 20)
+        except OSError:
+            full = False
+        hint = "; the disk is full: free some space" if full else ""
+        super().__init__(f"cannot open the conversations in {path} ({exc}){hint}")
+
+
 def _create_private(path: Path) -> None:
     """Create the database file with mode 0600 before SQLite opens it.
 
@@ -98,16 +124,24 @@ class Store:
         self.path = Path(path)
         _create_private(self.path)
         self._lock = threading.RLock()
+        self._depth = 0  # nested _tx blocks (the outermost one commits)
         # isolation_level=None: autocommit; each statement is durable on return
         # (WAL + synchronous=NORMAL survives a killed process, which is what we need).
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
-                       "secure_delete = ON"):
-            self._db.execute(f"PRAGMA {pragma}")
-        migrate(self._db)
-        # A reply that was streaming when the process died is kept, marked as such.
-        self._db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+        try:
+            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
+                           "secure_delete = ON"):
+                self._db.execute(f"PRAGMA {pragma}")
+            migrate(self._db)
+        except sqlite3.OperationalError as exc:  # the -wal/-shm files cannot be made
+            self._db.close()
+            raise StoreOpenError(self.path, exc) from exc
+        # A reply that was streaming when the process died is kept, marked as such (on
+        # a full disk next time: opening must not fail on it).
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute(
+                "UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
 
     @classmethod
     def open_default(cls) -> Store:
@@ -121,14 +155,41 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; a nested block joins the caller's. A failure rolls it all
+        back and raises StoreWriteError with SQLite's own reason: on SQLITE_FULL SQLite
+        has already rolled back, and a ROLLBACK then ("no transaction is active") must
+        not replace the real error."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreWriteError(self.path, exc) from exc
+            self._depth = 1
             try:
                 yield self._db
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the first error is the one
+                        self._db.execute("ROLLBACK")  # worth reporting
+                if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                        exc, sqlite3.IntegrityError):
+                    raise StoreWriteError(self.path, exc) from exc
                 raise
+            finally:
+                self._depth = 0
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Group several writes (create_conversation, add_message, ...) so that they are
+        saved together or not at all."""
+        return self._tx()
 
     # --- conversations ---
 

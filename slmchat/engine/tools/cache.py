@@ -26,6 +26,7 @@ from typing import Any
 
 from slmchat.engine.fsutil import dir_size, exclusive_use, in_use_lock, is_in_use
 from slmchat.engine.model import default as default_model
+from slmchat.engine.model import onnx
 from slmchat.engine.model.files import check_safetensors
 from slmchat.errors import ModelLoadError
 
@@ -74,12 +75,13 @@ def _marker(folder: Path) -> tuple[Path | None, dict[str, Any] | None]:
     return None, None
 
 
-def check_copy(folder: Path) -> str | None:
+def check_copy(folder: Path, deep: bool = False) -> str | None:
     """Why the copy at ``folder`` must not be used (None when it looks whole).
 
     Generic checks that hold for every converter: a readable completion marker, the
     files and sizes it lists, JSON files that parse, safetensors files as long as their
-    headers say; plus the default model's own recipe check.
+    headers say; plus the default model's own recipe check. ``deep`` (doctor): the
+    content of every file whose marker records its SHA-256 (ONNX copies) is hashed.
     """
     if not folder.is_dir():
         return "missing"
@@ -107,6 +109,8 @@ def check_copy(folder: Path) -> str | None:
         return str(exc).replace(f"{folder}{os.sep}", "")
     if marker.name == default_model.MARKER and not default_model.is_converted(folder):
         return "made by an older conversion recipe or missing its weights"
+    if deep:
+        return onnx.content_problem(folder, meta, deep=True)
     return None
 
 
@@ -131,7 +135,7 @@ def _newest_mtime(folder: Path) -> float:
     return newest
 
 
-def _copy(folder: Path, kind: str) -> CachedCopy:
+def _copy(folder: Path, kind: str, deep: bool = False) -> CachedCopy:
     partial = folder.name.startswith(".")
     _, meta = _marker(folder)
     source = meta.get("source") if meta else None
@@ -140,7 +144,7 @@ def _copy(folder: Path, kind: str) -> CachedCopy:
         source=str(source) if source else None,
         size_bytes=dir_size(folder),
         last_used=_newest_mtime(folder) if partial else _last_used(folder),
-        problem="left by an interrupted conversion" if partial else check_copy(folder),
+        problem="left by an interrupted conversion" if partial else check_copy(folder, deep),
         in_use=is_in_use(folder), partial=partial,
     )
 
@@ -149,8 +153,9 @@ def _holds_files(folder: Path) -> bool:
     return any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir())
 
 
-def list_copies(root: Path | None = None) -> list[CachedCopy]:
-    """Every converted copy in the cache folder, sorted by kind and name."""
+def list_copies(root: Path | None = None, deep: bool = False) -> list[CachedCopy]:
+    """Every converted copy in the cache folder, sorted by kind and name (``deep``: their
+    content checked against the hashes recorded when they were built)."""
     root = root or cache_root()
     if not root.is_dir():
         return []
@@ -159,11 +164,11 @@ def list_copies(root: Path | None = None) -> list[CachedCopy]:
         if not top.is_dir() or top.is_symlink() or top.name.startswith("."):
             continue
         if _holds_files(top):  # a converter that keeps one copy right at the top
-            copies.append(_copy(top, ""))
+            copies.append(_copy(top, "", deep))
             continue
         for sub in sorted(top.iterdir()):
             if sub.is_dir() and not sub.is_symlink():
-                copies.append(_copy(sub, top.name))
+                copies.append(_copy(sub, top.name, deep))
     return copies
 
 

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
+from slmchat.engine.store.store import StoreWriteError
 from slmchat.errors import SlmChatError
 from slmchat.i18n import t
 from slmchat.tui.generation import (
@@ -179,7 +180,8 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             return
         self.prompt.remember(text)
         self.prompt.clear()
-        await self.send(text)
+        if not await self.send(text):
+            self.prompt.set_text(text)  # not saved: kept for another try
 
     async def type_ahead(self, lines: list[str], draft: str) -> None:
         """Keys typed before the first frame: the first finished line is sent, the rest
@@ -190,22 +192,33 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         if rest:
             self.prompt.insert(rest)
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str) -> bool:
+        """Save ``text`` and start the reply; False when it could not be saved (a full
+        disk): then nothing changed, on screen or on disk."""
         self.clear_hit()
+        # a new branch when editing: the old turns are kept
+        sibling_of = self.editing.msg_id if self.editing is not None else None
+        # Committed before generation starts: a crash never loses what the user typed.
+        # A new conversation and its first message are saved together or not at all.
+        try:
+            with self.store.transaction():
+                conv = self.conv or self.store.create_conversation(title_from(text),
+                                                                   self.chat_settings)
+                msg = self.store.add_message(conv.id, "user", text, sibling_of=sibling_of)
+        except StoreWriteError as exc:
+            self.not_saved(exc)
+            return False
         if self.conv is None:
-            self.conv = self.store.create_conversation(title_from(text), self.chat_settings)
+            self.conv = conv
             self.sidebar_reload()
-        sibling_of = None
         if self.editing is not None:
-            sibling_of = self.editing.msg_id  # a new branch: the old turns are kept
             await self.log_view.remove_from(self.editing)
             self.cancel_edit()
-        # Committed before generation starts: a crash never loses what the user typed.
-        msg = self.store.add_message(self.conv.id, "user", text, sibling_of=sibling_of)
         await self.log_view.add(MessageView.from_stored(msg))
         self.log_view.scroll_end(animate=False)
         await self._start_reply()
         self.mark_branches()
+        return True
 
     async def _start_reply(self, continue_view: MessageView | None = None) -> None:
         assert self.conv is not None
@@ -227,18 +240,24 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         retrieval = None
         if continue_view is None:
             messages, retrieval = self.with_files(messages, params)
+        try:
+            if continue_view is not None:
+                self.store.update_message(continue_view.msg_id, status="streaming")
+            else:
+                msg = self.store.add_message(self.conv.id, "assistant", "", status="streaming")
+            self.remember_conversation_model()
+        except StoreWriteError as exc:  # the user's message is saved; Ctrl+R tries again
+            self.not_saved(exc, "chat.reply_not_saved")
+            return
         if continue_view is not None:
             view = continue_view
             job = ReplyJob(view.msg_id, messages, params, self.engine.info, continue_last=True,
                       initial_text=view.content, previous=view.provenance)
-            self.store.update_message(view.msg_id, status="streaming")
         else:
-            msg = self.store.add_message(self.conv.id, "assistant", "", status="streaming")
             view = MessageView.from_stored(msg)
             await self.log_view.add(view)
             job = ReplyJob(msg.id, messages, params, self.engine.info)
         job.retrieval = retrieval
-        self.remember_conversation_model()
         self.job = job
         view.start_stream()
         self.status.generating = True
@@ -341,7 +360,12 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             return
         if last.role == "assistant":
             # The new reply is a sibling of this one, which stays as another branch.
-            self.store.set_active(self.store.get_message(last.msg_id).parent_id or last.msg_id)
+            try:
+                self.store.set_active(
+                    self.store.get_message(last.msg_id).parent_id or last.msg_id)
+            except StoreWriteError as exc:
+                self.not_saved(exc, "chat.reply_not_saved")
+                return
             await self.log_view.remove_from(last)
         await self._start_reply()
         self.mark_branches()
@@ -437,7 +461,11 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
     def on_settings_panel_saved(self, event: SettingsPanel.Saved) -> None:
         self.chat_settings = {**dict(event.values), **self.file_settings()}
         if self.conv is not None:
-            self.store.set_conversation_settings(self.conv.id, self.chat_settings)
+            try:
+                self.store.set_conversation_settings(self.conv.id, self.chat_settings)
+            except StoreWriteError as exc:  # the panel stays open: Save again once there is room
+                self.not_saved(exc, "chat.settings_not_saved")
+                return
         where = "chat.saved_here"
         if event.as_default:
             self.defaults = dict(event.values)

@@ -23,6 +23,7 @@ from textual.worker import get_current_worker
 
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.store.store import StoreWriteError
 from slmchat.errors import SlmChatError
 from slmchat.i18n import t
 from slmchat.tui.messages import IndexFinished, IndexProgressed
@@ -57,7 +58,10 @@ class FilesAndTraining(ConversationScreen):
         if not paths:
             self.chat_settings.pop("attachments")
         if self.conv is not None:
-            self.store.set_conversation_settings(self.conv.id, self.chat_settings)
+            try:
+                self.store.set_conversation_settings(self.conv.id, self.chat_settings)
+            except StoreWriteError as exc:  # used in this session; saved when they change
+                self.not_saved(exc, "chat.settings_not_saved")
         self.query_one(AttachmentsBar).show(paths, progress="", summary="")
 
     def file_settings(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from slmchat.engine.generation.decode import GenerationChunk
 from slmchat.engine.generation.interleave import interleave
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import ModelInfo, ModelSpec
+from slmchat.engine.store.store import StoreWriteError
 from slmchat.errors import SlmChatError, first_line
 from slmchat.i18n import localize_bindings, t
 from slmchat.tui.generation import (
@@ -425,14 +426,25 @@ class CompareScreen(Screen[int | None]):
         await self.ask(text)
 
     async def ask(self, text: str) -> None:
-        if self.conv is None:
-            self.conv = self.store.create_conversation(title_from(text), self.chat_settings)
-        user = self.store.add_message(self.conv.id, "user", text)
-        history = self.store.messages(self.conv.id)
+        # The question and both reply rows are saved together or not at all (a full disk).
+        try:
+            with self.store.transaction():
+                conv = self.conv or self.store.create_conversation(title_from(text),
+                                                                   self.chat_settings)
+                user = self.store.add_message(conv.id, "user", text)
+                ids = {name: self.store.add_message(conv.id, "assistant", "",
+                                                    status="streaming", parent_id=user.id).id
+                       for name in self.sides}
+        except StoreWriteError as exc:
+            self.query_one("#cmp-prompt", PromptBox).set_text(text)  # kept for another try
+            self.notify(t("chat.not_saved", error=exc), title=t("chat.not_saved_title"),
+                        severity="error", timeout=30)
+            return
+        self.conv = conv
+        history = self.store.messages(conv.id)
         for name, side in self.sides.items():
             side.text, side.status, side.prov = "", "streaming", {}
-            side.msg_id = self.store.add_message(self.conv.id, "assistant", "",
-                                                 status="streaming", parent_id=user.id).id
+            side.msg_id = ids[name]
             self.query_one(f"#cmp-{name}", Vertical).remove_class("-kept")
             self.query_one(f"#cmp-{name}-stats", Static).update("…")
             md = self.query_one(f"#cmp-{name}-md", Markdown)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from textual.screen import Screen
 
 from slmchat.engine.fsutil import write_private
-from slmchat.engine.store.store import Conversation, Store
+from slmchat.engine.store.store import Conversation, Store, StoreWriteError
 from slmchat.engine.store.transcript import to_json, to_markdown
 from slmchat.i18n import localize_bindings, t
 from slmchat.tui.generation import ReplyJob
@@ -60,6 +60,11 @@ class ConversationScreen(Screen[None]):
         # What was typed and not sent, per conversation (None: the new chat), so that it
         # does not follow you into another conversation, ready to be sent there.
         self.drafts: dict[int | None, str] = {}
+
+    def not_saved(self, exc: StoreWriteError, what: str = "chat.not_saved") -> None:
+        """A write failed (a full disk): say so where it cannot be missed."""
+        self.notify(t(what, error=exc), title=t("chat.not_saved_title"), severity="error",
+                    timeout=30)
 
     @property
     def prompt(self) -> PromptBox:
@@ -192,7 +197,11 @@ class ConversationScreen(Screen[None]):
 
         def done(new_title: str | None) -> None:
             if new_title:
-                self.store.rename_conversation(conv_id, new_title)
+                try:
+                    self.store.rename_conversation(conv_id, new_title)
+                except StoreWriteError as exc:
+                    self.not_saved(exc, "chat.change_not_saved")
+                    return
                 if self.conv is not None and self.conv.id == conv_id:
                     self.conv = self.store.get_conversation(conv_id)
                 self.sidebar_reload()
@@ -210,7 +219,11 @@ class ConversationScreen(Screen[None]):
         async def done(yes: bool | None) -> None:
             if not yes:
                 return
-            self.store.delete_conversation(conv_id)
+            try:
+                self.store.delete_conversation(conv_id)
+            except StoreWriteError as exc:  # nothing was deleted
+                self.not_saved(exc, "chat.change_not_saved")
+                return
             if self.conv is not None and self.conv.id == conv_id:
                 await self.action_new_chat()
             self.drafts.pop(conv_id, None)

@@ -31,6 +31,7 @@ from textual.widgets.option_list import Option
 
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.store.store import StoreWriteError
 from slmchat.fmt import human_bytes
 from slmchat.i18n import localize_bindings, t
 from slmchat.tui.messages import ModelsFound
@@ -235,7 +236,11 @@ class ModelSwitchActions(ConversationScreen):
             return
         if same_model(self.conv.model, spec_dict(spec)):
             return  # back to the model that wrote this conversation ("Switch back"): no change
-        change = self.store.add_model_change(self.conv.id, new.label, spec_dict(spec))
+        try:
+            change = self.store.add_model_change(self.conv.id, new.label, spec_dict(spec))
+        except StoreWriteError as exc:  # the model is loaded; only the divider is missing
+            self.not_saved(exc, "chat.divider_not_saved")
+            return
         self.conv = replace(self.conv, model=spec_dict(spec))
         self.call_later(self._mount_divider, change)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,27 @@ def test_folder_and_jsonl_text_and_chat_rows(tmp_path: Path, tok) -> None:
     assert "<|im_start|>assistant\nhello" in text
     assert "secret" not in text
     assert data_sha256(d) != data_sha256(d / "a.txt")
+
+
+@pytest.mark.parametrize("block", [16, 32, 256, 4096])
+def test_too_short_never_suggests_a_block_size_that_is_not_smaller(tmp_path: Path, tok,
+                                                                   block: int) -> None:
+    f = tmp_path / "short.txt"
+    f.write_text("Paris is the capital of France.")
+    with pytest.raises(DataError, match="too short") as err:
+        prepare_data(f, tok, block)
+    suggested = re.search(r"--block-size \(e\.g\. (\d+)\)", str(err.value))
+    assert suggested is None or int(suggested.group(1)) < block, str(err.value)
+
+
+def test_masking_that_leaves_nothing_to_train_on_says_so(tmp_path: Path, tok) -> None:
+    f = tmp_path / "rows.jsonl"
+    question = "Tell me about the long history of Paris, France and the Seine. " * 3
+    f.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": question}]})
+                           for _ in range(20)))
+    with pytest.raises(DataError) as err:
+        prepare_data(f, tok, 32)
+    message = str(err.value)
+    assert message.startswith("too few tokens to train on: 0 of ")
+    assert "--no-mask-prompt" in message and "--block-size" not in message
+    assert len(prepare_data(f, tok, 32, mask_prompt=False).train) > 0

@@ -264,3 +264,48 @@ def test_real_model_short_run_lowers_heldout_perplexity(notes: Path,
     assert m["perplexity_after"] < m["perplexity_before"] * 0.9
     cfg = json.loads((Path(status["out"]) / "adapter_config.json").read_text())
     assert Path(cfg["base_model_name_or_path"]) == default_model_dir.resolve()
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(notes: Path, tiny_llama_dir: Path) -> None:
+    run_dir = prepare_run(tiny_args(notes, tiny_llama_dir, max_steps=6, save_every=2))
+
+    def cancel_at_4(row: dict) -> None:
+        if row.get("event") == "progress" and row.get("step") == 4:
+            runs.request_cancel(run_dir)
+
+    assert run_job(run_dir, report=cancel_at_4)["state"] == "cancelled"
+    assert [s for s, _ in runs.checkpoints(run_dir)] == [2, 4]
+    (run_dir / runs.CANCEL).unlink()
+    newest = run_dir / "checkpoints" / "step-00000004" / "optimizer.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # a full disk or a bad copy
+    messages: list[str] = []
+    status = run_job(run_dir, report=lambda row: messages.append(str(row.get("message"))))
+    assert status["state"] == "done" and status["step"] == 6, status["message"]
+    started = [m for m in messages if m.startswith("training from step")]
+    assert started and started[0].startswith("training from step 2 (skipped damaged "
+                                             "step-00000004: "), messages
+    _check_progress_schema(run_dir, 6)
+    # Every checkpoint damaged: a clear failure, not a silent start from scratch.
+    for _, path in runs.checkpoints(run_dir):
+        (path / "weights.safetensors").write_bytes(b"\0" * 16)
+    (run_dir / runs.STATUS).unlink()
+    status = run_job(run_dir)
+    assert status["state"] == "failed"
+    assert status["message"].startswith(f"no checkpoint of {run_dir} can be loaded: step-")
+
+
+@pytest.mark.parametrize("free_kib", [0, 40, 120])  # at the start, at step 1, at step 2
+def test_a_run_on_a_full_disk_fails_with_the_reason_and_resumes_later(
+        notes: Path, tiny_llama_dir: Path, small_disk, free_kib: int) -> None:
+    run_dir = prepare_run(tiny_args(notes, tiny_llama_dir, max_steps=4, save_every=2),
+                          run_dir=small_disk.root / "run")
+    small_disk.fill(free_kib * 1024)
+    status = run_job(run_dir)
+    assert status["state"] == "failed", status
+    assert status["message"].startswith("disk full while "), status["message"]
+    assert f"slmchat finetune --resume {run_dir}" in status["message"]
+    assert not (run_dir / "model").exists()
+    assert not [p for p in run_dir.rglob(".*tmp*")]  # no half checkpoint or output
+    small_disk.unfill()
+    status = run_job(run_dir)
+    assert status["state"] == "done" and status["step"] == 4

@@ -199,3 +199,69 @@ def test_pending_copy_tells_a_command_what_to_build_up_front(
     key = tiny_copy.name.rsplit("-", 1)[-1]
     shutil.copytree(tiny_copy, tmp_path / "cache" / "onnx" / f"renamed-int8-{key}")
     assert pending_copy(spec) is None  # the same copy under another name counts
+
+
+def test_same_size_damage_is_found_by_content_and_rebuilt(tiny_llama_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.generation.sampling import SamplingParams
+
+    cache = _private_cache(tmp_path, monkeypatch, None)
+    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)  # a fresh build: hashes recorded
+    copy = Path(lm.extra["onnx_dir"])
+    assert (cache / "onnx") in copy.parents
+    meta = json.loads((copy / onnx.MARKER).read_text())
+    assert set(meta["sha256"]) == set(meta["files"])
+    assert onnx.check_copy(copy, deep=True) is None
+    data = copy / "model.onnx.data"
+    size = data.stat().st_size
+    with data.open("r+b") as fh:  # flip bytes inside the weights; the size stays
+        fh.seek(size // 3)
+        fh.write(bytes(b ^ 0xFF for b in fh.read(size // 3)))
+    assert data.stat().st_size == size
+    assert onnx.check_copy(copy) == (
+        "model.onnx.data is damaged (its content differs from when it was built)")
+    messages: list[str] = []
+    engine = Engine()
+    engine.load(ModelSpec(path=str(tiny_llama_dir)), progress=lambda m, f: messages.append(m))
+    assert engine.info is not None and engine.info.runtime == "onnx"
+    assert any(m.startswith("rebuilding the ONNX copy") and "model.onnx.data is damaged" in m
+               for m in messages), messages
+    assert onnx.check_copy(copy, deep=True) is None
+    params = SamplingParams(temperature=0.0, max_new_tokens=4)
+    chunks = list(engine.stream_chat([ChatMessage("user", "hi")], params))
+    assert chunks[-1].new_tokens > 0
+
+
+def test_an_untouched_copy_is_not_hashed_again(tiny_llama_dir: Path, tiny_copy: Path,
+                                               tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = _private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir)
+    copy = _seeded(cache)
+    onnx.write_marker(copy, {"source": str(tiny_llama_dir)})
+    hashed: list[str] = []
+    real = onnx._sha256
+    monkeypatch.setattr(onnx, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    assert onnx.check_copy(copy) is None and hashed == []  # stat unchanged: no reading
+    assert onnx.check_copy(copy, deep=True) is None and "model.onnx.data" in hashed
+
+
+def test_a_cached_copy_without_hashes_is_rebuilt_once_with_them(
+        tiny_llama_dir: Path, tiny_copy: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = _private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir)
+    copy = _seeded(cache)
+    meta = json.loads((copy / onnx.MARKER).read_text())
+    for key in ("sha256", "checked"):
+        meta.pop(key, None)
+    (copy / onnx.MARKER).write_text(json.dumps(meta))  # as a build before hashes leaves it
+    messages: list[str] = []
+    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
+              progress=lambda msg, frac: messages.append(msg))
+    assert lm.info.runtime == "onnx" and Path(lm.extra["onnx_dir"]) == copy
+    assert any("built without content hashes" in m for m in messages), messages
+    assert "sha256" in json.loads((copy / onnx.MARKER).read_text())
+    messages.clear()
+    load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
+         progress=lambda msg, frac: messages.append(msg))
+    assert not any("rebuilding" in m for m in messages)  # once

@@ -250,3 +250,52 @@ def test_models_command_lists_tool_stores(home: Path, monkeypatch: pytest.Monkey
         ("ollama", "broken:latest", "broken manifest: JSONDecodeError")]
     assert main(["models", "--no-tools", "qwen2.5"]) == 0
     assert "(no models match)" in capsys.readouterr().out
+
+
+def _scan_within(home: Path, seconds: float = 20) -> list[ModelEntry]:
+    """scan_tool_stores in a thread: a scan that blocks on a FIFO fails, not hangs."""
+    import threading
+
+    out: list[list[ModelEntry]] = []
+    thread = threading.Thread(target=lambda: out.append(scan_tool_stores(env={}, home=home)),
+                              daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert out, "the scan blocked"
+    return out[0]
+
+
+def test_fifo_device_and_truncated_blobs_get_their_own_reason(tmp_path: Path) -> None:
+    om = tmp_path / "home" / ".ollama" / "models"
+    ggufs = tmp_path / "ggufs"
+    for name in ("fifo:1b", "zero:1b", "cut:1b"):
+        manifest = ollama_model(om, name, write_gguf(ggufs / f"{name[:4]}.gguf", name=name))
+        digest = json.loads(manifest.read_text())["layers"][0]["digest"].replace(":", "-")
+        blob = om / "blobs" / digest
+        if name == "fifo:1b":
+            blob.unlink()
+            os.mkfifo(blob)
+        elif name == "zero:1b":
+            blob.unlink()
+            blob.symlink_to("/dev/zero")
+        else:  # cut short, and the manifest says so too (as a re-pull that stopped would)
+            data = blob.read_bytes()[:-64]
+            blob.write_bytes(data)
+            layers = json.loads(manifest.read_text())
+            layers["layers"][0]["size"] = len(data)
+            manifest.write_text(json.dumps(layers))
+    fifo_manifest = om / "manifests" / "registry.ollama.ai" / "library" / "pipe" / "latest"
+    fifo_manifest.parent.mkdir(parents=True)
+    os.mkfifo(fifo_manifest)
+    lc = tmp_path / "home" / ".cache" / "llama.cpp"
+    lc.mkdir(parents=True)
+    os.mkfifo(lc / "manifest=org=pipe-GGUF=Q8_0.json")
+    entries = _scan_within(tmp_path / "home")
+    ollama = _by(entries, "ollama")
+    assert ollama["fifo:1b"].problem.endswith("is a FIFO, not a file")
+    assert ollama["zero:1b"].problem.endswith("is a device, not a file")
+    assert ollama["pipe:latest"].problem == "broken manifest: is a FIFO, not a file"
+    assert ollama["cut:1b"].problem == "truncated GGUF file: 608 of 672 bytes"
+    assert _by(entries, "llama.cpp")["org/pipe-GGUF:Q8_0"].problem.startswith("broken manifest")
+    with pytest.raises(ModelLoadError, match=r"truncated GGUF file: 608 of 672 bytes .*again"):
+        resolve_source(ModelSpec(path=ollama["cut:1b"].path))

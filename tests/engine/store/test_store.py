@@ -231,3 +231,51 @@ def test_v5_keeps_a_version_4_database_and_adds_the_conversation_model(tmp_path:
     again.delete_conversation(1)
     assert again.model_changes(1) == []
     again.close()
+
+
+def test_a_full_disk_says_so_and_keeps_what_was_saved(small_disk) -> None:
+    from slmchat.engine.store.store import StoreWriteError
+
+    store = Store(small_disk.root / "c.db")
+    conv = store.create_conversation("kept")
+    store.add_message(conv.id, "user", "saved before the disk filled")
+    small_disk.fill(24 * 1024)
+    with pytest.raises(StoreWriteError) as err:
+        store.add_message(conv.id, "user", "x" * 200_000)
+    # SQLite's own reason, not "cannot rollback - no transaction is active".
+    assert err.value.disk_full and str(err.value).startswith("disk full:")
+    assert "database or disk is full" in str(err.value)
+    assert isinstance(err.value, SlmChatError)
+    # A group of writes is saved together or not at all: no empty conversation row.
+    with pytest.raises(StoreWriteError), store.transaction():
+        store.create_conversation("would be empty")
+        store.add_message(conv.id, "user", "y" * 200_000)
+    assert [c.title for c in store.list_conversations()] == ["kept"]
+    assert [m.content for m in store.messages(conv.id)] == ["saved before the disk filled"]
+    small_disk.unfill()
+    store.add_message(conv.id, "assistant", "room again")
+    store.close()
+    reopened = Store(small_disk.root / "c.db")
+    assert [m.content for m in reopened.messages(conv.id)] == [
+        "saved before the disk filled", "room again"]
+    assert reopened.integrity_check() == "ok"
+    reopened.close()
+
+
+def test_opening_the_store_on_a_full_disk_says_so_and_loses_nothing(small_disk) -> None:
+    path = small_disk.root / "c.db"
+    store = Store(path)
+    conv = store.create_conversation("x")
+    store.add_message(conv.id, "user", "q")
+    store.add_message(conv.id, "assistant", "half a reply " * 500, status="streaming")
+    store.close()  # as a killed app leaves it
+    small_disk.fill(0)
+    from slmchat.engine.store.store import StoreOpenError
+
+    with pytest.raises(StoreOpenError, match=r"cannot open the conversations in .*the disk "
+                                             r"is full: free some space"):
+        Store(path)  # WAL needs its -wal and -shm files: one clear line, not a traceback
+    small_disk.unfill()
+    again = Store(path)
+    assert again.messages(conv.id)[-1].status == "interrupted"
+    again.close()
