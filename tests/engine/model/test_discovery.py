@@ -121,7 +121,7 @@ def test_not_a_model_and_missing_folders(tmp_path: Path) -> None:
     assert scan_folder(tmp_path / "missing", "settings") == []
     (tmp_path / "bad.gguf").write_bytes(b"GGUF garbage")
     bad = next(e for e in scan_folder(tmp_path, "settings") if e.format == "gguf")
-    assert bad.problem and bad.problem.startswith("unreadable GGUF")
+    assert bad.problem and bad.problem.startswith(("unreadable GGUF", "damaged GGUF file"))
 
 
 def test_estimate_memory_orders_quantizations(zoo: Path) -> None:

@@ -207,7 +207,7 @@ def test_same_size_damage_is_found_by_content_and_rebuilt(tiny_llama_dir: Path, 
     from slmchat.engine.generation.sampling import SamplingParams
 
     cache = _private_cache(tmp_path, monkeypatch, None)
-    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True)  # a fresh build: hashes recorded
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))  # a fresh build: hashes recorded
     copy = Path(lm.extra["onnx_dir"])
     assert (cache / "onnx") in copy.parents
     meta = json.loads((copy / onnx.MARKER).read_text())
@@ -256,12 +256,12 @@ def test_a_cached_copy_without_hashes_is_rebuilt_once_with_them(
         meta.pop(key, None)
     (copy / onnx.MARKER).write_text(json.dumps(meta))  # as a build before hashes leaves it
     messages: list[str] = []
-    lm = load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)),
               progress=lambda msg, frac: messages.append(msg))
     assert lm.info.runtime == "onnx" and Path(lm.extra["onnx_dir"]) == copy
     assert any("built without content hashes" in m for m in messages), messages
     assert "sha256" in json.loads((copy / onnx.MARKER).read_text())
     messages.clear()
-    load(ModelSpec(path=str(tiny_llama_dir)), chat=True,
+    chat_load(ModelSpec(path=str(tiny_llama_dir)),
          progress=lambda msg, frac: messages.append(msg))
     assert not any("rebuilding" in m for m in messages)  # once
