@@ -40,7 +40,15 @@ from slmchat.server.flow import (
     read_json,
     state_of,
 )
-from slmchat.server.requests import Fields, GenRequest, chat_messages, constraint_of, sampling_overrides
+from slmchat.server.requests import (
+    Fields,
+    GenRequest,
+    chat_messages,
+    constraint_of,
+    sampling_overrides,
+    with_tools,
+)
+from slmchat.server.tools import parse_tools, read_call
 
 # The Ollama API level these routes follow (clients compare it to enable features).
 OLLAMA_API_VERSION = "0.12.0"
@@ -72,8 +80,6 @@ def _options(f: Fields) -> dict[str, Any]:
         constraint = constraint_of("format", fmt)
     else:
         raise APIError(400, 'format must be "json" or a JSON schema object')
-    if f.raw("tools"):
-        raise APIError(400, "tools are not supported by this server")
     return {
         "model": f.string("model"),
         "stream": f.bool("stream", default=True),
@@ -101,20 +107,33 @@ def _line(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
 
-def _piece(chat: bool, text: str) -> dict[str, Any]:
+def _piece(chat: bool, text: str, req: GenRequest | None = None) -> dict[str, Any]:
+    """The reply text; with tools, a reply that calls an offered function is Ollama's
+    message.tool_calls (arguments as an object) instead."""
+    call = read_call(text, req.tools) if req is not None and req.tools is not None else None
+    if chat and call is not None:
+        return {"message": {"role": "assistant", "content": "",
+                            "tool_calls": [{"function": {"name": call[0], "arguments": call[1]}}]}}
     return {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
 
 
-async def _lines(run: Run, chat: bool) -> AsyncIterator[bytes]:
-    """NDJSON lines; the last has done: true and the stats (or is an error line)."""
+async def _lines(run: Run, chat: bool, req: GenRequest) -> AsyncIterator[bytes]:
+    """NDJSON lines; the last has done: true and the stats (or is an error line). With
+    tools the reply is held to its end: a call or text, known only then."""
     last: GenerationChunk | None = None
+    held: list[str] = []
     try:
         try:
             async for chunk in run.chunks():
                 last = chunk
-                if chunk.text:
+                if chunk.text and req.tools is not None:
+                    held.append(chunk.text)
+                elif chunk.text:
                     yield _line({"model": run.model, "created_at": _now(),
                                  **_piece(chat, chunk.text), "done": False})
+            if held:
+                yield _line({"model": run.model, "created_at": _now(),
+                             **_piece(chat, "".join(held), req), "done": False})
             yield _line({"model": run.model, "created_at": _now(), **_piece(chat, ""),
                          "done": True, "done_reason": finish_reason(last), **_stats(run, last)})
         except APIError as exc:
@@ -126,9 +145,9 @@ async def _lines(run: Run, chat: bool) -> AsyncIterator[bytes]:
 async def _generate(request: Request, req: GenRequest, chat: bool) -> Response:
     run = await admit(request, req, "ollama")
     if req.stream:
-        return StreamingResponse(_lines(run, chat), media_type="application/x-ndjson")
+        return StreamingResponse(_lines(run, chat, req), media_type="application/x-ndjson")
     text, last = await run.collect()
-    return JSONResponse({"model": run.model, "created_at": _now(), **_piece(chat, text),
+    return JSONResponse({"model": run.model, "created_at": _now(), **_piece(chat, text, req),
                          "done": True, "done_reason": finish_reason(last), **_stats(run, last)})
 
 
@@ -143,7 +162,13 @@ async def chat(request: Request) -> Response:
     kwargs = _options(f)
     if not f.raw("messages"):
         return await _load_only(request, kwargs["model"], chat=True)
-    req = GenRequest(messages=chat_messages(f.raw("messages")), mode="chat", **kwargs)
+    messages = chat_messages(f.raw("messages"))
+    plan = parse_tools(f.raw("tools"), None)
+    if plan is not None:
+        if kwargs["constraint"] is not None:
+            raise APIError(400, "format and tools cannot be combined")
+        messages, kwargs["constraint"] = with_tools(messages, plan), plan.constraint()
+    req = GenRequest(messages=messages, mode="chat", tools=plan, **kwargs)
     return await _generate(request, req, chat=True)
 
 
@@ -154,6 +179,8 @@ async def generate(request: Request) -> Response:
         raise APIError(400, "images are not supported by this server")
     if f.string("suffix"):
         raise APIError(400, "suffix (insertion) is not supported by this server")
+    if f.raw("tools"):
+        raise APIError(400, "tools are for /api/chat (a conversation), not /api/generate")
     prompt = f.string("prompt", "") or ""
     if not prompt:
         return await _load_only(request, kwargs["model"], chat=False)

@@ -28,7 +28,9 @@ from slmchat.server.requests import (
     chat_messages,
     constraint_of,
     sampling_overrides,
+    with_tools,
 )
+from slmchat.server.tools import call_id, parse_tools, read_call
 
 SAMPLING = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "top_k": "top_k",
             "min_p": "min_p", "repetition_penalty": "repetition_penalty"}
@@ -65,11 +67,16 @@ def parse_chat(body: Any) -> GenRequest:
     f = Fields(body)
     if f.raw("logprobs") not in (None, False) or f.has("top_logprobs"):
         raise APIError(400, "logprobs are not supported by this server", param="logprobs")
-    f.refuse("tools", "tool calling is not implemented", (None,))
-    f.refuse("functions", "function calling is not implemented", (None,))
-    f.refuse("tool_choice", "tool calling is not implemented", (None, "none", "auto"))
-    return GenRequest(messages=chat_messages(f.raw("messages")), mode="chat",
-                      constraint=_response_format(f.raw("response_format")), **_common(f))
+    f.refuse("functions", "the legacy functions field is not implemented: use tools", (None,))
+    plan = parse_tools(f.raw("tools"), f.raw("tool_choice"))
+    constraint = _response_format(f.raw("response_format"))
+    messages = chat_messages(f.raw("messages"))
+    if plan is not None:
+        if constraint is not None:
+            raise APIError(400, "response_format and tools cannot be combined", param="tools")
+        messages, constraint = with_tools(messages, plan), plan.constraint()
+    return GenRequest(messages=messages, mode="chat", constraint=constraint, tools=plan,
+                      **_common(f))
 
 
 def _response_format(fmt: Any) -> Constraint | None:
@@ -145,9 +152,23 @@ class _Shape:
         return {"id": self.id, "object": obj, "created": self.run.created, "model": self.run.model,
                 "system_fingerprint": _fingerprint(self.run)}
 
-    def whole(self, text: str, last: GenerationChunk) -> dict[str, Any]:
+    def tool_calls(self, text: str, req: GenRequest) -> list[dict[str, Any]] | None:
+        """The reply as OpenAI tool_calls when it is a call of an offered function."""
+        call = read_call(text, req.tools) if req.tools is not None else None
+        if call is None:
+            return None
+        return [{"id": call_id(), "type": "function",
+                 "function": {"name": call[0], "arguments": json.dumps(call[1], ensure_ascii=False)}}]
+
+    def whole(self, text: str, last: GenerationChunk, req: GenRequest | None = None) -> dict[str, Any]:
         reason = finish_reason(last)
-        if self.chat:
+        calls = self.tool_calls(text, req) if req is not None else None
+        if self.chat and calls:
+            choice = {"index": 0, "message": {"role": "assistant", "content": None,
+                                              "tool_calls": calls},
+                      "logprobs": None, "finish_reason": "tool_calls"}
+            obj = "chat.completion"
+        elif self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text},
                       "logprobs": None, "finish_reason": reason}
             obj = "chat.completion"
@@ -165,6 +186,12 @@ class _Shape:
         choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
         return {**self._head("text_completion"), "choices": [choice]}
 
+    def call_part(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The streamed tool calls, whole, in one delta (OpenAI's clients join deltas)."""
+        delta = {"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]}
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        return {**self._head("chat.completion.chunk"), "choices": [choice]}
+
     def usage(self, last: GenerationChunk | None) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.chat else "text_completion"
         return {**self._head(obj), "choices": [], "usage": _usage(self.run, last)}
@@ -179,11 +206,21 @@ async def _events(run: Run, shape: _Shape, req: GenRequest) -> AsyncIterator[byt
         elif req.echo:
             yield sse(shape.part(req.messages[-1].content))
         try:
+            held: list[str] = []  # with tools: the reply is a call or text, known at its end
             async for chunk in run.chunks():
                 last = chunk
-                if chunk.text:
+                if chunk.text and req.tools is not None:
+                    held.append(chunk.text)
+                elif chunk.text:
                     yield sse(shape.part(chunk.text))
-            yield sse(shape.part(None, finish_reason(last)))
+            calls = shape.tool_calls("".join(held), req) if req.tools is not None else None
+            if calls:
+                yield sse(shape.call_part(calls))
+                yield sse(shape.part(None, "tool_calls"))
+            else:
+                if held:
+                    yield sse(shape.part("".join(held)))
+                yield sse(shape.part(None, finish_reason(last)))
             if req.include_usage:
                 yield sse(shape.usage(last))
         except APIError as exc:
@@ -202,7 +239,7 @@ async def _complete(request: Request, req: GenRequest, chat: bool) -> Response:
     text, last = await run.collect()
     if req.echo:
         text = req.messages[-1].content + text
-    return JSONResponse(shape.whole(text, last))
+    return JSONResponse(shape.whole(text, last, req))
 
 
 async def chat_completions(request: Request) -> Response:

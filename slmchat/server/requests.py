@@ -17,6 +17,7 @@ from slmchat.engine.generation.prompting import ChatMessage, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.errors import InvalidParameterError
 from slmchat.server.errors import APIError
+from slmchat.server.tools import ToolPlan, call_text
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class GenRequest:
     include_usage: bool = False  # OpenAI stream_options.include_usage
     echo: bool = False  # OpenAI completions: the prompt comes first in the text
     constraint: Constraint | None = None  # response_format / format: the reply follows it
+    tools: ToolPlan | None = None  # offered functions: a reply may be a call (server/tools.py)
 
     def sampling(self, defaults: SamplingParams) -> SamplingParams:
         """Defaults with this request's values; out-of-range values are a 400."""
@@ -225,7 +227,27 @@ def message_text(content: Any, where: str) -> str:
     raise APIError(400, f"{where} must be a string or a list of text parts", param=where)
 
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+         "tool": "user"}
+
+
+def _calls_as_text(calls: Any, where: str) -> list[str]:
+    if not isinstance(calls, list):
+        raise APIError(400, f"{where} must be a list", param=where)
+    out = []
+    for j, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise APIError(400, f"{where}[{j}] must have a function with a name", param=where)
+        out.append(call_text(fn["name"], fn.get("arguments") or {}))
+    return out
+
+
+def with_tools(messages: list[ChatMessage], plan: ToolPlan) -> list[ChatMessage]:
+    """``messages`` with the offered functions described in the system message."""
+    if messages and messages[0].role == "system":
+        return [ChatMessage("system", f"{messages[0].content}\n\n{plan.system_text()}"), *messages[1:]]
+    return [ChatMessage("system", plan.system_text()), *messages]
 
 
 def chat_messages(value: Any, key: str = "messages") -> list[ChatMessage]:
@@ -238,12 +260,20 @@ def chat_messages(value: Any, key: str = "messages") -> list[ChatMessage]:
         m = Fields(item, f"{key}[{i}]")
         role = m.string("role")
         if role not in ROLES:
-            raise APIError(400, f"{key}[{i}].role must be system, user or assistant, got {role!r}",
-                           param=f"{key}[{i}].role")
-        if m.data.get("images") or m.data.get("tool_calls"):
-            raise APIError(400, f"{key}[{i}]: images and tool calls are not supported",
+            raise APIError(400, f"{key}[{i}].role must be system, user, assistant or tool, "
+                           f"got {role!r}", param=f"{key}[{i}].role")
+        if m.data.get("images"):
+            raise APIError(400, f"{key}[{i}]: images are not supported", param=f"{key}[{i}]")
+        if m.data.get("tool_calls") and role != "assistant":
+            raise APIError(400, f"{key}[{i}]: only assistant messages carry tool_calls",
                            param=f"{key}[{i}]")
         text = message_text(m.raw("content"), f"{key}[{i}].content")
+        if role == "assistant" and m.data.get("tool_calls"):
+            text = "\n".join([*([text] if text else []), *_calls_as_text(m.raw("tool_calls"),
+                                                                       f"{key}[{i}].tool_calls")])
+        elif role == "tool":  # a function's result, as the next turn the model reads
+            name = m.data.get("name") or m.data.get("tool_name") or "the function"
+            text = f"Result of {name}: {text}"
         if ROLES[role] == "system":
             if text:
                 systems.append(text)

@@ -97,3 +97,63 @@ def test_official_clients_get_structured_output_from_the_default_model(default_e
             oa.chat.completions.create(model="SmolLM2-135M-Instruct", messages=question,
                                        response_format={"type": "json_schema", "json_schema": {
                                            "name": "x", "schema": {"type": "object", "properties": 5}}})
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city now",
+    "parameters": {"type": "object", "additionalProperties": False, "required": ["city"],
+                   "properties": {"city": {"type": "string", "maxLength": 30},
+                                  "unit": {"enum": ["celsius", "fahrenheit"]}}}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "description": "The time in a timezone",
+    "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 30}},
+                   "required": ["zone"]}}}
+
+
+@pytest.mark.realmodel
+def test_official_clients_run_a_tool_call_loop_on_the_default_model(default_engine) -> None:
+    """openai's tools/tool_choice and tool role messages, streamed and whole, and the
+    ollama client's tools=: the call is well formed and names an offered function."""
+    import json
+
+    config = ServerConfig(defaults=SamplingParams(temperature=0, max_new_tokens=80))
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    with live_server(default_engine, config) as live:
+        oa = openai.OpenAI(base_url=f"{live.url}/v1", api_key="x", max_retries=0, timeout=120)
+        r = oa.chat.completions.create(model="SmolLM2-135M-Instruct", messages=ask,
+                                       tools=[WEATHER, TIME], tool_choice="required")
+        choice = r.choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        call = choice.message.tool_calls[0]
+        assert call.function.name in ("get_weather", "get_time")
+        args = json.loads(call.function.arguments)
+        assert isinstance(args, dict)
+        named = oa.chat.completions.create(
+            model="SmolLM2-135M-Instruct", messages=ask, tools=[WEATHER, TIME],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        weather = named.choices[0].message.tool_calls[0]
+        assert weather.function.name == "get_weather"
+        assert set(json.loads(weather.function.arguments)) <= {"city", "unit"}
+        # The result goes back as a tool message; the final answer is text.
+        follow = oa.chat.completions.create(model="SmolLM2-135M-Instruct", tools=[WEATHER],
+                                            tool_choice="none", messages=[
+            *ask, {"role": "assistant", "content": None, "tool_calls": [weather.model_dump()]},
+            {"role": "tool", "tool_call_id": weather.id, "content": "18 degrees and sunny"}])
+        assert follow.choices[0].finish_reason == "stop" and follow.choices[0].message.content
+        # Streamed: the official client joins the deltas into one call.
+        stream = oa.chat.completions.create(model="SmolLM2-135M-Instruct", messages=ask,
+                                            tools=[WEATHER], tool_choice="required", stream=True)
+        chunks = list(stream)
+        calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])] if chunks else []
+        assert calls and calls[0].function.name == "get_weather"
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        reply = ollama.Client(host=live.url).chat(model="SmolLM2-135M-Instruct", messages=ask,
+                                                  tools=[WEATHER])
+        if reply.message.tool_calls:  # auto: the model may also answer in words
+            assert reply.message.tool_calls[0].function.name == "get_weather"
+            assert isinstance(reply.message.tool_calls[0].function.arguments, dict)
+        else:
+            assert reply.message.content and not reply.message.content.lstrip().startswith("{")
+        with pytest.raises(openai.BadRequestError):
+            oa.chat.completions.create(model="SmolLM2-135M-Instruct", messages=ask, tools=[WEATHER],
+                                       tool_choice={"type": "function", "function": {"name": "nope"}})
