@@ -126,6 +126,8 @@ def test_quantize_onnx_int8_writes_a_standalone_copy(model_root: Path, text_file
     entry = inspect_folder(out, "models")
     assert entry is not None and entry.format == "onnx-int8" and entry.problem is None
     assert entry.context_length == 256 and entry.has_chat_template
+    source = inspect_folder(model_root / "llama", "models")
+    assert source is not None and entry.n_params == source.n_params > 0  # issue 26 #8: was 0
     # Bad uses of the copy: one line each.
     assert main(["generate", "hi", "--model", str(out), "--runtime", "transformers"]) == 2
     assert "onnx runtime only" in capsys.readouterr().err

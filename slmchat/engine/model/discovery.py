@@ -169,8 +169,12 @@ def _inspect_onnx(folder: Path, source: str, name: str) -> ModelEntry:
     dec = model.get("decoder") or {}
     marker = read_json(folder / "slmchat-onnx.json")
     heads = int(dec.get("num_attention_heads") or 0)
+    built_from = marker.get("source")
+    origin = (inspect_folder(Path(built_from), source) if isinstance(built_from, str) and built_from
+              and Path(built_from).is_dir() and Path(built_from) != folder else None)
     return ModelEntry(
         name=name, path=str(folder), source=source, format="onnx-int8",
+        n_params=origin.n_params if origin is not None else 0,  # the checkpoint it was built from
         architecture=str(model.get("type") or "?"), size_bytes=dir_size(folder),
         has_chat_template=_has_template(folder),
         context_length=int(model.get("context_length") or 0),

@@ -391,6 +391,18 @@ class OnnxModel:
         return self
 
 
+def _source_params(source: Path) -> int:
+    """The parameter count of the checkpoint a copy was built from (its safetensors
+    headers; 0 when it cannot be read): the copy itself holds int8 blocks, not a count."""
+    from slmchat.engine.model.discovery import inspect_folder
+
+    try:
+        entry = inspect_folder(source, "onnx")
+    except (OSError, ValueError):
+        return 0
+    return entry.n_params if entry is not None else 0
+
+
 def load_copy(folder: Path, spec: Any, name: str, kind: str, source_path: Path,
               source_fp: str, threads: int, warnings: tuple[str, ...] = ()) -> Any:
     """Load a checked copy into a LoadedModel (no torch, no transformers).
@@ -416,7 +428,7 @@ def load_copy(folder: Path, spec: Any, name: str, kind: str, source_path: Path,
     info = ModelInfo(
         name=name, path=str(source_path), kind=kind,
         architecture=architecture(source_path) or str(model.config.model_type),
-        n_params=0, footprint_bytes=sum(p.stat().st_size for p in data),
+        n_params=_source_params(source_path), footprint_bytes=sum(p.stat().st_size for p in data),
         load_time_s=time.perf_counter() - start, context_length=model.context_length,
         has_chat_template=bool(tokenizer.chat_template), dtype=PRECISION, device="cpu",
         quant="none", adapter=str(spec.adapter) if getattr(spec, "adapter", None) else None,

@@ -265,3 +265,13 @@ def test_a_cached_copy_without_hashes_is_rebuilt_once_with_them(
     chat_load(ModelSpec(path=str(tiny_llama_dir)),
          progress=lambda msg, frac: messages.append(msg))
     assert not any("rebuilding" in m for m in messages)  # once
+
+
+def test_a_copy_reports_the_parameters_of_its_checkpoint(tiny_llama_dir: Path) -> None:
+    """Issue 26 #8: the onnx runtime reported 0 parameters (status, models panel, server)."""
+    from transformers import AutoModelForCausalLM
+
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))
+    assert lm.info.runtime == "onnx"
+    ref = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
+    assert lm.info.n_params == sum(p.numel() for p in ref.parameters())
