@@ -20,6 +20,16 @@ class Source:
     path: Path
 
 
+def reference_asked(spec: ModelSpec) -> str | None:
+    """Why ``spec`` asks for the exact transformers path (``auto`` then passes the fast CPU
+    runtimes over), or None."""
+    if spec.runner == "hf":
+        return "runner hf asks for the transformers forward"
+    if spec.dtype != "auto":
+        return f"dtype {spec.dtype} asks for transformers"
+    return None
+
+
 class Runtime(Protocol):
     """One way to run a model's forward step for chat (Harlequin's adapters, mlx-lm's
     ModelProvider): can it run this spec and why not, load, the token-level backend,

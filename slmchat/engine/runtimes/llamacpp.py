@@ -23,7 +23,7 @@ from slmchat.engine.model import llamacpp as gguf_model
 from slmchat.engine.model.discovery import ModelEntry, inspect_folder, inspect_gguf
 from slmchat.engine.model.files import fingerprint
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec, Progress
-from slmchat.engine.runtimes.base import Source
+from slmchat.engine.runtimes.base import Source, reference_asked
 from slmchat.errors import ModelLoadError
 
 # The KV cache is allocated for this many tokens (or the model's trained context when
@@ -71,11 +71,7 @@ class LlamaCppRuntime:
             if params < gguf_copy.LARGE_PARAMS:
                 return f"{params / 1e6:.0f}M parameters: below {gguf_copy.LARGE_PARAMS / 1e9:.0f}B " \
                        "the onnx int8 copy is chosen (closer to fp32)"
-        if spec.runner == "hf":
-            return "runner hf asks for the transformers forward"
-        if spec.dtype != "auto":
-            return f"dtype {spec.dtype} asks for transformers"
-        return None
+        return reference_asked(spec)
 
     def skip_note(self, spec: ModelSpec, source: Source) -> str | None:
         """A GGUF file that will run dequantized on transformers says why."""

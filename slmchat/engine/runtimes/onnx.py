@@ -28,7 +28,7 @@ from slmchat.engine.model.files import (
     resolve_source,
 )
 from slmchat.engine.model.spec import LoadedModel, ModelSpec, Progress
-from slmchat.engine.runtimes.base import Source
+from slmchat.engine.runtimes.base import Source, reference_asked
 from slmchat.errors import ModelLoadError
 
 # A thread change reloads the ONNX session and re-feeds the conversation: at most this often.
@@ -93,13 +93,7 @@ class OnnxRuntime:
         return None
 
     def auto_blocker(self, spec: ModelSpec, source: Source) -> str | None:
-        if source.kind == "onnx":
-            return None
-        if spec.runner == "hf":
-            return "runner hf asks for the transformers forward"
-        if spec.dtype != "auto":
-            return f"dtype {spec.dtype} asks for transformers"
-        return None
+        return None if source.kind == "onnx" else reference_asked(spec)
 
     def skip_note(self, spec: ModelSpec, source: Source) -> str | None:
         return None

@@ -94,7 +94,7 @@ def onnx_source(spec: Any) -> tuple[Path, Path | None]:
     from slmchat.engine.runtimes.onnx import source_and_adapter
 
     kind, path = resolve_source(spec)
-    if kind == "onnx":
+    if onnx.is_onnx_folder(path):
         raise InvalidParameterError(f"{path} is already an ONNX copy")
     if kind == "gguf":
         raise InvalidParameterError("onnx-int8 converts checkpoint folders; export the GGUF file "
