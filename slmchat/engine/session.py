@@ -169,7 +169,8 @@ class Engine:
         ``reuse_cache`` False: the KV cache of the previous turn is dropped first, so the
         whole prompt is prefilled and the reply is exactly a fresh engine's (a reused
         prefix can change a near-tie greedy token: chunked prefill and a cached prefix
-        do not give bit-identical logits)."""
+        do not give bit-identical logits). The last chunk's ``warning`` carries the
+        runtime's word on a reply with no text or an error (Runtime.after_empty_reply)."""
         cancel = cancel or CancelToken()
         with self._lock:
             lm = self._require()
@@ -182,8 +183,16 @@ class Engine:
                 params = replace(params, stop=tuple(params.stop) + prompt.stop)
             self._current = cancel
             try:
-                yield from stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
-                                          params, cancel, self._cache, constraint)
+                said = False  # any text at all (a damaged copy's tokens may decode to none)
+                for chunk in stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
+                                            params, cancel, self._cache, constraint):
+                    said = said or bool(chunk.text)
+                    if chunk.finish_reason == "error" or (
+                            chunk.finish_reason in ("stop", "length") and not said):
+                        note = runtime.after_empty_reply(lm)
+                        if note:
+                            chunk = replace(chunk, warning=note)
+                    yield chunk
             finally:
                 self._current = None
 

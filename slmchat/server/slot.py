@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -31,6 +32,8 @@ from slmchat.errors import SlmChatError
 from slmchat.server.catalog import Catalog
 from slmchat.server.errors import APIError
 from slmchat.server.requests import GenRequest
+
+log = logging.getLogger("slmchat.server")
 
 
 class ClientGone(Exception):
@@ -222,6 +225,8 @@ class Generation:
             for chunk in self.engine.stream_chat(self.req.messages, planned.params, self.cancel,
                                                  mode=self.req.mode, constraint=self.req.constraint,
                                                  reuse_cache=self.req.cache_prompt):
+                if chunk.warning:  # e.g. a damaged ONNX copy: the operator's log hears it
+                    log.warning("%s", chunk.warning)
                 text.append(chunk.text)
                 self.last_seen = chunk
                 self._post(chunk)
