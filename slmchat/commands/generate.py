@@ -165,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     print_sources(augmented)
     sys.stdout.flush()
+    if last is not None and last.warning:  # e.g. a damaged ONNX copy, rebuilt next time
+        print(f"slmchat: warning: {last.warning}", file=sys.stderr)
     if last is not None and last.finish_reason == "error":
         print(f"slmchat: error: generation failed: {last.error}", file=sys.stderr)
         return 1

@@ -54,6 +54,7 @@ class EngineLike(Protocol):
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         cancel: CancelToken | None = None, mode: PromptMode = "chat",
         continue_last: bool = False, constraint: Constraint | None = None,
+        reuse_cache: bool = True,
     ) -> Iterator[GenerationChunk]: ...
 
     def cancel(self) -> None: ...
@@ -160,21 +161,38 @@ class Engine:
         mode: PromptMode = "chat",
         continue_last: bool = False,
         constraint: Constraint | None = None,
+        reuse_cache: bool = True,
     ) -> Iterator[GenerationChunk]:
         """Stream the assistant reply to ``messages`` (system message first, if any);
-        ``constraint``: the reply follows it (generation/constraints.py)."""
+        ``constraint``: the reply follows it (generation/constraints.py).
+
+        ``reuse_cache`` False: the KV cache of the previous turn is dropped first, so the
+        whole prompt is prefilled and the reply is exactly a fresh engine's (a reused
+        prefix can change a near-tie greedy token: chunked prefill and a cached prefix
+        do not give bit-identical logits). The last chunk's ``warning`` carries the
+        runtime's word on a reply with no text or an error (Runtime.after_empty_reply)."""
         cancel = cancel or CancelToken()
         with self._lock:
             lm = self._require()
             runtime = runtimes.runtime_of(lm.info)
             runtime.fit_threads(lm, self._busy, self._training.active())
+            if not reuse_cache:
+                self._cache.reset()
             prompt = self.preview_prompt(messages, params, mode, continue_last)
             if prompt.stop:
                 params = replace(params, stop=tuple(params.stop) + prompt.stop)
             self._current = cancel
             try:
-                yield from stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
-                                          params, cancel, self._cache, constraint)
+                said = False  # any text at all (a damaged copy's tokens may decode to none)
+                for chunk in stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
+                                            params, cancel, self._cache, constraint):
+                    said = said or bool(chunk.text)
+                    if chunk.finish_reason == "error" or (
+                            chunk.finish_reason in ("stop", "length") and not said):
+                        note = runtime.after_empty_reply(lm)
+                        if note:
+                            chunk = replace(chunk, warning=note)
+                    yield chunk
             finally:
                 self._current = None
 

@@ -7,6 +7,8 @@ no messages (chat) or an empty prompt (generate) only loads the model, as in Oll
 ``options`` takes temperature, top_p, top_k, min_p, num_predict (-1/-2: as much as the
 context allows), seed, stop and repeat_penalty; other options (num_ctx, num_thread, ...)
 are accepted and ignored, as Ollama ignores what a runner does not use.
+``cache_prompt: false`` (llama-server's field, at the top level or in ``options``): no KV
+reuse from the previous request, the reply is a fresh prefill's.
 """
 
 from __future__ import annotations
@@ -80,9 +82,12 @@ def _options(f: Fields) -> dict[str, Any]:
         constraint = constraint_of("format", fmt)
     else:
         raise APIError(400, 'format must be "json" or a JSON schema object')
+    # llama-server's cache_prompt, at the top level or among the options
+    cache_prompt = f.bool("cache_prompt", default=True) and opts.bool("cache_prompt", default=True)
     return {
         "model": f.string("model"),
         "stream": f.bool("stream", default=True),
+        "cache_prompt": cache_prompt,
         "max_tokens": num_predict,
         "constraint": constraint,
         "overrides": {**sampling_overrides(opts, OPTIONS), "stop": opts.stop(limit=16)},

@@ -60,6 +60,7 @@ def _common(f: Fields) -> dict[str, Any]:
         "max_tokens": max_tokens,
         "overrides": {**sampling_overrides(f, SAMPLING), "stop": f.stop(limit=4)},
         "include_usage": stream_options.bool("include_usage"),
+        "cache_prompt": f.bool("cache_prompt", default=True),  # llama-server's field
     }
 
 
@@ -131,9 +132,12 @@ def _usage(run: Run, last: GenerationChunk | None) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": last.cached_tokens if last else 0}}
 
 
-def _fingerprint(run: Run) -> str | None:
+def _fingerprint(run: Run, reused: bool) -> str | None:
+    """The model's fingerprint, with "-kv" when the prompt reused the KV cache of an
+    earlier request (its reply can differ from a fresh prefill's: send cache_prompt
+    false for the fresh one)."""
     info = run.gen.engine.info
-    return f"slmchat-{info.fingerprint}" if info else None
+    return f"slmchat-{info.fingerprint}{'-kv' if reused else ''}" if info else None
 
 
 def sse(obj: Any) -> bytes:
@@ -147,10 +151,16 @@ class _Shape:
         self.run = run
         self.chat = chat
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+        # What the plan says is reused; each chunk (and the whole reply) then says it.
+        self.reused = run.planned.prompt.cached_tokens > 0
+
+    def seen(self, last: GenerationChunk | None) -> None:
+        if last is not None:
+            self.reused = last.cached_tokens > 0
 
     def _head(self, obj: str) -> dict[str, Any]:
         return {"id": self.id, "object": obj, "created": self.run.created, "model": self.run.model,
-                "system_fingerprint": _fingerprint(self.run)}
+                "system_fingerprint": _fingerprint(self.run, self.reused)}
 
     def tool_calls(self, text: str, req: GenRequest) -> list[dict[str, Any]] | None:
         """The reply as OpenAI tool_calls when it is a call of an offered function."""
@@ -161,6 +171,7 @@ class _Shape:
                  "function": {"name": call[0], "arguments": json.dumps(call[1], ensure_ascii=False)}}]
 
     def whole(self, text: str, last: GenerationChunk, req: GenRequest | None = None) -> dict[str, Any]:
+        self.seen(last)
         reason = finish_reason(last)
         calls = self.tool_calls(text, req) if req is not None else None
         if self.chat and calls:
@@ -209,6 +220,7 @@ async def _events(run: Run, shape: _Shape, req: GenRequest) -> AsyncIterator[byt
             held: list[str] = []  # with tools: the reply is a call or text, known at its end
             async for chunk in run.chunks():
                 last = chunk
+                shape.seen(chunk)
                 if chunk.text and req.tools is not None:
                     held.append(chunk.text)
                 elif chunk.text:

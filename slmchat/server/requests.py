@@ -35,6 +35,7 @@ class GenRequest:
     echo: bool = False  # OpenAI completions: the prompt comes first in the text
     constraint: Constraint | None = None  # response_format / format: the reply follows it
     tools: ToolPlan | None = None  # offered functions: a reply may be a call (server/tools.py)
+    cache_prompt: bool = True  # False: no KV reuse, the reply is what a fresh prefill gives
 
     def sampling(self, defaults: SamplingParams) -> SamplingParams:
         """Defaults with this request's values; out-of-range values are a 400."""

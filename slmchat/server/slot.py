@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -31,6 +32,8 @@ from slmchat.errors import SlmChatError
 from slmchat.server.catalog import Catalog
 from slmchat.server.errors import APIError
 from slmchat.server.requests import GenRequest
+
+log = logging.getLogger("slmchat.server")
 
 
 class ClientGone(Exception):
@@ -161,6 +164,8 @@ def plan(engine: EngineLike, req: GenRequest, defaults: SamplingParams) -> Plann
     fits = probe.prompt_tokens + params.max_new_tokens <= ctx and not probe.truncated
     prompt = probe if fits and not probe.dropped_messages else engine.preview_prompt(
         req.messages, params, req.mode)
+    if not req.cache_prompt:  # the engine drops its KV cache first: nothing is reused
+        prompt = replace(prompt, cached_tokens=0)
     if req.strict_context and prompt.truncated:
         raise APIError(400, f"the prompt is {probe.prompt_tokens} tokens; with max_tokens "
                        f"{params.max_new_tokens} that is more than the model's context length "
@@ -218,7 +223,10 @@ class Generation:
             if self.cancel.cancelled:
                 return
             for chunk in self.engine.stream_chat(self.req.messages, planned.params, self.cancel,
-                                                 mode=self.req.mode, constraint=self.req.constraint):
+                                                 mode=self.req.mode, constraint=self.req.constraint,
+                                                 reuse_cache=self.req.cache_prompt):
+                if chunk.warning:  # e.g. a damaged ONNX copy: the operator's log hears it
+                    log.warning("%s", chunk.warning)
                 text.append(chunk.text)
                 self.last_seen = chunk
                 self._post(chunk)

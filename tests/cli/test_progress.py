@@ -85,7 +85,7 @@ def test_first_start_draws_the_bar_before_the_app(empty_cache: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     prepare_default_model(ModelSpec(path="default"))
     err = capsys.readouterr().err
-    assert "converting the default model (once):   0%  settings" in err
+    assert "converting the default model (once):   0%  imports" in err
     assert "converting the default model (once): done in " in err
     prepare_default_model(ModelSpec(path="default"))  # second start: silent
     prepare_default_model(ModelSpec(path="/some/folder"))  # not the default model: silent
@@ -112,3 +112,38 @@ def test_bar_fits_the_terminal_width() -> None:
         assert len(bar.line(columns)) < columns
     assert bar.line(200).startswith("converting the default model (once)  [")
     assert bar.line(60).startswith("[############............]  50%  reading")
+
+
+def test_conversion_reports_the_imports_and_the_gguf_read_as_their_own_stages(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: the bar sat at 0% 'reading the settings' for ~19 s while torch and
+    transformers were imported and the GGUF was read; each is a stage of its own now,
+    reported before its work starts."""
+    import transformers
+
+    heard: list[tuple[str, float]] = []
+
+    class Stop(Exception):
+        pass
+
+    def config(*_a: object, **_k: object) -> object:
+        heard.append(("(config read)", -1.0))
+        return object()
+
+    def weights(*_a: object, **_k: object) -> object:
+        heard.append(("(weights read)", -1.0))
+        raise Stop
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", config)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", weights)
+    with pytest.raises(Stop):
+        default_model.convert_gguf(tmp_path / "model.gguf", tmp_path / "out",
+                                   lambda what, at: heard.append((what, at)))
+    assert heard == [("importing torch and transformers", default_model.STAGES["imports"]),
+                     ("reading the GGUF file", default_model.STAGES["settings"]),
+                     ("(config read)", -1.0),
+                     ("reading the weights", default_model.STAGES["weights"]),
+                     ("(weights read)", -1.0)]
+    assert 0.0 == default_model.STAGES["imports"] < default_model.STAGES["settings"] \
+        < default_model.STAGES["weights"]
+    assert not (tmp_path / "out").exists()  # nothing half-built is left

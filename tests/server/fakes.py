@@ -34,6 +34,7 @@ class EchoEngine:
     reply_tokens: int = 12
     context_length: int = 2048
     started: list[str] = field(default_factory=list)
+    reuse: list[bool] = field(default_factory=list)  # each generation's reuse_cache
     max_active: int = 0
     gate: threading.Event | None = None  # when set: each generation waits for it first
     _active: int = 0
@@ -61,14 +62,15 @@ class EchoEngine:
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
-                    continue_last: bool = False,
-                    constraint: Constraint | None = None) -> Iterator[GenerationChunk]:
+                    continue_last: bool = False, constraint: Constraint | None = None,
+                    reuse_cache: bool = True) -> Iterator[GenerationChunk]:
         cancel = cancel or CancelToken()
         last_user = next(m.content for m in reversed(messages) if m.role == "user")
         with self._lock:
             self._active += 1
             self.max_active = max(self.max_active, self._active)
             self.started.append(last_user)
+            self.reuse.append(reuse_cache)
         try:
             if self.gate is not None:
                 while not self.gate.wait(0.01):
@@ -121,13 +123,14 @@ class CountingEngine:
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
-                    continue_last: bool = False,
-                    constraint: Constraint | None = None) -> Iterator[GenerationChunk]:
+                    continue_last: bool = False, constraint: Constraint | None = None,
+                    reuse_cache: bool = True) -> Iterator[GenerationChunk]:
         cancel = cancel or CancelToken()
         late = 0
         last = None
         try:
-            for last in self.inner.stream_chat(messages, params, cancel, mode, continue_last):
+            for last in self.inner.stream_chat(messages, params, cancel, mode, continue_last,
+                                               constraint, reuse_cache):
                 if cancel.cancelled and last.text:
                     late += 1
                 yield last

@@ -127,3 +127,14 @@ def test_bad_input_gets_an_ollama_error_not_a_500(live: Live) -> None:
                        content=body if isinstance(body, bytes) else json.dumps(body))
         assert r.status_code == status, (path, body, r.text)
         assert isinstance(r.json()["error"], str) and "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({}, True), ({"cache_prompt": False}, False), ({"options": {"cache_prompt": False}}, False),
+    ({"cache_prompt": True, "options": {"cache_prompt": True}}, True)])
+def test_cache_prompt_is_read_at_the_top_or_in_options(body: dict, expected: bool) -> None:
+    """llama-server's cache_prompt: false, no KV reuse (Engine.stream_chat reuse_cache)."""
+    from slmchat.server.ollama_api import _options
+    from slmchat.server.requests import Fields
+
+    assert _options(Fields({"messages": HELLO, **body}))["cache_prompt"] is expected

@@ -116,6 +116,59 @@ def test_growing_conversation_reuses_the_kv_cache(client: openai.OpenAI) -> None
     assert second.usage.prompt_tokens_details.cached_tokens > 0
 
 
+
+def test_cache_prompt_false_gives_a_fresh_engines_reply(client: openai.OpenAI,
+                                                        tiny_engine) -> None:
+    """Issue 26: a reply over a reused KV prefix may differ from a fresh prefill's; with
+    cache_prompt false nothing is reused and the reply is exactly a fresh engine's, and
+    system_fingerprint tells the two apart ("-kv" when the prompt was reused)."""
+    from slmchat.engine.generation.prompting import ChatMessage
+
+    first = client.chat.completions.create(model="", messages=HELLO, max_tokens=6, temperature=0)
+    history = [*HELLO, {"role": "assistant", "content": first.choices[0].message.content},
+               {"role": "user", "content": "jumps over"}]
+    reused = client.chat.completions.create(model="", messages=history, max_tokens=6,
+                                            temperature=0)
+    assert reused.usage is not None and reused.usage.prompt_tokens_details is not None
+    assert reused.usage.prompt_tokens_details.cached_tokens > 0
+    fresh = client.chat.completions.create(model="", messages=history, max_tokens=6,
+                                           temperature=0, extra_body={"cache_prompt": False})
+    assert fresh.usage is not None and fresh.usage.prompt_tokens_details is not None
+    assert fresh.usage.prompt_tokens_details.cached_tokens == 0
+    assert reused.system_fingerprint == f"{fresh.system_fingerprint}-kv"
+    assert fresh.system_fingerprint is not None and not fresh.system_fingerprint.endswith("-kv")
+
+    own = tiny_engine.companion()  # the same weights, an empty KV cache of its own
+    params = SamplingParams(temperature=0, max_new_tokens=6)
+    messages = [ChatMessage(m["role"], m["content"]) for m in history]
+    expected = "".join(c.text for c in own.stream_chat(messages, params))
+    assert fresh.choices[0].message.content == expected
+
+    streamed = list(client.chat.completions.create(
+        model="", messages=history, max_tokens=6, temperature=0, stream=True,
+        stream_options={"include_usage": True}, extra_body={"cache_prompt": False}))
+    assert {c.system_fingerprint for c in streamed} == {fresh.system_fingerprint}
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == expected
+    usage = streamed[-1].usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 0
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({}, True), ({"cache_prompt": False}, False), ({"cache_prompt": True}, True)])
+def test_cache_prompt_is_read_from_openai_bodies(body: dict, expected: bool) -> None:
+    from slmchat.server.openai_api import parse_chat, parse_completion
+
+    assert parse_chat({"messages": HELLO, **body}).cache_prompt is expected
+    assert parse_completion({"prompt": "x", **body}).cache_prompt is expected
+
+
+def test_cache_prompt_must_be_a_boolean(live: Live) -> None:
+    r = httpx.post(f"{live.url}/v1/chat/completions",
+                   json={"messages": HELLO, "cache_prompt": "no"}, timeout=30)
+    assert r.status_code == 400 and "cache_prompt" in r.text
+
+
 BAD = [
     ("bad JSON", b'{"messages": [', 400, None),
     ("not an object", b"[1, 2]", 400, None),

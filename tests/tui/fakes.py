@@ -31,6 +31,7 @@ class Call:
     messages: list[ChatMessage]
     params: SamplingParams
     continue_last: bool
+    reuse_cache: bool = True
 
 
 @dataclass
@@ -98,10 +99,10 @@ class FakeEngine:
     def stream_chat(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         cancel: CancelToken | None = None, mode: PromptMode = "chat", continue_last: bool = False,
-        constraint: Constraint | None = None,
+        constraint: Constraint | None = None, reuse_cache: bool = True,
     ) -> Iterator[GenerationChunk]:
         self._current = cancel = cancel or CancelToken()
-        self.calls.append(Call(list(messages), params, continue_last))
+        self.calls.append(Call(list(messages), params, continue_last, reuse_cache))
         reply = self.replies.pop(0) if self.replies else "OK."
         pieces = re.findall(r"\s*\S+", reply) or [reply]
         prompt_tokens = sum(len(m.content.split()) for m in messages) + 10

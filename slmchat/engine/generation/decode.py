@@ -43,6 +43,7 @@ class GenerationChunk:
     finish_reason: FinishReason | None = None
     error: str | None = None
     constraint: str | None = None  # constraints.Constraint.label when the reply was constrained
+    warning: str | None = None  # last chunk: a one-line note on the model (a damaged copy)
 
 
 class CancelToken:

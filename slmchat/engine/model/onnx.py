@@ -336,6 +336,20 @@ def _without_hashes(folder: Path) -> str | None:
     return None if is_in_use(folder) else "built without content hashes"
 
 
+def mark_damaged(folder: Path) -> None:
+    """Forget when the copy's files were last hashed, so the next load's check hashes
+    them all again, finds the damage and rebuilds (a standalone copy is refused); the
+    files stay, as the running model may still read them."""
+    try:
+        meta = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(meta, dict):
+        meta.pop("checked", None)
+        with contextlib.suppress(OSError):  # a read-only cache: nothing to mark
+            write_text_atomic(folder / MARKER, json.dumps(meta, indent=2))
+
+
 def discard_copy(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 

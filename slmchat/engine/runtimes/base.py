@@ -63,3 +63,8 @@ class Runtime(Protocol):
     def fit_threads(self, lm: LoadedModel, busy: BusyCores, training: bool) -> None:
         """Size the compute threads to the free cores before a reply."""
 
+    def after_empty_reply(self, lm: LoadedModel) -> str | None:
+        """Called when a reply ended with no text (no new tokens, or tokens that decode
+        to nothing) or with an error: a one-line warning when that points at the
+        model's files (a damaged converted copy, then marked so that the next load
+        rebuilds it), else None."""

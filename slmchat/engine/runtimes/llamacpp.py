@@ -129,6 +129,9 @@ class LlamaCppRuntime:
         # beside other work): the free cores, checked per reply (a change is cheap here).
         lm.model.set_threads(onnx_thread_count(busy, training=training))
 
+    def after_empty_reply(self, lm: LoadedModel) -> str | None:
+        return None  # the GGUF file was checked at load (_check_file)
+
 
 def _check_file(path: Path) -> ModelEntry:
     """One line for what llama.cpp would only call "Failed to load model": a truncated

@@ -147,6 +147,23 @@ class OnnxRuntime:
             model.set_threads(want)
             model.resized_at = now
 
+    def after_empty_reply(self, lm: LoadedModel) -> str | None:
+        """Hash the copy's files once per load (an empty or failed reply is what flipped
+        bytes inside model.onnx.data look like); a damaged copy is marked for a rebuild."""
+        folder = lm.extra.get("onnx_dir")
+        model = lm.model
+        if not folder or getattr(model, "deep_checked", False):
+            return None
+        model.deep_checked = True
+        path = Path(folder)
+        problem = onnx.check_copy(path, deep=True)
+        if problem is None:
+            return None
+        onnx.mark_damaged(path)
+        then = ("write it again" if lm.info.kind == "onnx"  # a standalone copy: the user's
+                else "it is rebuilt on the next load")
+        return f"the ONNX copy {path.name} is damaged ({problem}): {then}"
+
 
 def _load_standalone(path: Path, spec: Any, name: str) -> LoadedModel:
     """A folder written by `slmchat quantize --method onnx-int8`: onnx only."""

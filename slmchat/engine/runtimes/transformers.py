@@ -54,5 +54,8 @@ class TransformersRuntime:
         if lm.info.device == "cpu":
             chat_threads(training=training)
 
+    def after_empty_reply(self, lm: LoadedModel) -> str | None:
+        return None  # the weights were checked at load; nothing converted to look at
+
 
 RUNTIME = TransformersRuntime()

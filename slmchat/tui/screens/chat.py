@@ -325,6 +325,8 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         status.refresh_status()
         if event.error:
             self.notify(event.error, title=t("chat.generation_failed"), severity="error")
+        if event.last is not None and event.last.warning:  # e.g. a damaged ONNX copy
+            self.notify(event.last.warning, severity="warning", timeout=15)
 
     # --- chat actions ---
 

@@ -275,3 +275,80 @@ def test_a_copy_reports_the_parameters_of_its_checkpoint(tiny_llama_dir: Path) -
     assert lm.info.runtime == "onnx"
     ref = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
     assert lm.info.n_params == sum(p.numel() for p in ref.parameters())
+
+
+def _damage_unnoticed(copy: Path, source: Path) -> None:
+    """Flip bytes inside model.onnx.data and record the new file times as checked, as
+    bit rot that keeps the times looks to the cheap check at load: the copy loads."""
+    onnx.write_marker(copy, {"source": str(source)})  # hashes of the whole copy
+    data = copy / "model.onnx.data"
+    size = data.stat().st_size
+    with data.open("r+b") as fh:
+        fh.seek(size // 3)
+        fh.write(bytes(b ^ 0xFF for b in fh.read(size // 3)))
+    meta = json.loads((copy / onnx.MARKER).read_text())
+    meta["checked"]["model.onnx.data"] = onnx._stat_key(data)
+    (copy / onnx.MARKER).write_text(json.dumps(meta))
+    assert onnx.check_copy(copy) is None  # the cheap check at load does not see it
+
+
+def test_an_empty_reply_checks_the_copy_once_and_marks_it_for_a_rebuild(
+        tiny_llama_dir: Path, tiny_copy: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: flipped weights give a reply with no text; the copy is then hashed once,
+    the damage is said in one line and the next load rebuilds it."""
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.generation.sampling import SamplingParams
+
+    cache = _private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir)
+    copy = _seeded(cache)
+    _damage_unnoticed(copy, tiny_llama_dir)
+    engine = Engine()
+    engine.load(ModelSpec(path=str(tiny_llama_dir)))
+    assert engine.info is not None and engine.info.runtime == "onnx"
+    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    hashed: list[str] = []
+    real = onnx._sha256
+    monkeypatch.setattr(onnx, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    chunks = list(engine.stream_chat([ChatMessage("user", "hi")], params))
+    assert "".join(c.text for c in chunks) == ""
+    assert [c.warning for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert chunks[-1].warning == (
+        f"the ONNX copy {copy.name} is damaged (model.onnx.data is damaged (its content "
+        "differs from when it was built)): it is rebuilt on the next load")
+    assert "model.onnx.data" in hashed
+    hashed.clear()
+    again = list(engine.stream_chat([ChatMessage("user", "hi")], params))
+    assert again[-1].warning is None and hashed == []  # once per load
+    assert onnx.check_copy(copy) is not None  # marked: the cheap check now hashes it
+    messages: list[str] = []
+    engine.load(ModelSpec(path=str(tiny_llama_dir)), progress=lambda m, f: messages.append(m))
+    assert any(m.startswith("rebuilding the ONNX copy") for m in messages), messages
+    assert onnx.check_copy(copy, deep=True) is None
+    whole = list(engine.stream_chat([ChatMessage("user", "hi")], params))
+    assert whole[-1].warning is None and whole[-1].new_tokens > 0
+
+
+def test_cli_generate_says_a_damaged_copy_in_one_line(
+        tiny_llama_dir: Path, tiny_copy: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = _seeded(_private_cache(tmp_path, monkeypatch, tiny_copy, tiny_llama_dir))
+    _damage_unnoticed(copy, tiny_llama_dir)
+    out = subprocess.run([sys.executable, "-m", "slmchat", "generate", "hi", "--model",
+                          str(tiny_llama_dir), "--max-new-tokens", "4", "--temperature", "0"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("slmchat: warning:")]
+    assert warnings == [f"slmchat: warning: the ONNX copy {copy.name} is damaged "
+                        "(model.onnx.data is damaged (its content differs from when it was "
+                        "built)): it is rebuilt on the next load"], out.stderr
+    assert onnx.check_copy(copy) is not None  # the next load rebuilds it
+
+
+def test_runtimes_without_a_copy_have_nothing_to_say(tiny_llama_dir: Path) -> None:
+    from slmchat.engine.runtimes.llamacpp import RUNTIME as LLAMACPP
+    from slmchat.engine.runtimes.transformers import RUNTIME as TRANSFORMERS
+
+    lm = load(ModelSpec(path=str(tiny_llama_dir)))
+    assert TRANSFORMERS.after_empty_reply(lm) is None
+    assert LLAMACPP.after_empty_reply(lm) is None
