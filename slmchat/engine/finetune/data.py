@@ -246,8 +246,8 @@ class PreparedData:
 # straight to the token file. Cuts fall after a newline that a non-space follows, where
 # byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM) never merges across, so the ids are those of
 # the whole text; a SentencePiece tokenizer may differ in one token per piece.
-READ_BYTES = 4 << 20
-PIECE_CHARS = 256 << 10
+READ_BYTES = 1 << 20
+PIECE_CHARS = 64 << 10
 DOC_BATCH = 256  # JSONL rows tokenised per call
 Progress = Callable[[int, int], None]  # (bytes read, bytes in all)
 
