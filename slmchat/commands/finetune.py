@@ -106,7 +106,8 @@ class ReadingProgress:
             return
         self.last_decile = decile
         end = "\n" if not self.tty or done >= total else ""
-        print(f"\rtokenising the data: {reading_line(done, total)}", end=end,
+        start = "\r" if self.tty else ""
+        print(f"{start}tokenising the data: {reading_line(done, total)}", end=end,
               file=self.stream, flush=True)
 
 

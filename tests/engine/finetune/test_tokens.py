@@ -169,3 +169,20 @@ def test_preparing_a_large_file_stays_under_a_memory_bound(tmp_path: Path,
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["tokens"] > 5_000_000
     assert got["peak_mb"] - got["base_mb"] < 400, got
+
+
+def test_a_run_that_tokenises_reports_how_far_it_has_read(tmp_path: Path,
+                                                          tiny_llama_dir: Path) -> None:
+    from slmchat.engine.finetune.args import TrainArgs
+    from slmchat.engine.finetune.job import run_job
+    from slmchat.engine.finetune.plan import prepare_run
+
+    f = tmp_path / "notes.txt"
+    f.write_text(varied_text(20_000))
+    rows: list[dict] = []
+    args = TrainArgs(data=str(f), model=str(tiny_llama_dir), max_steps=1, block_size=32,
+                     batch_size=2, max_eval_blocks=2, device="cpu", bf16="off")
+    status = run_job(prepare_run(args), report=rows.append)  # no preview: the run reads it
+    assert status["state"] == "done", status
+    reading = [r["message"] for r in rows if str(r.get("message", "")).startswith("tokenising")]
+    assert reading and reading[-1].endswith("(100%)")
