@@ -85,6 +85,32 @@ def args_from_cli(ns: argparse.Namespace) -> Any:
     ).validate()
 
 
+class ReadingProgress:
+    """'tokenising the data: 120 / 500 MB (24%)' on stderr while a large data set is read
+    (in place on a terminal, every 10% otherwise); quiet below ``QUIET_BYTES``."""
+
+    QUIET_BYTES = 32 << 20
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        from slmchat.engine.finetune.plan import reading_line
+
+        if total < self.QUIET_BYTES:
+            return
+        decile = 10 * done // max(total, 1)
+        if not self.tty and decile == self.last_decile:
+            return
+        self.last_decile = decile
+        end = "\n" if not self.tty or done >= total else ""
+        start = "\r" if self.tty else ""
+        print(f"{start}tokenising the data: {reading_line(done, total)}", end=end,
+              file=self.stream, flush=True)
+
+
 class ProgressBar:
     """A one-line bar on stderr (redrawn in place on a terminal, every 10% otherwise)."""
 
@@ -98,8 +124,9 @@ class ProgressBar:
         from slmchat.fmt import format_duration
 
         if row.get("event") == "status":
-            if row.get("state") == "running" and row.get("message") in (
-                    "loading data", "loading model"):
+            if row.get("state") == "running" and (row.get("message") in (
+                    "loading data", "loading model")
+                    or str(row.get("message", "")).startswith("tokenising")):
                 self._line(f"{row['message']}...")
             return
         if row.get("event") != "progress":
@@ -204,7 +231,8 @@ def run(ns: argparse.Namespace) -> int:
 
         args = args_from_cli(ns)
         # Data problems surface here, before any model weights are loaded.
-        pv = preview(args, probe_steps=0 if (ns.no_probe or not ns.preview) else 3)
+        pv = preview(args, probe_steps=0 if (ns.no_probe or not ns.preview) else 3,
+                     progress=ReadingProgress())
         for line in pv.lines():
             print(line, file=sys.stderr)
         if ns.preview:

@@ -135,3 +135,19 @@ def test_background_run_and_accelerate_launch(notes: Path, tiny_llama_dir: Path,
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert runs.read_status(acc_dir)["state"] == "done"
     assert (acc_dir / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_reading_progress_is_quiet_for_small_data_and_every_10_percent_otherwise() -> None:
+    import io
+
+    from slmchat.commands.finetune import ReadingProgress
+
+    out = io.StringIO()
+    show = ReadingProgress(out)
+    show(1 << 20, 2 << 20)
+    assert out.getvalue() == ""
+    big = 100 << 20
+    for done in range(0, big + 1, 1 << 20):
+        show(done, big)
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 11 and lines[-1].endswith("100 / 100 MB (100%)")

@@ -9,15 +9,30 @@ template, or a plain transcript when it has none). Every problem a user can fix 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import itertools
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
+from slmchat.engine.finetune.tokens import (
+    IDS,
+    MASK,
+    Blocks,
+    TokenWriter,
+    cache_key,
+    chunked_block_sums,
+    id_dtype,
+    memmap,
+    open_cached,
+)
 from slmchat.engine.fsutil import read_text_file
 from slmchat.errors import DataError
 
@@ -72,37 +87,36 @@ def data_files(path: Path) -> list[Path]:
     return files
 
 
+def _jsonl_row(path: Path, lineno: int, line: str) -> Document:
+    where = f"{path}:{lineno}"
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: each row must be an object with 'text' or 'messages'")
+    if isinstance(row.get("text"), str):
+        return Document(where, text=row["text"])
+    if isinstance(row.get("messages"), list):
+        msgs = row["messages"]
+        ok = all(
+            isinstance(m, dict) and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str) and m.get("weight", 1) in (0, 1)
+            for m in msgs
+        )
+        if not ok or not msgs:
+            raise DataError(f"{where}: 'messages' must be a non-empty list of "
+                            "{'role': ..., 'content': ...} objects ('weight': 0 or 1 "
+                            "optional)")
+        return Document(where, messages=tuple(
+            {"role": m["role"], "content": m["content"],
+             **({"weight": int(m["weight"])} if "weight" in m else {})} for m in msgs))
+    raise DataError(f"{where}: row has neither a 'text' string nor a 'messages' list")
+
+
 def _jsonl_documents(path: Path, text: str) -> list[Document]:
-    docs: list[Document] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: each row must be an object with 'text' or 'messages'")
-        if isinstance(row.get("text"), str):
-            docs.append(Document(where, text=row["text"]))
-        elif isinstance(row.get("messages"), list):
-            msgs = row["messages"]
-            ok = all(
-                isinstance(m, dict) and isinstance(m.get("role"), str)
-                and isinstance(m.get("content"), str) and m.get("weight", 1) in (0, 1)
-                for m in msgs
-            )
-            if not ok or not msgs:
-                raise DataError(f"{where}: 'messages' must be a non-empty list of "
-                                "{'role': ..., 'content': ...} objects ('weight': 0 or 1 "
-                                "optional)")
-            docs.append(Document(where, messages=tuple(
-                {"role": m["role"], "content": m["content"],
-                 **({"weight": int(m["weight"])} if "weight" in m else {})} for m in msgs)))
-        else:
-            raise DataError(f"{where}: row has neither a 'text' string nor a 'messages' list")
-    return docs
+    return [_jsonl_row(path, lineno, line) for lineno, line in enumerate(text.splitlines(), 1)
+            if line.strip()]
 
 
 def load_documents(path: str | Path) -> tuple[list[Document], list[Path], int]:
@@ -216,62 +230,285 @@ def split_blocks(
 
 @dataclass
 class PreparedData:
-    train: list[list[int]]
-    eval: list[list[int]]
+    # Blocks of token ids (lists, or ``tokens.Blocks`` views over the token file).
+    train: Sequence[list[int]]
+    eval: Sequence[list[int]]
     preview: DataPreview
     # Loss masks (1 = train on this token) parallel to train/eval; None: every token.
-    train_mask: list[list[int]] | None = None
-    eval_mask: list[list[int]] | None = None
+    train_mask: Sequence[list[int]] | None = None
+    eval_mask: Sequence[list[int]] | None = None
+    tokens_dir: Path | None = None  # the cached tokenisation the blocks are read from
+
+
+# -- streaming tokenisation ---------------------------------------------------------------
+# Memory while reading is bounded by the piece being tokenised, not the data: READ_BYTES of
+# text at a time (cut after a newline), batch-encoded in PIECE_CHARS pieces, its ids written
+# straight to the token file. Cuts fall after a newline that a non-space follows, where
+# byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM) never merges across, so the ids are those of
+# the whole text; a SentencePiece tokenizer may differ in one token per piece.
+READ_BYTES = 1 << 20
+PIECE_CHARS = 64 << 10
+DOC_BATCH = 256  # JSONL rows tokenised per call
+Progress = Callable[[int, int], None]  # (bytes read, bytes in all)
+
+
+def _cut(buf: bytes, whole_lines: bool) -> int:
+    """Where this piece of a file ends: after the last newline a non-space follows, else
+    after any newline; with no newline 0 when whole lines are needed (read on), else
+    before the last space or at the last UTF-8 character boundary."""
+    pos = buf.rfind(b"\n", 0, len(buf) - 1)
+    for _ in range(64):
+        if pos < 0:
+            break
+        if buf[pos + 1:pos + 2] not in (b" ", b"\t", b"\n", b"\r"):
+            return pos + 1
+        pos = buf.rfind(b"\n", 0, pos)
+    nl = buf.rfind(b"\n")
+    if nl >= 0:
+        return nl + 1
+    if whole_lines:
+        return 0
+    space = buf.rfind(b" ")
+    if space > 0:
+        return space
+    i = len(buf) - 1
+    while i > 0 and buf[i] & 0xC0 == 0x80:
+        i -= 1
+    return i or len(buf)
+
+
+def _pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
+    """``text`` in pieces of about ``size`` characters, cut like ``_cut``."""
+    out: list[str] = []
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind("\n", start, start + size)
+        while cut > start and text[cut + 1:cut + 2].isspace():
+            cut = text.rfind("\n", start, cut)
+        if cut <= start:
+            break
+        out.append(text[start:cut + 1])
+        start = cut + 1
+    out.append(text[start:])
+    return out
+
+
+def read_chunks(path: Path, whole_lines: bool = False,
+                advance: Callable[[int], None] | None = None) -> Iterator[str]:
+    """A UTF-8 text file as decoded pieces of about READ_BYTES (a BOM dropped), with the
+    checks of ``fsutil.read_text_file``: missing, oversized, binary, not UTF-8 (the
+    offset of the bad byte). ``advance(n)``: n more bytes of the file were read."""
+    from slmchat.engine.fsutil import MAX_TEXT_BYTES
+
+    path = path.expanduser()
+    if not path.exists():
+        raise DataError(f"training data not found: {path}")
+    try:
+        size = path.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            raise DataError(f"{path} is {size / 2**30:.1f} GiB; the limit is "
+                            f"{MAX_TEXT_BYTES / 2**30:.0f} GiB")
+        fh = path.open("rb")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with fh:
+        offset, carry, first = 0, b"", True
+        while True:
+            try:
+                raw = fh.read(READ_BYTES)
+            except OSError as exc:
+                raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            if advance is not None:
+                advance(len(raw))
+            if first:
+                first = False
+                if b"\x00" in raw[:65536]:
+                    raise DataError(f"{path} looks binary (it contains NUL bytes); give a "
+                                    "UTF-8 text file")
+                if raw.startswith(codecs.BOM_UTF8):
+                    raw, offset = raw[3:], 3
+            eof = not raw
+            buf = carry + raw
+            cut = len(buf) if eof else _cut(buf, whole_lines)
+            piece, carry = buf[:cut], buf[cut:]
+            if piece:
+                try:
+                    text = piece.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        f"{path} is not valid UTF-8 (bad byte at offset {offset + exc.start}); "
+                        "convert it first, e.g. iconv -f latin1 -t utf-8") from exc
+                offset += len(piece)
+                yield text
+            if eof:
+                return
+
+
+def _encode(tokenizer: Any, pieces: list[str]) -> list[list[int]]:
+    if len(pieces) == 1:  # most pieces: no batch overhead
+        return [tokenizer(pieces[0], add_special_tokens=False)["input_ids"]]
+    return list(tokenizer(pieces, add_special_tokens=False)["input_ids"])
+
+
+@dataclass
+class _Counts:
+    bytes: int = 0
+    documents: int = 0
+    chat: int = 0
+    content: bool = False
+
+
+def _tokenise_text_file(file: Path, tokenizer: Any, writer: TokenWriter, counts: _Counts,
+                        advance: Callable[[int], None]) -> None:
+    start, blank = writer.count, True
+    for text in read_chunks(file, advance=advance):
+        counts.bytes += len(text.encode("utf-8"))
+        blank = blank and text.isspace()
+        enc = _encode(tokenizer, _pieces(text))
+        writer.add(itertools.chain.from_iterable(enc), sum(map(len, enc)))
+    if blank:  # whitespace only: not a document (as before)
+        writer.truncate(start)
+        return
+    counts.documents += 1
+    counts.content = True
+    eos = tokenizer.eos_token_id
+    if eos is not None:
+        writer.add([int(eos)], 1)
+
+
+def _tokenise_jsonl_file(file: Path, tokenizer: Any, writer: TokenWriter, counts: _Counts,
+                         masked: bool, advance: Callable[[int], None]) -> None:
+    batch: list[Document] = []
+
+    def flush() -> None:
+        if masked:
+            ids, mask = tokenize_masked(batch, tokenizer)
+            writer.add(ids, len(ids), mask)
+        else:
+            ids = tokenize_documents(batch, tokenizer)
+            writer.add(ids, len(ids))
+        batch.clear()
+
+    lineno = 0
+    for text in read_chunks(file, whole_lines=True, advance=advance):
+        counts.bytes += len(text.encode("utf-8"))
+        for line in text.splitlines():
+            lineno += 1
+            if not line.strip():
+                continue
+            doc = _jsonl_row(file, lineno, line)
+            counts.documents += 1
+            if doc.messages is not None:
+                counts.chat += 1
+                counts.content = True
+            elif (doc.text or "").strip():
+                counts.content = True
+            batch.append(doc)
+            if len(batch) >= DOC_BATCH:
+                flush()
+    if batch:
+        flush()
+
+
+def tokenise(path: str | Path, tokenizer: Any, mask_prompt: bool = True,
+             progress: Progress | None = None) -> tuple[dict[str, Any], Path]:
+    """Tokenise the data once into the token cache (or find it there): (meta, folder).
+
+    The folder holds ``ids.bin`` (the token stream: documents joined by EOS, as
+    ``tokenize_documents``), ``mask.bin`` when chat rows are masked (as
+    ``tokenize_masked``) and ``meta.json`` (files, bytes, documents, tokens, sha256, ...).
+    Raises DataError for missing, empty, binary or malformed data."""
+    root = Path(path).expanduser()
+    files = data_files(root)
+    sha = data_sha256(root)
+    # Chat rows can only come from JSONL; without any, masking changes nothing.
+    want_mask = mask_prompt and any(f.suffix.lower() in JSONL_SUFFIXES for f in files)
+    key = cache_key(sha, tokenizer, want_mask)
+    cached = open_cached(key)
+    if cached is not None:
+        return cached
+    total = sum(f.stat().st_size for f in files)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    writer = TokenWriter(key, id_dtype(tokenizer), want_mask)
+    counts = _Counts()
+    try:
+        for file in files:
+            if file.suffix.lower() in JSONL_SUFFIXES:
+                _tokenise_jsonl_file(file, tokenizer, writer, counts, want_mask, advance)
+            else:
+                _tokenise_text_file(file, tokenizer, writer, counts, advance)
+        if not counts.content:
+            what = "file" if root.is_file() else "folder"
+            raise DataError(f"the training {what} {root} is empty (no text to learn from)")
+        meta = {"files": len(files), "bytes": counts.bytes, "documents": counts.documents,
+                "sha256": sha, "mask_sum": writer.mask_sum}
+        folder = writer.commit(meta, masked=want_mask and counts.chat > 0)
+    except BaseException:
+        writer.discard()
+        raise
+    found = open_cached(key)
+    if found is None:
+        raise DataError(f"the tokenised data in {folder} cannot be read back")
+    return found
 
 
 def prepare_data(
     path: str | Path, tokenizer: Any, block_size: int, eval_fraction: float = 0.05,
-    seed: int = 0, mask_prompt: bool = True,
+    seed: int = 0, mask_prompt: bool = True, progress: Progress | None = None,
 ) -> PreparedData:
     """Load, validate, tokenize and split. Raises DataError with a fix-it message.
 
     ``mask_prompt``: chat rows train on the assistant's tokens only (plain text is
-    always trained on whole)."""
-    docs, files, nbytes = load_documents(path)
-    masking = mask_prompt and any(d.messages is not None for d in docs)
-    pairs: list[tuple[list[int], list[int] | None]]
+    always trained on whole). The data is tokenised once (``tokenise``, cached by
+    content and tokenizer) and the blocks are views over that token file, so memory
+    stays bounded whatever the size of the data; ``progress(done, total)`` is called
+    with the bytes read while tokenising."""
+    meta, folder = tokenise(path, tokenizer, mask_prompt, progress)
+    n_tokens, masking = int(meta["tokens"]), bool(meta["masked"])
+    ids = memmap(folder / IDS, meta["dtype"], n_tokens)
+    n_blocks = n_tokens // block_size
+    sums = None
     if masking:
-        stream, mask = tokenize_masked(docs, tokenizer)
-        pairs = [(b, m) for b, m in zip(make_blocks(stream, block_size),
-                                         make_blocks(mask, block_size), strict=True)
-                 if any(m)]  # a block of prompt tokens only has nothing to learn from
+        sums = chunked_block_sums(folder / MASK, block_size, n_blocks)
+        kept = [int(i) for i in np.flatnonzero(sums > 0)]  # prompt-only blocks teach nothing
     else:
-        stream = tokenize_documents(docs, tokenizer)
-        pairs = [(b, None) for b in make_blocks(stream, block_size)]
-    blocks = [b for b, _ in pairs]
-    if len(blocks) < 2:
+        kept = list(range(n_blocks))
+    if len(kept) < 2:
         need = 2 * block_size
-        if masking and len(stream) >= need:  # long enough: masking left too little
-            trainable = sum(mask)
+        if masking and n_tokens >= need:  # long enough: masking left too little
+            trainable = int(meta["mask_sum"])
             raise DataError(
-                f"too few tokens to train on: {trainable} of {len(stream)} tokens are "
-                f"assistant replies (the prompts are masked) and {len(blocks)} block(s) of "
+                f"too few tokens to train on: {trainable} of {n_tokens} tokens are "
+                f"assistant replies (the prompts are masked) and {len(kept)} block(s) of "
                 f"{block_size} tokens hold any, but one training plus one held-out block "
                 "are needed; add chat rows with assistant replies, or train on every token "
                 "with --no-mask-prompt")
-        smaller = min(block_size // 2, max(16, 2 ** int(math.log2(max(2, len(stream) // 4)))))
+        smaller = min(block_size // 2, max(16, 2 ** int(math.log2(max(2, n_tokens // 4)))))
         hint = f" or use a smaller --block-size (e.g. {smaller})" if smaller >= 8 else ""
         raise DataError(
-            f"the text is too short: {len(stream)} tokens, but one training block plus one "
+            f"the text is too short: {n_tokens} tokens, but one training block plus one "
             f"held-out block of {block_size} tokens need {need}; add text{hint}")
-    train_pairs, eval_pairs = split_blocks(pairs, eval_fraction, seed)
-    train = [b for b, _ in train_pairs]
-    evals = [b for b, _ in eval_pairs]
-    trained = (sum(sum(m) for _, m in train_pairs if m is not None) if masking
+    train_i, eval_i = split_blocks(kept, eval_fraction, seed)
+    del kept
+    train, evals = Blocks(ids, block_size, train_i), Blocks(ids, block_size, eval_i)
+    trained = (int(sums[np.asarray(train_i, dtype=np.int64)].sum()) if sums is not None
                else len(train) * block_size)
     preview = DataPreview(
-        files=len(files), bytes=nbytes, documents=len(docs), tokens=len(stream),
-        block_size=block_size, blocks=len(blocks), train_blocks=len(train),
-        eval_blocks=len(evals), sha256=data_sha256(path), masked=masking,
-        trained_tokens=trained,
+        files=int(meta["files"]), bytes=int(meta["bytes"]), documents=int(meta["documents"]),
+        tokens=n_tokens, block_size=block_size, blocks=len(train) + len(evals),
+        train_blocks=len(train), eval_blocks=len(evals), sha256=str(meta["sha256"]),
+        masked=masking, trained_tokens=trained,
     )
     if not masking:
-        return PreparedData(train=train, eval=evals, preview=preview)
+        return PreparedData(train=train, eval=evals, preview=preview, tokens_dir=folder)
+    mask = memmap(folder / MASK, np.dtype(np.uint8), n_tokens)
     return PreparedData(train=train, eval=evals, preview=preview,
-                        train_mask=[m for _, m in train_pairs if m is not None],
-                        eval_mask=[m for _, m in eval_pairs if m is not None])
+                        train_mask=Blocks(mask, block_size, train_i),
+                        eval_mask=Blocks(mask, block_size, eval_i), tokens_dir=folder)

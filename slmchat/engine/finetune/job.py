@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from slmchat.engine.finetune.loop import (
     train_steps,
     use_bf16,
 )
-from slmchat.engine.finetune.plan import load_tokenizer
+from slmchat.engine.finetune.plan import load_tokenizer, reading_line
 from slmchat.errors import SlmChatError
 
 
@@ -138,8 +139,10 @@ class FinetuneJob:
         bf16 = use_bf16(args, device)
         # Data problems are found before the (slow) model load.
         tokenizer = load_tokenizer(args.model)
+        self.phase = "reading the training data"
         prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction,
-                                args.seed, mask_prompt=args.mask_prompt)
+                                args.seed, mask_prompt=args.mask_prompt,
+                                progress=self._reading_progress())
         total, _ = plan_steps(args, len(prepared.train), world)
         self.phase = "loading the model"
         self._status(message="loading model", total_steps=total, data=prepared.preview.as_dict(),
@@ -246,6 +249,18 @@ class FinetuneJob:
             note += f"; kept the best step {kept}"
         return self._finish("done", f"finished: {out_dir}{note}", out=str(out_dir),
                             metrics=metrics, step=step)
+
+    def _reading_progress(self) -> Callable[[int, int], None]:
+        """Status messages while the data is tokenised (at most one a second)."""
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 1.0 or done >= total:
+                last[0] = now
+                self._status(message=f"tokenising the data: {reading_line(done, total)}")
+
+        return report
 
     def _progress(self, row: dict[str, Any]) -> None:
         if self.main:

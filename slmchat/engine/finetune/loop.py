@@ -16,7 +16,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,22 +114,22 @@ def micro_indices(args: TrainArgs, n_train: int, index: int) -> list[int]:
     return order[pos * args.batch_size:(pos + 1) * args.batch_size]
 
 
-def micro_batch(args: TrainArgs, train: list[list[int]], index: int) -> list[list[int]]:
+def micro_batch(args: TrainArgs, train: Sequence[list[int]], index: int) -> list[list[int]]:
     return [train[i] for i in micro_indices(args, len(train), index)]
 
 
-def labels_for(x: Any, masks: list[list[int]] | None) -> Any:
+def labels_for(x: Any, masks: Sequence[list[int]] | None) -> Any:
     """Labels = the input ids, with -100 (ignored by the loss) where the mask is 0."""
     import torch
 
     if masks is None:
         return x
-    keep = torch.tensor(masks, dtype=torch.bool, device=x.device)
+    keep = torch.tensor(list(masks), dtype=torch.bool, device=x.device)
     return torch.where(keep, x, torch.full_like(x, -100))
 
 
-def evaluate(model: Any, blocks: list[list[int]], args: TrainArgs, device: str,
-             bf16: bool, masks: list[list[int]] | None = None) -> float:
+def evaluate(model: Any, blocks: Sequence[list[int]], args: TrainArgs, device: str,
+             bf16: bool, masks: Sequence[list[int]] | None = None) -> float:
     """Mean token loss on the held-out blocks (capped at ``max_eval_blocks``)."""
     import torch
 
@@ -139,7 +139,7 @@ def evaluate(model: Any, blocks: list[list[int]], args: TrainArgs, device: str,
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(blocks), args.batch_size):
-            x = torch.tensor(blocks[i:i + args.batch_size], device=device)
+            x = torch.tensor(list(blocks[i:i + args.batch_size]), device=device)
             labels = labels_for(x, masks[i:i + args.batch_size] if masks is not None else None)
             with autocast(device, bf16):
                 loss = model(input_ids=x, labels=labels).loss

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,15 +80,25 @@ class Preview:
         return out
 
 
-def preview(args: TrainArgs, probe_steps: int = 0) -> Preview:
+def reading_line(done: int, total: int) -> str:
+    """'120 / 500 MB (24%)': how far the tokenisation of the data has read."""
+    return (f"{done / 2**20:,.0f} / {total / 2**20:,.0f} MB "
+            f"({100 * done / max(total, 1):.0f}%)")
+
+
+def preview(args: TrainArgs, probe_steps: int = 0,
+            progress: Callable[[int, int], None] | None = None) -> Preview:
     """Validate and measure the data (DataError on bad input), plan the steps, and with
-    ``probe_steps`` > 0 time a few real training steps for a duration estimate."""
+    ``probe_steps`` > 0 time a few real training steps for a duration estimate.
+
+    The data is tokenised once into the token cache (``data.tokenise``), which the run
+    reuses; ``progress(bytes_read, bytes_total)`` is called while that happens."""
     from slmchat.engine.finetune.data import prepare_data
 
     args.validate()
     tokenizer = load_tokenizer(args.model)
     prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction, args.seed,
-                            mask_prompt=args.mask_prompt)
+                            mask_prompt=args.mask_prompt, progress=progress)
     total, per_epoch = plan_steps(args, len(prepared.train))
     tokens = planned_tokens(args, len(prepared.train), total)  # real tokens, not padded
     tokens_per_step = round(tokens / total)
