@@ -209,6 +209,9 @@ class Engine:
             other.load(spec)
             return other
         lm = self._require()
+        if (spec is None or spec == lm.spec) and not runtimes.runtime_of(lm.info).shares_weights:
+            other.load(lm.spec)  # its own context (llama.cpp maps the same file: pages shared)
+            return other
         if spec is None or spec == lm.spec:
             # The same weights with an own KV cache and an own tokenizer: the two sides
             # may run in two threads, and a fast tokenizer is not made for two at once.

@@ -40,6 +40,7 @@ class Runtime(Protocol):
     interleaves: bool  # two replies on it share the cores best taken token by token
     scores_sequences: bool  # a forward returns logits for every position (perplexity)
     uses_torch: bool  # torch runs it (torch's thread settings apply; imports take seconds)
+    shares_weights: bool  # two engines may hold states of one loaded model at once
 
     def unavailable(self) -> str | None:
         """Why this runtime cannot be used on this machine at all (None when it can)."""

@@ -24,6 +24,7 @@ class TransformersRuntime:
     interleaves = False
     scores_sequences = True
     uses_torch = True
+    shares_weights = True
 
     def unavailable(self) -> str | None:
         return None  # torch and transformers are core dependencies

@@ -50,7 +50,10 @@ class LlamaCppState:
         llama = self._llama
         if len(self.tokens) + len(ids) > llama.n_ctx():
             raise ContextFull
-        self.reserve(len(self.tokens) + len(ids))
+        if not self._mine():  # another state used the context since: feed ours again
+            kept = list(self.tokens)
+            self.reserve(len(kept) + len(ids))
+            ids = [*kept, *ids]
         llama.n_tokens = len(self.tokens)
         llama.eval([int(t) for t in ids])  # removes cells past n_tokens, then decodes
         self.tokens.extend(int(t) for t in ids)
