@@ -236,7 +236,9 @@ class Generation:
             if self.recorder is not None and self.planned_params is not None:
                 self.recorder(self, "".join(text))
             elapsed = time.perf_counter() - self.started
-            self._post(Done())
+            # One callback: the slot is free before the request sees Done, so a client
+            # that got its whole reply never finds the model still busy (two callbacks
+            # could straddle a loop iteration, and the reply went out first).
             self._post(lambda: self._finish(elapsed))
 
     def _finish(self, elapsed: float) -> None:
@@ -244,6 +246,7 @@ class Generation:
         self.slot.release()
         if self.on_done is not None:
             self.on_done()
+        self.queue.put_nowait(Done())
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
