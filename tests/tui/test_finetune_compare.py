@@ -22,6 +22,16 @@ def static(screen, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
 
+async def compare_from_finetune_panel(app, pilot, root: Path):  # type: ignore[no-untyped-def]
+    """The fine-tune panel over ``root``, then F6 (Compare): the screen it opens."""
+    await settle(pilot)
+    app.push_screen(FinetuneScreen(engine=app.engine, settings=app.settings, runs_root=root))
+    await settle(pilot)
+    await pilot.press("f6")
+    await settle(pilot)
+    return app.screen
+
+
 async def test_finetune_compare_opens_the_compare_view_base_left_tuned_right(
         make_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -31,13 +41,7 @@ async def test_finetune_compare_opens_the_compare_view_base_left_tuned_right(
         "default": ["base answer"], "runs/notes/model": ["tuned answer"]})
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        app.push_screen(FinetuneScreen(engine=app.engine, settings=app.settings,
-                                       runs_root=root))
-        await settle(pilot)
-        await pilot.press("f6")
-        await settle(pilot)
-        view = app.screen
+        view = await compare_from_finetune_panel(app, pilot, root)
         assert isinstance(view, CompareScreen)
         # Each head: the role, then the model actually loaded on that side.
         assert static(view, "#cmp-left-head").startswith("base · default (fp32, cpu)")
@@ -82,13 +86,7 @@ async def test_base_and_tuned_sides_show_their_own_fingerprints(
         "default": ["base answer"], "runs/notes/model": ["tuned answer"]})
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        app.push_screen(FinetuneScreen(engine=app.engine, settings=app.settings,
-                                       runs_root=root))
-        await settle(pilot)
-        await pilot.press("f6")
-        await settle(pilot)
-        view = app.screen
+        view = await compare_from_finetune_panel(app, pilot, root)
         await pilot.press(*"hello", "enter")
         await settle(pilot)
         left, right = static(view, "#cmp-left-stats"), static(view, "#cmp-right-stats")
