@@ -390,10 +390,12 @@ class OnnxModel:
 
         if hasattr(og, "disable_telemetry_events"):
             og.disable_telemetry_events()  # no-op off Windows; offline means offline
-        cfg = og.Config(str(self.folder))
-        cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
+        from slmchat.engine.model.onnx_capi import Model
+
+        # Through the C API (onnx_capi): a forward there releases the GIL, the Python
+        # module's does not.
+        self.og = Model(self.folder, json.dumps({"model": {"decoder": {"session_options": {
             "intra_op_num_threads": int(threads), "inter_op_num_threads": 1}}}}))
-        self.og = og.Model(cfg)
         self.threads = threads
         self.generation += 1
 

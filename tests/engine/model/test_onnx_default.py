@@ -68,3 +68,48 @@ def test_chat_answers_and_reuses_the_cache(engine: Engine) -> None:
     follow = list(engine.stream_chat(msgs, p))
     assert follow[-1].cached_tokens >= chunks[-1].prompt_tokens
     assert follow[-1].finish_reason in ("stop", "length") and "".join(c.text for c in follow).strip()
+
+
+def test_other_threads_run_while_a_long_prompt_is_read(engine: Engine) -> None:
+    """Issue 26 item 4: the Python module of onnxruntime-genai held the GIL for a whole
+    512-token chunk, so the server's event loop (and the app's UI thread) froze for the
+    length of a long prefill. Through the C API (onnx_capi) the forward releases it: a
+    thread that ticks every millisecond keeps ticking while 2,048 tokens are read. With
+    the GIL held it could tick only between chunks (a few times for four chunks)."""
+    import threading
+    import time
+
+    lm = engine.loaded
+    assert lm is not None
+    ids = [int(i) for i in np.random.default_rng(1).integers(200, 40000, 2048)]
+    state = backend_for(lm).new_state()
+    state.reserve(len(ids) + 1)  # the buffer exists before we count
+    inside = threading.Event()
+    stop = threading.Event()
+    ticks: list[int] = []
+
+    def ticker() -> None:
+        while not stop.is_set():
+            time.sleep(0.001)
+            if inside.is_set():
+                ticks.append(1)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        inside.set()
+        logits = state.extend(ids)
+        inside.clear()
+    finally:
+        stop.set()
+        t.join()
+    assert logits.shape[-1] >= 49152 and np.isfinite(logits).all()
+    assert len(ticks) > 40, f"only {len(ticks)} ticks while 4 chunks were read: the GIL was held"
+
+
+def test_an_error_inside_onnx_runtime_genai_is_one_line(engine: Engine, tmp_path: Path) -> None:
+    from slmchat.engine.model.onnx_capi import Model, OgaError
+
+    with pytest.raises(OgaError) as err:
+        Model(tmp_path)  # no genai_config.json
+    assert "\n" not in str(err.value) and str(err.value)

@@ -44,11 +44,9 @@ class OnnxState:
         self.tokens: list[int] = []
 
     def _new_generator(self, capacity: int) -> None:
-        import onnxruntime_genai as og
+        from slmchat.engine.model.onnx_capi import Generator
 
-        params = og.GeneratorParams(self._model.og)
-        params.set_search_options(max_length=capacity, do_sample=False)
-        self._gen = og.Generator(self._model.og, params)
+        self._gen = Generator(self._model.og, capacity)
         self._gen_of = self._model.generation
         self.capacity = capacity
 
