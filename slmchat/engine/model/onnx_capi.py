@@ -54,6 +54,7 @@ def _lib() -> Any:
         "OgaDestroyGenerator": (None, [_P]),
         "OgaGenerator_AppendTokens": (_P, [_P, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t]),
         "OgaGenerator_GetLogits": (_P, [_P, ctypes.POINTER(_P)]),
+        "OgaGenerator_GetOutput": (_P, [_P, ctypes.c_char_p, ctypes.POINTER(_P)]),
         "OgaGenerator_RewindTo": (_P, [_P, ctypes.c_size_t]),
         "OgaTensorGetType": (_P, [_P, ctypes.POINTER(ctypes.c_int)]),
         "OgaTensorGetShapeRank": (_P, [_P, ctypes.POINTER(ctypes.c_size_t)]),
@@ -128,27 +129,17 @@ class Generator:
             self._h, arr.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), arr.size))
 
     def get_logits(self) -> np.ndarray:
-        """The last position's logits as a float32 row (a copy; the tensor is freed)."""
-        lib = _lib()
+        """The last position's logits as float32 (a copy; the tensor is freed)."""
         tensor = _P()
-        _check(lib.OgaGenerator_GetLogits(self._h, ctypes.byref(tensor)))
-        try:
-            kind, rank, data = ctypes.c_int(), ctypes.c_size_t(), _P()
-            _check(lib.OgaTensorGetType(tensor, ctypes.byref(kind)))
-            _check(lib.OgaTensorGetShapeRank(tensor, ctypes.byref(rank)))
-            shape = (ctypes.c_int64 * rank.value)()
-            _check(lib.OgaTensorGetShape(tensor, shape, rank.value))
-            _check(lib.OgaTensorGetData(tensor, ctypes.byref(data)))
-            count = int(np.prod(list(shape))) if rank.value else 1
-            dtype = _DTYPES.get(kind.value)
-            if dtype is None:
-                raise OgaError(f"logits of element type {kind.value} are not supported")
-            if not data.value or count == 0:
-                raise OgaError("the model returned no logits")
-            buf = (ctypes.c_char * (count * dtype.itemsize)).from_address(data.value)
-            return np.frombuffer(memoryview(buf), dtype=dtype).astype(np.float32)  # a copy
-        finally:
-            lib.OgaDestroyTensor(tensor)
+        _check(_lib().OgaGenerator_GetLogits(self._h, ctypes.byref(tensor)))
+        return _read_tensor(tensor)
+
+    def get_output(self, name: str) -> np.ndarray:
+        """The last forward's output ``name`` (e.g. every position's "logits" of a copy
+        built with full logits) as float32, in its shape."""
+        tensor = _P()
+        _check(_lib().OgaGenerator_GetOutput(self._h, name.encode(), ctypes.byref(tensor)))
+        return _read_tensor(tensor)
 
     def rewind_to(self, n: int) -> None:
         _check(_lib().OgaGenerator_RewindTo(self._h, int(n)))
@@ -157,3 +148,26 @@ class Generator:
         if getattr(self, "_h", None):
             _lib().OgaDestroyGenerator(self._h)
             self._h = _P()
+
+
+def _read_tensor(tensor: Any) -> np.ndarray:
+    """Copy a float OgaTensor into a float32 array of its shape, then free the tensor."""
+    lib = _lib()
+    try:
+        kind, rank, data = ctypes.c_int(), ctypes.c_size_t(), _P()
+        _check(lib.OgaTensorGetType(tensor, ctypes.byref(kind)))
+        _check(lib.OgaTensorGetShapeRank(tensor, ctypes.byref(rank)))
+        dims = (ctypes.c_int64 * rank.value)()
+        _check(lib.OgaTensorGetShape(tensor, dims, rank.value))
+        _check(lib.OgaTensorGetData(tensor, ctypes.byref(data)))
+        shape = tuple(int(d) for d in dims)
+        count = int(np.prod(shape)) if shape else 1
+        dtype = _DTYPES.get(kind.value)
+        if dtype is None:
+            raise OgaError(f"outputs of element type {kind.value} are not supported")
+        if not data.value or count == 0:
+            raise OgaError("the model returned an empty output")
+        buf = (ctypes.c_char * (count * dtype.itemsize)).from_address(data.value)
+        return np.frombuffer(memoryview(buf), dtype=dtype).astype(np.float32).reshape(shape)
+    finally:
+        lib.OgaDestroyTensor(tensor)
