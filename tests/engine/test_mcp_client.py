@@ -138,3 +138,23 @@ def test_nothing_configured_starts_nothing() -> None:
     assert threading.active_count() == threads
     assert _children() == before
     hub.close()
+
+
+def test_calls_from_two_threads_share_one_start(hub: McpHub) -> None:
+    """The app's reply worker and a tool worker may ask at once: one server process."""
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(hub.call(McpTool("tiny", "counter"), {}).text)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(results) == ["1", "2", "3"]  # one process counted all three

@@ -100,8 +100,8 @@ async def test_deny_runs_nothing_and_ends_the_turn(make_app) -> None:
             ("user", "What is 2 + 3?"), ("user", "Never mind.")]
 
 
-async def test_escape_denies(make_app) -> None:
-    engine = FakeEngine(replies=[CALL])
+async def test_escape_and_a_stray_enter_deny(make_app) -> None:
+    engine = FakeEngine(replies=[CALL, CALL])
     hub = FakeHub((ADD,))
     app = make_app(engine, tools=hub)
     async with app.run_test(size=SIZE) as pilot:
@@ -110,7 +110,14 @@ async def test_escape_denies(make_app) -> None:
         assert isinstance(app.screen, ToolConsent)
         await pilot.press("enter")  # the focus is on Deny: a stray Enter runs nothing
         await settle(pilot)
-        assert hub.calls == [] and stored(app)[1].tool_call["consent"] == "denied"
+        assert not isinstance(app.screen, ToolConsent)
+        await ask(pilot, "And 4 + 5?")
+        assert isinstance(app.screen, ToolConsent)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert hub.calls == []
+        assert [m.tool_call["consent"] for m in stored(app) if m.tool_call] == ["denied", "denied"]
+    assert hub.closed  # the app closes the tools on exit
 
 
 async def test_always_allow_asks_once_per_tool(make_app) -> None:

@@ -146,12 +146,19 @@ class _Connection:
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._errlog: TextIO | None = None
+        self._opening = asyncio.Lock()
 
     @property
     def label(self) -> str:
         return f"MCP server {self.spec.name!r}"
 
     async def open(self) -> Any:
+        """The open session, started first when needed; one start at a time (a second
+        caller waits for it instead of restarting the server under it)."""
+        async with self._opening:
+            return await self._open()
+
+    async def _open(self) -> Any:
         if self.session is not None and self._task is not None and not self._task.done():
             return self.session
         await self.close()
