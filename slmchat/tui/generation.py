@@ -13,8 +13,7 @@ from typing import Any
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.generation.toolcalls import ToolPlan, call_turns
-from slmchat.engine.mcp.client import ToolResult
+from slmchat.engine.generation.toolcalls import ToolPlan, stored_call_turns
 from slmchat.engine.model.files import fingerprint
 from slmchat.engine.model.spec import ModelInfo
 from slmchat.engine.store.store import StoredMessage
@@ -56,22 +55,13 @@ def chat_messages(
         out.append(ChatMessage("system", system_prompt))
     for m in history:
         if m.role == "assistant" and m.tool_call:
-            out += tool_turns(m.tool_call)
+            out += stored_call_turns(m.tool_call)  # a denied call: nothing
             continue
         if m.role == "assistant" and not m.content:
             continue
         if m.role in ("user", "assistant"):
             out.append(ChatMessage(m.role, m.content))  # type: ignore[arg-type]
     return out
-
-
-def tool_turns(call: dict[str, Any]) -> list[ChatMessage]:
-    """A stored tool call as the model reads it: the call and its result. A call that
-    was denied or never ran is left out: the model never saw it happen."""
-    if "result" not in call:
-        return []
-    result = ToolResult(str(call["result"]), bool(call.get("is_error")))
-    return call_turns(str(call.get("name")), call.get("arguments") or {}, result.for_model())
 
 
 # Openings that say nothing about the topic: "What is the capital of France?" is titled

@@ -108,7 +108,27 @@ def result_text(name: str, text: str) -> str:
     return f"Result of {name}: {text}"
 
 
+MAX_RESULT_CHARS = 8_000  # what the model reads of one result (the store keeps it all)
+
+
+def result_for_model(text: str, is_error: bool = False) -> str:
+    """A tool's result as the model reads it: cut at MAX_RESULT_CHARS, errors marked."""
+    if len(text) > MAX_RESULT_CHARS:
+        text = text[:MAX_RESULT_CHARS] + f"\n[... {len(text) - MAX_RESULT_CHARS} more characters]"
+    return f"error: {text}" if is_error else text
+
+
 def call_turns(name: str, arguments: Any, result: str) -> list[ChatMessage]:
     """A call that ran and its result, as the model reads them in the conversation."""
     return [ChatMessage("assistant", call_text(name, arguments)),
             ChatMessage("user", result_text(name, result))]
+
+
+def stored_call_turns(call: dict[str, Any]) -> list[ChatMessage]:
+    """A tool call kept with a reply in the store (its ``tool_call``), as the model reads
+    it: the call and its result. A call that was denied or never ran is left out: the
+    model never saw it happen."""
+    if "result" not in call:
+        return []
+    result = result_for_model(str(call["result"]), bool(call.get("is_error")))
+    return call_turns(str(call.get("name")), call.get("arguments") or {}, result)

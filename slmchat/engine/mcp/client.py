@@ -28,10 +28,9 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO, TypeVar
 
-from slmchat.engine.generation.toolcalls import Tool, ToolPlan
+from slmchat.engine.generation.toolcalls import Tool, ToolPlan, result_for_model
 from slmchat.errors import InvalidParameterError, SlmChatError
 
-MAX_RESULT_CHARS = 8_000  # what the model reads of one result (the store keeps it all)
 MAX_PAGES = 20  # tools/list pages read from one server
 CLOSE_TIMEOUT_S = 10.0  # the SDK gives a server 2 s after stdin closes, then 2 s after SIGTERM
 
@@ -77,9 +76,7 @@ class ToolResult:
     is_error: bool = False
 
     def for_model(self) -> str:
-        text = self.text if len(self.text) <= MAX_RESULT_CHARS else \
-            self.text[:MAX_RESULT_CHARS] + f"\n[... {len(self.text) - MAX_RESULT_CHARS} more characters]"
-        return f"error: {text}" if self.is_error else text
+        return result_for_model(self.text, self.is_error)
 
 
 @dataclass(frozen=True)

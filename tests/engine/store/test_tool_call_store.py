@@ -70,3 +70,35 @@ def test_a_denied_call_exports_as_not_run(tmp_path: Path) -> None:
         assert "*(not run: denied)*" in md and "**Result:**" not in md
     finally:
         store.close()
+
+
+def test_the_training_export_keeps_a_call_and_its_result_as_context(tmp_path: Path) -> None:
+    """A good answer that read a tool's result is learned with the call and the result
+    before it, not as if the model had known "5" by itself; a denied call is left out."""
+    import json
+
+    from slmchat.engine.store import curation
+
+    store = Store(tmp_path / "c.db")
+    try:
+        conv = store.create_conversation("sums")
+        store.add_message(conv.id, "user", "What is 2 + 3?")
+        denied = store.add_message(conv.id, "assistant", "")
+        store.set_tool_call(denied.id, {**CALL, "consent": "denied"})
+        called = store.add_message(conv.id, "assistant", "")
+        store.set_tool_call(called.id, {**CALL, "consent": "once", "result": "5", "is_error": False})
+        answer = store.add_message(conv.id, "assistant", "The sum is 5.")
+        curation.set_rating(store, answer.id, "good")
+        out = tmp_path / "train.jsonl"
+        report = curation.export_training(store, out)
+        (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+        assert row["messages"] == [
+            {"role": "user", "content": "What is 2 + 3?"},
+            {"role": "assistant", "content": '{"name": "add", "arguments": {"a": 2, "b": 3}}',
+             "weight": 0},
+            {"role": "user", "content": "Result of add: 5"},
+            {"role": "assistant", "content": "The sum is 5."},
+        ]
+        assert (report.trained_replies, report.context_replies) == (1, 1)
+    finally:
+        store.close()
