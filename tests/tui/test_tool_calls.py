@@ -224,3 +224,18 @@ async def test_a_real_stdio_server_runs_the_allowed_call(make_app, tmp_path) -> 
         assert engine.calls[1].messages[-1].content == "Result of add: 5"
     assert not hub.started  # the app closed it on exit
     assert {p.pid for p in psutil.Process().children(recursive=True)} == before
+
+
+async def test_arguments_that_look_like_markup_are_shown_as_they_are(make_app) -> None:
+    note = McpTool("notes", "read", "Read a note.", {"type": "object", "properties": {
+        "path": {"type": "string"}}, "required": ["path"]})
+    tricky = '{"name": "read", "arguments": {"path": "[/notes] [bold]x[/bold]"}}'
+    engine = FakeEngine(replies=[tricky])
+    app = make_app(engine, tools=FakeHub((note,)))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await ask(pilot, "Read it")
+        await answer(pilot, "deny")
+        block = app.chat.log_view.views()[1].query_one(ToolCallBlock)
+        shown = block.query_one("CollapsibleTitle").render()
+        assert "[/notes] [bold]x[/bold]" in str(shown)

@@ -114,12 +114,13 @@ class ToolConsent(ModalScreen[str]):
         name, server = str(self.call.get("name")), str(self.call.get("server") or "?")
         args = json.dumps(self.call.get("arguments") or {}, indent=2, ensure_ascii=False)
         with Vertical(classes="dialog"):
-            yield Label(t("tool.consent_title", name=name, server=server), classes="dialog-title")
+            yield Label(Text(t("tool.consent_title", name=name, server=server)),
+                        classes="dialog-title")
             with VerticalScroll(id="tool-args-scroll"):
                 yield Static(Text(args), id="tool-args")
             with Horizontal(classes="buttons"):
                 yield Button(t("tool.allow_once"), id="once", variant="primary", compact=True)
-                yield Button(t("tool.allow_always", name=name), id="always", compact=True)
+                yield Button(Text(t("tool.allow_always", name=name)), id="always", compact=True)
                 yield Button(t("tool.deny_button"), id="deny", variant="error", compact=True)
 
     def on_mount(self) -> None:

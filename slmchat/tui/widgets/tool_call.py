@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from rich.text import Text
+from textual.markup import escape
 from textual.widgets import Collapsible, Static
 
 from slmchat.i18n import t
@@ -39,8 +40,10 @@ def call_state(call: dict[str, Any]) -> str:
 
 
 def block_title(call: dict[str, Any]) -> str:
-    return t("tool.block_title", call=call_label(call), server=call.get("server") or "?",
-             state=call_state(call))
+    """The block's title, markup escaped: arguments and results are the model's and the
+    tool's text ("[/notes]" is a path, not a closing tag)."""
+    return escape(t("tool.block_title", call=call_label(call), server=call.get("server") or "?",
+                    state=call_state(call)))
 
 
 class ToolCallBlock(Collapsible):
