@@ -75,6 +75,17 @@ async def test_allow_once_runs_the_call_and_the_model_answers_with_the_result(ma
         block = app.chat.log_view.views()[1].query_one(ToolCallBlock)
         assert block.collapsed and "add" in block.title and "result: 5" in block.title
         assert not app.chat.generating
+        # Reopened from the store, the call is a block again (no raw JSON as text).
+        await app.chat.action_new_chat()
+        await app.chat.open_conversation(msgs[0].conversation_id)
+        await settle(pilot)
+        views = app.chat.log_view.views()
+        assert [v.content for v in views] == ["What is 2 + 3?", "", "The sum is 5."]
+        again = views[1].query_one(ToolCallBlock)
+        assert again.title == block.title
+        again.collapsed = False
+        await settle(pilot)
+        assert "Result:\n5" in str(again.query_one(".tool-result").render())
 
 
 async def test_deny_runs_nothing_and_ends_the_turn(make_app) -> None:
