@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Coroutine, Sequence
@@ -201,16 +202,18 @@ class _Connection:
             self.session = None
 
     def stderr_tail(self) -> str:
-        """": <the server's last stderr line>", or "" when it wrote none."""
+        """" (<the server's last stderr line>)", or "" when it wrote none. Read from the
+        file's end (the server writes to it directly; a chatty one makes it large)."""
         log = self._errlog
         if log is None or log.closed:
             return ""
         try:
-            log.flush()
-            log.seek(0)
-            lines = [ln.strip() for ln in log.read()[-4000:].splitlines() if ln.strip()]
+            fd = log.fileno()
+            size = os.fstat(fd).st_size
+            text = os.pread(fd, 4000, max(0, size - 4000)).decode("utf-8", "replace")
         except (OSError, ValueError):
             return ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         return f" ({lines[-1][:200]})" if lines else ""
 
     async def close(self) -> None:
