@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from slmchat.engine.fsutil import write_text_atomic
 from slmchat.engine.generation.sampling import RANGES, SamplingParams
+from slmchat.engine.mcp.client import ServerSpec
 from slmchat.engine.model.spec import Runtime
 
 SETTINGS_FILE = "settings.toml"
@@ -70,6 +71,25 @@ class UISettings(BaseModel):
         description='Key bindings by id, e.g. { "chat.regenerate" = "f6" } (README: Keys)')
 
 
+class McpServerSettings(BaseModel):
+    """One ``[[mcp]]`` table: an MCP server the chat may offer tools from (stdio only).
+    None are configured by default, so nothing runs and nothing connects until one is."""
+
+    name: str = Field(min_length=1, max_length=64, description="Name shown in the app and `slmchat mcp list`")
+    command: str = Field(min_length=1, description="The program that runs the server, e.g. 'uvx' or 'python'")
+    args: list[str] = Field(default_factory=list, description="Its arguments")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables for it (besides PATH, HOME and "
+                                          "a few more safe ones; nothing else is passed on)")
+    cwd: str | None = Field(None, description="Working directory (default: the current one)")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="Seconds one tool call may take")
+    enabled: bool = Field(True, description="false: keep the entry but do not start the server")
+
+    def spec(self) -> ServerSpec:
+        return ServerSpec(self.name, self.command, tuple(self.args), tuple(self.env.items()),
+                          str(Path(self.cwd).expanduser()) if self.cwd else None, self.timeout_s)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLMCHAT_", env_nested_delimiter="__", extra="ignore",
@@ -78,6 +98,19 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     generation: GenerationSettings = Field(default_factory=GenerationSettings)  # type: ignore[arg-type]
     ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
+    mcp: list[McpServerSettings] = Field(default_factory=list, description="MCP servers ([[mcp]])")
+
+    @field_validator("mcp")
+    @classmethod
+    def _unique_names(cls, servers: list[McpServerSettings]) -> list[McpServerSettings]:
+        names = [s.name for s in servers]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"two [[mcp]] servers are named {dup!r}")
+        return servers
+
+    def mcp_servers(self) -> list[ServerSpec]:
+        """The enabled MCP servers, as the engine's client takes them."""
+        return [s.spec() for s in self.mcp if s.enabled]
 
     @classmethod
     def settings_customise_sources(
@@ -166,6 +199,11 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
         for key, value in model.model_dump().items():
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    for server in settings.mcp:  # kept as written: the app never drops the user's servers
+        lines.append("[[mcp]]")
+        lines += [f"{key} = {_toml_value(value)}"
+                  for key, value in server.model_dump().items() if value is not None]
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(path, "\n".join(lines), private=True)

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from slmchat import __version__
 from slmchat.engine.generation.decode import GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage
+from slmchat.engine.generation.toolcalls import with_tools
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelInfo
 from slmchat.server.catalog import bare, param_count
@@ -48,9 +49,8 @@ from slmchat.server.requests import (
     chat_messages,
     constraint_of,
     sampling_overrides,
-    with_tools,
 )
-from slmchat.server.tools import parse_tools, read_call
+from slmchat.server.tools import checked_constraint, parse_tools, read_call
 
 # The Ollama API level these routes follow (clients compare it to enable features).
 OLLAMA_API_VERSION = "0.12.0"
@@ -172,7 +172,7 @@ async def chat(request: Request) -> Response:
     if plan is not None:
         if kwargs["constraint"] is not None:
             raise APIError(400, "format and tools cannot be combined")
-        messages, kwargs["constraint"] = with_tools(messages, plan), plan.constraint()
+        messages, kwargs["constraint"] = with_tools(messages, plan), checked_constraint(plan)
     req = GenRequest(messages=messages, mode="chat", tools=plan, **kwargs)
     return await _generate(request, req, chat=True)
 

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import GenerationChunk
+from slmchat.engine.generation.toolcalls import with_tools
 from slmchat.server.errors import APIError, error_body
 from slmchat.server.flow import Run, admit, finish_reason, read_json, state_of
 from slmchat.server.requests import (
@@ -28,9 +29,8 @@ from slmchat.server.requests import (
     chat_messages,
     constraint_of,
     sampling_overrides,
-    with_tools,
 )
-from slmchat.server.tools import call_id, parse_tools, read_call
+from slmchat.server.tools import call_id, checked_constraint, parse_tools, read_call
 
 SAMPLING = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "top_k": "top_k",
             "min_p": "min_p", "repetition_penalty": "repetition_penalty"}
@@ -75,7 +75,7 @@ def parse_chat(body: Any) -> GenRequest:
     if plan is not None:
         if constraint is not None:
             raise APIError(400, "response_format and tools cannot be combined", param="tools")
-        messages, constraint = with_tools(messages, plan), plan.constraint()
+        messages, constraint = with_tools(messages, plan), checked_constraint(plan)
     return GenRequest(messages=messages, mode="chat", constraint=constraint, tools=plan,
                       **_common(f))
 

@@ -15,9 +15,9 @@ from typing import Any
 from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.prompting import ChatMessage, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.generation.toolcalls import ToolPlan, call_text, result_text
 from slmchat.errors import InvalidParameterError
 from slmchat.server.errors import APIError
-from slmchat.server.tools import ToolPlan, call_text
 
 
 @dataclass(frozen=True)
@@ -244,13 +244,6 @@ def _calls_as_text(calls: Any, where: str) -> list[str]:
     return out
 
 
-def with_tools(messages: list[ChatMessage], plan: ToolPlan) -> list[ChatMessage]:
-    """``messages`` with the offered functions described in the system message."""
-    if messages and messages[0].role == "system":
-        return [ChatMessage("system", f"{messages[0].content}\n\n{plan.system_text()}"), *messages[1:]]
-    return [ChatMessage("system", plan.system_text()), *messages]
-
-
 def chat_messages(value: Any, key: str = "messages") -> list[ChatMessage]:
     """Validated chat messages; several system messages are joined into one, first."""
     if not isinstance(value, list) or not value:
@@ -274,7 +267,7 @@ def chat_messages(value: Any, key: str = "messages") -> list[ChatMessage]:
                                                                        f"{key}[{i}].tool_calls")])
         elif role == "tool":  # a function's result, as the next turn the model reads
             name = m.data.get("name") or m.data.get("tool_name") or "the function"
-            text = f"Result of {name}: {text}"
+            text = result_text(str(name), text)
         if ROLES[role] == "system":
             if text:
                 systems.append(text)

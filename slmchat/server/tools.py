@@ -1,73 +1,31 @@
-"""Tool calls for the OpenAI and Ollama APIs: the functions a request offers, the text
-that tells the model about them, the constraint that makes its call well formed, and
-reading the call back out of the reply.
-
-Small models fail at tool protocols on their own (oterm#214), so the call is decoded
-under a constraint: with ``tool_choice`` "required" or a named function the reply is a
-JSON object ``{"name": ..., "arguments": {...}}`` whose arguments follow that function's
-parameter schema; with "auto" the reply is either such a call or plain text that does
-not start with "{". The functions are listed in a system message (the default model's
-chat template has no tools section), and earlier calls and ``tool`` results go back into
-the conversation as text the model can read.
+"""Tool calls for the OpenAI and Ollama APIs: the functions a request offers, parsed and
+checked into the engine's ``ToolPlan`` (engine/generation/toolcalls.py: the system text,
+the constraint that makes the call well formed, reading the call back), with every bad
+field a 400 naming it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from slmchat.engine.generation.constraints import JSON_OPTIONS, Constraint
+from slmchat.engine.generation.toolcalls import Tool, ToolPlan, call_id, call_text, read_call
 from slmchat.errors import InvalidParameterError
 from slmchat.server.errors import APIError
+
+__all__ = ["MAX_TOOLS", "Tool", "ToolPlan", "call_id", "call_text", "checked_constraint",
+           "parse_tools", "read_call"]
 
 MAX_TOOLS = 64
 
 
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ToolPlan:
-    tools: tuple[Tool, ...]
-    choice: str  # "auto", "required", or the name of the one function to call
-
-    def system_text(self) -> str:
-        lines = ["You can call these functions. To call one, reply with only a JSON object "
-                 '{"name": FUNCTION, "arguments": {...}}; otherwise answer in plain text.']
-        for tool in self.tools:
-            lines.append(json.dumps({"name": tool.name, "description": tool.description,
-                                     "parameters": tool.parameters}, ensure_ascii=False))
-        return "\n".join(lines)
-
-    def _call_schema(self) -> dict[str, Any]:
-        offered = [t for t in self.tools if self.choice in ("auto", "required", t.name)]
-        calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-                  "properties": {"name": {"const": t.name},
-                                 "arguments": t.parameters or {"type": "object"}}}
-                 for t in offered]
-        schema: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
-        return {**schema, "x-guidance": JSON_OPTIONS}
-
-    def constraint(self) -> Constraint:
-        schema = json.dumps(self._call_schema())
-        if self.choice == "auto":
-            grammar = f"start: call | answer\ncall: %json {schema}\nanswer: /[^{{ \\n][^\\x00]*/\n"
-            constraint = Constraint("lark", grammar)
-        else:
-            constraint = Constraint("json_schema", schema)
-        try:
-            constraint.check()
-        except InvalidParameterError as exc:
-            raise APIError(400, f"tools: a parameters schema does not compile: {exc}",
-                           param="tools") from exc
-        return constraint
+def checked_constraint(plan: ToolPlan) -> Any:
+    """The plan's constraint; a 400 naming ``tools`` when a parameters schema does not
+    compile."""
+    try:
+        return plan.constraint()
+    except InvalidParameterError as exc:
+        raise APIError(400, f"tools: a parameters schema does not compile: {exc}",
+                       param="tools") from exc
 
 
 def parse_tools(tools: Any, choice: Any) -> ToolPlan | None:
@@ -110,32 +68,3 @@ def parse_tools(tools: Any, choice: Any) -> ToolPlan | None:
         raise APIError(400, 'tool_choice must be "none", "auto", "required" or '
                        '{"type": "function", "function": {"name": ...}}', param="tool_choice")
     return ToolPlan(tuple(parsed), mode)
-
-
-def read_call(text: str, plan: ToolPlan) -> tuple[str, dict[str, Any]] | None:
-    """(name, arguments) when the reply is a call of an offered function."""
-    stripped = text.strip()
-    if not stripped.startswith("{"):
-        return None
-    try:
-        data = json.loads(stripped)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("arguments"), dict):
-        return None
-    name = data.get("name")
-    if name not in {t.name for t in plan.tools}:
-        return None
-    return str(name), dict(data["arguments"])
-
-
-def call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
-
-
-def call_text(name: str, arguments: Any) -> str:
-    """An earlier call, as the model writes one (for assistant messages with tool_calls)."""
-    if isinstance(arguments, str):
-        with contextlib.suppress(ValueError):
-            arguments = json.loads(arguments)
-    return json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)

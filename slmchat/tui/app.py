@@ -27,6 +27,7 @@ from slmchat.tui.widgets.settings_panel import defaults_from
 from slmchat.tui.widgets.side_panel import DEFAULT_WIDTH
 
 if TYPE_CHECKING:
+    from slmchat.engine.mcp.client import ToolHubLike
     from slmchat.engine.model.discovery import ModelEntry
     from slmchat.engine.session import EngineLike
     from slmchat.engine.store.store import Store
@@ -67,6 +68,7 @@ CHAT_COMMANDS = (
     ("branch_prev", "branch(-1)"),
     ("branch_next", "branch(1)"),
     ("compare", "compare"),
+    ("tools", "toggle_tools"),
 )
 
 
@@ -103,6 +105,7 @@ class SlmChatApp(App[None]):
         load_on_start: bool = True, persist_settings: bool = True,
         typed_ahead: TypedAhead | None = None,
         discover_fn: Callable[[], list[ModelEntry]] | None = None,
+        tools: ToolHubLike | None = None,
     ) -> None:
         super().__init__()
         # Textual's hidden Ctrl+Q comes first in the merged bindings and would hide ours.
@@ -128,6 +131,14 @@ class SlmChatApp(App[None]):
         self.current_spec: ModelSpec | None = None  # what load_model loaded last
         self.ui_state: dict[str, Any] = load_state() if persist_settings else {}
         self.chat = ChatScreen(engine, store, defaults_from(settings), settings.ui.show_sidebar)
+        # The [[mcp]] servers' tools (tests pass a fake). Inert until a reply offers them:
+        # with none configured nothing starts and nothing connects.
+        if tools is None:
+            from slmchat.engine.mcp.client import McpHub
+
+            tools = McpHub(settings.mcp_servers())
+        self.tools = tools
+        self.chat.tool_hub = tools
         width = self.ui_state.get("panel_width")
         self.chat.panel_width = width if isinstance(width, int) else DEFAULT_WIDTH
 
@@ -337,6 +348,9 @@ class SlmChatApp(App[None]):
                                             placeholder=t("palette.placeholder")))
 
     # --- shutdown ---
+
+    def on_unmount(self) -> None:
+        self.tools.close()  # the MCP servers this app started (none: nothing to do)
 
     async def action_quit(self) -> None:
         """Stop a running reply first so its last piece is saved, then exit."""

@@ -13,6 +13,7 @@ from typing import Any
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.generation.toolcalls import ToolPlan, stored_call_turns
 from slmchat.engine.model.files import fingerprint
 from slmchat.engine.model.spec import ModelInfo
 from slmchat.engine.store.store import StoredMessage
@@ -34,6 +35,13 @@ class ReplyJob:
     initial_text: str = ""
     previous: dict[str, Any] | None = None
     retrieval: dict[str, Any] | None = None  # passages of attached files in the prompt
+    # Tool calls (screens/tool_calls.py): whether the MCP servers' tools may be offered,
+    # how many calls this turn made before this reply, and (set in the worker) the plan
+    # the model was offered and the tools' "server.name" keys.
+    offer_tools: bool = False
+    tool_chain: int = 0
+    tools: ToolPlan | None = None
+    tool_keys: tuple[str, ...] = ()
     cancel: CancelToken = field(default_factory=CancelToken)
     started: float = field(default_factory=time.time)
 
@@ -46,6 +54,9 @@ def chat_messages(
     if system_prompt and system_prompt.strip():
         out.append(ChatMessage("system", system_prompt))
     for m in history:
+        if m.role == "assistant" and m.tool_call:
+            out += stored_call_turns(m.tool_call)  # a denied call: nothing
+            continue
         if m.role == "assistant" and not m.content:
             continue
         if m.role in ("user", "assistant"):
@@ -182,6 +193,8 @@ def provenance(
         "system_prompt": next((m.content for m in job.messages if m.role == "system"), ""),
         **segment,
     }
+    if job.tools is not None:  # which tools the model was offered (the call: the worker)
+        prov["tools"] = {"offered": list(job.tool_keys), "called": None}
     if job.retrieval is not None:
         prov["retrieval"] = job.retrieval
     elif job.previous and job.previous.get("retrieval"):  # a continued reply keeps its sources

@@ -216,3 +216,38 @@ class PromptBuilt(Message):
         super().__init__()
         self.prompt = prompt
         self.error = error
+
+
+class ToolCallRequested(Message):
+    """A reply called a tool (``call``: the stored tool_call dict); ``chain``: how many
+    calls came before it in this turn. The chat asks the user before anything runs."""
+
+    bubble = False
+
+    def __init__(self, msg_id: int, call: dict[str, Any], chain: int) -> None:
+        super().__init__()
+        self.msg_id = msg_id
+        self.call = call
+        self.chain = chain
+
+
+class ToolCallDone(Message):
+    """An allowed tool call ran; ``call`` now holds its result (stored already)."""
+
+    bubble = False
+
+    def __init__(self, msg_id: int, call: dict[str, Any], chain: int) -> None:
+        super().__init__()
+        self.msg_id = msg_id
+        self.call = call
+        self.chain = chain
+
+
+class ToolsProblem(Message):
+    """Listing the MCP servers' tools found problems (one line each)."""
+
+    bubble = False
+
+    def __init__(self, problems: tuple[str, ...]) -> None:
+        super().__init__()
+        self.problems = problems

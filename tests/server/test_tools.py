@@ -7,7 +7,7 @@ import json
 import pytest
 
 from slmchat.server.errors import APIError
-from slmchat.server.tools import parse_tools, read_call
+from slmchat.server.tools import checked_constraint, parse_tools, read_call
 
 FN = {"type": "function", "function": {"name": "add", "parameters": {
     "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}
@@ -35,7 +35,7 @@ def test_bad_tools_are_a_400(tools, choice) -> None:
     with pytest.raises(APIError) as err:
         plan = parse_tools(tools, choice)
         assert plan is not None
-        plan.constraint()
+        checked_constraint(plan)
     assert err.value.status == 400
 
 

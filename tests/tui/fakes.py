@@ -13,6 +13,7 @@ from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.mcp.client import Listing, McpError, McpTool, ToolHubLike, ToolResult
 from slmchat.engine.model.spec import ModelInfo, ModelSpec, Progress
 from slmchat.engine.session import EngineLike
 from slmchat.errors import ModelLoadError
@@ -32,6 +33,7 @@ class Call:
     params: SamplingParams
     continue_last: bool
     reuse_cache: bool = True
+    constraint: Constraint | None = None
 
 
 @dataclass
@@ -102,7 +104,7 @@ class FakeEngine:
         constraint: Constraint | None = None, reuse_cache: bool = True,
     ) -> Iterator[GenerationChunk]:
         self._current = cancel = cancel or CancelToken()
-        self.calls.append(Call(list(messages), params, continue_last, reuse_cache))
+        self.calls.append(Call(list(messages), params, continue_last, reuse_cache, constraint))
         reply = self.replies.pop(0) if self.replies else "OK."
         pieces = re.findall(r"\s*\S+", reply) or [reply]
         prompt_tokens = sum(len(m.content.split()) for m in messages) + 10
@@ -155,6 +157,39 @@ class FakeEngine:
         return other
 
 
-# mypy checks that the fake keeps up with the real engine's Protocol.
+@dataclass
+class FakeHub:
+    """MCP tools without servers: ``results`` by tool name (an McpError is raised);
+    ``calls`` records what ran."""
+
+    tools: tuple[McpTool, ...] = ()
+    results: dict[str, ToolResult | McpError] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    calls: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.server for t in self.tools))
+
+    def list_tools(self, refresh: bool = False) -> Listing:
+        return Listing(self.tools, self.problems)
+
+    def call(self, tool: McpTool, arguments: dict[str, object]) -> ToolResult:
+        self.calls.append((tool.name, arguments))
+        result = self.results.get(tool.name, ToolResult("ok"))
+        if isinstance(result, McpError):
+            raise result
+        return result
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# mypy checks that the fakes keep up with the real engine's and hub's Protocols.
 def _as_engine(fake: FakeEngine) -> EngineLike:
+    return fake
+
+
+def _as_hub(fake: FakeHub) -> ToolHubLike:
     return fake

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from slmchat.engine.generation.toolcalls import stored_call_turns
 from slmchat.engine.store.store import Store, StoredMessage
 from slmchat.errors import InvalidParameterError
 
@@ -157,6 +158,11 @@ def training_row(store: Store, conv_id: int, marks: dict[int, str], learn_unmark
     shown = store.messages(conv_id)
     grounding: list[tuple[int, bool]] = []  # (row index, passages found)
     for i, m in enumerate(shown):
+        if m.role == "assistant" and m.tool_call:  # a tool call and its result: context
+            calls = stored_call_turns(m.tool_call)
+            msgs += [{"role": c.role, "content": c.content,
+                      **({"weight": 0} if c.role == "assistant" else {})} for c in calls]
+            continue
         if m.role == "system" or not m.content.strip() or m.status in ("error", "streaming"):
             continue
         row: dict[str, Any] = {"role": m.role, "content": m.content}

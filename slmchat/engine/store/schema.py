@@ -121,7 +121,16 @@ def _v5(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+def _tool_calls(db: sqlite3.Connection) -> None:
+    # Tool calls from the chat (MCP): an assistant message that called a tool holds the
+    # call, the user's answer and the result as JSON (NULL: an ordinary message). The
+    # model's reply after the result is the next message, so a branch reads call,
+    # result, answer in order, and the text columns stay what FTS and exports read.
+    db.execute("ALTER TABLE messages ADD COLUMN tool_call TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1, _v2, _v3, _v4, _v5, _tool_calls)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -70,6 +70,9 @@ class StoredMessage:
     provenance: dict[str, Any] | None
     created_at: float
     parent_id: int | None = None  # the message this one follows (None: a first message)
+    # An assistant message that called a tool: {"id", "server", "name", "arguments"}, then
+    # "consent" ("once", "always" or "denied") and, once it ran, "result" and "is_error".
+    tool_call: dict[str, Any] | None = None
 
 
 # add_message's default parent: the last message of the branch on screen.
@@ -281,8 +284,10 @@ class Store:
     @staticmethod
     def _msg(row: sqlite3.Row) -> StoredMessage:
         prov = json.loads(row["provenance"]) if row["provenance"] else None
+        call = row["tool_call"]
         return StoredMessage(row["id"], row["conversation_id"], row["role"], row["content"],
-                             row["status"], prov, row["created_at"], row["parent_id"])
+                             row["status"], prov, row["created_at"], row["parent_id"],
+                             tool_call=json.loads(call) if call else None)
 
     def all_messages(self, conv_id: int) -> list[StoredMessage]:
         """Every message of the conversation, every branch, in the order written."""
@@ -423,6 +428,17 @@ class Store:
             return
         with self._tx() as db:
             db.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*values, msg_id))
+
+    def set_tool_call(self, msg_id: int, call: dict[str, Any], content: str | None = None) -> None:
+        """Record (or update) the tool call a reply made; ``content``: its text, replaced
+        (a call's raw JSON is not shown as text)."""
+        with self._tx() as db:
+            if content is not None:
+                db.execute("UPDATE messages SET tool_call = ?, content = ? WHERE id = ?",
+                           (json.dumps(call, ensure_ascii=False), content, msg_id))
+            else:
+                db.execute("UPDATE messages SET tool_call = ? WHERE id = ?",
+                           (json.dumps(call, ensure_ascii=False), msg_id))
 
     def delete_messages_from(self, conv_id: int, msg_id: int) -> int:
         """Delete message ``msg_id`` and every message that follows it, on every branch."""

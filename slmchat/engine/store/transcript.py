@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Any
 
 from slmchat.engine.store.schema import SCHEMA_VERSION
 from slmchat.engine.store.store import Store
@@ -52,6 +53,19 @@ def _system_block(used: dict[str, list[int]]) -> list[str]:
     return out
 
 
+def _tool_block(call: dict[str, Any]) -> list[str]:
+    """A tool call the reply made, its arguments, and the result (or why it did not run)."""
+    name = f"{call.get('server')}.{call.get('name')}" if call.get("server") else call.get("name")
+    args = json.dumps(call.get("arguments") or {}, indent=2, ensure_ascii=False)
+    out = [f"**Tool call:** `{name}`", "", "```json", args, "```", ""]
+    if call.get("consent") == "denied":
+        out += ["*(not run: denied)*", ""]
+    elif "result" in call:
+        label = "Tool error" if call.get("is_error") else "Result"
+        out += [f"**{label}:**", "", "```", str(call["result"]), "```", ""]
+    return out
+
+
 def to_markdown(store: Store, conv_id: int) -> str:
     """The conversation for people. The system prompt is shown at the top, as the model
     reads it (first, before the whole conversation, even when it was set mid-way); when
@@ -76,6 +90,8 @@ def to_markdown(store: Store, conv_id: int) -> str:
     for m in messages:
         note = "" if m.status == "done" else f" *({m.status})*"
         out += [f"## {m.role.capitalize()}{note}", "", m.content, ""]
+        if m.tool_call:
+            out += _tool_block(m.tool_call)
         if m.provenance:
             p = m.provenance
             model = p.get("model") or {}

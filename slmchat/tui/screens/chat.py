@@ -27,14 +27,14 @@ from slmchat.tui.generation import (
     provenance,
     title_from,
 )
-from slmchat.tui.messages import ChatReady, ReplyDelta, ReplyFinished
+from slmchat.tui.messages import ChatReady, ReplyDelta, ReplyFinished, ToolCallRequested
 from slmchat.tui.screens.branches import BranchActions
-from slmchat.tui.screens.chat_files import FilesAndTraining
 from slmchat.tui.screens.compare import CompareActions
 from slmchat.tui.screens.editor import EditorActions
 from slmchat.tui.screens.model_switcher import ModelSwitchActions
 from slmchat.tui.screens.prompt_inspector import InspectActions
 from slmchat.tui.screens.side_panels import DOCK_MIN_WIDTH, PanelActions
+from slmchat.tui.screens.tool_calls import ToolCallActions
 from slmchat.tui.widgets.attachments_bar import AttachmentsBar
 from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.finetune_item import FinetuneItem
@@ -56,7 +56,7 @@ STATUS_REFRESH_S = 0.25  # how often a streaming reply repaints the status line
 
 
 class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
-                 ModelSwitchActions, PanelActions, FilesAndTraining):
+                 ModelSwitchActions, PanelActions, ToolCallActions):
     DEFAULT_CSS = """
     ChatScreen #status-row { height: 1; }
     ChatScreen #status-row #status { width: 1fr; }
@@ -238,7 +238,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         history = self.store.messages(self.conv.id)
         messages = chat_messages(history, self.chat_settings.get("system_prompt"))
         retrieval = None
-        if continue_view is None:
+        if continue_view is None and not self._tool_chain:  # not on a tool's result
             messages, retrieval = self.with_files(messages, params)
         try:
             if continue_view is not None:
@@ -258,6 +258,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             await self.log_view.add(view)
             job = ReplyJob(msg.id, messages, params, self.engine.info)
         job.retrieval = retrieval
+        self.plan_tool_job(job)
         self.job = job
         view.start_stream()
         self.status.generating = True
@@ -270,11 +271,15 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         writer = self.store.reply_writer(job.msg_id, job.initial_text)
         last = None
         error: str | None = None
+        parts: list[str] = []
         try:
-            for chunk in self.engine.stream_chat(job.messages, job.params, job.cancel,
-                                                 continue_last=job.continue_last):
+            messages, constraint = self.tools_for(job)
+            for chunk in self.engine.stream_chat(messages, job.params, job.cancel,
+                                                 continue_last=job.continue_last,
+                                                 constraint=constraint):
                 last = chunk
                 if chunk.text:
+                    parts.append(chunk.text)
                     writer.append(chunk.text)
                     self.post_message(ReplyDelta(
                         job.msg_id, chunk.text, chunk.prompt_tokens + chunk.new_tokens,
@@ -290,11 +295,17 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             error = last.error
         status = STATUS_FOR_FINISH.get(finish or "", "error" if error else "stopped")
         prov = provenance(job, last, status, error)
+        call = self.tool_call_of(job, "".join(parts), prov) if status == "done" else None
         try:
             writer.finish(status, prov)
+            if call is not None:
+                self.store.set_tool_call(job.msg_id, call, content="")
         except Exception as exc:  # e.g. the store was closed on exit
             error = error or t("compare.not_saved", error=exc)
+            call = None
         self.post_message(ReplyFinished(job.msg_id, status, last, error, prov))
+        if call is not None:  # asked for after the reply is shown as finished
+            self.post_message(ToolCallRequested(job.msg_id, call, job.tool_chain))
 
     def on_reply_delta(self, event: ReplyDelta) -> None:
         view = self.log_view.view_for(event.msg_id)

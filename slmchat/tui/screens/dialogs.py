@@ -1,14 +1,17 @@
-"""Small modal dialogs: ask for a line of text, confirm a destructive action."""
+"""Small modal dialogs: ask for a line of text, confirm a destructive action, allow a
+tool call."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import json
+from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, Static
 
 from slmchat.i18n import localize_bindings, t
 
@@ -88,3 +91,44 @@ class Confirm(ModalScreen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+class ToolConsent(ModalScreen[str]):
+    """The model called a tool: run it? Dismisses with "once", "always" (this tool, until
+    the app quits) or "deny"; Esc denies, and Deny has the focus, so a stray Enter runs
+    nothing."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "deny", "Deny", id="tool.deny"),
+    ]
+    DEFAULT_CSS = """
+    ToolConsent #tool-args-scroll { height: auto; max-height: 12; margin: 0 0 1 0; }
+    """
+
+    def __init__(self, call: dict[str, Any]) -> None:
+        super().__init__(classes="dialog-screen")
+        localize_bindings(self)
+        self.call = call
+
+    def compose(self) -> ComposeResult:
+        name, server = str(self.call.get("name")), str(self.call.get("server") or "?")
+        args = json.dumps(self.call.get("arguments") or {}, indent=2, ensure_ascii=False)
+        with Vertical(classes="dialog"):
+            yield Label(Text(t("tool.consent_title", name=name, server=server)),
+                        classes="dialog-title")
+            with VerticalScroll(id="tool-args-scroll"):
+                yield Static(Text(args), id="tool-args")
+            with Horizontal(classes="buttons"):
+                yield Button(t("tool.allow_once"), id="once", variant="primary", compact=True)
+                yield Button(Text(t("tool.allow_always", name=name)), id="always", compact=True)
+                yield Button(t("tool.deny_button"), id="deny", variant="error", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#deny", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(str(event.button.id))
+
+    def action_deny(self) -> None:
+        self.dismiss("deny")

@@ -21,6 +21,7 @@ from slmchat.engine.store.store import StoredMessage
 from slmchat.i18n import has, t
 from slmchat.tui.widgets.citations import Citations, citations_for
 from slmchat.tui.widgets.fitted_line import FittedLine, Part, part
+from slmchat.tui.widgets.tool_call import ToolCallBlock
 
 STATUS_MARKS = {"done": "", "streaming": "…"}  # other statuses: t("status.<status>")
 
@@ -113,17 +114,23 @@ class MessageView(Vertical):
         self._continued = False
         self.branch: tuple[int, int] | None = None  # (n, of) when it has siblings
         self.parent_id: int | None = None  # the message it follows (its siblings share it)
+        self.tool_call: dict[str, Any] | None = None  # a reply that called a tool
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
         view = cls(msg.role, msg.content, msg.status, msg.id, msg.provenance)
         view.parent_id = msg.parent_id
+        view.tool_call = msg.tool_call
         return view
 
     def compose(self) -> ComposeResult:
         yield FittedLine(self._header(), classes="message-header")
         if self.role == "assistant":
-            yield Markdown(self.content, classes="message-body", parser_factory=reply_parser)
+            body = Markdown(self.content, classes="message-body", parser_factory=reply_parser)
+            body.display = not (self.tool_call and not self.content)
+            yield body
+            if self.tool_call:
+                yield ToolCallBlock(self.tool_call)
             if (cites := citations_for(self.provenance)) is not None:
                 yield cites
         else:
@@ -202,6 +209,19 @@ class MessageView(Vertical):
         self.content = text
         await self.query_one(Markdown).update(text)
         self.set_status(self.status, provenance)
+
+    async def show_tool_call(self, call: dict[str, Any]) -> None:
+        """The reply is a tool call: its block instead of the call's raw text."""
+        self.tool_call = call
+        blocks = self.query(ToolCallBlock)
+        if blocks:
+            blocks.first().update_call(call)
+            return
+        self.content = ""
+        body = self.query_one(Markdown)
+        await body.update("")
+        body.display = False
+        await self.mount(ToolCallBlock(call), after=body)
 
     @property
     def streaming(self) -> bool:
