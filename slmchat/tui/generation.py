@@ -175,6 +175,8 @@ def provenance(
     }
     if error:
         segment["error"] = error
+    if last is not None and last.served_by:  # a remote server's system_fingerprint
+        segment["served_by"] = last.served_by
     prov: dict[str, Any] = {
         "model": model_record(info) if info else None,
         "sampling": {k: v for k, v in asdict(job.params).items() if k != "stop"},
@@ -196,5 +198,5 @@ def provenance(
 
 def _segment_of(prov: dict[str, Any]) -> dict[str, Any]:
     keys = ("seed", "prompt_tokens", "cached_tokens", "new_tokens", "ttft_s", "prefill_tps",
-            "decode_tps", "duration_s", "finish_reason", "started_at", "error")
+            "decode_tps", "duration_s", "finish_reason", "started_at", "error", "served_by")
     return {k: prov[k] for k in keys if k in prov}
