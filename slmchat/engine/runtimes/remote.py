@@ -99,7 +99,9 @@ class RemoteRuntime:
                                  f"(it lists: {shown})")
         version = _server_version(prof)
         info = ModelInfo(
-            name=profiles.label(name, model_id), path=spec.path, kind="remote",
+            # NAME:model as typed and as `slmchat serve --with-remote` lists it (the app's
+            # lists show the entry's label, "NAME: model")
+            name=f"{name}:{model_id}", path=spec.path, kind="remote",
             architecture=found.owned_by or prof.kind, n_params=found.n_params,
             footprint_bytes=0, load_time_s=time.perf_counter() - start,
             context_length=found.context_length or UNKNOWN_CONTEXT, has_chat_template=True,

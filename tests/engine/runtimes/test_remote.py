@@ -59,7 +59,7 @@ def test_chat_through_slmchat_serve(kind: str) -> None:
         info = engine.info
         assert info is not None
         assert (info.name, info.kind, info.runtime, info.device) == (
-            "lab: echo", "remote", "remote", f"127.0.0.1:{live.port}")
+            "lab:echo", "remote", "remote", f"127.0.0.1:{live.port}")
         assert "remote" in info.label
         text, last = _reply(engine)
     assert text == "".join(echo_words("hello there", 6))
@@ -90,7 +90,7 @@ def test_a_model_the_server_does_not_list_is_one_line_and_the_old_model_stays() 
         with pytest.raises(ModelLoadError, match=r"^lab: .* does not list the model 'nope' "
                                                  r"\(it lists: echo\)$"):
             engine.load(ModelSpec(path="remote://lab/nope"))
-        assert engine.info is not None and engine.info.name == "lab: echo"
+        assert engine.info is not None and engine.info.name == "lab:echo"
     with pytest.raises(ModelLoadError, match="no remote profile named 'gone'"):
         engine.load(ModelSpec(path="remote://gone/echo"))
 
