@@ -235,3 +235,25 @@ def test_profiles_paths_and_names() -> None:
     assert remote.resolve_typed("other:qwen") is None  # not a profile: a local name
     assert remote.url_problem("http://me:pw@host/v1") is not None
     assert remote.url_problem("ftp://host") is not None
+
+
+@pytest.mark.parametrize("kind", ["openai", "ollama"])
+def test_a_raw_prompt_goes_to_the_completion_endpoint(kind: str) -> None:
+    echo = EchoEngine()
+    with live_server(echo) as live:
+        engine = _engine(RemoteProfile("lab", live.url, kind=kind), "echo")  # type: ignore[arg-type]
+        chunks = list(engine.stream_chat([ChatMessage("user", "once upon")],
+                                         SamplingParams(max_new_tokens=3), mode="raw"))
+    assert "".join(c.text for c in chunks) == "".join(echo_words("once upon", 3))
+    assert chunks[-1].finish_reason == "length"
+
+
+def test_raw_and_chat_requests_go_to_their_endpoints() -> None:
+    with stub_server() as stub:
+        engine = _engine(RemoteProfile("stub", stub.url), "ok")
+        list(engine.stream_chat([ChatMessage("user", "once")], SamplingParams(), mode="raw"))
+        list(engine.stream_chat(HELLO, SamplingParams()))
+    raw, chat = stub.requests[-2:]
+    assert raw["path"] == "/v1/completions" and raw["body"]["prompt"] == "once"
+    assert "messages" not in raw["body"]
+    assert chat["path"] == "/v1/chat/completions" and "prompt" not in chat["body"]
