@@ -280,6 +280,8 @@ class _OpenAI:
         for key, neutral in _NEUTRAL.items():
             if getattr(p, key) != neutral:
                 payload[key] = getattr(p, key)
+        if "repetition_penalty" in payload:  # llama-server's and llama-cpp-python's name
+            payload["repeat_penalty"] = payload["repetition_penalty"]
         if p.seed is not None:
             payload["seed"] = p.seed
         if p.stop:
