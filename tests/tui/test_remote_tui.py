@@ -67,6 +67,15 @@ async def test_one_conversation_local_then_remote_then_local(
             await _say(pilot, "second")
             views = app.chat.log_view.views()
             assert views[-1].content == "".join(OK_PIECES)
+            # regenerate on the remote model: the first remote reply stays as a sibling
+            await pilot.press("ctrl+r")
+            await settle(pilot)
+            conv = app.chat.conv
+            assert conv is not None
+            last_id = app.store.messages(conv.id)[-1].id
+            siblings = app.store.siblings(last_id)
+            assert len(siblings) == 2
+            assert all(m.provenance["model"]["runtime"] == "remote" for m in siblings)
             # the switcher lists the remote models beside the local ones
             await pilot.press("f12")
             await settle(pilot)
@@ -85,7 +94,7 @@ async def test_one_conversation_local_then_remote_then_local(
             assert sent[-1]["body"]["messages"][-1] == {"role": "user", "content": "second"}
             stored = app.store.messages(conv.id)
             changes = app.store.model_changes(conv.id)
-    replies = [m for m in stored if m.role == "assistant"]
+    replies = [m for m in stored if m.role == "assistant"]  # the branch on screen
     assert len(replies) == 3
     models = [m.provenance["model"] for m in replies]
     assert [m["runtime"] for m in models][1] == "remote"
