@@ -130,7 +130,11 @@ def model_label(model: dict[str, Any]) -> str:
 def weights_note(model: dict[str, Any]) -> str:
     """The weights' identity, short: "fp 1a2b3c4d", "+ lora 5e6f7a8b" for an adapter
     (whose base fingerprint is the base model's), "· onnx 9c0d…" for the converted copy
-    that ran (a tuned copy differs there)."""
+    that ran (a tuned copy differs there); a remote model: "remote HOST" and the server's
+    version where it gave one (its weights are not here to fingerprint)."""
+    if model.get("kind") == "remote":
+        version = f" · {model['fingerprint']}" if model.get("fingerprint") else ""
+        return f"remote {model.get('device') or '?'}{version}"
     parts = [f"fp {str(model.get('fingerprint') or '')[:8]}"]
     if model.get("adapter_fingerprint"):
         parts.append(f"+ lora {str(model['adapter_fingerprint'])[:8]}")

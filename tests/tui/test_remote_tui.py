@@ -189,6 +189,9 @@ async def test_compare_a_local_model_beside_a_remote_one(make_app, tiny_llama_di
             await settle(pilot)
             left, right = screen.sides["left"], screen.sides["right"]
             assert right.text == "".join(OK_PIECES)
+            right_stats = str(screen.query_one("#cmp-right-stats").render())
+            assert "remote 127.0.0.1:" in right_stats and "fp " not in right_stats
+            assert "fp " in str(screen.query_one("#cmp-left-stats").render())
             assert left.text and left.text != right.text
             siblings = app.store.siblings(right.msg_id)
             prov = {m.id: m.provenance for m in siblings}
