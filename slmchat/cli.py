@@ -19,7 +19,7 @@ from slmchat.errors import SlmChatError, first_line
 # Order = order in --help. "chat" is the default when no command is given.
 COMMANDS = (
     "chat", "generate", "models", "finetune", "quantize", "export", "eval", "bench", "serve",
-    "web", "doctor", "cache", "mcp",
+    "web", "remote", "doctor", "cache", "mcp",
     "export-chats",
 )
 

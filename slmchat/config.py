@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,7 @@ from pydantic_settings import (
 from slmchat.engine.fsutil import write_text_atomic
 from slmchat.engine.generation.sampling import RANGES, SamplingParams
 from slmchat.engine.mcp.client import ServerSpec
+from slmchat.engine.model import remote as remote_profiles
 from slmchat.engine.model.spec import Runtime
 
 SETTINGS_FILE = "settings.toml"
@@ -90,6 +91,47 @@ class McpServerSettings(BaseModel):
                           str(Path(self.cwd).expanduser()) if self.cwd else None, self.timeout_s)
 
 
+class RemoteSettings(BaseModel):
+    """One ``[[remote]]`` entry: a served engine reached over its OpenAI or Ollama API.
+    The key itself is never stored: ``api_key_env`` names the variable that holds it."""
+
+    model_config = ConfigDict(extra="forbid")  # an "api_key = ..." line is refused
+
+    name: str = Field(description="Short name: models show as NAME: model, --model NAME:model",
+                      pattern=remote_profiles.NAME_RE.pattern)
+    base_url: str = Field(description="The API root, e.g. http://gpu-box:8000/v1 (vLLM, SGLang, "
+                                      "llama-server, slmchat serve) or http://host:11434 (Ollama)")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key)",
+        pattern=remote_profiles.ENV_RE.pattern)
+    kind: Literal["openai", "ollama"] = Field("openai", description="API the server speaks")
+    models: list[str] = Field(default_factory=list,
+                              description="Only these of the server's models (empty: all)")
+    timeout_s: float = Field(120.0, gt=0, le=3600,
+                             description="Longest wait for the next bytes of a reply (s)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("api_key" in data or "key" in data):
+            raise ValueError("keys are never stored in settings.toml: put the key in an "
+                             "environment variable and name it in api_key_env")
+        return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        problem = remote_profiles.url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def profile(self) -> remote_profiles.RemoteProfile:
+        return remote_profiles.RemoteProfile(
+            name=self.name, base_url=self.base_url, api_key_env=self.api_key_env,
+            kind=self.kind, models=tuple(self.models), timeout_s=self.timeout_s)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLMCHAT_", env_nested_delimiter="__", extra="ignore",
@@ -99,6 +141,7 @@ class Settings(BaseSettings):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)  # type: ignore[arg-type]
     ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
     mcp: list[McpServerSettings] = Field(default_factory=list, description="MCP servers ([[mcp]])")
+    remote: list[RemoteSettings] = Field(default_factory=list)
 
     @field_validator("mcp")
     @classmethod
@@ -111,6 +154,14 @@ class Settings(BaseSettings):
     def mcp_servers(self) -> list[ServerSpec]:
         """The enabled MCP servers, as the engine's client takes them."""
         return [s.spec() for s in self.mcp if s.enabled]
+
+    @model_validator(mode="after")
+    def _unique_remotes(self) -> Settings:
+        names = [r.name for r in self.remote]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"remote profile names must be unique ({', '.join(twice)})")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -132,7 +183,16 @@ def settings_path() -> Path:
 
 
 def load_settings(path: Path | None = None) -> tuple[Settings, str | None]:
-    """Return (settings, problem). ``problem`` is a one-line message or None."""
+    """Return (settings, problem). ``problem`` is a one-line message or None.
+
+    The ``[[remote]]`` profiles read become the engine's (engine/model/remote.use_profiles),
+    so a remote model named by a spec finds its server; none read: none known."""
+    settings, problem = _load(path)
+    remote_profiles.use_profiles([r.profile() for r in settings.remote])
+    return settings, problem
+
+
+def _load(path: Path | None) -> tuple[Settings, str | None]:
     path = path or settings_path()
     data: dict[str, Any] = {}
     problem: str | None = None
@@ -155,7 +215,8 @@ def load_settings(path: Path | None = None) -> tuple[Settings, str | None]:
             # the environment itself is invalid (SLMCHAT_UI='{not json'): pure defaults
             saved = {k: v for k, v in os.environ.items() if k.startswith("SLMCHAT_")}
             for key in saved:
-                if "__" in key or key in ("SLMCHAT_MODEL", "SLMCHAT_GENERATION", "SLMCHAT_UI"):
+                if "__" in key or key in ("SLMCHAT_MODEL", "SLMCHAT_GENERATION", "SLMCHAT_UI",
+                                          "SLMCHAT_REMOTE"):
                     os.environ.pop(key)
             try:
                 return Settings(), msg
@@ -204,6 +265,12 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
         lines.append("[[mcp]]")
         lines += [f"{key} = {_toml_value(value)}"
                   for key, value in server.model_dump().items() if value is not None]
+        lines.append("")
+    for remote in settings.remote:  # [[remote]] tables: a name, never a key
+        lines.append("[[remote]]")
+        for key, value in remote.model_dump().items():
+            if value is not None and value != []:
+                lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(path, "\n".join(lines), private=True)

@@ -1,4 +1,5 @@
-"""``slmchat models``: list every local model (no weights are loaded, no network)."""
+"""``slmchat models``: list every local model (no weights are loaded), then the models of
+the remote profiles (one listing request per profile; no network without a profile)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip the Hugging Face cache scan")
     p.add_argument("--no-tools", action="store_true",
                    help="skip other tools' stores (Ollama, LM Studio, llama.cpp, GPT4All)")
+    p.add_argument("--no-remote", action="store_true",
+                   help="skip the models of remote profiles (the only listing that uses the "
+                        "network, and only when a [[remote]] profile exists)")
     p.set_defaults(func=run)
 
 
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"slmchat: warning: {problem}", file=sys.stderr)
     found = discover(settings, include_hf_cache=not args.no_hf_cache,
-                     include_tools=not args.no_tools)
+                     include_tools=not args.no_tools, include_remote=not args.no_remote)
     entries = filter_entries(found, args.filter)
     if args.json:
         print(json.dumps([e.as_dict() for e in entries], indent=2))
@@ -68,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         if e.problem:
             fmt += f" [{e.problem}]"
         aliases = e.extra.get("aliases") or ()
-        name = e.name + (f" (= {', '.join(aliases)})" if aliases else "")
+        # a remote model as "lab: llama3" (`--model lab:llama3` loads it)
+        name = (e.label if e.format == "remote" else e.name) + \
+            (f" (= {', '.join(aliases)})" if aliases else "")
         rows.append((name, fmt, e.architecture, human_count(e.n_params),
                      human_bytes(e.size_bytes), "yes" if e.has_chat_template else "no",
                      e.source, e.path))

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from slmchat.commands.common import add_model_args, spec_from_args
 from slmchat.commands.generate import add_sampling_args, sampling_from_args
 from slmchat.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from slmchat.engine.model.discovery import ModelEntry
 
 API_KEY_ENV = "SLMCHAT_API_KEY"
 
@@ -37,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "local model, which is then loaded)")
     g.add_argument("--max-body-mb", type=float, default=4.0,
                    help="largest request body in MB; larger get 413 (default 4)")
+    g.add_argument("--with-remote", action="store_true",
+                   help="also list the models of the [[remote]] profiles (slmchat remote list) "
+                        "and pass chats on them to their servers, so one local endpoint "
+                        "reaches both")
     g.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
                    default="info", help="server log level (default info: one line per request)")
     add_sampling_args(p)
@@ -60,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--max-body-mb must be in (0, 1024], got {args.max_body_mb}")
     defaults = sampling_from_args(args)
     spec = spec_from_args(args)
+    discover = _with_remote() if args.with_remote else None
     sock = bind(args.host, args.port)  # a busy port fails now, not after the model load
     try:
         configure_threads()
@@ -80,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             cors_origins=tuple(args.cors_origin), defaults=defaults,
             allow_swap=not args.no_swap, base_spec=spec,
         )
-        app = build_app(engine, config, log_store)
+        app = build_app(engine, config, log_store, discover=discover)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
 
@@ -94,3 +104,19 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
     print("slmchat serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _with_remote() -> Callable[[], list[ModelEntry]]:
+    """Local models, then the models of each remote profile (listed again when the
+    server's catalog cache expires); a request for one loads it, which passes the
+    conversation to its server."""
+    from slmchat.config import load_settings
+    from slmchat.engine.model.discovery import discover, remote_entries
+
+    settings, _ = load_settings()
+    if not settings.remote:
+        raise InvalidParameterError("--with-remote: settings.toml has no [[remote]] profile "
+                                    "(`slmchat remote add NAME URL` writes one)")
+    names = ", ".join(r.name for r in settings.remote)
+    print(f"slmchat serve: with the models of remote profiles {names}", file=sys.stderr)
+    return lambda: [*discover(include_remote=False), *remote_entries(settings)]

@@ -140,6 +140,9 @@ class Engine:
         how many of its leading tokens the KV cache of the last turn already holds.
         ``detail``: per-message token counts and token texts (the prompt inspector)."""
         lm = self._require()
+        talker = runtimes.conversation(lm.info)
+        if talker is not None:  # a remote server applies its own template to the messages
+            return talker.preview(lm, messages, params, mode, continue_last, detail)
         prompt = build_prompt(
             lm.tokenizer, messages, lm.info.context_length, params.max_new_tokens,
             mode=mode, continue_last=continue_last, detail=detail,
@@ -174,6 +177,11 @@ class Engine:
         cancel = cancel or CancelToken()
         with self._lock:
             lm = self._require()
+            talker = runtimes.conversation(lm.info)
+            if talker is not None:
+                yield from self._stream_messages(talker, lm, messages, params, cancel, mode,
+                                                 continue_last, constraint)
+                return
             runtime = runtimes.runtime_of(lm.info)
             runtime.fit_threads(lm, self._busy, self._training.active())
             if not reuse_cache:
@@ -195,6 +203,18 @@ class Engine:
                     yield chunk
             finally:
                 self._current = None
+
+    def _stream_messages(self, talker: runtimes.Conversation, lm: LoadedModel,
+                         messages: Sequence[ChatMessage], params: SamplingParams,
+                         cancel: CancelToken, mode: PromptMode, continue_last: bool,
+                         constraint: Constraint | None) -> Iterator[GenerationChunk]:
+        """A conversation-level runtime's reply (no prompt, no KV cache here)."""
+        self._current = cancel
+        try:
+            yield from talker.stream(lm, messages, params, cancel, mode, continue_last,
+                                     constraint)
+        finally:
+            self._current = None
 
     def companion(self, spec: ModelSpec | None = None) -> Engine:
         """A second engine for side-by-side replies, with its own KV cache.
@@ -220,7 +240,8 @@ class Engine:
             except Exception:  # a tokenizer that cannot be copied: share it
                 other._loaded = replace(lm)
             return other
-        problem = room_for(spec, beside=lm.info.name)
+        # A remote model takes no memory here: only a local one is checked.
+        problem = None if runtimes.is_remote_spec(spec) else room_for(spec, beside=lm.info.name)
         if problem:
             raise ModelLoadError(problem)
         other.load(spec)

@@ -216,6 +216,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "insp.format.transcript": {"en": "a plain transcript (the model has no chat template)",
                                "ja": "プレーンな会話記録 (モデルにチャットテンプレートがありません)"},
     "insp.format.raw": {"en": "raw text (no template)", "ja": "生のテキスト (テンプレートなし)"},
+    "insp.format.remote": {"en": "the messages as sent to the remote server, which applies its "
+                                 "own chat template (token counts are estimates)",
+                           "ja": "リモートサーバーへ送るメッセージそのもの (チャットテンプレートは"
+                                 "サーバー側で適用されます。トークン数は概算)"},
     "insp.label.model": {"en": "Model  ", "ja": "モデル  "},
     "insp.label.format": {"en": "Format  ", "ja": "形式  "},
     "insp.label.rebuilt_with": {"en": "Rebuilt with  ", "ja": "組み立てたモデル  "},
@@ -409,6 +413,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "statusbar.rss": {"en": "  RSS {size}", "ja": "  メモリ {size}"},
     "statusbar.gpu": {"en": "  GPU {size}", "ja": "  GPU メモリ {size}"},
     "statusbar.offline": {"en": "  ● offline", "ja": "  ● オフライン"},
+    "statusbar.remote": {"en": "  ● remote: {host}", "ja": "  ● リモート: {host}"},
     "statusbar.not_offline": {"en": "  ● offline switches not set",
                               "ja": "  ● オフライン設定なし"},
     # --- the side dock (widgets/side_panel.py), offers, the fine-tune status item ---
@@ -653,6 +658,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "app.cannot_remember": {"en": "Could not remember the model: {error}",
                             "ja": "モデルを記録できませんでした: {error}"},
     "app.still_using": {"en": " Still using {name}.", "ja": " 引き続き {name} を使います。"},
+    "app.remote_notice": {"en": "Conversations in this chat are sent to {host} while {name} "
+                                "is the model.",
+                          "ja": "{name} を使う間、このチャットの会話は {host} に送られます。"},
+    "app.remote_title": {"en": "Remote model", "ja": "リモートモデル"},
     "app.not_loaded_title": {"en": "Model not loaded", "ja": "モデルを読み込めませんでした"},
     "app.cannot_save_state": {"en": "Could not save the app state: {error}",
                               "ja": "アプリの状態を保存できませんでした: {error}"},

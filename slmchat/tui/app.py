@@ -29,6 +29,7 @@ from slmchat.tui.widgets.side_panel import DEFAULT_WIDTH
 if TYPE_CHECKING:
     from slmchat.engine.mcp.client import ToolHubLike
     from slmchat.engine.model.discovery import ModelEntry
+    from slmchat.engine.model.spec import ModelInfo
     from slmchat.engine.session import EngineLike
     from slmchat.engine.store.store import Store
     from slmchat.tui.early_input import TypedAhead
@@ -257,6 +258,7 @@ class SlmChatApp(App[None]):
             self.notify(warning, title=t("app.model_title"), severity="warning")
         self.notify(t("app.loaded", label=info.label, s=info.load_time_s),
                     title=t("app.model_title"))
+        self._remote_notice(info)
         self.current_spec = event.spec
         await self.chat.model_loaded(event.spec)
         recent = self.ui_state.get("recent_models")
@@ -267,6 +269,21 @@ class SlmChatApp(App[None]):
                 remember(event.spec, self.settings)
             except OSError as exc:
                 self.notify(t("app.cannot_remember", error=exc), severity="warning")
+
+    def _remote_notice(self, info: ModelInfo) -> None:
+        """Once per host (remembered in app-state.json): a remote model off this machine
+        means the conversation leaves it."""
+        from slmchat.engine.model.remote import host_is_loopback
+
+        if info.kind != "remote" or host_is_loopback(info.device):
+            return
+        seen = self.ui_state.get("remote_hosts_noticed")
+        seen = [h for h in seen if isinstance(h, str)] if isinstance(seen, list) else []
+        if info.device in seen:
+            return
+        self.notify(t("app.remote_notice", host=info.device, name=info.name),
+                    title=t("app.remote_title"), severity="warning", timeout=20)
+        self._save_ui_state(remote_hosts_noticed=[*seen, info.device])
 
     def on_model_load_progress(self, event: ModelLoadProgress) -> None:
         self.chat.model_load_progress(event.text, event.fraction)

@@ -141,7 +141,11 @@ def model_label(model: dict[str, Any]) -> str:
 def weights_note(model: dict[str, Any]) -> str:
     """The weights' identity, short: "fp 1a2b3c4d", "+ lora 5e6f7a8b" for an adapter
     (whose base fingerprint is the base model's), "· onnx 9c0d…" for the converted copy
-    that ran (a tuned copy differs there)."""
+    that ran (a tuned copy differs there); a remote model: "remote HOST" and the server's
+    version where it gave one (its weights are not here to fingerprint)."""
+    if model.get("kind") == "remote":
+        version = f" · {model['fingerprint']}" if model.get("fingerprint") else ""
+        return f"remote {model.get('device') or '?'}{version}"
     parts = [f"fp {str(model.get('fingerprint') or '')[:8]}"]
     if model.get("adapter_fingerprint"):
         parts.append(f"+ lora {str(model['adapter_fingerprint'])[:8]}")
@@ -186,6 +190,8 @@ def provenance(
     }
     if error:
         segment["error"] = error
+    if last is not None and last.served_by:  # a remote server's system_fingerprint
+        segment["served_by"] = last.served_by
     prov: dict[str, Any] = {
         "model": model_record(info) if info else None,
         "sampling": {k: v for k, v in asdict(job.params).items() if k != "stop"},
@@ -209,5 +215,5 @@ def provenance(
 
 def _segment_of(prov: dict[str, Any]) -> dict[str, Any]:
     keys = ("seed", "prompt_tokens", "cached_tokens", "new_tokens", "ttft_s", "prefill_tps",
-            "decode_tps", "duration_s", "finish_reason", "started_at", "error")
+            "decode_tps", "duration_s", "finish_reason", "started_at", "error", "served_by")
     return {k: prov[k] for k in keys if k in prov}

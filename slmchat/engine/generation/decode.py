@@ -44,6 +44,7 @@ class GenerationChunk:
     error: str | None = None
     constraint: str | None = None  # constraints.Constraint.label when the reply was constrained
     warning: str | None = None  # last chunk: a one-line note on the model (a damaged copy)
+    served_by: str | None = None  # last chunk of a remote reply: the server's fingerprint
 
 
 class CancelToken:

@@ -35,7 +35,8 @@ class Prompt:
     dropped_messages: int  # oldest turns left out to fit the context
     truncated: bool  # the newest message itself had to be cut from the left
     stop: tuple[str, ...]
-    format: Literal["template", "transcript", "raw"]
+    # remote: the messages as sent (the server applies its own template; runtimes/remote)
+    format: Literal["template", "transcript", "raw", "remote"]
     kept: tuple[ChatMessage, ...] = ()  # the messages rendered (system + newest turns)
     # With ``detail`` (the prompt inspector): what each kept message adds in tokens (the
     # template's wrapping included), the generation prompt's share, each token's text,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.fsutil import dir_size
+from slmchat.engine.model import remote
 from slmchat.engine.model.arch import is_plain_llama
 from slmchat.engine.model.files import gguf_damage, read_json
 from slmchat.engine.model.toolstores import ToolModel, llama_cpp_models, ollama_models, tool_roots
@@ -71,6 +72,8 @@ class ModelEntry:
     @property
     def label(self) -> str:
         """The name with the tool it comes from, e.g. ``ollama: qwen2.5:0.5b``."""
+        if self.source == remote.FORMAT:  # "lab: llama3.1:8b" (its name: "lab:llama3.1:8b")
+            return remote.label(*self.name.split(":", 1))
         return f"{self.source}: {self.name}" if self.source in TOOL_SOURCES else self.name
 
 
@@ -397,10 +400,37 @@ def _resolved(path: str) -> str:
         return path
 
 
+def remote_entries(settings: Any) -> list[ModelEntry]:
+    """The models of each ``[[remote]]`` profile in ``settings`` (one listing request per
+    profile; none without a profile). A profile that cannot be listed is one entry with
+    its problem (`slmchat models` shows it; the switcher leaves it out)."""
+    found: list[ModelEntry] = []
+    kind = remote.FORMAT
+    for prof in (r.profile() for r in getattr(settings, "remote", None) or ()):
+        extra = {"profile": prof.name, "host": prof.host, "loopback": prof.loopback}
+        try:
+            models = remote.list_models(prof)
+        except Exception as exc:  # RemoteError; anything else must not break a listing
+            found.append(ModelEntry(name=f"{prof.name}:*", path=remote.remote_path(prof.name, "*"),
+                                    source=kind, format=kind, problem=first_line(exc),
+                                    extra=extra))
+            continue
+        for m in models:
+            found.append(ModelEntry(
+                name=f"{prof.name}:{m.id}", path=remote.remote_path(prof.name, m.id),
+                source=kind, format=kind, architecture=m.owned_by or prof.kind,
+                n_params=m.n_params, size_bytes=m.size_bytes, has_chat_template=True,
+                context_length=m.context_length,
+                extra={**extra, **{k: v for k, v in m.extra.items() if v}}))
+    return found
+
+
 def discover(settings: Any = None, *, include_default: bool = True,
              include_hf_cache: bool = True, hf_cache: Path | None = None,
-             include_tools: bool = True) -> list[ModelEntry]:
-    """Every local model, default first, de-duplicated by resolved path.
+             include_tools: bool = True, include_remote: bool = True) -> list[ModelEntry]:
+    """Every local model, default first, de-duplicated by resolved path, then the models
+    of the remote profiles in ``settings`` (``include_remote``; the only network use, and
+    only when a profile exists).
 
     ``settings`` (the caller's loaded Settings) adds its ``model.dirs``; the engine does
     not read the settings file itself. ``include_tools``: other tools' stores (Ollama,
@@ -436,6 +466,8 @@ def discover(settings: Any = None, *, include_default: bool = True,
             continue
         seen.add(key)
         unique.append(entry)
+    if include_remote:
+        unique.extend(remote_entries(settings))
     return unique
 
 
@@ -533,12 +565,16 @@ def resolve_name(text: str, settings: Any = None, entries: list[ModelEntry] | No
 
     if text in ("default", ""):
         return text
+    typed = remote.resolve_typed(text)  # NAME:model of a configured profile
+    if typed is not None:
+        return typed
     try:
         if Path(text).expanduser().exists():
             return text
     except (OSError, ValueError):  # a name too long for a path, a NUL byte
         pass
-    found = entries if entries is not None else discover(settings, include_default=False)
+    found = entries if entries is not None else discover(settings, include_default=False,
+                                                         include_remote=False)
     matches = [e for e in found if text in _names_of(e) or text.lower() in
                {n.lower() for n in _names_of(e)}]
     usable = [e for e in matches if e.problem is None] or matches

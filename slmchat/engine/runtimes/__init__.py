@@ -1,6 +1,6 @@
 """Chat runtimes, one module each, and the one place that chooses between them.
 
-Each module (transformers.py, onnx.py, llamacpp.py) answers the same questions
+Each module (transformers.py, onnx.py, llamacpp.py, remote.py) answers the same questions
 (base.Runtime): can it run this spec and why not, load, its token-level backend, its
 threads, how it is shown. Nothing outside this package compares runtime names
 (tests/engine/runtimes/test_registry.py checks the source tree for it).
@@ -15,6 +15,10 @@ threads, how it is shown. Nothing outside this package compares runtime names
 |   ... on a GPU, bitsandbytes, cpu-int8   | transformers | what supports them                    |
 |   ... with a dtype or runner hf asked    | transformers | the exact reference path              |
 | anything a runtime above cannot run      | transformers | any architecture; a warning says why  |
+
+A remote model (``remote://NAME/model``, a profile of settings.toml) runs on the remote
+runtime whatever the spec asks: it is never a candidate of ``auto`` for a local file,
+and it takes conversations, not token ids (``conversation``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from pathlib import Path
 from slmchat.engine.generation.backends.base import Backend
 from slmchat.engine.model.files import resolve_source
 from slmchat.engine.model.loader import check_spec, display_name
+from slmchat.engine.model.remote import FORMAT as REMOTE_FORMAT
+from slmchat.engine.model.remote import is_remote
 from slmchat.engine.model.spec import RUNTIMES, LoadedModel, ModelInfo, ModelSpec, Progress
-from slmchat.engine.runtimes import llamacpp, onnx, transformers
-from slmchat.engine.runtimes.base import Runtime, Source
+from slmchat.engine.runtimes import llamacpp, onnx, remote, transformers
+from slmchat.engine.runtimes.base import Conversation, Runtime, Source
 from slmchat.errors import ModelLoadError
 
 # Registered in the order ``auto`` tries them; transformers last, it runs anything.
@@ -37,11 +43,14 @@ NAMES: tuple[str, ...] = tuple(REGISTRY)
 FALLBACK = transformers.RUNTIME
 # An ONNX copy folder runs on onnx alone, and auto never converts GGUF to ONNX.
 _ONLY = {"onnx": onnx.RUNTIME}
+# Runtimes that run what a spec names by itself (not a file auto chooses a runtime for),
+# and take whole conversations.
+_CONVERSING: dict[str, remote.RemoteRuntime] = {remote.RUNTIME.name: remote.RUNTIME}
 
 
 def get(name: str) -> Runtime:
     try:
-        return REGISTRY[name]
+        return REGISTRY[name] if name in REGISTRY else _CONVERSING[name]
     except KeyError:
         raise ModelLoadError(f"unknown runtime {name!r} (choose from auto, {', '.join(NAMES)})") from None
 
@@ -92,6 +101,8 @@ def load(spec: ModelSpec, lite: bool = False, progress: Progress | None = None,
     reference, transformers, except for what only one runtime runs (an ONNX copy); an
     explicit runtime is honoured, so `eval --runtime llamacpp` measures what chat runs."""
     check_spec(spec)
+    if is_remote(spec.path):  # a profile's model: its server runs it, whatever else is asked
+        return remote.RUNTIME.load_remote(spec)
     if spec.runtime not in RUNTIMES:
         raise ModelLoadError(f"unknown runtime {spec.runtime!r} (choose from {', '.join(RUNTIMES)})")
     kind, path = resolve_source(spec)
@@ -112,6 +123,17 @@ def runtime_of(info: ModelInfo) -> Runtime:
     return get(info.runtime)
 
 
+def conversation(info: ModelInfo) -> Conversation | None:
+    """The runtime of ``info`` when it takes whole conversations (a remote server applies
+    its own template), else None: the engine builds the prompt and decodes tokens."""
+    return _CONVERSING.get(info.runtime)
+
+
+def is_remote_spec(spec: ModelSpec) -> bool:
+    """Whether ``spec`` names a remote profile's model (no local memory needed)."""
+    return is_remote(spec.path)
+
+
 def backend_for(lm: LoadedModel) -> Backend:
     """The token-level backend of a loaded model, from the runtime that loaded it."""
     return runtime_of(lm.info).backend(lm)
@@ -127,6 +149,8 @@ def hint(fmt: str, convertible: bool, spec: ModelSpec | None = None) -> str:
     """The runtime a chat load would pick, from discovery's facts alone (no weights read):
     for the model switcher. ``convertible``: the ONNX builder takes the architecture."""
     spec = spec or ModelSpec()
+    if fmt == REMOTE_FORMAT:
+        return remote.RUNTIME.name
     if fmt in _TRANSFORMERS_FORMATS:
         return FALLBACK.name
     kind = _KIND_OF_FORMAT.get(fmt, "hf")
@@ -144,5 +168,6 @@ def availability() -> dict[str, str | None]:
     return {name: rt.unavailable() for name, rt in REGISTRY.items()}
 
 
-__all__ = ["NAMES", "REGISTRY", "Runtime", "Source", "availability", "backend_for",
-           "candidates", "choose", "get", "hint", "load", "runtime_of"]
+__all__ = ["NAMES", "REGISTRY", "Conversation", "Runtime", "Source", "availability",
+           "backend_for", "candidates", "choose", "conversation", "get", "hint",
+           "is_remote_spec", "load", "runtime_of"]

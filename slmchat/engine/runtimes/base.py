@@ -3,12 +3,17 @@ llamacpp) implements, and the resolved source a choice is made on. A leaf of run
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from slmchat.engine.devices import BusyCores
 from slmchat.engine.generation.backends.base import Backend
+from slmchat.engine.generation.constraints import Constraint
+from slmchat.engine.generation.decode import CancelToken, GenerationChunk
+from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
+from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import LoadedModel, ModelSpec, Progress
 
 
@@ -69,3 +74,18 @@ class Runtime(Protocol):
         to nothing) or with an error: a one-line warning when that points at the
         model's files (a damaged converted copy, then marked so that the next load
         rebuilds it), else None."""
+
+
+class Conversation(Protocol):
+    """A runtime that takes whole conversations rather than token ids (a remote server
+    applies its own chat template): the engine hands it the messages."""
+
+    def preview(self, lm: LoadedModel, messages: Sequence[ChatMessage], params: SamplingParams,
+                mode: PromptMode = "chat", continue_last: bool = False,
+                detail: bool = False) -> Prompt:
+        """What will be sent (for the prompt inspector and the server's budget)."""
+
+    def stream(self, lm: LoadedModel, messages: Sequence[ChatMessage], params: SamplingParams,
+               cancel: CancelToken, mode: PromptMode = "chat", continue_last: bool = False,
+               constraint: Constraint | None = None) -> Iterator[GenerationChunk]:
+        """The reply, chunk by chunk; errors end it with finish_reason "error"."""

@@ -153,7 +153,9 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
             options = f" {spec.quant if spec.quant != 'none' else ''}" + (
                 t("switcher.adapter") if spec.adapter else "")
         line = Text(entry.label, style="bold")
-        line.append(f"  {entry.format}{options} · {human_bytes(entry.size_bytes)} · "
+        # a remote model: where it runs, not a size on this disk
+        where = entry.extra.get("host") or human_bytes(entry.size_bytes)
+        line.append(f"  {entry.format}{options} · {where} · "
                     f"{runtime_hint(entry, spec, self._base(entry))}", style="dim")
         if marks:
             line.append(f"  [{', '.join(marks)}]", style="italic")

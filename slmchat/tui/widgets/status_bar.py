@@ -116,7 +116,10 @@ class StatusBar(Static):
                 parts.append(part(t("statusbar.gpu", size=_mib(gpu)), 4))
         # Nothing leaves the machine: the Hugging Face offline switches are set before
         # any model code is imported (engine/offline.py), and this says whether they are.
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
+        if self.info is not None and self.info.kind == "remote":
+            # the model runs on a server: say where the conversation goes
+            parts.append(part(t("statusbar.remote", host=self.info.device), 0, "bold magenta"))
+        elif os.environ.get("HF_HUB_OFFLINE") == "1":
             parts.append(part(t("statusbar.offline"), 0, "green"))
         else:
             parts.append(part(t("statusbar.not_offline"), 0, "bold red"))

@@ -1,0 +1,74 @@
+"""``slmchat serve --with-remote``: one local endpoint lists the local model beside the
+models of remote profiles, and a chat on a remote one goes to its server (here another
+``slmchat serve`` on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from slmchat.config import RemoteSettings, Settings
+from slmchat.engine.model import remote
+from slmchat.engine.model.discovery import inspect_folder, remote_entries
+from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.session import Engine
+from slmchat.errors import InvalidParameterError
+from slmchat.server.flow import ServerConfig
+from tests.server.fakes import EchoEngine, echo_words
+from tests.server.live import live_server
+
+
+@pytest.fixture(autouse=True)
+def _no_profiles() -> Iterator[None]:
+    yield
+    remote.use_profiles([])
+
+
+def _chat(url: str, model: str, text: str) -> dict:
+    r = httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+        "model": model, "max_tokens": 4, "temperature": 0,
+        "messages": [{"role": "user", "content": text}]})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_serve_lists_remote_models_beside_local_and_passes_chats_on(tiny_llama_dir: Path) -> None:
+    far = EchoEngine(reply_tokens=4)
+    far.load(ModelSpec(path="/models/far"))
+    spec = ModelSpec(path=str(tiny_llama_dir), device="cpu", dtype="fp32")
+    local = Engine()
+    local.load(spec)
+    local_name = local.info.name  # type: ignore[union-attr]
+    with live_server(far) as back:
+        settings = Settings(remote=[RemoteSettings(name="lab", base_url=back.url + "/v1")])
+        remote.use_profiles([r.profile() for r in settings.remote])
+        entry = inspect_folder(tiny_llama_dir, "models")
+        assert entry is not None
+
+        def discover() -> list:
+            return [entry, *remote_entries(settings)]
+
+        with live_server(local, ServerConfig(base_spec=spec), discover=discover) as front:
+            names = [m["id"] for m in httpx.get(f"{front.url}/v1/models").json()["data"]]
+            assert names[0] == local_name and "lab:far" in names
+            reply = _chat(front.url, "lab:far", "over there")
+            assert reply["choices"][0]["message"]["content"] == \
+                "".join(echo_words("over there", 4))
+            assert reply["model"] == "lab:far"
+            assert far.started == ["over there"]  # the back server wrote it
+            tags = httpx.get(f"{front.url}/api/tags").json()["models"]
+            assert [t["name"] for t in tags] == ["lab:far", entry.name]
+            # and back to the local model through the same endpoint
+            again = _chat(front.url, local_name, "here")
+            assert again["model"] == local_name
+            assert far.started == ["over there"]
+
+
+def test_with_remote_needs_a_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmchat.commands import serve
+
+    with pytest.raises(InvalidParameterError, match="no \\[\\[remote\\]\\] profile"):
+        serve._with_remote()
