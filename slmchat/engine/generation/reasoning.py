@@ -44,6 +44,9 @@ KNOWN_MARKERS: tuple[Markers, ...] = (
     Markers("[THINK]", "[/THINK]"),
 )
 _SWITCH = re.compile(r"\benable_thinking\b")
+# Leading white space waits for the opening marker at most this long: a reply of newlines
+# (a small model's loop) streams as it did without this layer.
+LEAD_LIMIT = 16
 
 
 def template_source(tokenizer: Any) -> str:
@@ -143,7 +146,8 @@ class ReasoningSplitter:
             self.state, self.had_reasoning = "reasoning", True
             self._buf = head[len(opener):]
             return self._reasoning()
-        if not head or opener.startswith(head):
+        lead = len(self._buf) - len(head)
+        if (not head and lead <= LEAD_LIMIT) or (head and opener.startswith(head)):
             return "", ""  # white space or part of the marker so far: wait
         self.state, out, self._buf = "answer", self._buf, ""
         return "", out

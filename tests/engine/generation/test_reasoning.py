@@ -68,6 +68,11 @@ def test_an_unclosed_block_at_the_end_is_all_reasoning() -> None:
 def test_a_reply_without_reasoning_passes_unchanged() -> None:
     for text in ("Plain answer.", "  indented answer", "<div>html</div>", "<", "<thin", " "):
         assert feed_all([text]) == ("", text), text
+    # Leading white space waits for a marker only so long: a reply of newlines streams.
+    splitter = ReasoningSplitter()
+    assert [splitter.feed("\n") for _ in range(3)] == [("", "")] * 3
+    assert splitter.feed("\n" * 20) == ("", "\n" * 23)
+    assert splitter.feed("\n") == ("", "\n")
     # A marker after the first words is answer text.
     assert feed_all(["Use ", "<think>", " tags"]) == ("", "Use <think> tags")
 
