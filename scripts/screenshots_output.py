@@ -55,10 +55,12 @@ SCHEMA = {
 async def thinking_shots() -> list[Path]:
     from slmchat.config import Settings
     from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine.offline import ensure_offline
     from slmchat.engine.store.store import Store
     from slmchat.tui.app import SlmChatApp
     from tests.tui.fakes import FakeEngine
 
+    ensure_offline()  # as `slmchat` sets it: the status bar says so
     tmp = throwaway_dir()
     engine = FakeEngine(replies=[THINKING_REPLY], thinking_switch=True)
     app = SlmChatApp(Settings(), engine, Store(tmp / "data" / "conversations.db"),
@@ -92,7 +94,7 @@ def constrained_shot() -> list[Path]:
     json.loads(reply)  # it parses: that is the point of the picture
     console = Console(record=True, width=96, file=open("/dev/null", "w"))  # noqa: SIM115
     console.print("[bold green]$[/] cat country.json")
-    console.print(Syntax(json.dumps(SCHEMA, indent=2), "json", background_color="default"))
+    console.print(Syntax(json.dumps(SCHEMA), "json", background_color="default", word_wrap=True))
     console.print(f"[bold green]$[/] {shlex.join(argv)}")
     console.print(Syntax(reply, "json", background_color="default", word_wrap=True))
     OUT.mkdir(exist_ok=True)
