@@ -225,5 +225,7 @@ def separate(chunks: Iterator[GenerationChunk], markers: Markers = DEFAULT_MARKE
         thought, answer = splitter.feed(chunk.text)
         if splitter.thinking or was_thinking:
             reasoning_tokens = chunk.new_tokens
-        if thought or answer:
+        if not thought and answer == chunk.text and reasoning_tokens == chunk.reasoning_tokens:
+            yield chunk  # plain answer text: as it came (no copy)
+        elif thought or answer:
             yield replace(chunk, text=answer, reasoning=thought, reasoning_tokens=reasoning_tokens)
