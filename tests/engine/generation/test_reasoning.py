@@ -197,3 +197,19 @@ def test_a_model_without_the_switch_says_so(tiny_llama_dir: Path) -> None:
     msgs = [ChatMessage("user", "hi")]
     assert (engine.preview_prompt(msgs, params, thinking=False).text
             == engine.preview_prompt(msgs, params).text)
+
+
+def test_the_llamacpp_tokenizer_passes_the_switch_to_a_gguf_template() -> None:
+    pytest.importorskip("llama_cpp")
+    from slmchat.engine.model.default import gguf_path
+    from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine.runtimes import load as chat_load
+
+    lm = chat_load(ModelSpec(path=str(gguf_path())))
+    tok = lm.tokenizer
+    msgs = [ChatMessage("user", "hi")]
+    assert render(tok, msgs, thinking=False) == render(tok, msgs)  # SmolLM2: no switch
+    tok.chat_template, tok._template = THINKING_TEMPLATE, None  # as a Qwen3 GGUF's
+    off, _ = render(tok, msgs, thinking=False)
+    assert off.endswith("<|assistant|><think>\n\n</think>\n\n")
+    assert render(tok, msgs, thinking=True)[0].endswith("<|assistant|>")
