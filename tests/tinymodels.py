@@ -79,19 +79,24 @@ def make_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def make_scripted_llama(folder: Path, after: str, reply: str, seed: int = 0) -> Path:
-    """A tiny Llama without a chat template whose greedy reply is ``reply``.
+def make_scripted_llama(folder: Path, after: str, reply: str, seed: int = 0,
+                        chat_template: str | None = None, words: tuple[str, ...] = ()) -> Path:
+    """A tiny Llama (without a chat template unless one is given) whose greedy reply is
+    ``reply``.
 
     Each token's output depends only on the token itself (attention and MLP outputs are
     zeroed, so the residual stream is the token's embedding) and ``lm_head`` maps it to
     its successor: ``after`` (an added token, the end of the prompt) -> the tokens of
-    ``reply`` in turn -> end of text. The tokens must all differ (checked).
+    ``reply`` in turn -> end of text. The tokens must all differ (checked). ``words``:
+    more added (not special) tokens, such as ``<think>``.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = build_tokenizer(chat_template=False)
-    tok.add_tokens([after])
+    tok.add_tokens([after, *words])
+    if chat_template is not None:
+        tok.chat_template = chat_template
     chain = [tok.convert_tokens_to_ids(after), *tok(reply)["input_ids"], tok.eos_token_id]
     if len(set(chain)) != len(chain):
         raise ValueError(f"reply tokens repeat: {tok.convert_ids_to_tokens(chain)}")
@@ -115,3 +120,35 @@ def make_scripted_llama(folder: Path, after: str, reply: str, seed: int = 0) -> 
     model.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     return folder
+
+
+# The thinking switch as Qwen3's chat template has it (enable_thinking false: an empty
+# reasoning block is written into the prompt), on a short template whose generation
+# prompt ends with one token, <|assistant|>, so a scripted model can answer from it.
+THINKING_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{%- set content = message['content'] %}"
+    "{%- if '</think>' in content %}"
+    "{%- set content = content.split('</think>')[-1].lstrip('\\n') %}"
+    "{%- endif %}"
+    "{{- '<|assistant|>' + content + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|' + message['role'] + '|>' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|assistant|>' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{%- endif %}"
+)
+THINKING_REPLY = "<think>Paris fox</think>Berlin dog"
+
+
+def make_thinking_llama(folder: Path, reply: str = THINKING_REPLY) -> Path:
+    """A tiny scripted Llama whose template has the thinking switch and whose greedy
+    reply (with thinking on) is ``reply``: reasoning in <think> markers, then the answer."""
+    return make_scripted_llama(folder, "<|assistant|>", reply, chat_template=THINKING_TEMPLATE,
+                               words=("<think>", "</think>"))

@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="plain completion of the prompt text, no chat template")
     p.add_argument("--stats", action="store_true",
                    help="print a last 'stats ...' line to stderr")
+    p.add_argument("--think", action=argparse.BooleanOptionalAction, default=None,
+                   help="thinking models: turn the reasoning on or off (enable_thinking in "
+                        "the chat template; default: the template's). The reasoning goes "
+                        "to stderr, the answer to stdout")
     c = p.add_argument_group("output constraints (decoding follows them; the reply always parses)")
     c.add_argument("--json", action="store_true", help="the reply is a JSON object")
     c.add_argument("--json-schema", metavar="FILE", default=None,
@@ -145,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
     line = model_line(args, spec, info.name)  # said once the reply starts (errors: one line)
     for warning in info.warnings:
         print(f"slmchat: warning: {warning}", file=sys.stderr)
+    if args.think is not None and not info.thinking_switch:
+        flag = "--think" if args.think else "--no-think"
+        print(f"slmchat: warning: {info.name}'s chat template has no thinking switch; "
+              f"{flag} is ignored", file=sys.stderr)
     messages = []
     system = args.system
     if system:
@@ -155,13 +163,24 @@ def run(args: argparse.Namespace) -> int:
     if augmented is not None:
         messages = augmented.messages
     last = None
-    for last in engine.stream_chat(messages, params, mode=mode, constraint=constraint):
+    thought = False
+    for last in engine.stream_chat(messages, params, mode=mode, constraint=constraint,
+                                   thinking=args.think):
         if line is not None:
             print(line, file=sys.stderr)
             line = None
+        if last.reasoning:  # stderr: a pipe or a file gets the answer alone
+            sys.stderr.write(last.reasoning)
+            sys.stderr.flush()
+            thought = True
         if last.text:
+            if thought:
+                sys.stderr.write("\n")
+                thought = False
             sys.stdout.write(last.text)
             sys.stdout.flush()
+    if thought:
+        sys.stderr.write("\n")
     sys.stdout.write("\n")
     print_sources(augmented)
     sys.stdout.flush()
@@ -176,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
             f"stats prompt_tokens={last.prompt_tokens} new_tokens={last.new_tokens} "
             f"ttft_s={(last.ttft_s or 0):.3f} prefill_tok_s={last.prefill_tps:.1f} "
             f"decode_tok_s={last.decode_tps:.1f} peak_rss_mb={peak_mb:.0f} "
-            f"finish={last.finish_reason} seed={last.seed} runtime={info.runtime} "
+            + (f"reasoning_tokens={last.reasoning_tokens} " if last.reasoning_tokens else "")
+            + f"finish={last.finish_reason} seed={last.seed} runtime={info.runtime} "
             f"precision={info.dtype}{'' if info.quant == 'none' else '/' + info.quant} "
             + (f"constraint={last.constraint} " if last.constraint else "")
             + f"model={shlex.quote(spec.path)}",

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from slmchat.engine import runtimes
 from slmchat.engine.devices import BusyCores
+from slmchat.engine.generation import reasoning
 from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk, PromptCache, stream_backend
 from slmchat.engine.generation.prompting import (
@@ -48,13 +49,14 @@ class EngineLike(Protocol):
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         mode: PromptMode = "chat", continue_last: bool = False, detail: bool = False,
+        thinking: bool | None = None,
     ) -> Prompt: ...
 
     def stream_chat(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         cancel: CancelToken | None = None, mode: PromptMode = "chat",
         continue_last: bool = False, constraint: Constraint | None = None,
-        reuse_cache: bool = True,
+        reuse_cache: bool = True, thinking: bool | None = None,
     ) -> Iterator[GenerationChunk]: ...
 
     def cancel(self) -> None: ...
@@ -89,6 +91,15 @@ def _running_finetunes() -> int:
     return running_count()
 
 
+def _with_reasoning(chunks: Iterator[GenerationChunk], tokenizer: object, prompt_text: str,
+                    continued: str | None) -> Iterator[GenerationChunk]:
+    """The reply with its reasoning block apart, in the markers the chat template uses;
+    it starts inside the block when the prompt (or the reply being continued) opened one."""
+    markers = reasoning.markers_in(reasoning.template_source(tokenizer))
+    inside = reasoning.opens_inside(prompt_text, markers, continued)
+    return reasoning.separate(chunks, markers, inside)
+
+
 class Engine:
     """Thread-safe holder of the current model. One generation at a time."""
 
@@ -116,6 +127,9 @@ class Engine:
         The runtime is engine/runtimes' choice for ``spec`` (a first ONNX use converts the
         model once, reporting through ``progress``)."""
         new = runtimes.load(spec, lite=self._lite, progress=progress)  # nothing changed yet
+        switch = reasoning.has_switch(reasoning.template_source(new.tokenizer))
+        if switch != new.info.thinking_switch:
+            new = replace(new, info=replace(new.info, thinking_switch=switch))
         with self._lock:
             self._loaded = new
             self._cache.reset()
@@ -135,17 +149,19 @@ class Engine:
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         mode: PromptMode = "chat", continue_last: bool = False, detail: bool = False,
+        thinking: bool | None = None,
     ) -> Prompt:
         """The exact prompt (text, token ids, stop strings) a reply would be given, and
         how many of its leading tokens the KV cache of the last turn already holds.
-        ``detail``: per-message token counts and token texts (the prompt inspector)."""
+        ``detail``: per-message token counts and token texts (the prompt inspector).
+        ``thinking``: ``enable_thinking`` where the template has it (None: its default)."""
         lm = self._require()
         talker = runtimes.conversation(lm.info)
         if talker is not None:  # a remote server applies its own template to the messages
             return talker.preview(lm, messages, params, mode, continue_last, detail)
         prompt = build_prompt(
             lm.tokenizer, messages, lm.info.context_length, params.max_new_tokens,
-            mode=mode, continue_last=continue_last, detail=detail,
+            mode=mode, continue_last=continue_last, detail=detail, thinking=thinking,
         )
         cached = shared_prefix(list(self._cache.tokens), prompt.input_ids)
         return replace(prompt, cached_tokens=cached) if cached else prompt
@@ -165,9 +181,15 @@ class Engine:
         continue_last: bool = False,
         constraint: Constraint | None = None,
         reuse_cache: bool = True,
+        thinking: bool | None = None,
     ) -> Iterator[GenerationChunk]:
         """Stream the assistant reply to ``messages`` (system message first, if any);
         ``constraint``: the reply follows it (generation/constraints.py).
+
+        A chat reply's reasoning block comes in the chunks' ``reasoning``, apart from the
+        answer in ``text`` (generation/reasoning.py, markers from the chat template);
+        ``thinking`` is ``enable_thinking`` for a template with that switch (None: the
+        template's default). Raw completions and constrained replies are left whole.
 
         ``reuse_cache`` False: the KV cache of the previous turn is dropped first, so the
         whole prompt is prefilled and the reply is exactly a fresh engine's (a reused
@@ -186,15 +208,20 @@ class Engine:
             runtime.fit_threads(lm, self._busy, self._training.active())
             if not reuse_cache:
                 self._cache.reset()
-            prompt = self.preview_prompt(messages, params, mode, continue_last)
+            prompt = self.preview_prompt(messages, params, mode, continue_last,
+                                         thinking=thinking)
             if prompt.stop:
                 params = replace(params, stop=tuple(params.stop) + prompt.stop)
             self._current = cancel
             try:
                 said = False  # any text at all (a damaged copy's tokens may decode to none)
-                for chunk in stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
-                                            params, cancel, self._cache, constraint):
-                    said = said or bool(chunk.text)
+                chunks = stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
+                                        params, cancel, self._cache, constraint)
+                if mode == "chat" and constraint is None:
+                    chunks = _with_reasoning(chunks, lm.tokenizer, prompt.text,
+                                             messages[-1].content if continue_last else None)
+                for chunk in chunks:
+                    said = said or bool(chunk.text or chunk.reasoning)
                     if chunk.finish_reason == "error" or (
                             chunk.finish_reason in ("stop", "length") and not said):
                         note = runtime.after_empty_reply(lm)

@@ -36,6 +36,31 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "textual.cmd.Bell": {"en": "Bell", "ja": "ベル"},
     "textual.cmd.Bell.help": {"en": "Ring the bell", "ja": "ベルを鳴らします"},
 
+    # --- thinking models (widgets/reasoning_block.py, screens/chat.py) ---
+    "reasoning.streaming": {"en": "Thinking… {n} tokens", "ja": "思考中… {n} トークン"},
+    "reasoning.done": {"en": "Thought for {n} tokens", "ja": "思考 {n} トークン"},
+    "reasoning.none": {"en": "This reply has no thinking to show.",
+                       "ja": "この応答には表示できる思考がありません。"},
+    "thinking.no_model": {"en": "No model is loaded yet.", "ja": "モデルがまだ読み込まれていません。"},
+    "thinking.no_switch": {"en": "{name}'s chat template has no thinking switch.",
+                           "ja": "{name} のチャットテンプレートには思考の切り替えがありません。"},
+    "thinking.now_on": {"en": "Thinking on for {name} (remembered for this model).",
+                        "ja": "{name} の思考をオンにしました (このモデルに記憶します)。"},
+    "thinking.now_off": {"en": "Thinking off for {name} (remembered for this model).",
+                         "ja": "{name} の思考をオフにしました (このモデルに記憶します)。"},
+    "statusbar.thinking_on": {"en": "  think on", "ja": "  思考オン"},
+    "statusbar.thinking_off": {"en": "  think off", "ja": "  思考オフ"},
+    "key.log.reasoning": {"en": "Thinking", "ja": "思考"},
+    "key.chat.reasoning": {"en": "Show thinking", "ja": "思考を表示"},
+    "key.chat.thinking": {"en": "Thinking on/off", "ja": "思考のオン/オフ"},
+    "cmd.reasoning": {"en": "Show or hide thinking", "ja": "思考の表示/非表示"},
+    "cmd.reasoning.help": {"en": "Unfold or fold the reasoning of the selected or latest reply (Alt+T)",
+                           "ja": "選択中または最新の応答の思考を開閉します (Alt+T)"},
+    "cmd.thinking": {"en": "Thinking on/off", "ja": "思考のオン/オフ"},
+    "cmd.thinking.help": {
+        "en": "Turn a thinking model's reasoning on or off; remembered per model (Alt+O)",
+        "ja": "思考モデルの推論をオン/オフにします。モデルごとに記憶します (Alt+O)"},
+
     # --- sidebar (widgets/sidebar.py) ---
     "sidebar.title": {"en": "Conversations", "ja": "会話"},
     "sidebar.search": {"en": "Search conversations", "ja": "会話を検索"},

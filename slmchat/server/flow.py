@@ -170,6 +170,7 @@ class Run:
         self.watch = watch
         self.created = int(time.time())
         self.t0 = t0  # perf_counter when the request arrived (Ollama's total_duration)
+        self.reasoning = ""  # collect(): the reply's reasoning block, apart from its text
 
     @property
     def planned(self) -> Planned:
@@ -202,10 +203,12 @@ class Run:
     async def collect(self) -> tuple[str, GenerationChunk]:
         """The whole reply (non-streaming requests)."""
         parts: list[str] = []
+        thoughts: list[str] = []
         last: GenerationChunk | None = None
         try:
             async for chunk in self.chunks():
                 parts.append(chunk.text)
+                thoughts.append(chunk.reasoning)
                 last = chunk
         finally:
             self.close()
@@ -213,6 +216,7 @@ class Run:
             raise APIError(499, "the client closed the request")
         if last is None:
             raise APIError(500, "generation produced nothing")
+        self.reasoning = "".join(thoughts)
         return "".join(parts), last
 
 

@@ -9,6 +9,10 @@ context allows), seed, stop and repeat_penalty; other options (num_ctx, num_thre
 are accepted and ignored, as Ollama ignores what a runner does not use.
 ``cache_prompt: false`` (llama-server's field, at the top level or in ``options``): no KV
 reuse from the previous request, the reply is a fresh prefill's.
+Thinking models: the reasoning block comes back apart, as ``message.thinking`` (chat) or
+``thinking`` (generate), streamed too; ``think: false`` turns it off where the chat
+template has the switch (``true`` or an effort level turns it on; a template without the
+switch ignores it).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from starlette.routing import Route
 from slmchat import __version__
 from slmchat.engine.generation.decode import GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage
+from slmchat.engine.generation.reasoning import thinks
 from slmchat.engine.generation.toolcalls import with_tools
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelInfo
@@ -91,7 +96,17 @@ def _options(f: Fields) -> dict[str, Any]:
         "max_tokens": num_predict,
         "constraint": constraint,
         "overrides": {**sampling_overrides(opts, OPTIONS), "stop": opts.stop(limit=16)},
+        "thinking": _think(f.raw("think")),
     }
+
+
+def _think(value: Any) -> bool | None:
+    """Ollama's ``think``: true / false, or an effort level (gpt-oss) that means on."""
+    if value is None or isinstance(value, bool):
+        return value
+    if value in ("high", "medium", "low"):
+        return True
+    raise APIError(400, 'think must be true, false, "high", "medium" or "low"')
 
 
 def _stats(run: Run, last: GenerationChunk | None) -> dict[str, Any]:
@@ -112,14 +127,19 @@ def _line(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
 
-def _piece(chat: bool, text: str, req: GenRequest | None = None) -> dict[str, Any]:
-    """The reply text; with tools, a reply that calls an offered function is Ollama's
-    message.tool_calls (arguments as an object) instead."""
+def _piece(chat: bool, text: str, req: GenRequest | None = None,
+           thinking: str = "") -> dict[str, Any]:
+    """The reply text (and ``thinking``, the reasoning, when there is some); with tools, a
+    reply that calls an offered function is Ollama's message.tool_calls (arguments as an
+    object) instead."""
     call = read_call(text, req.tools) if req is not None and req.tools is not None else None
+    thought = {"thinking": thinking} if thinking else {}
     if chat and call is not None:
-        return {"message": {"role": "assistant", "content": "",
+        return {"message": {"role": "assistant", "content": "", **thought,
                             "tool_calls": [{"function": {"name": call[0], "arguments": call[1]}}]}}
-    return {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
+    if chat:
+        return {"message": {"role": "assistant", "content": text, **thought}}
+    return {"response": text, **thought}
 
 
 async def _lines(run: Run, chat: bool, req: GenRequest) -> AsyncIterator[bytes]:
@@ -131,6 +151,9 @@ async def _lines(run: Run, chat: bool, req: GenRequest) -> AsyncIterator[bytes]:
         try:
             async for chunk in run.chunks():
                 last = chunk
+                if chunk.reasoning:
+                    yield _line({"model": run.model, "created_at": _now(),
+                                 **_piece(chat, "", thinking=chunk.reasoning), "done": False})
                 if chunk.text and req.tools is not None:
                     held.append(chunk.text)
                 elif chunk.text:
@@ -152,7 +175,8 @@ async def _generate(request: Request, req: GenRequest, chat: bool) -> Response:
     if req.stream:
         return StreamingResponse(_lines(run, chat, req), media_type="application/x-ndjson")
     text, last = await run.collect()
-    return JSONResponse({"model": run.model, "created_at": _now(), **_piece(chat, text, req),
+    return JSONResponse({"model": run.model, "created_at": _now(),
+                         **_piece(chat, text, req, run.reasoning),
                          "done": True, "done_reason": finish_reason(last), **_stats(run, last)})
 
 
@@ -318,6 +342,7 @@ def _show(state: ServerState, name: str) -> dict[str, Any]:
         has_template = e.has_chat_template
     params.append(f"num_ctx {ctx}")
     template = chat_template_of(path) if has_template else ""
+    capabilities = ["completion", *(["thinking"] if thinks(template) else [])]
     modelfile = f"# slmchat model {entry['name']}\nFROM {path}\n" + "".join(
         f"PARAMETER {p}\n" for p in params)
     return {
@@ -325,7 +350,7 @@ def _show(state: ServerState, name: str) -> dict[str, Any]:
         "details": entry["details"], "modified_at": entry["modified_at"],
         "model_info": {"general.architecture": arch, "general.parameter_count": n,
                        f"{entry['details']['family']}.context_length": ctx},
-        "capabilities": ["completion"],
+        "capabilities": capabilities,
     }
 
 

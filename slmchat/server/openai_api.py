@@ -4,6 +4,12 @@ Request fields that slmchat cannot honour are refused with a 400 that says why (
 logprobs, tools, JSON mode, additive frequency/presence penalties) rather than silently
 ignored; unknown extra fields are ignored as other local servers do. Extensions, as in
 llama-server and vLLM: ``top_k``, ``min_p``, ``repetition_penalty``.
+
+Thinking models: the reasoning block comes back apart from the answer, as
+``reasoning_content`` (the message's, and streamed deltas'), the convention of
+OpenAI-compatible servers (vLLM, llama-server, DeepSeek); ``chat_template_kwargs:
+{"enable_thinking": false}`` or ``reasoning_effort: "none"`` turns it off where the
+chat template has the switch (a template without it ignores both).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from slmchat.server.tools import call_id, checked_constraint, parse_tools, read_
 SAMPLING = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "top_k": "top_k",
             "min_p": "min_p", "repetition_penalty": "repetition_penalty"}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 
 def _common(f: Fields) -> dict[str, Any]:
@@ -77,7 +84,25 @@ def parse_chat(body: Any) -> GenRequest:
             raise APIError(400, "response_format and tools cannot be combined", param="tools")
         messages, constraint = with_tools(messages, plan), checked_constraint(plan)
     return GenRequest(messages=messages, mode="chat", constraint=constraint, tools=plan,
-                      **_common(f))
+                      thinking=_thinking(f), **_common(f))
+
+
+def _thinking(f: Fields) -> bool | None:
+    """enable_thinking: ``chat_template_kwargs.enable_thinking`` (vLLM's and llama-server's
+    field) first; else ``reasoning_effort`` "none" is off and any other effort on; with
+    neither, None: the template's default. Other template kwargs are not passed on."""
+    kwargs = f.raw("chat_template_kwargs")
+    if kwargs is not None:
+        template = Fields(kwargs, "chat_template_kwargs")
+        if template.has("enable_thinking"):
+            return template.bool("enable_thinking")
+    effort = f.string("reasoning_effort")
+    if effort is None:
+        return None
+    if effort not in EFFORTS:
+        raise APIError(400, f"reasoning_effort must be one of {', '.join(EFFORTS)}, got "
+                       f"{effort!r}", param="reasoning_effort")
+    return effort != "none"
 
 
 def _response_format(fmt: Any) -> Constraint | None:
@@ -129,7 +154,9 @@ def _usage(run: Run, last: GenerationChunk | None) -> dict[str, Any]:
     prompt = last.prompt_tokens if last else run.planned.prompt.prompt_tokens
     new = last.new_tokens if last else 0
     return {"prompt_tokens": prompt, "completion_tokens": new, "total_tokens": prompt + new,
-            "prompt_tokens_details": {"cached_tokens": last.cached_tokens if last else 0}}
+            "prompt_tokens_details": {"cached_tokens": last.cached_tokens if last else 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": last.reasoning_tokens if last else 0}}
 
 
 def _fingerprint(run: Run, reused: bool) -> str | None:
@@ -170,17 +197,19 @@ class _Shape:
         return [{"id": call_id(), "type": "function",
                  "function": {"name": call[0], "arguments": json.dumps(call[1], ensure_ascii=False)}}]
 
-    def whole(self, text: str, last: GenerationChunk, req: GenRequest | None = None) -> dict[str, Any]:
+    def whole(self, text: str, last: GenerationChunk, req: GenRequest | None = None,
+              reasoning: str = "") -> dict[str, Any]:
         self.seen(last)
         reason = finish_reason(last)
         calls = self.tool_calls(text, req) if req is not None else None
+        thought = {"reasoning_content": reasoning} if reasoning else {}
         if self.chat and calls:
-            choice = {"index": 0, "message": {"role": "assistant", "content": None,
+            choice = {"index": 0, "message": {"role": "assistant", "content": None, **thought,
                                               "tool_calls": calls},
                       "logprobs": None, "finish_reason": "tool_calls"}
             obj = "chat.completion"
         elif self.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+            choice = {"index": 0, "message": {"role": "assistant", "content": text, **thought},
                       "logprobs": None, "finish_reason": reason}
             obj = "chat.completion"
         else:
@@ -196,6 +225,12 @@ class _Shape:
             return {**self._head("chat.completion.chunk"), "choices": [choice]}
         choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
         return {**self._head("text_completion"), "choices": [choice]}
+
+    def reasoning_part(self, text: str) -> dict[str, Any]:
+        """A streamed piece of the reasoning block (``delta.reasoning_content``)."""
+        choice = {"index": 0, "delta": {"reasoning_content": text}, "logprobs": None,
+                  "finish_reason": None}
+        return {**self._head("chat.completion.chunk"), "choices": [choice]}
 
     def call_part(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
         """The streamed tool calls, whole, in one delta (OpenAI's clients join deltas)."""
@@ -221,6 +256,8 @@ async def _events(run: Run, shape: _Shape, req: GenRequest) -> AsyncIterator[byt
             async for chunk in run.chunks():
                 last = chunk
                 shape.seen(chunk)
+                if chunk.reasoning and shape.chat:
+                    yield sse(shape.reasoning_part(chunk.reasoning))
                 if chunk.text and req.tools is not None:
                     held.append(chunk.text)
                 elif chunk.text:
@@ -251,7 +288,7 @@ async def _complete(request: Request, req: GenRequest, chat: bool) -> Response:
     text, last = await run.collect()
     if req.echo:
         text = req.messages[-1].content + text
-    return JSONResponse(shape.whole(text, last, req))
+    return JSONResponse(shape.whole(text, last, req, run.reasoning))
 
 
 async def chat_completions(request: Request) -> Response:

@@ -36,6 +36,9 @@ class GenRequest:
     constraint: Constraint | None = None  # response_format / format: the reply follows it
     tools: ToolPlan | None = None  # offered functions: a reply may be a call (server/tools.py)
     cache_prompt: bool = True  # False: no KV reuse, the reply is what a fresh prefill gives
+    # enable_thinking for a template with that switch (None: the template's default);
+    # OpenAI chat_template_kwargs / reasoning_effort, Ollama think
+    thinking: bool | None = None
 
     def sampling(self, defaults: SamplingParams) -> SamplingParams:
         """Defaults with this request's values; out-of-range values are a 400."""

@@ -156,14 +156,15 @@ def plan(engine: EngineLike, req: GenRequest, defaults: SamplingParams) -> Plann
     if req.max_tokens is not None and req.max_tokens >= ctx:
         raise APIError(400, f"max_tokens ({req.max_tokens}) must be below the model's context "
                        f"length ({ctx})", param="max_tokens")
-    probe = engine.preview_prompt(req.messages, replace(params, max_new_tokens=1), req.mode)
+    probe = engine.preview_prompt(req.messages, replace(params, max_new_tokens=1), req.mode,
+                                  thinking=req.thinking)
     if req.max_tokens is None:
         room = ctx - probe.prompt_tokens
         params = replace(params, max_new_tokens=max(1, min(params.max_new_tokens,
                                                            max(room, ctx // 4))))
     fits = probe.prompt_tokens + params.max_new_tokens <= ctx and not probe.truncated
     prompt = probe if fits and not probe.dropped_messages else engine.preview_prompt(
-        req.messages, params, req.mode)
+        req.messages, params, req.mode, thinking=req.thinking)
     if not req.cache_prompt:  # the engine drops its KV cache first: nothing is reused
         prompt = replace(prompt, cached_tokens=0)
     if req.strict_context and prompt.truncated:
@@ -224,7 +225,8 @@ class Generation:
                 return
             for chunk in self.engine.stream_chat(self.req.messages, planned.params, self.cancel,
                                                  mode=self.req.mode, constraint=self.req.constraint,
-                                                 reuse_cache=self.req.cache_prompt):
+                                                 reuse_cache=self.req.cache_prompt,
+                                                 thinking=self.req.thinking):
                 if chunk.warning:  # e.g. a damaged ONNX copy: the operator's log hears it
                     log.warning("%s", chunk.warning)
                 text.append(chunk.text)

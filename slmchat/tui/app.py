@@ -22,7 +22,7 @@ from slmchat.i18n import localize_bindings, localize_system_commands, t
 from slmchat.tui.last_model import remember
 from slmchat.tui.messages import ChatReady, ModelLoaded, ModelLoadFailed, ModelLoadProgress
 from slmchat.tui.screens.chat import ChatScreen
-from slmchat.tui.ui_state import load_state, save_state, with_recent
+from slmchat.tui.ui_state import load_state, save_state, thinking_of, with_recent, with_thinking
 from slmchat.tui.widgets.settings_panel import defaults_from
 from slmchat.tui.widgets.side_panel import DEFAULT_WIDTH
 
@@ -70,6 +70,8 @@ CHAT_COMMANDS = (
     ("branch_next", "branch(1)"),
     ("compare", "compare"),
     ("tools", "toggle_tools"),
+    ("reasoning", "toggle_reasoning"),
+    ("thinking", "toggle_thinking"),
 )
 
 
@@ -336,6 +338,13 @@ class SlmChatApp(App[None]):
 
     def remember_panel_width(self, width: int) -> None:
         self._save_ui_state(panel_width=width)
+
+    def thinking_for(self, path: str) -> bool | None:
+        """Thinking on/off as last chosen for the model at ``path`` (None: never set)."""
+        return thinking_of(self.ui_state, path)
+
+    def set_thinking(self, path: str, on: bool) -> None:
+        self._save_ui_state(thinking=with_thinking(self.ui_state, path, on))
 
     def _save_ui_state(self, **fields: Any) -> None:
         self.ui_state.update(fields)

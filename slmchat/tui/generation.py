@@ -12,6 +12,7 @@ from typing import Any
 
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage
+from slmchat.engine.generation.reasoning import DEFAULT_MARKERS
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.generation.toolcalls import ToolPlan, stored_call_turns
 from slmchat.engine.model.files import fingerprint
@@ -42,14 +43,20 @@ class ReplyJob:
     tool_chain: int = 0
     tools: ToolPlan | None = None
     tool_keys: tuple[str, ...] = ()
+    thinking: bool | None = None  # enable_thinking for the model's template (None: default)
+    initial_reasoning: str = ""  # a continued reply's reasoning so far
     cancel: CancelToken = field(default_factory=CancelToken)
     started: float = field(default_factory=time.time)
 
 
 def chat_messages(
-    history: Sequence[StoredMessage], system_prompt: str | None
+    history: Sequence[StoredMessage], system_prompt: str | None, continued: int | None = None,
 ) -> list[ChatMessage]:
-    """Engine messages for a conversation; empty replies (never answered) are skipped."""
+    """Engine messages for a conversation; empty replies (never answered) are skipped.
+
+    Earlier replies go in without their reasoning (reasoning models' templates drop it
+    too); the reply being ``continued`` (its id) keeps it in its markers, so a reply cut
+    while thinking goes on thinking."""
     out: list[ChatMessage] = []
     if system_prompt and system_prompt.strip():
         out.append(ChatMessage("system", system_prompt))
@@ -57,11 +64,23 @@ def chat_messages(
         if m.role == "assistant" and m.tool_call:
             out += stored_call_turns(m.tool_call)  # a denied call: nothing
             continue
+        if m.role == "assistant" and m.id == continued and m.reasoning:
+            out.append(ChatMessage("assistant", with_reasoning(m.reasoning, m.content)))
+            continue
         if m.role == "assistant" and not m.content:
             continue
         if m.role in ("user", "assistant"):
             out.append(ChatMessage(m.role, m.content))  # type: ignore[arg-type]
     return out
+
+
+def with_reasoning(reasoning: str, answer: str) -> str:
+    """A reply written out whole again, its reasoning in ``<think>`` markers (left open
+    when no answer followed it yet)."""
+    markers = DEFAULT_MARKERS
+    if not answer:
+        return f"{markers.open}\n{reasoning}"
+    return f"{markers.open}\n{reasoning}\n{markers.close}\n\n{answer}"
 
 
 # Openings that say nothing about the topic: "What is the capital of France?" is titled
@@ -181,6 +200,7 @@ def provenance(
         "prompt_tokens": last.prompt_tokens if last else None,
         "cached_tokens": last.cached_tokens if last else None,
         "new_tokens": last.new_tokens if last else 0,
+        "reasoning_tokens": last.reasoning_tokens if last else 0,
         "ttft_s": last.ttft_s if last else None,
         "prefill_tps": last.prefill_tps if last else None,
         "decode_tps": last.decode_tps if last else None,
@@ -201,6 +221,8 @@ def provenance(
     }
     if job.tools is not None:  # which tools the model was offered (the call: the worker)
         prov["tools"] = {"offered": list(job.tool_keys), "called": None}
+    if job.thinking is not None:  # the model's thinking switch, as the user set it
+        prov["thinking"] = job.thinking
     if job.retrieval is not None:
         prov["retrieval"] = job.retrieval
     elif job.previous and job.previous.get("retrieval"):  # a continued reply keeps its sources
@@ -210,10 +232,12 @@ def provenance(
         segments.append(segment)
         prov["segments"] = segments
         prov["new_tokens"] = sum(int(s.get("new_tokens") or 0) for s in segments)
+        prov["reasoning_tokens"] = sum(int(s.get("reasoning_tokens") or 0) for s in segments)
     return prov
 
 
 def _segment_of(prov: dict[str, Any]) -> dict[str, Any]:
-    keys = ("seed", "prompt_tokens", "cached_tokens", "new_tokens", "ttft_s", "prefill_tps",
-            "decode_tps", "duration_s", "finish_reason", "started_at", "error", "served_by")
+    keys = ("seed", "prompt_tokens", "cached_tokens", "new_tokens", "reasoning_tokens", "ttft_s",
+            "prefill_tps", "decode_tps", "duration_s", "finish_reason", "started_at", "error",
+            "served_by")
     return {k: prov[k] for k in keys if k in prov}

@@ -55,12 +55,14 @@ class ReplyDelta(Message):
     bubble = False  # for the chat screen only
 
     def __init__(self, msg_id: int, text: str, context_used: int = 0,
-                 decode_tps: float = 0.0) -> None:
+                 decode_tps: float = 0.0, reasoning: str = "", reasoning_tokens: int = 0) -> None:
         super().__init__()
         self.msg_id = msg_id
         self.text = text
         self.context_used = context_used
         self.decode_tps = decode_tps
+        self.reasoning = reasoning  # new reasoning ("thinking") text, apart from the answer
+        self.reasoning_tokens = reasoning_tokens
 
 
 class ReplyFinished(Message):

@@ -1,5 +1,6 @@
-"""What the app remembers about its own screen between runs: the docked panel's width
-and the models used most recently (the quick switcher lists them first).
+"""What the app remembers about its own screen between runs: the docked panel's width,
+the models used most recently (the quick switcher lists them first) and thinking on/off
+for each thinking model (by model path).
 
 Kept in ``DATA_DIR/ui-state.json``, beside ``app-state.json`` (last_model.py), in its
 own file: that one is deleted whenever the model is back to ``[model]``. A missing or
@@ -56,3 +57,17 @@ def with_recent(recent: list[dict[str, Any]], spec: ModelSpec) -> list[dict[str,
     entry = spec_dict(spec)
     rest = [r for r in recent if isinstance(r, dict) and r.get("path") != spec.path]
     return [entry, *rest][:RECENT_MAX]
+
+
+def thinking_of(state: dict[str, Any], path: str) -> bool | None:
+    """The thinking switch last chosen for the model at ``path``; None when never set."""
+    table = state.get("thinking")
+    value = table.get(path) if isinstance(table, dict) else None
+    return value if isinstance(value, bool) else None
+
+
+def with_thinking(state: dict[str, Any], path: str, on: bool) -> dict[str, bool]:
+    """The per-model thinking table with ``path`` set to ``on``."""
+    table = state.get("thinking")
+    kept = {k: v for k, v in table.items() if isinstance(v, bool)} if isinstance(table, dict) else {}
+    return {**kept, path: on}

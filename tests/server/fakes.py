@@ -50,7 +50,8 @@ class EchoEngine:
         return self._info
 
     def preview_prompt(self, messages: Sequence[ChatMessage], params: SamplingParams,
-                       mode: PromptMode = "chat", continue_last: bool = False) -> Prompt:
+                       mode: PromptMode = "chat", continue_last: bool = False,
+                       thinking: bool | None = None) -> Prompt:
         text = "\n".join(m.content for m in messages)
         ids = list(range(len(text.split()) + 3))
         return Prompt(input_ids=ids, text=text, prompt_tokens=len(ids),
@@ -63,7 +64,8 @@ class EchoEngine:
     def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
                     continue_last: bool = False, constraint: Constraint | None = None,
-                    reuse_cache: bool = True) -> Iterator[GenerationChunk]:
+                    reuse_cache: bool = True, thinking: bool | None = None,
+                    ) -> Iterator[GenerationChunk]:
         cancel = cancel or CancelToken()
         last_user = next(m.content for m in reversed(messages) if m.role == "user")
         with self._lock:
@@ -115,8 +117,9 @@ class CountingEngine:
         return self.inner.load(spec)
 
     def preview_prompt(self, messages: Sequence[ChatMessage], params: SamplingParams,
-                       mode: PromptMode = "chat", continue_last: bool = False) -> Prompt:
-        return self.inner.preview_prompt(messages, params, mode, continue_last)
+                       mode: PromptMode = "chat", continue_last: bool = False,
+                       thinking: bool | None = None) -> Prompt:
+        return self.inner.preview_prompt(messages, params, mode, continue_last, thinking=thinking)
 
     def cancel(self) -> None:
         self.inner.cancel()
@@ -124,13 +127,14 @@ class CountingEngine:
     def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
                     continue_last: bool = False, constraint: Constraint | None = None,
-                    reuse_cache: bool = True) -> Iterator[GenerationChunk]:
+                    reuse_cache: bool = True, thinking: bool | None = None,
+                    ) -> Iterator[GenerationChunk]:
         cancel = cancel or CancelToken()
         late = 0
         last = None
         try:
             for last in self.inner.stream_chat(messages, params, cancel, mode, continue_last,
-                                               constraint, reuse_cache):
+                                               constraint, reuse_cache, thinking):
                 if cancel.cancelled and last.text:
                     late += 1
                 yield last

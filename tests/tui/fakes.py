@@ -12,6 +12,7 @@ from pathlib import Path
 from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
+from slmchat.engine.generation.reasoning import DEFAULT_MARKERS, opens_inside, separate
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.mcp.client import Listing, McpError, McpTool, ToolHubLike, ToolResult
 from slmchat.engine.model.spec import ModelInfo, ModelSpec, Progress
@@ -34,11 +35,13 @@ class Call:
     continue_last: bool
     reuse_cache: bool = True
     constraint: Constraint | None = None
+    thinking: bool | None = None
 
 
 @dataclass
 class FakeEngine:
-    """Replies come from ``replies`` in order, streamed word by word.
+    """Replies come from ``replies`` in order, streamed word by word; a reply that starts
+    with ``<think>`` has its reasoning told apart as the real engine does (reasoning.py).
 
     ``load_gate``: load() blocks until it is set (typing-during-load tests).
     ``pause_after``: after that many pieces, wait for ``resume`` (stop tests).
@@ -60,6 +63,7 @@ class FakeEngine:
     companion_replies_by_path: dict[str, list[str]] = field(default_factory=dict)
     companion_error: str | None = None  # companion() refuses with this
     companions: list[FakeEngine] = field(default_factory=list)
+    thinking_switch: bool = False  # the loaded models' templates have enable_thinking
     _current: CancelToken | None = None
 
     @property
@@ -76,12 +80,13 @@ class FakeEngine:
         if spec.path in self.fail_paths:
             raise ModelLoadError(f"model path does not exist: {spec.path}")
         name = "fake-model" if spec.path == "default" else spec.path.rsplit("/", 1)[-1]
-        self.loaded_info = fake_info(name, spec.path)
+        self.loaded_info = replace(fake_info(name, spec.path), thinking_switch=self.thinking_switch)
         return self.loaded_info
 
     def preview_prompt(
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         mode: PromptMode = "chat", continue_last: bool = False, detail: bool = False,
+        thinking: bool | None = None,
     ) -> Prompt:
         text = "\n".join(f"<|{m.role}|>{m.content}" for m in messages) + "\n<|assistant|>"
         ids = list(range(len(text.split())))
@@ -102,9 +107,19 @@ class FakeEngine:
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         cancel: CancelToken | None = None, mode: PromptMode = "chat", continue_last: bool = False,
         constraint: Constraint | None = None, reuse_cache: bool = True,
+        thinking: bool | None = None,
     ) -> Iterator[GenerationChunk]:
         self._current = cancel = cancel or CancelToken()
-        self.calls.append(Call(list(messages), params, continue_last, reuse_cache, constraint))
+        self.calls.append(Call(list(messages), params, continue_last, reuse_cache, constraint,
+                               thinking))
+        chunks = self._stream(messages, params, cancel)
+        if mode == "raw" or constraint is not None:
+            return chunks
+        continued = messages[-1].content if continue_last else None
+        return separate(chunks, inside=opens_inside("", DEFAULT_MARKERS, continued))
+
+    def _stream(self, messages: Sequence[ChatMessage], params: SamplingParams,
+                cancel: CancelToken) -> Iterator[GenerationChunk]:
         reply = self.replies.pop(0) if self.replies else "OK."
         pieces = re.findall(r"\s*\S+", reply) or [reply]
         prompt_tokens = sum(len(m.content.split()) for m in messages) + 10

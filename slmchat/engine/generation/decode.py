@@ -40,6 +40,10 @@ class GenerationChunk:
     decode_tps: float
     seed: int
     cached_tokens: int = 0  # prompt tokens reused from the previous turn's KV cache
+    # Reasoning ("thinking") text, told apart from ``text`` by generation/reasoning.py (a
+    # layer over this loop's stream), and the tokens the reasoning block took so far.
+    reasoning: str = ""
+    reasoning_tokens: int = 0
     finish_reason: FinishReason | None = None
     error: str | None = None
     constraint: str | None = None  # constraints.Constraint.label when the reply was constrained

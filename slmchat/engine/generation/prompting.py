@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from slmchat.engine.generation.reasoning import template_kwargs, template_source
 from slmchat.errors import InvalidParameterError, first_line
 
 Role = Literal["system", "user", "assistant"]
@@ -68,22 +69,26 @@ def _transcript(messages: Sequence[ChatMessage], continue_last: bool) -> str:
 def render(
     tokenizer: Any, messages: Sequence[ChatMessage], mode: PromptMode = "chat",
     continue_last: bool = False, generation_prompt: bool | None = None,
+    thinking: bool | None = None,
 ) -> tuple[str, str]:
     """Render messages to text. Returns (text, format).
 
     ``continue_last``: the last message is a partial assistant reply to extend.
     ``generation_prompt``: False renders the messages alone, without the assistant
     header a reply starts from (default: add it unless continuing).
+    ``thinking``: ``enable_thinking`` for a template with that switch (reasoning.py);
+    None leaves the template's default, and a template without the switch ignores it.
     """
     gen = (not continue_last) if generation_prompt is None else generation_prompt
     if mode == "raw":
         return "".join(m.content for m in messages if m.role != "system"), "raw"
     if getattr(tokenizer, "chat_template", None):
         dicts = [{"role": m.role, "content": m.content} for m in messages]
+        extra = template_kwargs(template_source(tokenizer), thinking)
         try:
             text = tokenizer.apply_chat_template(
                 dicts, tokenize=False, add_generation_prompt=gen,
-                continue_final_message=continue_last,
+                continue_final_message=continue_last, **extra,
             )
         except Exception as exc:  # jinja2 TemplateError / SecurityError, template bugs
             raise InvalidParameterError(
@@ -109,11 +114,13 @@ def build_prompt(
     mode: PromptMode = "chat",
     continue_last: bool = False,
     detail: bool = False,
+    thinking: bool | None = None,
 ) -> Prompt:
     """Keep the system prompt and the newest turns that fit ``context - max_new_tokens``.
 
     ``detail``: also count tokens per message and split the ids into token texts (the
-    prompt inspector; a few more renders, so replies leave it off)."""
+    prompt inspector; a few more renders, so replies leave it off). ``thinking``: see
+    ``render``."""
     if not messages:
         raise InvalidParameterError("nothing to send: the conversation is empty")
     if max_new_tokens >= context_length:
@@ -134,7 +141,8 @@ def build_prompt(
         starts.append(s)
 
     def attempt(i: int) -> tuple[str, str, list[int]]:
-        text, fmt = render(tokenizer, system + turns[starts[i]:], mode, continue_last)
+        text, fmt = render(tokenizer, system + turns[starts[i]:], mode, continue_last,
+                           thinking=thinking)
         return text, fmt, _encode(tokenizer, text, fmt)
 
     # The first start that fits (fewer turns never render longer), found by bisection:
@@ -164,11 +172,12 @@ def build_prompt(
         dropped_messages=dropped, truncated=truncated, stop=stop, format=fmt,  # type: ignore[arg-type]
         kept=tuple(system + turns),
     )
-    return _with_detail(tokenizer, prompt, mode, continue_last) if detail else prompt
+    return _with_detail(tokenizer, prompt, mode, continue_last, thinking) if detail else prompt
 
 
 def _message_tokens(
-    tokenizer: Any, prompt: Prompt, mode: PromptMode, continue_last: bool
+    tokenizer: Any, prompt: Prompt, mode: PromptMode, continue_last: bool,
+    thinking: bool | None = None,
 ) -> tuple[tuple[int, ...], int]:
     """Tokens each kept message adds: the prompt rendered up to message i, minus up to
     i-1 (so the template's wrapping counts with its message), and the generation
@@ -182,7 +191,7 @@ def _message_tokens(
     for i in range(1, len(kept) + 1):
         last = i == len(kept)
         text, fmt = render(tokenizer, kept[:i], mode, continue_last=continue_last and last,
-                           generation_prompt=False)
+                           generation_prompt=False, thinking=thinking)
         n = len(_encode(tokenizer, text, fmt))
         counts.append(max(0, n - before))
         before = n
@@ -190,9 +199,9 @@ def _message_tokens(
 
 
 def _with_detail(tokenizer: Any, prompt: Prompt, mode: PromptMode,
-                 continue_last: bool) -> Prompt:
+                 continue_last: bool, thinking: bool | None = None) -> Prompt:
     try:
-        counts, gen = _message_tokens(tokenizer, prompt, mode, continue_last)
+        counts, gen = _message_tokens(tokenizer, prompt, mode, continue_last, thinking)
     except InvalidParameterError:  # a template that refuses a partial conversation
         counts = tuple(len(_encode(tokenizer, m.content, "raw")) for m in prompt.kept)
         gen = 0

@@ -128,7 +128,7 @@ class LiteTokenizer:
 
     def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False,
                             add_generation_prompt: bool = False,
-                            continue_final_message: bool = False) -> Any:
+                            continue_final_message: bool = False, **variables: Any) -> Any:
         if not self.chat_template:
             raise ValueError("this tokenizer has no chat template")
         if self._template is None:
@@ -137,14 +137,16 @@ class LiteTokenizer:
                                      ("unk_token", self.unk_token), ("pad_token", self.pad_token))
                    if v is not None}
         text = render_chat(self._template, messages, add_generation_prompt,
-                           continue_final_message, special)
+                           continue_final_message, {**variables, **special})
         return self(text, add_special_tokens=False)["input_ids"] if tokenize else text
 
 
 def render_chat(template: Any, messages: list[dict[str, str]], add_generation_prompt: bool,
-                continue_final_message: bool, special: dict[str, str]) -> str:
+                continue_final_message: bool, special: dict[str, Any]) -> str:
     """Render a compiled chat template as transformers' apply_chat_template does,
-    including ``continue_final_message`` (the reply is left open after its last text)."""
+    including ``continue_final_message`` (the reply is left open after its last text).
+    ``special``: the special tokens' names, and extra template variables as transformers
+    passes its ``**kwargs`` (``enable_thinking``)."""
     chat = [dict(m) for m in messages]
     final = chat[-1]["content"] if continue_final_message and chat else ""
     if continue_final_message:

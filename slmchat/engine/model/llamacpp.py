@@ -172,7 +172,7 @@ class LlamaCppTokenizer:
 
     def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False,
                             add_generation_prompt: bool = False,
-                            continue_final_message: bool = False) -> Any:
+                            continue_final_message: bool = False, **variables: Any) -> Any:
         if not self.chat_template:
             raise ValueError("this GGUF file has no chat template")
         if self._template is None:
@@ -180,7 +180,7 @@ class LlamaCppTokenizer:
         special = {k: v for k, v in (("bos_token", self.bos_token), ("eos_token", self.eos_token))
                    if v is not None}
         text = render_chat(self._template, messages, add_generation_prompt,
-                           continue_final_message, special)
+                           continue_final_message, {**variables, **special})
         return self(text, add_special_tokens=False)["input_ids"] if tokenize else text
 
 

@@ -62,6 +62,9 @@ class ModelInfo:
     runtime: str = "transformers"  # the engine/runtimes module that runs the decode loop
     runtime_copy: str = ""  # onnx: fingerprint of the converted copy that is running
     runtime_tag: str = ""  # how the runtime is shown after the name ("" for transformers)
+    # The chat template has an ``enable_thinking`` switch (generation/reasoning.py): the
+    # app's thinking on/off applies to this model. Set by the engine after a load.
+    thinking_switch: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

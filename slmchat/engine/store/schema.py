@@ -121,7 +121,13 @@ def _v5(db: sqlite3.Connection) -> None:
     )
 
 
-def _tool_calls(db: sqlite3.Connection) -> None:
+def _v6(db: sqlite3.Connection) -> None:
+    # A reply's reasoning ("thinking"), apart from its answer in content: the log shows it
+    # collapsed, the next prompt leaves it out, search and training data see the answer.
+    db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
+
+
+def _v7(db: sqlite3.Connection) -> None:
     # Tool calls from the chat (MCP): an assistant message that called a tool holds the
     # call, the user's answer and the result as JSON (NULL: an ordinary message). The
     # model's reply after the result is the next message, so a branch reads call,
@@ -130,7 +136,7 @@ def _tool_calls(db: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _v1, _v2, _v3, _v4, _v5, _tool_calls)
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -70,6 +70,7 @@ class StoredMessage:
     provenance: dict[str, Any] | None
     created_at: float
     parent_id: int | None = None  # the message this one follows (None: a first message)
+    reasoning: str = ""  # a reply's reasoning block, apart from its answer (content)
     # An assistant message that called a tool: {"id", "server", "name", "arguments"}, then
     # "consent" ("once", "always" or "denied") and, once it ran, "result" and "is_error".
     tool_call: dict[str, Any] | None = None
@@ -287,7 +288,7 @@ class Store:
         call = row["tool_call"]
         return StoredMessage(row["id"], row["conversation_id"], row["role"], row["content"],
                              row["status"], prov, row["created_at"], row["parent_id"],
-                             tool_call=json.loads(call) if call else None)
+                             row["reasoning"], tool_call=json.loads(call) if call else None)
 
     def all_messages(self, conv_id: int) -> list[StoredMessage]:
         """Every message of the conversation, every branch, in the order written."""
@@ -387,10 +388,11 @@ class Store:
     def add_message(
         self, conv_id: int, role: str, content: str, status: str = "done",
         provenance: dict[str, Any] | None = None, *, parent_id: int | object | None = ACTIVE,
-        sibling_of: int | None = None,
+        sibling_of: int | None = None, reasoning: str = "",
     ) -> StoredMessage:
         """Add a message after the last one on screen (or after ``parent_id``, or as a
-        sibling of ``sibling_of``); it becomes the end of the branch on screen."""
+        sibling of ``sibling_of``); it becomes the end of the branch on screen.
+        ``reasoning``: a reply's reasoning block, kept apart from ``content``."""
         now = time.time()
         if sibling_of is not None:
             parent_id = self.get_message(sibling_of).parent_id
@@ -398,12 +400,12 @@ class Store:
             parent = self._leaf(db, conv_id) if parent_id is ACTIVE else parent_id
             cur = db.execute(
                 "INSERT INTO messages(conversation_id, role, content, status, provenance, "
-                "created_at, parent_id, active_seq) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                "created_at, parent_id, reasoning, active_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
                 "(SELECT COALESCE(MAX(active_seq), 0) + 1 FROM messages "
                 "WHERE conversation_id = ?))",
                 (conv_id, role, content, status,
                  json.dumps(provenance) if provenance is not None else None, now, parent,
-                 conv_id),
+                 reasoning, conv_id),
             )
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             msg_id = int(cur.lastrowid or 0)
@@ -411,13 +413,16 @@ class Store:
 
     def update_message(
         self, msg_id: int, content: str | None = None, status: str | None = None,
-        provenance: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None, reasoning: str | None = None,
     ) -> None:
         sets: list[str] = []
         values: list[Any] = []
         if content is not None:
             sets.append("content = ?")
             values.append(content)
+        if reasoning is not None:
+            sets.append("reasoning = ?")
+            values.append(reasoning)
         if status is not None:
             sets.append("status = ?")
             values.append(status)
@@ -467,8 +472,9 @@ class Store:
                 (limit,)).fetchall()
         return [r["content"] for r in reversed(rows)]
 
-    def reply_writer(self, msg_id: int, text: str = "", interval: float = 0.5) -> ReplyWriter:
-        return ReplyWriter(self, msg_id, text, interval)
+    def reply_writer(self, msg_id: int, text: str = "", interval: float = 0.5,
+                     reasoning: str = "") -> ReplyWriter:
+        return ReplyWriter(self, msg_id, text, interval, reasoning)
 
     # --- search and export ---
 
@@ -503,28 +509,32 @@ class Store:
 
 
 class ReplyWriter:
-    """Accumulates a streaming reply and writes it in place at most every ``interval`` s."""
+    """Accumulates a streaming reply (answer and reasoning) and writes it in place at most
+    every ``interval`` s."""
 
-    def __init__(self, store: Store, msg_id: int, text: str = "", interval: float = 0.5) -> None:
+    def __init__(self, store: Store, msg_id: int, text: str = "", interval: float = 0.5,
+                 reasoning: str = "") -> None:
         self.store = store
         self.msg_id = msg_id
         self.text = text
+        self.reasoning = reasoning
         self.interval = interval
-        self._written = text
+        self._written = (text, reasoning)
         self._last = time.monotonic()
 
-    def append(self, delta: str) -> None:
+    def append(self, delta: str, reasoning: str = "") -> None:
         self.text += delta
+        self.reasoning += reasoning
         if time.monotonic() - self._last >= self.interval:
             self.flush()
 
     def flush(self) -> None:
-        if self.text != self._written:
-            self.store.update_message(self.msg_id, content=self.text)
-            self._written = self.text
+        if (self.text, self.reasoning) != self._written:
+            self.store.update_message(self.msg_id, content=self.text, reasoning=self.reasoning)
+            self._written = (self.text, self.reasoning)
         self._last = time.monotonic()
 
     def finish(self, status: str, provenance: dict[str, Any] | None = None) -> None:
         self.store.update_message(self.msg_id, content=self.text, status=status,
-                                  provenance=provenance)
-        self._written = self.text
+                                  provenance=provenance, reasoning=self.reasoning)
+        self._written = (self.text, self.reasoning)

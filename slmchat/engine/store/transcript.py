@@ -89,7 +89,10 @@ def to_markdown(store: Store, conv_id: int) -> str:
         out += ["> **System:** " + system.replace("\n", "\n> "), ""]
     for m in messages:
         note = "" if m.status == "done" else f" *({m.status})*"
-        out += [f"## {m.role.capitalize()}{note}", "", m.content, ""]
+        out += [f"## {m.role.capitalize()}{note}", ""]
+        if m.reasoning:  # folded, as on screen: the answer is what the reader wants first
+            out += ["<details><summary>Thinking</summary>", "", m.reasoning, "", "</details>", ""]
+        out += [m.content, ""]
         if m.tool_call:
             out += _tool_block(m.tool_call)
         if m.provenance:

@@ -80,6 +80,9 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         Binding("plus", "mark_good", "Good reply", show=False, id="chat.mark_good"),
         Binding("minus", "mark_bad", "Bad reply", show=False, id="chat.mark_bad"),
         Binding("f10", "edit_reply", "Edit reply", show=False, id="chat.edit_reply"),
+        # Thinking models: unfold the latest reply's reasoning; thinking on/off per model.
+        Binding("alt+t", "toggle_reasoning", "Show thinking", show=False, id="chat.reasoning"),
+        Binding("alt+o", "toggle_thinking", "Thinking on/off", show=False, id="chat.thinking"),
     ]
 
     def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
@@ -145,6 +148,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         if self.status.info is not self.engine.info:  # the last reply's speed was another
             self.status.ttft_s = self.status.decode_tps = None  # model's: not this one's
         self.status.info = self.engine.info
+        self.status.thinking = self.thinking_setting() is not False
         self.status.refresh_status()
         if self.pending:
             self.pending = False
@@ -236,7 +240,8 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             self.notify(str(exc), title=t("insp.invalid_settings"), severity="error")
             return
         history = self.store.messages(self.conv.id)
-        messages = chat_messages(history, self.chat_settings.get("system_prompt"))
+        messages = chat_messages(history, self.chat_settings.get("system_prompt"),
+                                 continued=continue_view.msg_id if continue_view else None)
         retrieval = None
         if continue_view is None and not self._tool_chain:  # not on a tool's result
             messages, retrieval = self.with_files(messages, params)
@@ -252,13 +257,15 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         if continue_view is not None:
             view = continue_view
             job = ReplyJob(view.msg_id, messages, params, self.engine.info, continue_last=True,
-                      initial_text=view.content, previous=view.provenance)
+                      initial_text=view.content, previous=view.provenance,
+                      initial_reasoning=view.reasoning)
         else:
             view = MessageView.from_stored(msg)
             await self.log_view.add(view)
             job = ReplyJob(msg.id, messages, params, self.engine.info)
         job.retrieval = retrieval
         self.plan_tool_job(job)
+        job.thinking = self.thinking_setting()
         self.job = job
         view.start_stream()
         self.status.generating = True
@@ -268,7 +275,8 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
     @work(thread=True, exclusive=True, group="generate")
     def _generate(self, job: ReplyJob) -> None:
         worker = get_current_worker()
-        writer = self.store.reply_writer(job.msg_id, job.initial_text)
+        writer = self.store.reply_writer(job.msg_id, job.initial_text,
+                                         reasoning=job.initial_reasoning)
         last = None
         error: str | None = None
         parts: list[str] = []
@@ -276,14 +284,15 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             messages, constraint = self.tools_for(job)
             for chunk in self.engine.stream_chat(messages, job.params, job.cancel,
                                                  continue_last=job.continue_last,
-                                                 constraint=constraint):
+                                                 constraint=constraint, thinking=job.thinking):
                 last = chunk
                 if chunk.text:
                     parts.append(chunk.text)
-                    writer.append(chunk.text)
+                if chunk.text or chunk.reasoning:
+                    writer.append(chunk.text, chunk.reasoning)
                     self.post_message(ReplyDelta(
                         job.msg_id, chunk.text, chunk.prompt_tokens + chunk.new_tokens,
-                        chunk.decode_tps))
+                        chunk.decode_tps, chunk.reasoning, chunk.reasoning_tokens))
                 if worker.is_cancelled:
                     job.cancel.cancel()
         except SlmChatError as exc:
@@ -309,7 +318,9 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
 
     def on_reply_delta(self, event: ReplyDelta) -> None:
         view = self.log_view.view_for(event.msg_id)
-        if view is not None:
+        if view is not None and event.reasoning:
+            view.append_reasoning(event.reasoning, event.reasoning_tokens)
+        if view is not None and event.text:
             view.append(event.text)
         if event.context_used:  # the context bar and speed follow the reply as it grows
             status = self.status
@@ -393,6 +404,35 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
 
     def action_focus_log(self) -> None:
         self.log_view.focus()
+
+    # --- thinking models ---
+
+    def action_toggle_reasoning(self) -> None:
+        """Unfold or fold the reasoning of the selected reply, else of the latest one
+        that has reasoning (also while it streams)."""
+        selected = self.log_view.selected_view
+        views = [selected] if selected is not None else [
+            v for v in reversed(self.log_view.views()) if v.reasoning_block is not None][:1]
+        if not any(v.toggle_reasoning() for v in views):
+            self.notify(t("reasoning.none"), severity="warning")
+
+    def action_toggle_thinking(self) -> None:
+        """Thinking on/off for the current model, remembered for that model."""
+        info = self.engine.info
+        if info is None:
+            self.notify(t("thinking.no_model"), severity="warning")
+            return
+        if not info.thinking_switch:
+            self.notify(t("thinking.no_switch", name=info.name), severity="warning")
+            return
+        current = self.thinking_setting()
+        on = not (current if current is not None else True)  # templates think by default
+        remember = getattr(self.app, "set_thinking", None)
+        if remember is not None:
+            remember(info.path, on)
+        self.status.thinking = on
+        self.status.refresh_status()
+        self.notify(t("thinking.now_on" if on else "thinking.now_off", name=info.name))
 
     def on_chat_log_copy_requested(self, event: ChatLog.CopyRequested) -> None:
         self._copy(event.view)

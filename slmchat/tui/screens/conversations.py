@@ -82,6 +82,16 @@ class ConversationScreen(Screen[None]):
     def generating(self) -> bool:
         return self.job is not None
 
+    def thinking_setting(self) -> bool | None:
+        """enable_thinking for the model now loaded: the user's choice for it (the app
+        remembers it per model), or None (the template's default, or no switch)."""
+        info = self.engine.info
+        lookup = getattr(self.app, "thinking_for", None)
+        if info is None or not info.thinking_switch or lookup is None:
+            return None
+        value = lookup(info.path)
+        return value if isinstance(value, bool) else None
+
     def cancel_edit(self) -> None:
         """Leaving the open conversation ends an edit in progress (the chat screen,
         which owns editing, overrides this)."""

@@ -58,6 +58,7 @@ class InspectTarget:
     continue_last: bool = False
     recorded: dict[str, Any] | None = None  # a past reply's provenance
     notes: tuple[str, ...] = ()
+    thinking: bool | None = None  # a thinking model's switch, as the reply had it
 
 
 def params_from_provenance(prov: dict[str, Any], fallback: SamplingParams) -> SamplingParams:
@@ -231,7 +232,8 @@ class PromptInspector(Screen[None]):
         t = self.target
         try:
             prompt = self.engine.preview_prompt(t.messages, t.params,
-                                                continue_last=t.continue_last, detail=True)
+                                                continue_last=t.continue_last, detail=True,
+                                                thinking=t.thinking)
         except Exception as exc:  # NoModelError, a failing template, ...: say so
             self.post_message(PromptBuilt(error=first_line(exc)))
         else:
@@ -315,7 +317,8 @@ class InspectActions(ConversationScreen):
             notes = (t("insp.note.typed"),)
         elif not messages or messages[-1].role != "user":
             notes = (t("insp.note.no_user_last"),)
-        return InspectTarget(t("insp.target.next"), messages, params, notes=notes)
+        return InspectTarget(t("insp.target.next"), messages, params, notes=notes,
+                             thinking=self.thinking_setting())
 
     def past_target(self, view: MessageView) -> InspectTarget:
         """A reply's prompt (the messages before it), or for one of your messages the
@@ -328,13 +331,16 @@ class InspectActions(ConversationScreen):
             notes: tuple[str, ...] = (t("insp.note.rebuilt"),)
             if prov.get("segments"):
                 notes += (t("insp.note.continued"),)
+            thinking = prov.get("thinking")
             return InspectTarget(t("insp.target.past"), chat_messages(history, system),
                                  params_from_provenance(prov, current), recorded=prov or None,
-                                 notes=notes)
+                                 notes=notes,
+                                 thinking=thinking if isinstance(thinking, bool) else None)
         history = self.history_until(view.msg_id, include=True)
         return InspectTarget(t("insp.target.reply_to"),
                              chat_messages(history, self.chat_settings.get("system_prompt")),
-                             current, notes=(t("insp.note.current"),))
+                             current, notes=(t("insp.note.current"),),
+                             thinking=self.thinking_setting())
 
     def _open_inspector(self, target: InspectTarget) -> None:
         if self.engine.info is None:

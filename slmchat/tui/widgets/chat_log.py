@@ -31,6 +31,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         Binding("i", "inspect_selected", "Inspect prompt", id="log.inspect"),
         Binding("left,h", "branch(-1)", "‹ Branch", show=False, id="log.branch_prev"),
         Binding("right,l", "branch(1)", "Branch ›", show=False, id="log.branch_next"),
+        Binding("t", "toggle_reasoning", "Thinking", show=False, id="log.reasoning"),
     ]
 
     selected: reactive[int] = reactive(-1, init=False)
@@ -137,6 +138,12 @@ class ChatLog(VerticalScroll, can_focus=True):
     def action_inspect_selected(self) -> None:
         if (view := self.selected_view) is not None:
             self.post_message(self.InspectRequested(view))
+
+    def action_toggle_reasoning(self) -> None:
+        """Unfold or fold the selected reply's reasoning (its state lives in the view)."""
+        view = self.selected_view
+        if view is not None and not view.toggle_reasoning():
+            self.notify(t("reasoning.none"), severity="warning")
 
     def action_branch(self, step: int) -> None:
         if (view := self.selected_view) is not None:

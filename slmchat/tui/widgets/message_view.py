@@ -21,6 +21,7 @@ from slmchat.engine.store.store import StoredMessage
 from slmchat.i18n import has, t
 from slmchat.tui.widgets.citations import Citations, citations_for
 from slmchat.tui.widgets.fitted_line import FittedLine, Part, part
+from slmchat.tui.widgets.reasoning_block import ReasoningBlock
 from slmchat.tui.widgets.tool_call import ToolCallBlock
 
 STATUS_MARKS = {"done": "", "streaming": "…"}  # other statuses: t("status.<status>")
@@ -100,11 +101,14 @@ class MessageView(Vertical):
 
     def __init__(
         self, role: str, content: str, status: str = "done", msg_id: int = 0,
-        provenance: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None, reasoning: str = "",
     ) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.content = content
+        self.reasoning = reasoning  # the reply's thinking, shown folded above the answer
+        self._pending_reasoning: list[str] = []
+        self._reasoning_tokens = int((provenance or {}).get("reasoning_tokens") or 0)
         self.status = status
         self.msg_id = msg_id
         self.provenance = provenance
@@ -118,7 +122,7 @@ class MessageView(Vertical):
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
-        view = cls(msg.role, msg.content, msg.status, msg.id, msg.provenance)
+        view = cls(msg.role, msg.content, msg.status, msg.id, msg.provenance, msg.reasoning)
         view.parent_id = msg.parent_id
         view.tool_call = msg.tool_call
         return view
@@ -126,6 +130,8 @@ class MessageView(Vertical):
     def compose(self) -> ComposeResult:
         yield FittedLine(self._header(), classes="message-header")
         if self.role == "assistant":
+            if self.reasoning:
+                yield ReasoningBlock(self.reasoning, self._reasoning_tokens)
             body = Markdown(self.content, classes="message-body", parser_factory=reply_parser)
             body.display = not (self.tool_call and not self.content)
             yield body
@@ -182,7 +188,38 @@ class MessageView(Vertical):
         self.content += text
         self._pending.append(text)
 
+    def append_reasoning(self, text: str, tokens: int) -> None:
+        self.reasoning += text
+        self._pending_reasoning.append(text)
+        self._reasoning_tokens = max(self._reasoning_tokens, tokens)
+
+    @property
+    def reasoning_block(self) -> ReasoningBlock | None:
+        blocks = self.query_children(ReasoningBlock)
+        return blocks.first() if blocks else None
+
+    def toggle_reasoning(self) -> bool:
+        """Fold or unfold the reasoning; False when the reply has none."""
+        block = self.reasoning_block
+        if block is None:
+            return False
+        block.toggle()
+        return True
+
+    async def _flush_reasoning(self) -> None:
+        block = self.reasoning_block
+        if self._pending_reasoning:
+            text = "".join(self._pending_reasoning)
+            self._pending_reasoning.clear()
+            if block is None:
+                block = ReasoningBlock(streaming=True)
+                await self.mount(block, before=self.query_one(Markdown))
+            block.append(text, self._reasoning_tokens)
+        if block is not None and block.streaming and (self._pending or not self.streaming):
+            block.finish(self._reasoning_tokens)  # the answer began: the thinking is over
+
     async def _flush(self) -> None:
+        await self._flush_reasoning()
         if self._pending and self._stream is not None:
             text = "".join(self._pending)
             self._pending.clear()
@@ -192,6 +229,8 @@ class MessageView(Vertical):
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        if provenance and provenance.get("reasoning_tokens"):
+            self._reasoning_tokens = int(provenance["reasoning_tokens"])
         await self._flush()
         if self._stream is not None:
             await self._stream.stop()
@@ -201,6 +240,8 @@ class MessageView(Vertical):
                 # the part written before; appends don't re-parse it, so parse once here.
                 await self.query_one(Markdown).update(self.content)
         self.set_status(status, provenance)
+        if (block := self.reasoning_block) is not None:
+            block.finish(self._reasoning_tokens)
         if not self.query(Citations) and (cites := citations_for(self.provenance)) is not None:
             await self.mount(cites)
 

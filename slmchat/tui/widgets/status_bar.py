@@ -63,6 +63,7 @@ class StatusBar(Static):
         self.ttft_s: float | None = None
         self.decode_tps: float | None = None
         self.generating = False
+        self.thinking = True  # a thinking model's switch (shown when the model has one)
         # Injectable so snapshot tests show a fixed value.
         self.memory_probe: Callable[[], int | None] = process_rss
 
@@ -98,6 +99,9 @@ class StatusBar(Static):
             parts.append(part(info.name, 0, "bold"))
             runtime = f"  {info.runtime_tag}" if info.runtime_tag else ""
             parts.append(part(f"  {info.dtype}{quant}  {info.device}{runtime}", 5))
+            if info.thinking_switch:
+                key = "statusbar.thinking_on" if self.thinking else "statusbar.thinking_off"
+                parts.append(part(t(key), 4, "" if self.thinking else "dim"))
             parts.append(part(t("statusbar.ctx"), 3))
             parts.append((Text(" ") + context_bar(self.context_used, info.context_length), 7))
             parts.append(part(f" {self.context_used}/{info.context_length}", 3))
