@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,7 @@ from pydantic_settings import (
 from slmchat.engine.fsutil import write_text_atomic
 from slmchat.engine.generation.sampling import RANGES, SamplingParams
 from slmchat.engine.model.spec import Runtime
+from slmchat.errors import InvalidParameterError
 
 SETTINGS_FILE = "settings.toml"
 
@@ -57,6 +58,19 @@ class GenerationSettings(BaseModel):
     repetition_penalty: float = _sampling("repetition_penalty")
     max_new_tokens: int = _sampling("max_new_tokens")
     seed: int | None = _sampling("seed", "empty = a new random seed per reply")
+    speculative: str = Field(
+        "auto", description="Speculative decoding: auto (prompt lookup where the runtime "
+                            "verifies drafts exactly), off, lookup, draft or draft:MODEL")
+
+    @field_validator("speculative")
+    @classmethod
+    def _speculative_mode(cls, value: str) -> str:
+        from slmchat.engine.generation.speculative import parse
+
+        try:
+            return parse(value).label
+        except InvalidParameterError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class UISettings(BaseModel):

@@ -28,6 +28,7 @@ from slmchat.engine.generation.prompting import (
     shared_prefix,
 )
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.generation.speculative import Drafter, LookupDrafter, Speculation
 from slmchat.engine.model.memcheck import room_for
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec, Progress
 from slmchat.errors import ModelLoadError, SlmChatError
@@ -93,8 +94,11 @@ class Engine:
     """Thread-safe holder of the current model. One generation at a time."""
 
     def __init__(self, loaded: LoadedModel | None = None, lite: bool = False,
-                 training: TrainingWatch | None = None) -> None:
+                 training: TrainingWatch | None = None,
+                 speculation: Speculation | None = None) -> None:
         self._loaded = loaded
+        # ``--speculative`` / settings.generation.speculative (speculative.py)
+        self.speculation = speculation or Speculation()
         self._lite = lite  # generation-only engines (CLI) may skip transformers
         self._lock = threading.RLock()
         self._cache = PromptCache()
@@ -185,7 +189,8 @@ class Engine:
             try:
                 said = False  # any text at all (a damaged copy's tokens may decode to none)
                 for chunk in stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
-                                            params, cancel, self._cache, constraint):
+                                            params, cancel, self._cache, constraint,
+                                            self._drafter(runtime)):
                     said = said or bool(chunk.text)
                     if chunk.finish_reason == "error" or (
                             chunk.finish_reason in ("stop", "length") and not said):
@@ -196,6 +201,15 @@ class Engine:
             finally:
                 self._current = None
 
+    def _drafter(self, runtime: runtimes.Runtime) -> Drafter | None:
+        """The drafter ``self.speculation`` asks for on ``runtime`` (None: plain decoding).
+        ``auto`` uses prompt lookup where the runtime verifies drafts exactly and faster;
+        the decode loop also drops it when the state cannot score several tokens."""
+        mode = self.speculation.mode
+        if mode == "lookup" or (mode == "auto" and runtime.speculates):
+            return LookupDrafter([])
+        return None
+
     def companion(self, spec: ModelSpec | None = None) -> Engine:
         """A second engine for side-by-side replies, with its own KV cache.
 
@@ -204,7 +218,7 @@ class Engine:
         model after a memory check; ModelLoadError (one line) when it would not fit or
         does not load. With no model loaded here, ``spec`` just loads on its own.
         Dropping the companion frees its model."""
-        other = Engine(lite=self._lite, training=self._training)
+        other = Engine(lite=self._lite, training=self._training, speculation=self.speculation)
         if self._loaded is None and spec is not None:
             other.load(spec)
             return other

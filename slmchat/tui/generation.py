@@ -173,6 +173,9 @@ def provenance(
         "finish_reason": status,
         "started_at": job.started,
     }
+    if last is not None and last.speculative:  # drafted tokens verified by the model
+        segment["speculative"] = {"mode": last.speculative, "drafted": last.drafted,
+                                  "accepted": last.accepted}
     if error:
         segment["error"] = error
     prov: dict[str, Any] = {
@@ -196,5 +199,5 @@ def provenance(
 
 def _segment_of(prov: dict[str, Any]) -> dict[str, Any]:
     keys = ("seed", "prompt_tokens", "cached_tokens", "new_tokens", "ttft_s", "prefill_tps",
-            "decode_tps", "duration_s", "finish_reason", "started_at", "error")
+            "decode_tps", "duration_s", "finish_reason", "started_at", "error", "speculative")
     return {k: prov[k] for k in keys if k in prov}

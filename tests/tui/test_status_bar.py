@@ -29,3 +29,18 @@ def test_runtime_and_precision_shown() -> None:
     assert "Q4_K_M  cpu  llama.cpp" in bar.render_status().plain
     bar.info = fake_info()
     assert "onnx" not in bar.render_status().plain
+
+
+def test_speculative_acceptance_shown_after_a_reply() -> None:
+    from slmchat.i18n import set_language
+
+    bar = StatusBar()
+    bar.memory_probe = lambda: None
+    assert "drafts kept" not in bar.render_status().plain
+    bar.speculative = (34, 50)
+    assert "drafts kept 34/50" in bar.render_status().plain
+    set_language("ja")
+    try:
+        assert "下書き採用 34/50" in bar.render_status().plain
+    finally:
+        set_language("en")

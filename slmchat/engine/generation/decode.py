@@ -158,6 +158,9 @@ def stream_backend(
     error: str | None = None
     feed: list[int] = prompt[reused:]
     spec = SpecStats()
+    if drafter is not None and not speculative.supports(state):
+        drafter.close()  # this state cannot score drafts (an ONNX copy with pruned logits)
+        drafter = None
     budget = AdaptiveK()
 
     def chunk(text: str, reason: FinishReason | None = None) -> GenerationChunk:

@@ -43,6 +43,7 @@ class LlamaCppRuntime:
     interleaves = True  # one context per side, cheap steps: token by token keeps pace
     scores_sequences = False  # logits_all off: last-token logits only
     uses_torch = False
+    speculates = True  # auto: prompt lookup (a batch has logits at every drafted position)
     shares_weights = False  # one KV sequence per context: a companion loads its own
 
     def unavailable(self) -> str | None:

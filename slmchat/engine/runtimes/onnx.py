@@ -71,6 +71,7 @@ class OnnxRuntime:
     interleaves = True
     scores_sequences = False  # the copies return last-token logits only
     uses_torch = False
+    speculates = False  # the copies prune the LM head to the last position (README)
     shares_weights = True  # a generator per state
 
     def unavailable(self) -> str | None:

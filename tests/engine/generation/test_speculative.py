@@ -217,3 +217,22 @@ def test_stop_string_and_length_end_a_speculative_reply_where_plain_does(tiny) -
         text, last = _run(backend, tiny, ids, params, Replay(len(ids), reply, bad=5))
         assert (text, last.new_tokens, last.finish_reason) == (
             plain, plain_last.new_tokens, plain_last.finish_reason)
+
+
+def test_engine_modes_auto_lookup_off(tiny_llama_dir: Path) -> None:
+    """The engine drafts by lookup for ``auto`` where the runtime speculates, never for
+    ``off``, and the reply is the same in every mode."""
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.session import Engine
+
+    engine = Engine(speculation=parse("off"))
+    engine.load(ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers"))
+    messages = [ChatMessage("user", CORPUS[:250])]
+    params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=40)
+    seen = {}
+    for mode in ("off", "auto", "lookup"):
+        engine.speculation = parse(mode)
+        chunks = list(engine.stream_chat(messages, params, reuse_cache=False))
+        seen[mode] = ("".join(c.text for c in chunks), chunks[-1].speculative)
+    assert seen["off"][1] is None and seen["auto"][1] == "lookup" == seen["lookup"][1]
+    assert seen["off"][0] == seen["auto"][0] == seen["lookup"][0]

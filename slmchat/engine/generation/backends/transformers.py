@@ -39,7 +39,7 @@ class TransformersState:
     @property
     def verifies(self) -> bool:
         # A cache that cannot crop could not drop rejected drafts.
-        return self._cache is not None and hasattr(self._cache, "crop")
+        return self._cache is None or hasattr(self._cache, "crop")
 
     def score(self, ids: Sequence[int]) -> Any:
         import torch
