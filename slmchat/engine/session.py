@@ -28,7 +28,13 @@ from slmchat.engine.generation.prompting import (
     shared_prefix,
 )
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.generation.speculative import Drafter, LookupDrafter, Speculation
+from slmchat.engine.generation.speculative import (
+    Drafter,
+    DraftModelDrafter,
+    LookupDrafter,
+    Speculation,
+    same_vocabulary,
+)
 from slmchat.engine.model.memcheck import room_for
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec, Progress
 from slmchat.errors import ModelLoadError, SlmChatError
@@ -99,6 +105,7 @@ class Engine:
         self._loaded = loaded
         # ``--speculative`` / settings.generation.speculative (speculative.py)
         self.speculation = speculation or Speculation()
+        self._draft: LoadedModel | None = None  # the draft model of ``draft`` speculation
         self._lite = lite  # generation-only engines (CLI) may skip transformers
         self._lock = threading.RLock()
         self._cache = PromptCache()
@@ -120,15 +127,44 @@ class Engine:
         The runtime is engine/runtimes' choice for ``spec`` (a first ONNX use converts the
         model once, reporting through ``progress``)."""
         new = runtimes.load(spec, lite=self._lite, progress=progress)  # nothing changed yet
+        draft, note = self._load_draft(new)
+        if note:
+            new = replace(new, info=replace(new.info, warnings=(*new.info.warnings, note)))
         with self._lock:
-            self._loaded = new
+            self._loaded, self._draft = new, draft
             self._cache.reset()
             self._busy.prime()
         return new.info
 
+    def _load_draft(self, lm: LoadedModel) -> tuple[LoadedModel | None, str | None]:
+        """The draft model ``draft`` speculation asks for beside ``lm`` (default: the
+        embedded model, which shares its tokenizer with the SmolLM2 family), or None and
+        the one-line reason prompt lookup is used instead: not enough memory (checked
+        before it loads), a load error, another vocabulary, or a draft larger than the model."""
+        if self.speculation.mode != "draft":
+            return None, None
+        path = self.speculation.draft_model or "default"
+        spec = ModelSpec(path=path, device="cpu")
+        fallback = "; speculative decoding uses prompt lookup instead"
+        if path == lm.spec.path:
+            return None, f"the draft model is the loaded model{fallback}"
+        problem = room_for(spec, beside=lm.info.name)
+        if problem:
+            return None, f"no room for the draft model: {problem}{fallback}"
+        try:
+            draft = runtimes.load(spec, lite=self._lite)
+        except ModelLoadError as exc:
+            return None, f"the draft model does not load: {exc}{fallback}"
+        why = same_vocabulary(lm.tokenizer, draft.tokenizer)
+        if why is None and draft.info.n_params > lm.info.n_params > 0:
+            why = "it is larger than the loaded model"
+        if why:
+            return None, f"{draft.info.name} cannot draft for {lm.info.name}: {why}{fallback}"
+        return draft, None
+
     def unload(self) -> None:
         with self._lock:
-            self._loaded = None
+            self._loaded = self._draft = None
             self._cache.reset()
 
     def _require(self) -> LoadedModel:
@@ -206,7 +242,11 @@ class Engine:
         ``auto`` uses prompt lookup where the runtime verifies drafts exactly and faster;
         the decode loop also drops it when the state cannot score several tokens."""
         mode = self.speculation.mode
-        if mode == "lookup" or (mode == "auto" and runtime.speculates):
+        if mode == "draft" and self._draft is not None:
+            draft = runtimes.runtime_of(self._draft.info)
+            draft.fit_threads(self._draft, self._busy, self._training.active())
+            return DraftModelDrafter(draft.backend(self._draft))
+        if mode in ("lookup", "draft") or (mode == "auto" and runtime.speculates):
             return LookupDrafter([])
         return None
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from slmchat.engine.generation.backends.base import ContextFull
 from slmchat.errors import InvalidParameterError
 
 Mode = Literal["auto", "off", "lookup", "draft"]
@@ -167,3 +168,76 @@ class SpecStats:
 def supports(state: Any) -> bool:
     """A decode state that scores several tokens in one forward (DecodeState.score)."""
     return bool(getattr(state, "verifies", False))
+
+
+class DraftModelDrafter:
+    """A smaller model with the same vocabulary proposes its greedy continuation.
+
+    Its own decode state follows the conversation: before each proposal it is rewound to
+    the prefix it shares with the history (drafts the big model rejected leave it) and
+    fed what it has not seen, so a proposal of k tokens costs k small single-token steps.
+    Greedy drafts are deterministic proposals, which keeps the verification rule of the
+    decode loop exact (module docstring)."""
+
+    name = "draft"
+
+    def __init__(self, backend: Any, history: Sequence[int] = (), chunk: int = 512) -> None:
+        self._state = backend.new_state()
+        self._chunk = chunk
+        self.tokens: list[int] = [int(t) for t in history]
+
+    def append(self, token: int) -> None:
+        self.tokens.append(int(token))
+
+    def _sync(self) -> Any:
+        """Rewind to the shared prefix, feed the rest; return the next-token logits."""
+        state, hist = self._state, self.tokens
+        old = state.tokens
+        n, limit = 0, min(len(old), len(hist) - 1)  # feed at least one token for logits
+        while n < limit and old[n] == hist[n]:
+            n += 1
+        state.reserve(len(hist) + K_MAX + 1)
+        kept = state.rewind(n)
+        rest = hist[kept:]
+        while len(rest) > self._chunk:
+            state.extend(rest[:self._chunk])
+            rest = rest[self._chunk:]
+        return state.extend(rest)
+
+    def propose(self, k: int) -> list[int]:
+        if k <= 0 or not self.tokens:
+            return []
+        out: list[int] = []
+        try:
+            logits = self._sync()
+            while True:
+                out.append(_argmax(logits))
+                if len(out) >= k:
+                    return out
+                logits = self._state.extend([out[-1]])
+        except ContextFull:  # the draft's context is smaller: what it drafted so far
+            return out
+
+    def close(self) -> None:
+        self._state.close()
+
+
+def _argmax(logits: Any) -> int:
+    if hasattr(logits, "argmax") and not hasattr(logits, "numpy"):  # numpy
+        return int(logits.reshape(-1).argmax())
+    return int(logits.reshape(-1).argmax().item())  # torch
+
+
+def same_vocabulary(a: Any, b: Any) -> str | None:
+    """None when tokenizers ``a`` and ``b`` share a vocabulary (a draft's tokens mean the
+    same to the verifier), else why not. Checked, not assumed: the sizes, the end ids and
+    the ids of a probe text with words, code, digits and non-Latin script."""
+    if len(a) != len(b):
+        return f"vocabularies differ in size ({len(a):,} and {len(b):,} tokens)"
+    if getattr(a, "eos_token_id", None) != getattr(b, "eos_token_id", None):
+        return "the end-of-sequence tokens differ"
+    probe = ("The quick brown fox, 1234567 times: def f(x):\n    return x ** 2  # ok\n"
+             "Überprüfung café — 日本語のテキスト 🙂 <|im_start|>user\n")
+    if list(a(probe)["input_ids"]) != list(b(probe)["input_ids"]):
+        return "the tokenizers split the same text differently"
+    return None

@@ -236,3 +236,75 @@ def test_engine_modes_auto_lookup_off(tiny_llama_dir: Path) -> None:
         seen[mode] = ("".join(c.text for c in chunks), chunks[-1].speculative)
     assert seen["off"][1] is None and seen["auto"][1] == "lookup" == seen["lookup"][1]
     assert seen["off"][0] == seen["auto"][0] == seen["lookup"][0]
+
+
+@pytest.fixture(scope="module")
+def other_tiny(tmp_path_factory: pytest.TempPathFactory):
+    from tests.tinymodels import make_tiny_llama
+
+    folder = make_tiny_llama(tmp_path_factory.mktemp("tiny-draft"), seed=7)
+    return folder, load(ModelSpec(path=str(folder), device="cpu"))
+
+
+@pytest.mark.parametrize("which", ["same", "other"])
+def test_draft_model_replies_are_the_plain_ones(tiny, other_tiny, which: str) -> None:
+    """A draft model that agrees (the same weights: every draft kept) and one that does
+    not (other random weights): the reply is the plain one either way."""
+    from slmchat.engine.generation.speculative import DraftModelDrafter
+
+    backend = TransformersBackend(tiny.model, "fast")
+    draft_lm = tiny if which == "same" else other_tiny[1]
+    ids = tiny.tokenizer(CORPUS[:120])["input_ids"]
+    for params in (GREEDY, SamplingParams(temperature=0.8, max_new_tokens=40, seed=5,
+                                          ignore_eos=True)):
+        plain, _ = _run(backend, tiny, ids, params)
+        drafter = DraftModelDrafter(TransformersBackend(draft_lm.model, "fast"))
+        text, last = _run(backend, tiny, ids, params, drafter)
+        assert text == plain and last.speculative == "draft" and last.drafted > 0
+        if which == "same" and params is GREEDY:
+            assert last.accepted == last.drafted
+
+
+def test_engine_draft_mode_checks_the_vocabulary(tiny_llama_dir: Path, other_tiny,
+                                                 tmp_path: Path) -> None:
+    import shutil
+
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.session import Engine
+    from tests.tinymodels import build_tokenizer
+
+    engine = Engine(speculation=parse(f"draft:{other_tiny[0]}"))
+    info = engine.load(ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers"))
+    assert not info.warnings
+    messages = [ChatMessage("user", CORPUS[:200])]
+    params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=30)
+    last = list(engine.stream_chat(messages, params))[-1]
+    assert last.speculative == "draft" and last.drafted > 0
+    # A draft whose tokenizer splits text differently is refused, in one warning line.
+    odd = tmp_path / "odd"
+    shutil.copytree(other_tiny[0], odd)
+    build_tokenizer(vocab_size=len(other_tiny[1].tokenizer) - 20).save_pretrained(str(odd))
+    engine = Engine(speculation=parse(f"draft:{odd}"))
+    info = engine.load(ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers"))
+    assert len(info.warnings) == 1 and "cannot draft" in info.warnings[0], info.warnings
+    last = list(engine.stream_chat(messages, params))[-1]
+    assert last.speculative == "lookup"
+
+
+def test_same_vocabulary_compares_sizes_ends_and_splits() -> None:
+    from slmchat.engine.generation.speculative import same_vocabulary
+
+    class Tok:
+        def __init__(self, n: int, eos: int, shift: int = 0) -> None:
+            self.n, self.eos_token_id, self.shift = n, eos, shift
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __call__(self, text: str) -> dict[str, list[int]]:
+            return {"input_ids": [ord(c) % self.n + (self.shift if c == "x" else 0) for c in text]}
+
+    assert same_vocabulary(Tok(300, 2), Tok(300, 2)) is None
+    assert "size" in (same_vocabulary(Tok(300, 2), Tok(301, 2)) or "")
+    assert "end-of-sequence" in (same_vocabulary(Tok(300, 2), Tok(300, 3)) or "")
+    assert "differently" in (same_vocabulary(Tok(300, 2), Tok(300, 2, shift=1)) or "")
