@@ -115,11 +115,9 @@ def _ours(backend: Any, tokenizer: Any, ids: list[int], tokens: int,
 
     params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=tokens)
     cache = PromptCache()
-    last = None
-    for last in stream_backend(backend, tokenizer, ids, params, prompt_cache=cache,
-                               drafter=LookupDrafter([]) if lookup else None):
-        pass
-    assert last is not None
+    chunks = list(stream_backend(backend, tokenizer, ids, params, prompt_cache=cache,
+                                 drafter=LookupDrafter([]) if lookup else None))
+    last = chunks[-1]
     reply = cache.tokens[len(ids):]
     cache.reset()
     return {"tps": last.decode_tps, "tokens": reply, "new": last.new_tokens,
