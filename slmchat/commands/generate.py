@@ -52,9 +52,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                        help=f"{r.describe()}; {r.hint}" if r.hint else r.describe())
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--speculative", metavar="MODE", default=None,
-                   help="auto (prompt lookup where the runtime verifies drafts: llama.cpp, "
-                        "transformers), off, lookup, or draft[:MODEL] (a smaller model with "
-                        "the same vocabulary drafts); replies are the same either way")
+                   help="auto (prompt lookup where verified replies are exactly the plain "
+                        "ones: the transformers runtime), off, lookup, or draft[:MODEL] (a "
+                        "smaller model with the same vocabulary drafts)")
 
 
 def speculation_from_args(args: argparse.Namespace):  # -> Speculation

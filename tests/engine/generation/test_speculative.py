@@ -308,3 +308,37 @@ def test_same_vocabulary_compares_sizes_ends_and_splits() -> None:
     assert "size" in (same_vocabulary(Tok(300, 2), Tok(301, 2)) or "")
     assert "end-of-sequence" in (same_vocabulary(Tok(300, 2), Tok(300, 3)) or "")
     assert "differently" in (same_vocabulary(Tok(300, 2), Tok(300, 2, shift=1)) or "")
+
+
+def test_onnx_verifies_only_with_a_full_logits_copy(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """The default ONNX copies prune the LM head (no drafting, auto off); a copy built
+    with full logits scores several tokens in one forward and rewinds the rejected."""
+    import numpy as np
+
+    from slmchat.engine.model.onnx import build_copy
+    from slmchat.engine.runtimes import backend_for, runtime_of
+    from slmchat.engine.runtimes import load as chat_load
+
+    pruned = chat_load(ModelSpec(path=str(tiny_llama_dir)))
+    assert pruned.info.runtime == "onnx" and not runtime_of(pruned.info).speculates
+    assert not backend_for(pruned).new_state().verifies
+    ids = pruned.tokenizer(CORPUS[:200])["input_ids"]
+    last = list(stream_backend(backend_for(pruned), pruned.tokenizer, ids, GREEDY,
+                               drafter=LookupDrafter([])))[-1]
+    assert last.speculative is None and last.drafted == 0  # the drafter was dropped
+
+    full = build_copy(tiny_llama_dir, tmp_path / "full", full_logits=True)
+    lm = chat_load(ModelSpec(path=str(full)))
+    state = backend_for(lm).new_state()
+    assert state.verifies
+    state.reserve(len(ids) + 16)
+    state.extend(ids)
+    draft = ids[5:9]
+    rows = state.score(draft)
+    assert rows.shape == (4, len(lm.tokenizer)) and state.tokens == ids + draft
+    assert state.rewind(len(ids) + 1) == len(ids) + 1
+    again = state.extend(draft[1:2])
+    np.testing.assert_allclose(again[0], rows[1], atol=0.05)  # int8: batch rounding
+    assert int(np.argmax(again[0])) == int(np.argmax(rows[1]))
+    text, last = _run(backend_for(lm), lm, ids, GREEDY, LookupDrafter([]))
+    assert last.speculative == "lookup" and last.drafted > 0 and text

