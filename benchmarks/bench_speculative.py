@@ -230,13 +230,37 @@ def _print_row(row: dict[str, Any], variants: list[str]) -> None:
     print(f"{row['runtime']:12s} {row['task']:22s} " + " | ".join(cells), flush=True)
 
 
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The README table: per runtime and task, plain tok/s and each variant's tok/s,
+    ratio to plain, kept/drafted and whether its reply is the plain one."""
+    lines = ["| runtime | task | quotes | plain tok/s | variant: tok/s (x plain), kept/drafted, same |",
+             "|---|---|---|---|---|"]
+    for row in results:
+        base = row["plain"]["decode_tps"] or 1.0
+        cells = []
+        for v, r in row.items():
+            if not isinstance(r, dict) or v == "plain":
+                continue
+            kept = f", {r['accepted']}/{r['drafted']}" if r.get("drafted") else ""
+            cells.append(f"{v}: {r['decode_tps']:.1f} ({r['decode_tps'] / base:.2f}x){kept}, "
+                         f"{'same' if r['same'] else '**differs**'}")
+        lines.append(f"| {row['runtime']} | {row['task']} | {'yes' if row['quotes'] else 'no'} | "
+                     f"{base:.1f} | {'; '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runtimes", default="llamacpp,transformers,onnx")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--out", default="benchmarks/results/speculative.json")
+    ap.add_argument("--table", metavar="JSON", default=None,
+                    help="only print the README table of an earlier run's JSON")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())["results"]))
+        return 0
     results: list[dict[str, Any]] = []
     for name in args.runtimes.split(","):
         results += bench_runtime(name.strip(), args.rounds, args.tokens)
@@ -245,6 +269,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print("\n" + markdown(results))
     print(f"\n{meta['machine']}, {meta['cores']} cores; wrote {out}")
     return 0
 
