@@ -25,6 +25,7 @@ from slmchat.engine.generation.sampling import RANGES, SamplingParams
 from slmchat.engine.mcp.client import ServerSpec
 from slmchat.engine.model import remote as remote_profiles
 from slmchat.engine.model.spec import Runtime
+from slmchat.errors import InvalidParameterError
 
 SETTINGS_FILE = "settings.toml"
 
@@ -59,6 +60,19 @@ class GenerationSettings(BaseModel):
     repetition_penalty: float = _sampling("repetition_penalty")
     max_new_tokens: int = _sampling("max_new_tokens")
     seed: int | None = _sampling("seed", "empty = a new random seed per reply")
+    speculative: str = Field(
+        "auto", description="Speculative decoding: auto (prompt lookup where the runtime "
+                            "verifies drafts exactly), off, lookup, draft or draft:MODEL")
+
+    @field_validator("speculative")
+    @classmethod
+    def _speculative_mode(cls, value: str) -> str:
+        from slmchat.engine.generation.speculative import parse
+
+        try:
+            return parse(value).label
+        except InvalidParameterError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class UISettings(BaseModel):

@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace, early: TypeAhead | None) -> int:
     # (the engine sets its threads per reply, engine/devices.chat_threads).
     from slmchat.commands.common import prepare_default_model, spec_from_args
     from slmchat.config import load_settings
+    from slmchat.engine.generation.speculative import parse as parse_speculative
     from slmchat.engine.session import Engine
     from slmchat.engine.store.store import Store
     from slmchat.i18n import resolve_language, set_language
@@ -53,7 +54,9 @@ def _run(args: argparse.Namespace, early: TypeAhead | None) -> int:
     prepare_default_model(spec)  # first start only: converts under a bar
     store = Store.open_default()
     try:
-        app = SlmChatApp(settings, Engine(), store, spec=spec, settings_problem=problem,
+        speculation = parse_speculative(settings.generation.speculative)  # validated on load
+        app = SlmChatApp(settings, Engine(speculation=speculation), store, spec=spec,
+                         settings_problem=problem,
                          typed_ahead=early.take() if early is not None else None)
         app.run()
     finally:

@@ -55,6 +55,21 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         g.add_argument(*flags, type=r.kind, default=None, metavar=r.kind.__name__.upper(),
                        help=f"{r.describe()}; {r.hint}" if r.hint else r.describe())
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--speculative", metavar="MODE", default=None,
+                   help="auto (prompt lookup where verified replies are exactly the plain "
+                        "ones: the transformers runtime), off, lookup, or draft[:MODEL] (a "
+                        "smaller model with the same vocabulary drafts)")
+
+
+def speculation_from_args(args: argparse.Namespace):  # -> Speculation
+    """--speculative, else settings.generation.speculative (a bad value: one line)."""
+    from slmchat.config import load_settings
+    from slmchat.engine.generation.speculative import parse
+
+    value = getattr(args, "speculative", None)
+    if value is None:
+        value = load_settings()[0].generation.speculative
+    return parse(value)
 
 
 def sampling_from_args(args: argparse.Namespace):  # -> SamplingParams
@@ -137,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("the prompt is empty")
     params = sampling_from_args(args)  # validate before the (slow) model load
     constraint = constraint_from_args(args)
+    speculation = speculation_from_args(args)
     spec = spec_from_args(args)
     if args.context and args.raw:
         raise InvalidParameterError("--context answers in chat mode; drop --raw")
@@ -144,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     prepare_default_model(spec)
     # Threads are set per reply by the engine (torch's or ONNX Runtime's); setting torch's
     # here would import torch, which a chat on the onnx runtime never needs.
-    engine = Engine(lite=True)  # start-up: skip transformers (and torch) where the model allows
+    # start-up: skip transformers (and torch) where the model allows
+    engine = Engine(lite=True, speculation=speculation)
     info = engine.load(spec, progress=_ProgressLine())
     line = model_line(args, spec, info.name)  # said once the reply starts (errors: one line)
     for warning in info.warnings:
@@ -199,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
             + f"finish={last.finish_reason} seed={last.seed} runtime={info.runtime} "
             f"precision={info.dtype}{'' if info.quant == 'none' else '/' + info.quant} "
             + (f"constraint={last.constraint} " if last.constraint else "")
+            + f"speculative={last.speculative or 'off'} drafted={last.drafted} "
+            f"accepted={last.accepted} "
             + f"model={shlex.quote(spec.path)}",
             file=sys.stderr,
         )

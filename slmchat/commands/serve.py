@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from slmchat.commands.common import add_model_args, spec_from_args
-from slmchat.commands.generate import add_sampling_args, sampling_from_args
+from slmchat.commands.generate import add_sampling_args, sampling_from_args, speculation_from_args
 from slmchat.errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -68,12 +68,14 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.max_body_mb <= 1024:
         raise InvalidParameterError(f"--max-body-mb must be in (0, 1024], got {args.max_body_mb}")
     defaults = sampling_from_args(args)
+    speculation = speculation_from_args(args)
     spec = spec_from_args(args)
     discover = _with_remote() if args.with_remote else None
     sock = bind(args.host, args.port)  # a busy port fails now, not after the model load
     try:
         configure_threads()
-        engine = Engine(lite=True)  # generation only: the CLI's fast start-up path
+        # generation only: the CLI's fast start-up path
+        engine = Engine(lite=True, speculation=speculation)
         print(f"slmchat serve: loading {spec.path} ...", file=sys.stderr, flush=True)
         info = engine.load(spec)
         for warning in info.warnings:

@@ -29,6 +29,13 @@ from slmchat.engine.generation.prompting import (
     shared_prefix,
 )
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.generation.speculative import (
+    Drafter,
+    DraftModelDrafter,
+    LookupDrafter,
+    Speculation,
+    same_vocabulary,
+)
 from slmchat.engine.model.memcheck import room_for
 from slmchat.engine.model.spec import LoadedModel, ModelInfo, ModelSpec, Progress
 from slmchat.errors import ModelLoadError, SlmChatError
@@ -104,8 +111,12 @@ class Engine:
     """Thread-safe holder of the current model. One generation at a time."""
 
     def __init__(self, loaded: LoadedModel | None = None, lite: bool = False,
-                 training: TrainingWatch | None = None) -> None:
+                 training: TrainingWatch | None = None,
+                 speculation: Speculation | None = None) -> None:
         self._loaded = loaded
+        # ``--speculative`` / settings.generation.speculative (speculative.py)
+        self.speculation = speculation or Speculation()
+        self._draft: LoadedModel | None = None  # the draft model of ``draft`` speculation
         self._lite = lite  # generation-only engines (CLI) may skip transformers
         self._lock = threading.RLock()
         self._cache = PromptCache()
@@ -130,15 +141,44 @@ class Engine:
         switch = reasoning.has_switch(reasoning.template_source(new.tokenizer))
         if switch != new.info.thinking_switch:
             new = replace(new, info=replace(new.info, thinking_switch=switch))
+        draft, note = self._load_draft(new)
+        if note:
+            new = replace(new, info=replace(new.info, warnings=(*new.info.warnings, note)))
         with self._lock:
-            self._loaded = new
+            self._loaded, self._draft = new, draft
             self._cache.reset()
             self._busy.prime()
         return new.info
 
+    def _load_draft(self, lm: LoadedModel) -> tuple[LoadedModel | None, str | None]:
+        """The draft model ``draft`` speculation asks for beside ``lm`` (default: the
+        embedded model, which shares its tokenizer with the SmolLM2 family), or None and
+        the one-line reason prompt lookup is used instead: not enough memory (checked
+        before it loads), a load error, another vocabulary, or a draft larger than the model."""
+        if self.speculation.mode != "draft" or runtimes.conversation(lm.info) is not None:
+            return None, None  # a remote server decodes on its own side
+        path = self.speculation.draft_model or "default"
+        spec = ModelSpec(path=path, device="cpu")
+        fallback = "; speculative decoding uses prompt lookup instead"
+        if path == lm.spec.path:
+            return None, f"the draft model is the loaded model{fallback}"
+        problem = room_for(spec, beside=lm.info.name)
+        if problem:
+            return None, f"no room for the draft model: {problem}{fallback}"
+        try:
+            draft = runtimes.load(spec, lite=self._lite)
+        except ModelLoadError as exc:
+            return None, f"the draft model does not load: {exc}{fallback}"
+        why = same_vocabulary(lm.tokenizer, draft.tokenizer)
+        if why is None and draft.info.n_params > lm.info.n_params > 0:
+            why = "it is larger than the loaded model"
+        if why:
+            return None, f"{draft.info.name} cannot draft for {lm.info.name}: {why}{fallback}"
+        return draft, None
+
     def unload(self) -> None:
         with self._lock:
-            self._loaded = None
+            self._loaded = self._draft = None
             self._cache.reset()
 
     def _require(self) -> LoadedModel:
@@ -216,7 +256,8 @@ class Engine:
             try:
                 said = False  # any text at all (a damaged copy's tokens may decode to none)
                 chunks = stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
-                                        params, cancel, self._cache, constraint)
+                                        params, cancel, self._cache, constraint,
+                                        self._drafter(runtime))
                 if mode == "chat" and constraint is None:
                     chunks = _with_reasoning(chunks, lm.tokenizer, prompt.text,
                                              messages[-1].content if continue_last else None)
@@ -243,6 +284,19 @@ class Engine:
         finally:
             self._current = None
 
+    def _drafter(self, runtime: runtimes.Runtime) -> Drafter | None:
+        """The drafter ``self.speculation`` asks for on ``runtime`` (None: plain decoding).
+        ``auto`` uses prompt lookup where the runtime verifies drafts exactly and faster;
+        the decode loop also drops it when the state cannot score several tokens."""
+        mode = self.speculation.mode
+        if mode == "draft" and self._draft is not None:
+            draft = runtimes.runtime_of(self._draft.info)
+            draft.fit_threads(self._draft, self._busy, self._training.active())
+            return DraftModelDrafter(draft.backend(self._draft))
+        if mode in ("lookup", "draft") or (mode == "auto" and runtime.speculates):
+            return LookupDrafter([])
+        return None
+
     def companion(self, spec: ModelSpec | None = None) -> Engine:
         """A second engine for side-by-side replies, with its own KV cache.
 
@@ -251,7 +305,7 @@ class Engine:
         model after a memory check; ModelLoadError (one line) when it would not fit or
         does not load. With no model loaded here, ``spec`` just loads on its own.
         Dropping the companion frees its model."""
-        other = Engine(lite=self._lite, training=self._training)
+        other = Engine(lite=self._lite, training=self._training, speculation=self.speculation)
         if self._loaded is None and spec is not None:
             other.load(spec)
             return other

@@ -109,6 +109,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
                        "ja": "モデルの読み込みを待っています…"},
     "stats.tokens": {"en": "{n} tok", "ja": "{n} tok"},
     "stats.tps": {"en": "{tps:.1f} tok/s", "ja": "{tps:.1f} tok/s"},
+    "statusbar.accepted": {"en": "drafts kept {accepted}/{drafted}",
+                           "ja": "下書き採用 {accepted}/{drafted}"},
     "stats.ttft": {"en": "TTFT {s:.2f}s", "ja": "TTFT {s:.2f}秒"},
     "stats.seed": {"en": "seed {seed}", "ja": "シード {seed}"},
     "stats.greedy": {"en": "greedy", "ja": "グリーディ"},

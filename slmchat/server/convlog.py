@@ -59,6 +59,9 @@ class ConversationLog:
             "finish_reason": (last.finish_reason if last else None) or "error",
             "started_at": started,
         }
+        if last is not None and last.speculative:
+            provenance["speculative"] = {"mode": last.speculative, "drafted": last.drafted,
+                                         "accepted": last.accepted}
         status = STATUS_FOR_FINISH.get(provenance["finish_reason"], "error")
         # One transaction: a failed write (a full disk) leaves no empty conversation row.
         with self._lock, self.store.transaction():

@@ -208,6 +208,9 @@ def provenance(
         "finish_reason": status,
         "started_at": job.started,
     }
+    if last is not None and last.speculative:  # drafted tokens verified by the model
+        segment["speculative"] = {"mode": last.speculative, "drafted": last.drafted,
+                                  "accepted": last.accepted}
     if error:
         segment["error"] = error
     if last is not None and last.served_by:  # a remote server's system_fingerprint
@@ -239,5 +242,5 @@ def provenance(
 def _segment_of(prov: dict[str, Any]) -> dict[str, Any]:
     keys = ("seed", "prompt_tokens", "cached_tokens", "new_tokens", "reasoning_tokens", "ttft_s",
             "prefill_tps", "decode_tps", "duration_s", "finish_reason", "started_at", "error",
-            "served_by")
+            "served_by", "speculative")
     return {k: prov[k] for k in keys if k in prov}

@@ -106,6 +106,8 @@ def test_raw_mode_and_stdin(capsys: pytest.CaptureFixture[str], tiny_gpt2_dir: P
     ["generate", "hi", "--quant", "2bit"],
     ["generate"],
     ["generate", "hi", "--no-such-flag"],
+    ["generate", "hi", "--speculative", "fast"],
+    ["generate", "hi", "--speculative", "lookup:other"],
 ])
 def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     try:

@@ -16,9 +16,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from slmchat.engine.generation import speculative
 from slmchat.engine.generation.backends import Backend, ContextFull
 from slmchat.engine.generation.constraints import Constraint, Guide
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.generation.speculative import AdaptiveK, Drafter, SpecStats
 from slmchat.engine.generation.textstream import IncrementalDetokenizer, StopFilter
 from slmchat.errors import InvalidParameterError, first_line
 
@@ -49,6 +51,9 @@ class GenerationChunk:
     constraint: str | None = None  # constraints.Constraint.label when the reply was constrained
     warning: str | None = None  # last chunk: a one-line note on the model (a damaged copy)
     served_by: str | None = None  # last chunk of a remote reply: the server's fingerprint
+    speculative: str | None = None  # the drafter ("lookup", "draft") when speculation ran
+    drafted: int = 0  # draft tokens verified so far in this reply
+    accepted: int = 0  # of them, those the model kept
 
 
 class CancelToken:
@@ -123,6 +128,7 @@ def stream_backend(
     cancel: CancelToken | None = None,
     prompt_cache: PromptCache | None = None,
     constraint: Constraint | None = None,
+    drafter: Drafter | None = None,
 ) -> Iterator[GenerationChunk]:
     """The decode loop over the backend seam.
 
@@ -131,6 +137,10 @@ def stream_backend(
     both cost the same for the 2,000th token as for the 2nd. Errors inside the loop end
     the stream with ``finish_reason="error"`` (the text produced so far already
     yielded), so callers never lose a partial reply.
+
+    ``drafter``: speculative decoding (speculative.py) where the state can score several
+    tokens in one forward; each emitted token is still picked from the model's own
+    logits, one pick per token, so the reply is the one plain decoding gives.
     """
     params.validate()
     if not input_ids:
@@ -149,9 +159,14 @@ def stream_backend(
     ttft: float | None = None
     prefill_tps = 0.0
     first_token_at = start
-    finish: FinishReason = "length"
+    finish: FinishReason | None = None
     error: str | None = None
     feed: list[int] = prompt[reused:]
+    spec = SpecStats()
+    if drafter is not None and not speculative.supports(state):
+        drafter.close()  # this state cannot score drafts (an ONNX copy with pruned logits)
+        drafter = None
+    budget = AdaptiveK()
 
     def chunk(text: str, reason: FinishReason | None = None) -> GenerationChunk:
         now = time.perf_counter()
@@ -162,7 +177,34 @@ def stream_backend(
             prefill_tps=prefill_tps, decode_tps=decode_tps, seed=seed, cached_tokens=reused,
             finish_reason=reason, error=error,
             constraint=constraint.label if constraint is not None else None,
+            speculative=drafter.name if drafter is not None else None,
+            drafted=spec.drafted, accepted=spec.accepted,
         )
+
+    def take(logits: Any) -> tuple[int, FinishReason | None, str]:
+        """Pick the next token from ``logits`` and pass it through the text layer:
+        (token, the finish it causes or None, the text to show)."""
+        nonlocal ttft, first_token_at, prefill_tps
+        if guide is not None:
+            logits = guide.mask(logits)
+        token = sampler.pick(logits)
+        if ttft is None:
+            ttft = time.perf_counter() - start
+            first_token_at = time.perf_counter()
+            prefill_tps = (len(prompt) - reused) / ttft if ttft > 0 else 0.0
+        if token in stop_ids and not params.ignore_eos:
+            return token, "stop", ""
+        sampler.append(token)
+        if guide is not None:
+            guide.consume(token)
+        if drafter is not None:
+            drafter.append(token)
+        shown = stops.feed(detok.add(token))
+        if stops.stopped or (guide is not None and guide.done):  # the grammar is complete
+            return token, "stop", shown
+        if len(generated) >= params.max_new_tokens:
+            return token, "length", shown
+        return token, None, shown
 
     try:
         state.reserve(len(prompt) + params.max_new_tokens)
@@ -172,40 +214,37 @@ def stream_backend(
                 feed = feed[PREFILL_CHUNK:]
         except ContextFull:
             pass  # the first step below raises it again and ends the reply with "length"
-        while len(generated) < params.max_new_tokens:
+        if drafter is not None:
+            for t in prompt:
+                drafter.append(t)
+        while finish is None:
             if cancel is not None and cancel.cancelled:
                 finish = "cancelled"
                 break
+            draft = _draft(drafter, state, budget, feed, params.max_new_tokens - len(generated))
             try:
-                logits = state.extend(feed)
+                rows, draft = _forward(state, feed, draft)
             except ContextFull:
                 finish = "length"
                 break
-            if guide is not None:
-                logits = guide.mask(logits)
-            token = sampler.pick(logits)
-            if ttft is None:
-                ttft = time.perf_counter() - start
-                first_token_at = time.perf_counter()
-                prefill_tps = (len(prompt) - reused) / ttft if ttft > 0 else 0.0
-            if token in stop_ids and not params.ignore_eos:
-                finish = "stop"
-                break
-            sampler.append(token)
+            base = len(state.tokens) - len(draft)  # tokens kept whatever the verdict
+            kept = 0
+            for i in range(len(draft) + 1):
+                token, finish, shown = take(rows[len(feed) - 1 + i:len(feed) + i] if draft else rows)
+                if shown:
+                    yield chunk(shown)
+                if finish is not None or i == len(draft) or token != draft[i]:
+                    break
+                kept += 1
+                if cancel is not None and cancel.cancelled:
+                    break
             feed = [token]
-            if guide is not None:
-                guide.consume(token)
-            shown = stops.feed(detok.add(token))
-            if shown:
-                yield chunk(shown)
-            if stops.stopped:
-                finish = "stop"
-                break
-            if guide is not None and guide.done:  # the grammar is complete
-                finish = "stop"
-                break
-        else:
-            finish = "length"
+            if draft:
+                spec.drafted += len(draft)
+                spec.accepted += kept
+                budget.record(len(draft), kept)
+                if kept < len(draft) and state.rewind(base + kept) != base + kept:
+                    raise RuntimeError("the KV cache could not drop the rejected draft tokens")
         if finish in ("length", "cancelled") or (guide is not None and not stops.stopped):
             # Text held back for a possible stop string that never completed.
             rest = stops.feed(detok.flush()) + stops.flush()
@@ -215,15 +254,39 @@ def stream_backend(
         finish = "error"
         error = f"{type(exc).__name__}: {first_line(exc, default='')}"
         state.close()
+        if drafter is not None:
+            drafter.close()
         if prompt_cache is not None:
             prompt_cache.reset()
         yield chunk("", finish)
         return
+    if drafter is not None:
+        drafter.close()
     if prompt_cache is not None:
         prompt_cache.keep(backend.key, state)
     else:
         state.close()
     yield chunk("", finish)
+
+
+def _draft(drafter: Drafter | None, state: Any, budget: AdaptiveK, feed: list[int],
+           left: int) -> list[int]:
+    """The draft to verify after ``feed`` (decode steps only, never beside a prefill)."""
+    if drafter is None or len(feed) != 1 or left <= 1 or not speculative.supports(state):
+        return []
+    k = min(budget.want(), left - 1)
+    return drafter.propose(k) if k > 0 else []
+
+
+def _forward(state: Any, feed: list[int], draft: list[int]) -> tuple[Any, list[int]]:
+    """(logits rows, the draft they verify): ``feed`` + ``draft`` scored in one forward,
+    or ``feed`` alone when there is no draft or no room in the context for it."""
+    if draft:
+        try:
+            return state.score(feed + draft), draft
+        except ContextFull:
+            pass
+    return state.extend(feed), []
 
 
 def _prepare_state(

@@ -23,6 +23,11 @@ class HFRunner:
         out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :], _out_cache(out, cache)
 
+    def forward_all(self, ids: Any, cache: Any) -> tuple[Any, Any]:
+        """Logits for every position of ``ids`` [T, V] (speculative verification)."""
+        out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=0)
+        return out.logits[0], _out_cache(out, cache)
+
 
 class FastRunner:
     """slmchat.engine.model.llama.FastLlama with the runner interface."""
@@ -35,6 +40,9 @@ class FastRunner:
 
     def forward(self, ids: Any, cache: Any) -> tuple[Any, Any]:
         return self.fast.forward(ids, cache), cache
+
+    def forward_all(self, ids: Any, cache: Any) -> tuple[Any, Any]:
+        return self.fast.forward(ids, cache, every=True), cache
 
 
 def get_runner(model: Any, kind: str = "auto") -> Any:

@@ -252,8 +252,9 @@ class FastLlama:
         return weight * h.to(x.dtype)
 
     @torch.inference_mode()
-    def forward(self, ids: torch.Tensor, cache: FastCache) -> torch.Tensor:
-        """Feed ``ids`` [1, T] after the cached tokens; return logits of the last one [1, V]."""
+    def forward(self, ids: torch.Tensor, cache: FastCache, every: bool = False) -> torch.Tensor:
+        """Feed ``ids`` [1, T] after the cached tokens; return logits of the last one [1, V]
+        (``every``: of each of them, [T, V], for speculative decoding's verification)."""
         t = ids.shape[1]
         start = cache.length
         end = start + t
@@ -297,7 +298,7 @@ class FastLlama:
                 gate, up = L.gate(h), L.up(h)
             x = x + L.down(F.silu(gate) * up)
         cache.length = end
-        last = self._norm(x[:, -1:], self.final_norm)
+        last = self._norm(x if every else x[:, -1:], self.final_norm)
         head = self.lm_head
         logits = F.linear(last, head) if isinstance(head, torch.Tensor) else head(last)
-        return logits[:, -1, :]
+        return logits[0] if every else logits[:, -1, :]

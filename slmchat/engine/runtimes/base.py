@@ -46,6 +46,7 @@ class Runtime(Protocol):
     scores_sequences: bool  # a forward returns logits for every position (perplexity)
     uses_torch: bool  # torch runs it (torch's thread settings apply; imports take seconds)
     shares_weights: bool  # two engines may hold states of one loaded model at once
+    speculates: bool  # ``--speculative auto`` turns prompt lookup on (exact and faster here)
 
     def unavailable(self) -> str | None:
         """Why this runtime cannot be used on this machine at all (None when it can)."""

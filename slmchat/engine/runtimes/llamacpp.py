@@ -43,6 +43,11 @@ class LlamaCppRuntime:
     interleaves = True  # one context per side, cheap steps: token by token keeps pace
     scores_sequences = False  # logits_all off: last-token logits only
     uses_torch = False
+    # A batch returns logits at every drafted position (--speculative lookup works), but
+    # llama.cpp's batched kernels round differently from its one-token steps (up to ~0.4
+    # in a logit on the default Q4_1 file), so a verified reply can leave the plain one
+    # at a near-tie: auto keeps to plain decoding here (README: speculative decoding).
+    speculates = False
     shares_weights = False  # one KV sequence per context: a companion loads its own
 
     def unavailable(self) -> str | None:

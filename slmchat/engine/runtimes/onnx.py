@@ -71,6 +71,10 @@ class OnnxRuntime:
     interleaves = True
     scores_sequences = False  # the copies return last-token logits only
     uses_torch = False
+    # The copies prune the LM head to the last position; one built with full logits can
+    # verify drafts, but int8 several-token forwards round differently from one-token
+    # ones and replies then differ (README: speculative decoding).
+    speculates = False
     shares_weights = True  # a generator per state
 
     def unavailable(self) -> str | None:

@@ -54,6 +54,7 @@ class RemoteRuntime:
     scores_sequences = False
     uses_torch = False
     shares_weights = True  # a second engine on the same model is one more HTTP stream
+    speculates = False  # the server decodes; nothing to draft here
 
     def unavailable(self) -> str | None:
         try:

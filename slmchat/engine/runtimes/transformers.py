@@ -24,6 +24,7 @@ class TransformersRuntime:
     interleaves = False
     scores_sequences = True
     uses_torch = True
+    speculates = True  # auto: prompt lookup (a forward has logits at every position)
     shares_weights = True
 
     def unavailable(self) -> str | None:

@@ -147,6 +147,7 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
         self.model_changed(spec, self.status.info, self.engine.info)
         if self.status.info is not self.engine.info:  # the last reply's speed was another
             self.status.ttft_s = self.status.decode_tps = None  # model's: not this one's
+            self.status.speculative = None
         self.status.info = self.engine.info
         self.status.thinking = self.thinking_setting() is not False
         self.status.refresh_status()
@@ -344,6 +345,8 @@ class ChatScreen(CompareActions, BranchActions, InspectActions, EditorActions,
             status.ttft_s = event.last.ttft_s
             status.decode_tps = event.last.decode_tps
             status.context_used = event.last.prompt_tokens + event.last.new_tokens
+            status.speculative = ((event.last.accepted, event.last.drafted)
+                                  if event.last.speculative else None)
         status.refresh_status()
         if event.error:
             self.notify(event.error, title=t("chat.generation_failed"), severity="error")

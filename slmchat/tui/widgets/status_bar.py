@@ -62,6 +62,7 @@ class StatusBar(Static):
         self.context_used = 0
         self.ttft_s: float | None = None
         self.decode_tps: float | None = None
+        self.speculative: tuple[int, int] | None = None  # last reply: (accepted, drafted)
         self.generating = False
         self.thinking = True  # a thinking model's switch (shown when the model has one)
         # Injectable so snapshot tests show a fixed value.
@@ -111,6 +112,9 @@ class StatusBar(Static):
             parts.append(part(t("statusbar.ttft", s=self.ttft_s), 6))
         if self.decode_tps:
             parts.append(part("  " + t("stats.tps", tps=self.decode_tps), 2))
+        if self.speculative is not None:  # speculative decoding: draft tokens the model kept
+            accepted, drafted = self.speculative
+            parts.append(part("  " + t("statusbar.accepted", accepted=accepted, drafted=drafted), 6))
         rss = self.memory_probe()
         if rss is not None:
             parts.append(part(t("statusbar.rss", size=_mib(rss)), 4))

@@ -2,8 +2,10 @@
 
 ``Backend.new_state()`` gives a ``DecodeState`` for one sequence; ``extend(ids)`` feeds
 tokens (the prompt in one call, then one token per step) and returns the next-token
-logits only, never one row per prompt position; ``rewind(n)`` keeps the first ``n``
-tokens (a regenerated or edited turn), ``reset()`` forgets them all, and ``close()``
+logits only, never one row per prompt position; ``score(ids)`` feeds several
+tokens and returns one row of logits per position (speculative decoding's verification,
+where the runtime's forward can give them); ``rewind(n)`` keeps the first ``n``
+tokens (a regenerated or edited turn, rejected draft tokens), ``reset()`` forgets them all, and ``close()``
 frees the buffers. A state outlives one reply: the engine keeps it so that the next turn
 of a growing conversation feeds only its new tokens. Logits are the backend's own array
 type (torch tensor or numpy array), so each backend brings the sampler that reads them.
@@ -33,6 +35,15 @@ class DecodeState(Protocol):
 
     def extend(self, ids: Sequence[int]) -> Any:
         """Feed ``ids`` after ``tokens``; return the logits for the next token, shape (1, V)."""
+
+    @property
+    def verifies(self) -> bool:
+        """``score`` works: one forward returns logits for every fed position."""
+
+    def score(self, ids: Sequence[int]) -> Any:
+        """Feed ``ids`` after ``tokens`` in one forward; return the logits after each of
+        them, shape (len(ids), V): row i predicts the token after ``ids[:i + 1]``.
+        Speculative decoding verifies drafts with it, then ``rewind``s the rejected ones."""
 
     def rewind(self, n: int) -> int:
         """Keep the first ``n`` tokens; return how many were kept (0 if it cannot crop)."""

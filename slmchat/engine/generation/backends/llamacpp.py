@@ -60,6 +60,33 @@ class LlamaCppState:
         ptr = self._model.lib.llama_get_logits_ith(llama._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(1, self._model.n_vocab)).copy()
 
+    @property
+    def verifies(self) -> bool:
+        return True  # a batch may ask for logits at every position
+
+    def score(self, ids: Sequence[int]) -> np.ndarray:
+        """One ``llama_decode`` over ``ids`` with an output row per position (the batch's
+        logits flags), for speculative verification; rows copied out of llama.cpp's
+        buffer in batch order."""
+        llama = self._llama
+        if len(self.tokens) + len(ids) > llama.n_ctx():
+            raise ContextFull
+        if not self._mine():  # another state used the context since: feed ours first
+            kept = list(self.tokens)
+            self.reserve(len(kept) + len(ids))
+            if kept:
+                self.extend(kept)
+        n = len(self.tokens)
+        batch = [int(t) for t in ids]
+        llama._ctx.kv_cache_seq_rm(-1, n, -1)  # cells of rejected drafts, if any are left
+        llama._batch.set_batch(batch=batch, n_past=n, logits_all=True)
+        llama._ctx.decode(llama._batch)
+        llama.input_ids[n:n + len(batch)] = batch
+        llama.n_tokens = n + len(batch)
+        self.tokens.extend(batch)
+        ptr = self._model.lib.llama_get_logits(llama._ctx.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(len(batch), self._model.n_vocab)).copy()
+
     def rewind(self, n: int) -> int:
         if n >= len(self.tokens):
             return len(self.tokens)

@@ -15,7 +15,10 @@ needs more; never the model's full context by default.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,7 @@ import numpy as np
 from slmchat.engine.generation.backends.base import ContextFull, config_stop_ids
 from slmchat.engine.generation.npsampling import NumpySampler
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.model.onnx import MARKER
 
 MIN_CAPACITY = 1024
 PREFILL_CHUNK = 512
@@ -77,6 +81,20 @@ class OnnxState:
         self._append(ids)
         return np.asarray(self._gen.get_logits(), dtype=np.float32).reshape(1, -1)
 
+    @property
+    def verifies(self) -> bool:
+        return full_logits(self._model)
+
+    def score(self, ids: Sequence[int]) -> np.ndarray:
+        """Feed ``ids`` and return a row of logits per position: only a copy built with
+        full logits (``last_token_logits`` false in its marker) has them."""
+        if len(self.tokens) + len(ids) > self._model.context_length:
+            raise ContextFull
+        self.reserve(len(self.tokens) + len(ids))
+        self._append(ids)
+        out = np.asarray(self._gen.get_output("logits"), dtype=np.float32)
+        return out.reshape(-1, out.shape[-1])[-len(ids):]
+
     def rewind(self, n: int) -> int:
         if n >= len(self.tokens):
             return len(self.tokens)
@@ -94,6 +112,21 @@ class OnnxState:
 
     def close(self) -> None:
         self._gen, self.tokens, self.capacity = None, [], 0
+
+
+def full_logits(model: Any) -> bool:
+    """Whether the copy's graph returns logits for every position (built with
+    ``full_logits``; the default copies prune the LM head to the last position)."""
+    known = getattr(model, "_slmchat_full_logits", None)
+    if known is None:
+        try:
+            meta = json.loads((Path(model.folder) / MARKER).read_text())
+            known = meta.get("last_token_logits") is False
+        except (OSError, ValueError, AttributeError, TypeError):
+            known = False
+        with contextlib.suppress(AttributeError):
+            model._slmchat_full_logits = known
+    return bool(known)
 
 
 class OnnxBackend:

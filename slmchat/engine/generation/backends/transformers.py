@@ -36,6 +36,22 @@ class TransformersState:
         self.tokens.extend(ids)
         return logits.float()
 
+    @property
+    def verifies(self) -> bool:
+        # A cache that cannot crop could not drop rejected drafts.
+        return self._cache is None or hasattr(self._cache, "crop")
+
+    def score(self, ids: Sequence[int]) -> Any:
+        import torch
+
+        if self._cache is None:
+            self._cache = self._runner.new_cache()
+        feed = torch.tensor([list(ids)], device=self._device)
+        with torch.inference_mode():
+            logits, self._cache = self._runner.forward_all(feed, self._cache)
+        self.tokens.extend(ids)
+        return logits.float()
+
     def rewind(self, n: int) -> int:
         if n >= len(self.tokens):
             return len(self.tokens)

@@ -1,0 +1,344 @@
+"""Speculative decoding (generation/speculative.py and the decode loop): drafts verified in
+one forward keep the reply exactly the one plain decoding gives, greedy and sampled, on
+tiny random models with drafts that are partly accepted and partly rejected."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from slmchat.engine.generation.backends.transformers import TransformersBackend
+from slmchat.engine.generation.constraints import Constraint
+from slmchat.engine.generation.decode import PromptCache, stream_backend
+from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.generation.speculative import AdaptiveK, LookupDrafter, Speculation, parse
+from slmchat.engine.model.loader import load
+from slmchat.engine.model.spec import ModelSpec
+from slmchat.errors import InvalidParameterError
+from tests.tinymodels import CORPUS
+
+GREEDY = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=48, ignore_eos=True)
+
+
+class Replay:
+    """Proposes a known reply's next tokens, every ``bad``-th proposal position wrong:
+    drafts are then partly accepted, partly rejected, deterministically."""
+
+    name = "replay"
+
+    def __init__(self, prompt_len: int, reply: list[int], bad: int = 4, vocab: int = 50) -> None:
+        self.start, self.reply, self.bad, self.vocab = prompt_len, reply, bad, vocab
+        self.n = 0
+
+    def append(self, token: int) -> None:
+        self.n += 1
+
+    def propose(self, k: int) -> list[int]:
+        at = self.n - self.start
+        out = list(self.reply[at:at + k])
+        for i in range(len(out)):
+            if (at + i) % self.bad == self.bad - 1:
+                out[i] = (out[i] + 1) % self.vocab
+        return out
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir: Path):
+    return load(ModelSpec(path=str(tiny_llama_dir), device="cpu"))
+
+
+def _run(backend, lm, ids, params, drafter=None, cache=None):
+    chunks = list(stream_backend(backend, lm.tokenizer, ids, params, prompt_cache=cache,
+                                 drafter=drafter))
+    return "".join(c.text for c in chunks), chunks[-1]
+
+
+def _reply_ids(lm, backend, ids, params) -> list[int]:
+    cache = PromptCache()
+    _run(backend, lm, ids, params, cache=cache)
+    return cache.tokens[len(ids):]
+
+
+def test_parse_modes_and_refuses_bad_ones() -> None:
+    assert parse("auto") == Speculation("auto") and parse(None) == Speculation("auto")
+    assert parse("OFF").mode == "off" and parse("lookup").mode == "lookup"
+    assert parse("draft:/m/small") == Speculation("draft", "/m/small")
+    assert parse("draft:x").label == "draft:x"
+    for bad in ("fast", "lookup:x", ""):
+        if bad == "":
+            continue
+        with pytest.raises(InvalidParameterError):
+            parse(bad)
+
+
+def test_lookup_proposes_what_followed_the_latest_match() -> None:
+    d = LookupDrafter([1, 2, 3, 4, 9, 2, 3, 5, 6, 7, 2, 3])
+    # "2 3" last occurred followed by 5: the most recent earlier match wins.
+    assert d.propose(3) == [5, 6, 7]
+    d.append(4)  # "2 3 4": the 3-gram matches the first occurrence
+    assert d.propose(2) == [9, 2]
+    assert LookupDrafter([1, 2, 3]).propose(4) == []  # nothing repeats
+    assert d.propose(0) == []
+
+
+def test_adaptive_k_grows_shrinks_and_pauses_after_misses() -> None:
+    k = AdaptiveK(k=4, k_max=8)
+    k.record(4, 4)
+    assert k.want() == 6
+    k.record(6, 2)
+    assert k.want() == 3
+    k.record(3, 0)
+    k.record(1, 0)  # two misses in a row: drafting pauses for a few tokens
+    assert [k.want() for _ in range(4)] == [0, 0, 0, 0]
+    assert k.want() > 0
+
+
+@pytest.mark.parametrize("runner", ["fast", "hf"])
+def test_greedy_identical_with_partly_rejected_drafts(tiny, runner: str) -> None:
+    backend = TransformersBackend(tiny.model, runner)
+    ids = tiny.tokenizer(CORPUS[:300])["input_ids"]
+    plain, plain_last = _run(backend, tiny, ids, GREEDY)
+    reply = _reply_ids(tiny, backend, ids, GREEDY)
+    text, last = _run(backend, tiny, ids, GREEDY, Replay(len(ids), reply))
+    assert text == plain and last.new_tokens == plain_last.new_tokens == GREEDY.max_new_tokens
+    assert last.speculative == "replay"
+    assert 0 < last.accepted < last.drafted  # both verdicts were exercised
+    looked, last = _run(backend, tiny, ids, GREEDY, LookupDrafter([]))
+    assert looked == plain and last.speculative == "lookup"
+
+
+def test_seeded_sampling_gives_the_same_reply(tiny) -> None:
+    backend = TransformersBackend(tiny.model, "fast")
+    ids = tiny.tokenizer(CORPUS[:200])["input_ids"]
+    params = SamplingParams(temperature=0.7, top_k=20, top_p=0.95, repetition_penalty=1.2,
+                            max_new_tokens=40, seed=11, ignore_eos=True)
+    plain, _ = _run(backend, tiny, ids, params)
+    reply = _reply_ids(tiny, backend, ids, params)
+    text, last = _run(backend, tiny, ids, params, Replay(len(ids), reply, bad=3))
+    assert text == plain and 0 < last.accepted < last.drafted
+
+
+def test_sampled_distribution_follows_the_model(tiny) -> None:
+    """The accept/reject rule keeps the model's distribution. A drafter proposes the
+    model's most likely second token d; over many seeds, how often the reply's second
+    token is d, and how often it is the runner-up r (only reachable through a rejection),
+    match the model's probabilities p(d) and p(r) at that position (z < 4)."""
+    import torch
+
+    temp = 0.15  # a random tiny model is near-uniform at 1.0; this spreads it
+    backend = TransformersBackend(tiny.model, "fast")
+    ids = tiny.tokenizer("The quick brown")["input_ids"]
+
+    class Oracle:
+        name = "oracle"
+
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+            self.probs: torch.Tensor | None = None
+
+        def append(self, token: int) -> None:
+            self.seen.append(token)
+
+        def propose(self, k: int) -> list[int]:
+            with torch.inference_mode():
+                logits = tiny.model(torch.tensor([self.seen])).logits[0, -1].float()
+            self.probs = torch.softmax(logits / temp, -1)
+            return [int(torch.argmax(self.probs))]
+
+        def close(self) -> None:
+            return None
+
+    n, hits, runner_up, exp_hit, var_hit, exp_ru, var_ru = 0, 0, 0, 0.0, 0.0, 0.0, 0.0
+    for seed in range(1500):
+        oracle = Oracle()
+        params = SamplingParams(temperature=temp, top_k=0, top_p=1.0, repetition_penalty=1.0,
+                                max_new_tokens=3, ignore_eos=True, seed=seed)
+        last = list(stream_backend(backend, tiny.tokenizer, ids, params, drafter=oracle))[-1]
+        assert last.drafted >= 1 and oracle.probs is not None
+        second = oracle.seen[len(ids) + 1]
+        top2 = torch.topk(oracle.probs, 2)
+        p_d, p_r = (float(v) for v in top2.values)
+        d, r = (int(i) for i in top2.indices)
+        assert last.accepted == (second == d)
+        n += 1
+        hits += second == d
+        runner_up += second == r
+        exp_hit, var_hit = exp_hit + p_d, var_hit + p_d * (1 - p_d)
+        exp_ru, var_ru = exp_ru + p_r, var_ru + p_r * (1 - p_r)
+    assert 0.2 * n < hits < 0.95 * n  # both verdicts common
+    assert abs(hits - exp_hit) < 4 * math.sqrt(var_hit), (hits, exp_hit)
+    assert abs(runner_up - exp_ru) < 4 * math.sqrt(var_ru) + 1, (runner_up, exp_ru)
+
+
+def test_constrained_reply_identical_with_speculation(tiny) -> None:
+    backend = TransformersBackend(tiny.model, "fast")
+    ids = tiny.tokenizer("Berlin is the capital of")["input_ids"]
+    constraint = Constraint("regex", r"(ab|abc){2,6}")
+    params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=30)
+    plain = list(stream_backend(backend, tiny.tokenizer, ids, params, constraint=constraint))
+    spec = list(stream_backend(backend, tiny.tokenizer, ids, params, constraint=constraint,
+                               drafter=LookupDrafter([], min_ngram=1)))
+    assert "".join(c.text for c in spec) == "".join(c.text for c in plain)
+    assert spec[-1].finish_reason == plain[-1].finish_reason
+
+
+def test_rejected_drafts_leave_the_kv_cache_and_the_next_turn_reuses_it(tiny) -> None:
+    backend = TransformersBackend(tiny.model, "fast")
+    ids = tiny.tokenizer(CORPUS[:200])["input_ids"]
+    reply = _reply_ids(tiny, backend, ids, GREEDY)
+    cache = PromptCache()
+    _, last = _run(backend, tiny, ids, GREEDY, Replay(len(ids), reply, bad=2), cache=cache)
+    assert last.drafted > last.accepted
+    # The kept state is prompt + reply (the last token not fed), no rejected draft in it.
+    assert cache.tokens == ids + reply[: len(cache.tokens) - len(ids)]
+    assert len(cache.tokens) >= len(ids) + len(reply) - 1
+    follow = ids + reply + tiny.tokenizer(" Paris")["input_ids"]
+    plain_next, _ = _run(backend, tiny, follow, GREEDY)
+    spec_next, last = _run(backend, tiny, follow, GREEDY, LookupDrafter([]), cache=cache)
+    assert spec_next == plain_next and last.cached_tokens > len(ids)
+
+
+def test_stop_string_and_length_end_a_speculative_reply_where_plain_does(tiny) -> None:
+    backend = TransformersBackend(tiny.model, "fast")
+    ids = tiny.tokenizer(CORPUS[:300])["input_ids"]
+    base = _run(backend, tiny, ids, GREEDY)[0]
+    stop = base[10:14]
+    for params in (SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=7,
+                                  ignore_eos=True),
+                   SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=48,
+                                  stop=(stop,), ignore_eos=True)):
+        reply = _reply_ids(tiny, backend, ids, GREEDY)
+        plain, plain_last = _run(backend, tiny, ids, params)
+        text, last = _run(backend, tiny, ids, params, Replay(len(ids), reply, bad=5))
+        assert (text, last.new_tokens, last.finish_reason) == (
+            plain, plain_last.new_tokens, plain_last.finish_reason)
+
+
+def test_engine_modes_auto_lookup_off(tiny_llama_dir: Path) -> None:
+    """The engine drafts by lookup for ``auto`` where the runtime speculates, never for
+    ``off``, and the reply is the same in every mode."""
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.session import Engine
+
+    engine = Engine(speculation=parse("off"))
+    engine.load(ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers"))
+    messages = [ChatMessage("user", CORPUS[:250])]
+    params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=40)
+    seen = {}
+    for mode in ("off", "auto", "lookup"):
+        engine.speculation = parse(mode)
+        chunks = list(engine.stream_chat(messages, params, reuse_cache=False))
+        seen[mode] = ("".join(c.text for c in chunks), chunks[-1].speculative)
+    assert seen["off"][1] is None and seen["auto"][1] == "lookup" == seen["lookup"][1]
+    assert seen["off"][0] == seen["auto"][0] == seen["lookup"][0]
+
+
+@pytest.fixture(scope="module")
+def other_tiny(tmp_path_factory: pytest.TempPathFactory):
+    from tests.tinymodels import make_tiny_llama
+
+    folder = make_tiny_llama(tmp_path_factory.mktemp("tiny-draft"), seed=7)
+    return folder, load(ModelSpec(path=str(folder), device="cpu"))
+
+
+@pytest.mark.parametrize("which", ["same", "other"])
+def test_draft_model_replies_are_the_plain_ones(tiny, other_tiny, which: str) -> None:
+    """A draft model that agrees (the same weights: every draft kept) and one that does
+    not (other random weights): the reply is the plain one either way."""
+    from slmchat.engine.generation.speculative import DraftModelDrafter
+
+    backend = TransformersBackend(tiny.model, "fast")
+    draft_lm = tiny if which == "same" else other_tiny[1]
+    ids = tiny.tokenizer(CORPUS[:120])["input_ids"]
+    for params in (GREEDY, SamplingParams(temperature=0.8, max_new_tokens=40, seed=5,
+                                          ignore_eos=True)):
+        plain, _ = _run(backend, tiny, ids, params)
+        drafter = DraftModelDrafter(TransformersBackend(draft_lm.model, "fast"))
+        text, last = _run(backend, tiny, ids, params, drafter)
+        assert text == plain and last.speculative == "draft" and last.drafted > 0
+        if which == "same" and params is GREEDY:
+            assert last.accepted == last.drafted
+
+
+def test_engine_draft_mode_checks_the_vocabulary(tiny_llama_dir: Path, other_tiny,
+                                                 tmp_path: Path) -> None:
+    import shutil
+
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.session import Engine
+    from tests.tinymodels import build_tokenizer
+
+    engine = Engine(speculation=parse(f"draft:{other_tiny[0]}"))
+    info = engine.load(ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers"))
+    assert not info.warnings
+    messages = [ChatMessage("user", CORPUS[:200])]
+    params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=30)
+    last = list(engine.stream_chat(messages, params))[-1]
+    assert last.speculative == "draft" and last.drafted > 0
+    # A draft whose tokenizer splits text differently is refused, in one warning line.
+    odd = tmp_path / "odd"
+    shutil.copytree(other_tiny[0], odd)
+    build_tokenizer(vocab_size=len(other_tiny[1].tokenizer) - 20).save_pretrained(str(odd))
+    engine = Engine(speculation=parse(f"draft:{odd}"))
+    info = engine.load(ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers"))
+    assert len(info.warnings) == 1 and "cannot draft" in info.warnings[0], info.warnings
+    last = list(engine.stream_chat(messages, params))[-1]
+    assert last.speculative == "lookup"
+
+
+def test_same_vocabulary_compares_sizes_ends_and_splits() -> None:
+    from slmchat.engine.generation.speculative import same_vocabulary
+
+    class Tok:
+        def __init__(self, n: int, eos: int, shift: int = 0) -> None:
+            self.n, self.eos_token_id, self.shift = n, eos, shift
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __call__(self, text: str) -> dict[str, list[int]]:
+            return {"input_ids": [ord(c) % self.n + (self.shift if c == "x" else 0) for c in text]}
+
+    assert same_vocabulary(Tok(300, 2), Tok(300, 2)) is None
+    assert "size" in (same_vocabulary(Tok(300, 2), Tok(301, 2)) or "")
+    assert "end-of-sequence" in (same_vocabulary(Tok(300, 2), Tok(300, 3)) or "")
+    assert "differently" in (same_vocabulary(Tok(300, 2), Tok(300, 2, shift=1)) or "")
+
+
+def test_onnx_verifies_only_with_a_full_logits_copy(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """The default ONNX copies prune the LM head (no drafting, auto off); a copy built
+    with full logits scores several tokens in one forward and rewinds the rejected."""
+    import numpy as np
+
+    from slmchat.engine.model.onnx import build_copy
+    from slmchat.engine.runtimes import backend_for, runtime_of
+    from slmchat.engine.runtimes import load as chat_load
+
+    pruned = chat_load(ModelSpec(path=str(tiny_llama_dir)))
+    assert pruned.info.runtime == "onnx" and not runtime_of(pruned.info).speculates
+    assert not backend_for(pruned).new_state().verifies
+    ids = pruned.tokenizer(CORPUS[:200])["input_ids"]
+    last = list(stream_backend(backend_for(pruned), pruned.tokenizer, ids, GREEDY,
+                               drafter=LookupDrafter([])))[-1]
+    assert last.speculative is None and last.drafted == 0  # the drafter was dropped
+
+    full = build_copy(tiny_llama_dir, tmp_path / "full", full_logits=True)
+    lm = chat_load(ModelSpec(path=str(full)))
+    state = backend_for(lm).new_state()
+    assert state.verifies
+    state.reserve(len(ids) + 16)
+    state.extend(ids)
+    draft = ids[5:9]
+    rows = state.score(draft)
+    assert rows.shape == (4, len(lm.tokenizer)) and state.tokens == ids + draft
+    assert state.rewind(len(ids) + 1) == len(ids) + 1
+    again = state.extend(draft[1:2])
+    np.testing.assert_allclose(again[0], rows[1], atol=0.05)  # int8: batch rounding
+    assert int(np.argmax(again[0])) == int(np.argmax(rows[1]))
+    text, last = _run(backend_for(lm), lm, ids, GREEDY, LookupDrafter([]))
+    assert last.speculative == "lookup" and last.drafted > 0 and text
