@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.fsutil import atomic_dir, atomic_file, check_target, dir_size
+from slmchat.engine.model.gguf_layout import check_exportable
 from slmchat.engine.tools.gguf_writer import (
     MIN_TOP1,
     GGUFCheck,
-    check_exportable,
     verify_gguf,
     write_gguf,
 )

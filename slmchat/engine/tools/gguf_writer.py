@@ -1,11 +1,13 @@
-"""Write a Llama-architecture transformers model as a GGUF file (f16 or q8_0).
+"""Write a Llama or Qwen2 transformers model as a GGUF file (f16 or q8_0; the K-quants
+through llama.cpp's quantizer).
 
-Follows llama.cpp's ``convert_hf_to_gguf.py`` for ``LlamaForCausalLM``: llama.* hyper-
-parameters, ``blk.N.*`` tensor names, q/k weights permuted from the HF rotary layout
-(halves) back to the interleaved layout llama.cpp expects, 1-D tensors kept in F32, a
-"gpt2" byte-level BPE tokenizer with its merges, and the chat template. The result is
-checked by ``verify_gguf``: transformers loads it back (undoing the permutation) and
-its logits and tokenization are compared with the source model's.
+Follows llama.cpp's ``convert_hf_to_gguf.py`` (model/gguf_layout.py): ARCH.* hyper-
+parameters, ``blk.N.*`` tensor names, Llama's q/k weights permuted from the HF rotary
+layout (halves) back to the interleaved layout llama.cpp expects, 1-D tensors (norms,
+Qwen2's attention biases) kept in F32, a "gpt2" byte-level BPE tokenizer with its merges,
+and the chat template. The result is checked by ``verify_gguf``: transformers loads it
+back (undoing the permutation) and its logits and tokenization are compared with the
+source model's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmchat.engine.model.gguf_layout import check_exportable, permute, tensor_name, write_llama_header
+from slmchat.engine.model.gguf_layout import (
+    gguf_arch,
+    permute,
+    tensor_name,
+    write_llama_header,
+)
 from slmchat.errors import InvalidParameterError
 
 # f16 and q8_0 are written here; the K-quants by llama.cpp's quantizer from an f16 file
@@ -35,7 +42,7 @@ def write_gguf(
     model: Any, tokenizer: Any, path: Path, gguf_type: str = "f16", name: str = "model",
     progress: Callable[[float], None] | None = None,
 ) -> None:
-    """Write ``model`` (a float LlamaForCausalLM) to ``path``."""
+    """Write ``model`` (a float LlamaForCausalLM or Qwen2ForCausalLM) to ``path``."""
     import gguf
     import numpy as np
 
@@ -52,23 +59,24 @@ def write_gguf(
             full.unlink(missing_ok=True)
         return
     config = model.config
-    check_exportable(config)
+    arch, permuted = gguf_arch(config)
     n_head = int(config.num_attention_heads)
     n_kv = int(getattr(config, "num_key_value_heads", None) or n_head)
-    writer = gguf.GGUFWriter(str(path), "llama")
+    n_blocks = int(config.num_hidden_layers)
+    writer = gguf.GGUFWriter(str(path), arch)
     ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if gguf_type == "q8_0" else gguf.LlamaFileType.MOSTLY_F16
     write_llama_header(writer, config, tokenizer, int(ftype), name)
     state = model.state_dict()
     tied = bool(getattr(config, "tie_word_embeddings", False))
     items = list(state.items())
     for idx, (key, value) in enumerate(items):
-        out_name = tensor_name(key)
+        out_name = tensor_name(key, arch, n_blocks)
         if out_name is None or (tied and out_name == "output.weight"):
             continue
         data = value.detach().float().cpu().numpy()
-        if out_name.endswith("attn_q.weight"):
+        if permuted and out_name.endswith("attn_q.weight"):
             data = permute(data, n_head)
-        elif out_name.endswith("attn_k.weight"):
+        elif permuted and out_name.endswith("attn_k.weight"):
             data = permute(data, n_kv)
         if data.ndim == 1:
             writer.add_tensor(out_name, data.astype(np.float32))
