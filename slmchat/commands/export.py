@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lm-studio", metavar="PUBLISHER/REPO", nargs="?", const="",
                    default=None, help="put the GGUF into LM Studio's models folder "
                                       "(default slmchat/MODEL-NAME)")
+    p.add_argument("--gguf-lora", metavar="FILE", default=None,
+                   help="write the LoRA adapter itself as a GGUF adapter for llama.cpp "
+                        "(--lora FILE) or Ollama (ADAPTER), for use with the base's GGUF")
     p.add_argument("--modelfile", action="store_true",
                    help="write FILE.Modelfile beside --gguf FILE for `ollama create`")
     p.add_argument("--no-verify", action="store_true",
@@ -59,12 +62,16 @@ def run(args: argparse.Namespace) -> int:
             gguf=Path(args.gguf) if args.gguf else None, gguf_type=gguf_type,
             verify=not args.no_verify, overwrite=args.overwrite, progress=progress,
             stores=stores, modelfile=args.modelfile,
+            gguf_lora=Path(args.gguf_lora) if args.gguf_lora else None,
         )
     if result.out:
         merged = " (adapter merged)" if result.merged else ""
         print(f"wrote {result.out}{merged} {human_bytes(result.out_bytes)}")
     if result.gguf:
         print(f"wrote {result.gguf} ({gguf_type}) {human_bytes(result.gguf_bytes)}")
+    if result.gguf_lora:
+        print(f"wrote {result.gguf_lora} (GGUF LoRA adapter) "
+              f"{human_bytes(result.gguf_lora.stat().st_size)}")
     if result.modelfile:
         print(f"wrote {result.modelfile} (ollama create NAME -f {result.modelfile.name})")
     if result.ollama:

@@ -25,6 +25,7 @@ from slmchat.engine.tools.gguf_writer import (
     GGUFCheck,
     verify_gguf,
     write_gguf,
+    write_gguf_lora,
 )
 from slmchat.errors import InvalidParameterError
 
@@ -47,6 +48,7 @@ class ExportResult:
     ollama: Path | None = None  # the manifest written for --ollama NAME
     lm_studio: Path | None = None  # the file written for --lm-studio
     modelfile: Path | None = None
+    gguf_lora: Path | None = None  # the adapter as a GGUF LoRA (--gguf-lora)
 
 
 def run_metadata(adapter: Path) -> dict[str, Any]:
@@ -227,7 +229,7 @@ def export_model(
     spec: Any, *, out: Path | None = None, merge_adapter: bool = False,
     gguf: Path | None = None, gguf_type: str = "f16", verify: bool = True,
     overwrite: bool = False, progress: Progress = _noop, stores: StoreTargets | None = None,
-    modelfile: bool = False,
+    modelfile: bool = False, gguf_lora: Path | None = None,
 ) -> ExportResult:
     """Export ``spec`` as a safetensors folder (``out``) and/or a GGUF file, which may
     also go into Ollama's and LM Studio's model folders (``stores``)."""
@@ -236,10 +238,16 @@ def export_model(
     if modelfile and gguf is None:
         raise InvalidParameterError("--modelfile writes FILE.Modelfile beside --gguf FILE: "
                                     "give --gguf too")
-    if out is None and gguf is None and not stores:
-        raise InvalidParameterError("nothing to do: give --out DIR, --gguf FILE, --ollama NAME "
-                                    "or --lm-studio")
+    if out is None and gguf is None and not stores and gguf_lora is None:
+        raise InvalidParameterError("nothing to do: give --out DIR, --gguf FILE, --ollama NAME, "
+                                    "--lm-studio or --gguf-lora FILE")
     stores.check(overwrite)
+    if gguf_lora is not None:
+        if gguf_lora.suffix.lower() != ".gguf":
+            raise InvalidParameterError(f"GGUF file name must end with .gguf: {gguf_lora}")
+        if gguf_lora.expanduser().exists() and not overwrite:
+            raise InvalidParameterError(f"output exists: {gguf_lora.expanduser().resolve()} "
+                                        "(use --overwrite)")
     if gguf is not None and gguf.suffix.lower() != ".gguf":
         raise InvalidParameterError(f"GGUF file name must end with .gguf: {gguf}")
     if out is not None:
@@ -254,7 +262,17 @@ def export_model(
     model, info = lm.model, lm.info
     adapter = Path(info.adapter) if info.adapter else None
     merged = False
-    if adapter is not None:
+    lora_final: Path | None = None
+    if gguf_lora is not None:
+        if adapter is None:
+            raise InvalidParameterError("--gguf-lora writes a LoRA adapter: give an adapter "
+                                        "folder (a fine-tune's RUN/model), not a full model")
+        progress("writing the GGUF LoRA adapter", 0.15)
+        with atomic_file(gguf_lora, overwrite) as tmp_file:
+            write_gguf_lora(model, tmp_file, name=info.name)
+        lora_final = gguf_lora.expanduser().resolve()
+    needs_merge = out is not None or gguf is not None or bool(stores)
+    if adapter is not None and needs_merge:
         if not merge_adapter:
             raise InvalidParameterError("the model has a LoRA adapter: pass --merge-adapter "
                                         "to merge it into the base weights")
@@ -301,4 +319,5 @@ def export_model(
         gguf_bytes=gguf_final.stat().st_size if gguf_final else 0,
         check=check, seconds=time.perf_counter() - start, ollama=written.get("ollama"),
         lm_studio=written.get("lm_studio"), modelfile=written.get("modelfile"),
+        gguf_lora=lora_final,
     )

@@ -103,3 +103,73 @@ def test_qwen2_runs_in_llama_cpp_like_the_source(tiny_qwen2_dir: Path, tmp_path:
                 ref = src.model.generate(torch.tensor([ids]), max_new_tokens=greedy,
                                          do_sample=False, eos_token_id=None)[0, len(ids):]
             assert _greedy_llama_cpp(model, ids, greedy) == ref.tolist()
+
+
+def _lora(base_dir: Path, out: Path) -> Path:
+    """A LoRA on every projection (q and k included: their rows are permuted for Llama)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir))
+    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    get_peft_model(base, config).save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def lora_case(request: pytest.FixtureRequest, tiny_llama_dir: Path, tiny_qwen2_dir: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    base = tiny_llama_dir if request.param == "llama" else tiny_qwen2_dir
+    return request.param, base, _lora(base, tmp_path_factory.mktemp("lora") / "adapter")
+
+
+def test_gguf_lora_adapter_layout(lora_case: tuple[str, Path, Path], tmp_path: Path) -> None:
+    import gguf
+
+    arch, _, adapter = lora_case
+    out = tmp_path / "adapter.gguf"
+    res = export_model(ModelSpec(path=str(adapter)), gguf_lora=out)
+    assert res.gguf_lora == out and res.gguf is None and not res.merged
+    reader = gguf.GGUFReader(str(out))
+    meta = {f.name: f.contents() for f in reader.fields.values() if f.types}
+    assert meta["general.type"] == "adapter" and meta["adapter.type"] == "lora"
+    assert meta["adapter.lora.alpha"] == 8.0 and meta["general.architecture"] == arch
+    shapes = {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors}
+    assert len(shapes) == 2 * 7 * 2  # 7 projections x 2 layers, a and b each
+    # gguf lists dims fastest first: lora_a is (r x in) -> [in, r], lora_b (out x r) -> [r, out]
+    assert shapes["blk.0.attn_q.weight.lora_a"] == (64, 4)
+    assert shapes["blk.1.ffn_down.weight.lora_b"] == (4, 64)
+    with pytest.raises(InvalidParameterError, match="give an adapter folder"):
+        export_model(ModelSpec(path=str(lora_case[1])), gguf_lora=tmp_path / "x.gguf")
+
+
+def test_gguf_lora_adapter_in_llama_cpp_equals_the_merged_model(
+        lora_case: tuple[str, Path, Path], tmp_path: Path) -> None:
+    """llama.cpp runs base GGUF + GGUF adapter like the merged model (f16 base)."""
+    pytest.importorskip("llama_cpp")
+    import numpy as np
+    from llama_cpp import Llama
+
+    _, base, adapter = lora_case
+    base_gguf, lora_gguf = tmp_path / "base.gguf", tmp_path / "adapter.gguf"
+    export_model(ModelSpec(path=str(base)), gguf=base_gguf, gguf_type="f16")
+    export_model(ModelSpec(path=str(adapter)), gguf_lora=lora_gguf)
+    merged = load(ModelSpec(path=str(adapter), device="cpu", dtype="fp32")).model
+    merged = merged.merge_and_unload().eval()
+    plain = Llama(model_path=str(base_gguf), n_ctx=128, n_threads=1, verbose=False)
+    tuned = Llama(model_path=str(base_gguf), lora_path=str(lora_gguf), n_ctx=128, n_threads=1,
+                  verbose=False)
+    for prompt in VERIFY_PROMPTS:
+        ids = tuned.tokenize(prompt.encode(), add_bos=False, special=False)
+        with torch.inference_mode():
+            want = merged(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+        got = []
+        for llm in (plain, tuned):
+            llm.reset()
+            llm.eval(ids)
+            got.append(np.array(llm.scores[llm.n_tokens - 1]))
+        assert np.corrcoef(want, got[1])[0, 1] > 0.999
+        assert np.abs(want - got[1]).max() < 0.05
+        assert np.abs(want - got[0]).max() > 0.05  # the adapter changes the reply
