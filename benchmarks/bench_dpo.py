@@ -133,6 +133,9 @@ def main() -> int:
     ap.add_argument("--max-new", type=int, default=48, help="tokens of each model reply")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--label", default="default")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep the store, pairs and run folder here (default: a temp folder); "
+                         "pairs.jsonl found there is reused")
     ns = ap.parse_args()
     from slmchat.engine.finetune.args import TrainArgs
     from slmchat.engine.finetune.job import run_job
@@ -140,9 +143,13 @@ def main() -> int:
     from slmchat.engine.model.default import ensure_default_model
 
     model_dir = ensure_default_model()
-    with tempfile.TemporaryDirectory(prefix="slmchat-bench-dpo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="slmchat-bench-dpo-") as scratch:
+        tmp = str(ns.work or scratch)
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         os.environ["SLMCHAT_DATA_DIR"] = str(Path(tmp) / "data")
-        data, gen_s = build_store(Path(tmp) / "conversations.db", model_dir, ns.max_new)
+        data, gen_s = Path(tmp) / "pairs.jsonl", 0.0
+        if not data.is_file():
+            data, gen_s = build_store(Path(tmp) / "conversations.db", model_dir, ns.max_new)
         gc.collect()  # the chat engine's model goes before the job loads its own
         overrides: dict[str, Any] = {}
         for item in ns.set:
@@ -152,7 +159,10 @@ def main() -> int:
         args = TrainArgs(data=str(data), model=str(model_dir), method="dpo",
                          max_steps=ns.steps, eval_fraction=0.25, device="cpu", **overrides)
         t0 = time.perf_counter()
-        status = run_job(prepare_run(args, Path(tmp) / "run"))
+        run_dir = Path(tmp) / "run"
+        # an existing run folder (a stopped benchmark) is resumed, not started again
+        status = run_job(run_dir if (run_dir / "args.json").is_file()
+                         else prepare_run(args, run_dir))
         train_s = time.perf_counter() - t0
         if status["state"] != "done":
             print(f"run {status['state']}: {status['message']}", file=sys.stderr)
