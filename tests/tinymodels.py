@@ -62,6 +62,30 @@ def make_tiny_llama(folder: Path, seed: int = 0, chat_template: bool = True,
     return folder
 
 
+def make_tiny_qwen2(folder: Path, seed: int = 0) -> Path:
+    """A tiny Qwen2 (attention biases, untied head) with the ChatML tokenizer; the biases
+    are made non-zero so that an export which dropped them would show."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    )
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(".bias"):
+                param.normal_(0, 0.5)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
 def make_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     """A distilgpt2-shaped (but tiny) GPT-2 with no chat template."""
     import torch

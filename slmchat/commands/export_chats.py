@@ -19,7 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="ID", help="export this conversation (repeatable): every complete "
                                       "reply not marked bad is learned")
     p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output .jsonl (default: DATA_DIR/exports/chats-DATE.jsonl)")
+                   help="output .jsonl (default: DATA_DIR/exports/chats-DATE.jsonl, or "
+                        "pairs-DATE.jsonl with --pairs)")
+    p.add_argument("--pairs", action="store_true",
+                   help="write preference pairs for `slmchat finetune --method dpo`: each "
+                        "edited reply against the model's own text, and each reply marked "
+                        "good against another answer to the same message marked bad")
     p.add_argument("--no-passages", action="store_true",
                    help="export questions answered from attached files (/attach) as typed, "
                         "without the retrieved passages the model was given (default: with "
@@ -32,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
     from slmchat.engine.store.store import Store
     from slmchat.paths import data_dir
 
-    out = args.out or data_dir() / "exports" / f"chats-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    kind = "pairs" if args.pairs else "chats"
+    out = args.out or data_dir() / "exports" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    if args.pairs and args.conversation:
+        from slmchat.errors import InvalidParameterError
+
+        raise InvalidParameterError("--pairs reads every conversation's marks and edits; "
+                                    "leave out --conversation")
     store = Store.open_default()
     index: list[Any] = []  # opened only if a reply did not record its passages' text
 
@@ -48,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
             return None
 
     try:
+        if args.pairs:
+            return _export_pairs(store, out, passages, not args.no_passages)
         report = export_training(store, out, args.conversation, passages=passages,
                                  with_passages=not args.no_passages)
     finally:
@@ -64,4 +77,15 @@ def run(args: argparse.Namespace) -> int:
               "whose passages are no longer in the index: exported without them",
               file=sys.stderr)
     print(f"fine-tune on them: slmchat finetune {report.path}")
+    return 0
+
+
+def _export_pairs(store: Any, out: Path, passages: Any, with_passages: bool) -> int:
+    from slmchat.engine.store.curation import export_pairs
+
+    report = export_pairs(store, out, passages=passages, with_passages=with_passages)
+    print(f"wrote {report.pairs} preference pair(s) from {report.conversations} "
+          f"conversation(s) ({report.from_edits} edited repl(ies), {report.from_branches} "
+          f"good/bad answer(s) to the same message): {report.path}")
+    print(f"preference-tune on them: slmchat finetune {report.path} --method dpo")
     return 0

@@ -20,17 +20,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "finetune", help="fine-tune a model on a local text file (LoRA by default)",
         description="Fine-tune on a .txt/.md file, a folder of them, or a .jsonl of "
-                    "{'text'} or {'messages'} rows. The result loads with --model OUT.")
+                    "{'text'} or {'messages'} rows; with --method dpo, on preference pairs "
+                    "({'prompt', 'chosen', 'rejected'} rows: slmchat export-chats --pairs). "
+                    "The result loads with --model OUT.")
     p.add_argument("file", nargs="?", help="training text (.txt, .md, folder, .jsonl)")
     p.add_argument("--model", "-m", default="default",
                    help="base model: 'default', a checkpoint folder or a .gguf file")
-    p.add_argument("--method", choices=("lora", "full", "qlora"), default="lora")
+    p.add_argument("--method", choices=("lora", "full", "qlora", "dpo"), default="lora",
+                   help="dpo: preference-tune a LoRA adapter on chosen/rejected reply pairs")
     steps = p.add_mutually_exclusive_group()
     steps.add_argument("--max-steps", type=int, default=None, help="optimizer steps")
     steps.add_argument("--epochs", type=float, default=None, help="passes over the data")
     p.add_argument("--out", default=None, help="result folder (default RUN_DIR/model)")
     g = p.add_argument_group("training")
-    g.add_argument("--lr", type=float, default=None, help="peak LR (lora 5e-4, full 5e-5)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="peak LR (lora 5e-4, full 5e-5, dpo 1e-4)")
+    g.add_argument("--dpo-beta", type=float, default=0.1,
+                   help="DPO: how far from the base model the preferences may pull (0.1)")
     g.add_argument("--warmup-ratio", type=float, default=0.05)
     g.add_argument("--block-size", type=int, default=256, help="tokens per training block")
     g.add_argument("--batch-size", type=int, default=4)
@@ -81,7 +87,7 @@ def args_from_cli(ns: argparse.Namespace) -> Any:
         lora_alpha=ns.lora_alpha, lora_dropout=ns.lora_dropout, lora_targets=ns.lora_targets,
         eval_fraction=ns.eval_fraction, eval_every=ns.eval_every, save_every=ns.save_every,
         seed=ns.seed, bf16=ns.bf16, device=ns.device, mask_prompt=ns.mask_prompt,
-        early_stop_patience=ns.early_stop_patience,
+        early_stop_patience=ns.early_stop_patience, dpo_beta=ns.dpo_beta,
     ).validate()
 
 
@@ -181,6 +187,11 @@ def _report_result(status: dict[str, Any], run_dir: Path) -> int:
     m = status.get("metrics") or {}
     if state == "done":
         before, after = m.get("perplexity_before"), m.get("perplexity_after")
+        if m.get("pref_share_before") is not None and m.get("pref_share_after") is not None:
+            print(f"held-out preference share {m['pref_share_before']:.0%} -> "
+                  f"{m['pref_share_after']:.0%} (pairs where the preferred reply is the more "
+                  f"likely one; DPO loss {m['eval_loss_before']:.4f} -> "
+                  f"{m['eval_loss_after']:.4f})")
         if before is not None and after is not None:
             print(f"held-out perplexity {before:.2f} -> {after:.2f} "
                   f"(loss {m['eval_loss_before']:.4f} -> {m['eval_loss_after']:.4f})")

@@ -806,6 +806,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ft.stat.elapsed": {"en": "elapsed {elapsed}", "ja": "経過 {elapsed}"},
     "ft.ppl": {"en": "held-out perplexity: before {before:.2f} → after {after}",
                "ja": "検証パープレキシティ: 前 {before:.2f} → 後 {after}"},
+    "ft.pref": {"en": "held-out preference share: before {before} → after {after}",
+                "ja": "検証ペアの選好一致率: 前 {before} → 後 {after}"},
     "ft.saved_to": {"en": "saved to {path}", "ja": "保存先: {path}"},
     "ft.not_number": {"en": "{field}: not a number: {text}",
                       "ja": "{field}: 数値ではありません: {text}"},

@@ -242,3 +242,19 @@ async def test_chart_x_axis_labels_are_whole_steps(root: Path, tmp_path: Path) -
     from slmchat.tui.screens.finetune import step_ticks
 
     assert step_ticks(0, 40) == [0, 10, 20, 30, 40] and step_ticks(1, 3) == [1, 2, 3]
+
+
+async def test_finished_dpo_run_shows_the_held_out_preference_share(root: Path,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    out.mkdir()
+    d = fake_run(root, "dpo-run", "done", None, 10, 10, out=out)
+    runs.write_status(d, metrics={"eval_loss_before": 0.693, "pref_share_before": 0.75,
+                                  "eval_loss_after": 0.41, "pref_share_after": 0.9167,
+                                  "perplexity_after": None})
+    app = Host(root)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        result = str(app.screen.query_one("#ft-result", Static).render())
+        assert "held-out preference share: before 75% → after 92%" in result
+        assert "perplexity" not in result

@@ -8,13 +8,14 @@ from typing import Any, Literal
 
 from slmchat.errors import InvalidParameterError, SlmChatError
 
-Method = Literal["lora", "full", "qlora"]
-METHODS: tuple[str, ...] = ("lora", "full", "qlora")
+# dpo: preference tuning of a LoRA adapter on (prompt, chosen, rejected) pairs (dpo.py)
+Method = Literal["lora", "full", "qlora", "dpo"]
+METHODS: tuple[str, ...] = ("lora", "full", "qlora", "dpo")
 # LoRA 5e-4, measured on three shipped texts (benchmarks/bench_recipe.py, 40 steps): the
 # best mean held-out perplexity drop on text after the training text (-16.7 %, vs -14.0 %
 # at the old 2e-4 and -14.5 % at 1e-3, which overfits the GPL text), and -33 % on the
 # run's own held-out blocks (vs -22 % at 2e-4).
-DEFAULT_LR = {"lora": 5e-4, "qlora": 5e-4, "full": 5e-5}
+DEFAULT_LR = {"lora": 5e-4, "qlora": 5e-4, "full": 5e-5, "dpo": 1e-4}
 
 
 class TrainError(SlmChatError):
@@ -54,6 +55,7 @@ class TrainArgs:
     early_stop_patience: int = 3
     early_stop_min_delta: float = 0.0
     seed: int = 0
+    dpo_beta: float = 0.1  # DPO: how far from the base model the preferences may pull
     bf16: Literal["auto", "on", "off"] = "auto"
     device: str = "auto"
 
@@ -81,6 +83,7 @@ class TrainArgs:
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
         need(self.early_stop_patience >= 0, "--early-stop-patience must be >= 0 (0: off)")
         need(self.early_stop_min_delta >= 0, "early_stop_min_delta must be >= 0")
+        need(0 < self.dpo_beta <= 10, "--dpo-beta must be in (0, 10]")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class FinetuneJob:
         # Under accelerate launch / torchrun only rank 0 writes into the run folder.
         self.main = int(os.environ.get("RANK", "0") or 0) == 0
         self.phase = "starting"
+        self.reference: dict[str, Any] = {}  # DPO: the base model's reply log-probs
 
     # -- status helpers -------------------------------------------------------------
     def _status(self, **fields: Any) -> dict[str, Any]:
@@ -140,9 +141,16 @@ class FinetuneJob:
         # Data problems are found before the (slow) model load.
         tokenizer = load_tokenizer(args.model)
         self.phase = "reading the training data"
-        prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction,
-                                args.seed, mask_prompt=args.mask_prompt,
-                                progress=self._reading_progress())
+        prepared: Any
+        if args.method == "dpo":
+            from slmchat.engine.finetune.dpo import prepare_pairs
+
+            prepared = prepare_pairs(args.data, tokenizer, args.block_size, args.eval_fraction,
+                                     args.seed)
+        else:
+            prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction,
+                                    args.seed, mask_prompt=args.mask_prompt,
+                                    progress=self._reading_progress())
         total, _ = plan_steps(args, len(prepared.train), world)
         self.phase = "loading the model"
         self._status(message="loading model", total_steps=total, data=prepared.preview.as_dict(),
@@ -152,6 +160,26 @@ class FinetuneJob:
         if world > 1:
             model, optimizer = accelerator.prepare(model, optimizer)
         inner = accelerator.unwrap_model(model) if world > 1 else model
+        if args.method == "dpo":
+            if world > 1:
+                raise SlmChatError("DPO runs in one process; start it without accelerate "
+                                   "launch")
+            from slmchat.engine.finetune.dpo import reference_logps
+
+            self.phase = "scoring the pairs with the base model"
+            self._status(message="scoring the pairs with the base model")
+            self.reference = reference_logps(model, prepared, args, device, self.run_dir)
+
+        def scores(model: Any) -> dict[str, Any]:
+            """Held-out figures: loss and perplexity, or DPO loss and preference share."""
+            if args.method == "dpo":
+                from slmchat.engine.finetune.dpo import evaluate_pairs
+
+                got = evaluate_pairs(model, prepared.eval, self.reference["eval"], args, device)
+                return {"eval_loss": got["loss"], "pref_share": got["pref_share"],
+                        "reward_accuracy": got["reward_accuracy"]}
+            loss = evaluate(model, prepared.eval, args, device, bf16, prepared.eval_mask)
+            return {"eval_loss": loss, "perplexity": _ppl(loss)}
 
         metrics: dict[str, Any] = {}
         start, elapsed0 = 0, 0.0
@@ -165,10 +193,10 @@ class FinetuneJob:
             if self.main:
                 (self.run_dir / runs.PROGRESS).unlink(missing_ok=True)
             self.phase = "scoring the held-out split"
-            before = evaluate(model, prepared.eval, args, device, bf16, prepared.eval_mask)
-            metrics = {"eval_loss_before": before, "perplexity_before": _ppl(before)}
-            self._progress({"step": 0, "total_steps": total, "epoch": 0.0,
-                            "eval_loss": before, "perplexity": _ppl(before), "elapsed_s": 0.0})
+            first = scores(model)
+            metrics = {f"{k}_before": v for k, v in first.items()}
+            self._progress({"step": 0, "total_steps": total, "epoch": 0.0, **first,
+                            "elapsed_s": 0.0})
         skipped = f" (skipped damaged {'; '.join(damaged)})" if damaged else ""
         self._status(message=f"training from step {start}{skipped}", step=start,
                      total_steps=total, metrics=metrics, base_model=base)
@@ -181,10 +209,17 @@ class FinetuneJob:
         stop = EarlyStop(args, metrics)
         per_epoch = max(1, len(prepared.train) / (args.batch_size * args.grad_accum * world))
         with Stopper(self.run_dir) as stopper:
-            for row in train_steps(model, optimizer, prepared, args, device=device, bf16=bf16,
+            if args.method == "dpo":
+                from slmchat.engine.finetune.dpo import dpo_steps
+
+                rows = dpo_steps(model, optimizer, prepared, self.reference["train"], args,
+                                 device=device, start_step=start, total=total, stopper=stopper)
+            else:
+                rows = train_steps(model, optimizer, prepared, args, device=device, bf16=bf16,
                                    start_step=start, total=total, world=world, rank=rank,
                                    accelerator=accelerator if world > 1 else None,
-                                   stopper=stopper):
+                                   stopper=stopper)
+            for row in rows:
                 step = row["step"]
                 train_s += row["step_s"]
                 tokens += row["tokens"]
@@ -195,10 +230,10 @@ class FinetuneJob:
                 if step % every_eval == 0 or step == total:
                     self.phase = f"evaluating at step {step}"
                     t0 = time.perf_counter()
-                    eval_loss = evaluate(model, prepared.eval, args, device, bf16,
-                                         prepared.eval_mask)
+                    now = scores(model)
+                    eval_loss = now["eval_loss"]
                     last_eval_s = time.perf_counter() - t0
-                    out.update(eval_loss=eval_loss, perplexity=_ppl(eval_loss))
+                    out.update(now)
                     if stop.observe(step, eval_loss) and self.main:
                         self.phase = f"keeping the best weights (step {step})"
                         save_best(self.run_dir, step, inner, eval_loss)
@@ -221,14 +256,17 @@ class FinetuneJob:
                 return self._finish("cancelled", f"cancelled at step {step}/{total}; resume "
                                     f"with: slmchat finetune --resume {self.run_dir}", step=step)
         if eval_loss is None:
-            eval_loss = evaluate(model, prepared.eval, args, device, bf16, prepared.eval_mask)
+            eval_loss = scores(model)["eval_loss"]
         kept = step
         if stop.best_step is not None and stop.best_step != step and stop.best_loss is not None:
             self.phase = f"restoring the best weights (step {stop.best_step})"
             if load_best(self.run_dir, stop.best_step, inner):
                 kept, eval_loss = stop.best_step, stop.best_loss
         metrics.update(stop.as_metrics(), result_step=kept, last_step=step)
-        metrics.update(eval_loss_after=eval_loss, perplexity_after=_ppl(eval_loss),
+        if args.method == "dpo":  # the preference share of the weights kept
+            metrics.update({f"{k}_after": v for k, v in scores(model).items()})
+        metrics.update(eval_loss_after=eval_loss,
+                       perplexity_after=None if args.method == "dpo" else _ppl(eval_loss),
                        train_tokens_per_s=tokens / max(train_s, 1e-9) if tokens else None,
                        elapsed_s=elapsed)
         if world > 1:

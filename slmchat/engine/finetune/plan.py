@@ -58,12 +58,28 @@ class Preview:
     probe_tokens_per_s: float | None = None
     estimated_s: float | None = None
     warnings: tuple[str, ...] = ()
+    pairs: bool = False  # DPO: the data are preference pairs
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def _pair_lines(self) -> list[str]:
+        d = self.data
+        return [
+            f"data       {d['files']} file(s), {d['bytes']:,} bytes, {d['documents']} "
+            "preference pair(s)",
+            f"split      {d['train_blocks']} train / {d['eval_blocks']} held-out pairs "
+            f"(prompt + reply up to {d['block_size']} tokens)",
+            f"loss on    {d['trained_tokens']:,} reply tokens (DPO: chosen vs rejected)",
+            f"steps      {self.total_steps} ({self.steps_per_epoch}/epoch, "
+            f"{self.epochs:.2f} epochs)",
+            *[f"warning    {w}" for w in self.warnings],
+        ]
+
     def lines(self) -> list[str]:
         d = self.data
+        if self.pairs:
+            return self._pair_lines()
         out = [
             f"data       {d['files']} file(s), {d['bytes']:,} bytes, {d['documents']} document(s)",
             f"tokens     {d['tokens']:,} -> {d['blocks']} blocks of {d['block_size']}",
@@ -97,8 +113,16 @@ def preview(args: TrainArgs, probe_steps: int = 0,
 
     args.validate()
     tokenizer = load_tokenizer(args.model)
-    prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction, args.seed,
-                            mask_prompt=args.mask_prompt, progress=progress)
+    prepared: Any
+    if args.method == "dpo":
+        from slmchat.engine.finetune.dpo import prepare_pairs
+
+        prepared = prepare_pairs(args.data, tokenizer, args.block_size, args.eval_fraction,
+                                 args.seed)
+        probe_steps = 0  # the probe times language-model steps, not pair steps
+    else:
+        prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction,
+                                args.seed, mask_prompt=args.mask_prompt, progress=progress)
     total, per_epoch = plan_steps(args, len(prepared.train))
     tokens = planned_tokens(args, len(prepared.train), total)  # real tokens, not padded
     tokens_per_step = round(tokens / total)
@@ -111,13 +135,13 @@ def preview(args: TrainArgs, probe_steps: int = 0,
         evals = 2 + math.ceil(total / eval_interval(args, total))
         est = tokens / tps + evals * eval_s
     warnings = []
-    if len(prepared.train) < args.batch_size:
+    if len(prepared.train) < args.batch_size and args.method != "dpo":
         warnings.append(
             f"only {len(prepared.train)} training block(s) for a batch of {args.batch_size}: "
             "every step sees the same text, so the model will overfit (add text or lower "
             "the block size)")
     return Preview(prepared.preview.as_dict(), total, per_epoch, tokens_per_step, epochs, tps,
-                   est, tuple(warnings))
+                   est, tuple(warnings), pairs=args.method == "dpo")
 
 
 def _check_writable(out: Path) -> None:

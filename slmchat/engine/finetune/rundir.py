@@ -39,7 +39,7 @@ START_GRACE_S = 30.0
 RESERVE_ENV = "SLMCHAT_TRAIN_RESERVE_CORES"  # cores a background job leaves to the chat
 PROGRESS_KEYS = (
     "step", "total_steps", "epoch", "loss", "eval_loss", "perplexity", "lr",
-    "tokens_per_s", "elapsed_s", "eta_s",
+    "tokens_per_s", "elapsed_s", "eta_s", "pref_share", "reward_accuracy",
 )
 
 

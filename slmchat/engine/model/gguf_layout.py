@@ -1,9 +1,11 @@
-"""How a Llama checkpoint is laid out in a GGUF file, as llama.cpp's
-``convert_hf_to_gguf.py`` writes ``LlamaForCausalLM``: llama.* hyper-parameters,
-``blk.N.*`` tensor names, q/k weights permuted from the HF rotary layout (halves) back to
-the interleaved layout llama.cpp expects, and a "gpt2" byte-level BPE tokenizer with its
-merges and chat template. Shared by the in-memory exporter (tools/gguf_writer.py) and the
-streaming GGUF copy of a checkpoint folder (model/gguf_copy.py).
+"""How a checkpoint is laid out in a GGUF file, as llama.cpp's ``convert_hf_to_gguf.py``
+writes ``LlamaForCausalLM`` and ``Qwen2ForCausalLM``: ARCH.* hyper-parameters, ``blk.N.*``
+tensor names (the gguf package's own name map for Qwen2, biases included), Llama's q/k
+weights permuted from the HF rotary layout (halves) back to the interleaved layout
+llama.cpp expects (Qwen2's are not: llama.cpp runs it with NEOX rotary), and a "gpt2"
+byte-level BPE tokenizer with its merges and chat template. Shared by the in-memory
+exporter (tools/gguf_writer.py) and the streaming GGUF copy of a checkpoint folder
+(model/gguf_copy.py, Llama only).
 """
 
 from __future__ import annotations
@@ -33,8 +35,29 @@ def permute(w: Any, n_head: int) -> Any:
             .swapaxes(1, 2).reshape(w.shape))
 
 
-def tensor_name(hf_name: str) -> str | None:
-    """GGUF name for a Llama state-dict key (None: not written, e.g. rotary buffers)."""
+# transformers architecture -> (GGUF architecture, q/k permuted as convert_hf_to_gguf's
+# LlamaModel does). Gemma (norm offset, scaled embeddings) and Phi-3 (fused qkv, rope
+# factors) need tensor rewrites of their own and are not written here.
+EXPORT_ARCHS = {"LlamaForCausalLM": ("llama", True), "Qwen2ForCausalLM": ("qwen2", False)}
+
+
+def gguf_arch(config: Any) -> tuple[str, bool]:
+    """(GGUF architecture, permute q/k) for an exportable config; InvalidParameterError
+    with the reason otherwise."""
+    check_exportable(config)
+    arch = (getattr(config, "architectures", None) or ["LlamaForCausalLM"])[0]
+    return EXPORT_ARCHS.get(arch, EXPORT_ARCHS["LlamaForCausalLM"])
+
+
+def tensor_name(hf_name: str, arch: str = "llama", n_blocks: int = 0) -> str | None:
+    """GGUF name for a state-dict key (None: not written, e.g. rotary buffers)."""
+    if arch != "llama":
+        import gguf
+
+        kind = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch]
+        mapped = gguf.get_tensor_name_map(kind, n_blocks).get_name(
+            hf_name, try_suffixes=(".weight", ".bias"))
+        return str(mapped) if mapped else None
     if hf_name == "model.embed_tokens.weight":
         return "token_embd.weight"
     if hf_name == "model.norm.weight":
@@ -49,10 +72,28 @@ def tensor_name(hf_name: str) -> str | None:
     return None
 
 
+def _qwen2_problem(config: Any) -> str | None:
+    for key in ("rope_scaling", "rope_parameters"):
+        rope = getattr(config, key, None) or {}
+        kind = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else None
+        if kind not in ("default", None):
+            return f"rope scaling {kind!r} is not supported"
+    if getattr(config, "use_sliding_window", False):
+        return "sliding-window attention is not supported"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"activation {config.hidden_act!r} is not supported"
+    return None
+
+
 def check_exportable(config: Any) -> None:
-    problem = plain_llama_problem(config)
+    arch = (getattr(config, "architectures", None) or [""])[0]
+    if arch == "Qwen2ForCausalLM" and getattr(config, "model_type", None) == "qwen2":
+        problem = _qwen2_problem(config)
+    else:
+        problem = plain_llama_problem(config)
     if problem:
-        raise InvalidParameterError(f"GGUF export supports plain Llama-architecture models; {problem}")
+        raise InvalidParameterError("GGUF export supports plain Llama and Qwen2 models; "
+                                    f"{problem}")
 
 
 def _pre_tokenizer_name(tok_json: dict[str, Any], config: Any) -> str:
@@ -64,6 +105,9 @@ def _pre_tokenizer_name(tok_json: dict[str, Any], config: Any) -> str:
         p.get("type") == "Digits" and p.get("individual_digits") for p in inner
     ):
         return "smollm"
+    if getattr(config, "model_type", None) == "qwen2" and any(
+            p.get("type") == "Split" for p in inner):
+        return "qwen2"  # Qwen's own split regex (llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2)
     if any(p.get("type") == "ByteLevel" for p in inner):
         return "gpt-2"
     return "default"
@@ -117,7 +161,8 @@ def tokenizer_metadata(writer: Any, tokenizer: Any, config: Any) -> None:
 
 
 def write_llama_header(writer: Any, config: Any, tokenizer: Any, file_type: int, name: str) -> None:
-    """Name, hyper-parameters, file type and tokenizer of a Llama model."""
+    """Name, hyper-parameters, file type and tokenizer of a Llama (or Qwen2) model: the
+    keys convert_hf_to_gguf's TextModel writes, under the writer's architecture."""
     import gguf
 
     n_head = int(config.num_attention_heads)

@@ -10,8 +10,10 @@ GGUF blob), LM Studio (``~/.lmstudio/models``, ``~/.cache/lm-studio/models`` and
 ``~/.local/share/nomic.ai/GPT4All``, ``~/.cache/gpt4all``).
 
 This module only says *where* models are and what they are called; discovery.py reads
-the GGUF metadata. A store that cannot be read yields entries with a ``problem``
-(broken manifest, missing blob), never an exception.
+the GGUF metadata, and ``slmchat export --ollama/--lm-studio`` (tools/toolstore_export.py)
+writes into the folders ``ollama_write_root``/``lm_studio_write_root`` name. A store
+that cannot be read yields entries with a ``problem`` (broken manifest, missing blob),
+never an exception.
 """
 
 from __future__ import annotations
@@ -142,6 +144,27 @@ def tool_roots(env: Mapping[str, str] | None = None, home: Path | None = None) -
         gpt4all=_existing([*_gpt4all_setting(config), data / "nomic.ai" / "GPT4All",
                            mac_support / "nomic.ai" / "GPT4All", cache / "gpt4all"]),
     )
+
+
+def ollama_write_root(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """The Ollama models folder an export writes into (it may not exist yet): the one
+    Ollama itself uses, ``$OLLAMA_MODELS`` or ``~/.ollama/models`` (server/envconfig)."""
+    env = os.environ if env is None else env
+    if env.get("OLLAMA_MODELS"):
+        return Path(env["OLLAMA_MODELS"]).expanduser()
+    home = home or Path(env.get(TOOLS_HOME_ENV) or Path.home()).expanduser()
+    return home / ".ollama" / "models"
+
+
+def lm_studio_write_root(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """LM Studio's models folder: the first that exists (its settings' downloadsFolder
+    first), else ``~/.lmstudio/models``, where current versions keep them."""
+    env = os.environ if env is None else env
+    found = tool_roots(env, home).lm_studio
+    if found:
+        return found[0]
+    home = home or Path(env.get(TOOLS_HOME_ENV) or Path.home()).expanduser()
+    return home / ".lmstudio" / "models"
 
 
 def file_kind(path: Path) -> str | None:

@@ -13,6 +13,10 @@ row as context with ``"weight": 0`` (OpenAI's chat fine-tuning convention, honou
 ``--mask-prompt``), so the model learns the good answers in the context they were given.
 A question answered from attached files is exported as the model saw it, with the
 retrieved passages (``export-chats --no-passages`` leaves them out).
+
+``export-chats --pairs`` turns the same marks into preference pairs for DPO: an edited
+reply against the model's own text, and a reply marked good against a regeneration of the
+same turn marked bad (``preference_pairs``).
 """
 
 from __future__ import annotations
@@ -234,3 +238,106 @@ def export_training(store: Store, out: Path, conv_ids: Iterable[int] | None = No
                         grounded=counts.get("grounded", 0),
                         ungrounded=counts.get("ungrounded", 0),
                         passages_left_out=not with_passages)
+
+
+# --- preference pairs (DPO) -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairsReport:
+    path: Path
+    pairs: int
+    from_edits: int  # an edited reply (chosen) against the model's own text (rejected)
+    from_branches: int  # a reply marked good against a sibling reply marked bad
+    conversations: int
+
+
+def _path_to(by_id: dict[int, StoredMessage], msg: StoredMessage) -> list[StoredMessage]:
+    """The messages before ``msg`` on its branch, oldest first."""
+    path: list[StoredMessage] = []
+    parent = msg.parent_id
+    while parent is not None and parent in by_id and len(path) <= len(by_id):
+        path.append(by_id[parent])
+        parent = by_id[parent].parent_id
+    path.reverse()
+    return path
+
+
+def _prompt_rows(store: Store, conv_id: int, before: list[StoredMessage],
+                 reply: StoredMessage, passages: Passages | None,
+                 with_passages: bool) -> list[dict[str, str]]:
+    conv = store.get_conversation(conv_id)
+    rows: list[dict[str, str]] = []
+    system = conv.settings.get("system_prompt")
+    if isinstance(system, str) and system.strip():
+        rows.append({"role": "system", "content": system})
+    for i, m in enumerate(before):
+        if m.role == "system" or not m.content.strip() or m.status in ("error", "streaming"):
+            continue
+        content = m.content
+        if m.role == "user" and with_passages:
+            nxt = before[i + 1] if i + 1 < len(before) else reply
+            content, _ = grounded_text(nxt if nxt.role == "assistant" else None, content,
+                                       passages)
+        rows.append({"role": m.role, "content": content})
+    return rows
+
+
+def preference_pairs(store: Store, passages: Passages | None = None,
+                     with_passages: bool = True) -> tuple[list[dict[str, Any]], int, int, int]:
+    """(rows, pairs from edits, pairs from marked branches, conversations) over the store.
+
+    A pair is what the user's marks mean: an edited reply is preferred to the model's own
+    text; a reply marked good is preferred to a sibling reply (a regeneration of the same
+    turn) marked bad. Each row is in TRL's conversational preference format."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    edits = branches = 0
+    convs: set[int] = set()
+    for conv in store.list_conversations():
+        msgs = store.all_messages(conv.id)
+        by_id = {m.id: m for m in msgs}
+        for m in msgs:
+            if m.role != "assistant" or m.status in ("error", "streaming") or not m.content.strip():
+                continue
+            rejected: list[tuple[str, str]] = []
+            original = original_text(m)
+            if original is not None and original.strip() and original != m.content:
+                rejected.append(("edit", original))
+            if rating_of(m) == "good":
+                rejected += [("branch", s.content) for s in msgs
+                             if s.parent_id == m.parent_id and s.id != m.id
+                             and s.role == "assistant" and rating_of(s) == "bad"
+                             and s.content.strip() and s.content != m.content]
+            if not rejected:
+                continue
+            prompt = _prompt_rows(store, conv.id, _path_to(by_id, m), m, passages,
+                                  with_passages)
+            if not prompt or prompt[-1]["role"] == "assistant":
+                continue
+            for kind, text in rejected:
+                row = {"prompt": prompt, "chosen": [{"role": "assistant", "content": m.content}],
+                       "rejected": [{"role": "assistant", "content": text}]}
+                key = json.dumps(row, sort_keys=True)
+                if key in seen:
+                    continue
+                seen.add(key)
+                rows.append(row)
+                convs.add(conv.id)
+                edits += kind == "edit"
+                branches += kind == "branch"
+    return rows, edits, branches, len(convs)
+
+
+def export_pairs(store: Store, out: Path, *, passages: Passages | None = None,
+                 with_passages: bool = True) -> PairsReport:
+    """Write DPO pairs JSONL for ``slmchat finetune --method dpo``."""
+    from slmchat.engine.fsutil import write_private
+
+    rows, edits, branches, convs = preference_pairs(store, passages, with_passages)
+    if not rows:
+        raise InvalidParameterError(
+            "no preference pairs: edit a reply into the one you wanted, or mark a reply good "
+            "and another answer to the same message (a regeneration) bad")
+    out = Path(out).expanduser()
+    write_private(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return PairsReport(out, len(rows), edits, branches, convs)

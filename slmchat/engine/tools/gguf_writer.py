@@ -1,11 +1,13 @@
-"""Write a Llama-architecture transformers model as a GGUF file (f16 or q8_0).
+"""Write a Llama or Qwen2 transformers model as a GGUF file (f16 or q8_0; the K-quants
+through llama.cpp's quantizer).
 
-Follows llama.cpp's ``convert_hf_to_gguf.py`` for ``LlamaForCausalLM``: llama.* hyper-
-parameters, ``blk.N.*`` tensor names, q/k weights permuted from the HF rotary layout
-(halves) back to the interleaved layout llama.cpp expects, 1-D tensors kept in F32, a
-"gpt2" byte-level BPE tokenizer with its merges, and the chat template. The result is
-checked by ``verify_gguf``: transformers loads it back (undoing the permutation) and
-its logits and tokenization are compared with the source model's.
+Follows llama.cpp's ``convert_hf_to_gguf.py`` (model/gguf_layout.py): ARCH.* hyper-
+parameters, ``blk.N.*`` tensor names, Llama's q/k weights permuted from the HF rotary
+layout (halves) back to the interleaved layout llama.cpp expects, 1-D tensors (norms,
+Qwen2's attention biases) kept in F32, a "gpt2" byte-level BPE tokenizer with its merges,
+and the chat template. The result is checked by ``verify_gguf``: transformers loads it
+back (undoing the permutation) and its logits and tokenization are compared with the
+source model's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmchat.engine.model.gguf_layout import check_exportable, permute, tensor_name, write_llama_header
+from slmchat.engine.model.gguf_layout import (
+    gguf_arch,
+    permute,
+    tensor_name,
+    write_llama_header,
+)
 from slmchat.errors import InvalidParameterError
 
 # f16 and q8_0 are written here; the K-quants by llama.cpp's quantizer from an f16 file
@@ -35,7 +42,7 @@ def write_gguf(
     model: Any, tokenizer: Any, path: Path, gguf_type: str = "f16", name: str = "model",
     progress: Callable[[float], None] | None = None,
 ) -> None:
-    """Write ``model`` (a float LlamaForCausalLM) to ``path``."""
+    """Write ``model`` (a float LlamaForCausalLM or Qwen2ForCausalLM) to ``path``."""
     import gguf
     import numpy as np
 
@@ -52,23 +59,24 @@ def write_gguf(
             full.unlink(missing_ok=True)
         return
     config = model.config
-    check_exportable(config)
+    arch, permuted = gguf_arch(config)
     n_head = int(config.num_attention_heads)
     n_kv = int(getattr(config, "num_key_value_heads", None) or n_head)
-    writer = gguf.GGUFWriter(str(path), "llama")
+    n_blocks = int(config.num_hidden_layers)
+    writer = gguf.GGUFWriter(str(path), arch)
     ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if gguf_type == "q8_0" else gguf.LlamaFileType.MOSTLY_F16
     write_llama_header(writer, config, tokenizer, int(ftype), name)
     state = model.state_dict()
     tied = bool(getattr(config, "tie_word_embeddings", False))
     items = list(state.items())
     for idx, (key, value) in enumerate(items):
-        out_name = tensor_name(key)
+        out_name = tensor_name(key, arch, n_blocks)
         if out_name is None or (tied and out_name == "output.weight"):
             continue
         data = value.detach().float().cpu().numpy()
-        if out_name.endswith("attn_q.weight"):
+        if permuted and out_name.endswith("attn_q.weight"):
             data = permute(data, n_head)
-        elif out_name.endswith("attn_k.weight"):
+        elif permuted and out_name.endswith("attn_k.weight"):
             data = permute(data, n_kv)
         if data.ndim == 1:
             writer.add_tensor(out_name, data.astype(np.float32))
@@ -125,3 +133,57 @@ def verify_gguf(model: Any, tokenizer: Any, path: Path, min_top1: float = 0.9) -
         raise InvalidParameterError(f"the written GGUF does not match the source model "
                                     f"({check.line}); nothing was written")
     return check
+
+
+def write_gguf_lora(model: Any, path: Path, name: str = "adapter") -> int:
+    """Write the LoRA adapter of ``model`` (a peft model, not merged) as a GGUF LoRA
+    adapter for llama.cpp (``--lora FILE``, Ollama's ADAPTER), the way llama.cpp's
+    ``convert_lora_to_gguf.py`` writes one: general.type "adapter", adapter.type "lora",
+    adapter.lora.alpha, and ``BASE_TENSOR.lora_a`` (r x in) / ``.lora_b`` (out x r) in F32,
+    llama.cpp scaling by alpha / r as peft does. Llama's q/k rows are permuted in the
+    base GGUF, so lora_b's rows get the same permutation. Returns the tensor pairs written."""
+    import gguf
+    import numpy as np
+    from peft import get_peft_model_state_dict
+
+    config = model.get_base_model().config
+    arch, permuted = gguf_arch(config)
+    lora = model.peft_config.get("default")
+    if lora is None or getattr(lora, "peft_type", None) is None or str(lora.peft_type) not in (
+            "LORA", "PeftType.LORA"):
+        raise InvalidParameterError("only a LoRA adapter can be written as a GGUF adapter")
+    if getattr(lora, "use_dora", False) or getattr(lora, "use_rslora", False):
+        raise InvalidParameterError("llama.cpp's GGUF adapters hold plain LoRA, not DoRA or "
+                                    "rsLoRA; merge the adapter instead (--merge-adapter)")
+    n_head = int(config.num_attention_heads)
+    n_kv = int(getattr(config, "num_key_value_heads", None) or n_head)
+    state = get_peft_model_state_dict(model)
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name(name)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(lora.lora_alpha))
+    pairs = 0
+    for key in sorted(state):
+        if ".lora_A." not in key:
+            continue
+        stem = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+        base = tensor_name(stem + ".weight", arch, int(config.num_hidden_layers))
+        if base is None:
+            raise InvalidParameterError(f"the adapter trains {stem}, which has no GGUF tensor")
+        a = state[key].detach().float().cpu().numpy()
+        b = state[key.replace(".lora_A.", ".lora_B.")].detach().float().cpu().numpy()
+        if permuted and base.endswith("attn_q.weight"):
+            b = permute(b, n_head)
+        elif permuted and base.endswith("attn_k.weight"):
+            b = permute(b, n_kv)
+        writer.add_tensor(base + ".lora_a", np.ascontiguousarray(a, dtype=np.float32))
+        writer.add_tensor(base + ".lora_b", np.ascontiguousarray(b, dtype=np.float32))
+        pairs += 1
+    if not pairs:
+        raise InvalidParameterError("the adapter has no LoRA weights to write")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return pairs

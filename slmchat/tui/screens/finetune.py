@@ -348,6 +348,10 @@ class FinetunePanel(Vertical):
             after = m.get("perplexity_after")
             after_text = f"{after:.2f}" if after is not None else "…"
             lines.append(t("ft.ppl", before=m["perplexity_before"], after=after_text))
+        if m.get("pref_share_before") is not None:  # a DPO run (finetune --method dpo)
+            after = m.get("pref_share_after")
+            lines.append(t("ft.pref", before=f"{m['pref_share_before']:.0%}",
+                           after=f"{after:.0%}" if after is not None else "…"))
         warning = runs.overfitting_warning(self.eval_points)
         if warning is not None:
             lines.append(f"[yellow]⚠ {warning}[/]")

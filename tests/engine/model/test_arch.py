@@ -8,8 +8,8 @@ import pytest
 
 from slmchat.engine.model.arch import plain_llama_problem, rope_theta
 from slmchat.engine.model.discovery import inspect_folder
+from slmchat.engine.model.gguf_layout import check_exportable
 from slmchat.engine.model.llama import supports_config
-from slmchat.engine.tools.gguf_writer import check_exportable
 from slmchat.errors import InvalidParameterError
 
 LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_act": "silu"}
