@@ -18,6 +18,7 @@ OPENAI_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_exceeded",
     500: "server_error",
+    502: "server_error",
     503: "server_error",
 }
 

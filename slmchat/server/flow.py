@@ -19,6 +19,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive
 
+from slmchat.engine import runtimes
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import ModelSpec
@@ -197,7 +198,9 @@ class Run:
                 raise as_api_error(item.error)
             if isinstance(item, GenerationChunk):
                 if item.finish_reason == "error":
-                    raise chunk_error(item)
+                    info = self.gen.engine.info
+                    raise chunk_error(item, upstream=info is not None
+                                      and runtimes.conversation(info) is not None)
                 yield item
 
     async def collect(self) -> tuple[str, GenerationChunk]:

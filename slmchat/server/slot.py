@@ -284,5 +284,8 @@ def as_api_error(exc: BaseException) -> APIError:
     return APIError(500, f"generation failed: {name}: {text}" if text else f"generation failed: {name}")
 
 
-def chunk_error(chunk: Any) -> APIError:
-    return APIError(500, f"generation failed: {chunk.error or 'unknown error'}")
+def chunk_error(chunk: Any, upstream: bool = False) -> APIError:
+    """A reply that failed midway: 502 when a remote server behind ``serve --with-remote``
+    failed (the gateway's answer, with the profile's one line), else 500."""
+    return APIError(502 if upstream else 500,
+                    f"generation failed: {chunk.error or 'unknown error'}")

@@ -72,3 +72,35 @@ def test_with_remote_needs_a_profile(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(InvalidParameterError, match="no \\[\\[remote\\]\\] profile"):
         serve._with_remote()
+
+
+@pytest.mark.parametrize("model", ["broken", "drop", "busy"])
+def test_an_upstream_failure_is_a_502_naming_the_profile(tiny_llama_dir: Path, model: str) -> None:
+    """A remote server that fails (500, a stream cut half way, 429) behind
+    ``serve --with-remote`` is the gateway's 502 with the profile's one line, in the API's
+    error shape, not a 500 as if this server had failed."""
+    from tests.remotekit import stub_server
+
+    spec = ModelSpec(path=str(tiny_llama_dir), device="cpu", dtype="fp32")
+    local = Engine()
+    local.load(spec)
+    with stub_server() as stub:
+        settings = Settings(remote=[RemoteSettings(name="lab", base_url=stub.url)])
+        remote.use_profiles([r.profile() for r in settings.remote])
+        entry = inspect_folder(tiny_llama_dir, "models")
+        assert entry is not None
+
+        def discover() -> list:
+            return [entry, *remote_entries(settings)]
+
+        with live_server(local, ServerConfig(base_spec=spec), discover=discover) as front:
+            r = httpx.post(f"{front.url}/v1/chat/completions", timeout=60, json={
+                "model": f"lab:{model}", "max_tokens": 4,
+                "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 502, r.text
+            message = r.json()["error"]["message"]
+            assert "lab" in message and "\n" not in message
+            o = httpx.post(f"{front.url}/api/chat", timeout=60, json={
+                "model": f"lab:{model}", "stream": False,
+                "messages": [{"role": "user", "content": "hi"}]})
+            assert o.status_code == 502 and "lab" in o.json()["error"], o.text
