@@ -342,7 +342,10 @@ def _show(state: ServerState, name: str) -> dict[str, Any]:
         has_template = e.has_chat_template
     params.append(f"num_ctx {ctx}")
     template = chat_template_of(path) if has_template else ""
-    capabilities = ["completion", *(["thinking"] if thinks(template) else [])]
+    # tools: this server answers `tools` on any chat model, as a call constrained to the
+    # function's schema (server/tools.py), so clients such as oterm may offer them.
+    capabilities = ["completion", *(["tools"] if template else []),
+                    *(["thinking"] if thinks(template) else [])]
     modelfile = f"# slmchat model {entry['name']}\nFROM {path}\n" + "".join(
         f"PARAMETER {p}\n" for p in params)
     return {

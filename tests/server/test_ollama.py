@@ -44,6 +44,8 @@ def test_tags_version_show_ps(client: ollama.Client, live: Live) -> None:
     assert "<|im_start|>" in (shown.template or "")
     assert "num_ctx 256" in (shown.parameters or "")
     assert shown.modelinfo is not None and shown.modelinfo["llama.context_length"] == 256
+    # a chat model answers `tools` (a constrained call), so oterm and others may offer them
+    assert shown.capabilities is not None and "tools" in shown.capabilities
     assert [m.model for m in client.ps().models] == [name]
 
 
