@@ -59,6 +59,21 @@ def test_preview_prints_numbers_and_estimate(notes: Path, tiny_llama_dir: Path, 
     assert not list(runs_dir().iterdir())
 
 
+def test_preview_of_a_short_text_says_its_held_out_end_is_small(
+        tmp_path: Path, tiny_llama_dir: Path, capsys) -> None:
+    from tests.tinymodels import CORPUS
+
+    short = tmp_path / "short.txt"
+    short.write_text(CORPUS[:600])
+    code = main(["finetune", str(short), "--model", str(tiny_llama_dir), "--preview",
+                 "--no-probe", "--max-steps", "40"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "(block size chosen for the text's length)" in err and "blocks of 32" in err
+    assert "warning    only " in err and "held-out block(s) of 32 tokens" in err
+    assert " epochs (passes over the training blocks" in err
+
+
 def test_run_then_generate_with_model_out(notes: Path, tiny_llama_dir: Path, tmp_path: Path,
                                           capsys) -> None:
     out = tmp_path / "tuned"
