@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dpo-beta", type=float, default=0.1,
                    help="DPO: how far from the base model the preferences may pull (0.1)")
     g.add_argument("--warmup-ratio", type=float, default=0.05)
-    g.add_argument("--block-size", type=int, default=256, help="tokens per training block")
+    g.add_argument("--block-size", type=int, default=None,
+                   help="tokens per training block (default: 256, smaller for a short text "
+                        "so that the held-out end is at least 8 blocks)")
     g.add_argument("--batch-size", type=int, default=4)
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--lora-r", type=int, default=8)
@@ -46,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lora-dropout", type=float, default=0.05)
     g.add_argument("--lora-targets", default="all-linear",
                    help="'all-linear' or comma-separated module names (q_proj,v_proj)")
-    g.add_argument("--eval-fraction", type=float, default=0.05, help="held-out share")
+    g.add_argument("--eval-fraction", type=float, default=0.1,
+                   help="share held out: the end of each file, at least 8 blocks where the "
+                        "text allows (never trained on; early stopping watches it)")
     g.add_argument("--eval-every", type=int, default=None)
     g.add_argument("--save-every", type=int, default=None, help="checkpoint interval (steps)")
     g.add_argument("--seed", type=int, default=0)
@@ -187,14 +191,22 @@ def _report_result(status: dict[str, Any], run_dir: Path) -> int:
     m = status.get("metrics") or {}
     if state == "done":
         before, after = m.get("perplexity_before"), m.get("perplexity_after")
+        data = status.get("data") or {}
         if m.get("pref_share_before") is not None and m.get("pref_share_after") is not None:
             print(f"held-out preference share {m['pref_share_before']:.0%} -> "
                   f"{m['pref_share_after']:.0%} (pairs where the preferred reply is the more "
                   f"likely one; DPO loss {m['eval_loss_before']:.4f} -> "
                   f"{m['eval_loss_after']:.4f})")
         if before is not None and after is not None:
+            from slmchat.engine.finetune.plan import held_out_line
+            from slmchat.engine.finetune.rundir import ARGS, read_json
+
+            scored = read_json(run_dir / ARGS).get("max_eval_blocks")
             print(f"held-out perplexity {before:.2f} -> {after:.2f} "
-                  f"(loss {m['eval_loss_before']:.4f} -> {m['eval_loss_after']:.4f})")
+                  f"(loss {m['eval_loss_before']:.4f} -> {m['eval_loss_after']:.4f}) on "
+                  f"{held_out_line(data, scored)}")
+        if data.get("eval_warning"):
+            print(f"slmchat: warning: {data['eval_warning']}", file=sys.stderr)
         if m.get("stopped_early_at"):
             print(f"stopped early at step {m['stopped_early_at']} (held-out loss stopped "
                   f"improving); the result is step {m.get('result_step')}")

@@ -526,8 +526,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     # --- fine-tune runs ending (screens/side_panels.py) ---
     "ft.done": {"en": "Fine-tune {name} finished{ppl}.",
                 "ja": "ファインチューニング {name} が完了しました{ppl}。"},
-    "ft.done_ppl": {"en": " (held-out perplexity {before:.2f} → {after:.2f})",
-                    "ja": " (検証パープレキシティ {before:.2f} → {after:.2f})"},
+    "ft.done_ppl": {"en": " (perplexity on the held-out end of the text, {tokens} tokens "
+                          "never trained on: {before:.2f} → {after:.2f})",
+                    "ja": " (学習に使っていないテキスト末尾 {tokens} トークンでの"
+                          "パープレキシティ: {before:.2f} → {after:.2f})"},
     "ft.done_title": {"en": "Fine-tune finished", "ja": "ファインチューニング完了"},
     "ft.ended": {"en": "Fine-tune {name} {state}: {message}",
                  "ja": "ファインチューニング {name}: {state}: {message}"},
@@ -804,8 +806,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "ft.stat.eta": {"en": "ETA {eta}", "ja": "残り {eta}"},
     "ft.stat.lr": {"en": "lr {lr:.2e}", "ja": "学習率 {lr:.2e}"},
     "ft.stat.elapsed": {"en": "elapsed {elapsed}", "ja": "経過 {elapsed}"},
-    "ft.ppl": {"en": "held-out perplexity: before {before:.2f} → after {after}",
-               "ja": "検証パープレキシティ: 前 {before:.2f} → 後 {after}"},
+    "ft.ppl": {"en": "perplexity on the held-out end of the text ({tokens} tokens, never "
+                     "trained on): before {before:.2f} → after {after}",
+               "ja": "学習に使っていないテキスト末尾 ({tokens} トークン) のパープレキシティ: "
+                     "前 {before:.2f} → 後 {after}"},
+    "ft.few_eval": {"en": "only {n} held-out block(s) of {size} tokens (8 wanted): the "
+                          "figure is noisy; add text or use a smaller block size",
+                    "ja": "検証ブロックが {n} 個 ({size} トークン) しかありません (8 個が"
+                          "目安): 値がぶれます。テキストを増やすかブロック長を小さくしてください"},
     "ft.pref": {"en": "held-out preference share: before {before} → after {after}",
                 "ja": "検証ペアの選好一致率: 前 {before} → 後 {after}"},
     "ft.saved_to": {"en": "saved to {path}", "ja": "保存先: {path}"},

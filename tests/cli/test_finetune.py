@@ -53,9 +53,25 @@ def test_preview_prints_numbers_and_estimate(notes: Path, tiny_llama_dir: Path, 
     err = capsys.readouterr().err
     assert code == 0
     assert "blocks of 32" in err and "train /" in err and "held-out" in err
-    assert "steps      5" in err
+    assert "steps      5 = " in err and " epochs (passes over the training blocks" in err
+    assert "held out   the end of the text: " in err and "never trained on" in err
     assert "estimate   ~" in err and "train tok/s (measured probe)" in err
     assert not list(runs_dir().iterdir())
+
+
+def test_preview_of_a_short_text_says_its_held_out_end_is_small(
+        tmp_path: Path, tiny_llama_dir: Path, capsys) -> None:
+    from tests.tinymodels import CORPUS
+
+    short = tmp_path / "short.txt"
+    short.write_text(CORPUS[:600])
+    code = main(["finetune", str(short), "--model", str(tiny_llama_dir), "--preview",
+                 "--no-probe", "--max-steps", "40"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "(block size chosen for the text's length)" in err and "blocks of 32" in err
+    assert "warning    only " in err and "held-out block(s) of 32 tokens" in err
+    assert " epochs (passes over the training blocks" in err
 
 
 def test_run_then_generate_with_model_out(notes: Path, tiny_llama_dir: Path, tmp_path: Path,
@@ -66,6 +82,7 @@ def test_run_then_generate_with_model_out(notes: Path, tiny_llama_dir: Path, tmp
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "held-out perplexity" in captured.out and f"saved: {out}" in captured.out
+    assert "on the end of the text: " in captured.out  # the figure says what it measures
     assert "3/3" in captured.err  # the progress bar reached the end
     assert (out / "adapter_config.json").is_file()
     code = main(["generate", "--model", str(out), "Paris is", "--max-new-tokens", "3",

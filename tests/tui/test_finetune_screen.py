@@ -32,8 +32,13 @@ class Host(App[None]):
                                         runs_root=self.runs_root), self.results.append)
 
 
+DATA = {"files": 1, "tokens": 6000, "block_size": 128, "blocks": 46, "train_blocks": 38,
+        "eval_blocks": 8, "eval_tokens": 1024, "eval_warning": None}
+
+
 def fake_run(root: Path, name: str, state: str, pid: int | None, steps: int, total: int,
-             out: Path | None = None, started: float = 1000.0) -> Path:
+             out: Path | None = None, started: float = 1000.0,
+             data: dict | None = None) -> Path:
     d = root / name
     d.mkdir(parents=True)
     (d / runs.ARGS).write_text(json.dumps({"data": "/x/notes.txt", "model": "default",
@@ -43,7 +48,7 @@ def fake_run(root: Path, name: str, state: str, pid: int | None, steps: int, tot
         metrics.update(eval_loss_after=math.log(4.94), perplexity_after=4.94)
     runs.write_status(d, state=state, pid=pid, step=steps, total_steps=total,
                       started_at=started, metrics=metrics, out=str(out) if out else None,
-                      message=f"step {steps}/{total}")
+                      message=f"step {steps}/{total}", data=data or DATA)
     runs.append_progress(d, {"step": 0, "eval_loss": 3.78, "total_steps": total})
     for s in range(1, steps + 1):
         runs.append_progress(d, {"step": s, "loss": 4.0 - s * 0.1, "lr": 1e-4,
@@ -72,6 +77,8 @@ async def test_finished_run_shows_perplexity_and_use_dismisses_with_spec(root: P
         assert len(screen.train_points) == 10 and len(screen.eval_points) == 3
         result = str(screen.query_one("#ft-result", Static).render())
         assert "before 44.03 → after 4.94" in result and str(out) in result
+        assert "held-out end of the text (1,024 tokens, never trained on)" in result
+        assert "⚠" not in result
         bar = screen.query_one("#ft-progress", ProgressBar)
         assert bar.total == 10 and bar.progress == 10
         assert "250 tok/s" in str(screen.query_one("#ft-stats", Static).render())
@@ -80,6 +87,21 @@ async def test_finished_run_shows_perplexity_and_use_dismisses_with_spec(root: P
         await pilot.press("f5")  # the footer's key for "Use model"
         await pilot.pause()
     assert app.results == [ModelSpec(path=str(out))]
+
+
+async def test_finished_run_on_a_short_text_says_its_figure_is_noisy(root: Path,
+                                                                     tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    out.mkdir()
+    short = {**DATA, "blocks": 6, "train_blocks": 3, "eval_blocks": 3, "eval_tokens": 96,
+             "block_size": 32, "eval_warning": "only 3 held-out block(s)"}
+    fake_run(root, "short", "done", None, 10, 10, out=out, data=short)
+    app = Host(root)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        result = str(app.screen.query_one("#ft-result", Static).render())
+        assert "(96 tokens, never trained on)" in result
+        assert "only 3 held-out block(s) of 32 tokens (8 wanted)" in result
 
 
 async def test_finished_run_that_overfit_says_so(root: Path, tmp_path: Path) -> None:

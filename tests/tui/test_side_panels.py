@@ -202,13 +202,16 @@ async def test_status_bar_item_follows_a_run_and_its_end_offers_use_and_compare(
         out = tmp_path / "tuned"
         out.mkdir()
         runs.write_status(run, state="done", step=40, out=str(out),
-                          metrics={"perplexity_before": 21.6, "perplexity_after": 17.9})
+                          metrics={"perplexity_before": 21.6, "perplexity_after": 17.9},
+                          data={"files": 1, "tokens": 6000, "eval_blocks": 8,
+                                "eval_tokens": 1024, "block_size": 128})
         app.chat.watch_finetunes()
         await settle(pilot)
         assert not item.display
         offers = app.chat.query_one(OfferBar)
         assert offers.display and offers.kind == "finetune"
-        assert "21.60 → 17.90" in str(offers.query_one("#offer-text").render())
+        offer = str(offers.query_one("#offer-text").render())
+        assert "21.60 → 17.90" in offer and "held-out end of the text, 1,024 tokens" in offer
         labels = [str(b.label) for b in offers.query(Button)]
         assert labels == ["Use model", "Compare", "Dismiss"]
         # "Compare" (the second button) opens the compare view: base left, tuned right.

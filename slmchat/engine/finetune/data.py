@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import json
 import math
-import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,6 +64,9 @@ class DataPreview:
     sha256: str
     masked: bool = False  # chat rows: loss on assistant tokens only
     trained_tokens: int | None = None  # tokens the loss is computed on (train split)
+    eval_tokens: int | None = None  # tokens in the held-out blocks (the end of the text)
+    eval_warning: str | None = None  # set when fewer than MIN_EVAL_BLOCKS are held out
+    auto_block: bool = False  # the block size was chosen from the text's length
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,23 +211,71 @@ def make_blocks(stream: Sequence[int], block_size: int) -> list[list[int]]:
     return [list(stream[i * block_size:(i + 1) * block_size]) for i in range(n)]
 
 
+MIN_EVAL_BLOCKS = 8  # fewer held-out blocks make the held-out loss too noisy to stop on
+AUTO_BLOCK_SIZES = (256, 128, 64, 32)
+AUTO_MIN_BLOCKS = 40  # so 8 held-out blocks are at most a fifth of the text
+
+
+def auto_block_size(n_tokens: int) -> int:
+    """The block size when none is given: 256, or smaller for a small text so that it
+    still cuts into ``AUTO_MIN_BLOCKS`` blocks (a 6k-token file: 128), because a file of
+    a few dozen blocks held out at 8 blocks would train on little and repeat it for
+    many epochs."""
+    for size in AUTO_BLOCK_SIZES:
+        if n_tokens // size >= AUTO_MIN_BLOCKS:
+            return size
+    return AUTO_BLOCK_SIZES[-1]
+
+
 def eval_count(n_blocks: int, eval_fraction: float) -> int:
-    """Held-out blocks: ``eval_fraction`` of the blocks, at least one, leaving >= 1 to train."""
-    return min(max(1, round(n_blocks * eval_fraction)), n_blocks - 1)
+    """Held-out blocks: at least ``eval_fraction`` of the blocks and at least
+    ``MIN_EVAL_BLOCKS``, but never more than half of them (the rest trains)."""
+    want = max(math.ceil(n_blocks * eval_fraction - 1e-9), MIN_EVAL_BLOCKS)
+    return max(1, min(want, n_blocks // 2))
 
 
 def split_blocks(
-    blocks: list[T], eval_fraction: float, seed: int
+    blocks: Sequence[T], eval_fraction: float, doc_of: Sequence[int] | None = None,
 ) -> tuple[list[T], list[T]]:
-    """(train, held_out). The held-out blocks are a seeded random sample, so the split is
-    the same on resume and spread over the whole text, not just its end."""
-    n_eval = eval_count(len(blocks), eval_fraction)
-    order = list(range(len(blocks)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_eval])
-    train = [b for i, b in enumerate(blocks) if i not in held]
-    evals = [b for i, b in enumerate(blocks) if i in held]
+    """(train, held_out) by position: the held-out blocks are the END of each document,
+    so the held-out score is on text that follows what the model trained on -- how a
+    user judges a fine-tune -- not on blocks from between training blocks, which a
+    model that memorises its text also predicts well.
+
+    ``doc_of[i]`` is the document of ``blocks[i]`` (blocks in text order; None: one
+    document). ``eval_count`` blocks are held out in all, shared among the documents in
+    proportion to their blocks (largest remainder, ties to the later document), each
+    document giving its last ones."""
+    n = len(blocks)
+    n_eval = eval_count(n, eval_fraction)
+    docs = list(doc_of) if doc_of is not None else [0] * n
+    sizes: dict[int, int] = {}
+    for d in docs:
+        sizes[d] = sizes.get(d, 0) + 1
+    quota = {d: n_eval * k // n for d, k in sizes.items()}
+    spare = n_eval - sum(quota.values())
+    order = sorted(sizes, key=lambda d: (-(n_eval * sizes[d] % n), -d))
+    for d in order[:spare]:
+        quota[d] += 1
+    seen: dict[int, int] = {}
+    train: list[T] = []
+    evals: list[T] = []
+    for block, d in zip(blocks, docs, strict=True):
+        seen[d] = seen.get(d, 0) + 1
+        (evals if seen[d] > sizes[d] - quota[d] else train).append(block)
     return train, evals
+
+
+def eval_warning(n_blocks: int, n_eval: int, block_size: int) -> str | None:
+    """The line shown when the text is too short for ``MIN_EVAL_BLOCKS`` held-out blocks."""
+    if n_eval >= MIN_EVAL_BLOCKS:
+        return None
+    smaller = block_size // 2
+    hint = (f"; a smaller --block-size (e.g. {smaller}) or more text gives a steadier one"
+            if smaller >= 8 else "; more text gives a steadier one")
+    return (f"only {n_eval} held-out block(s) of {block_size} tokens (the text has "
+            f"{n_blocks} blocks; {MIN_EVAL_BLOCKS} are wanted): the held-out perplexity is "
+            f"noisy{hint}")
 
 
 @dataclass
@@ -438,17 +488,19 @@ def tokenise(path: str | Path, tokenizer: Any, mask_prompt: bool = True,
 
     writer = TokenWriter(key, id_dtype(tokenizer), want_mask)
     counts = _Counts()
+    ends: list[int] = []  # where each file's tokens end: the split holds out each file's end
     try:
         for file in files:
             if file.suffix.lower() in JSONL_SUFFIXES:
                 _tokenise_jsonl_file(file, tokenizer, writer, counts, want_mask, advance)
             else:
                 _tokenise_text_file(file, tokenizer, writer, counts, advance)
+            ends.append(writer.count)
         if not counts.content:
             what = "file" if root.is_file() else "folder"
             raise DataError(f"the training {what} {root} is empty (no text to learn from)")
         meta = {"files": len(files), "bytes": counts.bytes, "documents": counts.documents,
-                "sha256": sha, "mask_sum": writer.mask_sum}
+                "sha256": sha, "mask_sum": writer.mask_sum, "doc_ends": ends}
         folder = writer.commit(meta, masked=want_mask and counts.chat > 0)
     except BaseException:
         writer.discard()
@@ -460,55 +512,70 @@ def tokenise(path: str | Path, tokenizer: Any, mask_prompt: bool = True,
 
 
 def prepare_data(
-    path: str | Path, tokenizer: Any, block_size: int, eval_fraction: float = 0.05,
+    path: str | Path, tokenizer: Any, block_size: int | None, eval_fraction: float = 0.1,
     seed: int = 0, mask_prompt: bool = True, progress: Progress | None = None,
 ) -> PreparedData:
     """Load, validate, tokenize and split. Raises DataError with a fix-it message.
 
-    ``mask_prompt``: chat rows train on the assistant's tokens only (plain text is
-    always trained on whole). The data is tokenised once (``tokenise``, cached by
-    content and tokenizer) and the blocks are views over that token file, so memory
-    stays bounded whatever the size of the data; ``progress(done, total)`` is called
-    with the bytes read while tokenising."""
+    ``block_size`` None: ``auto_block_size`` of the token count. The held-out blocks
+    are the end of each file (``split_blocks``). ``mask_prompt``: chat rows train on
+    the assistant's tokens only (plain text is always trained on whole). The data is
+    tokenised once (``tokenise``, cached by content and tokenizer) and the blocks are
+    views over that token file, so memory stays bounded whatever the size of the data;
+    ``progress(done, total)`` is called with the bytes read while tokenising. ``seed``
+    is kept for callers; the split no longer depends on it."""
+    del seed
     meta, folder = tokenise(path, tokenizer, mask_prompt, progress)
     n_tokens, masking = int(meta["tokens"]), bool(meta["masked"])
+    auto = block_size is None
+    size = auto_block_size(n_tokens) if block_size is None else block_size
     ids = memmap(folder / IDS, meta["dtype"], n_tokens)
-    n_blocks = n_tokens // block_size
+    n_blocks = n_tokens // size
     sums = None
     if masking:
-        sums = chunked_block_sums(folder / MASK, block_size, n_blocks)
-        kept = [int(i) for i in np.flatnonzero(sums > 0)]  # prompt-only blocks teach nothing
+        sums = chunked_block_sums(folder / MASK, size, n_blocks)
+        kept = np.flatnonzero(sums > 0)  # prompt-only blocks teach nothing
     else:
-        kept = list(range(n_blocks))
+        kept = np.arange(n_blocks, dtype=np.int64)
     if len(kept) < 2:
-        need = 2 * block_size
-        if masking and n_tokens >= need:  # long enough: masking left too little
-            trainable = int(meta["mask_sum"])
-            raise DataError(
-                f"too few tokens to train on: {trainable} of {n_tokens} tokens are "
-                f"assistant replies (the prompts are masked) and {len(kept)} block(s) of "
-                f"{block_size} tokens hold any, but one training plus one held-out block "
-                "are needed; add chat rows with assistant replies, or train on every token "
-                "with --no-mask-prompt")
-        smaller = min(block_size // 2, max(16, 2 ** int(math.log2(max(2, n_tokens // 4)))))
-        hint = f" or use a smaller --block-size (e.g. {smaller})" if smaller >= 8 else ""
-        raise DataError(
-            f"the text is too short: {n_tokens} tokens, but one training block plus one "
-            f"held-out block of {block_size} tokens need {need}; add text{hint}")
-    train_i, eval_i = split_blocks(kept, eval_fraction, seed)
-    del kept
-    train, evals = Blocks(ids, block_size, train_i), Blocks(ids, block_size, eval_i)
-    trained = (int(sums[np.asarray(train_i, dtype=np.int64)].sum()) if sums is not None
-               else len(train) * block_size)
+        _too_short(n_tokens, size, len(kept), masking, int(meta.get("mask_sum") or 0))
+    # A block belongs to the file its first token is in (files end at ``doc_ends``).
+    ends = np.asarray(meta.get("doc_ends") or [n_tokens], dtype=np.int64)
+    doc_of = np.searchsorted(ends, kept * size, side="right")
+    train_l, eval_l = split_blocks(kept.tolist(), eval_fraction, doc_of.tolist())
+    del kept, doc_of
+    train_i = np.asarray(train_l, dtype=np.int64)
+    eval_i = np.asarray(eval_l, dtype=np.int64)
+    train, evals = Blocks(ids, size, train_i), Blocks(ids, size, eval_i)
+    trained = int(sums[train_i].sum()) if sums is not None else len(train) * size
+    eval_tokens = int(sums[eval_i].sum()) if sums is not None else len(evals) * size
     preview = DataPreview(
         files=int(meta["files"]), bytes=int(meta["bytes"]), documents=int(meta["documents"]),
-        tokens=n_tokens, block_size=block_size, blocks=len(train) + len(evals),
+        tokens=n_tokens, block_size=size, blocks=len(train) + len(evals),
         train_blocks=len(train), eval_blocks=len(evals), sha256=str(meta["sha256"]),
-        masked=masking, trained_tokens=trained,
+        masked=masking, trained_tokens=trained, eval_tokens=eval_tokens,
+        eval_warning=eval_warning(len(train) + len(evals), len(evals), size), auto_block=auto,
     )
     if not masking:
         return PreparedData(train=train, eval=evals, preview=preview, tokens_dir=folder)
     mask = memmap(folder / MASK, np.dtype(np.uint8), n_tokens)
     return PreparedData(train=train, eval=evals, preview=preview,
-                        train_mask=Blocks(mask, block_size, train_i),
-                        eval_mask=Blocks(mask, block_size, eval_i), tokens_dir=folder)
+                        train_mask=Blocks(mask, size, train_i),
+                        eval_mask=Blocks(mask, size, eval_i), tokens_dir=folder)
+
+
+def _too_short(n_tokens: int, block_size: int, kept: int, masking: bool,
+               trainable: int) -> None:
+    need = 2 * block_size
+    if masking and n_tokens >= need:  # long enough: masking left too little
+        raise DataError(
+            f"too few tokens to train on: {trainable} of {n_tokens} tokens are "
+            f"assistant replies (the prompts are masked) and {kept} block(s) of "
+            f"{block_size} tokens hold any, but one training plus one held-out block "
+            "are needed; add chat rows with assistant replies, or train on every token "
+            "with --no-mask-prompt")
+    smaller = min(block_size // 2, max(16, 2 ** int(math.log2(max(2, n_tokens // 4)))))
+    hint = f" or use a smaller --block-size (e.g. {smaller})" if smaller >= 8 else ""
+    raise DataError(
+        f"the text is too short: {n_tokens} tokens, but one training block plus one "
+        f"held-out block of {block_size} tokens need {need}; add text{hint}")

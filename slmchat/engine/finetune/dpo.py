@@ -172,8 +172,14 @@ def tokenize_pair(pair: Pair, tokenizer: Any, max_len: int) -> PairTokens:
     return PairTokens(prompt[-keep:] if keep > 0 else [], chosen, rejected)
 
 
-def prepare_pairs(path: str | Path, tokenizer: Any, block_size: int, eval_fraction: float,
-                  seed: int) -> PreparedPairs:
+PAIR_TOKENS = 256  # prompt + reply of one pair, at most (--block-size)
+
+
+def prepare_pairs(path: str | Path, tokenizer: Any, block_size: int | None,
+                  eval_fraction: float, seed: int) -> PreparedPairs:
+    # None (the default): pairs are whole prompts + replies up to PAIR_TOKENS; the block
+    # size a plain run picks for a short text does not apply to pairs.
+    block_size = block_size or PAIR_TOKENS
     pairs, files, total = load_pairs(path)
     train, test = split_pairs(pairs, eval_fraction, seed)
     tok_train = [tokenize_pair(p, tokenizer, block_size) for p in train]

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,7 @@ class FinetuneJob:
             prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction,
                                     args.seed, mask_prompt=args.mask_prompt,
                                     progress=self._reading_progress())
+        args = replace(args, block_size=prepared.preview.block_size)
         total, _ = plan_steps(args, len(prepared.train), world)
         self.phase = "loading the model"
         self._status(message="loading model", total_steps=total, data=prepared.preview.as_dict(),

@@ -88,6 +88,8 @@ def build_model(args: TrainArgs, device: str, bf16: bool) -> tuple[Any, Any, str
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            if device == "cpu":
+                keep_4bit_trainable(model)
         targets: Any = args.lora_targets
         if targets != "all-linear":
             targets = [t.strip() for t in targets.split(",") if t.strip()]
@@ -102,6 +104,25 @@ def build_model(args: TrainArgs, device: str, bf16: bool) -> tuple[Any, Any, str
                              f"this model: {first_line(exc)[:200]}") from exc
     model.train()
     return model, loaded.tokenizer, loaded.info.path
+
+
+def keep_4bit_trainable(model: Any) -> int:
+    """Keep bitsandbytes' 4-bit layers on their differentiable path on the CPU.
+
+    On a CPU with AVX512-BF16 a 4-bit layer that runs in eval mode without gradients
+    (the held-out evaluation) repacks its weights in place into an inference layout;
+    every later forward, training included, then goes through ``gemv_4bit``, which has
+    no backward ("an autograd kernel was not registered ... silently incorrect"): the
+    LoRA weights before a 4-bit layer get no gradient through it, in bf16. Turning the
+    CPU inference path off keeps evaluation and training on the dequantize-and-matmul
+    path, whose gradients match an fp32 reference (tests/engine/finetune/
+    test_qlora_cpu.py). Returns the number of layers changed."""
+    changed = 0
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed
 
 
 def micro_indices(args: TrainArgs, n_train: int, index: int) -> list[int]:
@@ -130,10 +151,13 @@ def labels_for(x: Any, masks: Sequence[list[int]] | None) -> Any:
 
 def evaluate(model: Any, blocks: Sequence[list[int]], args: TrainArgs, device: str,
              bf16: bool, masks: Sequence[list[int]] | None = None) -> float:
-    """Mean token loss on the held-out blocks (capped at ``max_eval_blocks``)."""
+    """Mean token loss on the held-out blocks: all of them, or ``max_eval_blocks`` spread
+    evenly over them (so every file's held-out end counts, not only the first ones)."""
     import torch
 
-    blocks = blocks[:args.max_eval_blocks]
+    step = math.ceil(len(blocks) / max(1, args.max_eval_blocks))
+    blocks = blocks[::step][:args.max_eval_blocks]
+    masks = masks[::step][:args.max_eval_blocks] if masks is not None else None
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -189,7 +213,7 @@ def train_steps(
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    tokens_per_step = args.block_size * args.batch_size * args.grad_accum * world
+    tokens_per_step = args.block() * args.batch_size * args.grad_accum * world
     for step in range(start_step + 1, total + 1):
         if stopper is not None and stopper.stop:
             return

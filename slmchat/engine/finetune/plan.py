@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class Preview:
     estimated_s: float | None = None
     warnings: tuple[str, ...] = ()
     pairs: bool = False  # DPO: the data are preference pairs
+    max_eval_blocks: int | None = None  # held-out blocks an evaluation scores at most
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,18 +83,36 @@ class Preview:
             return self._pair_lines()
         out = [
             f"data       {d['files']} file(s), {d['bytes']:,} bytes, {d['documents']} document(s)",
-            f"tokens     {d['tokens']:,} -> {d['blocks']} blocks of {d['block_size']}",
+            f"tokens     {d['tokens']:,} -> {d['blocks']} blocks of {d['block_size']}"
+            + (" (block size chosen for the text's length)" if d.get("auto_block") else ""),
             f"split      {d['train_blocks']} train / {d['eval_blocks']} held-out blocks",
+            f"held out   {held_out_line(d, self.max_eval_blocks)}",
             *([f"loss on    {d['trained_tokens']:,} assistant tokens (chat rows, prompt "
                "masked)"] if d.get("masked") else []),
-            f"steps      {self.total_steps} ({self.steps_per_epoch}/epoch, "
-            f"{self.epochs:.2f} epochs, {self.tokens_per_step} tokens/step)",
+            f"steps      {self.total_steps} = {self.epochs:.1f} epochs (passes over the "
+            f"training blocks; {self.steps_per_epoch} steps/epoch, "
+            f"{self.tokens_per_step} tokens/step)",
         ]
         if self.estimated_s is not None and self.probe_tokens_per_s:
             out.append(f"estimate   ~{format_duration(self.estimated_s)} "
                        f"at {self.probe_tokens_per_s:.0f} train tok/s (measured probe)")
         out += [f"warning    {w}" for w in self.warnings]
         return out
+
+
+def held_out_line(data: dict[str, Any], scored: int | None = None) -> str:
+    """What the held-out perplexity is measured on, in words (preview, summary). ``scored``:
+    the most held-out blocks an evaluation scores (``max_eval_blocks``)."""
+    where = "the end of the text" if int(data.get("files") or 1) == 1 else \
+        "the end of each file"
+    tokens = data.get("eval_tokens")
+    if tokens is None:  # a run prepared by an older version
+        return f"{data.get('eval_blocks')} blocks"
+    share = 100 * tokens / max(1, int(data.get("tokens") or 1))
+    line = f"{where}: {tokens:,} tokens ({share:.0f} %), never trained on"
+    if scored is not None and int(data.get("eval_blocks") or 0) > scored:
+        line += f"; each evaluation scores {scored} blocks spread over it"
+    return line
 
 
 def reading_line(done: int, total: int) -> str:
@@ -123,6 +142,7 @@ def preview(args: TrainArgs, probe_steps: int = 0,
     else:
         prepared = prepare_data(args.data, tokenizer, args.block_size, args.eval_fraction,
                                 args.seed, mask_prompt=args.mask_prompt, progress=progress)
+    args = replace(args, block_size=prepared.preview.block_size)
     total, per_epoch = plan_steps(args, len(prepared.train))
     tokens = planned_tokens(args, len(prepared.train), total)  # real tokens, not padded
     tokens_per_step = round(tokens / total)
@@ -134,14 +154,15 @@ def preview(args: TrainArgs, probe_steps: int = 0,
         tps, eval_s = probe_speed(args, prepared, probe_steps)  # real tokens per second
         evals = 2 + math.ceil(total / eval_interval(args, total))
         est = tokens / tps + evals * eval_s
-    warnings = []
+    warnings = [w for w in (prepared.preview.eval_warning,) if w]
     if len(prepared.train) < args.batch_size and args.method != "dpo":
         warnings.append(
             f"only {len(prepared.train)} training block(s) for a batch of {args.batch_size}: "
             "every step sees the same text, so the model will overfit (add text or lower "
             "the block size)")
     return Preview(prepared.preview.as_dict(), total, per_epoch, tokens_per_step, epochs, tps,
-                   est, tuple(warnings), pairs=args.method == "dpo")
+                   est, tuple(warnings), pairs=args.method == "dpo",
+                   max_eval_blocks=args.max_eval_blocks)
 
 
 def _check_writable(out: Path) -> None:

@@ -40,8 +40,9 @@ def training_card(args: TrainArgs, base: str, data: dict[str, Any],
         f"- base model: `{base}`",
         f"- data: `{args.data}`",
         f"- data sha256: `{data.get('sha256', '')}`",
-        f"- tokens: {data.get('tokens')} in {data.get('blocks')} blocks of {args.block_size} "
-        f"({data.get('train_blocks')} train / {data.get('eval_blocks')} held out)",
+        f"- tokens: {data.get('tokens')} in {data.get('blocks')} blocks of "
+        f"{data.get('block_size')} ({data.get('train_blocks')} train / "
+        f"{data.get('eval_blocks')} held out: the end of the text, never trained on)",
         f"- written: {time.strftime('%Y-%m-%d %H:%M:%S')}",
         "",
         "| held-out metric | before | after |",

@@ -192,6 +192,9 @@ class RunSummary:
     started_at: float = 0.0
     updated_at: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    # The data's numbers as the run prepared them (DataPreview.as_dict): blocks, the
+    # held-out end's tokens, eval_warning.
+    data_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -226,6 +229,7 @@ def summarize(run_dir: Path) -> RunSummary:
         started_at=float(status.get("started_at") or 0.0),
         updated_at=float(status.get("updated_at") or 0.0),
         metrics=dict(status.get("metrics") or {}),
+        data_stats=dict(status.get("data") or {}),
     )
 
 

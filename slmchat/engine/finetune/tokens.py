@@ -21,7 +21,7 @@ from typing import Any, overload
 
 import numpy as np
 
-FORMAT = 1  # bump when the way ids are produced changes
+FORMAT = 2  # bump when the way ids are produced or described changes (2: doc_ends)
 KEEP = 4  # cached tokenisations kept (newest used first)
 IDS, MASK, META = "ids.bin", "mask.bin", "meta.json"
 

@@ -179,8 +179,9 @@ class FinetunePanel(Vertical):
                                                    type="number", compact=True))
             yield from self._field(t("ft.field.lr"), Input(placeholder=t("ft.auto"), id="ft-lr",
                                                type="number", compact=True))
-            yield from self._field(t("ft.field.block_size"), Input(value="256", id="ft-block",
-                                                       type="integer", compact=True))
+            yield from self._field(t("ft.field.block_size"), Input(placeholder=t("ft.auto"),
+                                                       id="ft-block", type="integer",
+                                                       compact=True))
             yield from self._field(t("ft.field.batch_size"), Input(value="4", id="ft-batch",
                                                        type="integer", compact=True))
             yield from self._field(t("ft.field.lora_rank"), Input(value="8", id="ft-rank",
@@ -347,7 +348,12 @@ class FinetunePanel(Vertical):
         if m.get("perplexity_before") is not None:
             after = m.get("perplexity_after")
             after_text = f"{after:.2f}" if after is not None else "…"
-            lines.append(t("ft.ppl", before=m["perplexity_before"], after=after_text))
+            tokens = s.data_stats.get("eval_tokens")
+            lines.append(t("ft.ppl", before=m["perplexity_before"], after=after_text,
+                           tokens=f"{tokens:,}" if tokens is not None else "?"))
+        if s.data_stats.get("eval_warning"):
+            lines.append("[yellow]⚠ " + t("ft.few_eval", n=s.data_stats.get("eval_blocks"),
+                                          size=s.data_stats.get("block_size")) + "[/]")
         if m.get("pref_share_before") is not None:  # a DPO run (finetune --method dpo)
             after = m.get("pref_share_after")
             lines.append(t("ft.pref", before=f"{m['pref_share_before']:.0%}",
@@ -391,7 +397,7 @@ class FinetunePanel(Vertical):
             data=str(Path(val("ft-file")).expanduser()), model=val("ft-model") or "default",
             method=str(method),  # type: ignore[arg-type]
             max_steps=num("ft-steps", int, None), epochs=num("ft-epochs", float, 1.0),
-            lr=num("ft-lr", float, None), block_size=num("ft-block", int, 256),
+            lr=num("ft-lr", float, None), block_size=num("ft-block", int, None),
             batch_size=num("ft-batch", int, 4), lora_r=num("ft-rank", int, 8),
         ).validate()
 

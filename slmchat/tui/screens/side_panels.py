@@ -195,7 +195,9 @@ class PanelActions(ConversationScreen):
         if summary.state == "done" and summary.out:
             after = summary.metrics.get("perplexity_after")
             before = summary.metrics.get("perplexity_before")
-            ppl = (t("ft.done_ppl", before=before, after=after)
+            tokens = summary.data_stats.get("eval_tokens")
+            ppl = (t("ft.done_ppl", before=before, after=after,
+                     tokens=f"{tokens:,}" if tokens is not None else "?")
                    if before is not None and after is not None else "")
             text = t("ft.done", name=summary.name, ppl=ppl)
             self.notify(text, title=t("ft.done_title"), timeout=15)

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from slmchat.engine.finetune import data as fdata
 from slmchat.engine.finetune.data import (
+    auto_block_size,
     data_sha256,
     eval_count,
+    eval_warning,
     load_documents,
     make_blocks,
     prepare_data,
@@ -90,26 +93,84 @@ def test_preview_numbers_match_tokenization(tmp_path: Path, tok) -> None:
     pv = p.preview
     assert pv.tokens == n_tokens
     assert pv.blocks == n_tokens // 32
-    assert pv.eval_blocks == round(pv.blocks * 0.1)
+    assert pv.eval_blocks == eval_count(pv.blocks, 0.1)
     assert pv.train_blocks + pv.eval_blocks == pv.blocks
+    assert pv.eval_tokens == 32 * pv.eval_blocks
     assert len(p.train) == pv.train_blocks and len(p.eval) == pv.eval_blocks
     assert all(len(b) == 32 for b in p.train + p.eval)
     assert pv.bytes == len(CORPUS.encode()) and pv.files == 1 and pv.documents == 1
     assert pv.sha256 == data_sha256(f)
-    # the split is seeded: same seed -> same split; held-out and train are disjoint
-    again = prepare_data(f, tok, 32, eval_fraction=0.1, seed=3)
-    assert again.eval == p.eval
+    again = prepare_data(f, tok, 32, eval_fraction=0.1, seed=4)
+    assert again.eval == p.eval  # by position: the seed does not move it
 
 
-def test_split_keeps_at_least_one_block_each_side() -> None:
-    assert eval_count(2, 0.05) == 1
-    assert eval_count(10, 0.05) == 1
-    assert eval_count(100, 0.05) == 5
+def test_held_out_is_at_least_a_tenth_and_eight_blocks_where_the_text_allows() -> None:
     assert eval_count(100, 0.1) == 10
-    blocks = [[i] * 4 for i in range(2)]
-    train, held = split_blocks(blocks, 0.05, seed=0)
-    assert len(train) == 1 and len(held) == 1
+    assert eval_count(1000, 0.1) == 100
+    assert eval_count(23, 0.1) == 8  # the 6k-token file at block 256: 8, not 1
+    assert eval_count(47, 0.1) == 8
+    assert eval_count(81, 0.1) == 9  # 8.1 rounds up: at least a tenth
+    assert eval_count(10, 0.1) == 5  # too short for 8: half, the rest trains
+    assert eval_count(2, 0.1) == 1
+    assert eval_warning(23, 8, 256) is None
+    warning = eval_warning(10, 5, 256)
+    assert warning is not None and "only 5 held-out" in warning and "128" in warning
+
+
+def test_held_out_is_the_end_of_the_text_not_a_sample_from_inside() -> None:
+    blocks = [[i] * 4 for i in range(100)]
+    train, held = split_blocks(blocks, 0.1)
+    assert held == blocks[90:] and train == blocks[:90]
+    train, held = split_blocks(blocks[:2], 0.1)
+    assert len(train) == 1 and len(held) == 1 and held == [blocks[1]]
+
+
+def test_each_file_gives_its_end() -> None:
+    # Three documents of 40, 40 and 20 blocks: 10 held out, shared 4/4/2, each the
+    # document's last blocks, in text order.
+    docs = [0] * 40 + [1] * 40 + [2] * 20
+    blocks = list(range(100))
+    train, held = split_blocks(blocks, 0.1, docs)
+    assert held == [36, 37, 38, 39, 76, 77, 78, 79, 98, 99]
     assert sorted(train + held) == blocks
+    # Many one-block files: whole files are held out, the later ones first.
+    train, held = split_blocks(list(range(20)), 0.1, list(range(20)))
+    assert held == list(range(12, 20)) and train == list(range(12))
+
+
+def test_small_text_gets_a_smaller_block_not_a_one_block_test(tmp_path: Path, tok) -> None:
+    assert auto_block_size(60_000) == 256
+    assert auto_block_size(6_000) == 128
+    assert auto_block_size(3_000) == 64
+    assert auto_block_size(100) == 32
+    f = tmp_path / "notes.md"
+    f.write_text(CORPUS * 8)
+    p = prepare_data(f, tok, None)
+    n_tokens = p.preview.tokens
+    assert p.preview.auto_block and p.preview.block_size == auto_block_size(n_tokens)
+    assert p.preview.eval_blocks >= 8 and p.preview.eval_warning is None
+    ids = tokenize_documents([fdata.Document("x", text=CORPUS * 8)], tok)
+    size = p.preview.block_size
+    n = n_tokens // size
+    assert list(p.eval) == [ids[i * size:(i + 1) * size] for i in range(n - len(p.eval), n)]
+
+
+def test_folder_holds_out_the_end_of_each_file(tmp_path: Path, tok) -> None:
+    d = tmp_path / "notes"
+    d.mkdir()
+    (d / "a.txt").write_text(CORPUS * 4)
+    (d / "b.txt").write_text(CORPUS * 4)
+    p = prepare_data(d, tok, 32)
+    ids_a = tokenize_documents([fdata.Document("a", text=CORPUS * 4)], tok)
+    half = len(ids_a)
+    starts = [int(r) * 32 for r in p.eval.rows]  # type: ignore[attr-defined]
+    before_b = [s for s in starts if s < half]
+    in_b = [s for s in starts if s >= half]
+    assert before_b and in_b  # both files give held-out blocks...
+    train_starts = [int(r) * 32 for r in p.train.rows]  # type: ignore[attr-defined]
+    # ...and each file's held-out blocks come after all of its training blocks
+    assert max(s for s in train_starts if s < half) < min(before_b)
+    assert max(train_starts) < min(in_b)
 
 
 def test_make_blocks_drops_the_tail() -> None:

@@ -61,9 +61,9 @@ def test_streamed_ids_are_those_of_the_whole_text(tmp_path: Path, tok, small_pie
 
     assert np.frombuffer(ids, dtype=np.uint16).tolist() == whole
     assert p.preview.bytes == len(text.encode())
-    # the held-out split is the same seeded sample over the same blocks as before
+    # the held-out split is the end of the same blocks
     blocks = fdata.make_blocks(whole, 32)
-    train, held = fdata.split_blocks(blocks, 0.1, 1)
+    train, held = fdata.split_blocks(blocks, 0.1)
     assert p.eval == held and p.train == train
 
 
@@ -81,7 +81,7 @@ def test_chat_rows_stream_with_their_masks(tmp_path: Path, tok, small_pieces) ->
     assert p.preview.masked and p.preview.tokens == len(ids)
     pairs = [(b, m) for b, m in zip(fdata.make_blocks(ids, 32), fdata.make_blocks(mask, 32),
                                     strict=True) if any(m)]
-    train, held = fdata.split_blocks(pairs, 0.1, 0)
+    train, held = fdata.split_blocks(pairs, 0.1)
     assert list(p.train) == [b for b, _ in train] and list(p.eval) == [b for b, _ in held]
     assert p.train_mask is not None and p.eval_mask is not None
     assert list(p.train_mask) == [m for _, m in train]
