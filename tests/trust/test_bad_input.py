@@ -233,6 +233,20 @@ def cases() -> list[Case]:
         Case("doctor-bad-flag", ("doctor", "--no-such-flag")),
         # --- cache: refused before anything is removed ---
         Case("cache-bad-action", ("cache", "empty")),
+        Case("remote-add-not-http", ("remote", "add", "lab", "ftp://x"), err_has="http://"),
+        Case("remote-add-bad-name", ("remote", "add", "bad/name", "http://127.0.0.1:9/v1")),
+        Case("remote-test-unknown", ("remote", "test", "nosuch"), err_has="nosuch"),
+        Case("remote-remove-unknown", ("remote", "remove", "nosuch")),
+        # A bad settings file is one warning and the defaults (exit 0), as for every section.
+        Case("remote-key-in-settings", ("remote", "list"), rc=0,
+             settings='[[remote]]\nname = "lab"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                      'api_key = "sk-secret"\n', err_has="api_key_env"),
+        Case("mcp-call-unknown-server", ("mcp", "call", "nosuch", "add", "{}")),
+        Case("mcp-call-bad-json", ("mcp", "call", "tiny", "add", "{not-json"),
+             err_has="not JSON"),
+        Case("mcp-duplicate-names", ("mcp", "list"), rc=0,
+             settings='[[mcp]]\nname = "a"\ncommand = "x"\n[[mcp]]\nname = "a"\n'
+                      'command = "y"\n'),
         Case("cache-clear-unknown-copy", ("cache", "clear", "no-such-copy"),
              err_has="no converted copy named no-such-copy"),
         Case("cache-clear-negative-days", ("cache", "clear", "--older-than", "-1")),
