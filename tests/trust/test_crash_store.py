@@ -52,8 +52,8 @@ CHILD = textwrap.dedent("""
             written = ""
             for i in range(rng.randrange(5, 60)):
                 w.append(f"w{i} ")
-                if w._written != written:
-                    written = w._written
+                if w._written[0] != written:  # (answer, reasoning) last written
+                    written = w._written[0]
                     print("F", m.id, len(written), flush=True)
             w.finish("done")
             print("E", m.id, len(w.text), flush=True)

@@ -34,7 +34,7 @@ def slow(*a, **k):
     time.sleep(1.5)  # a slow start-up: keys arrive meanwhile
     return real(*a, **k)
 slmchat.config.load_settings = slow
-slmchat.engine.session.Engine = lambda: FakeEngine(replies=["Blue."])
+slmchat.engine.session.Engine = lambda **_: FakeEngine(replies=["Blue."])
 from slmchat.cli import main
 raise SystemExit(main(["chat"]))
 """
