@@ -75,11 +75,12 @@ def long_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 def test_version_answers_while_a_6k_token_prompt_is_read(long_engine: Engine) -> None:
     """The event loop does no prompt work (plan and prefill run in the generation thread),
-    so other requests are answered during a prefill. What still delays them is the GIL:
-    onnxruntime-genai holds it through each ``append_tokens`` prefill chunk. On this tiny
-    model a chunk takes ~40 ms, so this guards the server's part; on the 135M model a
-    chunk takes ~0.5-2 s, and only shorter holds in the onnx backend cure that (issue 26
-    item 4, measured in the report)."""
+    so other requests are answered during a prefill. The GIL no longer delays them either:
+    the onnx backend calls ONNX Runtime GenAI through its C API (engine/model/onnx_capi.py),
+    which releases it for each forward, where the Python module held it through each
+    ``append_tokens`` chunk (0.5-2 s on the 135M model; tests/engine/model/
+    test_onnx_default.py counts a ticker during such a prefill, and
+    benchmarks/bench_prefill_gil.py measures both paths)."""
     text = "The quick brown fox jumps over the lazy dog. " * 176  # ~6,000 tokens here
     config = ServerConfig(defaults=SamplingParams(temperature=0, max_new_tokens=1))
     with live_server(long_engine, config) as live:
