@@ -530,6 +530,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
                           "never trained on: {before:.2f} → {after:.2f})",
                     "ja": " (学習に使っていないテキスト末尾 {tokens} トークンでの"
                           "パープレキシティ: {before:.2f} → {after:.2f})"},
+    "ft.done_ppl_plain": {"en": " (held-out perplexity {before:.2f} → {after:.2f})",
+                          "ja": " (検証パープレキシティ {before:.2f} → {after:.2f})"},
     "ft.done_title": {"en": "Fine-tune finished", "ja": "ファインチューニング完了"},
     "ft.ended": {"en": "Fine-tune {name} {state}: {message}",
                  "ja": "ファインチューニング {name}: {state}: {message}"},
@@ -810,6 +812,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
                      "trained on): before {before:.2f} → after {after}",
                "ja": "学習に使っていないテキスト末尾 ({tokens} トークン) のパープレキシティ: "
                      "前 {before:.2f} → 後 {after}"},
+    "ft.ppl_plain": {"en": "held-out perplexity: before {before:.2f} → after {after}",
+                     "ja": "検証パープレキシティ: 前 {before:.2f} → 後 {after}"},
     "ft.few_eval": {"en": "only {n} held-out block(s) of {size} tokens (8 wanted): the "
                           "figure is noisy; add text or use a smaller block size",
                     "ja": "検証ブロックが {n} 個 ({size} トークン) しかありません (8 個が"

@@ -349,8 +349,11 @@ class FinetunePanel(Vertical):
             after = m.get("perplexity_after")
             after_text = f"{after:.2f}" if after is not None else "…"
             tokens = s.data_stats.get("eval_tokens")
-            lines.append(t("ft.ppl", before=m["perplexity_before"], after=after_text,
-                           tokens=f"{tokens:,}" if tokens is not None else "?"))
+            if tokens is None:  # a run from before the held-out end was measured in tokens
+                lines.append(t("ft.ppl_plain", before=m["perplexity_before"], after=after_text))
+            else:
+                lines.append(t("ft.ppl", before=m["perplexity_before"], after=after_text,
+                               tokens=f"{tokens:,}"))
         if s.data_stats.get("eval_warning"):
             lines.append("[yellow]⚠ " + t("ft.few_eval", n=s.data_stats.get("eval_blocks"),
                                           size=s.data_stats.get("block_size")) + "[/]")

@@ -196,9 +196,10 @@ class PanelActions(ConversationScreen):
             after = summary.metrics.get("perplexity_after")
             before = summary.metrics.get("perplexity_before")
             tokens = summary.data_stats.get("eval_tokens")
-            ppl = (t("ft.done_ppl", before=before, after=after,
-                     tokens=f"{tokens:,}" if tokens is not None else "?")
-                   if before is not None and after is not None else "")
+            # a run from before the held-out end was measured in tokens: the plain figure
+            ppl = ("" if before is None or after is None
+                   else t("ft.done_ppl_plain", before=before, after=after) if tokens is None
+                   else t("ft.done_ppl", before=before, after=after, tokens=f"{tokens:,}"))
             text = t("ft.done", name=summary.name, ppl=ppl)
             self.notify(text, title=t("ft.done_title"), timeout=15)
             await self.offers.offer("finetune", text,
