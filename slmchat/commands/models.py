@@ -50,6 +50,7 @@ def base_name(base: str, names: dict[str, str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from slmchat.config import load_settings
     from slmchat.engine.model.discovery import discover, filter_entries
+    from slmchat.engine.model.remote import is_remote_kind
     from slmchat.fmt import human_bytes, human_count
 
     settings, problem = load_settings()
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             fmt += f" [{e.problem}]"
         aliases = e.extra.get("aliases") or ()
         # a remote model as "lab: llama3" (`--model lab:llama3` loads it)
-        name = (e.label if e.format == "remote" else e.name) + \
+        name = (e.label if is_remote_kind(e.format) else e.name) + \
             (f" (= {', '.join(aliases)})" if aliases else "")
         rows.append((name, fmt, e.architecture, human_count(e.n_params),
                      human_bytes(e.size_bytes), "yes" if e.has_chat_template else "no",

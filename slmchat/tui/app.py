@@ -275,9 +275,9 @@ class SlmChatApp(App[None]):
     def _remote_notice(self, info: ModelInfo) -> None:
         """Once per host (remembered in app-state.json): a remote model off this machine
         means the conversation leaves it."""
-        from slmchat.engine.model.remote import host_is_loopback
+        from slmchat.engine.model.remote import host_is_loopback, is_remote_kind
 
-        if info.kind != "remote" or host_is_loopback(info.device):
+        if not is_remote_kind(info.kind) or host_is_loopback(info.device):
             return
         seen = self.ui_state.get("remote_hosts_noticed")
         seen = [h for h in seen if isinstance(h, str)] if isinstance(seen, list) else []

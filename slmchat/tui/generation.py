@@ -16,6 +16,7 @@ from slmchat.engine.generation.reasoning import DEFAULT_MARKERS
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.generation.toolcalls import ToolPlan, stored_call_turns
 from slmchat.engine.model.files import fingerprint
+from slmchat.engine.model.remote import is_remote_kind
 from slmchat.engine.model.spec import ModelInfo
 from slmchat.engine.store.store import StoredMessage
 
@@ -162,7 +163,7 @@ def weights_note(model: dict[str, Any]) -> str:
     (whose base fingerprint is the base model's), "· onnx 9c0d…" for the converted copy
     that ran (a tuned copy differs there); a remote model: "remote HOST" and the server's
     version where it gave one (its weights are not here to fingerprint)."""
-    if model.get("kind") == "remote":
+    if is_remote_kind(model.get("kind")):
         version = f" · {model['fingerprint']}" if model.get("fingerprint") else ""
         return f"remote {model.get('device') or '?'}{version}"
     parts = [f"fp {str(model.get('fingerprint') or '')[:8]}"]

@@ -102,6 +102,12 @@ class RemoteModel:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def is_remote_kind(value: object) -> bool:
+    """Whether a model's kind (ModelInfo.kind, a provenance record's "kind") or a
+    discovery entry's format says it is a remote profile's model: the one spelling."""
+    return value == FORMAT
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return True

@@ -102,7 +102,7 @@ class RemoteRuntime:
         info = ModelInfo(
             # NAME:model as typed and as `slmchat serve --with-remote` lists it (the app's
             # lists show the entry's label, "NAME: model")
-            name=f"{name}:{model_id}", path=spec.path, kind="remote",
+            name=f"{name}:{model_id}", path=spec.path, kind=profiles.FORMAT,
             architecture=found.owned_by or prof.kind, n_params=found.n_params,
             footprint_bytes=0, load_time_s=time.perf_counter() - start,
             context_length=found.context_length or UNKNOWN_CONTEXT, has_chat_template=True,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import Static
 
+from slmchat.engine.model.remote import is_remote_kind
 from slmchat.engine.model.spec import ModelInfo
 from slmchat.i18n import t
 from slmchat.tui.widgets.fitted_line import Part, fit_parts, part
@@ -124,7 +125,7 @@ class StatusBar(Static):
                 parts.append(part(t("statusbar.gpu", size=_mib(gpu)), 4))
         # Nothing leaves the machine: the Hugging Face offline switches are set before
         # any model code is imported (engine/offline.py), and this says whether they are.
-        if self.info is not None and self.info.kind == "remote":
+        if self.info is not None and is_remote_kind(self.info.kind):
             # the model runs on a server: say where the conversation goes
             parts.append(part(t("statusbar.remote", host=self.info.device), 0, "bold magenta"))
         elif os.environ.get("HF_HUB_OFFLINE") == "1":
