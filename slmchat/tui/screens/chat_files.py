@@ -254,7 +254,8 @@ class FilesAndTraining(ConversationScreen):
         except (SlmChatError, OSError) as exc:
             self.notify(str(exc), title=t("train.export_title"), severity="warning")
             return
-        self.notify(t("train.exported", rows=report.rows, replies=report.trained_replies,
+        self.notify(t("train.exported", conversations=t("train.conversations", n=report.rows),
+                      replies=t("train.replies", n=report.trained_replies),
                       path=report.path), title=t("train.exported_title"))
         if then_finetune:
             await self._open_finetune(str(report.path))
