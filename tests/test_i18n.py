@@ -18,8 +18,8 @@ from slmchat import i18n
 from slmchat.config import Settings, load_settings
 from slmchat.errors import SlmChatError
 from slmchat.i18n import LANGUAGES, language_from_locale, resolve_language, set_language, t
+from slmchat.i18n.catalogue import FOLDER as FOLDER_NAME
 from slmchat.i18n.catalogue import (
-    FOLDER,
     PLURAL_RULES,
     SOURCE,
     Catalogue,
@@ -30,6 +30,8 @@ from slmchat.i18n.catalogue import (
     load,
     problems,
 )
+
+FOLDER = Path(FOLDER_NAME)
 
 ROOT = Path(__file__).resolve().parents[1] / "slmchat"
 
@@ -154,7 +156,7 @@ def test_forms_by_number_follow_n() -> None:
     ("east-slavic", {"one": [1, 21, 101], "few": [2, 4, 22, 34], "many": [0, 5, 11, 12, 14, 25]}),
 ])
 def test_plural_rules(rule: str, counts: dict[str, list[int]]) -> None:
-    cat = Catalogue(code="xx", name="x", plural=rule, messages={}, path=Path("xx.toml"))
+    cat = Catalogue(code="xx", name="x", plural=rule, messages={}, path="xx.toml")
     for category, ns in counts.items():
         assert [cat.category(n) for n in ns] == [category] * len(ns), category
     assert cat.category(1.5) == cat.category("1") == cat.category(None) == "other"
@@ -187,7 +189,7 @@ def test_a_new_language_is_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ru = re.sub(r'= \{ one = ("[^"]*"), other = ("[^"]*") \}',
                 r'= { one = \1, few = \2, many = \2, other = \2 }', ru)
     (tmp_path / "ru.toml").write_text(ru, encoding="utf-8")
-    monkeypatch.setattr(catalogue_module, "FOLDER", tmp_path)
+    monkeypatch.setattr(catalogue_module, "FOLDER", str(tmp_path))
     monkeypatch.setattr(i18n, "LANGUAGES", available())
     monkeypatch.setattr(i18n, "SETTING_VALUES", ("auto", *available()))
     monkeypatch.setattr(i18n, "_loaded", {})
@@ -248,7 +250,7 @@ def test_set_language_reads_the_file_at_once(tmp_path: Path,
 
     (tmp_path / "en.toml").write_bytes((FOLDER / "en.toml").read_bytes())
     (tmp_path / "ja.toml").write_text("[language\n", encoding="utf-8")
-    monkeypatch.setattr(catalogue_module, "FOLDER", tmp_path)
+    monkeypatch.setattr(catalogue_module, "FOLDER", str(tmp_path))
     monkeypatch.setattr(i18n, "_loaded", {})
     with pytest.raises(CatalogueError, match=r"ja.toml: not valid TOML"):
         set_language("ja")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from slmchat.i18n.catalogue import SOURCE, CatalogueError, available, language_path, load, problems
+from slmchat.i18n.catalogue import SOURCE, CatalogueError, available, load, problems
 
 
 def main(argv: list[str]) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     for line in found:
         print(line)
     if not found:
-        print(f"ok: {', '.join(str(language_path(c).name) for c in codes)}")
+        print(f"ok: {', '.join(f'{c}.toml' for c in codes)}")
     return 1 if found else 0
 
 

@@ -21,14 +21,15 @@ imported on first load, not with the package, and a checked file is cached (``lo
 
 from __future__ import annotations
 
-import string
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 
 from slmchat.errors import SlmChatError
 
-FOLDER = Path(__file__).resolve().parent
+# Paths are str (os.path), not pathlib: importing pathlib costs more than loading a
+# cached language file, and this runs before the app's first frame.
+FOLDER = os.path.dirname(os.path.abspath(__file__))
 SOURCE = "en"  # the language the ids are written for, and the fallback
 
 Text = str | dict[str, str]  # one text, or plural forms by category
@@ -46,11 +47,10 @@ def _east_slavic(n: int) -> str:
     return "many"
 
 
-@dataclass(frozen=True)
-class PluralRule:
-    categories: tuple[str, ...]
+class PluralRule(NamedTuple):
+    categories: tuple[str, ...]  # CLDR names; every rule has "other"
     choose: Callable[[int], str]
-    languages: str  # for the file headers and error messages
+    languages: str  # which languages take it, for people
 
 
 PLURAL_RULES: dict[str, PluralRule] = {
@@ -64,15 +64,24 @@ PLURAL_RULES: dict[str, PluralRule] = {
 }
 
 
-@dataclass(frozen=True)
 class Catalogue:
-    """One language's messages, as its file holds them."""
+    """One language's messages, as its file holds them. (A plain class: a dataclass
+    costs more to define than the rest of the import, and this is made once a language.)"""
 
-    code: str
-    name: str
-    plural: str
-    messages: dict[str, Text] = field(repr=False)
-    path: Path
+    __slots__ = ("code", "messages", "name", "path", "plural")
+
+    def __init__(self, *, code: str, name: str, plural: str, messages: dict[str, Text],
+                 path: str) -> None:
+        self.code, self.name, self.plural, self.messages, self.path = (
+            code, name, plural, messages, path)
+
+    @property
+    def file(self) -> str:
+        """The file's name (ja.toml), for messages."""
+        return os.path.basename(self.path)
+
+    def __repr__(self) -> str:
+        return f"Catalogue({self.code!r}, {len(self.messages)} messages, {self.path})"
 
     def text(self, msg_id: str, count: object = None) -> str | None:
         """The text of ``msg_id`` (the form for ``count`` when it has forms), or None."""
@@ -88,26 +97,26 @@ class Catalogue:
         return PLURAL_RULES[self.plural].choose(abs(count))
 
 
-def language_path(code: str) -> Path:
-    return FOLDER / f"{code}.toml"
+def language_path(code: str) -> str:
+    return os.path.join(FOLDER, f"{code}.toml")
 
 
 def available() -> tuple[str, ...]:
     """The language codes with a file here, English first."""
-    codes = sorted(p.stem for p in FOLDER.glob("*.toml"))
+    codes = sorted(name[:-5] for name in os.listdir(FOLDER) if name.endswith(".toml"))
     return (SOURCE, *(c for c in codes if c != SOURCE)) if SOURCE in codes else tuple(codes)
 
 
-def load(code: str, path: Path | None = None) -> Catalogue:
+def load(code: str, path: str | os.PathLike[str] | None = None) -> Catalogue:
     """Read and check one language file; ``CatalogueError`` names the file and the problem.
 
     The checked messages are kept in ``__pycache__/<code>.toml.marshal`` beside the file
     (as Python keeps bytecode), valid while the file's size and mtime are the same: the
     next start reads that in well under a millisecond instead of parsing the TOML. Where
     the folder is read-only the file is parsed each time."""
-    path = language_path(code) if path is None else path
+    path = language_path(code) if path is None else os.fspath(path)
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except OSError as exc:
         raise CatalogueError(f"{path}: cannot read the language file ({exc.strerror or exc})") \
             from None
@@ -124,15 +133,17 @@ CACHE_FORMAT = 1  # bump when the cached shape changes
 Shaped = tuple[str, str, dict[str, Text]]
 
 
-def _cache_path(path: Path) -> Path:
-    return path.parent / "__pycache__" / f"{path.name}.marshal"
+def _cache_path(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, "__pycache__", f"{name}.marshal")
 
 
-def _read_cache(path: Path, stamp: tuple[int, int, int]) -> Shaped | None:
+def _read_cache(path: str, stamp: tuple[int, int, int]) -> Shaped | None:
     import marshal
 
     try:
-        data = marshal.loads(_cache_path(path).read_bytes())
+        with open(_cache_path(path), "rb") as fh:
+            data = marshal.loads(fh.read())
     except (OSError, ValueError, EOFError, TypeError):
         return None
     if not (isinstance(data, tuple) and len(data) == 2 and data[0] == stamp):
@@ -140,32 +151,32 @@ def _read_cache(path: Path, stamp: tuple[int, int, int]) -> Shaped | None:
     return data[1]  # type: ignore[no-any-return]
 
 
-def _write_cache(path: Path, stamp: tuple[int, int, int], shaped: Shaped) -> None:
+def _write_cache(path: str, stamp: tuple[int, int, int], shaped: Shaped) -> None:
     import marshal
-    import os
     import tempfile
 
     target = _cache_path(path)
     try:
-        target.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{path.name}.")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target),
+                                   prefix=f".{os.path.basename(path)}.")
         try:
             os.fchmod(fd, 0o644)  # readable like the .pyc beside it
             with os.fdopen(fd, "wb") as fh:
                 fh.write(marshal.dumps((stamp, shaped)))
             os.replace(tmp, target)  # whole or not at all: two starts at once are safe
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            os.unlink(tmp)
             raise
     except OSError:
         pass  # a read-only install: parse each time
 
 
-def _parse(path: Path) -> Mapping[str, object]:
+def _parse(path: str) -> Mapping[str, object]:
     import tomllib  # here, not at import: the package is imported before the first frame
 
     try:
-        with path.open("rb") as fh:
+        with open(path, "rb") as fh:
             return tomllib.load(fh)
     except OSError as exc:
         raise CatalogueError(f"{path}: cannot read the language file ({exc.strerror or exc})") \
@@ -176,7 +187,7 @@ def _parse(path: Path) -> Mapping[str, object]:
         raise CatalogueError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _shape(data: Mapping[str, object], path: Path) -> Shaped:
+def _shape(data: Mapping[str, object], path: str) -> Shaped:
     def fail(problem: str) -> CatalogueError:
         return CatalogueError(f"{path}: {problem}")
 
@@ -214,6 +225,8 @@ def _shape(data: Mapping[str, object], path: Path) -> Shaped:
 
 def fields(text: str) -> set[str]:
     """The placeholder names of a format string."""
+    import string
+
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
@@ -225,12 +238,12 @@ def problems(cat: Catalogue, source: Catalogue) -> list[str]:
     """What is wrong with ``cat`` measured against the source language, one line each:
     missing or unknown ids, empty texts, other placeholders than the source's, forms by
     number on a message without ``{n}``, texts that do not format."""
-    found = [f"{cat.path.name}: missing {msg_id!r}" for msg_id in source.messages
+    found = [f"{cat.file}: missing {msg_id!r}" for msg_id in source.messages
              if msg_id not in cat.messages]
     for msg_id, entry in cat.messages.items():
-        where = f"{cat.path.name}: {msg_id!r}"
+        where = f"{cat.file}: {msg_id!r}"
         if msg_id not in source.messages:
-            found.append(f"{where} is not a message id of {source.path.name}")
+            found.append(f"{where} is not a message id of {source.file}")
             continue
         want = set().union(*(fields(f) for f in forms(source.messages[msg_id])))
         texts = forms(entry)
@@ -242,7 +255,7 @@ def problems(cat: Catalogue, source: Catalogue) -> list[str]:
         if not all(f.strip() for f in texts):
             found.append(f"{where} is empty")
         if have != want:
-            found.append(f"{where} has placeholders {sorted(have)}, {source.path.name} "
+            found.append(f"{where} has placeholders {sorted(have)}, {source.file} "
                          f"has {sorted(want)}")
             continue
         if isinstance(entry, dict) and "n" not in want:
