@@ -9,10 +9,12 @@ messages have forms by number; any id another language lacks falls back to it. A
 
     [messages]
     "sidebar.title" = "会話"
-    "files.skipped_title" = { other = "{n} 件のファイルをスキップしました" }
+    "files.skipped_title" = "{n} 件のファイルをスキップしました"
 
 A message is a string, or a table of plural forms chosen by its ``n`` argument (the
-categories of the file's rule, named as in CLDR: one, few, many, other). ``load`` checks
+categories of the file's rule, named as in CLDR: one, few, many, other), as in en.toml:
+``"files.skipped_title" = { one = "Skipped {n} file", other = "Skipped {n} files" }``;
+a language with one form (plural = "none") may write the one text alone. ``load`` checks
 the shape of one file and raises ``CatalogueError`` (one line: the file and the problem);
 ``problems`` checks one language against English (the same ids, the same placeholders,
 texts that format), for the tests and ``python -m slmchat.i18n check``. ``tomllib`` is
@@ -129,7 +131,7 @@ def load(code: str, path: str | os.PathLike[str] | None = None) -> Catalogue:
     return Catalogue(code=code, name=name, plural=plural, messages=messages, path=path)
 
 
-CACHE_FORMAT = 1  # bump when the cached shape changes
+CACHE_FORMAT = 1  # bump when the cached shape or the checks in _shape change
 Shaped = tuple[str, str, dict[str, Text]]
 
 
