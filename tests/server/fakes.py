@@ -18,6 +18,7 @@ from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import ModelInfo, ModelSpec, Progress
 from slmchat.engine.session import EngineLike
+from slmchat.errors import ModelLoadError
 from tests.tui.fakes import fake_info
 
 
@@ -41,6 +42,7 @@ class EchoEngine:
     reuse: list[bool] = field(default_factory=list)  # each generation's reuse_cache
     max_active: int = 0
     gate: threading.Event | None = None  # when set: each generation waits for it first
+    refuse: tuple[str, ...] = ()  # load() of these paths fails, as a broken model's does
     _active: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _info: ModelInfo = field(default_factory=lambda: fake_info("echo", "/models/echo"))
@@ -50,6 +52,8 @@ class EchoEngine:
         return self._info
 
     def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
+        if spec.path in self.refuse:
+            raise ModelLoadError(f"cannot load {spec.path}: the weights are damaged")
         self._info = fake_info(spec.path.rsplit("/", 1)[-1], spec.path)
         return self._info
 
