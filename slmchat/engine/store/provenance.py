@@ -144,8 +144,10 @@ SEGMENT_KEYS = ("seed", "prompt_tokens", "cached_tokens", "new_tokens", "reasoni
 class Provenance:
     """What produced a reply: model identity, sampling, seed, counts and timings.
 
-    The counts and timings are the last pass's (a continued reply lists every pass in
-    ``segments``; ``new_tokens`` and ``reasoning_tokens`` are then their sums)."""
+    A field that is None was not recorded (a row from before it existed, or a record
+    that holds only curation marks); the writer fills every core field. The counts and
+    timings are the last pass's (a continued reply lists every pass in ``segments``;
+    ``new_tokens`` and ``reasoning_tokens`` are then their sums)."""
 
     version: int = PROVENANCE_VERSION
     model: ModelRecord | None = None
@@ -155,8 +157,8 @@ class Provenance:
     seed: int | None = None
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
-    new_tokens: int = 0
-    reasoning_tokens: int = 0
+    new_tokens: int | None = None
+    reasoning_tokens: int | None = None
     ttft_s: float | None = None
     prefill_tps: float | None = None
     decode_tps: float | None = None
@@ -232,8 +234,8 @@ class Provenance:
             seed=_int(data.get("seed")),
             prompt_tokens=_int(data.get("prompt_tokens")),
             cached_tokens=_int(data.get("cached_tokens")),
-            new_tokens=_int(data.get("new_tokens")) or 0,
-            reasoning_tokens=_int(data.get("reasoning_tokens")) or 0,
+            new_tokens=_int(data.get("new_tokens")),
+            reasoning_tokens=_int(data.get("reasoning_tokens")),
             ttft_s=_num(data.get("ttft_s")),
             prefill_tps=_num(data.get("prefill_tps")),
             decode_tps=_num(data.get("decode_tps")),

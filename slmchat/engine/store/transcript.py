@@ -100,5 +100,6 @@ def to_markdown(store: Store, conv_id: int) -> str:
             p = Provenance.from_dict(m.provenance)
             seed = "" if p.greedy else f" · seed {p.seed}"
             out += [f"<sub>{p.model.name if p.model else '?'}{seed} · "
-                    f"{p.new_tokens} tokens · {p.decode_tps or 0:.1f} tok/s</sub>", ""]
+                    f"{'?' if p.new_tokens is None else p.new_tokens} tokens · "
+                    f"{p.decode_tps or 0:.1f} tok/s</sub>", ""]
     return "\n".join(out).rstrip() + "\n"
