@@ -30,7 +30,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from slmchat.engine.model.discovery import ModelEntry
-from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.model.spec import ModelSpec, same_model
 from slmchat.engine.store.store import StoreWriteError
 from slmchat.fmt import human_bytes
 from slmchat.i18n import localize_bindings, t
@@ -207,13 +207,6 @@ class ModelDivider(Static):
         text = t("switcher.divider", label=label)
         super().__init__(Text(f"── {text} ──"), classes="model-divider")
         self.label = label
-
-
-def same_model(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    keys = ("path", "adapter", "runtime", "quant", "dtype")
-    return all(a.get(k) == b.get(k) for k in keys)
 
 
 class ModelSwitchActions(ConversationScreen):
