@@ -7,8 +7,8 @@ mean, and asks the app for what is the app's (messages.LoadModelRequested,
 PanelRequested, GenerationDefaultsSaved, ThinkingChosen). Each feature's own logic lives
 beside its view: branches.py (what Alt+Left/Right acts on), prompt_inspector.py (the
 targets), compare.py, model_switcher.py (same model? its label), side_panels.py (the
-panels, a run's end), tool_calls.py (ToolCalls), chat_files.py (retrieval, commands),
-editor.py, conversations.py (export).
+panels, a run's end), tool_calls.py (ToolCalls), chat_files.py (retrieval, commands,
+curation), editor.py, conversations.py (rename, delete, export dialogs).
 
 Chat turns run in one thread worker (group "generate"); the worker writes the reply
 to the store in pieces and posts ``ReplyDelta`` / ``ReplyFinished`` back here.
@@ -17,7 +17,6 @@ to the store in pieces and posts ``ReplyDelta`` / ``ReplyFinished`` back here.
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -55,10 +54,9 @@ from slmchat.tui.messages import (
     ToolCallRequested,
     ToolsProblem,
 )
-from slmchat.tui.screens import branches, chat_files, prompt_inspector
+from slmchat.tui.screens import branches, chat_files, conversations, prompt_inspector
 from slmchat.tui.screens.compare import CompareChoice, CompareScreen, CompareSetup
-from slmchat.tui.screens.conversations import default_export_path, export_conversation
-from slmchat.tui.screens.dialogs import Confirm, TextPrompt, ToolConsent
+from slmchat.tui.screens.dialogs import ToolConsent
 from slmchat.tui.screens.editor import edit_in_editor
 from slmchat.tui.screens.model_switcher import same_model, spec_label
 from slmchat.tui.screens.side_panels import (
@@ -92,10 +90,7 @@ if TYPE_CHECKING:
     from slmchat.engine.model.spec import ModelInfo
     from slmchat.engine.retrieval.index import DocumentIndex
     from slmchat.engine.session import EngineLike
-    from slmchat.engine.store.store import Conversation, Store
-
-
-STATUS_REFRESH_S = 0.25  # how often a streaming reply repaints the status line
+    from slmchat.engine.store.store import Conversation, Store, StoredMessage
 
 
 class ChatScreen(Screen[None]):
@@ -154,14 +149,10 @@ class ChatScreen(Screen[None]):
         # Built here, not in compose, so the app can report model state before mount.
         self.status_bar = StatusBar(id="status")
         self.editing: MessageView | None = None  # a user message being edited
-        # What was typed and not sent, per conversation (None: the new chat), so that it
-        # does not follow you into another conversation, ready to be sent there.
-        self.drafts: dict[int | None, str] = {}
         self.thinking_choices: dict[str, bool] = {}  # model path -> on (the app's memory)
         self.tool_calls = ToolCalls()  # the app sets its hub
         self._doc_index: DocumentIndex | None = None
         self._branch_choice: branches.BranchChoice | None = None
-        self._status_drawn_at = 0.0  # when a streaming reply last repainted the status
         self._sidebar_before_settings: bool | None = None
         self._sidebar_before_panel: bool | None = None
 
@@ -309,38 +300,23 @@ class ChatScreen(Screen[None]):
 
     def model_loading(self, name: str) -> None:
         self.model_ready = False
-        self.status.loading_name = name
-        self.status.loading_step = None
-        self.status.refresh_status()
+        self.status.model_loading(name)
 
     def model_load_progress(self, text: str, fraction: float) -> None:
         """A long load step (a model's first ONNX conversion) in the status bar."""
-        self.status.loading_step = (text, fraction)
-        self.status.refresh_status()
+        self.status.load_progress(text, fraction)
 
     async def model_loaded(self, spec: ModelSpec | None = None) -> None:
         self.model_ready = True
-        self.status.loading_name = None
-        self.status.loading_step = None
-        self.status.load_error = None
         self.model_changed(spec, self.status.info, self.engine.info)
-        if self.status.info is not self.engine.info:  # the last reply's speed was another
-            self.status.ttft_s = self.status.decode_tps = None  # model's: not this one's
-            self.status.speculative = None
-        self.status.info = self.engine.info
-        self.status.thinking = self.thinking_setting() is not False
-        self.status.refresh_status()
+        self.status.model_loaded(self.engine.info, self.thinking_setting() is not False)
         if self.pending:
             self.pending = False
             await self._start_reply()
 
     def model_failed(self, error: str) -> None:
-        self.status.loading_name = None
-        self.status.loading_step = None
-        self.status.load_error = error
         self.model_ready = self.engine.info is not None  # the old model is still there
-        self.status.info = self.engine.info
-        self.status.refresh_status()
+        self.status.model_failed(error, self.engine.info)
         if self.pending and self.model_ready:
             self.pending = False
             self.call_later(self._start_reply)
@@ -404,18 +380,9 @@ class ChatScreen(Screen[None]):
         sidebar.reload()
 
     def _leave_draft(self, going_to: int | None) -> None:
-        """Keep the prompt's text as the open conversation's draft and show the draft of
-        ``going_to`` (nothing changes when it is the same conversation)."""
-        here = self.conv.id if self.conv is not None else None
-        if going_to == here:
-            return
-        if self.editing is None:  # an edit's text belongs to the message being edited
-            text = self.prompt.text
-            if text.strip():
-                self.drafts[here] = text
-            else:
-                self.drafts.pop(here, None)
-        self.prompt.load_draft(self.drafts.pop(going_to, ""))
+        """The prompt keeps what was typed here and shows ``going_to``'s draft."""
+        self.prompt.switch_draft(self.conv.id if self.conv is not None else None, going_to,
+                                 keep=self.editing is None)
 
     async def open_conversation(self, conv_id: int) -> None:
         """Show ``conv_id``: its shown branch, model dividers, files, settings."""
@@ -454,26 +421,8 @@ class ChatScreen(Screen[None]):
         await self.open_conversation(event.conv_id)
         if self.conv is not None and self.conv.id == event.conv_id:
             self.prompt.focus()
-            if event.msg_id:
-                self.reveal(event.msg_id)
-
-    def reveal(self, msg_id: int) -> None:
-        """Mark the message a search found and scroll the log to it (once laid out)."""
-        log = self.log_view
-        view = log.view_for(msg_id)
-        if view is None:
-            return
-        view.add_class("-hit")
-
-        def scroll() -> None:
-            log.release_anchor()  # or the next layout pulls it back to the end
-            log.scroll_to_widget(view, animate=False, top=True)
-
-        self.call_after_refresh(scroll)
-
-    def clear_hit(self) -> None:
-        for view in self.log_view.query(".-hit"):
-            view.remove_class("-hit")
+            if event.msg_id:  # marked and scrolled to
+                self.log_view.reveal(event.msg_id)
 
     async def action_new_chat(self) -> None:
         if self._busy():
@@ -502,69 +451,35 @@ class ChatScreen(Screen[None]):
         return None
 
     def action_rename_conversation(self) -> None:
-        target = self._target()
-        if target is None:
-            return
-        conv_id, title = target
+        if (target := self._target()) is not None:
+            conv_id = target[0]
 
-        def done(new_title: str | None) -> None:
-            if new_title:
-                try:
-                    self.store.rename_conversation(conv_id, new_title)
-                except StoreWriteError as exc:
-                    self.not_saved(exc, "chat.change_not_saved")
-                    return
+            def renamed() -> None:
                 if self.conv is not None and self.conv.id == conv_id:
                     self.conv = self.store.get_conversation(conv_id)
                 self.sidebar_reload()
 
-        self.app.push_screen(TextPrompt(t("conv.rename"), title), done)
+            conversations.rename(self.app, self.store, *target, renamed, self.not_saved)
 
     def action_delete_conversation(self) -> None:
         target = self._target()
         if target is None:
             return
-        conv_id, title = target
+        conv_id = target[0]
         if self.conv is not None and self.conv.id == conv_id and self._busy():
             return
 
-        async def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                self.store.delete_conversation(conv_id)
-            except StoreWriteError as exc:  # nothing was deleted
-                self.not_saved(exc, "chat.change_not_saved")
-                return
+        async def deleted() -> None:
             if self.conv is not None and self.conv.id == conv_id:
                 await self.action_new_chat()
-            self.drafts.pop(conv_id, None)
+            self.prompt.drafts.pop(conv_id, None)
             self.sidebar_reload()
-            self.notify(t("conv.deleted", title=title))
 
-        self.app.push_screen(Confirm(t("conv.delete_confirm", title=title)), done)
+        conversations.delete(self.app, self.store, *target, deleted, self.not_saved)
 
     def action_export_conversation(self, fmt: str = "md") -> None:
-        target = self._target()
-        if target is None:
-            return
-        conv_id, title = target
-
-        def done(path_text: str | None) -> None:
-            if not path_text:
-                return
-            path = Path(path_text).expanduser()
-            try:
-                export_conversation(self.store, conv_id, path)
-            except OSError as exc:
-                self.notify(t("conv.export_failed", error=exc), severity="error")
-                return
-            self.notify(t("conv.exported", path=path), title=t("conv.export_title"))
-
-        self.app.push_screen(TextPrompt(
-            t("conv.export_to"), str(default_export_path(title, conv_id, fmt)),
-            hint=t("conv.export_hint"),
-        ), done)
+        if (target := self._target()) is not None:
+            conversations.export(self.app, self.store, *target, fmt)
 
     # --- sending ---
 
@@ -600,7 +515,7 @@ class ChatScreen(Screen[None]):
     async def send(self, text: str) -> bool:
         """Save ``text`` and start the reply; False when it could not be saved (a full
         disk): then nothing changed, on screen or on disk."""
-        self.clear_hit()
+        self.log_view.clear_hits()
         # a new branch when editing: the old turns are kept
         sibling_of = self.editing.msg_id if self.editing is not None else None
         # Committed before generation starts: a crash never loses what the user typed.
@@ -683,8 +598,7 @@ class ChatScreen(Screen[None]):
         job.thinking = self.thinking_setting()
         self.job = job
         view.start_stream()
-        self.status.generating = True
-        self.status.refresh_status()
+        self.status.reply_started()
         self._generate(job)
 
     @work(thread=True, exclusive=True, group="generate")
@@ -738,30 +652,14 @@ class ChatScreen(Screen[None]):
         if view is not None and event.text:
             view.append(event.text)
         if event.context_used:  # the context bar and speed follow the reply as it grows
-            status = self.status
-            status.context_used = event.context_used
-            status.decode_tps = event.decode_tps or status.decode_tps
-            # A few times a second, not per token: every repaint of the status line takes
-            # the UI thread (and the GIL) from the decode loop (benchmarks/bench_app.py).
-            now = time.monotonic()
-            if now - self._status_drawn_at >= STATUS_REFRESH_S:
-                self._status_drawn_at = now
-                status.refresh_status()
+            self.status.reply_progress(event.context_used, event.decode_tps)
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         view = self.log_view.view_for(event.msg_id)
         if view is not None:
             await view.finish(event.status, event.provenance)
         self.job = None
-        status = self.status
-        status.generating = False
-        if event.last is not None:
-            status.ttft_s = event.last.ttft_s
-            status.decode_tps = event.last.decode_tps
-            status.context_used = event.last.prompt_tokens + event.last.new_tokens
-            status.speculative = ((event.last.accepted, event.last.drafted)
-                                  if event.last.speculative else None)
-        status.refresh_status()
+        self.status.reply_finished(event.last)
         if event.error:
             self.notify(event.error, title=t("chat.generation_failed"), severity="error")
         if event.last is not None and event.last.warning:  # e.g. a damaged ONNX copy
@@ -960,31 +858,33 @@ class ChatScreen(Screen[None]):
 
     def _open_inspector(self, make: Callable[[], prompt_inspector.InspectTarget],
                         empty: str, error_title: str = "") -> None:
+        """The inspector on ``make()``'s target; ``empty``: what to say when it has no
+        messages."""
         try:
             target = make()
         except SlmChatError as exc:
             self.notify(str(exc), title=error_title, severity="error")
             return
         if not target.messages:
-            self.notify(t(empty), severity="warning")
+            self.notify(empty, severity="warning")
         elif self.engine.info is None:
             self.notify(t("insp.no_model_loaded"), severity="warning")
         else:
             self.app.push_screen(prompt_inspector.PromptInspector(self.engine, target))
 
-    def _history(self) -> list[Any]:
+    def _history(self) -> list[StoredMessage]:
         return self.store.messages(self.conv.id) if self.conv is not None else []
 
     def action_inspect_prompt(self) -> None:
         self._open_inspector(lambda: prompt_inspector.next_reply_target(
             self._history(), self.chat_settings, self.prompt.text, self.thinking_setting()),
-            "insp.nothing", t("insp.invalid_settings"))
+            t("insp.nothing"), t("insp.invalid_settings"))
 
     def on_chat_log_inspect_requested(self, event: ChatLog.InspectRequested) -> None:
         if event.view.msg_id:
             self._open_inspector(lambda: prompt_inspector.past_target(
                 event.view, self._history(), self.chat_settings, self.thinking_setting()),
-                "insp.no_messages")
+                t("insp.no_messages"))
 
     # --- two models side by side (compare.py) ---
 
@@ -1070,18 +970,12 @@ class ChatScreen(Screen[None]):
         return replies[-1]
 
     def _mark(self, rating: str | None) -> None:
-        from slmchat.engine.store.curation import set_rating
-
         view = self._reply_target()
-        if view is None:
-            return
-        try:
-            msg = set_rating(self.store, view.msg_id, rating)  # type: ignore[arg-type]
-        except SlmChatError as exc:
-            self.notify(str(exc), severity="warning")
-            return
-        view.set_status(view.status, msg.provenance)
-        self.notify(t(f"curation.rated.{rating}") if rating else t("curation.cleared"))
+        if view is not None:
+            try:
+                self.notify(chat_files.mark(self.store, view, rating))
+            except SlmChatError as exc:
+                self.notify(str(exc), severity="warning")
 
     def action_mark_good(self) -> None:
         self._mark("good")
@@ -1093,37 +987,13 @@ class ChatScreen(Screen[None]):
         self._mark(None)
 
     def action_edit_reply(self) -> None:
-        from slmchat.engine.store.curation import set_preferred
-        from slmchat.tui.screens.edit_reply import EditReply
-
         view = self._reply_target()
-        if view is None or self.generating:
-            return
-
-        async def done(text: str | None) -> None:
-            if text is None or text == view.content:
-                return
-            try:
-                msg = set_preferred(self.store, view.msg_id, text)
-            except SlmChatError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            await view.replace_text(msg.content, msg.provenance)
-            self.notify(t("curation.saved"))
-
-        self.app.push_screen(EditReply(view.content), done)
+        if view is not None and not self.generating:
+            chat_files.edit_preferred(self.app, self.store, view)
 
     async def action_export_training(self, then_finetune: bool = False) -> None:
-        from slmchat.engine.retrieval.context import grounded_question
-        from slmchat.engine.store.curation import export_training
-
-        # A grounded question as the model saw it, for replies written before that was
-        # recorded: from the passages' chunks, while the index still has them.
-        def passages(retrieval: dict[str, Any], question: str) -> str | None:
-            return grounded_question(self.doc_index(), retrieval, question)
-
         try:
-            report = export_training(self.store, chat_files.export_path(), passages=passages)
+            report = chat_files.export_marked(self.store, self.doc_index)
         except (SlmChatError, OSError) as exc:
             self.notify(str(exc), title=t("train.export_title"), severity="warning")
             return

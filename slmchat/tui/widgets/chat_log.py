@@ -148,6 +148,23 @@ class ChatLog(VerticalScroll, can_focus=True):
             await self.mount(divider, after=last_at.get(anchor.msg_id, anchor))
             last_at[anchor.msg_id] = divider
 
+    def reveal(self, msg_id: int) -> None:
+        """Mark the message a search found and scroll to it (once laid out)."""
+        view = self.view_for(msg_id)
+        if view is None:
+            return
+        view.add_class("-hit")
+
+        def scroll() -> None:
+            self.release_anchor()  # or the next layout pulls it back to the end
+            self.scroll_to_widget(view, animate=False, top=True)
+
+        self.call_after_refresh(scroll)
+
+    def clear_hits(self) -> None:
+        for view in self.query(".-hit"):
+            view.remove_class("-hit")
+
     @property
     def selected_view(self) -> MessageView | None:
         views = self.views()
