@@ -62,10 +62,11 @@ async def app_round(tokens: int) -> dict[str, float]:
             conv = app.chat.conv
             assert conv is not None
             reply = [m for m in store.messages(conv.id) if m.role == "assistant"][-1]
-            prov = reply.provenance or {}
+            prov = reply.prov
+            assert prov is not None and prov.decode_tps is not None and prov.ttft_s is not None
             loaded = app.engine.loaded  # type: ignore[attr-defined]
-            return {"decode_tps": float(prov["decode_tps"]), "ttft_s": float(prov["ttft_s"]),
-                    "new_tokens": float(prov["new_tokens"]),
+            return {"decode_tps": prov.decode_tps, "ttft_s": prov.ttft_s,
+                    "new_tokens": float(prov.new_tokens or 0),
                     "threads": float(getattr(loaded.model, "threads", 0) or 0)}
     finally:
         store.close()

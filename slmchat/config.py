@@ -78,12 +78,21 @@ class GenerationSettings(BaseModel):
 class UISettings(BaseModel):
     theme: str = Field("textual-dark", description="Textual theme name")
     show_sidebar: bool = True
-    language: Literal["auto", "en", "ja"] = Field(
-        "auto", description="UI language: en, ja, or auto (Japanese when LC_ALL, LC_MESSAGES "
-                            "or LANG starts with 'ja', else English)")
+    language: str = Field(
+        "auto", description="UI language: en, ja (a file in slmchat/i18n), or auto (the "
+                            "locale's: LC_ALL, LC_MESSAGES or LANG, when it has one; else English)")
     keys: dict[str, str] = Field(
         default_factory=dict,
         description='Key bindings by id, e.g. { "chat.regenerate" = "f6" } (README: Keys)')
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        from slmchat.i18n import SETTING_VALUES  # the language files there are
+
+        if value not in SETTING_VALUES:
+            raise ValueError(f"use one of {', '.join(repr(v) for v in SETTING_VALUES)}")
+        return value
 
 
 class McpServerSettings(BaseModel):

@@ -1,12 +1,14 @@
-"""The message catalogue (slmchat/i18n): both languages for every id, the same
-placeholders, no unused ids, the language setting, and a static check that the converted
-modules hold no user-visible literals (they hold message ids)."""
+"""The message catalogue (slmchat/i18n): one TOML file per language, checked against
+en.toml (every id, the same placeholders, texts that format; every test here runs over
+every language file found, so a new language is one new file), forms by number, broken
+files as one-line errors, the language setting, no unused ids, and a static check that
+the converted modules hold no user-visible literals (they hold message ids)."""
 
 from __future__ import annotations
 
 import ast
+import os
 import re
-import string
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,22 @@ import pytest
 
 from slmchat import i18n
 from slmchat.config import Settings, load_settings
-from slmchat.i18n import CATALOGUE, language_from_locale, resolve_language, set_language, t
+from slmchat.errors import SlmChatError
+from slmchat.i18n import LANGUAGES, language_from_locale, resolve_language, set_language, t
+from slmchat.i18n.catalogue import FOLDER as FOLDER_NAME
+from slmchat.i18n.catalogue import (
+    PLURAL_RULES,
+    SOURCE,
+    Catalogue,
+    CatalogueError,
+    available,
+    fields,
+    forms,
+    load,
+    problems,
+)
+
+FOLDER = Path(FOLDER_NAME)
 
 ROOT = Path(__file__).resolve().parents[1] / "slmchat"
 
@@ -46,37 +63,257 @@ def english_after() -> Iterator[None]:
     set_language("en")
 
 
-def fields(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+def english() -> Catalogue:
+    return load(SOURCE)
 
 
-def test_every_id_has_both_languages_with_the_same_placeholders() -> None:
-    for msg_id, entry in CATALOGUE.items():
-        assert set(entry) == {"en", "ja"}, msg_id
-        assert entry["en"].strip() and entry["ja"].strip(), msg_id
-        assert fields(entry["en"]) == fields(entry["ja"]), msg_id
-        dummy = dict.fromkeys(fields(entry["en"]), 1)
-        for lang in ("en", "ja"):  # format specs ({tps:.1f}) accept a number
-            entry[lang].format(**dummy)
+def test_every_language_file_is_found() -> None:
+    """A language is a file: the folder's *.toml are the languages, English first."""
+    files = sorted(p.stem for p in FOLDER.glob("*.toml"))
+    assert available() == LANGUAGES and LANGUAGES[0] == SOURCE
+    assert sorted(LANGUAGES) == files and {"en", "ja"} <= set(files)
+    assert ("auto", *LANGUAGES) == i18n.SETTING_VALUES
+
+
+@pytest.mark.parametrize("code", available())
+def test_every_language_has_every_id_with_the_same_placeholders(code: str) -> None:
+    assert problems(load(code), english()) == []
+
+
+@pytest.mark.parametrize("code", available())
+def test_every_text_formats_in_every_plural_form(code: str) -> None:
+    """Beyond the placeholders: each form of each message comes out through t()."""
+    cat, source = load(code), english()
+    rule = PLURAL_RULES[cat.plural]
+    set_language(code)
+    for msg_id, entry in source.messages.items():
+        names = set().union(*(fields(f) for f in forms(entry)))
+        for n in (0, 1, 2, 5, 11, 21, 22):  # every category of every rule here
+            text = t(msg_id, **{**dict.fromkeys(names, 1), "n": n}) if names else t(msg_id)
+            assert text.strip(), (code, msg_id, n)
+            if isinstance(cat.messages[msg_id], dict):
+                assert cat.category(n) in rule.categories
+
+
+def test_the_checks_find_what_is_wrong(tmp_path: Path) -> None:
+    """problems() itself: each kind of fault a translator can make is one line."""
+    path = tmp_path / "xx.toml"
+    path.write_text('''[language]
+name = "Test"
+plural = "one"
+[messages]
+"sidebar.found" = "{count} found"
+"stats.tps" = "{tps:.1f}} tok/s"
+"sidebar.title" = "  "
+"files.skipped_title" = "Skipped {n} file(s)"
+"no.such.id" = "x"
+"dialog.ok" = { one = "OK", other = "OK" }
+''', encoding="utf-8")
+    found = problems(load("xx", path), english())
+    def about(msg_id: str) -> list[str]:
+        return [line for line in found if f"{msg_id!r}" in line]
+    assert all(line.startswith("xx.toml: ") and "\n" not in line for line in found)
+    assert "placeholders ['count']" in about("sidebar.found")[0]
+    assert about("stats.tps")
+    assert "empty" in about("sidebar.title")[0]
+    assert "one text" in about("files.skipped_title")[0]  # English forms, plural "one"
+    assert "not a message id" in about("no.such.id")[0]
+    assert "no {n}" in about("dialog.ok")[0]
+    assert "missing 'sidebar.search'" in "\n".join(found)
 
 
 def test_japanese_entries_are_japanese() -> None:
-    """A copied English text left in the ja column is caught (units and keys aside)."""
-    same = {k for k, e in CATALOGUE.items() if e["en"] == e["ja"]}
+    """A copied English text left in ja.toml is caught (units and keys aside)."""
+    en, ja = english().messages, load("ja").messages
+    same = {k for k, e in ja.items() if e == en[k]}
     assert same <= {"stats.tokens", "stats.tps", "dialog.ok", "task.exported_gguf",
                     "ft.stat.tps"}
 
 
+# --- forms by number ----------------------------------------------------------------
+
+def test_forms_by_number_follow_n() -> None:
+    assert t("files.skipped_title", n=1) == "Skipped 1 file"
+    assert t("files.skipped_title", n=0) == "Skipped 0 files"
+    assert t("files.skipped_title", n=2) == "Skipped 2 files"
+    assert t("chat.copied", n=1) == "Copied 1 character to the clipboard."
+    assert t("train.exported", conversations=t("train.conversations", n=1),
+             replies=t("train.replies", n=3), path="a.jsonl") == \
+        "1 conversation, 3 replies to learn: a.jsonl"
+    assert t("ft.few_eval", n=None, size=64).startswith("only None held-out blocks")
+    set_language("ja")  # one form for every number
+    assert t("files.skipped_title", n=1) == "1 件のファイルをスキップしました"
+    assert t("files.skipped_title", n=3) == "3 件のファイルをスキップしました"
+    assert t("train.exported", conversations=t("train.conversations", n=1),
+             replies=t("train.replies", n=3), path="a.jsonl") == \
+        "会話 1 件、学習する応答 3 件: a.jsonl"
+
+
+@pytest.mark.parametrize(("rule", "counts"), [
+    ("none", {"other": [0, 1, 2, 21]}),
+    ("one", {"one": [1, -1], "other": [0, 2, 11, 21]}),
+    ("zero-one", {"one": [0, 1], "other": [2, 21]}),
+    ("east-slavic", {"one": [1, 21, 101], "few": [2, 4, 22, 34], "many": [0, 5, 11, 12, 14, 25]}),
+])
+def test_plural_rules(rule: str, counts: dict[str, list[int]]) -> None:
+    cat = Catalogue(code="xx", name="x", plural=rule, messages={}, path="xx.toml")
+    for category, ns in counts.items():
+        assert [cat.category(n) for n in ns] == [category] * len(ns), category
+    assert cat.category(1.5) == cat.category("1") == cat.category(None) == "other"
+    assert "other" in PLURAL_RULES[rule].categories
+
+
+def test_no_parenthesised_plurals_are_left() -> None:
+    """ "file(s)" is a table of forms now, in every language file."""
+    for code in available():
+        for msg_id, entry in load(code).messages.items():
+            for text in forms(entry):
+                assert not re.search(r"\w\((s|es|ies)\)", text), (code, msg_id)
+
+
+# --- a third language is one file; broken files are one line -------------------------
+
+def test_a_new_language_is_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of en.toml in a folder of language files: found, chosen by setting and by
+    locale, its forms by number from its own rule."""
+    import slmchat.i18n.catalogue as catalogue_module
+
+    for p in FOLDER.glob("*.toml"):
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    ru = (FOLDER / "en.toml").read_text(encoding="utf-8")
+    ru = ru.replace('name = "English"\nplural = "one"', 'name = "Русский"\nplural = "east-slavic"')
+    ru = ru.replace('"files.skipped_title" = { one = "Skipped {n} file", other = "Skipped {n} files" }',
+                    '"files.skipped_title" = { one = "Пропущен {n} файл", few = "Пропущено {n} файла", '
+                    'many = "Пропущено {n} файлов", other = "Пропущено {n} файла" }')
+    # every other message with forms: the same text for each category of the rule
+    ru = re.sub(r'= \{ one = ("[^"]*"), other = ("[^"]*") \}',
+                r'= { one = \1, few = \2, many = \2, other = \2 }', ru)
+    (tmp_path / "ru.toml").write_text(ru, encoding="utf-8")
+    monkeypatch.setattr(catalogue_module, "FOLDER", str(tmp_path))
+    monkeypatch.setattr(i18n, "LANGUAGES", available())
+    monkeypatch.setattr(i18n, "SETTING_VALUES", ("auto", *available()))
+    monkeypatch.setattr(i18n, "_loaded", {})
+    assert i18n.LANGUAGES == ("en", "ja", "ru")
+    assert problems(load("ru"), english()) == []
+    assert language_from_locale({"LANG": "ru_RU.UTF-8"}) == "ru"
+    set_language("ru")
+    assert [t("files.skipped_title", n=n) for n in (1, 3, 5)] == \
+        ["Пропущен 1 файл", "Пропущено 3 файла", "Пропущено 5 файлов"]
+    assert t("sidebar.title") == "Conversations"  # not translated yet: as in the copy
+    assert Settings.model_validate({"ui": {"language": "ru"}}).ui.language == "ru"
+
+
+def _broken(tmp_path: Path, text: str | bytes) -> str:
+    path = tmp_path / "xx.toml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(CatalogueError) as info:
+        load("xx", path)
+    message = str(info.value)
+    assert isinstance(info.value, SlmChatError)  # the CLI prints it as one line, exit 2
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return message
+
+
+GOOD_HEAD = '[language]\nname = "X"\nplural = "one"\n[messages]\n'
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    (GOOD_HEAD + '"a.b" = "unclosed\n', "not valid TOML: "),
+    (GOOD_HEAD + '"a.b" = "x"\n"a.b" = "y"\n', "not valid TOML: "),  # the same id twice
+    (GOOD_HEAD.encode() + b'"a.b" = "\xff"\n', "not UTF-8"),
+    ('[messages]\n"a.b" = "x"\n', "no [language] table"),
+    ('[language]\nname = "X"\nplural = "one"\n', "no [messages] table"),
+    ('[language]\nname = "X"\nplural = "dual"\n[messages]\n', "plural = \'dual\' is not"),
+    ('[language]\nname = "X"\nplural = "one"\ncode = "x"\n[messages]\n', "\'code\' in [language]"),
+    ('[language]\nplural = "one"\n[messages]\n', "name must be"),
+    (GOOD_HEAD + '"a.b" = 3\n', "\'a.b\' is int"),
+    (GOOD_HEAD + '"a.b" = { one = "x" }\n', "needs one, other"),
+    (GOOD_HEAD + '"a.b" = { one = "x", other = 2 }\n', "needs one, other"),
+    ('title = "x"\n' + GOOD_HEAD, "unknown top-level entry \'title\'"),
+])
+def test_a_broken_language_file_is_one_line(tmp_path: Path, text: str | bytes, says: str) -> None:
+    assert says in _broken(tmp_path, text)
+
+
+def test_a_missing_language_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(CatalogueError, match=r"xx.toml: cannot read the language file"):
+        load("xx", tmp_path / "xx.toml")
+
+
+def test_set_language_reads_the_file_at_once(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken file fails at start, in set_language, not at the first t() in a widget."""
+    import slmchat.i18n.catalogue as catalogue_module
+
+    (tmp_path / "en.toml").write_bytes((FOLDER / "en.toml").read_bytes())
+    (tmp_path / "ja.toml").write_text("[language\n", encoding="utf-8")
+    monkeypatch.setattr(catalogue_module, "FOLDER", str(tmp_path))
+    monkeypatch.setattr(i18n, "_loaded", {})
+    with pytest.raises(CatalogueError, match=r"ja.toml: not valid TOML"):
+        set_language("ja")
+    assert i18n.get_language() == "en"
+
+
+def test_the_cache_follows_the_file(tmp_path: Path) -> None:
+    """A checked file is cached beside it; an edit is seen at once, a broken cache ignored."""
+    path = tmp_path / "xx.toml"
+    path.write_text(GOOD_HEAD + '"a.b" = "one"\n', encoding="utf-8")
+    assert load("xx", path).messages == {"a.b": "one"}
+    cache = tmp_path / "__pycache__" / "xx.toml.marshal"
+    assert cache.is_file()
+    path.write_text(GOOD_HEAD + '"a.b" = "two, longer"\n', encoding="utf-8")
+    assert load("xx", path).messages == {"a.b": "two, longer"}
+    cache.write_bytes(b"garbage")
+    assert load("xx", path).messages == {"a.b": "two, longer"}
+    path.write_text(GOOD_HEAD + '"a.b" = 3\n', encoding="utf-8")  # broken after a good one
+    with pytest.raises(CatalogueError):
+        load("xx", path)
+
+
+def test_a_read_only_folder_still_loads(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    path = tmp_path / "xx.toml"
+    path.write_text(GOOD_HEAD + '"a.b" = "one"\n', encoding="utf-8")
+    tmp_path.chmod(0o555)
+    try:
+        assert load("xx", path).messages == {"a.b": "one"}
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_the_check_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from slmchat.i18n.__main__ import main
+
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: en.toml") and all(f"{c}.toml" in out for c in available())
+    assert main(["check", "zz"]) == 1
+    assert "zz.toml: cannot read" in capsys.readouterr().out
+    assert main([]) == 2
+
+
+def test_the_language_files_ship_with_the_package() -> None:
+    """pyproject's package-data names them (a wheel without them cannot start)."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "i18n/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["slmchat"]
+
+
 def _source_text() -> str:
     return "\n".join(p.read_text(encoding="utf-8") for p in ROOT.rglob("*.py")
-                     if p.name != "catalogue.py")
+                     if p.parent.name != "i18n")  # its docstrings name ids as examples
 
 
 def test_no_unused_ids() -> None:
     source = _source_text()
     binding_ids = set(re.findall(r'\bid="([a-z_]+\.[a-z_]+)"', source))
     unused = []
-    for msg_id in CATALOGUE:
+    for msg_id in english().messages:
         if msg_id.startswith("key.textual."):  # by action: i18n.TEXTUAL_ACTIONS
             used = msg_id.removesuffix(".tooltip") in i18n.TEXTUAL_ACTIONS.values()
         elif msg_id.startswith("key."):
@@ -96,7 +333,7 @@ def test_ids_used_in_the_code_exist() -> None:
                     and node.func.id == "t" and node.args
                     and isinstance(node.args[0], ast.Constant)):
                 tree_ids.add(node.args[0].value)
-    assert tree_ids and tree_ids <= set(CATALOGUE)
+    assert tree_ids and tree_ids <= set(english().messages)
 
 
 def _shown(node: ast.expr) -> str:
@@ -145,7 +382,7 @@ def bindings_without_translation(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and _call_name(node) == "Binding" and len(node.args) >= 3:
             ids = [_shown(k.value) for k in node.keywords if k.arg == "id"]
-            if not ids or f"key.{ids[0]}" not in CATALOGUE:
+            if not ids or f"key.{ids[0]}" not in english().messages:
                 missing.append(f"{node.lineno}: {_shown(node.args[2])!r}")
     return missing
 

@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace, early: TypeAhead | None) -> int:
     from slmchat.commands.common import prepare_default_model, spec_from_args
     from slmchat.config import load_settings
     from slmchat.engine.generation.speculative import parse as parse_speculative
+    from slmchat.engine.model.spec import IDENTITY_FIELDS
     from slmchat.engine.session import Engine
     from slmchat.engine.store.store import Store
     from slmchat.i18n import resolve_language, set_language
@@ -49,7 +50,7 @@ def _run(args: argparse.Namespace, early: TypeAhead | None) -> int:
     settings, problem = load_settings()
     set_language(resolve_language(settings.ui.language))  # before any widget is built
     spec = spec_from_args(args)
-    if not any((args.model, args.adapter, args.dtype, args.device, args.quant)):
+    if not any(getattr(args, "model" if k == "path" else k, None) for k in IDENTITY_FIELDS):
         spec = remembered(settings, spec) or spec  # the model last loaded in the app
     prepare_default_model(spec)  # first start only: converts under a bar
     store = Store.open_default()

@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from slmchat.engine.devices import configure_threads
     from slmchat.engine.session import Engine
     from slmchat.server.app import build_app
-    from slmchat.server.flow import ServerConfig
-    from slmchat.server.run import bind, check_exposure, serve
+    from slmchat.server.http_server import bind, check_exposure, serve
+    from slmchat.server.state import ServerConfig
 
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     if args.api_key is not None and not args.api_key.strip():

@@ -36,7 +36,7 @@ def model_args(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slmchat.server.run import bind, is_loopback
+    from slmchat.server.http_server import bind, is_loopback
     from slmchat.web.page import chat_command
     from slmchat.web.page import run as serve_web
 

@@ -1,878 +1,276 @@
-"""Every user-visible message of the converted screens: id -> {"en": ..., "ja": ...}.
+"""The message catalogue: one TOML file per language in this folder, read on first use.
 
-Ids are ``area.name``; ``key.<binding id>`` is a key binding's description in the
-footer and the keys panel. Both languages carry the same ``{placeholders}``
-(tests/test_i18n.py checks it). Key names (Ctrl+J, Esc, F8), commands (/attach) and
-units (tok/s) stay as they are in Japanese. Japanese follows the register of VS Code's
-Japanese UI: short, polite where it is a sentence (〜します / 〜してください), plain nouns
-for labels.
+``en.toml`` is the source language: it defines the ids, their ``{placeholders}`` and which
+messages have forms by number; any id another language lacks falls back to it. A file is
+
+    [language]
+    name = "日本語"          # the language's own name
+    plural = "none"          # which forms a number takes: a name from PLURAL_RULES
+
+    [messages]
+    "sidebar.title" = "会話"
+    "files.skipped_title" = "{n} 件のファイルをスキップしました"
+
+A message is a string, or a table of plural forms chosen by its ``n`` argument (the
+categories of the file's rule, named as in CLDR: one, few, many, other), as in en.toml:
+``"files.skipped_title" = { one = "Skipped {n} file", other = "Skipped {n} files" }``;
+a language with one form (plural = "none") may write the one text alone. ``load`` checks
+the shape of one file and raises ``CatalogueError`` (one line: the file and the problem);
+``problems`` checks one language against English (the same ids, the same placeholders,
+texts that format), for the tests and ``python -m slmchat.i18n check``. ``tomllib`` is
+imported on first load, not with the package, and a checked file is cached (``load``).
 """
 
 from __future__ import annotations
 
-CATALOGUE: dict[str, dict[str, str]] = {
-    # --- Textual's own words (wired in app.py; see the note in slmchat/i18n) ---
-    "palette.placeholder": {"en": "Search for commands…", "ja": "コマンドを検索…"},
-    "key.textual.palette": {"en": "palette", "ja": "パレット"},
-    "key.textual.palette.tooltip": {"en": "Open the command palette",
-                                    "ja": "コマンドパレットを開きます"},
-    "textual.cmd.Theme": {"en": "Theme", "ja": "テーマ"},
-    "textual.cmd.Theme.help": {"en": "Change the current theme", "ja": "テーマを変更します"},
-    "textual.cmd.Quit": {"en": "Quit", "ja": "終了"},
-    "textual.cmd.Quit.help": {"en": "Quit the application as soon as possible",
-                              "ja": "アプリを終了します"},
-    "textual.cmd.Keys": {"en": "Keys", "ja": "キー"},
-    "textual.cmd.Keys.help": {"en": "Show or hide the keys and widget help panel",
-                              "ja": "キーとヘルプのパネルを表示/非表示にします"},
-    "textual.cmd.Maximize": {"en": "Maximize", "ja": "最大化"},
-    "textual.cmd.Maximize.help": {"en": "Maximize the focused widget",
-                                  "ja": "フォーカスのある部分を最大化します"},
-    "textual.cmd.Minimize": {"en": "Minimize", "ja": "元のサイズに戻す"},
-    "textual.cmd.Minimize.help": {"en": "Minimize the widget and restore to normal size",
-                                  "ja": "最大化を解除して元のサイズに戻します"},
-    "textual.cmd.Screenshot": {"en": "Screenshot", "ja": "スクリーンショット"},
-    "textual.cmd.Screenshot.help": {"en": "Save an SVG 'screenshot' of the current screen",
-                                    "ja": "現在の画面を SVG で保存します"},
-    "textual.cmd.Bell": {"en": "Bell", "ja": "ベル"},
-    "textual.cmd.Bell.help": {"en": "Ring the bell", "ja": "ベルを鳴らします"},
+import os
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
-    # --- thinking models (widgets/reasoning_block.py, screens/chat.py) ---
-    "reasoning.streaming": {"en": "Thinking… {n} tokens", "ja": "思考中… {n} トークン"},
-    "reasoning.done": {"en": "Thought for {n} tokens", "ja": "思考 {n} トークン"},
-    "reasoning.none": {"en": "This reply has no thinking to show.",
-                       "ja": "この応答には表示できる思考がありません。"},
-    "thinking.no_model": {"en": "No model is loaded yet.", "ja": "モデルがまだ読み込まれていません。"},
-    "thinking.no_switch": {"en": "{name}'s chat template has no thinking switch.",
-                           "ja": "{name} のチャットテンプレートには思考の切り替えがありません。"},
-    "thinking.now_on": {"en": "Thinking on for {name} (remembered for this model).",
-                        "ja": "{name} の思考をオンにしました (このモデルに記憶します)。"},
-    "thinking.now_off": {"en": "Thinking off for {name} (remembered for this model).",
-                         "ja": "{name} の思考をオフにしました (このモデルに記憶します)。"},
-    "statusbar.thinking_on": {"en": "  think on", "ja": "  思考オン"},
-    "statusbar.thinking_off": {"en": "  think off", "ja": "  思考オフ"},
-    "key.log.reasoning": {"en": "Thinking", "ja": "思考"},
-    "key.chat.reasoning": {"en": "Show thinking", "ja": "思考を表示"},
-    "key.chat.thinking": {"en": "Thinking on/off", "ja": "思考のオン/オフ"},
-    "cmd.reasoning": {"en": "Show or hide thinking", "ja": "思考の表示/非表示"},
-    "cmd.reasoning.help": {"en": "Unfold or fold the reasoning of the selected or latest reply (Alt+T)",
-                           "ja": "選択中または最新の応答の思考を開閉します (Alt+T)"},
-    "cmd.thinking": {"en": "Thinking on/off", "ja": "思考のオン/オフ"},
-    "cmd.thinking.help": {
-        "en": "Turn a thinking model's reasoning on or off; remembered per model (Alt+O)",
-        "ja": "思考モデルの推論をオン/オフにします。モデルごとに記憶します (Alt+O)"},
+from slmchat.errors import SlmChatError
 
-    # --- sidebar (widgets/sidebar.py) ---
-    "sidebar.title": {"en": "Conversations", "ja": "会話"},
-    "sidebar.search": {"en": "Search conversations", "ja": "会話を検索"},
-    "sidebar.found": {"en": "{n} found", "ja": "{n} 件"},
-    # time.strftime formats: today, this year, older
-    "sidebar.when.today": {"en": "today %H:%M", "ja": "今日 %H:%M"},
-    "sidebar.when.year": {"en": "%b %d %H:%M", "ja": "%m/%d %H:%M"},
-    "sidebar.when.older": {"en": "%b %d %Y", "ja": "%Y/%m/%d"},
-    "key.sidebar.results": {"en": "Results", "ja": "結果"},
-    "key.sidebar.rename": {"en": "Rename", "ja": "名前を変更"},
-    "key.sidebar.delete": {"en": "Delete", "ja": "削除"},
-    "key.sidebar.export": {"en": "Export", "ja": "エクスポート"},
+# Paths are str (os.path), not pathlib: importing pathlib costs more than loading a
+# cached language file, and this runs before the app's first frame.
+FOLDER = os.path.dirname(os.path.abspath(__file__))
+SOURCE = "en"  # the language the ids are written for, and the fallback
 
-    # --- chat log (widgets/chat_log.py) ---
-    "log.empty": {
-        "en": "Ask anything. Enter sends, Ctrl+J adds a line, Up/Down recalls earlier prompts.\n"
-              "Esc stops a reply, Ctrl+R writes it again, Ctrl+G continues it.\n"
-              "Ctrl+L selects messages: c copies one, e edits and resends it.\n"
-              "Ctrl+P lists every command.",
-        "ja": "何でも聞いてください。Enter で送信、Ctrl+J で改行、↑/↓ で以前のプロンプトを呼び出します。\n"
-              "Esc で応答を停止、Ctrl+R で書き直し、Ctrl+G で続きを生成します。\n"
-              "Ctrl+L でメッセージを選択: c でコピー、e で編集して再送信します。\n"
-              "Ctrl+P ですべてのコマンドを表示します。",
-    },
-    "key.log.previous": {"en": "Prev message", "ja": "前のメッセージ"},
-    "key.log.next": {"en": "Next message", "ja": "次のメッセージ"},
-    "key.log.first": {"en": "First", "ja": "最初"},
-    "key.log.last": {"en": "Last", "ja": "最後"},
-    "key.log.copy": {"en": "Copy", "ja": "コピー"},
-    "key.log.edit": {"en": "Edit & resend", "ja": "編集して再送信"},
-    "key.log.inspect": {"en": "Inspect prompt", "ja": "プロンプトを確認"},
-    "key.log.branch_prev": {"en": "‹ Branch", "ja": "‹ ブランチ"},
-    "key.log.branch_next": {"en": "Branch ›", "ja": "ブランチ ›"},
+Text = str | dict[str, str]  # one text, or plural forms by category
 
-    # --- one message (widgets/message_view.py) ---
-    "role.user": {"en": "You", "ja": "あなた"},
-    "role.assistant": {"en": "Assistant", "ja": "アシスタント"},
-    "role.system": {"en": "System", "ja": "システム"},
-    "status.length": {"en": "hit the token limit — Ctrl+G continues",
-                      "ja": "トークン上限に達しました — Ctrl+G で続きを生成"},
-    "status.stopped": {"en": "stopped", "ja": "停止"},
-    "status.interrupted": {"en": "interrupted (app closed mid-reply)",
-                           "ja": "中断 (応答中にアプリが終了しました)"},
-    "status.error": {"en": "error", "ja": "エラー"},
-    "status.waiting": {"en": "waiting for the model to load…",
-                       "ja": "モデルの読み込みを待っています…"},
-    "stats.tokens": {"en": "{n} tok", "ja": "{n} tok"},
-    "stats.tps": {"en": "{tps:.1f} tok/s", "ja": "{tps:.1f} tok/s"},
-    "statusbar.accepted": {"en": "drafts kept {accepted}/{drafted}",
-                           "ja": "下書き採用 {accepted}/{drafted}"},
-    "stats.ttft": {"en": "TTFT {s:.2f}s", "ja": "TTFT {s:.2f}秒"},
-    "stats.seed": {"en": "seed {seed}", "ja": "シード {seed}"},
-    "stats.greedy": {"en": "greedy", "ja": "グリーディ"},
-    "curation.mark.good": {"en": "marked good", "ja": "評価: 良い"},
-    "curation.mark.bad": {"en": "marked bad", "ja": "評価: 悪い"},
-    "curation.edited": {"en": "edited", "ja": "編集済み"},
 
-    # --- prompt box, attachments, sources ---
-    "prompt.placeholder": {"en": "Type a message…  (Enter sends, Ctrl+J new line)",
-                           "ja": "メッセージを入力…  (Enter で送信、Ctrl+J で改行)"},
-    "files.label": {"en": "Files: ", "ja": "ファイル: "},
-    "files.detach_hint": {"en": "  (/detach removes them)", "ja": "  (/detach で解除)"},
-    "files.commands": {"en": "/attach PATH (file or folder), /detach [PATH]",
-                       "ja": "/attach パス (ファイルまたはフォルダー)、/detach [パス]"},
-    "files.usage": {"en": "Usage: {commands}", "ja": "使い方: {commands}"},
-    "files.detached": {"en": "Files detached from this chat.",
-                       "ja": "このチャットからファイルを外しました。"},
-    "files.indexing": {"en": "indexing…", "ja": "索引を作成中…"},
-    "files.indexing_progress": {"en": "indexing {done}/{total} files ({pct:.0f}%)",
-                                "ja": "索引を作成中 {done}/{total} ファイル ({pct:.0f}%)"},
-    "files.index_failed": {"en": "indexing failed", "ja": "索引の作成に失敗"},
-    "files.index_failed_title": {"en": "Indexing failed", "ja": "索引の作成に失敗しました"},
-    "files.indexed": {"en": "{chunks} passages, {skipped} skipped",
-                      "ja": "抜粋 {chunks} 件、スキップ {skipped} 件"},
-    "files.skipped_more": {"en": "\n… and {n} more", "ja": "\n… ほか {n} 件"},
-    "files.skipped_title": {"en": "Skipped {n} file(s)", "ja": "{n} 件のファイルをスキップしました"},
-    "files.not_used_title": {"en": "Files not used", "ja": "ファイルは使われませんでした"},
-    "citations.label": {"en": "Sources:", "ja": "出典:"},
-    "citations.page": {"en": " p.{page}", "ja": " {page}ページ"},
-    "passage.missing": {"en": "(the passage is no longer in the index)",
-                        "ja": "(この抜粋はもう索引にありません)"},
-    "passage.cannot_open": {"en": "cannot open {path}: {error}", "ja": "{path} を開けません: {error}"},
-    "passage.page": {"en": " (page {page})", "ja": " ({page} ページ)"},
-    "passage.hint": {"en": "Esc closes", "ja": "Esc で閉じます"},
-    "key.passage.close": {"en": "Close", "ja": "閉じる"},
+class CatalogueError(SlmChatError):
+    """A language file is missing, is not TOML, or does not have a catalogue's shape."""
 
-    # --- conversations, branches, dialogs (screens/) ---
-    "busy.wait": {"en": "Wait for the reply to finish, or press Esc to stop it.",
-                  "ja": "応答が終わるまで待つか、Esc で停止してください。"},
-    "conv.none_yet": {"en": "No conversation yet: send a message first.",
-                      "ja": "まだ会話がありません。先にメッセージを送信してください。"},
-    "conv.rename": {"en": "Rename conversation", "ja": "会話の名前を変更"},
-    "conv.delete_confirm": {"en": "Delete “{title}” for good?",
-                            "ja": "「{title}」を完全に削除しますか?"},
-    "conv.deleted": {"en": "Deleted “{title}”.", "ja": "「{title}」を削除しました。"},
-    "conv.export_to": {"en": "Export conversation to", "ja": "会話のエクスポート先"},
-    "conv.export_hint": {"en": "Ends in .json: JSON with provenance; anything else: Markdown.",
-                         "ja": "末尾が .json なら来歴付きの JSON、それ以外は Markdown で保存します。"},
-    "conv.export_failed": {"en": "Export failed: {error}", "ja": "エクスポートに失敗しました: {error}"},
-    "conv.exported": {"en": "Exported to {path}", "ja": "{path} にエクスポートしました"},
-    "conv.export_title": {"en": "Export", "ja": "エクスポート"},
-    "branches.none": {
-        "en": "No other branches here: editing an earlier message or regenerating a reply "
-              "makes one.",
-        "ja": "ここには他のブランチがありません。前のメッセージを編集するか、応答を再生成すると"
-              "ブランチができます。",
-    },
-    "branches.none_here": {"en": "Only one version of {what}.",
-                           "ja": "{what}には他のバージョンがありません。"},
-    "branches.switched": {"en": "Version {n}/{of} of {what}.",
-                          "ja": "{what}のバージョン {n}/{of} を表示しています。"},
-    "branches.edge_first": {"en": "Already the first version of {what}.",
-                            "ja": "{what}はすでに最初のバージョンです。"},
-    "branches.edge_last": {"en": "Already the last version of {what}.",
-                           "ja": "{what}はすでに最後のバージョンです。"},
-    "branches.which_user": {"en": "your message “{text}”", "ja": "あなたのメッセージ「{text}」"},
-    "branches.which_reply": {"en": "the reply “{text}”", "ja": "応答「{text}」"},
-    "key.chat.branch_prev": {"en": "‹ Branch", "ja": "‹ ブランチ"},
-    "key.chat.branch_next": {"en": "Branch ›", "ja": "ブランチ ›"},
-    "dialog.ok": {"en": "OK", "ja": "OK"},
-    "dialog.cancel": {"en": "Cancel", "ja": "キャンセル"},
-    "dialog.delete": {"en": "Delete", "ja": "削除"},
-    "key.dialog.cancel": {"en": "Cancel", "ja": "キャンセル"},
-    "key.confirm.no": {"en": "Cancel", "ja": "キャンセル"},
-    "key.confirm.yes": {"en": "Yes", "ja": "はい"},
 
-    # --- $EDITOR (screens/editor.py) ---
-    "editor.not_found": {"en": "Editor {editor} not found: set $EDITOR.",
-                         "ja": "エディター {editor} が見つかりません。$EDITOR を設定してください。"},
-    "editor.cannot_open": {"en": "Cannot open an editor here: {error}",
-                           "ja": "ここではエディターを開けません: {error}"},
-    "editor.failed": {"en": "The editor exited with status {code}; the prompt is unchanged.",
-                      "ja": "エディターが終了コード {code} で終了しました。プロンプトは変更していません。"},
+def _east_slavic(n: int) -> str:
+    if n % 10 == 1 and n % 100 != 11:
+        return "one"
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return "few"
+    return "many"
 
-    # --- curating replies (screens/edit_reply.py, chat_files.py) ---
-    "edit_reply.title": {"en": "Edit the reply", "ja": "応答を編集"},
-    "edit_reply.hint": {
-        "en": "Ctrl+S saves it as the preferred answer (the model's text is kept in the "
-              "reply's provenance); Esc cancels.",
-        "ja": "Ctrl+S で望ましい回答として保存します (モデルの文章は応答の来歴に残ります)。"
-              "Esc でキャンセルします。",
-    },
-    "edit_reply.save": {"en": "Save", "ja": "保存"},
-    "key.edit_reply.save": {"en": "Save", "ja": "保存"},
-    "key.edit_reply.cancel": {"en": "Cancel", "ja": "キャンセル"},
-    "curation.no_reply": {"en": "No reply to mark yet.", "ja": "評価できる応答がまだありません。"},
-    "curation.rated.good": {"en": "Reply marked good.", "ja": "応答を「良い」と評価しました。"},
-    "curation.rated.bad": {"en": "Reply marked bad.", "ja": "応答を「悪い」と評価しました。"},
-    "curation.cleared": {"en": "Mark cleared.", "ja": "評価を取り消しました。"},
-    "curation.saved": {"en": "Saved as the preferred answer (marked good).",
-                       "ja": "望ましい回答として保存しました (「良い」と評価)。"},
-    "train.export_title": {"en": "Export for training", "ja": "学習用にエクスポート"},
-    "train.exported": {"en": "{rows} conversation(s), {replies} repl(ies) to learn: {path}",
-                       "ja": "会話 {rows} 件、学習する応答 {replies} 件: {path}"},
-    "train.exported_title": {"en": "Exported for training", "ja": "学習用にエクスポートしました"},
 
-    # --- prompt inspector (screens/prompt_inspector.py) ---
-    "insp.title": {"en": "Prompt inspector — {target}", "ja": "プロンプトの確認 — {target}"},
-    "insp.target.next": {"en": "next reply", "ja": "次の応答"},
-    "insp.target.past": {"en": "this reply", "ja": "この応答"},
-    "insp.target.reply_to": {"en": "the reply to this message", "ja": "このメッセージへの応答"},
-    "insp.building": {"en": "Building the prompt…", "ja": "プロンプトを組み立てています…"},
-    "insp.failed": {"en": "Cannot build the prompt: {error}",
-                    "ja": "プロンプトを組み立てられません: {error}"},
-    "insp.text_title": {"en": "Text fed to the model", "ja": "モデルに渡すテキスト"},
-    "insp.text_title_marked": {
-        "en": "Text fed to the model (special tokens marked, ↵ = line end)",
-        "ja": "モデルに渡すテキスト (特殊トークンを強調、↵ = 行末)"},
-    "insp.tokens_title": {"en": "Tokens fed to the model ({n})",
-                          "ja": "モデルに渡すトークン ({n})"},
-    "insp.col.role": {"en": "role", "ja": "ロール"},
-    "insp.col.tokens": {"en": "tokens", "ja": "トークン"},
-    "insp.col.text": {"en": "text", "ja": "テキスト"},
-    "insp.row.dropped": {"en": "dropped", "ja": "除外"},
-    "insp.row.kept": {"en": "kept", "ja": "使用"},
-    "insp.row.cut": {"en": "cut", "ja": "切り詰め"},
-    "insp.row.reply_starts": {"en": "(reply starts)", "ja": "(応答の開始)"},
-    "insp.format.template": {"en": "the model's chat template",
-                             "ja": "モデルのチャットテンプレート"},
-    "insp.format.transcript": {"en": "a plain transcript (the model has no chat template)",
-                               "ja": "プレーンな会話記録 (モデルにチャットテンプレートがありません)"},
-    "insp.format.raw": {"en": "raw text (no template)", "ja": "生のテキスト (テンプレートなし)"},
-    "insp.format.remote": {"en": "the messages as sent to the remote server, which applies its "
-                                 "own chat template (token counts are estimates)",
-                           "ja": "リモートサーバーへ送るメッセージそのもの (チャットテンプレートは"
-                                 "サーバー側で適用されます。トークン数は概算)"},
-    "insp.label.model": {"en": "Model  ", "ja": "モデル  "},
-    "insp.label.format": {"en": "Format  ", "ja": "形式  "},
-    "insp.label.rebuilt_with": {"en": "Rebuilt with  ", "ja": "組み立てたモデル  "},
-    "insp.label.prompt": {"en": "Prompt  ", "ja": "プロンプト  "},
-    "insp.label.kv": {"en": "KV cache  ", "ja": "KV キャッシュ  "},
-    "insp.label.dropped": {"en": "Dropped  ", "ja": "除外  "},
-    "insp.label.stops": {"en": "Stops at  ", "ja": "停止条件  "},
-    "insp.label.sampling": {"en": "Sampling  ", "ja": "サンプリング  "},
-    "insp.label.written": {"en": "When written  ", "ja": "生成時  "},
-    "insp.no_model": {"en": "(none loaded)", "ja": "(読み込まれていません)"},
-    "insp.prompt_size": {
-        "en": "{tokens} tokens of a {budget}-token budget (context {context} − up to "
-              "{new} new tokens)",
-        "ja": "{tokens} トークン / 予算 {budget} トークン (コンテキスト {context} − 新規最大 "
-              "{new} トークン)"},
-    "insp.kv_reused": {
-        "en": "{cached} of {tokens} prompt tokens reused from the previous turn; "
-              "{prefill} to prefill",
-        "ja": "プロンプト {tokens} トークンのうち {cached} を前のターンから再利用、"
-              "プリフィル {prefill}"},
-    "insp.kv_later": {"en": "(the cache now holds a later turn; see 'When written')",
-                      "ja": "(キャッシュには後のターンが入っています。「生成時」を参照)"},
-    "insp.dropped_messages": {"en": "{n} oldest message(s) dropped to fit",
-                              "ja": "収めるために古いメッセージ {n} 件を除外"},
-    "insp.truncated": {"en": "the newest message was cut from the left to fit",
-                       "ja": "収めるために最新のメッセージの先頭を切り詰め"},
-    "insp.fits": {"en": "nothing: the whole conversation fits",
-                  "ja": "なし: 会話全体が収まります"},
-    "insp.eos": {"en": "the model's end-of-sequence token", "ja": "モデルの終了トークン"},
-    "insp.eos_ignored": {"en": " (ignored)", "ja": " (無視)"},
-    "insp.written": {
-        "en": "{prompt} prompt tokens, {cached} reused from the KV cache, {new} new tokens, "
-              "by {model}",
-        "ja": "プロンプト {prompt} トークン、KV キャッシュから再利用 {cached}、新規 {new} "
-              "トークン、モデル {model}"},
-    "insp.other_model": {
-        "en": "Rebuilt with the model loaded now, which is not the one that wrote this "
-              "reply: its template may differ.",
-        "ja": "現在のモデルで組み立て直しました。この応答を書いたモデルとは異なるため、"
-              "テンプレートが違う可能性があります。"},
-    "insp.note.typed": {"en": "Includes the message typed in the prompt box (not sent yet).",
-                        "ja": "入力欄のメッセージ (未送信) を含みます。"},
-    "insp.note.no_user_last": {
-        "en": "The conversation does not end with your message: this is the prompt a "
-              "regenerated or continued reply would start from.",
-        "ja": "会話があなたのメッセージで終わっていません。再生成または続きの生成で使われる"
-              "プロンプトです。"},
-    "insp.note.rebuilt": {"en": "Rebuilt from the messages before this reply.",
-                          "ja": "この応答より前のメッセージから組み立て直しました。"},
-    "insp.note.continued": {"en": "This reply was continued; this is the prompt of its first part.",
-                            "ja": "この応答は続きが生成されています。これは最初の部分のプロンプトです。"},
-    "insp.note.current": {"en": "With this chat's current settings.",
-                          "ja": "このチャットの現在の設定を使っています。"},
-    "insp.copied": {"en": "Copied the prompt ({n} characters).",
-                    "ja": "プロンプトをコピーしました ({n} 文字)。"},
-    "insp.no_model_loaded": {"en": "No model is loaded yet: the prompt depends on its template.",
-                             "ja": "モデルがまだ読み込まれていません。プロンプトはモデルの"
-                                   "テンプレートで決まります。"},
-    "insp.invalid_settings": {"en": "Invalid chat settings", "ja": "チャット設定が正しくありません"},
-    "insp.nothing": {"en": "Nothing to inspect yet: type a message first.",
-                     "ja": "確認するものがまだありません。先にメッセージを入力してください。"},
-    "insp.no_messages": {"en": "This reply had no messages before it.",
-                         "ja": "この応答の前にメッセージがありません。"},
-    "key.inspector.close": {"en": "Close", "ja": "閉じる"},
-    "key.inspector.tokens": {"en": "Text / tokens", "ja": "テキスト/トークン"},
-    "key.inspector.copy": {"en": "Copy text", "ja": "テキストをコピー"},
-    "key.chat.inspect_prompt": {"en": "Inspect prompt", "ja": "プロンプトを確認"},
+class PluralRule(NamedTuple):
+    categories: tuple[str, ...]  # CLDR names; every rule has "other"
+    choose: Callable[[int], str]
+    languages: str  # which languages take it, for people
 
-    # --- the chat screen's other keys (screens/chat.py, compare.py: ChatScreen gets them
-    # through ConversationScreen.__init__) and the app's and compare view's keys (the
-    # lead adds localize_bindings(self) to SlmChatApp / CompareScreen.__init__) ---
-    "key.chat.stop": {"en": "Stop", "ja": "停止"},
-    "key.chat.new": {"en": "New", "ja": "新規"},
-    "key.chat.regenerate": {"en": "Regenerate", "ja": "再生成"},
-    "key.chat.continue": {"en": "Continue", "ja": "続きを生成"},
-    "key.chat.messages": {"en": "Messages", "ja": "メッセージ"},
-    "key.chat.settings": {"en": "Settings", "ja": "設定"},
-    "key.chat.sidebar": {"en": "Sidebar", "ja": "サイドバー"},
-    "key.chat.search": {"en": "Search", "ja": "検索"},
-    "key.chat.copy_last": {"en": "Copy reply", "ja": "応答をコピー"},
-    "key.chat.edit_last": {"en": "Edit last", "ja": "直前を編集"},
-    "key.chat.rename": {"en": "Rename", "ja": "名前を変更"},
-    "key.chat.export": {"en": "Export", "ja": "エクスポート"},
-    "key.chat.mark_good": {"en": "Good reply", "ja": "良い応答"},
-    "key.chat.mark_bad": {"en": "Bad reply", "ja": "悪い応答"},
-    "key.chat.edit_reply": {"en": "Edit reply", "ja": "応答を編集"},
-    "key.chat.compare": {"en": "Compare", "ja": "比較"},
-    "key.app.models": {"en": "Models", "ja": "モデル"},
-    "key.app.finetune": {"en": "Fine-tune", "ja": "ファインチューニング"},
-    "key.compare.stop": {"en": "Stop / close", "ja": "停止/閉じる"},
-    "key.compare.keep_left": {"en": "Keep left", "ja": "左を採用"},
-    "key.compare.keep_right": {"en": "Keep right", "ja": "右を採用"},
 
-    # --- quantize / export jobs (screens/model_tasks.py) ---
-    "task.quantize_failed": {"en": "Quantize failed: {error}", "ja": "量子化に失敗しました: {error}"},
-    "task.quantized": {"en": "Saved to {path}: {before} → {after} in {s:.1f}s",
-                       "ja": "{path} に保存しました: {before} → {after} ({s:.1f}秒)"},
-    "task.export_failed": {"en": "Export failed: {error}", "ja": "エクスポートに失敗しました: {error}"},
-    "task.exported": {"en": "Exported to {path}", "ja": "{path} にエクスポートしました"},
-    "task.exported_gguf": {"en": " + {gguf} ({check})", "ja": " + {gguf} ({check})"},
-    "task.unverified": {"en": "unverified", "ja": "未検証"},
-    # --- the compare view (screens/compare.py) ---
-    "compare.title": {"en": "Compare", "ja": "比較"},
-    "compare.keep_hint": {
-        "en": "Keep left (Alt+Left) or keep right (Alt+Right) to continue from one reply "
-              "(Esc keeps the left one).",
-        "ja": "左を採用 (Alt+Left) か右を採用 (Alt+Right) で、その返答から会話を続けます"
-              "(Esc は左を採用します)。"},
-    "compare.keep_first": {
-        "en": "Not sent: keep one reply first (Alt+Left keeps the left, Alt+Right the right), "
-              "then Enter sends your prompt to both sides from it. Your prompt stays in the box.",
-        "ja": "送信していません。先にどちらかの返答を採用してください (Alt+Left で左、Alt+Right で右)。"
-              "そのあと Enter で、その返答から両側にプロンプトを送ります。入力は残してあります。"},
-    "compare.no_system": {"en": "no system prompt", "ja": "システムプロンプトなし"},
-    "compare.system": {"en": "system: {text}", "ja": "システム: {text}"},
-    "compare.head": {"en": "{label} · temperature {temperature} · {system}",
-                     "ja": "{label} · 温度 {temperature} · {system}"},
-    "compare.no_reply": {"en": "no reply", "ja": "返答なし"},
-    "compare.cached": {"en": "{n} cached", "ja": "{n} キャッシュ済み"},
-    "compare.same": {"en": "Same model, other settings below",
-                     "ja": "同じモデル、下の設定を変更"},
-    "compare.same_int8": {"en": "Same model as cpu-int8 (a second, int8 copy)",
-                          "ja": "同じモデルの cpu-int8 版 (2 つ目の int8 コピー)"},
-    "compare.setup_title": {"en": "Compare {name} with…", "ja": "{name} と比較…"},
-    "compare.temperature_example": {"en": "e.g. 0.8", "ja": "例: 0.8"},
-    "compare.temperature_hint": {"en": "Temperature (empty: as in the chat)",
-                                 "ja": "温度 (空欄: チャットと同じ)"},
-    "compare.system_hint": {"en": "System prompt (empty: as in the chat; '-' for none)",
-                            "ja": "システムプロンプト (空欄: チャットと同じ、'-' でなし)"},
-    "compare.adapter_hint": {"en": "LoRA adapter folder on the right model (optional)",
-                             "ja": "右のモデルに載せる LoRA アダプターのフォルダー (任意)"},
-    "compare.ok": {"en": "Compare", "ja": "比較"},
-    "compare.bad_temperature": {"en": "temperature must be a number, not {text}",
-                                "ja": "温度は数値で指定してください ({text} は数値ではありません)"},
-    "compare.loading": {"en": "Compare — loading the right-hand model…",
-                        "ja": "比較 — 右側のモデルを読み込んでいます…"},
-    "compare.type_prompt": {"en": "Type a prompt: it goes to both sides.",
-                            "ja": "プロンプトを入力してください。両側に送られます。"},
-    "compare.load_failed": {"en": "Compare — the right-hand model did not load",
-                            "ja": "比較 — 右側のモデルを読み込めませんでした"},
-    "compare.esc_back": {"en": "Esc goes back to the chat.", "ja": "Esc でチャットに戻ります。"},
-    "compare.schedule.parallel": {"en": "both at once, a share of the cores each",
-                                  "ja": "両方を同時に、コアを分け合って"},
-    "compare.schedule.interleaved": {"en": "interleaved token by token",
-                                     "ja": "1 トークンずつ交互に"},
-    "compare.ready": {"en": "Compare — each prompt goes to both sides ({how})",
-                      "ja": "比較 — プロンプトは両側に送られます ({how})"},
-    "compare.not_ready": {"en": "The right-hand model is not ready.",
-                          "ja": "右側のモデルの準備ができていません。"},
-    "compare.still_writing": {"en": "Both replies are still being written; Esc stops them.",
-                              "ja": "両方の返答を生成中です。Esc で停止します。"},
-    "compare.you": {"en": "You: {text}", "ja": "あなた: {text}"},
-    "compare.writing": {"en": "Writing both replies… (Esc stops)",
-                        "ja": "両方の返答を生成しています… (Esc で停止)"},
-    "compare.not_saved": {"en": "could not save the reply: {error}",
-                          "ja": "返答を保存できませんでした: {error}"},
-    "compare.status.length": {"en": "token limit", "ja": "トークン上限"},
-    "compare.status.stopped": {"en": "stopped", "ja": "停止"},
-    "compare.status.error": {"en": "error", "ja": "エラー"},
-    "compare.wait_both": {"en": "Wait for both replies (Esc stops them).",
-                          "ja": "両方の返答が終わるまでお待ちください (Esc で停止)。"},
-    "compare.nothing_to_keep": {"en": "Nothing to keep yet: type a prompt first.",
-                                "ja": "採用する返答がまだありません。先にプロンプトを入力してください。"},
-    "compare.kept.left": {
-        "en": "Kept the left reply: the conversation continues from it (the other stays as "
-              "an alternative). Type the next prompt, or Esc for the chat.",
-        "ja": "左の返答を採用しました。会話はここから続きます (もう一方は別案として残ります)。"
-              "次のプロンプトを入力するか、Esc でチャットに戻ります。"},
-    "compare.kept.right": {
-        "en": "Kept the right reply: the conversation continues from it (the other stays as "
-              "an alternative). Type the next prompt, or Esc for the chat.",
-        "ja": "右の返答を採用しました。会話はここから続きます (もう一方は別案として残ります)。"
-              "次のプロンプトを入力するか、Esc でチャットに戻ります。"},
-    "compare.wait_reply": {"en": "Wait for the reply to finish, or press Esc to stop it.",
-                           "ja": "返答が終わるまでお待ちいただくか、Esc で停止してください。"},
-    "compare.no_model": {"en": "No model is loaded yet.",
-                         "ja": "モデルがまだ読み込まれていません。"},
-    "compare.bad_settings": {"en": "Invalid chat settings", "ja": "チャット設定が正しくありません"},
-    # --- the fine-tune panel's file picker (screens/file_pick.py) ---
-    "pick.title": {"en": "Pick a .txt, .md or .jsonl file (or a folder of them)",
-                   "ja": ".txt、.md、.jsonl ファイル (またはそれらのフォルダー) を選んでください"},
-    "pick.use_folder": {"en": "Use folder", "ja": "このフォルダーを使う"},
-    "key.pick.close": {"en": "Close", "ja": "閉じる"},
-    # --- the status bar (widgets/status_bar.py): units, key names and model names stay ---
-    "statusbar.loading": {"en": "Loading {name}…  ", "ja": "{name} を読み込み中…  "},
-    "statusbar.no_model": {"en": "no model loaded ", "ja": "モデル未読み込み "},
-    "statusbar.pick_one": {"en": "(Ctrl+O to pick one) ", "ja": "(Ctrl+O で選択) "},
-    "statusbar.ctx": {"en": "  ctx", "ja": "  文脈"},
-    "statusbar.generating": {"en": "  generating…", "ja": "  生成中…"},
-    "statusbar.ttft": {"en": "  TTFT {s:.2f}s", "ja": "  TTFT {s:.2f}秒"},
-    "statusbar.rss": {"en": "  RSS {size}", "ja": "  メモリ {size}"},
-    "statusbar.gpu": {"en": "  GPU {size}", "ja": "  GPU メモリ {size}"},
-    "statusbar.offline": {"en": "  ● offline", "ja": "  ● オフライン"},
-    "statusbar.remote": {"en": "  ● remote: {host}", "ja": "  ● リモート: {host}"},
-    "statusbar.not_offline": {"en": "  ● offline switches not set",
-                              "ja": "  ● オフライン設定なし"},
-    # --- the side dock (widgets/side_panel.py), offers, the fine-tune status item ---
-    "panel.models": {"en": "Models", "ja": "モデル"},
-    "panel.finetune": {"en": "Fine-tune", "ja": "ファインチューニング"},
-    "panel.resize_hint": {"en": "its key: chat ⇄ panel · alt+←/→ resize · Esc close",
-                          "ja": "同じキー: チャット ⇄ パネル · alt+←/→ 幅変更 · Esc 閉じる"},
-    "key.panel.wider": {"en": "Wider", "ja": "広く"},
-    "key.panel.narrower": {"en": "Narrower", "ja": "狭く"},
-    "offer.dismiss": {"en": "Dismiss", "ja": "閉じる"},
-    "ftitem.text": {"en": " ⟳ fine-tune {step}{total}{eta} ",
-                    "ja": " ⟳ ファインチューニング {step}{total}{eta} "},
-    "ftitem.eta": {"en": " · ETA {eta}", "ja": " · 残り {eta}"},
-    "ftitem.hint": {"en": "Fine-tune running: click or Ctrl+T for the panel",
-                    "ja": "ファインチューニング実行中: クリックまたは Ctrl+T でパネルを開きます"},
-    # --- chat settings (widgets/settings_panel.py); en labels = the engine's Range.label ---
-    "settings.title": {"en": "Chat settings", "ja": "チャット設定"},
-    "settings.system_prompt": {"en": "System prompt", "ja": "システムプロンプト"},
-    "settings.system_prompt_hint": {"en": "Sent before the chat; empty = none",
-                                    "ja": "チャットの前に送られます。空欄 = なし"},
-    "settings.save": {"en": "Save", "ja": "保存"},
-    "settings.save_default": {"en": "Save as default", "ja": "既定として保存"},
-    "settings.empty": {"en": "{label} is empty", "ja": "{label} が空です"},
-    "settings.not_number": {"en": "{label}: {raw} is not a number",
-                            "ja": "{label}: {raw} は数値ではありません"},
-    "settings.not_saved": {"en": "Settings not saved", "ja": "設定を保存できませんでした"},
-    "sampling.temperature": {"en": "Temperature", "ja": "温度"},
-    "sampling.temperature.hint": {"en": "0 = greedy", "ja": "0 = グリーディ"},
-    "sampling.top_p": {"en": "Top p", "ja": "Top-p"},
-    "sampling.top_p.hint": {"en": "1 = off", "ja": "1 = オフ"},
-    "sampling.top_k": {"en": "Top k", "ja": "Top-k"},
-    "sampling.top_k.hint": {"en": "0 = off", "ja": "0 = オフ"},
-    "sampling.min_p": {"en": "Min p", "ja": "Min-p"},
-    "sampling.min_p.hint": {"en": "0 = off", "ja": "0 = オフ"},
-    "sampling.repetition_penalty": {"en": "Repetition penalty", "ja": "繰り返しペナルティ"},
-    "sampling.repetition_penalty.hint": {"en": "1 = off", "ja": "1 = オフ"},
-    "sampling.max_new_tokens": {"en": "Max new tokens", "ja": "最大生成トークン数"},
-    "sampling.max_new_tokens.hint": {"en": "reply length limit", "ja": "応答の長さの上限"},
-    "sampling.seed": {"en": "Seed", "ja": "シード"},
-    "sampling.seed.hint": {"en": "none = random", "ja": "空欄 = ランダム"},
-    # --- the chat screen (screens/chat.py) ---
-    "chat.edit_banner": {
-        "en": "Editing an earlier message: Enter sends it as a new branch (the old one is "
-              "kept, Alt+Left/Right moves between them); Esc cancels.",
-        "ja": "前のメッセージを編集中: Enter で新しいブランチとして送信します (元のものは残り、"
-              "Alt+Left/Right で切り替えられます)。Esc でキャンセルします。"},
-    "chat.still_writing": {"en": "A reply is still being written; Esc stops it.",
-                           "ja": "応答を生成中です。Esc で停止します。"},
-    "chat.not_saved": {
-        "en": "{error}. Your text is kept; free some space and press Enter again.",
-        "ja": "{error}。入力した文章は残っています。空き容量を作ってから Enter を押してください。"},
-    "chat.reply_not_saved": {
-        "en": "{error}. Your message is saved; free some space and press Ctrl+R for a reply.",
-        "ja": "{error}。メッセージは保存済みです。空き容量を作ってから Ctrl+R で返答を生成します。"},
-    "chat.settings_not_saved": {
-        "en": "{error}. The settings apply to this chat but are not saved yet.",
-        "ja": "{error}。設定はこの会話に適用されていますが、まだ保存されていません。"},
-    "chat.change_not_saved": {"en": "{error}. Nothing was changed.",
-                              "ja": "{error}。何も変更されていません。"},
-    "chat.divider_not_saved": {
-        "en": "{error}. The model is loaded; the 'model changed' mark is not saved.",
-        "ja": "{error}。モデルは読み込まれましたが、「モデル変更」の印は保存されていません。"},
-    "chat.not_saved_title": {"en": "Not saved", "ja": "保存できませんでした"},
-    "chat.generation_failed": {"en": "Generation failed", "ja": "生成に失敗しました"},
-    "chat.cancelled": {"en": "Cancelled; your message is kept.",
-                       "ja": "キャンセルしました。メッセージは残っています。"},
-    "chat.nothing_to_regenerate": {"en": "Nothing to regenerate now.",
-                                   "ja": "今は再生成できるものがありません。"},
-    "chat.cannot_continue": {
-        "en": "Only a reply that hit the token limit or was stopped can be continued.",
-        "ja": "続きを生成できるのは、トークン上限に達したか停止した応答だけです。"},
-    "chat.copied": {"en": "Copied {n} characters to the clipboard.",
-                    "ja": "{n} 文字をクリップボードにコピーしました。"},
-    "chat.only_own": {"en": "Only your own messages can be edited.",
-                      "ja": "編集できるのは自分のメッセージだけです。"},
-    "chat.stop_first": {"en": "Stop the reply first (Esc).",
-                        "ja": "先に応答を停止してください (Esc)。"},
-    "chat.saved_here": {"en": "Settings saved for this chat.",
-                        "ja": "このチャットの設定を保存しました。"},
-    "chat.saved_default": {
-        "en": "Settings saved for this chat and as the default for new chats.",
-        "ja": "このチャットの設定を保存し、新しいチャットの既定にしました。"},
-    # --- fine-tune runs ending (screens/side_panels.py) ---
-    "ft.done": {"en": "Fine-tune {name} finished{ppl}.",
-                "ja": "ファインチューニング {name} が完了しました{ppl}。"},
-    "ft.done_ppl": {"en": " (perplexity on the held-out end of the text, {tokens} tokens "
-                          "never trained on: {before:.2f} → {after:.2f})",
-                    "ja": " (学習に使っていないテキスト末尾 {tokens} トークンでの"
-                          "パープレキシティ: {before:.2f} → {after:.2f})"},
-    "ft.done_ppl_plain": {"en": " (held-out perplexity {before:.2f} → {after:.2f})",
-                          "ja": " (検証パープレキシティ {before:.2f} → {after:.2f})"},
-    "ft.done_title": {"en": "Fine-tune finished", "ja": "ファインチューニング完了"},
-    "ft.ended": {"en": "Fine-tune {name} {state}: {message}",
-                 "ja": "ファインチューニング {name}: {state}: {message}"},
-    "ft.no_message": {"en": "no message", "ja": "メッセージなし"},
-    "ft.use": {"en": "Use model", "ja": "このモデルを使う"},
-    "ft.compare": {"en": "Compare", "ja": "比較"},
-    "ft.state.running": {"en": "running", "ja": "実行中"},
-    "ft.state.done": {"en": "done", "ja": "完了"},
-    "ft.state.failed": {"en": "failed", "ja": "失敗"},
-    "ft.state.cancelled": {"en": "cancelled", "ja": "キャンセル済み"},
-    "ft.state.dead": {"en": "dead", "ja": "異常終了"},
-    "ft.state.pending": {"en": "pending", "ja": "待機中"},
-    "ft.state.starting": {"en": "starting", "ja": "開始中"},
-    # --- the quick model switcher and model changes (screens/model_switcher.py) ---
-    "switcher.title": {"en": "Switch model", "ja": "モデルの切り替え"},
-    "switcher.hint": {"en": "Type to filter · ↑/↓ choose · Enter switches · Esc cancels",
-                      "ja": "入力で絞り込み · ↑/↓ で選択 · Enter で切り替え · Esc でキャンセル"},
-    "switcher.placeholder": {"en": "Model name, format, folder…",
-                             "ja": "モデル名、形式、フォルダー…"},
-    "switcher.scanning": {"en": "Looking for local models…",
-                          "ja": "ローカルのモデルを探しています…"},
-    "switcher.no_match": {"en": "No model matches.", "ja": "一致するモデルがありません。"},
-    "switcher.recent": {"en": "recent", "ja": "最近"},
-    "switcher.loaded": {"en": "loaded", "ja": "読み込み済み"},
-    "switcher.adapter": {"en": " +adapter", "ja": " +アダプター"},
-    "switcher.divider": {"en": "model changed to {label}", "ja": "モデルを {label} に変更"},
-    "switcher.back": {"en": "This conversation last used {old}; {new} is loaded now.",
-                      "ja": "この会話の前回のモデルは {old} です。現在は {new} を読み込んでいます。"},
-    "switcher.back_action": {"en": "Switch back", "ja": "元に戻す"},
-    "key.switcher.cancel": {"en": "Cancel", "ja": "キャンセル"},
-    "key.switcher.next": {"en": "Next", "ja": "次へ"},
-    "key.switcher.previous": {"en": "Previous", "ja": "前へ"},
-    # --- the app (tui/app.py): palette commands (title "cmd.<id>", help "cmd.<id>.help") ---
-    "cmd.new": {"en": "New chat", "ja": "新しいチャット"},
-    "cmd.new.help": {"en": "Start a new conversation (Ctrl+N)",
-                     "ja": "新しい会話を始めます (Ctrl+N)"},
-    "cmd.stop": {"en": "Stop reply", "ja": "応答を停止"},
-    "cmd.stop.help": {"en": "Stop the reply being written (Esc)",
-                      "ja": "生成中の応答を停止します (Esc)"},
-    "cmd.regenerate": {"en": "Regenerate reply", "ja": "応答を再生成"},
-    "cmd.regenerate.help": {"en": "Write the last reply again (Ctrl+R)",
-                            "ja": "最後の応答をもう一度生成します (Ctrl+R)"},
-    "cmd.continue": {"en": "Continue reply", "ja": "応答の続きを生成"},
-    "cmd.continue.help": {"en": "Continue a reply that hit the token limit (Ctrl+G)",
-                          "ja": "トークン上限に達した応答の続きを生成します (Ctrl+G)"},
-    "cmd.edit_last": {"en": "Edit last message", "ja": "最後のメッセージを編集"},
-    "cmd.edit_last.help": {"en": "Edit your last message and resend it (F5)",
-                           "ja": "最後のメッセージを編集して再送信します (F5)"},
-    "cmd.copy_last": {"en": "Copy last reply", "ja": "最後の応答をコピー"},
-    "cmd.copy_last.help": {"en": "Copy the last reply to the clipboard (F4)",
-                           "ja": "最後の応答をクリップボードにコピーします (F4)"},
-    "cmd.select": {"en": "Select messages", "ja": "メッセージを選択"},
-    "cmd.select.help": {"en": "Move through messages with Up/Down; c copies, e edits (Ctrl+L)",
-                        "ja": "↑/↓ でメッセージを移動、c でコピー、e で編集 (Ctrl+L)"},
-    "cmd.settings": {"en": "Chat settings", "ja": "チャット設定"},
-    "cmd.settings.help": {"en": "System prompt and sampling for this chat (Ctrl+S)",
-                          "ja": "このチャットのシステムプロンプトとサンプリング (Ctrl+S)"},
-    "cmd.sidebar": {"en": "Toggle sidebar", "ja": "サイドバーの切り替え"},
-    "cmd.sidebar.help": {"en": "Show or hide the conversation list (Ctrl+B)",
-                         "ja": "会話の一覧を表示/非表示にします (Ctrl+B)"},
-    "cmd.search": {"en": "Search conversations", "ja": "会話を検索"},
-    "cmd.search.help": {"en": "Full-text search over all messages (Ctrl+F)",
-                        "ja": "すべてのメッセージを全文検索します (Ctrl+F)"},
-    "cmd.rename": {"en": "Rename conversation", "ja": "会話の名前を変更"},
-    "cmd.rename.help": {"en": "Rename the conversation (F2)", "ja": "会話の名前を変更します (F2)"},
-    "cmd.delete": {"en": "Delete conversation", "ja": "会話を削除"},
-    "cmd.delete.help": {"en": "Delete the conversation for good",
-                        "ja": "会話を完全に削除します"},
-    "cmd.export_md": {"en": "Export conversation (Markdown)",
-                      "ja": "会話をエクスポート (Markdown)"},
-    "cmd.export_md.help": {"en": "Write the conversation to a .md file (F3)",
-                           "ja": "会話を .md ファイルに書き出します (F3)"},
-    "cmd.export_json": {"en": "Export conversation (JSON)", "ja": "会話をエクスポート (JSON)"},
-    "cmd.export_json.help": {"en": "Write the conversation with provenance to a .json file",
-                             "ja": "会話を来歴付きで .json ファイルに書き出します"},
-    "cmd.attach": {"en": "Attach files", "ja": "ファイルを添付"},
-    "cmd.attach.help": {
-        "en": "Type /attach PATH in the prompt: answers use passages of those files",
-        "ja": "入力欄に /attach パス と入力: 応答にそのファイルの抜粋を使います"},
-    "cmd.mark_good": {"en": "Mark reply good", "ja": "応答を「良い」と評価"},
-    "cmd.mark_good.help": {
-        "en": "Mark the selected (or last) reply good, for training (+ in Ctrl+L)",
-        "ja": "選択中 (または最後) の応答を学習用に「良い」と評価します (Ctrl+L で +)"},
-    "cmd.mark_bad": {"en": "Mark reply bad", "ja": "応答を「悪い」と評価"},
-    "cmd.mark_bad.help": {"en": "Mark the selected (or last) reply bad (- in Ctrl+L)",
-                          "ja": "選択中 (または最後) の応答を「悪い」と評価します (Ctrl+L で -)"},
-    "cmd.clear_mark": {"en": "Clear reply mark", "ja": "応答の評価を取り消す"},
-    "cmd.clear_mark.help": {"en": "Remove the good/bad mark of the selected (or last) reply",
-                            "ja": "選択中 (または最後) の応答の良い/悪いの評価を取り消します"},
-    "cmd.edit_reply": {"en": "Edit reply", "ja": "応答を編集"},
-    "cmd.edit_reply.help": {
-        "en": "Edit the selected (or last) reply into the answer you wanted (F10; e in "
-              "Ctrl+L)",
-        "ja": "選択中 (または最後) の応答を望ましい回答に書き換えます (F10、Ctrl+L で e)"},
-    "cmd.export_training": {"en": "Export for training", "ja": "学習用にエクスポート"},
-    "cmd.export_training.help": {
-        "en": "Write the marked conversations as chat JSONL for fine-tuning",
-        "ja": "評価した会話をファインチューニング用のチャット JSONL に書き出します"},
-    "cmd.finetune_marked": {"en": "Fine-tune on marked chats",
-                            "ja": "評価したチャットでファインチューニング"},
-    "cmd.finetune_marked.help": {
-        "en": "Export the marked conversations and open the fine-tune panel with them",
-        "ja": "評価した会話を書き出し、それを使うファインチューニングパネルを開きます"},
-    "cmd.inspect": {"en": "Inspect prompt", "ja": "プロンプトを確認"},
-    "cmd.inspect.help": {
-        "en": "The exact text, tokens, stops and sampling the next reply gets (F8; i on a "
-              "selected message shows a past reply's)",
-        "ja": "次の応答に渡るテキスト、トークン、停止条件、サンプリング (F8、選択中の"
-              "メッセージで i を押すと過去の応答のもの)"},
-    "cmd.branch_prev": {"en": "Previous branch", "ja": "前のブランチ"},
-    "cmd.branch_prev.help": {
-        "en": "Show the previous version of a message that was edited or regenerated "
-              "(Alt+Left; Left on a selected message)",
-        "ja": "編集または再生成したメッセージの前の版を表示します (Alt+Left、選択中の"
-              "メッセージで Left)"},
-    "cmd.branch_next": {"en": "Next branch", "ja": "次のブランチ"},
-    "cmd.branch_next.help": {
-        "en": "Show the next version of a message that was edited or regenerated "
-              "(Alt+Right; Right on a selected message)",
-        "ja": "編集または再生成したメッセージの次の版を表示します (Alt+Right、選択中の"
-              "メッセージで Right)"},
-    "cmd.compare": {"en": "Compare with…", "ja": "比較…"},
-    "cmd.compare.help": {
-        "en": "Two models (or settings) side by side on each prompt; keep the better reply "
-              "(F9)",
-        "ja": "2 つのモデル (または設定) をプロンプトごとに並べて比べ、良い方の応答を採用します "
-              "(F9)"},
-    "cmd.models": {"en": "Models", "ja": "モデル"},
-    "cmd.models.help": {"en": "Pick, load or quantize a model (Ctrl+O)",
-                        "ja": "モデルを選択、読み込み、量子化します (Ctrl+O)"},
-    "cmd.finetune": {"en": "Fine-tune", "ja": "ファインチューニング"},
-    "cmd.finetune.help": {"en": "Fine-tune on a local text file (Ctrl+T)",
-                          "ja": "ローカルのテキストファイルでファインチューニングします (Ctrl+T)"},
-    "cmd.switch_model": {"en": "Switch model", "ja": "モデルの切り替え"},
-    "cmd.switch_model.help": {
-        "en": "Quick switch: local models, recent first; Enter loads one for this "
-              "conversation (F12)",
-        "ja": "クイック切り替え: ローカルのモデルを最近使った順に表示し、Enter でこの会話用に"
-              "読み込みます (F12)"},
-    "key.app.switch_model": {"en": "Switch model", "ja": "モデルの切り替え"},
-    # --- the app's notices ---
-    "app.settings_title": {"en": "Settings", "ja": "設定"},
-    "app.bad_keys": {
-        "en": "Key bindings in settings.toml that cannot work, defaults kept: {keys}",
-        "ja": "settings.toml の使えないキー割り当て（既定のまま）: {keys}"},
-    "app.unknown_theme": {"en": "Unknown theme '{theme}' in settings.toml; using {default}",
-                          "ja": "settings.toml のテーマ '{theme}' は不明です。{default} を使います"},
-    "app.unknown_keys": {"en": "Unknown key binding ids in settings.toml: {ids}",
-                         "ja": "settings.toml に不明なキー割り当て ID があります: {ids}"},
-    "app.cannot_save_settings": {"en": "Could not save settings: {error}",
-                                 "ja": "設定を保存できませんでした: {error}"},
-    "app.default_model": {"en": "default model", "ja": "既定のモデル"},
-    "app.model_title": {"en": "Model", "ja": "モデル"},
-    "app.loaded": {"en": "{label} loaded in {s:.1f}s", "ja": "{label} を読み込みました ({s:.1f}秒)"},
-    "app.cannot_remember": {"en": "Could not remember the model: {error}",
-                            "ja": "モデルを記録できませんでした: {error}"},
-    "app.still_using": {"en": " Still using {name}.", "ja": " 引き続き {name} を使います。"},
-    "app.remote_notice": {"en": "Conversations in this chat are sent to {host} while {name} "
-                                "is the model.",
-                          "ja": "{name} を使う間、このチャットの会話は {host} に送られます。"},
-    "app.remote_title": {"en": "Remote model", "ja": "リモートモデル"},
-    "app.not_loaded_title": {"en": "Model not loaded", "ja": "モデルを読み込めませんでした"},
-    "app.cannot_save_state": {"en": "Could not save the app state: {error}",
-                              "ja": "アプリの状態を保存できませんでした: {error}"},
-    "app.quit_title": {"en": "Do you want to quit?", "ja": "終了しますか?"},
-    "app.quit_hint": {"en": "Ctrl+C does not quit: press {key} to quit slmchat.",
-                      "ja": "Ctrl+C では終了しません。{key} で slmchat を終了します。"},
-    "key.app.quit": {"en": "Quit", "ja": "終了"},
-    # --- the model panel (screens/models.py) ---
-    "models.filter": {"en": "Filter models (type to narrow)…",
-                      "ja": "モデルを絞り込み (入力して絞り込み)…"},
-    "models.scanning": {"en": "Scanning for models…", "ja": "モデルを探しています…"},
-    "models.load": {"en": "Load", "ja": "読み込む"},
-    "models.use_int8": {"en": "Use cpu-int8", "ja": "cpu-int8 を使う"},
-    "models.close": {"en": "Close", "ja": "閉じる"},
-    "models.quantize": {"en": "Quantize & save", "ja": "量子化して保存"},
-    "models.export": {"en": "Export", "ja": "エクスポート"},
-    "models.opt.dtype": {"en": "dtype", "ja": "データ型"},
-    "models.opt.device": {"en": "device", "ja": "デバイス"},
-    "models.opt.quant": {"en": "quantization", "ja": "量子化"},
-    "models.opt.4bit_type": {"en": "4-bit type", "ja": "4 ビット形式"},
-    "models.opt.compute": {"en": "compute dtype", "ja": "計算データ型"},
-    "models.opt.adapter": {"en": "adapter", "ja": "アダプター"},
-    "models.adapter_placeholder": {"en": "optional LoRA adapter folder",
-                                   "ja": "LoRA アダプターのフォルダー (任意)"},
-    "models.double_quant": {"en": "4-bit double quantization", "ja": "4 ビット二重量子化"},
-    "models.quant.none": {"en": "none", "ja": "なし"},
-    "models.quant.onnx": {"en": "int8 (ONNX, fast CPU) - recommended on CPU",
-                          "ja": "int8 (ONNX、CPU で高速) - CPU では推奨"},
-    "models.loaded": {"en": "Loaded: {label}", "ja": "読み込み済み: {label}"},
-    "models.loaded_none": {"en": "Loaded: (none)", "ja": "読み込み済み: (なし)"},
-    "models.scan_failed": {"en": "Scan failed: {error}", "ja": "モデルの検索に失敗しました: {error}"},
-    "models.yes": {"en": "yes", "ja": "あり"},
-    "models.no": {"en": "no", "ja": "なし"},
-    "models.col.name": {"en": "Name", "ja": "名前"},
-    "models.col.format": {"en": "Format", "ja": "形式"},
-    "models.col.size": {"en": "Size", "ja": "サイズ"},
-    "models.col.params": {"en": "Params", "ja": "パラメーター"},
-    "models.col.chat": {"en": "Chat", "ja": "チャット"},
-    "models.col.arch": {"en": "Arch", "ja": "構造"},
-    "models.no_match": {"en": "No models match.", "ja": "一致するモデルがありません。"},
-    "models.none_found": {"en": "No models found.", "ja": "モデルが見つかりません。"},
-    "models.context": {"en": " · context {n}", "ja": " · コンテキスト {n}"},
-    "models.on_base": {"en": " on base {base}", "ja": " (ベース: {base})"},
-    "models.params": {"en": "{n} parameters · {size}", "ja": "パラメーター {n} · {size}"},
-    "models.template": {"en": "chat template: {yes_no} · {source}",
-                        "ja": "チャットテンプレート: {yes_no} · {source}"},
-    "models.problem": {"en": "problem: {problem}", "ja": "問題: {problem}"},
-    "models.cpu_bnb_warning": {
-        "en": "bitsandbytes runs on the CPU but slowly (default model: 8-bit ~0.7 tok/s, "
-              "4-bit ~1.6 tok/s, fp32 ~21 tok/s). On the CPU choose int8 (ONNX, fast CPU); "
-              "cpu-int8 (torch dynamic int8) is also faster than fp32 here.",
-        "ja": "bitsandbytes は CPU でも動きますが低速です (既定のモデル: 8-bit 約 0.7 tok/s、"
-              "4-bit 約 1.6 tok/s、fp32 約 21 tok/s)。CPU では int8 (ONNX、CPU で高速) を"
-              "選んでください。cpu-int8 (torch の動的 int8) もここでは fp32 より高速です。"},
-    "models.estimate_unknown": {"en": "Memory estimate: unknown (no parameter count)",
-                                "ja": "メモリ見積もり: 不明 (パラメーター数がありません)"},
-    "models.estimate": {"en": "Memory estimate: ~{total} (weights {weights}, KV cache {kv})",
-                        "ja": "メモリ見積もり: 約 {total} (重み {weights}、KV キャッシュ {kv})"},
-    "models.free_ram": {"en": "; free RAM {size}", "ja": "、空きメモリ {size}"},
-    "models.may_not_fit": {"en": "— may not fit", "ja": "— 収まらない可能性があります"},
-    "models.choose_first": {"en": "Choose a model first.", "ja": "先にモデルを選んでください。"},
-    "models.busy": {"en": "A quantize/export job is already running.",
-                    "ja": "量子化またはエクスポートを実行中です。"},
-    "models.exists": {"en": "{path} already exists; choose a new folder.",
-                      "ja": "{path} は既に存在します。新しいフォルダーを選んでください。"},
-    "models.save_to": {"en": "Save the {suffix} copy of {name} to",
-                       "ja": "{name} の {suffix} 版の保存先"},
-    "models.save_hint": {
-        "en": "A new folder; it is listed here afterwards and loads like any model.",
-        "ja": "新しいフォルダーです。保存後はここに表示され、他のモデルと同じように読み込めます。"},
-    "models.task.quantize": {"en": "Quantize", "ja": "量子化"},
-    "models.task.export": {"en": "Export", "ja": "エクスポート"},
-    "models.progress.quantize": {"en": "quantize", "ja": "量子化"},
-    "models.progress.export": {"en": "export", "ja": "エクスポート"},
-    "key.models.close": {"en": "Close", "ja": "閉じる"},
-    "key.models.load": {"en": "Load", "ja": "読み込む"},
-    "key.models.rescan": {"en": "Rescan", "ja": "再検索"},
-    "key.models.filter": {"en": "Filter", "ja": "絞り込み"},
-    "key.models_screen.close": {"en": "Close", "ja": "閉じる"},
-    # --- the fine-tune panel (screens/finetune.py); the data preview and run messages
-    # come from the engine (also the CLI's output) and stay English ---
-    "ft.compare_needs_chat": {"en": "Compare needs the chat screen.",
-                              "ja": "比較にはチャット画面が必要です。"},
-    "ft.base": {"en": "base", "ja": "ベース"},
-    "ft.tuned": {"en": "tuned", "ja": "チューニング後"},
-    "ft.runs": {"en": "Runs", "ja": "実行"},
-    "ft.new_run": {"en": "New run", "ja": "新しい実行"},
-    "ft.field.data": {"en": "data", "ja": "データ"},
-    "ft.field.model": {"en": "model", "ja": "モデル"},
-    "ft.field.method": {"en": "method", "ja": "手法"},
-    "ft.field.max_steps": {"en": "max steps", "ja": "最大ステップ"},
-    "ft.field.epochs": {"en": "epochs", "ja": "エポック"},
-    "ft.field.lr": {"en": "lr", "ja": "学習率"},
-    "ft.field.block_size": {"en": "block size", "ja": "ブロック長"},
-    "ft.field.batch_size": {"en": "batch size", "ja": "バッチサイズ"},
-    "ft.field.lora_rank": {"en": "LoRA rank", "ja": "LoRA ランク"},
-    "ft.file_placeholder": {"en": ".txt .md .jsonl or folder",
-                            "ja": ".txt .md .jsonl またはフォルダー"},
-    "ft.browse": {"en": "browse for a file", "ja": "ファイルを参照"},
-    "ft.use_epochs": {"en": "(use epochs)", "ja": "(エポックを使用)"},
-    "ft.auto": {"en": "auto", "ja": "自動"},
-    "ft.preview": {"en": "Preview", "ja": "プレビュー"},
-    "ft.start": {"en": "Start", "ja": "開始"},
-    "ft.no_run": {"en": "No run selected. Pick a file and start one.",
-                  "ja": "実行が選ばれていません。ファイルを選んで開始してください。"},
-    "ft.close": {"en": "Close", "ja": "閉じる"},
-    "ft.cancel_run": {"en": "Cancel run", "ja": "実行を中止"},
-    "ft.resume": {"en": "Resume", "ja": "再開"},
-    "ft.chart.title": {"en": "loss (train / held-out)", "ja": "損失 (学習 / 検証)"},
-    "ft.method_on": {"en": "{method} on {data}", "ja": "{method} · {data}"},
-    "ft.stat.step": {"en": "step {step}/{total}", "ja": "ステップ {step}/{total}"},
-    "ft.stat.tps": {"en": "{tps:.0f} tok/s", "ja": "{tps:.0f} tok/s"},
-    "ft.stat.eta": {"en": "ETA {eta}", "ja": "残り {eta}"},
-    "ft.stat.lr": {"en": "lr {lr:.2e}", "ja": "学習率 {lr:.2e}"},
-    "ft.stat.elapsed": {"en": "elapsed {elapsed}", "ja": "経過 {elapsed}"},
-    "ft.ppl": {"en": "perplexity on the held-out end of the text ({tokens} tokens, never "
-                     "trained on): before {before:.2f} → after {after}",
-               "ja": "学習に使っていないテキスト末尾 ({tokens} トークン) のパープレキシティ: "
-                     "前 {before:.2f} → 後 {after}"},
-    "ft.ppl_plain": {"en": "held-out perplexity: before {before:.2f} → after {after}",
-                     "ja": "検証パープレキシティ: 前 {before:.2f} → 後 {after}"},
-    "ft.few_eval": {"en": "only {n} held-out block(s) of {size} tokens (8 wanted): the "
-                          "figure is noisy; add text or use a smaller block size",
-                    "ja": "検証ブロックが {n} 個 ({size} トークン) しかありません (8 個が"
-                          "目安): 値がぶれます。テキストを増やすかブロック長を小さくしてください"},
-    "ft.pref": {"en": "held-out preference share: before {before} → after {after}",
-                "ja": "検証ペアの選好一致率: 前 {before} → 後 {after}"},
-    "ft.saved_to": {"en": "saved to {path}", "ja": "保存先: {path}"},
-    "ft.not_number": {"en": "{field}: not a number: {text}",
-                      "ja": "{field}: 数値ではありません: {text}"},
-    "ft.choose_file": {"en": "choose a training file first",
-                       "ja": "先に学習用のファイルを選んでください"},
-    "ft.reading": {"en": "reading the data…", "ja": "データを読み込んでいます…"},
-    "ft.measuring": {"en": "estimate   measuring a few steps…",
-                     "ja": "estimate   数ステップを計測しています…"},
-    "ft.checking": {"en": "checking the data…", "ja": "データを確認しています…"},
-    "ft.stopping": {"en": "Stopping after the current step (a checkpoint is kept).",
-                    "ja": "現在のステップの後で停止します (チェックポイントは残ります)。"},
-    "ft.choose_run": {"en": "Choose a finished run first.",
-                      "ja": "先に完了した実行を選んでください。"},
-    "key.finetune.close": {"en": "Close", "ja": "閉じる"},
-    "key.finetune.start": {"en": "Start", "ja": "開始"},
-    "key.finetune.use_model": {"en": "Use model", "ja": "モデルを使う"},
-    "key.finetune.compare": {"en": "Compare", "ja": "比較"},
-    "key.finetune_screen.close": {"en": "Close", "ja": "閉じる"},
-    "ft.stat.sep": {"en": "  ·  ", "ja": " · "},  # Japanese is wider: a narrower gap
-    # tool calls from the chat (MCP servers)
-    "tool.state_denied": {"en": "denied", "ja": "拒否"},
-    "tool.state_error": {"en": "error: {text}", "ja": "エラー: {text}"},
-    "tool.state_result": {"en": "result: {text}", "ja": "結果: {text}"},
-    "tool.state_running": {"en": "running…", "ja": "実行中…"},
-    "tool.state_asked": {"en": "waiting for your answer", "ja": "許可を待っています"},
-    "tool.block_title": {"en": "Tool {call} · {server} · {state}",
-                         "ja": "ツール {call} · {server} · {state}"},
-    "tool.arguments": {"en": "Arguments:\n{args}", "ja": "引数:\n{args}"},
-    "tool.result": {"en": "Result:\n{text}", "ja": "結果:\n{text}"},
-    "tool.error": {"en": "Error:\n{text}", "ja": "エラー:\n{text}"},
-    "tool.not_run": {"en": "Not run: you denied the call.",
-                     "ja": "実行していません (呼び出しを拒否しました)。"},
-    "tool.consent_title": {
-        "en": "The model wants to run {name} (MCP server {server}) with these arguments:",
-        "ja": "モデルが {name} (MCP サーバー {server}) を次の引数で実行しようとしています:"},
-    "tool.allow_once": {"en": "Allow once", "ja": "今回だけ許可"},
-    "tool.allow_always": {"en": "Always allow {name}", "ja": "{name} を常に許可"},
-    "tool.deny_button": {"en": "Deny", "ja": "拒否"},
-    "key.tool.deny": {"en": "Deny", "ja": "拒否"},
-    "tool.problems_title": {"en": "MCP tools", "ja": "MCP ツール"},
-    "tool.denied": {"en": "{name} was not run.", "ja": "{name} は実行しませんでした。"},
-    "tool.no_servers": {
-        "en": "No MCP servers are configured: add [[mcp]] to settings.toml.",
-        "ja": "MCP サーバーが設定されていません: settings.toml に [[mcp]] を追加してください。"},
-    "tool.now_off": {"en": "Tools are off for this chat.",
-                     "ja": "この会話ではツールをオフにしました。"},
-    "tool.now_on": {"en": "Tools are on for this chat.",
-                    "ja": "この会話ではツールをオンにしました。"},
-    "tool.not_saved": {"en": "{error}. The tool call was not recorded, so it did not run.",
-                       "ja": "{error}。ツール呼び出しを記録できなかったため、実行していません。"},
-    "tool.result_not_saved": {"en": "{error}. The tool ran, but its result is not saved.",
-                              "ja": "{error}。ツールは実行されましたが、結果は保存されていません。"},
-    "cmd.tools": {"en": "Tools on/off", "ja": "ツールのオン/オフ"},
-    "cmd.tools.help": {"en": "Offer the MCP servers' tools to the model in this chat, or not",
-                       "ja": "この会話で MCP サーバーのツールをモデルに提示するかどうか"},
+PLURAL_RULES: dict[str, PluralRule] = {
+    "none": PluralRule(("other",), lambda n: "other", "Japanese, Chinese, Korean, ..."),
+    "one": PluralRule(("one", "other"), lambda n: "one" if n == 1 else "other",
+                      "English, German, Spanish, Italian, Dutch, ..."),
+    "zero-one": PluralRule(("one", "other"), lambda n: "one" if n in (0, 1) else "other",
+                           "French, Brazilian Portuguese, ..."),
+    "east-slavic": PluralRule(("one", "few", "many", "other"), _east_slavic,
+                              "Russian, Ukrainian (other: fractions)"),
 }
+
+
+class Catalogue:
+    """One language's messages, as its file holds them. (A plain class: a dataclass
+    costs more to define than the rest of the import, and this is made once a language.)"""
+
+    __slots__ = ("code", "messages", "name", "path", "plural")
+
+    def __init__(self, *, code: str, name: str, plural: str, messages: dict[str, Text],
+                 path: str) -> None:
+        self.code, self.name, self.plural, self.messages, self.path = (
+            code, name, plural, messages, path)
+
+    @property
+    def file(self) -> str:
+        """The file's name (ja.toml), for messages."""
+        return os.path.basename(self.path)
+
+    def __repr__(self) -> str:
+        return f"Catalogue({self.code!r}, {len(self.messages)} messages, {self.path})"
+
+    def text(self, msg_id: str, count: object = None) -> str | None:
+        """The text of ``msg_id`` (the form for ``count`` when it has forms), or None."""
+        entry = self.messages.get(msg_id)
+        if entry is None or isinstance(entry, str):
+            return entry
+        return entry[self.category(count)]
+
+    def category(self, count: object) -> str:
+        """The plural category of ``count``; "other" when it is not a whole number."""
+        if isinstance(count, bool) or not isinstance(count, int):
+            return "other"  # every rule has it (CLDR: fractions, unknown counts)
+        return PLURAL_RULES[self.plural].choose(abs(count))
+
+
+def language_path(code: str) -> str:
+    return os.path.join(FOLDER, f"{code}.toml")
+
+
+def available() -> tuple[str, ...]:
+    """The language codes with a file here, English first."""
+    codes = sorted(name[:-5] for name in os.listdir(FOLDER) if name.endswith(".toml"))
+    return (SOURCE, *(c for c in codes if c != SOURCE)) if SOURCE in codes else tuple(codes)
+
+
+def load(code: str, path: str | os.PathLike[str] | None = None) -> Catalogue:
+    """Read and check one language file; ``CatalogueError`` names the file and the problem.
+
+    The checked messages are kept in ``__pycache__/<code>.toml.marshal`` beside the file
+    (as Python keeps bytecode), valid while the file's size and mtime are the same: the
+    next start reads that in well under a millisecond instead of parsing the TOML. Where
+    the folder is read-only the file is parsed each time."""
+    path = language_path(code) if path is None else os.fspath(path)
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise CatalogueError(f"{path}: cannot read the language file ({exc.strerror or exc})") \
+            from None
+    stamp = (CACHE_FORMAT, stat.st_size, stat.st_mtime_ns)
+    cached = _read_cache(path, stamp)
+    if cached is None:
+        cached = _shape(_parse(path), path)
+        _write_cache(path, stamp, cached)
+    name, plural, messages = cached
+    return Catalogue(code=code, name=name, plural=plural, messages=messages, path=path)
+
+
+CACHE_FORMAT = 1  # bump when the cached shape or the checks in _shape change
+Shaped = tuple[str, str, dict[str, Text]]
+
+
+def _cache_path(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, "__pycache__", f"{name}.marshal")
+
+
+def _read_cache(path: str, stamp: tuple[int, int, int]) -> Shaped | None:
+    import marshal
+
+    try:
+        with open(_cache_path(path), "rb") as fh:
+            data = marshal.loads(fh.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if not (isinstance(data, tuple) and len(data) == 2 and data[0] == stamp):
+        return None
+    return data[1]  # type: ignore[no-any-return]
+
+
+def _write_cache(path: str, stamp: tuple[int, int, int], shaped: Shaped) -> None:
+    import marshal
+    import tempfile
+
+    target = _cache_path(path)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target),
+                                   prefix=f".{os.path.basename(path)}.")
+        try:
+            os.fchmod(fd, 0o644)  # readable like the .pyc beside it
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(marshal.dumps((stamp, shaped)))
+            os.replace(tmp, target)  # whole or not at all: two starts at once are safe
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass  # a read-only install: parse each time
+
+
+def _parse(path: str) -> Mapping[str, object]:
+    import tomllib  # here, not at import: the package is imported before the first frame
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise CatalogueError(f"{path}: cannot read the language file ({exc.strerror or exc})") \
+            from None
+    except UnicodeDecodeError as exc:
+        raise CatalogueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogueError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _shape(data: Mapping[str, object], path: str) -> Shaped:
+    def fail(problem: str) -> CatalogueError:
+        return CatalogueError(f"{path}: {problem}")
+
+    extra = set(data) - {"language", "messages"}
+    if extra:
+        raise fail(f"unknown top-level entry {sorted(extra)[0]!r}: a language file holds "
+                   "[language] and [messages] only")
+    lang, messages = data.get("language"), data.get("messages")
+    if not isinstance(lang, dict):
+        raise fail("no [language] table (name and plural)")
+    if not isinstance(messages, dict):
+        raise fail("no [messages] table")
+    extra = set(lang) - {"name", "plural"}
+    if extra:
+        raise fail(f"unknown entry {sorted(extra)[0]!r} in [language]: use name and plural")
+    name, plural = lang.get("name"), lang.get("plural")
+    if not isinstance(name, str) or not name.strip():
+        raise fail("[language] name must be the language's name as text")
+    if plural not in PLURAL_RULES:
+        raise fail(f"[language] plural = {plural!r} is not a plural rule: use one of "
+                   f"{', '.join(repr(r) for r in PLURAL_RULES)}")
+    rule = PLURAL_RULES[plural]
+    for msg_id, entry in messages.items():
+        if isinstance(entry, str):
+            continue
+        if not isinstance(entry, dict):
+            raise fail(f"message {msg_id!r} is {type(entry).__name__}: write text in quotes, "
+                       "or a table of plural forms")
+        if set(entry) != set(rule.categories) or not all(isinstance(v, str)
+                                                         for v in entry.values()):
+            raise fail(f"message {msg_id!r} has forms {', '.join(entry) or 'none'}: plural "
+                       f"{plural!r} needs {', '.join(rule.categories)}, each a text")
+    return name, plural, messages
+
+
+def fields(text: str) -> set[str]:
+    """The placeholder names of a format string."""
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def forms(entry: Text) -> list[str]:
+    return [entry] if isinstance(entry, str) else list(entry.values())
+
+
+def problems(cat: Catalogue, source: Catalogue) -> list[str]:
+    """What is wrong with ``cat`` measured against the source language, one line each:
+    missing or unknown ids, empty texts, other placeholders than the source's, forms by
+    number on a message without ``{n}``, texts that do not format."""
+    found = [f"{cat.file}: missing {msg_id!r}" for msg_id in source.messages
+             if msg_id not in cat.messages]
+    for msg_id, entry in cat.messages.items():
+        where = f"{cat.file}: {msg_id!r}"
+        if msg_id not in source.messages:
+            found.append(f"{where} is not a message id of {source.file}")
+            continue
+        want = set().union(*(fields(f) for f in forms(source.messages[msg_id])))
+        texts = forms(entry)
+        try:
+            have = set().union(*(fields(f) for f in texts))
+        except ValueError as exc:  # an unmatched { or }
+            found.append(f"{where}: {exc}")
+            continue
+        if not all(f.strip() for f in texts):
+            found.append(f"{where} is empty")
+        if have != want:
+            found.append(f"{where} has placeholders {sorted(have)}, {source.file} "
+                         f"has {sorted(want)}")
+            continue
+        if isinstance(entry, dict) and "n" not in want:
+            found.append(f"{where} has forms by number but no {{n}} to count by")
+        rule = PLURAL_RULES[cat.plural]
+        if (isinstance(entry, str) and isinstance(source.messages[msg_id], dict)
+                and len(rule.categories) > 1):
+            found.append(f"{where} is one text; plural {cat.plural!r} needs forms "
+                         f"{', '.join(rule.categories)}")
+        dummy = dict.fromkeys(want, 1)  # format specs ({tps:.1f}) accept a number
+        for text in texts:
+            try:
+                text.format(**dummy)
+            except (ValueError, IndexError, KeyError) as exc:
+                found.append(f"{where} does not format: {exc}")
+    return found

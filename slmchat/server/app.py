@@ -27,7 +27,7 @@ from slmchat.server import ollama_api, openai_api
 from slmchat.server.catalog import Discover
 from slmchat.server.convlog import ConversationLog
 from slmchat.server.errors import APIError, clip, error_body, shown
-from slmchat.server.flow import ServerConfig, ServerState
+from slmchat.server.state import ServerConfig, ServerState
 
 # --- errors, auth, routes -------------------------------------------------------------
 

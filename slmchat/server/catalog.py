@@ -2,9 +2,9 @@
 
 The loaded model answers to its display name, its path, and (for Ollama clients)
 ``NAME:latest``. Other local models (slmchat.engine.model.discovery) can be asked for by
-name; with swapping allowed the request loads that model first, one load at a time,
-through the same FIFO slot as generation. Any other name is a 404 that lists what can be
-loaded.
+name; with swapping allowed the request loads that model first (``Catalog.switch``, the
+one swap path), one load at a time, through the same FIFO gate as generation. Any other
+name is a 404 that lists what can be loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from slmchat.engine.model.discovery import ModelEntry, inspect_folder, inspect_g
 from slmchat.engine.model.files import is_gguf_file, read_json
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import EngineLike
+from slmchat.errors import SlmChatError
 from slmchat.server.errors import APIError, shown
 
 Discover = Callable[[], list[ModelEntry]]
@@ -128,6 +129,19 @@ class Catalog:
         raise APIError(404, f"the model {shown(requested)} does not exist; loadable models: "
                        + ", ".join(self.names()), param="model", code="model_not_found")
 
+    def switch(self, requested: str | None) -> str:
+        """Make the model ``requested`` names the loaded one; its name. The one swap
+        path: a generation's worker and Ollama's load-only request call it while they
+        hold the gate. A 404 for an unknown name, a 400 naming ``model`` when the load
+        fails (the model loaded before stays)."""
+        choice = self.resolve(requested)
+        if choice.load is None:
+            return choice.name
+        try:
+            self.engine.load(choice.load)
+        except SlmChatError as exc:
+            raise APIError(400, str(exc), param="model") from None
+        return self.current
 
     def _no_swap(self, requested: str | None) -> APIError:
         return APIError(404, f"the model {shown(requested)} is not loaded and this server does not "

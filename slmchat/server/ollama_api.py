@@ -37,17 +37,9 @@ from slmchat.engine.generation.reasoning import thinks
 from slmchat.engine.generation.toolcalls import with_tools
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelInfo
+from slmchat.server.admission import Admitted, admit, ensure_model, finish_reason, read_json
 from slmchat.server.catalog import bare, param_count
 from slmchat.server.errors import APIError
-from slmchat.server.flow import (
-    Run,
-    ServerState,
-    admit,
-    ensure_model,
-    finish_reason,
-    read_json,
-    state_of,
-)
 from slmchat.server.requests import (
     Fields,
     GenRequest,
@@ -55,6 +47,7 @@ from slmchat.server.requests import (
     constraint_of,
     sampling_overrides,
 )
+from slmchat.server.state import ServerState, state_of
 from slmchat.server.tools import checked_constraint, parse_tools, read_call
 
 # The Ollama API level these routes follow (clients compare it to enable features).
@@ -109,14 +102,14 @@ def _think(value: Any) -> bool | None:
     raise APIError(400, 'think must be true, false, "high", "medium" or "low"')
 
 
-def _stats(run: Run, last: GenerationChunk | None) -> dict[str, Any]:
+def _stats(admitted: Admitted, last: GenerationChunk | None) -> dict[str, Any]:
     end = time.perf_counter()
-    first = run.gen.first_token_at or end
-    ttft = last.ttft_s if last and last.ttft_s is not None else first - run.gen.started
+    first = admitted.worker.first_token_at or end
+    ttft = last.ttft_s if last and last.ttft_s is not None else first - admitted.worker.started
     return {
-        "total_duration": int((end - run.t0) * 1e9),
-        "load_duration": int(max(0.0, run.gen.started - run.t0) * 1e9),
-        "prompt_eval_count": last.prompt_tokens if last else run.planned.prompt.prompt_tokens,
+        "total_duration": int((end - admitted.t0) * 1e9),
+        "load_duration": int(max(0.0, admitted.worker.started - admitted.t0) * 1e9),
+        "prompt_eval_count": last.prompt_tokens if last else admitted.planned.prompt.prompt_tokens,
         "prompt_eval_duration": int(ttft * 1e9),
         "eval_count": last.new_tokens if last else 0,
         "eval_duration": int(max(0.0, end - first) * 1e9),
@@ -142,42 +135,42 @@ def _piece(chat: bool, text: str, req: GenRequest | None = None,
     return {"response": text, **thought}
 
 
-async def _lines(run: Run, chat: bool, req: GenRequest) -> AsyncIterator[bytes]:
+async def _lines(admitted: Admitted, chat: bool, req: GenRequest) -> AsyncIterator[bytes]:
     """NDJSON lines; the last has done: true and the stats (or is an error line). With
     tools the reply is held to its end: a call or text, known only then."""
     last: GenerationChunk | None = None
     held: list[str] = []
     try:
         try:
-            async for chunk in run.chunks():
+            async for chunk in admitted.chunks():
                 last = chunk
                 if chunk.reasoning:
-                    yield _line({"model": run.model, "created_at": _now(),
+                    yield _line({"model": admitted.model, "created_at": _now(),
                                  **_piece(chat, "", thinking=chunk.reasoning), "done": False})
                 if chunk.text and req.tools is not None:
                     held.append(chunk.text)
                 elif chunk.text:
-                    yield _line({"model": run.model, "created_at": _now(),
+                    yield _line({"model": admitted.model, "created_at": _now(),
                                  **_piece(chat, chunk.text), "done": False})
             if held:
-                yield _line({"model": run.model, "created_at": _now(),
+                yield _line({"model": admitted.model, "created_at": _now(),
                              **_piece(chat, "".join(held), req), "done": False})
-            yield _line({"model": run.model, "created_at": _now(), **_piece(chat, ""),
-                         "done": True, "done_reason": finish_reason(last), **_stats(run, last)})
+            yield _line({"model": admitted.model, "created_at": _now(), **_piece(chat, ""),
+                         "done": True, "done_reason": finish_reason(last), **_stats(admitted, last)})
         except APIError as exc:
             yield _line({"error": exc.message})
     finally:
-        run.close()
+        admitted.close()
 
 
 async def _generate(request: Request, req: GenRequest, chat: bool) -> Response:
-    run = await admit(request, req, "ollama")
+    admitted = await admit(request, req, "ollama")
     if req.stream:
-        return StreamingResponse(_lines(run, chat, req), media_type="application/x-ndjson")
-    text, last = await run.collect()
-    return JSONResponse({"model": run.model, "created_at": _now(),
-                         **_piece(chat, text, req, run.reasoning),
-                         "done": True, "done_reason": finish_reason(last), **_stats(run, last)})
+        return StreamingResponse(_lines(admitted, chat, req), media_type="application/x-ndjson")
+    text, last = await admitted.collect()
+    return JSONResponse({"model": admitted.model, "created_at": _now(),
+                         **_piece(chat, text, req, admitted.reasoning),
+                         "done": True, "done_reason": finish_reason(last), **_stats(admitted, last)})
 
 
 async def _load_only(request: Request, name: str | None, chat: bool) -> Response:

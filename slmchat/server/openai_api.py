@@ -27,8 +27,8 @@ from starlette.routing import Route
 from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import GenerationChunk
 from slmchat.engine.generation.toolcalls import with_tools
+from slmchat.server.admission import Admitted, admit, finish_reason, read_json
 from slmchat.server.errors import APIError, error_body
-from slmchat.server.flow import Run, admit, finish_reason, read_json, state_of
 from slmchat.server.requests import (
     Fields,
     GenRequest,
@@ -36,6 +36,7 @@ from slmchat.server.requests import (
     constraint_of,
     sampling_overrides,
 )
+from slmchat.server.state import state_of
 from slmchat.server.tools import call_id, checked_constraint, parse_tools, read_call
 
 SAMPLING = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "top_k": "top_k",
@@ -148,10 +149,10 @@ def parse_completion(body: Any) -> GenRequest:
                       echo=f.bool("echo"), **_common(f))
 
 
-def _usage(run: Run, last: GenerationChunk | None) -> dict[str, Any]:
+def _usage(admitted: Admitted, last: GenerationChunk | None) -> dict[str, Any]:
     """Token counts; ``cached_tokens``: prompt tokens reused from the previous request's
     KV cache (a conversation that grows by a turn reuses all of its earlier prompt)."""
-    prompt = last.prompt_tokens if last else run.planned.prompt.prompt_tokens
+    prompt = last.prompt_tokens if last else admitted.planned.prompt.prompt_tokens
     new = last.new_tokens if last else 0
     return {"prompt_tokens": prompt, "completion_tokens": new, "total_tokens": prompt + new,
             "prompt_tokens_details": {"cached_tokens": last.cached_tokens if last else 0},
@@ -159,11 +160,11 @@ def _usage(run: Run, last: GenerationChunk | None) -> dict[str, Any]:
                 "reasoning_tokens": last.reasoning_tokens if last else 0}}
 
 
-def _fingerprint(run: Run, reused: bool) -> str | None:
+def _fingerprint(admitted: Admitted, reused: bool) -> str | None:
     """The model's fingerprint, with "-kv" when the prompt reused the KV cache of an
     earlier request (its reply can differ from a fresh prefill's: send cache_prompt
     false for the fresh one)."""
-    info = run.gen.engine.info
+    info = admitted.worker.engine.info
     return f"slmchat-{info.fingerprint}{'-kv' if reused else ''}" if info else None
 
 
@@ -174,20 +175,20 @@ def sse(obj: Any) -> bytes:
 class _Shape:
     """The JSON objects of one response (chat or text completion)."""
 
-    def __init__(self, run: Run, chat: bool) -> None:
-        self.run = run
+    def __init__(self, admitted: Admitted, chat: bool) -> None:
+        self.admitted = admitted
         self.chat = chat
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         # What the plan says is reused; each chunk (and the whole reply) then says it.
-        self.reused = run.planned.prompt.cached_tokens > 0
+        self.reused = admitted.planned.prompt.cached_tokens > 0
 
     def seen(self, last: GenerationChunk | None) -> None:
         if last is not None:
             self.reused = last.cached_tokens > 0
 
     def _head(self, obj: str) -> dict[str, Any]:
-        return {"id": self.id, "object": obj, "created": self.run.created, "model": self.run.model,
-                "system_fingerprint": _fingerprint(self.run, self.reused)}
+        return {"id": self.id, "object": obj, "created": self.admitted.created, "model": self.admitted.model,
+                "system_fingerprint": _fingerprint(self.admitted, self.reused)}
 
     def tool_calls(self, text: str, req: GenRequest) -> list[dict[str, Any]] | None:
         """The reply as OpenAI tool_calls when it is a call of an offered function."""
@@ -215,7 +216,7 @@ class _Shape:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
             obj = "text_completion"
-        return {**self._head(obj), "choices": [choice], "usage": _usage(self.run, last)}
+        return {**self._head(obj), "choices": [choice], "usage": _usage(self.admitted, last)}
 
     def part(self, text: str | None, reason: str | None = None, role: bool = False) -> dict[str, Any]:
         if self.chat:
@@ -240,10 +241,10 @@ class _Shape:
 
     def usage(self, last: GenerationChunk | None) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.chat else "text_completion"
-        return {**self._head(obj), "choices": [], "usage": _usage(self.run, last)}
+        return {**self._head(obj), "choices": [], "usage": _usage(self.admitted, last)}
 
 
-async def _events(run: Run, shape: _Shape, req: GenRequest) -> AsyncIterator[bytes]:
+async def _events(admitted: Admitted, shape: _Shape, req: GenRequest) -> AsyncIterator[bytes]:
     """SSE events to ``data: [DONE]``; an error mid-stream is an error event, then DONE."""
     last: GenerationChunk | None = None
     try:
@@ -253,7 +254,7 @@ async def _events(run: Run, shape: _Shape, req: GenRequest) -> AsyncIterator[byt
             yield sse(shape.part(req.messages[-1].content))
         try:
             held: list[str] = []  # with tools: the reply is a call or text, known at its end
-            async for chunk in run.chunks():
+            async for chunk in admitted.chunks():
                 last = chunk
                 shape.seen(chunk)
                 if chunk.reasoning and shape.chat:
@@ -276,19 +277,19 @@ async def _events(run: Run, shape: _Shape, req: GenRequest) -> AsyncIterator[byt
             yield sse(error_body("/v1", exc.status, exc.message, exc.param, exc.code))
         yield b"data: [DONE]\n\n"
     finally:
-        run.close()
+        admitted.close()
 
 
 async def _complete(request: Request, req: GenRequest, chat: bool) -> Response:
-    run = await admit(request, req, "openai")
-    shape = _Shape(run, chat)
+    admitted = await admit(request, req, "openai")
+    shape = _Shape(admitted, chat)
     if req.stream:
-        return StreamingResponse(_events(run, shape, req), media_type="text/event-stream",
+        return StreamingResponse(_events(admitted, shape, req), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
-    text, last = await run.collect()
+    text, last = await admitted.collect()
     if req.echo:
         text = req.messages[-1].content + text
-    return JSONResponse(shape.whole(text, last, req, run.reasoning))
+    return JSONResponse(shape.whole(text, last, req, admitted.reasoning))
 
 
 async def chat_completions(request: Request) -> Response:

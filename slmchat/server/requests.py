@@ -1,8 +1,9 @@
-"""One neutral generation request, and typed readers for JSON request fields.
+"""One neutral generation request: typed readers for JSON request fields, and its plan.
 
 Both protocols are parsed into a ``GenRequest``; sampling values are checked by
 ``SamplingParams.validate`` (the one copy of the ranges), and every bad field becomes a
-400 that names the field.
+400 that names the field. ``plan`` then fits it to the loaded model: the prompt within
+the context budget and the reply's length (``Planned``), a 400 when it cannot fit.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from slmchat.engine.generation.constraints import Constraint
-from slmchat.engine.generation.prompting import ChatMessage, PromptMode
+from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.generation.toolcalls import ToolPlan, call_text, result_text
+from slmchat.engine.session import EngineLike
 from slmchat.errors import InvalidParameterError
 from slmchat.server.errors import APIError
 
@@ -280,3 +282,48 @@ def chat_messages(value: Any, key: str = "messages") -> list[ChatMessage]:
         raise APIError(400, f"{key} needs at least one user or assistant message", param=key)
     head = [ChatMessage("system", "\n\n".join(systems))] if systems else []
     return head + turns
+
+
+# --- planning: the request fitted to the loaded model ---------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The prompt the model will see and the sampling it will use."""
+
+    prompt: Prompt
+    params: SamplingParams
+
+
+def plan(engine: EngineLike, req: GenRequest, defaults: SamplingParams) -> Planned:
+    """Choose max_new_tokens and build the prompt (trimmed by the app's budget rules).
+
+    Without an explicit ``max_tokens`` the reply gets the default length, cut to what the
+    context leaves after the prompt (at least a quarter of the context, older turns
+    dropped to make room). An explicit value must be below the context length; a raw
+    prompt that does not fit beside it is refused rather than cut.
+    """
+    info = engine.info
+    if info is None:
+        raise APIError(503, "no model is loaded", headers={"Retry-After": "5"})
+    ctx = info.context_length
+    params = req.sampling(defaults)
+    if req.max_tokens is not None and req.max_tokens >= ctx:
+        raise APIError(400, f"max_tokens ({req.max_tokens}) must be below the model's context "
+                       f"length ({ctx})", param="max_tokens")
+    probe = engine.preview_prompt(req.messages, replace(params, max_new_tokens=1), req.mode,
+                                  thinking=req.thinking)
+    if req.max_tokens is None:
+        room = ctx - probe.prompt_tokens
+        params = replace(params, max_new_tokens=max(1, min(params.max_new_tokens,
+                                                           max(room, ctx // 4))))
+    fits = probe.prompt_tokens + params.max_new_tokens <= ctx and not probe.truncated
+    prompt = probe if fits and not probe.dropped_messages else engine.preview_prompt(
+        req.messages, params, req.mode, thinking=req.thinking)
+    if not req.cache_prompt:  # the engine drops its KV cache first: nothing is reused
+        prompt = replace(prompt, cached_tokens=0)
+    if req.strict_context and prompt.truncated:
+        raise APIError(400, f"the prompt is {probe.prompt_tokens} tokens; with max_tokens "
+                       f"{params.max_new_tokens} that is more than the model's context length "
+                       f"({ctx})", param="prompt", code="context_length_exceeded")
+    return Planned(prompt, params)

@@ -127,10 +127,7 @@ class SlmChatApp(App[None]):
         self.settings = settings
         self.engine = engine
         self.store = store
-        self.start_spec = spec or ModelSpec(
-            path=settings.model.path, dtype=settings.model.dtype, device=settings.model.device,
-            quant=settings.model.quant, adapter=settings.model.adapter,
-        )
+        self.start_spec = spec or ModelSpec().with_identity(settings.model.model_dump())
         self.settings_problem = settings_problem
         self.load_on_start = load_on_start
         self.persist_settings = persist_settings

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
@@ -15,13 +13,12 @@ from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.reasoning import DEFAULT_MARKERS
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.generation.toolcalls import ToolPlan, stored_call_turns
-from slmchat.engine.model.files import fingerprint
 from slmchat.engine.model.remote import is_remote_kind
 from slmchat.engine.model.spec import ModelInfo
+from slmchat.engine.store.provenance import STATUS_FOR_FINISH as STATUS_FOR_FINISH
+from slmchat.engine.store.provenance import ModelRecord, Provenance, reply_provenance
 from slmchat.engine.store.store import StoredMessage
 
-# engine finish_reason -> stored message status
-STATUS_FOR_FINISH = {"stop": "done", "length": "length", "cancelled": "stopped", "error": "error"}
 CONTINUABLE = ("length", "stopped", "interrupted")
 
 
@@ -110,138 +107,76 @@ def title_from(text: str, width: int = 40) -> str:
     return cut.rstrip(" ,;:") + "…"
 
 
-@functools.lru_cache(maxsize=32)
-def _adapter_fp(files: tuple[tuple[str, int, int], ...]) -> str:
-    return fingerprint([Path(name) for name, _size, _mtime in files])
-
-
-def adapter_fingerprint(adapter: str | None) -> str | None:
-    """The fingerprint of a LoRA adapter's weights, or None (no adapter, unreadable).
-
-    ``ModelInfo.fingerprint`` is the base checkpoint's: a base model and its tuned
-    adapter have the same one, which is why a base-vs-tuned compare showed one
-    fingerprint on both sides. Cached by file name, size and mtime."""
-    if not adapter:
-        return None
-    try:
-        files = sorted(Path(adapter).expanduser().glob("*.safetensors"))
-        key = tuple((str(f), (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
-        return _adapter_fp(key) if key else None
-    except OSError:
-        return None
+def _record(model: ModelRecord | dict[str, Any]) -> ModelRecord:
+    return model if isinstance(model, ModelRecord) else ModelRecord.from_dict(model)
 
 
 def model_record(info: ModelInfo) -> dict[str, Any]:
     """The model part of a reply's provenance: what identifies the weights that wrote it."""
-    return {
-        "name": info.name, "path": info.path, "fingerprint": info.fingerprint,
-        "adapter": info.adapter, "adapter_fingerprint": adapter_fingerprint(info.adapter),
-        "quant": info.quant, "dtype": info.dtype, "device": info.device, "kind": info.kind,
-        "runtime": info.runtime, "runtime_copy": info.runtime_copy,
-        "runtime_tag": info.runtime_tag,
-    }
+    return ModelRecord.of(info).to_dict()
 
 
-def model_label(model: dict[str, Any]) -> str:
+def model_label(model: ModelRecord | dict[str, Any]) -> str:
     """``ModelInfo.label`` of a recorded model: "name (dtype quant, device, onnx)"; records
     from before ``runtime_tag`` was stored take the tag of the runtime they name."""
     from slmchat.engine import runtimes
 
-    quant = model.get("quant") or "none"
-    extra = "" if quant == "none" else f" {quant}"
-    name = str(model.get("runtime") or "")
-    tag = model.get("runtime_tag")
+    rec = _record(model)
+    extra = "" if rec.quant == "none" else f" {rec.quant}"
+    tag = rec.runtime_tag
     if tag is None:
-        tag = runtimes.REGISTRY[name].tag if name in runtimes.REGISTRY else ""
+        tag = runtimes.REGISTRY[rec.runtime].tag if rec.runtime in runtimes.REGISTRY else ""
     runtime = f", {tag}" if tag else ""
-    return f"{model.get('name', '?')} ({model.get('dtype', '?')}{extra}, " \
-           f"{model.get('device', '?')}{runtime})"
+    return f"{rec.name} ({rec.dtype}{extra}, {rec.device}{runtime})"
 
 
-def weights_note(model: dict[str, Any]) -> str:
+def weights_note(model: ModelRecord | dict[str, Any]) -> str:
     """The weights' identity, short: "fp 1a2b3c4d", "+ lora 5e6f7a8b" for an adapter
     (whose base fingerprint is the base model's), "· onnx 9c0d…" for the converted copy
     that ran (a tuned copy differs there); a remote model: "remote HOST" and the server's
     version where it gave one (its weights are not here to fingerprint)."""
-    if is_remote_kind(model.get("kind")):
-        version = f" · {model['fingerprint']}" if model.get("fingerprint") else ""
-        return f"remote {model.get('device') or '?'}{version}"
-    parts = [f"fp {str(model.get('fingerprint') or '')[:8]}"]
-    if model.get("adapter_fingerprint"):
-        parts.append(f"+ lora {str(model['adapter_fingerprint'])[:8]}")
-    elif model.get("adapter"):
+    rec = _record(model)
+    if is_remote_kind(rec.kind):
+        version = f" · {rec.fingerprint}" if rec.fingerprint else ""
+        return f"remote {rec.device or '?'}{version}"
+    parts = [f"fp {rec.fingerprint[:8]}"]
+    if rec.adapter_fingerprint:
+        parts.append(f"+ lora {rec.adapter_fingerprint[:8]}")
+    elif rec.adapter:
         parts.append("+ lora")
-    if model.get("runtime_copy"):
-        parts.append(f"· onnx {str(model['runtime_copy'])[:8]}")
+    if rec.runtime_copy:
+        parts.append(f"· onnx {rec.runtime_copy[:8]}")
     return " ".join(parts)
 
 
-def same_weights(model: dict[str, Any], info: ModelInfo) -> bool:
+def same_weights(model: ModelRecord | dict[str, Any], info: ModelInfo) -> bool:
     """Whether the recorded ``model`` is the one ``info`` describes (base, adapter and
     converted copy); a record written before adapters were fingerprinted compares by
     adapter path."""
-    now = model_record(info)
-    if model.get("fingerprint") not in (None, now["fingerprint"]):
+    rec, now = _record(model), ModelRecord.of(info)
+    if rec.fingerprint and rec.fingerprint != now.fingerprint:
         return False
-    if (model.get("adapter") or None) != (now["adapter"] or None):
+    if rec.adapter != now.adapter:
         return False
-    for key in ("adapter_fingerprint", "runtime_copy"):
-        if model.get(key) and now[key] and model[key] != now[key]:
-            return False
-    return True
+    if rec.adapter_fingerprint and now.adapter_fingerprint \
+            and rec.adapter_fingerprint != now.adapter_fingerprint:
+        return False
+    return not (rec.runtime_copy and now.runtime_copy and rec.runtime_copy != now.runtime_copy)
 
 
 def provenance(
     job: ReplyJob, last: GenerationChunk | None, status: str, error: str | None
 ) -> dict[str, Any]:
-    """What produced this reply: model identity, sampling, seed, counts and timings."""
-    info = job.info
-    segment: dict[str, Any] = {
-        "seed": last.seed if last else job.params.seed,
-        "prompt_tokens": last.prompt_tokens if last else None,
-        "cached_tokens": last.cached_tokens if last else None,
-        "new_tokens": last.new_tokens if last else 0,
-        "reasoning_tokens": last.reasoning_tokens if last else 0,
-        "ttft_s": last.ttft_s if last else None,
-        "prefill_tps": last.prefill_tps if last else None,
-        "decode_tps": last.decode_tps if last else None,
-        "duration_s": round(time.time() - job.started, 3),
-        "finish_reason": status,
-        "started_at": job.started,
-    }
-    if last is not None and last.speculative:  # drafted tokens verified by the model
-        segment["speculative"] = {"mode": last.speculative, "drafted": last.drafted,
-                                  "accepted": last.accepted}
-    if error:
-        segment["error"] = error
-    if last is not None and last.served_by:  # a remote server's system_fingerprint
-        segment["served_by"] = last.served_by
-    prov: dict[str, Any] = {
-        "model": model_record(info) if info else None,
-        "sampling": {k: v for k, v in asdict(job.params).items() if k != "stop"},
+    """What produced this reply, as the store keeps it (``engine/store/provenance``:
+    the writer the server's log uses too)."""
+    previous = Provenance.from_dict(job.previous) if job.continue_last and job.previous \
+        else None
+    return reply_provenance(
+        info=job.info, params=job.params, last=last, status=status, started=job.started,
         # The system prompt this reply was given ("" = none): it can change between turns.
-        "system_prompt": next((m.content for m in job.messages if m.role == "system"), ""),
-        **segment,
-    }
-    if job.tools is not None:  # which tools the model was offered (the call: the worker)
-        prov["tools"] = {"offered": list(job.tool_keys), "called": None}
-    if job.thinking is not None:  # the model's thinking switch, as the user set it
-        prov["thinking"] = job.thinking
-    if job.retrieval is not None:
-        prov["retrieval"] = job.retrieval
-    elif job.previous and job.previous.get("retrieval"):  # a continued reply keeps its sources
-        prov["retrieval"] = job.previous["retrieval"]
-    if job.continue_last and job.previous:
-        segments = list(job.previous.get("segments") or [_segment_of(job.previous)])
-        segments.append(segment)
-        prov["segments"] = segments
-        prov["new_tokens"] = sum(int(s.get("new_tokens") or 0) for s in segments)
-        prov["reasoning_tokens"] = sum(int(s.get("reasoning_tokens") or 0) for s in segments)
-    return prov
-
-
-def _segment_of(prov: dict[str, Any]) -> dict[str, Any]:
-    keys = ("seed", "prompt_tokens", "cached_tokens", "new_tokens", "reasoning_tokens", "ttft_s",
-            "prefill_tps", "decode_tps", "duration_s", "finish_reason", "started_at", "error",
-            "served_by", "speculative")
-    return {k: prov[k] for k in keys if k in prov}
+        system_prompt=next((m.content for m in job.messages if m.role == "system"), ""),
+        error=error,
+        # which tools the model was offered (the call: the worker)
+        tools={"offered": list(job.tool_keys), "called": None} if job.tools is not None else None,
+        thinking=job.thinking, retrieval=job.retrieval, previous=previous,
+    ).to_dict()

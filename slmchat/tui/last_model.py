@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from slmchat.config import ModelSettings, Settings
-from slmchat.engine.model.spec import ModelSpec
+from slmchat.config import Settings
+from slmchat.engine.model.spec import ModelSpec, same_model
 
 STATE_FILE = "app-state.json"
-FIELDS = ("path", "dtype", "device", "quant", "adapter")
 
 
 def _state_path() -> Any:
@@ -27,19 +26,20 @@ def _state_path() -> Any:
 
 
 def _configured(settings: Settings) -> dict[str, Any]:
-    m: ModelSettings = settings.model
-    return {k: getattr(m, k) for k in FIELDS}
+    return ModelSpec().with_identity(settings.model.model_dump()).identity()
 
 
 def remembered(settings: Settings, spec: ModelSpec) -> ModelSpec | None:
     """``spec`` with the model the app loaded last, if ``[model]`` is still what it was
-    then; None when there is no such note."""
+    then; None when there is no such note. A note written before a field of
+    ``ModelSpec.identity()`` existed reads with that field's default."""
     try:
         state = json.loads(_state_path().read_text(encoding="utf-8"))
         model, over = state["model"], state["over"]
-        if over != _configured(settings):
+        if not isinstance(model, dict) or not isinstance(over, dict) \
+                or not same_model(over, _configured(settings)):
             return None
-        return spec.with_(**{k: model[k] for k in FIELDS})
+        return spec.with_identity(model)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -48,9 +48,9 @@ def remember(spec: ModelSpec, settings: Settings) -> None:
     """Note ``spec`` as the app's model; forget the note when it is just ``[model]``."""
     from slmchat.engine.fsutil import write_json_atomic
 
-    model = {k: getattr(spec, k) for k in FIELDS}
+    model = spec.identity()
     path = _state_path()
-    if model == _configured(settings):
+    if same_model(model, _configured(settings)):
         path.unlink(missing_ok=True)
         return
     write_json_atomic(path, {"model": model, "over": _configured(settings)})

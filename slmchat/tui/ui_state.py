@@ -15,7 +15,6 @@ from typing import Any
 from slmchat.engine.model.spec import ModelSpec
 
 STATE_FILE = "ui-state.json"
-SPEC_FIELDS = ("path", "dtype", "device", "quant", "adapter", "runtime")
 RECENT_MAX = 10
 
 
@@ -41,13 +40,13 @@ def save_state(state: dict[str, Any]) -> None:
 
 def spec_dict(spec: ModelSpec) -> dict[str, Any]:
     """The fields that say which model runs how (what a conversation remembers)."""
-    return {k: getattr(spec, k) for k in SPEC_FIELDS}
+    return spec.identity()
 
 
 def spec_from(values: dict[str, Any]) -> ModelSpec | None:
     """A ModelSpec from a stored dict; None when it is not one."""
     try:
-        return ModelSpec(**{k: values[k] for k in SPEC_FIELDS if k in values})
+        return ModelSpec().with_identity(values)
     except (TypeError, KeyError):
         return None
 

@@ -1,5 +1,8 @@
-"""Engines for server tests: an echo engine (no model) and a wrapper that counts tokens
-produced after a cancel. Both implement EngineLike, as the server requires."""
+"""Engines for server tests: an echo engine (no model), a wrapper that counts tokens
+produced after a cancel, and one that notes each generation's thinking switch.
+
+Each implements ``EngineLike``, as the server requires: mypy checks this file
+(pyproject.toml ``[tool.mypy] files``) and ``_as_engine`` below fails when one drifts."""
 
 from __future__ import annotations
 
@@ -7,13 +10,15 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
 from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.model.spec import ModelInfo, ModelSpec
+from slmchat.engine.model.spec import ModelInfo, ModelSpec, Progress
 from slmchat.engine.session import EngineLike
+from slmchat.errors import ModelLoadError
 from tests.tui.fakes import fake_info
 
 
@@ -37,6 +42,7 @@ class EchoEngine:
     reuse: list[bool] = field(default_factory=list)  # each generation's reuse_cache
     max_active: int = 0
     gate: threading.Event | None = None  # when set: each generation waits for it first
+    refuse: tuple[str, ...] = ()  # load() of these paths fails, as a broken model's does
     _active: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _info: ModelInfo = field(default_factory=lambda: fake_info("echo", "/models/echo"))
@@ -45,13 +51,23 @@ class EchoEngine:
     def info(self) -> ModelInfo | None:
         return self._info
 
-    def load(self, spec: ModelSpec) -> ModelInfo:
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
+        if spec.path in self.refuse:
+            raise ModelLoadError(f"cannot load {spec.path}: the weights are damaged")
         self._info = fake_info(spec.path.rsplit("/", 1)[-1], spec.path)
         return self._info
 
+    def companion(self, spec: ModelSpec | None = None) -> EchoEngine:
+        """Another echo engine beside this one (the model ``spec`` names, or this one's)."""
+        other = EchoEngine(delay_s=self.delay_s, reply_tokens=self.reply_tokens,
+                           context_length=self.context_length, _info=self._info)
+        if spec is not None:
+            other.load(spec)
+        return other
+
     def preview_prompt(self, messages: Sequence[ChatMessage], params: SamplingParams,
                        mode: PromptMode = "chat", continue_last: bool = False,
-                       thinking: bool | None = None) -> Prompt:
+                       detail: bool = False, thinking: bool | None = None) -> Prompt:
         text = "\n".join(m.content for m in messages)
         ids = list(range(len(text.split()) + 3))
         return Prompt(input_ids=ids, text=text, prompt_tokens=len(ids),
@@ -113,13 +129,17 @@ class CountingEngine:
     def info(self) -> ModelInfo | None:
         return self.inner.info
 
-    def load(self, spec: ModelSpec) -> ModelInfo:
-        return self.inner.load(spec)
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
+        return self.inner.load(spec, progress)
+
+    def companion(self, spec: ModelSpec | None = None) -> CountingEngine:
+        return CountingEngine(self.inner.companion(spec), delay_s=self.delay_s)
 
     def preview_prompt(self, messages: Sequence[ChatMessage], params: SamplingParams,
                        mode: PromptMode = "chat", continue_last: bool = False,
-                       thinking: bool | None = None) -> Prompt:
-        return self.inner.preview_prompt(messages, params, mode, continue_last, thinking=thinking)
+                       detail: bool = False, thinking: bool | None = None) -> Prompt:
+        return self.inner.preview_prompt(messages, params, mode, continue_last, detail=detail,
+                                         thinking=thinking)
 
     def cancel(self) -> None:
         self.inner.cancel()
@@ -145,5 +165,43 @@ class CountingEngine:
             self.done.set()
 
 
-def _as_engine(a: EchoEngine, b: CountingEngine) -> tuple[EngineLike, EngineLike]:
-    return a, b
+@dataclass
+class Recording:
+    """Wraps a real engine, noting the ``thinking`` each generation was given."""
+
+    inner: EngineLike
+    thinking: list[bool | None] = field(default_factory=list)
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self.inner.info
+
+    def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
+        return self.inner.load(spec, progress)
+
+    def companion(self, spec: ModelSpec | None = None) -> Recording:
+        return Recording(self.inner.companion(spec))
+
+    def preview_prompt(self, messages: Sequence[ChatMessage], params: SamplingParams,
+                       mode: PromptMode = "chat", continue_last: bool = False,
+                       detail: bool = False, thinking: bool | None = None) -> Prompt:
+        return self.inner.preview_prompt(messages, params, mode, continue_last, detail=detail,
+                                         thinking=thinking)
+
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
+                    cancel: CancelToken | None = None, mode: PromptMode = "chat",
+                    continue_last: bool = False, constraint: Constraint | None = None,
+                    reuse_cache: bool = True, thinking: bool | None = None,
+                    ) -> Iterator[GenerationChunk]:
+        self.thinking.append(thinking)
+        return self.inner.stream_chat(messages, params, cancel, mode, continue_last,
+                                      constraint, reuse_cache, thinking)
+
+
+def _as_engine(a: EchoEngine, b: CountingEngine, c: Recording) -> tuple[Any, ...]:
+    """mypy: each fake is an EngineLike (an error here names the one that drifted)."""
+    engines: tuple[EngineLike, EngineLike, EngineLike] = (a, b, c)
+    return engines

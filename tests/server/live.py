@@ -13,8 +13,11 @@ from slmchat.engine.session import EngineLike
 from slmchat.server.app import build_app
 from slmchat.server.catalog import Discover
 from slmchat.server.convlog import ConversationLog
-from slmchat.server.flow import ServerConfig, ServerState
-from slmchat.server.run import SlmServer, bind, make_server
+from slmchat.server.http_server import SlmServer, bind, make_server
+from slmchat.server.state import ServerConfig, ServerState
+
+# The prompt the client tests send the tiny model (test_openai.py, test_ollama.py).
+HELLO = [{"role": "user", "content": "The quick brown fox"}]
 
 
 @dataclass

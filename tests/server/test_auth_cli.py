@@ -19,7 +19,7 @@ import pytest
 from slmchat.cli import main
 from slmchat.engine.store.store import Store
 from slmchat.server.convlog import ConversationLog
-from slmchat.server.flow import ServerConfig
+from slmchat.server.state import ServerConfig
 from tests.server.fakes import EchoEngine
 from tests.server.live import live_server
 

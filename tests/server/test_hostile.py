@@ -26,7 +26,7 @@ import openai
 import pytest
 
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.server.flow import ServerConfig
+from slmchat.server.state import ServerConfig
 from tests.server.live import Live, live_server
 
 BODY_LIMIT = 256 * 1024
@@ -460,7 +460,7 @@ def test_hostile_request_gets_a_clean_answer(served, case: Case) -> None:
             _check_shape(case.path, answer)
     if case.leave:  # what the server does after the client left shows up a little later
         deadline = time.monotonic() + 10
-        while (live.state.slot.busy or live.state.generations) and time.monotonic() < deadline:
+        while (live.state.gate.busy or live.state.workers) and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.1)
     assert recorder.bad(since) == [] and crashed == []
@@ -475,8 +475,8 @@ def test_the_server_still_answers_both_clients(served) -> None:
     ol = ollama.Client(host=live.url, timeout=60)
     answer = ol.chat(model=live.state.catalog.current, messages=HI, options={"num_predict": 3})
     assert answer.done and answer.eval_count
-    deadline = time.monotonic() + 10  # the worker hands the slot back just after the reply
-    while live.state.slot.busy and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10  # the worker hands the gate back just after the reply
+    while live.state.gate.busy and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not live.state.slot.busy
+    assert not live.state.gate.busy
     assert recorder.bad() == [] and crashed == []

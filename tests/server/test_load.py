@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.server.flow import ServerConfig
+from slmchat.server.state import ServerConfig
 from tests.server.fakes import CountingEngine, EchoEngine, echo_words
 from tests.server.live import live_server
 
@@ -63,7 +63,7 @@ def test_16_streaming_clients_queue_fairly_without_crosstalk() -> None:
             futures = [pool.submit(client, i) for i in range(CLIENTS)]
             for f in futures:
                 f.result(timeout=120)  # none hangs
-        assert not live.state.slot.busy and live.state.slot.waiting == 0
+        assert not live.state.gate.busy and live.state.gate.waiting == 0
         rss_after = process.memory_info().rss
     assert len(results) == CLIENTS * ROUNDS
     done = [(tag, text) for tag, kind, text in results if kind == "ok"]
@@ -85,7 +85,7 @@ def test_waiting_requests_run_in_arrival_order() -> None:
                 futures.append(pool.submit(_stream_one, live.url, tag))
                 deadline = time.monotonic() + 10
                 # the next request is sent only once this one is running or queued
-                while (len(engine.started) + live.state.slot.waiting) < i + 1:
+                while (len(engine.started) + live.state.gate.waiting) < i + 1:
                     assert time.monotonic() < deadline
                     time.sleep(0.005)
             assert engine.gate is not None
@@ -143,7 +143,7 @@ def test_client_killed_mid_stream_frees_the_model_within_one_token(tiny_engine) 
         r = httpx.post(f"{live.url}/v1/chat/completions", timeout=30, json={
             "messages": [{"role": "user", "content": "fox"}], "max_tokens": 2})
         assert r.status_code == 200
-        assert not live.state.slot.busy
+        assert not live.state.gate.busy
 
 
 def test_a_queued_client_that_leaves_gives_up_its_place() -> None:
@@ -154,11 +154,11 @@ def test_a_queued_client_that_leaves_gives_up_its_place() -> None:
             time.sleep(0.005)
         sock = _open_stream(live.port, {"messages": [{"role": "user", "content": "gone"}]})
         deadline = time.monotonic() + 10
-        while live.state.slot.waiting < 1:
+        while live.state.gate.waiting < 1:
             assert time.monotonic() < deadline
             time.sleep(0.005)
         sock.close()
-        while live.state.slot.waiting:
+        while live.state.gate.waiting:
             assert time.monotonic() < deadline
             time.sleep(0.005)
         assert engine.gate is not None
@@ -183,7 +183,7 @@ def test_shutdown_ends_streams_with_a_final_event(api: str) -> None:
                     lines.append(line)
                 if len(lines) == 3:
                     live.server.stop()
-        assert live.state.slot._closing  # new requests now get 503
+        assert live.state.gate._closing  # new requests now get 503
     if api == "openai":
         assert lines[-1] == "data: [DONE]"
         final = json.loads(lines[-2].removeprefix("data: "))

@@ -10,7 +10,7 @@ import pytest
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelSpec
-from slmchat.server.flow import ServerConfig
+from slmchat.server.state import ServerConfig
 from tests.server.fakes import EchoEngine
 from tests.server.live import live_server
 

@@ -18,7 +18,7 @@ import pytest
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import Engine
-from slmchat.server.flow import ServerConfig
+from slmchat.server.state import ServerConfig
 from tests.server.live import live_server
 from tests.tinymodels import make_tiny_llama
 

@@ -9,17 +9,7 @@ import openai
 import pytest
 
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.server.flow import ServerConfig
-from tests.server.live import Live, live_server
-
-HELLO = [{"role": "user", "content": "The quick brown fox"}]
-
-
-@pytest.fixture(scope="module")
-def live(tiny_engine) -> Live:
-    config = ServerConfig(defaults=SamplingParams(temperature=0, max_new_tokens=12))
-    with live_server(tiny_engine, config) as server:
-        yield server
+from tests.server.live import HELLO, Live
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from slmchat.engine.model.discovery import ModelEntry, inspect_folder, remote_en
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.session import Engine
 from slmchat.errors import InvalidParameterError
-from slmchat.server.flow import ServerConfig
+from slmchat.server.state import ServerConfig
 from tests.server.fakes import EchoEngine, echo_words
 from tests.server.live import Live, live_server
 

@@ -7,8 +7,7 @@ switch and whose greedy reply is "<think>Paris fox</think>Berlin dog"."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,52 +15,15 @@ import ollama
 import openai
 import pytest
 
-from slmchat.engine.generation.decode import CancelToken, GenerationChunk
-from slmchat.engine.generation.prompting import ChatMessage, Prompt, PromptMode
+from slmchat.engine.generation.prompting import ChatMessage
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.model.spec import ModelInfo, ModelSpec
-from slmchat.engine.session import EngineLike
-from slmchat.server.flow import ServerConfig
+from slmchat.engine.model.spec import ModelSpec
+from slmchat.server.state import ServerConfig
+from tests.server.fakes import Recording
 from tests.server.live import Live, live_server
 from tests.tinymodels import make_thinking_llama
 
 ASK = [{"role": "user", "content": "Where is the fox?"}]
-
-
-@dataclass
-class Recording:
-    """The real engine, noting the ``thinking`` each generation was given."""
-
-    inner: Any
-    thinking: list[bool | None] = field(default_factory=list)
-
-    @property
-    def info(self) -> ModelInfo | None:
-        info: ModelInfo | None = self.inner.info
-        return info
-
-    def load(self, spec: ModelSpec) -> ModelInfo:
-        info: ModelInfo = self.inner.load(spec)
-        return info
-
-    def preview_prompt(self, messages: Sequence[ChatMessage], params: SamplingParams,
-                       mode: PromptMode = "chat", continue_last: bool = False,
-                       thinking: bool | None = None) -> Prompt:
-        prompt: Prompt = self.inner.preview_prompt(messages, params, mode, continue_last,
-                                                   thinking=thinking)
-        return prompt
-
-    def cancel(self) -> None:
-        self.inner.cancel()
-
-    def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
-                    cancel: CancelToken | None = None, mode: PromptMode = "chat",
-                    continue_last: bool = False, constraint: Any = None,
-                    reuse_cache: bool = True, thinking: bool | None = None,
-                    ) -> Iterator[GenerationChunk]:
-        self.thinking.append(thinking)
-        return self.inner.stream_chat(messages, params, cancel, mode, continue_last,
-                                      constraint, reuse_cache, thinking)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +39,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 @pytest.fixture(scope="module")
 def live(engine: Recording) -> Iterator[Live]:
     config = ServerConfig(defaults=SamplingParams(temperature=0, max_new_tokens=20))
-    as_engine: EngineLike = engine  # type: ignore[assignment]
-    with live_server(as_engine, config) as server:
+    with live_server(engine, config) as server:
         yield server
 
 

@@ -44,6 +44,8 @@ async def _steady(pilot) -> None:
     pilot.app.chat.prompt.cursor_blink = False
     for area in pilot.app.screen.query("TextArea"):  # the system prompt box too
         area.cursor_blink = False
+    for box in pilot.app.screen.query("Input"):  # the sidebar's search field
+        box.cursor_blink = False
     pilot.app.clear_notifications()
     await pilot.pause()
 

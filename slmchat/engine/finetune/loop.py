@@ -1,4 +1,5 @@
-"""The training loop behind ``train.py``: model setup, steps, eval, checkpoints, output.
+"""The training loop behind ``job.py`` (``FinetuneJob``): model setup, steps, eval, checkpoints,
+output.
 
 A plain loop (nanoGPT style) rather than ``transformers.Trainer``: every step reports a
 plain dict, the schedule and the data order are pure functions of the step (so a run

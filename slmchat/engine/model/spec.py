@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -38,6 +38,38 @@ class ModelSpec:
 
     def with_(self, **changes: Any) -> ModelSpec:
         return replace(self, **changes)
+
+    def identity(self) -> dict[str, Any]:
+        """Which model runs how: the fields that make two specs "the same model" (a
+        conversation's model, the app's remembered model, the recent list). JSON-ready;
+        ``same_model`` compares two of them."""
+        return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+
+    def with_identity(self, values: Mapping[str, Any]) -> ModelSpec:
+        """This spec with the identity fields ``values`` has (others are left as they
+        are: a stored identity from before a field existed keeps this spec's value)."""
+        return replace(self, **{k: values[k] for k in IDENTITY_FIELDS if k in values})
+
+
+# The fields of ModelSpec.identity(); the rest (bnb options, allow_pickle, runner) say how
+# to load, not which model answers.
+IDENTITY_FIELDS: tuple[str, ...] = ("path", "dtype", "device", "quant", "adapter", "runtime")
+
+
+def same_model(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Whether two stored identities (``ModelSpec.identity()``) name the same model. A
+    field an older record lacks counts as ModelSpec's default ("auto" runtime), and no
+    adapter is the same whether stored as None or ""."""
+    if a is None or b is None:
+        return a is b
+    return _normal(a) == _normal(b)
+
+
+def _normal(values: Mapping[str, Any]) -> dict[str, Any]:
+    base = ModelSpec()
+    out = {k: values.get(k, getattr(base, k)) for k in IDENTITY_FIELDS}
+    out["adapter"] = out["adapter"] or None
+    return out
 
 
 @dataclass(frozen=True)

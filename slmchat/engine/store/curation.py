@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slmchat.engine.generation.toolcalls import stored_call_turns
+from slmchat.engine.store.provenance import Provenance
 from slmchat.engine.store.store import Store, StoredMessage
 from slmchat.errors import InvalidParameterError
 
@@ -37,8 +38,8 @@ RATINGS: tuple[str, ...] = ("good", "bad")
 
 
 def rating_of(msg: StoredMessage) -> str | None:
-    value = ((msg.provenance or {}).get("curation") or {}).get("rating")
-    return value if value in RATINGS else None
+    prov = msg.prov
+    return prov.rating if prov is not None else None
 
 
 def set_rating(store: Store, msg_id: int, rating: Rating | None) -> StoredMessage:
@@ -50,16 +51,17 @@ def set_rating(store: Store, msg_id: int, rating: Rating | None) -> StoredMessag
         raise InvalidParameterError("only the model's replies can be marked")
     if msg.status == "streaming":
         raise InvalidParameterError("wait for the reply to finish before marking it")
-    prov = dict(msg.provenance or {})
-    cur = dict(prov.get("curation") or {})
-    if rating is None:
-        cur.pop("rating", None)
-    else:
-        cur["rating"] = rating
-    cur["marked_at"] = time.time()
-    prov["curation"] = cur
-    store.update_message(msg_id, provenance=prov)
+    _curate(store, msg, rating=rating, marked_at=time.time())
     return store.get_message(msg_id)
+
+
+def _curate(store: Store, msg: StoredMessage, content: str | None = None,
+            **changes: Any) -> None:
+    """Change the reply's ``curation`` (a None value removes a key); the rest of its
+    provenance is written back as it was stored, whatever its version."""
+    cur = (msg.prov or Provenance()).with_curation(**changes).curation
+    store.update_message(msg.id, content=content,
+                         provenance={**(msg.provenance or {}), "curation": cur})
 
 
 def ratings(store: Store, conv_id: int | None = None) -> dict[int, str]:
@@ -84,20 +86,15 @@ def set_preferred(store: Store, msg_id: int, text: str) -> StoredMessage:
     msg = store.get_message(msg_id)
     if msg.role != "assistant":
         raise InvalidParameterError("only the model's replies can be edited into a preferred one")
-    prov = dict(msg.provenance or {})
-    cur = dict(prov.get("curation") or {})
-    cur.setdefault("original", msg.content)
-    cur["edited_at"] = time.time()
-    prov["curation"] = cur
-    store.update_message(msg_id, content=text, provenance=prov)
+    original = original_text(msg)
+    _curate(store, msg, content=text, original=msg.content if original is None else original,
+            edited_at=time.time())
     return set_rating(store, msg_id, "good")
 
 
 def original_text(msg: StoredMessage) -> str | None:
     """The model's own text of an edited reply, or None if it was never edited."""
-    cur = (msg.provenance or {}).get("curation") or {}
-    value = cur.get("original")
-    return value if isinstance(value, str) else None
+    return msg.prov.original if msg.prov is not None else None
 
 
 def marked_conversations(store: Store) -> list[int]:
@@ -132,8 +129,9 @@ def grounded_text(reply: StoredMessage | None, question: str,
     """(the question as the model saw it, True) for a reply grounded on attached files,
     (question, False) when its passages cannot be recovered, (question, None) when the
     reply was not grounded."""
-    retrieval = ((reply.provenance or {}).get("retrieval") if reply is not None else None)
-    if not isinstance(retrieval, dict) or not retrieval.get("chunks"):
+    prov = reply.prov if reply is not None else None
+    retrieval = prov.retrieval if prov is not None else None
+    if retrieval is None or not retrieval.get("chunks"):
         return question, None
     seen = retrieval.get("user_message")
     if isinstance(seen, str) and seen.strip():

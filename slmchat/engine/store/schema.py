@@ -135,8 +135,25 @@ def _v7(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN tool_call TEXT")
 
 
+def _v8(db: sqlite3.Connection) -> None:
+    # One meaning of a reply's provenance.finish_reason (engine/store/provenance.py): the
+    # stored status, as the app always wrote it. ``slmchat serve --log-conversations``
+    # wrote the engine's reason there; its "stop" and "cancelled" become "done" and
+    # "stopped" ("length" and "error" are the same word in both). Rows whose JSON does
+    # not parse are left as they are (the reader ignores them).
+    db.execute(
+        """
+        UPDATE messages SET provenance = json_set(provenance, '$.finish_reason',
+            CASE json_extract(provenance, '$.finish_reason')
+                WHEN 'stop' THEN 'done' ELSE 'stopped' END)
+        WHERE CASE WHEN json_valid(provenance) AND json_type(provenance) = 'object'
+            THEN json_extract(provenance, '$.finish_reason') IN ('stop', 'cancelled')
+            ELSE 0 END
+        """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7)
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slmchat.engine.store.provenance import Provenance
 from slmchat.engine.store.schema import migrate
 from slmchat.errors import SlmChatError
 
@@ -74,6 +75,17 @@ class StoredMessage:
     # An assistant message that called a tool: {"id", "server", "name", "arguments"}, then
     # "consent" ("once", "always" or "denied") and, once it ran, "result" and "is_error".
     tool_call: dict[str, Any] | None = None
+
+    @property
+    def prov(self) -> Provenance | None:
+        """``provenance`` read as the typed record (any version; None: none stored)."""
+        return Provenance.from_dict(self.provenance) if self.provenance is not None else None
+
+
+def _provenance_json(provenance: Provenance | dict[str, Any] | None) -> str | None:
+    if isinstance(provenance, Provenance):
+        provenance = provenance.to_dict()
+    return json.dumps(provenance) if provenance is not None else None
 
 
 # add_message's default parent: the last message of the branch on screen.
@@ -387,7 +399,8 @@ class Store:
 
     def add_message(
         self, conv_id: int, role: str, content: str, status: str = "done",
-        provenance: dict[str, Any] | None = None, *, parent_id: int | object | None = ACTIVE,
+        provenance: Provenance | dict[str, Any] | None = None, *,
+        parent_id: int | object | None = ACTIVE,
         sibling_of: int | None = None, reasoning: str = "",
     ) -> StoredMessage:
         """Add a message after the last one on screen (or after ``parent_id``, or as a
@@ -404,7 +417,7 @@ class Store:
                 "(SELECT COALESCE(MAX(active_seq), 0) + 1 FROM messages "
                 "WHERE conversation_id = ?))",
                 (conv_id, role, content, status,
-                 json.dumps(provenance) if provenance is not None else None, now, parent,
+                 _provenance_json(provenance), now, parent,
                  reasoning, conv_id),
             )
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
@@ -413,7 +426,7 @@ class Store:
 
     def update_message(
         self, msg_id: int, content: str | None = None, status: str | None = None,
-        provenance: dict[str, Any] | None = None, reasoning: str | None = None,
+        provenance: Provenance | dict[str, Any] | None = None, reasoning: str | None = None,
     ) -> None:
         sets: list[str] = []
         values: list[Any] = []
@@ -428,7 +441,7 @@ class Store:
             values.append(status)
         if provenance is not None:
             sets.append("provenance = ?")
-            values.append(json.dumps(provenance))
+            values.append(_provenance_json(provenance))
         if not sets:
             return
         with self._tx() as db:
@@ -534,7 +547,7 @@ class ReplyWriter:
             self._written = (self.text, self.reasoning)
         self._last = time.monotonic()
 
-    def finish(self, status: str, provenance: dict[str, Any] | None = None) -> None:
+    def finish(self, status: str, provenance: Provenance | dict[str, Any] | None = None) -> None:
         self.store.update_message(self.msg_id, content=self.text, status=status,
                                   provenance=provenance, reasoning=self.reasoning)
         self._written = (self.text, self.reasoning)

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from slmchat.engine.store.provenance import Provenance
 from slmchat.engine.store.schema import SCHEMA_VERSION
 from slmchat.engine.store.store import Store
 
@@ -74,16 +75,16 @@ def to_markdown(store: Store, conv_id: int) -> str:
     setting."""
     conv = store.get_conversation(conv_id)
     messages = store.messages(conv_id)
-    recorded = any(m.provenance and "system_prompt" in m.provenance for m in messages)
+    recorded = any(m.prov is not None and m.prov.system_prompt is not None for m in messages)
     out = [f"# {conv.title}", ""]
     system = conv.settings.get("system_prompt")
     replies = [m for m in messages if m.role == "assistant"]
     if recorded:
         used: dict[str, list[int]] = {}
         for n, m in enumerate(replies, 1):
-            text = (m.provenance or {}).get("system_prompt")
+            text = m.prov.system_prompt if m.prov is not None else None
             if text is not None:
-                used.setdefault(str(text), []).append(n)
+                used.setdefault(text, []).append(n)
         out += _system_block(used)
     elif system:
         out += ["> **System:** " + system.replace("\n", "\n> "), ""]
@@ -96,11 +97,9 @@ def to_markdown(store: Store, conv_id: int) -> str:
         if m.tool_call:
             out += _tool_block(m.tool_call)
         if m.provenance:
-            p = m.provenance
-            model = p.get("model") or {}
-            seed = "" if (p.get("sampling") or {}).get("temperature") == 0 \
-                else f" · seed {p.get('seed')}"
-            out += [f"<sub>{model.get('name', '?')}{seed} · "
-                    f"{p.get('new_tokens', '?')} tokens · "
-                    f"{p.get('decode_tps') or 0:.1f} tok/s</sub>", ""]
+            p = Provenance.from_dict(m.provenance)
+            seed = "" if p.greedy else f" · seed {p.seed}"
+            out += [f"<sub>{p.model.name if p.model else '?'}{seed} · "
+                    f"{'?' if p.new_tokens is None else p.new_tokens} tokens · "
+                    f"{p.decode_tps or 0:.1f} tok/s</sub>", ""]
     return "\n".join(out).rstrip() + "\n"

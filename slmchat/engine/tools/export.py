@@ -1,5 +1,5 @@
 """Export: merge a LoRA adapter into its base, save safetensors + tokenizer + chat template
-+ model card, and/or write a GGUF file (see gguf_export.py) that llama.cpp can run.
++ model card, and/or write a GGUF file (gguf_writer.py) that llama.cpp can run.
 
 Every output goes through a temp folder/file renamed on success (engine/fsutil.py); a GGUF is
 verified against the source model before it is renamed into place.

@@ -30,7 +30,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from slmchat.engine.model.spec import ModelSpec
+from slmchat.engine.model.spec import ModelSpec, same_model
 from slmchat.engine.store.store import StoreWriteError
 from slmchat.errors import SlmChatError
 from slmchat.i18n import localize_bindings, t
@@ -58,7 +58,7 @@ from slmchat.tui.screens import branches, chat_files, conversations, prompt_insp
 from slmchat.tui.screens.compare import CompareChoice, CompareScreen, CompareSetup
 from slmchat.tui.screens.dialogs import ToolConsent
 from slmchat.tui.screens.editor import edit_in_editor
-from slmchat.tui.screens.model_switcher import same_model, spec_label
+from slmchat.tui.screens.model_switcher import spec_label
 from slmchat.tui.screens.side_panels import (
     DOCK_MIN_WIDTH,
     SIDEBAR_MIN_WIDTH,
@@ -997,7 +997,8 @@ class ChatScreen(Screen[None]):
         except (SlmChatError, OSError) as exc:
             self.notify(str(exc), title=t("train.export_title"), severity="warning")
             return
-        self.notify(t("train.exported", rows=report.rows, replies=report.trained_replies,
+        self.notify(t("train.exported", conversations=t("train.conversations", n=report.rows),
+                      replies=t("train.replies", n=report.trained_replies),
                       path=report.path), title=t("train.exported_title"))
         if then_finetune:  # the fine-tune panel, starting from this file
             self.post_message(PanelRequested("finetune", data_file=str(report.path)))

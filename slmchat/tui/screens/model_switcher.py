@@ -189,13 +189,6 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
         self.dismiss(None)
 
 
-def same_model(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    keys = ("path", "adapter", "runtime", "quant", "dtype")
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
 def spec_label(spec: ModelSpec) -> str:
     """A spec as the switch-back offer names it: "qwen-0.5b (cpu-int8)"."""
     from pathlib import Path

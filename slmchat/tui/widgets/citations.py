@@ -10,13 +10,13 @@ from textual.containers import HorizontalGroup
 from textual.message import Message
 from textual.widgets import Button, Label
 
+from slmchat.engine.store.provenance import Provenance
 from slmchat.i18n import t
 
 
 def sources_of(provenance: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The passages recorded in a reply's provenance (``retrieval.sources``)."""
-    retrieval = (provenance or {}).get("retrieval") or {}
-    sources = retrieval.get("sources") if isinstance(retrieval, dict) else None
+    sources = (Provenance.from_dict(provenance).retrieval or {}).get("sources")
     return [s for s in sources or [] if isinstance(s, dict) and s.get("path")]
 
 

@@ -17,6 +17,7 @@ from textual.timer import Timer
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from slmchat.engine.store.provenance import Provenance
 from slmchat.engine.store.store import StoredMessage
 from slmchat.i18n import has, t
 from slmchat.tui.widgets.citations import Citations, citations_for
@@ -65,16 +66,17 @@ def stats_parts(provenance: dict[str, Any] | None) -> list[Part]:
     seed); a narrow column drops whole figures from the end of that list."""
     if not provenance:
         return []
+    prov = Provenance.from_dict(provenance)
     parts: list[Part] = []
-    if provenance.get("new_tokens") is not None:
-        parts.append(part(t("stats.tokens", n=provenance["new_tokens"]), 2, "dim"))
-    if provenance.get("decode_tps"):
-        parts.append(part(t("stats.tps", tps=provenance["decode_tps"]), 1, "dim"))
-    if provenance.get("ttft_s") is not None:
-        parts.append(part(t("stats.ttft", s=provenance["ttft_s"]), 3, "dim"))
-    greedy = (provenance.get("sampling") or {}).get("temperature") == 0
-    if provenance.get("seed") is not None and not greedy:  # a seed changes nothing then
-        parts.append(part(t("stats.seed", seed=provenance["seed"]), 4, "dim"))
+    if prov.new_tokens is not None:
+        parts.append(part(t("stats.tokens", n=prov.new_tokens), 2, "dim"))
+    if prov.decode_tps:
+        parts.append(part(t("stats.tps", tps=prov.decode_tps), 1, "dim"))
+    if prov.ttft_s is not None:
+        parts.append(part(t("stats.ttft", s=prov.ttft_s), 3, "dim"))
+    greedy = prov.greedy
+    if prov.seed is not None and not greedy:  # a seed changes nothing then
+        parts.append(part(t("stats.seed", seed=prov.seed), 4, "dim"))
     elif greedy:
         parts.append(part(t("stats.greedy"), 4, "dim"))
     return [(Text("  " if k == 0 else " · ", style="dim") + text, p)
@@ -87,11 +89,11 @@ def stats_line(provenance: dict[str, Any] | None) -> str:
 
 def curation_note(provenance: dict[str, Any] | None) -> str:
     """"good" / "bad" / "edited" marks a user gave the reply (for training)."""
-    cur = (provenance or {}).get("curation") or {}
+    prov = Provenance.from_dict(provenance)
     marks = []
-    if cur.get("rating") in ("good", "bad"):
-        marks.append(t(f"curation.mark.{cur['rating']}"))
-    if "original" in cur:
+    if prov.rating is not None:
+        marks.append(t(f"curation.mark.{prov.rating}"))
+    if prov.original is not None:
         marks.append(t("curation.edited"))
     return f"  [{', '.join(marks)}]" if marks else ""
 
@@ -108,7 +110,7 @@ class MessageView(Vertical):
         self.content = content
         self.reasoning = reasoning  # the reply's thinking, shown folded above the answer
         self._pending_reasoning: list[str] = []
-        self._reasoning_tokens = int((provenance or {}).get("reasoning_tokens") or 0)
+        self._reasoning_tokens = Provenance.from_dict(provenance).reasoning_tokens or 0
         self.status = status
         self.msg_id = msg_id
         self.provenance = provenance
@@ -152,8 +154,8 @@ class MessageView(Vertical):
             parts.append(part(f"  {note}", 0, style))
         if self.role == "assistant" and self.status != "streaming":
             parts += stats_parts(self.provenance)
-            if self.provenance and self.provenance.get("error"):
-                parts.append(part(f"  {self.provenance['error']}", 0, "red"))
+            if error := Provenance.from_dict(self.provenance).error:
+                parts.append(part(f"  {error}", 0, "red"))
             if note := curation_note(self.provenance):
                 parts.append(part(note, 1, "bold"))
         return parts
@@ -229,8 +231,8 @@ class MessageView(Vertical):
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
-        if provenance and provenance.get("reasoning_tokens"):
-            self._reasoning_tokens = int(provenance["reasoning_tokens"])
+        if reasoning_tokens := Provenance.from_dict(provenance).reasoning_tokens:
+            self._reasoning_tokens = reasoning_tokens
         await self._flush()
         if self._stream is not None:
             await self._stream.stop()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,42 +152,17 @@ def test_cancel_during_a_long_prefill_frees_the_model_within_one_chunk() -> None
     import numpy as np
 
     from slmchat.engine.generation.decode import PREFILL_CHUNK, stream_backend
-    from slmchat.engine.generation.npsampling import NumpySampler
+    from tests.engine.generation.fakes import ScriptedBackend
 
     cancel = CancelToken()
     fed: list[int] = []
 
-    class State:
-        def __init__(self) -> None:
-            self.tokens: list[int] = []
+    def extend(ids: Sequence[int]) -> Any:
+        fed.append(len(ids))
+        cancel.cancel()  # the client leaves while this chunk is computed
+        return np.zeros((1, 8), dtype=np.float32)
 
-        def reserve(self, total: int) -> None: ...
-
-        def extend(self, ids):
-            fed.append(len(ids))
-            cancel.cancel()  # the client leaves while this chunk is computed
-            return np.zeros((1, 8), dtype=np.float32)
-
-        def rewind(self, n: int) -> int:
-            return 0
-
-        def reset(self) -> None: ...
-
-        def close(self) -> None: ...
-
-    class Backend:
-        key = 1
-
-        def new_state(self):
-            return State()
-
-        def sampler(self, prompt, params, seed):
-            return NumpySampler(prompt, params, seed)
-
-        def stop_ids(self, tokenizer):
-            return set()
-
-    chunks = list(stream_backend(Backend(), None, list(range(2000)),
+    chunks = list(stream_backend(ScriptedBackend(extend), None, list(range(2000)),
                                  SamplingParams(temperature=0, max_new_tokens=5), cancel))
     assert fed == [PREFILL_CHUNK]
     assert chunks[-1].finish_reason == "cancelled" and chunks[-1].new_tokens == 0

@@ -17,34 +17,10 @@ from slmchat.engine.generation.speculative import AdaptiveK, LookupDrafter, Spec
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import InvalidParameterError
+from tests.engine.generation.fakes import Replay
 from tests.tinymodels import CORPUS
 
 GREEDY = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=48, ignore_eos=True)
-
-
-class Replay:
-    """Proposes a known reply's next tokens, every ``bad``-th proposal position wrong:
-    drafts are then partly accepted, partly rejected, deterministically."""
-
-    name = "replay"
-
-    def __init__(self, prompt_len: int, reply: list[int], bad: int = 4, vocab: int = 50) -> None:
-        self.start, self.reply, self.bad, self.vocab = prompt_len, reply, bad, vocab
-        self.n = 0
-
-    def append(self, token: int) -> None:
-        self.n += 1
-
-    def propose(self, k: int) -> list[int]:
-        at = self.n - self.start
-        out = list(self.reply[at:at + k])
-        for i in range(len(out)):
-            if (at + i) % self.bad == self.bad - 1:
-                out[i] = (out[i] + 1) % self.vocab
-        return out
-
-    def close(self) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")

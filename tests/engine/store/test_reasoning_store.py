@@ -27,7 +27,7 @@ def test_a_version_5_database_gains_an_empty_reasoning_column(tmp_path: Path) ->
     assert store.get_message(old.id).content == "an old answer about pelicans"
     store.close()
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
 
 
 def test_reasoning_round_trips_apart_from_the_answer(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def test_migrates_a_version_1_database_step_by_step(tmp_path: Path) -> None:
     assert store.get_conversation(1).settings == {"temperature": 0.1}
     store.close()
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
 
 
 def test_a_failed_step_leaves_the_previous_version(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from slmchat.errors import InvalidParameterError
 from slmchat.server.errors import error_body
-from slmchat.server.flow import HEADER_TIMEOUT_S, ServerState
+from slmchat.server.state import HEADER_TIMEOUT_S, ServerState
 
 GRACEFUL_S = 10  # after a stop signal, responses still open after this are cut
 
@@ -206,7 +206,7 @@ def serve(app: Any, sock: socket.socket, log_level: str = "info",
     try:
         server.run(sockets=[sock])
     finally:
-        for gen in list(server.state.generations):  # the loop is gone: stop any leftover
-            gen.cancel.cancel()
-        server.state.join_generations(GRACEFUL_S)
+        for worker in list(server.state.workers):  # the loop is gone: stop any leftover
+            worker.cancel.cancel()
+        server.state.join_workers(GRACEFUL_S)
         sock.close()

@@ -1,9 +1,10 @@
-"""What every generation route shares: state, body reading, admission, one run.
+"""Admission: from a request's body to a running generation.
 
-``ServerState`` holds the engine, the model names, the slot and the log. ``admit``
-waits for the model in FIFO order (while watching for the client going away, which
-cancels the generation at its next token) and returns a ``Run`` whose chunks the
-protocol modules format.
+``read_json`` reads the body within the limits (size, time, valid text); ``admit``
+resolves the model name, waits for the gate in FIFO order (while watching for the
+client going away, which cancels the generation at its next token), starts the
+request's ``Worker`` and returns the ``Admitted`` request whose chunks the protocol
+modules format. ``ensure_model`` is Ollama's load-only request, in turn with generations.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -21,78 +21,15 @@ from starlette.types import Receive
 
 from slmchat.engine import runtimes
 from slmchat.engine.generation.decode import CancelToken, GenerationChunk
-from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.model.spec import ModelSpec
-from slmchat.engine.session import EngineLike
-from slmchat.errors import SlmChatError
-from slmchat.server.catalog import Catalog, Discover
-from slmchat.server.convlog import ConversationLog
 from slmchat.server.errors import APIError
-from slmchat.server.requests import GenRequest, lone_surrogate_at
-from slmchat.server.slot import (
-    ClientGone,
-    Done,
-    Failed,
-    Generation,
-    Planned,
-    Slot,
-    as_api_error,
-    chunk_error,
-)
+from slmchat.server.gate import ClientGone
+from slmchat.server.requests import GenRequest, Planned, lone_surrogate_at
+from slmchat.server.state import ServerState, state_of
+from slmchat.server.worker import Done, Failed, Worker, as_api_error, chunk_error
 
 log = logging.getLogger("slmchat.server")
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
-BODY_TIMEOUT_S = 30.0  # a body whose next bytes take longer than this gets 408
-HEADER_TIMEOUT_S = 15.0  # headers still incomplete this long after they began: 408
 _DRAIN_LIMIT = 64 * 1024 * 1024  # read (and drop) this much of an oversized body, then stop
-
-
-@dataclass
-class ServerConfig:
-    """How the server behaves; the CLI fills it from its flags."""
-
-    api_key: str | None = None
-    host: str = "127.0.0.1"  # the address served (--host): its name passes the Host check
-    max_queue: int = 8
-    max_body_bytes: int = MAX_BODY_BYTES
-    body_timeout_s: float = BODY_TIMEOUT_S
-    header_timeout_s: float = HEADER_TIMEOUT_S
-    cors_origins: tuple[str, ...] = ()
-    defaults: SamplingParams = field(default_factory=SamplingParams)
-    allow_swap: bool = True
-    base_spec: ModelSpec = field(default_factory=ModelSpec)
-
-
-class ServerState:
-    """Everything the routes share: the engine, the model names, the slot, the log."""
-
-    def __init__(self, engine: EngineLike, config: ServerConfig,
-                 log_store: ConversationLog | None = None, discover: Discover | None = None) -> None:
-        self.engine = engine
-        self.config = config
-        self.catalog = Catalog(engine, config.base_spec, config.allow_swap, discover)
-        self.slot = Slot(config.max_queue)
-        self.log = log_store
-        self.started = int(time.time())
-        self.generations: set[Generation] = set()
-
-    def begin_shutdown(self) -> None:
-        """New requests get 503, waiting ones too; running ones stop at the next token
-        and end their streams with a final event."""
-        self.slot.close()
-        for gen in list(self.generations):
-            gen.cancel.cancel()
-
-    def join_generations(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        for gen in list(self.generations):
-            gen.join(max(0.0, deadline - time.monotonic()))
-
-
-def state_of(request: Request) -> ServerState:
-    state: ServerState = request.app.state.slm
-    return state
 
 
 async def read_json(request: Request) -> Any:
@@ -163,11 +100,11 @@ class DisconnectWatch:
         self._task.cancel()
 
 
-class Run:
-    """One admitted generation: its worker, its plan, and the disconnect watch."""
+class Admitted:
+    """One admitted request: its worker, its plan, and the disconnect watch."""
 
-    def __init__(self, gen: Generation, watch: DisconnectWatch, t0: float) -> None:
-        self.gen = gen
+    def __init__(self, worker: Worker, watch: DisconnectWatch, t0: float) -> None:
+        self.worker = worker
         self.watch = watch
         self.created = int(time.time())
         self.t0 = t0  # perf_counter when the request arrived (Ollama's total_duration)
@@ -175,30 +112,30 @@ class Run:
 
     @property
     def planned(self) -> Planned:
-        assert self.gen.planned is not None
-        return self.gen.planned
+        assert self.worker.planned is not None
+        return self.worker.planned
 
     @property
     def model(self) -> str:
-        info = self.gen.engine.info
+        info = self.worker.engine.info
         return info.name if info is not None else "none"
 
     def close(self) -> None:
         """Stop listening and stop the model (a no-op when the reply already ended)."""
         self.watch.stop()
-        self.gen.cancel.cancel()
+        self.worker.cancel.cancel()
 
     async def chunks(self) -> AsyncIterator[GenerationChunk]:
         """Every chunk to the last; a failure raises APIError (text already yielded stays)."""
         while True:
-            item = await self.gen.next()
+            item = await self.worker.next()
             if isinstance(item, Done):
                 return
             if isinstance(item, Failed):
                 raise as_api_error(item.error)
             if isinstance(item, GenerationChunk):
                 if item.finish_reason == "error":
-                    info = self.gen.engine.info
+                    info = self.worker.engine.info
                     raise chunk_error(item, upstream=info is not None
                                       and runtimes.conversation(info) is not None)
                 yield item
@@ -228,26 +165,25 @@ def finish_reason(last: GenerationChunk | None) -> str:
     return "length" if last is not None and last.finish_reason == "length" else "stop"
 
 
-async def admit(request: Request, req: GenRequest, api: str) -> Run:
-    """Wait for the model in FIFO order and start the generation; 4xx/5xx on failure."""
+async def admit(request: Request, req: GenRequest, api: str) -> Admitted:
+    """Wait for the model in FIFO order and start the request's worker; 4xx/5xx on failure."""
     t0 = time.perf_counter()
     state = state_of(request)
     cancel = CancelToken()
     watch = DisconnectWatch(request.receive, cancel)
     try:
         await asyncio.to_thread(state.catalog.resolve, req.model)  # 404 before queueing
-        await state.slot.acquire(watch.gone)
+        await state.gate.acquire(watch.gone)
         try:
-            gen = Generation(state.engine, state.slot, req, state.config.defaults, cancel,
-                             catalog=state.catalog,
-                             recorder=_recorder(state, request, api) if state.log else None)
-            state.generations.add(gen)
-            gen.on_done = lambda: state.generations.discard(gen)
-            gen.start()
+            worker = Worker(state.engine, state.gate, state.catalog, req, state.config.defaults,
+                            cancel, recorder=_recorder(state, request, api) if state.log else None)
+            state.workers.add(worker)
+            worker.on_done = lambda: state.workers.discard(worker)
+            worker.start()
         except BaseException:
-            state.slot.release()
+            state.gate.release()
             raise
-        await gen.first()
+        await worker.first()
     except ClientGone:
         watch.stop()
         cancel.cancel()
@@ -256,23 +192,21 @@ async def admit(request: Request, req: GenRequest, api: str) -> Run:
         watch.stop()
         cancel.cancel()
         raise
-    return Run(gen, watch, t0)
+    return Admitted(worker, watch, t0)
 
 
 async def ensure_model(request: Request, name: str | None) -> str:
-    """Load ``name`` if it is another local model (swap), in turn with generations."""
+    """Load ``name`` if it is another local model (a swap, through ``Catalog.switch``
+    as a generation's is), in turn with generations."""
     state = state_of(request)
-    choice = await asyncio.to_thread(state.catalog.resolve, name)
+    choice = await asyncio.to_thread(state.catalog.resolve, name)  # 404 before queueing
     if choice.load is None:
         return choice.name
-    await state.slot.acquire(asyncio.Event())
+    await state.gate.acquire(asyncio.Event())
     try:
-        await asyncio.to_thread(state.engine.load, choice.load)
-    except SlmChatError as exc:
-        raise APIError(400, str(exc), param="model") from None
+        return await asyncio.to_thread(state.catalog.switch, name)
     finally:
-        state.slot.release()
-    return state.catalog.current
+        state.gate.release()
 
 
 def _recorder(state: ServerState, request: Request, api: str) -> Any:
@@ -280,12 +214,13 @@ def _recorder(state: ServerState, request: Request, api: str) -> Any:
     endpoint = request.url.path
     started = time.time()
 
-    def record(gen: Generation, text: str) -> None:
+    def record(worker: Worker, text: str) -> None:
         assert state.log is not None
         try:
             state.log.record(api=api, endpoint=endpoint, client=client,
-                             messages=gen.req.messages, reply=text, last=gen.last_seen,
-                             params=gen.planned_params, info=state.engine.info, started=started)
+                             messages=worker.req.messages, reply=text,
+                             last=worker.last_seen, params=worker.planned_params,
+                             info=state.engine.info, started=started)
         except Exception as exc:  # logging must never fail a request
             log.warning("could not log the conversation: %s", exc)
 
