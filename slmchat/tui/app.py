@@ -20,11 +20,20 @@ from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import first_line
 from slmchat.i18n import localize_bindings, localize_system_commands, t
 from slmchat.tui.last_model import remember
-from slmchat.tui.messages import ChatReady, ModelLoaded, ModelLoadFailed, ModelLoadProgress
+from slmchat.tui.messages import (
+    ChatReady,
+    GenerationDefaultsSaved,
+    LoadModelRequested,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelLoadProgress,
+    PanelRequested,
+    ThinkingChosen,
+)
 from slmchat.tui.screens.chat import ChatScreen
-from slmchat.tui.ui_state import load_state, save_state, thinking_of, with_recent, with_thinking
+from slmchat.tui.ui_state import load_state, save_state, with_recent, with_thinking
 from slmchat.tui.widgets.settings_panel import defaults_from
-from slmchat.tui.widgets.side_panel import DEFAULT_WIDTH
+from slmchat.tui.widgets.side_panel import DEFAULT_WIDTH, SidePanel
 
 if TYPE_CHECKING:
     from slmchat.engine.mcp.client import ToolHubLike
@@ -130,7 +139,14 @@ class SlmChatApp(App[None]):
         self.discover_fn = discover_fn
         self.current_spec: ModelSpec | None = None  # what load_model loaded last
         self.ui_state: dict[str, Any] = load_state() if persist_settings else {}
+        # The chat screen gets what it needs from the app as attributes and asks for the
+        # rest with messages (handled below: LoadModelRequested, PanelRequested, ...).
         self.chat = ChatScreen(engine, store, defaults_from(settings), settings.ui.show_sidebar)
+        self.chat.settings = settings
+        self.chat.discover_fn = discover_fn
+        thinking = self.ui_state.get("thinking")
+        self.chat.thinking_choices = {k: v for k, v in thinking.items() if isinstance(v, bool)
+                                      } if isinstance(thinking, dict) else {}
         # The [[mcp]] servers' tools (tests pass a fake). Inert until a reply offers them:
         # with none configured nothing starts and nothing connects.
         if tools is None:
@@ -138,7 +154,7 @@ class SlmChatApp(App[None]):
 
             tools = McpHub(settings.mcp_servers())
         self.tools = tools
-        self.chat.tool_hub = tools
+        self.chat.tool_calls.hub = tools
         width = self.ui_state.get("panel_width")
         self.chat.panel_width = width if isinstance(width, int) else DEFAULT_WIDTH
 
@@ -225,13 +241,17 @@ class SlmChatApp(App[None]):
             self.settings.ui.theme = name
             self._save()
 
-    def save_generation_defaults(self, values: dict[str, Any]) -> None:
-        for key, value in values.items():
+    def on_generation_defaults_saved(self, event: GenerationDefaultsSaved) -> None:
+        """The settings panel's "Save as default"."""
+        for key, value in event.values.items():
             if hasattr(self.settings.generation, key):
                 setattr(self.settings.generation, key, value)
         self._save()
 
     # --- model loading ---
+
+    def on_load_model_requested(self, event: LoadModelRequested) -> None:
+        self.load_model(event.spec)
 
     def load_model(self, spec: ModelSpec) -> None:
         """Load ``spec`` in a worker; the current model stays until the new one is ready."""
@@ -304,23 +324,31 @@ class SlmChatApp(App[None]):
     def _docks(self) -> bool:
         return self.screen is self.chat and self.chat.can_dock()
 
-    async def action_models(self) -> None:
+    async def open_panel(self, kind: str, data_file: str | None = None) -> None:
+        """The ``kind`` panel ("models", "finetune"): docked beside the chat when it is
+        wide enough, else a screen of its own."""
         if self._docks():
-            await self.chat.toggle_panel("models")
-            return
-        from slmchat.tui.screens.models import ModelsScreen
+            await self.chat.toggle_panel(kind, data_file)
+        elif kind == "models":
+            from slmchat.tui.screens.models import ModelsScreen
 
-        self.push_screen(ModelsScreen(engine=self.engine, settings=self.settings,
-                                      discover_fn=self.discover_fn), self._panel_done)
+            self.push_screen(ModelsScreen(engine=self.engine, settings=self.settings,
+                                          discover_fn=self.discover_fn), self._panel_done)
+        else:
+            from slmchat.tui.screens.finetune import FinetuneScreen
+
+            self.push_screen(FinetuneScreen(engine=self.engine, settings=self.settings,
+                                            runs_root=self.chat.runs_root, data_file=data_file),
+                             self._panel_done)
+
+    async def on_panel_requested(self, event: PanelRequested) -> None:
+        await self.open_panel(event.kind, event.data_file)
+
+    async def action_models(self) -> None:
+        await self.open_panel("models")
 
     async def action_finetune(self) -> None:
-        if self._docks():
-            await self.chat.toggle_panel("finetune")
-            return
-        from slmchat.tui.screens.finetune import FinetuneScreen
-
-        self.push_screen(FinetuneScreen(engine=self.engine, settings=self.settings,
-                                        runs_root=self.chat.runs_root), self._panel_done)
+        await self.open_panel("finetune")
 
     def action_switch_model(self) -> None:
         """The quick switcher: Enter loads the chosen model for this conversation."""
@@ -333,15 +361,11 @@ class SlmChatApp(App[None]):
             recent=recent if isinstance(recent, list) else [],
             current=self.current_spec), self._panel_done)
 
-    def remember_panel_width(self, width: int) -> None:
-        self._save_ui_state(panel_width=width)
+    def on_side_panel_resized(self, event: SidePanel.Resized) -> None:
+        self._save_ui_state(panel_width=event.width)
 
-    def thinking_for(self, path: str) -> bool | None:
-        """Thinking on/off as last chosen for the model at ``path`` (None: never set)."""
-        return thinking_of(self.ui_state, path)
-
-    def set_thinking(self, path: str, on: bool) -> None:
-        self._save_ui_state(thinking=with_thinking(self.ui_state, path, on))
+    def on_thinking_chosen(self, event: ThinkingChosen) -> None:
+        self._save_ui_state(thinking=with_thinking(self.ui_state, event.path, event.on))
 
     def _save_ui_state(self, **fields: Any) -> None:
         self.ui_state.update(fields)

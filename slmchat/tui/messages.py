@@ -1,4 +1,6 @@
-"""Messages posted from worker threads to the UI (the only way threads talk back)."""
+"""Messages posted from worker threads to the UI (the only way threads talk back), and
+the chat screen's requests to the app ("attributes down, messages up": the screen never
+calls the app's methods; it posts one of these and the app handles it in app.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,48 @@ from slmchat.engine.model.spec import ModelInfo, ModelSpec
 
 class ChatReady(Message):
     """The chat screen has mounted and focused its prompt (posted to the app)."""
+
+
+# --- the chat screen's requests to the app (tui/app.py handles them) ---
+
+
+class LoadModelRequested(Message):
+    """Load ``spec`` (a panel's choice, "Use model", "Switch back")."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+
+class PanelRequested(Message):
+    """Open the ``kind`` panel ("models", "finetune"): docked beside the chat when the
+    terminal is wide enough, else as a screen; ``data_file``: the fine-tune panel's
+    training file (the marked replies just exported)."""
+
+    def __init__(self, kind: str, data_file: str | None = None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.data_file = data_file
+
+
+class GenerationDefaultsSaved(Message):
+    """The settings panel's "Save as default": keep ``values`` in settings.toml."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        super().__init__()
+        self.values = values
+
+
+class ThinkingChosen(Message):
+    """Thinking on/off was chosen for the model at ``path`` (remembered per model)."""
+
+    def __init__(self, path: str, on: bool) -> None:
+        super().__init__()
+        self.path = path
+        self.on = on
+
+
+# --- model loading (the app's worker) ---
 
 
 class ModelLoaded(Message):

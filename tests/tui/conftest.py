@@ -43,3 +43,21 @@ async def settle(pilot: Any) -> None:
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause(0.1)
+
+
+async def send(pilot: Any, text: str, *, paste: bool = False, click: bool = False) -> None:
+    """Send ``text`` from the chat's prompt as a user would, and wait for the reply.
+
+    Typed key by key, or with ``paste`` put in at once (paths and text that keys would
+    not spell); with ``click`` the prompt is clicked first (a panel docked beside it
+    has the focus) and must have taken the focus."""
+    app = pilot.app
+    if click:
+        await pilot.click("#prompt")
+        assert app.focused is app.chat.prompt
+    if paste:
+        app.chat.prompt.set_text(text)
+        await pilot.press("enter")
+    else:
+        await pilot.press(*text, "enter")
+    await settle(pilot)

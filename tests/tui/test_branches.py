@@ -4,7 +4,7 @@ log marks "‹ n/of ›", and keys move between versions."""
 from __future__ import annotations
 
 from slmchat.i18n import t
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import SIZE, send, settle
 from tests.tui.fakes import FakeEngine
 
 
@@ -18,11 +18,6 @@ def marks(app) -> list[tuple[int, int] | None]:
 
 def header(app, i: int) -> str:
     return str(app.chat.log_view.views()[i].query_one(".message-header").render())
-
-
-async def send(pilot, text: str) -> None:
-    await pilot.press(*text, "enter")
-    await settle(pilot)
 
 
 async def test_regenerate_keeps_the_old_reply_as_a_sibling(make_app) -> None:

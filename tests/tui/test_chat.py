@@ -11,7 +11,7 @@ from textual.widgets import Button, Input, TextArea
 from slmchat.config import Settings
 from slmchat.tui.messages import ReplyDelta
 from slmchat.tui.widgets.message_view import MessageView
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import SIZE, send, settle
 from tests.tui.fakes import FakeEngine
 
 
@@ -23,11 +23,6 @@ def stored(app) -> list[tuple[str, str, str]]:
     conv = app.chat.conv
     assert conv is not None
     return [(m.role, m.content, m.status) for m in app.store.messages(conv.id)]
-
-
-async def send(pilot, text: str) -> None:
-    await pilot.press(*text, "enter")
-    await settle(pilot)
 
 
 async def test_send_streams_reply_into_markdown_and_saves_provenance(make_app) -> None:

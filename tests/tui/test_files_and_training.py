@@ -13,15 +13,8 @@ from slmchat.tui.screens.passage import PassageScreen
 from slmchat.tui.widgets.attachments_bar import AttachmentsBar
 from slmchat.tui.widgets.citations import Citations
 from tests.engine.retrieval.corpus import make_corpus
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import SIZE, send, settle
 from tests.tui.fakes import FakeEngine
-
-
-async def send(pilot, text: str) -> None:
-    app = pilot.app
-    app.chat.prompt.set_text(text)
-    await pilot.press("enter")
-    await settle(pilot)
 
 
 async def test_attach_ask_cite_and_open_the_passage(make_app, tmp_path: Path) -> None:
@@ -30,13 +23,13 @@ async def test_attach_ask_cite_and_open_the_passage(make_app, tmp_path: Path) ->
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await send(pilot, f"/attach {docs}")
+        await send(pilot, f"/attach {docs}", paste=True)
         bar = app.chat.query_one(AttachmentsBar)
         assert bar.display and bar.paths == [str(docs.resolve())]
         assert "passages" in str(bar.render()) and "3 skipped" in str(bar.render())
         assert app.chat.log_view.views() == []  # a command, not a message
 
-        await send(pilot, "How often is the compost heap turned?")
+        await send(pilot, "How often is the compost heap turned?", paste=True)
         prompt = engine.calls[-1].messages[-1].content
         assert "turned every three weeks" in prompt and "[1] notes.md:" in prompt
         assert prompt.endswith("Question: How often is the compost heap turned?")
@@ -61,9 +54,9 @@ async def test_attach_ask_cite_and_open_the_passage(make_app, tmp_path: Path) ->
         await settle(pilot)
         assert not isinstance(app.screen, PassageScreen)
 
-        await send(pilot, "/detach")
+        await send(pilot, "/detach", paste=True)
         assert not bar.display and "attachments" not in app.chat.chat_settings
-        await send(pilot, "And the tomatoes?")
+        await send(pilot, "And the tomatoes?", paste=True)
         assert "excerpts" not in engine.calls[-1].messages[-1].content
 
 
@@ -72,8 +65,8 @@ async def test_reopened_chat_shows_its_files_and_citations(make_app, tmp_path: P
     app = make_app(FakeEngine(replies=["Six bar."]))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await send(pilot, f"/attach {docs / 'manual.html'}")
-        await send(pilot, "What tyre pressure do road tyres want?")
+        await send(pilot, f"/attach {docs / 'manual.html'}", paste=True)
+        await send(pilot, "What tyre pressure do road tyres want?", paste=True)
         conv_id = app.chat.conv.id
         await app.chat.action_new_chat()
         await settle(pilot)
@@ -89,7 +82,7 @@ async def test_attach_a_missing_path_is_a_notice(make_app, tmp_path: Path) -> No
     app = make_app(FakeEngine())
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await send(pilot, f"/attach {tmp_path / 'nope'}")
+        await send(pilot, f"/attach {tmp_path / 'nope'}", paste=True)
         assert not app.chat.query_one(AttachmentsBar).display
         assert any("no such file or folder" in n.message for n in app._notifications)
 
@@ -98,8 +91,8 @@ async def test_mark_edit_and_export_replies(make_app, tmp_path: Path) -> None:
     app = make_app(FakeEngine(replies=["Lyon.", "Berlin."]))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await send(pilot, "Capital of France?")
-        await send(pilot, "Capital of Germany?")
+        await send(pilot, "Capital of France?", paste=True)
+        await send(pilot, "Capital of Germany?", paste=True)
         await pilot.press("ctrl+l", "plus")  # select messages: the last reply, good
         await settle(pilot)
         views = app.chat.log_view.views()
@@ -139,8 +132,8 @@ async def test_exported_training_rows_keep_the_passages_the_model_saw(
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await send(pilot, f"/attach {docs}")
-        await send(pilot, "How often is the compost heap turned?")
+        await send(pilot, f"/attach {docs}", paste=True)
+        await send(pilot, "How often is the compost heap turned?", paste=True)
         seen = engine.calls[-1].messages[-1].content
         assert "turned every three weeks" in seen
         await pilot.press("ctrl+l", "plus")
@@ -166,9 +159,9 @@ async def test_attach_on_a_full_disk_says_the_files_are_not_saved(small_disk,
     app = SlmChatApp(Settings(), FakeEngine(replies=["ok"]), store)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await send(pilot, "hello")
+        await send(pilot, "hello", paste=True)
         small_disk.fill(0)
-        await send(pilot, f"/attach {docs}")
+        await send(pilot, f"/attach {docs}", paste=True)
         assert app.is_running and app.screen is app.chat
         assert app.chat.query_one(AttachmentsBar).paths == [str(docs.resolve())]
         assert any("disk full" in n.message and "not saved yet" in n.message

@@ -264,7 +264,7 @@ def test_model_change_divider_and_settings_labels() -> None:
     """The stored label is data (kept as it is); the words around it follow the
     language. The settings panel's English labels are the engine's own."""
     from slmchat.engine.generation.sampling import SAMPLING_RANGES
-    from slmchat.tui.screens.model_switcher import ModelDivider
+    from slmchat.tui.widgets.chat_log import ModelDivider
     from slmchat.tui.widgets.settings_panel import hint_for, label_for
 
     for r in SAMPLING_RANGES:

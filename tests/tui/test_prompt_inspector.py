@@ -18,13 +18,8 @@ from slmchat.tui.screens.prompt_inspector import (
     params_from_provenance,
     token_text,
 )
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import SIZE, send, settle
 from tests.tui.fakes import FakeEngine
-
-
-async def send(pilot, text: str) -> None:
-    await pilot.press(*text, "enter")
-    await settle(pilot)
 
 
 def table_rows(screen) -> list[tuple[str, ...]]:

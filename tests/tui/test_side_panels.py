@@ -13,12 +13,13 @@ from slmchat.engine.finetune import rundir as runs
 from slmchat.engine.model.discovery import ModelEntry
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.tui.screens.finetune import FinetunePanel, FinetuneScreen
-from slmchat.tui.screens.model_switcher import ModelDivider, ModelSwitcher, ranked, runtime_hint
+from slmchat.tui.screens.model_switcher import ModelSwitcher, ranked, runtime_hint
 from slmchat.tui.screens.models import ModelsPanel
+from slmchat.tui.widgets.chat_log import ModelDivider
 from slmchat.tui.widgets.finetune_item import FinetuneItem
 from slmchat.tui.widgets.offer_bar import OfferBar
 from slmchat.tui.widgets.settings_panel import SettingsPanel
-from tests.tui.conftest import settle
+from tests.tui.conftest import send, settle
 from tests.tui.fakes import FakeEngine
 
 WIDE = (160, 48)
@@ -41,15 +42,6 @@ def entries() -> list[ModelEntry]:
     return list(ENTRIES)
 
 
-async def send(pilot, text: str) -> None:
-    """Type in the prompt and send, as a user would with a panel docked."""
-    app = pilot.app
-    await pilot.click("#prompt")
-    assert app.focused is app.chat.prompt
-    await pilot.press(*text, "enter")
-    await settle(pilot)
-
-
 async def test_models_panel_docks_and_the_chat_stays_usable(make_app) -> None:
     engine = FakeEngine(replies=["first answer", "second answer"])
     app = make_app(engine, discover_fn=entries)
@@ -63,7 +55,7 @@ async def test_models_panel_docks_and_the_chat_stays_usable(make_app) -> None:
         panel = side.query_one(ModelsPanel)
         assert [e.name for e in panel.shown][:2] == ["SmolLM2-135M-Instruct", "qwen-0.5b"]
         assert app.focused is panel.query_one("#filter", Input)
-        await send(pilot, "hello there")
+        await send(pilot, "hello there", click=True)
         assert [v.content for v in app.chat.log_view.views()] == ["hello there",
                                                                   "first answer"]
         assert side.kind == "models"  # still open beside the answer
@@ -88,7 +80,7 @@ async def test_finetune_panel_docks_chat_usable_and_escape_closes(make_app,
         await settle(pilot)
         assert app.chat.side.kind == "finetune"
         assert app.chat.side.query_one(FinetunePanel).docked
-        await send(pilot, "question while tuning")
+        await send(pilot, "question while tuning", click=True)
         assert app.chat.log_view.views()[-1].content == "an answer"
         # Ctrl+T moves the focus between the open panel and the prompt; Esc closes it.
         await pilot.press("ctrl+t")
@@ -181,14 +173,14 @@ async def test_status_bar_item_follows_a_run_and_its_end_offers_use_and_compare(
     app.chat.runs_root = root
     async with app.run_test(size=WIDE) as pilot:
         await settle(pilot)
-        app.chat.watch_finetunes()
+        app.chat.query_one(FinetuneItem).poll()
         await pilot.pause()
         item = app.chat.query_one(FinetuneItem)
         assert item.display
         assert "3/40" in str(item.render()) and "ETA 3m05s" in str(item.render())
         runs.write_status(run, step=12)
         runs.append_progress(run, {"step": 12, "loss": 2.5, "total_steps": 40, "eta_s": 140.0})
-        app.chat.watch_finetunes()
+        app.chat.query_one(FinetuneItem).poll()
         await pilot.pause()
         assert "12/40" in str(item.render()) and "ETA 2m20s" in str(item.render())
         # A click opens the panel docked; the item makes way while it is open.
@@ -205,7 +197,7 @@ async def test_status_bar_item_follows_a_run_and_its_end_offers_use_and_compare(
                           metrics={"perplexity_before": 21.6, "perplexity_after": 17.9},
                           data={"files": 1, "tokens": 6000, "eval_blocks": 8,
                                 "eval_tokens": 1024, "block_size": 128})
-        app.chat.watch_finetunes()
+        app.chat.query_one(FinetuneItem).poll()
         await settle(pilot)
         assert not item.display
         offers = app.chat.query_one(OfferBar)
@@ -346,10 +338,10 @@ async def test_shrinking_the_terminal_moves_a_docked_panel_to_full_width(make_ap
 def test_a_run_output_is_offered_back_by_its_run_name(tmp_path: Path) -> None:
     """QA: "This conversation last used model" — a run's output folder is named "model"."""
     from slmchat.engine.model.naming import TRAIN_RECORD
-    from slmchat.tui.screens.model_switcher import _spec_label
+    from slmchat.tui.screens.model_switcher import spec_label
 
     out = tmp_path / "20261129-105315-notes" / "model"
     out.mkdir(parents=True)
     (out / TRAIN_RECORD).write_text(json.dumps({"base_model": "default", "method": "lora"}))
-    assert _spec_label(ModelSpec(path=str(out))) == "20261129-105315-notes [lora on default]"
-    assert _spec_label(ModelSpec(path="default")) == "SmolLM2-135M-Instruct"
+    assert spec_label(ModelSpec(path=str(out))) == "20261129-105315-notes [lora on default]"
+    assert spec_label(ModelSpec(path="default")) == "SmolLM2-135M-Instruct"

@@ -12,7 +12,7 @@ from slmchat.paths import data_dir
 from slmchat.tui.ui_state import STATE_FILE
 from slmchat.tui.widgets.message_view import MessageView
 from slmchat.tui.widgets.reasoning_block import ReasoningBlock
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import SIZE, send, settle
 from tests.tui.fakes import FakeEngine
 
 THOUGHT = "<think>Let me think about pelicans and their pouches</think> Pelicans fly."
@@ -34,11 +34,6 @@ def title(block: ReasoningBlock) -> str:
 
 def body(block: ReasoningBlock) -> Static:
     return block.query_one(".reasoning-text", Static)
-
-
-async def send(pilot, text: str) -> None:
-    await pilot.press(*text, "enter")
-    await settle(pilot)
 
 
 async def test_reasoning_is_folded_stored_apart_and_unfolds_with_a_key(make_app) -> None:

@@ -10,8 +10,8 @@ siblings under the prompt;
 "Keep left / keep right" makes one the branch the conversation continues from, and the
 other stays in the conversation as an alternative (‹ 1/2 › in the chat log).
 
-``CompareSetup`` picks the right side; ``CompareScreen`` is the view; ``CompareActions``
-is the chat screen's side (palette "Compare with…", F9). The fine-tune panel's "Compare"
+``CompareSetup`` picks the right side; ``CompareScreen`` is the view; the chat screen
+opens them (palette "Compare with…", F9). The fine-tune panel's "Compare"
 opens the same view through ``compare_base_and_tuned``: the base model on the left, the
 fine-tuned one on the right, greedy, in a conversation of its own.
 """
@@ -57,7 +57,6 @@ from slmchat.tui.messages import (
     CompareRightLoaded,
     CompareSideDone,
 )
-from slmchat.tui.screens.conversations import ConversationScreen
 from slmchat.tui.screens.editor import edit_in_editor
 from slmchat.tui.widgets.footer import FittedFooter
 from slmchat.tui.widgets.prompt_box import PromptBox
@@ -579,48 +578,6 @@ class CompareScreen(Screen[int | None]):
             self.action_keep("left")
         self.right_engine = self.left_engine = None  # frees the models loaded for this
         self.dismiss(self.conv.id if self.conv is not None else None)
-
-
-class CompareActions(ConversationScreen):
-    """The chat screen's side: "Compare with…" (palette, F9)."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f9", "compare", "Compare", show=False, id="chat.compare"),
-    ]
-
-    def compare_discover(self) -> list[ModelEntry]:
-        from slmchat.engine.model.discovery import discover
-
-        return discover(getattr(self.app, "settings", None))
-
-    def action_compare(self) -> None:
-        if self.generating or self.pending:
-            self.notify(t("compare.wait_reply"), severity="warning")
-            return
-        info = self.engine.info
-        if info is None:
-            self.notify(t("compare.no_model"), severity="warning")
-            return
-        self.app.push_screen(CompareSetup(info, self.compare_discover), self._compare_chosen)
-
-    def _compare_chosen(self, choice: CompareChoice | None) -> None:
-        if choice is None:
-            return
-        try:
-            params_from(self.chat_settings)
-        except SlmChatError as exc:
-            self.notify(str(exc), title=t("compare.bad_settings"), severity="error")
-            return
-        self.app.push_screen(
-            CompareScreen(self.engine, self.store, self.conv, self.chat_settings, choice),
-            self.open_compared)
-
-    async def open_compared(self, conv_id: int | None) -> None:
-        """After a compare view: its conversation (with both replies) in the chat."""
-        if conv_id is not None:
-            await self.open_conversation(conv_id)
-            self.sidebar_reload()
-        self.prompt.focus()  # back to typing, wherever the view was opened from
 
 
 def compare_base_and_tuned(app: App[Any], engine: EngineLike, store: Store,

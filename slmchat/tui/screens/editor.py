@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.i18n import t
-from slmchat.tui.screens.conversations import ConversationScreen
-from slmchat.tui.widgets.prompt_box import PromptBox
 
 
 def editor_command(env: dict[str, str] | None = None) -> list[str]:
@@ -47,14 +45,3 @@ def edit_in_editor(app: Any, text: str) -> str | None:
         return path.read_text(encoding="utf-8", errors="replace")
     finally:
         path.unlink(missing_ok=True)
-
-
-class EditorActions(ConversationScreen):
-    """Handles Ctrl+E from the chat's prompt box (mixed into ChatScreen)."""
-
-    def on_prompt_box_editor_requested(self, event: PromptBox.EditorRequested) -> None:
-        event.stop()
-        edited = edit_in_editor(self.app, event.box.text)
-        if edited is not None:
-            event.box.set_text(edited.rstrip("\n"))
-        event.box.focus()

@@ -130,7 +130,7 @@ class FinetunePanel(Vertical):
 
     def __init__(self, engine: Any = None, settings: Any = None,
                  runs_root: Path | None = None, docked: bool = False,
-                 id: str | None = None) -> None:
+                 id: str | None = None, data_file: str | None = None) -> None:
         super().__init__(id=id, classes="-docked" if docked else "")
         localize_bindings(self)
         self.set_class(get_language() == "ja", "-wide-labels")  # 2 cells a character
@@ -138,6 +138,7 @@ class FinetunePanel(Vertical):
         self.engine = engine  # the chat's: Compare loads base and tuned beside its model
         self.settings = settings
         self.runs_root = runs_root
+        self.data_file = data_file  # a training file to start from (the chat's export)
         self.selected: Path | None = None
         self.summary: runs.RunSummary | None = None
         self._reader: runs.ProgressReader | None = None
@@ -239,11 +240,18 @@ class FinetunePanel(Vertical):
         self.set_class(event.size.width < 120 and not self.docked, "-narrow")
 
     def on_mount(self) -> None:
-        self.query_one("#ft-file", Input).focus()
+        self.use_data_file(self.data_file)
         self._draw_chart()
         self._update_buttons()
         self.refresh_runs()
         self.set_interval(1.0, self.refresh_runs)
+
+    def use_data_file(self, path: str | None) -> None:
+        """Start from ``path`` (the chat's exported marked replies), the field focused."""
+        field = self.query_one("#ft-file", Input)
+        if path:
+            field.value = path
+        field.focus()
 
     # -- run list and re-attach -------------------------------------------------------
     def refresh_runs(self) -> None:
@@ -520,10 +528,10 @@ class FinetuneScreen(Screen[ModelSpec | None]):
         Binding("escape", "close", "Close", id="finetune_screen.close")]
 
     def __init__(self, engine: Any = None, settings: Any = None,
-                 runs_root: Path | None = None) -> None:
+                 runs_root: Path | None = None, data_file: str | None = None) -> None:
         super().__init__()
         localize_bindings(self)
-        self.panel = FinetunePanel(engine, settings, runs_root)
+        self.panel = FinetunePanel(engine, settings, runs_root, data_file=data_file)
 
     def compose(self) -> ComposeResult:
         yield self.panel

@@ -6,18 +6,18 @@ no weights loaded) with fuzzy filtering, recently used ones first, each with its
 size and the runtime it would run on; Enter dismisses with a ``ModelSpec``. A recent
 entry brings back the options it was loaded with (dtype, quantization, adapter).
 
-``ModelSwitchActions`` (a part of the chat screen): when the model changes while a
-conversation is open, a divider "model changed to …" goes into the log and the store
-(so it is there when the conversation is reopened), and the conversation remembers the
-model it last used; reopening a conversation whose model differs from the one loaded
-offers to switch back (never switches by itself).
+The chat screen, when the model changes while a conversation is open, puts a divider
+"model changed to …" into the log (``ChatLog.add_divider``) and the store (so it is there
+when the conversation is reopened), and the conversation remembers the model it last
+used (``same_model`` decides whether it changed); reopening a conversation whose model
+differs from the one loaded offers to switch back (``spec_label`` names both; it never
+switches by itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -30,18 +30,11 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from slmchat.engine.model.discovery import ModelEntry
-from slmchat.engine.model.spec import ModelSpec, same_model
-from slmchat.engine.store.store import StoreWriteError
+from slmchat.engine.model.spec import ModelSpec
 from slmchat.fmt import human_bytes
 from slmchat.i18n import localize_bindings, t
 from slmchat.tui.messages import ModelsFound
-from slmchat.tui.screens.conversations import ConversationScreen
-from slmchat.tui.ui_state import spec_dict, spec_from
-from slmchat.tui.widgets.offer_bar import OfferBar
-
-if TYPE_CHECKING:
-    from slmchat.engine.model.spec import ModelInfo
-    from slmchat.engine.store.store import ModelChange
+from slmchat.tui.ui_state import spec_from
 
 
 def runtime_hint(entry: ModelEntry, spec: ModelSpec | None = None,
@@ -196,121 +189,8 @@ class ModelSwitcher(ModalScreen[ModelSpec | None]):
         self.dismiss(None)
 
 
-class ModelDivider(Static):
-    DEFAULT_CSS = """
-    ModelDivider { height: auto; margin: 1 0 0 0; color: $text-muted; text-align: center;
-                   text-style: italic; }
-    """
-
-    def __init__(self, label: str) -> None:
-        # Text, not markup: a fine-tuned model's name has "[lora on …]" in it.
-        text = t("switcher.divider", label=label)
-        super().__init__(Text(f"── {text} ──"), classes="model-divider")
-        self.label = label
-
-
-class ModelSwitchActions(ConversationScreen):
-    """Dividers where the model changed, and the conversation's own model."""
-
-    model_spec: ModelSpec | None = None  # what the app loaded last (None: not known)
-
-    def model_changed(self, spec: ModelSpec | None, old: ModelInfo | None,
-                      new: ModelInfo | None) -> None:
-        """The app loaded ``spec``: mark the change in the open conversation."""
-        if spec is not None:
-            self.model_spec = spec
-        if new is None or old is None or (old.path, old.label, old.adapter) == (
-                new.path, new.label, new.adapter):
-            return
-        offers = self.offers
-        offers.hide("switch-back")
-        if spec is not None and offers.kind == "finetune" \
-                and getattr(offers.payload, "out", None) == spec.path:
-            offers.hide()  # "Use model" was taken (from the panel or the switcher)
-        if self.conv is None or spec is None:
-            return
-        if same_model(self.conv.model, spec_dict(spec)):
-            return  # back to the model that wrote this conversation ("Switch back"): no change
-        try:
-            change = self.store.add_model_change(self.conv.id, new.label, spec_dict(spec))
-        except StoreWriteError as exc:  # the model is loaded; only the divider is missing
-            self.not_saved(exc, "chat.divider_not_saved")
-            return
-        self.conv = replace(self.conv, model=spec_dict(spec))
-        self.call_later(self._mount_divider, change)
-
-    async def _mount_divider(self, change: ModelChange) -> None:
-        log = self.log_view
-        await log.query_children(".empty-hint").remove()
-        await log.mount(ModelDivider(change.label))
-        log.scroll_end(animate=False)
-
-    def remember_conversation_model(self) -> None:
-        """A reply is about to be written: the conversation's model is the loaded one."""
-        if self.conv is None or self.model_spec is None:
-            return
-        current = spec_dict(self.model_spec)
-        if not same_model(self.conv.model, current):
-            self.store.set_conversation_model(self.conv.id, current)
-            self.conv = replace(self.conv, model=current)
-
-    async def open_conversation(self, conv_id: int) -> None:
-        await super().open_conversation(conv_id)
-        if self.conv is None or self.conv.id != conv_id:
-            return
-        await self._place_dividers(self.store.model_changes(conv_id))
-        self.offer_switch_back()
-
-    async def _place_dividers(self, changes: list[ModelChange]) -> None:
-        """Each divider after the last shown message written before the change."""
-        log = self.log_view
-        views = [v for v in log.views() if v.msg_id]
-        last_at: dict[int, Any] = {}
-        for change in changes:
-            anchor = None
-            for view in views:
-                if change.after_id is not None and view.msg_id <= change.after_id:
-                    anchor = view
-            divider = ModelDivider(change.label)
-            if anchor is None:
-                if views:
-                    await log.mount(divider, before=last_at.get(0, views[0]))
-                else:
-                    await log.mount(divider)
-                continue
-            await log.mount(divider, after=last_at.get(anchor.msg_id, anchor))
-            last_at[anchor.msg_id] = divider
-
-    def offer_switch_back(self) -> None:
-        offers = self.offers
-        offers.hide("switch-back")
-        saved = self.conv.model if self.conv is not None else None
-        if saved is None or self.model_spec is None:
-            return
-        if same_model(saved, spec_dict(self.model_spec)):
-            return
-        spec = spec_from(saved)
-        if spec is None:
-            return
-        old = _spec_label(spec)
-        new = _spec_label(self.model_spec)
-        self.call_later(offers.offer, "switch-back", t("switcher.back", old=old, new=new),
-                        [(t("switcher.back_action"), "switch")], spec)
-
-    async def on_offer_bar_chosen(self, event: OfferBar.Chosen) -> None:
-        if event.kind != "switch-back":
-            return
-        event.stop()
-        load = getattr(self.app, "load_model", None)
-        if load is not None and isinstance(event.payload, ModelSpec):
-            load(event.payload)
-
-    @property
-    def offers(self) -> OfferBar:
-        return self.query_one(OfferBar)
-
-
-def _spec_label(spec: ModelSpec) -> str:
+def spec_label(spec: ModelSpec) -> str:
+    """A spec as the switch-back offer names it: "qwen-0.5b (cpu-int8)"."""
     from pathlib import Path
 
     from slmchat.engine.model.default import MODEL_NAME

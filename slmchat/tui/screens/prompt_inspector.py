@@ -8,8 +8,8 @@ turn already held. The prompt is built by ``Engine.preview_prompt(detail=True)``
 thread worker; a past reply is rebuilt from the messages before it with the sampling
 recorded in its provenance, next to the counts measured when it was written.
 
-``InspectActions`` is the chat screen's side: F8 (next reply), ``i`` on a selected
-message in the log, and the palette entries.
+The chat screen opens it (F8 for the next reply, ``i`` on a selected message in the
+log, the palette entries) with a target from ``next_reply_target`` or ``past_target``.
 """
 
 from __future__ import annotations
@@ -28,18 +28,17 @@ from textual.widgets import DataTable, Static
 
 from slmchat.engine.generation.prompting import ChatMessage, Prompt
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.errors import SlmChatError, first_line
+from slmchat.errors import first_line
 from slmchat.i18n import has, localize_bindings, t
 from slmchat.tui.generation import chat_messages, model_label, same_weights
 from slmchat.tui.messages import PromptBuilt
-from slmchat.tui.screens.conversations import ConversationScreen
-from slmchat.tui.widgets.chat_log import ChatLog
 from slmchat.tui.widgets.footer import FittedFooter
 from slmchat.tui.widgets.settings_panel import params_from
 
 if TYPE_CHECKING:
     from slmchat.engine.model.spec import ModelInfo
     from slmchat.engine.session import EngineLike
+    from slmchat.engine.store.store import StoredMessage
     from slmchat.tui.widgets.message_view import MessageView
 
 SPECIAL_STYLE = "bold reverse magenta"
@@ -286,88 +285,53 @@ class PromptInspector(Screen[None]):
         self.dismiss(None)
 
 
-class InspectActions(ConversationScreen):
-    """The chat screen's side of the inspector (mixed into ChatScreen)."""
+def history_until(history: list[StoredMessage], msg_id: int, include: bool
+                  ) -> list[StoredMessage]:
+    """Stored messages on the shown branch before ``msg_id`` (or up to it)."""
+    out = []
+    for m in history:
+        if m.id == msg_id:
+            if include:
+                out.append(m)
+            break
+        out.append(m)
+    return out
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f8", "inspect_prompt", "Inspect prompt", show=False, id="chat.inspect_prompt"),
-    ]
 
-    def history_until(self, msg_id: int, include: bool) -> list[Any]:
-        """Stored messages on the shown branch before ``msg_id`` (or up to it)."""
-        assert self.conv is not None
-        out = []
-        for m in self.store.messages(self.conv.id):
-            if m.id == msg_id:
-                if include:
-                    out.append(m)
-                break
-            out.append(m)
-        return out
+def next_reply_target(history: list[StoredMessage], chat_settings: dict[str, Any],
+                      typed: str, thinking: bool | None) -> InspectTarget:
+    """The prompt the next reply gets: the conversation plus what is typed now."""
+    params = params_from(chat_settings)
+    messages = chat_messages(history, chat_settings.get("system_prompt"))
+    notes: tuple[str, ...] = ()
+    typed = typed.strip()
+    if typed:
+        messages.append(ChatMessage("user", typed))
+        notes = (t("insp.note.typed"),)
+    elif not messages or messages[-1].role != "user":
+        notes = (t("insp.note.no_user_last"),)
+    return InspectTarget(t("insp.target.next"), messages, params, notes=notes,
+                         thinking=thinking)
 
-    def next_reply_target(self) -> InspectTarget:
-        """The prompt the next reply gets: the conversation plus what is typed now."""
-        params = params_from(self.chat_settings)
-        history = self.store.messages(self.conv.id) if self.conv is not None else []
-        messages = chat_messages(history, self.chat_settings.get("system_prompt"))
-        notes: tuple[str, ...] = ()
-        typed = self.prompt.text.strip()
-        if typed:
-            messages.append(ChatMessage("user", typed))
-            notes = (t("insp.note.typed"),)
-        elif not messages or messages[-1].role != "user":
-            notes = (t("insp.note.no_user_last"),)
-        return InspectTarget(t("insp.target.next"), messages, params, notes=notes,
-                             thinking=self.thinking_setting())
 
-    def past_target(self, view: MessageView) -> InspectTarget:
-        """A reply's prompt (the messages before it), or for one of your messages the
-        prompt that ended with it."""
-        current = params_from(self.chat_settings)
-        if view.role == "assistant":
-            prov = view.provenance or {}
-            system = prov.get("system_prompt", self.chat_settings.get("system_prompt"))
-            history = self.history_until(view.msg_id, include=False)
-            notes: tuple[str, ...] = (t("insp.note.rebuilt"),)
-            if prov.get("segments"):
-                notes += (t("insp.note.continued"),)
-            thinking = prov.get("thinking")
-            return InspectTarget(t("insp.target.past"), chat_messages(history, system),
-                                 params_from_provenance(prov, current), recorded=prov or None,
-                                 notes=notes,
-                                 thinking=thinking if isinstance(thinking, bool) else None)
-        history = self.history_until(view.msg_id, include=True)
-        return InspectTarget(t("insp.target.reply_to"),
-                             chat_messages(history, self.chat_settings.get("system_prompt")),
-                             current, notes=(t("insp.note.current"),),
-                             thinking=self.thinking_setting())
-
-    def _open_inspector(self, target: InspectTarget) -> None:
-        if self.engine.info is None:
-            self.notify(t("insp.no_model_loaded"), severity="warning")
-            return
-        self.app.push_screen(PromptInspector(self.engine, target))
-
-    def action_inspect_prompt(self) -> None:
-        try:
-            target = self.next_reply_target()
-        except SlmChatError as exc:
-            self.notify(str(exc), title=t("insp.invalid_settings"), severity="error")
-            return
-        if not target.messages:
-            self.notify(t("insp.nothing"), severity="warning")
-            return
-        self._open_inspector(target)
-
-    def on_chat_log_inspect_requested(self, event: ChatLog.InspectRequested) -> None:
-        if not event.view.msg_id:
-            return
-        try:
-            target = self.past_target(event.view)
-        except SlmChatError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        if not target.messages:
-            self.notify(t("insp.no_messages"), severity="warning")
-            return
-        self._open_inspector(target)
+def past_target(view: MessageView, history: list[StoredMessage],
+                chat_settings: dict[str, Any], thinking: bool | None) -> InspectTarget:
+    """A reply's prompt (the messages before it), or for one of your messages the
+    prompt that ended with it (``history``: the shown branch)."""
+    current = params_from(chat_settings)
+    if view.role == "assistant":
+        prov = view.provenance or {}
+        system = prov.get("system_prompt", chat_settings.get("system_prompt"))
+        before = history_until(history, view.msg_id, include=False)
+        notes: tuple[str, ...] = (t("insp.note.rebuilt"),)
+        if prov.get("segments"):
+            notes += (t("insp.note.continued"),)
+        recorded_thinking = prov.get("thinking")
+        return InspectTarget(t("insp.target.past"), chat_messages(before, system),
+                             params_from_provenance(prov, current), recorded=prov or None,
+                             notes=notes, thinking=recorded_thinking
+                             if isinstance(recorded_thinking, bool) else None)
+    upto = history_until(history, view.msg_id, include=True)
+    return InspectTarget(t("insp.target.reply_to"),
+                         chat_messages(upto, chat_settings.get("system_prompt")),
+                         current, notes=(t("insp.note.current"),), thinking=thinking)

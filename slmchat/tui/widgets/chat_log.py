@@ -6,8 +6,9 @@ has not scrolled up (Textual releases the anchor when the user scrolls away).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
@@ -16,6 +17,24 @@ from textual.widgets import Static
 
 from slmchat.i18n import localize_bindings, t
 from slmchat.tui.widgets.message_view import MessageView
+
+if TYPE_CHECKING:
+    from slmchat.engine.store.store import ModelChange
+
+
+class ModelDivider(Static):
+    """"── model changed to … ──" where the conversation's model changed."""
+
+    DEFAULT_CSS = """
+    ModelDivider { height: auto; margin: 1 0 0 0; color: $text-muted; text-align: center;
+                   text-style: italic; }
+    """
+
+    def __init__(self, label: str) -> None:
+        # Text, not markup: a fine-tuned model's name has "[lora on …]" in it.
+        text = t("switcher.divider", label=label)
+        super().__init__(Text(f"── {text} ──"), classes="model-divider")
+        self.label = label
 
 
 class ChatLog(VerticalScroll, can_focus=True):
@@ -97,6 +116,54 @@ class ChatLog(VerticalScroll, can_focus=True):
             if view.msg_id == msg_id:
                 return view
         return None
+
+    def mark_branches(self, positions: dict[int, tuple[int, int]]) -> None:
+        """Put "‹ n/of ›" on every shown message that has siblings (``positions``:
+        message id -> its place among them, from ``Store.branch_positions``)."""
+        for view in self.views():
+            view.set_branch(positions.get(view.msg_id) if view.msg_id else None)
+
+    async def add_divider(self, label: str) -> None:
+        """The model changed now: a divider at the end."""
+        await self.query_children(".empty-hint").remove()
+        await self.mount(ModelDivider(label))
+        self.scroll_end(animate=False)
+
+    async def place_dividers(self, changes: list[ModelChange]) -> None:
+        """Each stored model change after the last shown message written before it."""
+        views = [v for v in self.views() if v.msg_id]
+        last_at: dict[int, Any] = {}
+        for change in changes:
+            anchor = None
+            for view in views:
+                if change.after_id is not None and view.msg_id <= change.after_id:
+                    anchor = view
+            divider = ModelDivider(change.label)
+            if anchor is None:
+                if views:
+                    await self.mount(divider, before=last_at.get(0, views[0]))
+                else:
+                    await self.mount(divider)
+                continue
+            await self.mount(divider, after=last_at.get(anchor.msg_id, anchor))
+            last_at[anchor.msg_id] = divider
+
+    def reveal(self, msg_id: int) -> None:
+        """Mark the message a search found and scroll to it (once laid out)."""
+        view = self.view_for(msg_id)
+        if view is None:
+            return
+        view.add_class("-hit")
+
+        def scroll() -> None:
+            self.release_anchor()  # or the next layout pulls it back to the end
+            self.scroll_to_widget(view, animate=False, top=True)
+
+        self.call_after_refresh(scroll)
+
+    def clear_hits(self) -> None:
+        for view in self.query(".-hit"):
+            view.remove_class("-hit")
 
     @property
     def selected_view(self) -> MessageView | None:

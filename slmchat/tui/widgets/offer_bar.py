@@ -24,6 +24,8 @@ class OfferBar(Horizontal):
     """
 
     class Chosen(Message):
+        """A button was pressed: ``action`` is its name, "dismiss" for Dismiss."""
+
         def __init__(self, kind: str, action: str, payload: Any) -> None:
             super().__init__()
             self.kind = kind
@@ -61,9 +63,6 @@ class OfferBar(Horizontal):
         event.stop()
         kind, payload = self.kind, self.payload
         self.hide()
-        # The pressed button is gone with the bar: typing must go to the prompt again.
-        prompt = getattr(self.screen, "prompt", None)
-        if prompt is not None:
-            prompt.focus()
-        if event.button.name and event.button.name != "dismiss":
-            self.post_message(self.Chosen(kind, event.button.name, payload))
+        # The pressed button is gone with the bar: the screen puts the focus back where
+        # typing goes (a Dismiss is an answer too).
+        self.post_message(self.Chosen(kind, event.button.name or "dismiss", payload))

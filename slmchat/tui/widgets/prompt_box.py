@@ -39,6 +39,7 @@ class PromptBox(TextArea):
         self.prompt_history: list[str] = []
         self._history_pos: int | None = None  # index into history while browsing
         self._draft = ""
+        self.drafts: dict[int | None, str] = {}  # unsent text per conversation
 
     def set_history(self, prompts: list[str]) -> None:
         self.prompt_history = list(prompts)
@@ -54,6 +55,19 @@ class PromptBox(TextArea):
         self._history_pos = None
         self._draft = ""
         self.set_text(text)
+
+    def switch_draft(self, here: int | None, going_to: int | None, keep: bool = True) -> None:
+        """Keep the text as conversation ``here``'s draft (``keep``: False while it is an
+        edit's, which belongs to the message being edited) and show ``going_to``'s (None:
+        the new chat), so unsent text does not follow you into another conversation."""
+        if going_to == here:
+            return
+        if keep:
+            if self.text.strip():
+                self.drafts[here] = self.text
+            else:
+                self.drafts.pop(here, None)
+        self.load_draft(self.drafts.pop(going_to, ""))
 
     def set_text(self, text: str) -> None:
         self.load_text(text)

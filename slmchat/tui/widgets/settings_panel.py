@@ -89,6 +89,12 @@ class SettingsPanel(VerticalScroll):
             value = values.get(key)
             self.query_one(f"#set-{key}", Input).value = "" if value is None else str(value)
 
+    def open_with(self, values: dict[str, Any]) -> None:
+        """Show the panel with ``values``, the system prompt focused."""
+        self.display = True
+        self.load_values(values)
+        self.query_one("#set-system_prompt", TextArea).focus()
+
     def read_values(self) -> dict[str, Any]:
         """Parse and validate the form; raises SlmChatError with a one-line reason."""
         values: dict[str, Any] = {

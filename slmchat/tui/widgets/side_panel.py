@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widget import Widget
+from textual.widgets import Input
 
 from slmchat.i18n import localize_bindings, t
 
@@ -66,6 +67,12 @@ class SidePanel(Vertical):
         self.fit(self.screen.size.width)
         self.display = True
         await self.mount(panel)
+
+    def focus_panel(self) -> None:
+        """The open panel's first field takes the focus."""
+        first = next(iter(self.query(Input)), None)
+        if first is not None:
+            first.focus()
 
     def close(self) -> None:
         self.kind = None

@@ -138,6 +138,10 @@ class ConversationSidebar(Vertical):
         if isinstance(item, ConversationItem):
             self.post_message(self.Selected(item.conv_id, item.msg_id))
 
+    def focus_search(self) -> None:
+        self.display = True
+        self.query_one("#search", Input).focus()
+
     def action_focus_list(self) -> None:
         self.query_one(ListView).focus()
 

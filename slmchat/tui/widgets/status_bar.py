@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
@@ -14,7 +16,11 @@ from slmchat.engine.model.spec import ModelInfo
 from slmchat.i18n import t
 from slmchat.tui.widgets.fitted_line import Part, fit_parts, part
 
+if TYPE_CHECKING:
+    from slmchat.engine.generation.decode import GenerationChunk
+
 BAR_WIDTH = 10
+STATUS_REFRESH_S = 0.25  # how often a streaming reply repaints the status line
 
 
 def process_rss() -> int | None:
@@ -52,7 +58,8 @@ def context_bar(used: int, limit: int, width: int = BAR_WIDTH) -> Text:
 
 
 class StatusBar(Static):
-    """Reads everything from attributes; call ``refresh_status`` after changing them."""
+    """Reads everything from attributes; call ``refresh_status`` after changing them (the
+    chat screen tells it with the methods below, which do)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -68,6 +75,7 @@ class StatusBar(Static):
         self.thinking = True  # a thinking model's switch (shown when the model has one)
         # Injectable so snapshot tests show a fixed value.
         self.memory_probe: Callable[[], int | None] = process_rss
+        self._drawn_at = 0.0  # when a streaming reply last repainted the line
 
     def on_mount(self) -> None:
         self.set_interval(2.0, self.refresh_status)
@@ -75,6 +83,57 @@ class StatusBar(Static):
     def refresh_status(self) -> None:
         if self.is_mounted:
             self.refresh()
+
+    # --- what the chat screen tells it ---
+
+    def model_loading(self, name: str) -> None:
+        self.loading_name, self.loading_step = name, None
+        self.refresh_status()
+
+    def load_progress(self, text: str, fraction: float) -> None:
+        """A long load step (a model's first ONNX conversion)."""
+        self.loading_step = (text, fraction)
+        self.refresh_status()
+
+    def model_loaded(self, info: ModelInfo | None, thinking: bool) -> None:
+        self.loading_name = self.loading_step = self.load_error = None
+        if self.info is not info:  # the last reply's speed was another model's
+            self.ttft_s = self.decode_tps = None
+            self.speculative = None
+        self.info = info
+        self.thinking = thinking
+        self.refresh_status()
+
+    def model_failed(self, error: str, info: ModelInfo | None) -> None:
+        """Not loaded: the error, and the model still loaded (if any)."""
+        self.loading_name = self.loading_step = None
+        self.load_error = error
+        self.info = info
+        self.refresh_status()
+
+    def reply_started(self) -> None:
+        self.generating = True
+        self.refresh_status()
+
+    def reply_progress(self, context_used: int, decode_tps: float) -> None:
+        """The context bar and speed follow a streaming reply: repainted a few times a
+        second, not per token, since every repaint takes the UI thread (and the GIL)
+        from the decode loop (benchmarks/bench_app.py)."""
+        self.context_used = context_used
+        self.decode_tps = decode_tps or self.decode_tps
+        now = time.monotonic()
+        if now - self._drawn_at >= STATUS_REFRESH_S:
+            self._drawn_at = now
+            self.refresh_status()
+
+    def reply_finished(self, last: GenerationChunk | None) -> None:
+        self.generating = False
+        if last is not None:
+            self.ttft_s = last.ttft_s
+            self.decode_tps = last.decode_tps
+            self.context_used = last.prompt_tokens + last.new_tokens
+            self.speculative = (last.accepted, last.drafted) if last.speculative else None
+        self.refresh_status()
 
     def render(self) -> Text:
         return self.render_status(self.content_size.width or None)
