@@ -1,5 +1,5 @@
-"""Write a Llama, Qwen2, Gemma or Phi-3 transformers model as a GGUF file (f16 or q8_0;
-the K-quants through llama.cpp's quantizer).
+"""Write a Llama, Qwen2, Gemma, Gemma 2 or Phi-3 transformers model as a GGUF file (f16
+or q8_0; the K-quants through llama.cpp's quantizer).
 
 Follows llama.cpp's ``convert_hf_to_gguf.py`` (model/gguf_layout.py): ARCH.* hyper-
 parameters, ``blk.N.*`` tensor names, Llama's q/k weights permuted from the HF rotary
@@ -7,9 +7,9 @@ layout (halves) back to the interleaved layout llama.cpp expects, 1-D tensors (n
 Qwen2's attention biases) kept in F32, a "gpt2" byte-level BPE tokenizer with its merges,
 and the chat template. The result is checked by ``verify_gguf``: transformers loads it
 back (undoing the permutation) and its logits and tokenization are compared with the
-source model's. Gemma and Phi-3 files are checked in llama.cpp itself (transformers
-cannot read a Gemma 1 GGUF, nor a Phi-3's partial rotary from one): the same comparison,
-on the logits llama.cpp computes from the file.
+source model's. Gemma, Gemma 2 and Phi-3 files are checked in llama.cpp itself
+(transformers cannot read a Gemma 1 GGUF, nor a Phi-3's partial rotary from one): the same
+comparison, on the logits llama.cpp computes from the file.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class GGUFCheck:
 
 
 # GGUF architectures checked in llama.cpp rather than through transformers' GGUF reader.
-LLAMACPP_CHECKED = ("gemma", "phi3")
+LLAMACPP_CHECKED = ("gemma", "gemma2", "phi3")
 
 
 def verify_gguf(model: Any, tokenizer: Any, path: Path, min_top1: float = 0.9) -> GGUFCheck:

@@ -17,7 +17,7 @@ from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.tools.export import export_model
 from slmchat.engine.tools.gguf_writer import VERIFY_PROMPTS
 from slmchat.errors import InvalidParameterError
-from tests.tinymodels import make_tiny_gemma, make_tiny_phi3, make_tiny_qwen2
+from tests.tinymodels import make_tiny_gemma, make_tiny_gemma2, make_tiny_phi3, make_tiny_qwen2
 
 # llama.cpp against the source model, per type: least Pearson correlation of the last
 # position's logits, and greedy continuation tokens that must be the source's. Only f16
@@ -124,12 +124,13 @@ def _lora(base_dir: Path, out: Path, targets: list[str] = PROJECTIONS) -> Path:
     return out
 
 
-@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma", "phi3"])
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma", "gemma2", "phi3"])
 def lora_case(request: pytest.FixtureRequest, tiny_llama_dir: Path, tiny_qwen2_dir: Path,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
     arch = request.param
     base = {"llama": lambda: tiny_llama_dir, "qwen2": lambda: tiny_qwen2_dir,
             "gemma": lambda: make_tiny_gemma(tmp_path_factory.mktemp("gemma") / "gemma"),
+            "gemma2": lambda: make_tiny_gemma2(tmp_path_factory.mktemp("gemma2") / "gemma2"),
             "phi3": lambda: make_tiny_phi3(tmp_path_factory.mktemp("phi3") / "phi3")}[arch]()
     targets = PHI3_PROJECTIONS if arch == "phi3" else PROJECTIONS
     return arch, base, _lora(base, tmp_path_factory.mktemp("lora") / "adapter", targets)
@@ -197,6 +198,7 @@ def test_gguf_lora_adapter_in_llama_cpp_equals_the_merged_model(
 
 NEW_ARCHS = {
     "gemma": lambda folder: make_tiny_gemma(folder),
+    "gemma2": lambda folder: make_tiny_gemma2(folder),
     "phi3": lambda folder: make_tiny_phi3(folder),
     "phi3-partial-rotary": lambda folder: make_tiny_phi3(folder, partial_rotary=0.5),
 }
@@ -227,13 +229,18 @@ def test_gemma_and_phi3_run_in_llama_cpp_like_the_source(
     res = export_model(ModelSpec(path=str(folder)), gguf=out, gguf_type=gguf_type)
     assert res.check is not None and res.check.tokens_match
     header = read_header(out)
-    arch = "gemma" if name == "gemma" else "phi3"
+    arch = name.split("-")[0]
     assert header.meta["general.architecture"] == arch
     names = {t.name for t in gguf.GGUFReader(str(out)).tensors}
-    if arch == "gemma":
-        assert header.meta["gemma.attention.key_length"] == 32  # head_dim, not hidden / heads
+    if arch.startswith("gemma"):
+        assert header.meta[f"{arch}.attention.key_length"] == 32  # head_dim, not hidden / heads
         assert "output.weight" not in names  # tied: llama.cpp reads token_embd
-    else:
+    if arch == "gemma2":
+        assert header.meta["gemma2.attn_logit_softcapping"] == 5.0
+        assert header.meta["gemma2.final_logit_softcapping"] == 3.0
+        assert header.meta["gemma2.attention.sliding_window"] == 16  # the prompts are longer
+        assert {"blk.1.post_attention_norm.weight", "blk.1.post_ffw_norm.weight"} <= names
+    if arch == "phi3":
         assert {"blk.0.attn_qkv.weight", "blk.1.ffn_up.weight", "output.weight"} <= names
         assert "blk.0.ffn_gate.weight" not in names  # gate and up stay fused
         assert header.meta["phi3.rope.dimension_count"] == (8 if "partial" in name else 16)
@@ -290,8 +297,8 @@ def test_gemma_variants_llama_cpp_cannot_run_are_refused(tmp_path: Path, change:
         check_exportable(config)
 
 
-def test_phi3_long_context_and_gemma2_are_refused_with_a_reason() -> None:
-    from transformers import Gemma2Config, Phi3Config
+def test_phi3_long_context_gemma3_and_uncapped_gemma2_are_refused_with_a_reason() -> None:
+    from transformers import Gemma2Config, Gemma3TextConfig, Phi3Config
 
     from slmchat.engine.model.gguf_layout import check_exportable
 
@@ -302,5 +309,32 @@ def test_phi3_long_context_and_gemma2_are_refused_with_a_reason() -> None:
                       original_max_position_embeddings=128, max_position_embeddings=512)
     with pytest.raises(InvalidParameterError, match="long-context rope factors"):
         check_exportable(long)
-    with pytest.raises(InvalidParameterError, match="Gemma2ForCausalLM"):
-        check_exportable(Gemma2Config(architectures=["Gemma2ForCausalLM"]))
+    with pytest.raises(InvalidParameterError, match="Gemma3ForCausalLM"):
+        check_exportable(Gemma3TextConfig(architectures=["Gemma3ForCausalLM"]))
+    check_exportable(Gemma2Config(architectures=["Gemma2ForCausalLM"]))  # Gemma-2-2B's shape
+    with pytest.raises(InvalidParameterError, match="soft-capping"):
+        check_exportable(Gemma2Config(architectures=["Gemma2ForCausalLM"],
+                                      attn_logit_softcapping=None))
+    with pytest.raises(InvalidParameterError, match="query_pre_attn_scalar"):
+        check_exportable(Gemma2Config(architectures=["Gemma2ForCausalLM"],
+                                      query_pre_attn_scalar=144))
+
+
+def test_sentencepiece_style_tokenizer_is_refused_before_writing(tmp_path: Path) -> None:
+    """Gemma's and Phi-3's own tokenizers (spaces as U+2581, byte fallback) would be written
+    as a byte-level vocabulary that llama.cpp splits differently: refused with the reason."""
+    import json
+
+    from tokenizers import Tokenizer, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    from slmchat.engine.model.gguf_layout import tokenizer_metadata
+
+    vocab = {"<unk>": 0, "\u2581": 1, "a": 2, "\u2581a": 3}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[("\u2581", "a")], byte_fallback=True,
+                                   unk_token="<unk>"))
+    backend.normalizer = normalizers.Replace(" ", "\u2581")
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
+    assert json.loads(tok.backend_tokenizer.to_str())["model"]["byte_fallback"]
+    with pytest.raises(InvalidParameterError, match="sentencepiece-style"):
+        tokenizer_metadata(None, tok, type("C", (), {"vocab_size": 4})())
