@@ -8,7 +8,8 @@ before and after training (plain text: sliding-window perplexity, window 256 / s
 128; chat rows: perplexity of the assistant's tokens given each row's prompt), which is
 how a user judges a fine-tune. The run's own held-out figure is recorded beside it.
 
-Five kinds of text that ship with Python or Debian (none written by us):
+Five kinds of text that ship with Python or Debian (none written by us). At ~6k training
+tokens (``--size 6000``, 7.5k tokens cut):
 
 * ``prose``: IDLE's user guide (``idlelib/help.html``, its text read by slmchat's reader);
 * ``notes``: IDLE's change notes (``idlelib/NEWS.txt``: dated, bulleted entries);
@@ -17,6 +18,21 @@ Five kinds of text that ship with Python or Debian (none written by us):
 * ``chat``: chat JSONL built from the Python reference (``pydoc_data.topics``): the user
   asks about a topic, the assistant answers with the reference's own text; rows are
   trained with the prompt masked, the final 20 % of rows are the following text.
+
+Those are too short for ~60k training tokens (``--size 60000``, 75k tokens cut), which
+reads longer texts of the same kinds, each starting with the 6k one where it can:
+
+* ``prose``: IDLE's user guide, then the GNU sed manual, then the GNU grep manual
+  (``/usr/share/info/{sed,grep}.info.gz``, index nodes dropped); the following text is
+  the end of the grep manual;
+* ``notes``: IDLE's NEWS.txt, then dpkg's Debian changelog
+  (``/usr/share/doc/dpkg/changelog.gz``: dated, bulleted release entries);
+* ``licence``: a manual (all 14 Debian licences together hold ~53k tokens, too few): the
+  GNU Coreutils manual (``/usr/share/info/coreutils.info.gz``), its first 75k tokens;
+* ``code``: ``argparse.py``, ``subprocess.py``, ``dataclasses.py``, ``typing.py`` in that
+  order (the following text is in ``dataclasses.py`` and ``typing.py``);
+* ``chat``: the same Python reference topics, every topic whole: its paragraphs in rows of
+  ~1,200 characters, the later rows asking for "(part 2)", "(part 3)", ...
 
     python benchmarks/bench_finetune_recipe.py --label new-default
     python benchmarks/bench_finetune_recipe.py --label lr2e-4 --set lr=2e-4 --texts prose
@@ -56,6 +72,27 @@ def _stdlib(name: str) -> Path:
     return Path(sysconfig.get_paths()["stdlib"]) / name
 
 
+def _read(path: Path) -> str:
+    """A text file, gzip-compressed (Debian's docs) or not."""
+    if path.suffix == ".gz":
+        import gzip
+
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    return path.read_text(encoding="utf-8")
+
+
+def _info(name: str) -> str:
+    """A GNU info manual from /usr/share/info, its nodes in order without their separator
+    bytes, the index nodes (lists of "* term: node. (line N)") and the tag table."""
+    import re
+
+    nodes = _read(Path("/usr/share/info") / name).split("\x1f")
+    keep = [n for n in nodes
+            if not re.search(r"Node: [^,\n]*Index|^\nTag Table:|^\nEnd Tag Table", n)]
+    return "".join(keep)
+
+
 def _prose() -> str:
     from slmchat.engine.retrieval.readers import html_blocks
 
@@ -63,37 +100,70 @@ def _prose() -> str:
     return "\n\n".join(b.text for b in html_blocks(html))
 
 
+def _prose_large() -> str:
+    return "\n\n".join([_prose(), _info("sed.info.gz"), _info("grep.info.gz")])
+
+
 def _notes() -> str:
     return _stdlib("idlelib/NEWS.txt").read_text(encoding="utf-8")
+
+
+def _notes_large() -> str:
+    return "\n\n".join([_notes(), _read(Path("/usr/share/doc/dpkg/changelog.gz"))])
 
 
 def _licence() -> str:
     return Path("/usr/share/common-licenses/GPL-3").read_text(encoding="utf-8")
 
 
+def _manual_large() -> str:
+    return _info("coreutils.info.gz")
+
+
+CODE_LARGE = ("argparse.py", "subprocess.py", "dataclasses.py", "typing.py")
+
+
 def _code() -> str:
     return _stdlib("argparse.py").read_text(encoding="utf-8")
 
 
-def _chat_rows() -> list[dict[str, Any]]:
-    """One row per reference topic: a question and the topic's opening paragraphs."""
+def _code_large() -> str:
+    return "\n\n".join(_stdlib(n).read_text(encoding="utf-8") for n in CODE_LARGE)
+
+
+def _chat_rows(whole: bool = False) -> list[dict[str, Any]]:
+    """One row per reference topic: a question and the topic's opening paragraphs (up to
+    ~1,200 characters). ``whole``: every paragraph of every topic, in rows of ~1,200
+    characters, the later ones asking for part 2, 3, ... of the topic."""
     from pydoc_data.topics import topics
 
     rows = []
     for key in sorted(topics):
         paras = [p.strip() for p in str(topics[key]).split("\n\n") if p.strip()]
-        answer, size = [], 0
+        parts: list[list[str]] = [[]]
+        size = 0
         for p in paras:
-            if size + len(p) > 1200 and answer:
-                break
-            answer.append(p)
+            if size + len(p) > 1200 and parts[-1]:
+                parts.append([])
+                size = 0
+            parts[-1].append(p)
             size += len(p)
-        rows.append({"messages": [
-            {"role": "user", "content": f"What does the Python reference say about {key}?"},
-            {"role": "assistant", "content": "\n\n".join(answer)}]})
+        for n, answer in enumerate(parts if whole else parts[:1], start=1):
+            ask = f"What does the Python reference say about {key}?"
+            rows.append({"messages": [
+                {"role": "user", "content": ask if n == 1 else f"{ask} (part {n})"},
+                {"role": "assistant", "content": "\n\n".join(answer)}]})
     return rows
 
 
+def _chat_rows_large() -> list[dict[str, Any]]:
+    return _chat_rows(whole=True)
+
+
+# The ~6k-token size reads the first texts; from LARGE_FROM training tokens on, the
+# texts below, which are longer versions of the same kinds (the shorter ones do not
+# hold 75k tokens: IDLE's guide has ~10k, NEWS.txt ~16k, GPL-3 ~8k, argparse.py ~22k,
+# the reference's topic openings ~27k; all 14 Debian licences together ~53k).
 TEXTS: dict[str, tuple[str, Callable[[], Any]]] = {
     "prose": ("IDLE user guide (help.html)", _prose),
     "notes": ("IDLE change notes (NEWS.txt)", _notes),
@@ -101,6 +171,19 @@ TEXTS: dict[str, tuple[str, Callable[[], Any]]] = {
     "code": ("argparse.py (Python source)", _code),
     "chat": ("chat JSONL from the Python reference", _chat_rows),
 }
+LARGE_FROM = 20000
+TEXTS_LARGE: dict[str, tuple[str, Callable[[], Any]]] = {
+    "prose": ("IDLE user guide, then the GNU sed and grep manuals (info)", _prose_large),
+    "notes": ("IDLE NEWS.txt, then dpkg's Debian changelog", _notes_large),
+    "licence": ("manual: GNU Coreutils manual (coreutils.info)", _manual_large),
+    "code": ("Python source: " + ", ".join(CODE_LARGE), _code_large),
+    "chat": ("chat JSONL from the Python reference, every topic whole (rows of "
+             "~1,200 characters)", _chat_rows_large),
+}
+
+
+def texts_for(size: int) -> dict[str, tuple[str, Callable[[], Any]]]:
+    return TEXTS_LARGE if size >= LARGE_FROM else TEXTS
 
 
 # --- building the (training file, following text) pair of a kind ------------------------
@@ -178,8 +261,12 @@ def chat_ppl(model: Any, tok: Any, rows: list[dict[str, Any]]) -> float:
 # --- one run ----------------------------------------------------------------------------
 
 def prepare_pair(name: str, tok: Any, size: int, work: Path) -> dict[str, Any] | None:
-    title, reader = TEXTS[name]
-    source = reader()
+    title, reader = texts_for(size)[name]
+    try:
+        source = reader()
+    except OSError as exc:  # a Debian doc file this machine does not have
+        print(f"{name}: {exc}; skipped", flush=True)
+        return None
     if name == "chat":
         cut = cut_rows(source, tok, size)
         if cut is None:
@@ -293,8 +380,8 @@ def recipe(ns: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             pair = prepare_pair(name, tok, ns.size, Path(tmp))
             if pair is None:
-                print(f"{name}: the text is shorter than {ns.size / TRAIN_SHARE:.0f} tokens; "
-                      "skipped", flush=True)
+                print(f"{name}: no text of {ns.size / TRAIN_SHARE:.0f} tokens; skipped",
+                      flush=True)
                 continue
             report = load_report()
             key = f"{ns.size}/{name}"

@@ -86,6 +86,84 @@ def make_tiny_qwen2(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def _randomize_norms(model) -> None:
+    """Norm weights away from their init (Gemma's are 0, meaning a scale of 1), so that an
+    export that gets their convention wrong shows in the logits."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.normal_(0, 0.3)
+
+
+def make_tiny_gemma(folder: Path, seed: int = 0) -> Path:
+    """A tiny Gemma (1): RMSNorm scaling by 1 + w, embeddings scaled by sqrt(hidden), GELU,
+    the head tied to the embeddings, and head_dim x heads != hidden (as Gemma-7B)."""
+    import torch
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(seed)
+    config = GemmaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )
+    model = GemmaForCausalLM(config)
+    _randomize_norms(model)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def make_tiny_gemma2(folder: Path, seed: int = 0) -> Path:
+    """A tiny Gemma 2: Gemma's conventions plus norms after attention and after the MLP,
+    logit soft-capping (low caps, so that they bite on random weights) and sliding
+    windows on every other layer."""
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(seed)
+    config = Gemma2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32,
+        max_position_embeddings=256, sliding_window=16, attn_logit_softcapping=5.0,
+        final_logit_softcapping=3.0, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True, attn_implementation="eager",
+    )
+    model = Gemma2ForCausalLM(config)
+    _randomize_norms(model)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def make_tiny_phi3(folder: Path, seed: int = 0, partial_rotary: float = 1.0) -> Path:
+    """A tiny Phi-3: fused qkv_proj and gate_up_proj, untied head; ``partial_rotary`` < 1
+    rotates only part of each head (Phi-4-mini's 0.75)."""
+    import torch
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(seed)
+    config = Phi3Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        original_max_position_embeddings=256, partial_rotary_factor=partial_rotary,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=False, sliding_window=None,
+    )
+    model = Phi3ForCausalLM(config)
+    _randomize_norms(model)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
 def make_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     """A distilgpt2-shaped (but tiny) GPT-2 with no chat template."""
     import torch

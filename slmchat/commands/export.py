@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge-adapter", action="store_true",
                    help="merge the LoRA adapter into the base weights")
     p.add_argument("--gguf", default=None,
-                   help="also write this .gguf file (Llama and Qwen2 models)")
+                   help="also write this .gguf file (Llama, Qwen2, Gemma, Gemma 2, Phi-3 models)")
     p.add_argument("--gguf-type", choices=GGUF_TYPES, default=None,
                    help="f16 (default for --gguf), q8_0, or llama.cpp's q6_k, q5_k_m, q4_k_m "
                         "(default for --ollama/--lm-studio: what they run most; needs "

@@ -1,5 +1,5 @@
-"""Write a Llama or Qwen2 transformers model as a GGUF file (f16 or q8_0; the K-quants
-through llama.cpp's quantizer).
+"""Write a Llama, Qwen2, Gemma, Gemma 2 or Phi-3 transformers model as a GGUF file (f16
+or q8_0; the K-quants through llama.cpp's quantizer).
 
 Follows llama.cpp's ``convert_hf_to_gguf.py`` (model/gguf_layout.py): ARCH.* hyper-
 parameters, ``blk.N.*`` tensor names, Llama's q/k weights permuted from the HF rotary
@@ -7,7 +7,9 @@ layout (halves) back to the interleaved layout llama.cpp expects, 1-D tensors (n
 Qwen2's attention biases) kept in F32, a "gpt2" byte-level BPE tokenizer with its merges,
 and the chat template. The result is checked by ``verify_gguf``: transformers loads it
 back (undoing the permutation) and its logits and tokenization are compared with the
-source model's.
+source model's. Gemma, Gemma 2 and Phi-3 files are checked in llama.cpp itself
+(transformers cannot read a Gemma 1 GGUF, nor a Phi-3's partial rotary from one): the same
+comparison, on the logits llama.cpp computes from the file.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.model.gguf_layout import (
+    adjust_tensor,
     gguf_arch,
     permute,
+    skip_tensor,
     tensor_name,
     write_llama_header,
 )
@@ -37,6 +41,23 @@ VERIFY_PROMPTS = (
     "def add(a, b):\n    return",
     "Small language models run on laptops because",
 )
+
+# llama.cpp's vocabulary loader (llama-cpp-python 0.3.36) sets attributes on these tokens
+# in any model whose general.name contains "phi3" or "phi-3" (meaning Phi-3's
+# sentencepiece vocabulary), and fails to load one whose vocabulary lacks them.
+_PHI3_NAME_TOKENS = ("</s>", "<unk>", "<s>", "<|endoftext|>")
+
+
+def _loadable_name(name: str, tokenizer: Any) -> str:
+    """``name``, unless llama.cpp would take it for Phi-3's own vocabulary and fail on
+    ours: then "phi3"/"phi-3" in it become "phi 3"."""
+    import re
+
+    vocab = tokenizer.get_vocab()
+    if all(t in vocab for t in _PHI3_NAME_TOKENS):
+        return name
+    return re.sub(r"(?i)phi-?3", lambda m: m.group(0)[:3] + " 3", name)
+
 
 def write_gguf(
     model: Any, tokenizer: Any, path: Path, gguf_type: str = "f16", name: str = "model",
@@ -65,15 +86,15 @@ def write_gguf(
     n_blocks = int(config.num_hidden_layers)
     writer = gguf.GGUFWriter(str(path), arch)
     ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if gguf_type == "q8_0" else gguf.LlamaFileType.MOSTLY_F16
-    write_llama_header(writer, config, tokenizer, int(ftype), name)
+    write_llama_header(writer, config, tokenizer, int(ftype), _loadable_name(name, tokenizer))
     state = model.state_dict()
     tied = bool(getattr(config, "tie_word_embeddings", False))
     items = list(state.items())
     for idx, (key, value) in enumerate(items):
         out_name = tensor_name(key, arch, n_blocks)
-        if out_name is None or (tied and out_name == "output.weight"):
+        if out_name is None or (tied and out_name == "output.weight") or skip_tensor(arch, key):
             continue
-        data = value.detach().float().cpu().numpy()
+        data = adjust_tensor(arch, key, value.detach().float().cpu().numpy())
         if permuted and out_name.endswith("attn_q.weight"):
             data = permute(data, n_head)
         elif permuted and out_name.endswith("attn_k.weight"):
@@ -107,8 +128,62 @@ class GGUFCheck:
                 f"positions={self.positions}")
 
 
+# GGUF architectures checked in llama.cpp rather than through transformers' GGUF reader.
+LLAMACPP_CHECKED = ("gemma", "gemma2", "phi3")
+
+
 def verify_gguf(model: Any, tokenizer: Any, path: Path, min_top1: float = 0.9) -> GGUFCheck:
-    """Load ``path`` back with transformers and compare with ``model`` on a few prompts."""
+    """Load ``path`` back (transformers, or llama.cpp for ``LLAMACPP_CHECKED``) and compare
+    with ``model`` on a few prompts: every position's logits, and the tokenization."""
+    arch, _ = gguf_arch(model.config)
+    if arch in LLAMACPP_CHECKED:
+        check = _llamacpp_check(model, tokenizer, path, arch)
+    else:
+        check = _transformers_check(model, tokenizer, path)
+    if not check.tokens_match or check.top1_agreement < min_top1:
+        raise InvalidParameterError(f"the written GGUF does not match the source model "
+                                    f"({check.line}); nothing was written")
+    return check
+
+
+def _llamacpp_check(model: Any, tokenizer: Any, path: Path, arch: str) -> GGUFCheck:
+    """The file's logits as llama.cpp computes them (one context, all positions)."""
+    import torch
+
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise InvalidParameterError(
+            f"checking a {arch} GGUF needs llama.cpp (llama-cpp-python: make llamacpp); "
+            "nothing was written") from exc
+    import os
+
+    try:
+        llm = Llama(model_path=str(path), n_ctx=128, n_threads=os.cpu_count() or 1,
+                    n_batch=128, logits_all=True, verbose=False)
+    except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
+        raise InvalidParameterError(f"llama.cpp cannot load the written {arch} GGUF; "
+                                    "nothing was written") from exc
+    worst, agree, total, tokens_match = 0.0, 0, 0, True
+    try:
+        with torch.inference_mode():
+            for prompt in VERIFY_PROMPTS:
+                ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                back = llm.tokenize(prompt.encode(), add_bos=False, special=False)
+                tokens_match = tokens_match and list(ids) == list(back)
+                a = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+                llm.reset()
+                llm.eval(list(ids))
+                b = llm.scores[:len(ids), :a.shape[-1]]
+                worst = max(worst, float(abs(a - b).max()))
+                agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+                total += len(ids)
+    finally:
+        llm.close()
+    return GGUFCheck(worst, agree / max(total, 1), tokens_match, total)
+
+
+def _transformers_check(model: Any, tokenizer: Any, path: Path) -> GGUFCheck:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,11 +203,7 @@ def verify_gguf(model: Any, tokenizer: Any, path: Path, min_top1: float = 0.9) -
             worst = max(worst, float((a - b).abs().max()))
             agree += int((a.argmax(-1) == b.argmax(-1)).sum())
             total += ids.shape[1]
-    check = GGUFCheck(worst, agree / max(total, 1), tokens_match, total)
-    if not tokens_match or check.top1_agreement < min_top1:
-        raise InvalidParameterError(f"the written GGUF does not match the source model "
-                                    f"({check.line}); nothing was written")
-    return check
+    return GGUFCheck(worst, agree / max(total, 1), tokens_match, total)
 
 
 def write_gguf_lora(model: Any, path: Path, name: str = "adapter") -> int:

@@ -1,6 +1,8 @@
-"""GGUF export beyond plain Llama: Qwen2 (attention biases, NEOX rotary, untied head).
-Each output loads back (transformers, and llama.cpp where it is installed) and follows the
-source model within the quant's tolerance."""
+"""GGUF export beyond plain Llama: Qwen2 (attention biases, NEOX rotary, untied head),
+Gemma (norms as 1 + w, scaled embeddings, GELU, tied head, head_dim x heads != hidden) and
+Phi-3 (fused qkv and gate/up, untied head, partial rotary as Phi-4-mini). Each output
+loads back (transformers, and llama.cpp where it is installed) and follows the source
+model within the quant's tolerance."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.tools.export import export_model
 from slmchat.engine.tools.gguf_writer import VERIFY_PROMPTS
 from slmchat.errors import InvalidParameterError
-from tests.tinymodels import make_tiny_qwen2
+from tests.tinymodels import make_tiny_gemma, make_tiny_gemma2, make_tiny_phi3, make_tiny_qwen2
 
 # llama.cpp against the source model, per type: least Pearson correlation of the last
 # position's logits, and greedy continuation tokens that must be the source's. Only f16
@@ -106,24 +108,32 @@ def test_qwen2_runs_in_llama_cpp_like_the_source(tiny_qwen2_dir: Path, tmp_path:
             assert _greedy_llama_cpp(model, ids, greedy) == ref.tolist()
 
 
-def _lora(base_dir: Path, out: Path) -> Path:
+PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PHI3_PROJECTIONS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # fused
+
+
+def _lora(base_dir: Path, out: Path, targets: list[str] = PROJECTIONS) -> Path:
     """A LoRA on every projection (q and k included: their rows are permuted for Llama)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(1)
     base = AutoModelForCausalLM.from_pretrained(str(base_dir))
-    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=[
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=targets)
     get_peft_model(base, config).save_pretrained(str(out))
     return out
 
 
-@pytest.fixture(scope="module", params=["llama", "qwen2"])
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma", "gemma2", "phi3"])
 def lora_case(request: pytest.FixtureRequest, tiny_llama_dir: Path, tiny_qwen2_dir: Path,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
-    base = tiny_llama_dir if request.param == "llama" else tiny_qwen2_dir
-    return request.param, base, _lora(base, tmp_path_factory.mktemp("lora") / "adapter")
+    arch = request.param
+    base = {"llama": lambda: tiny_llama_dir, "qwen2": lambda: tiny_qwen2_dir,
+            "gemma": lambda: make_tiny_gemma(tmp_path_factory.mktemp("gemma") / "gemma"),
+            "gemma2": lambda: make_tiny_gemma2(tmp_path_factory.mktemp("gemma2") / "gemma2"),
+            "phi3": lambda: make_tiny_phi3(tmp_path_factory.mktemp("phi3") / "phi3")}[arch]()
+    targets = PHI3_PROJECTIONS if arch == "phi3" else PROJECTIONS
+    return arch, base, _lora(base, tmp_path_factory.mktemp("lora") / "adapter", targets)
 
 
 def test_gguf_lora_adapter_layout(lora_case: tuple[str, Path, Path], tmp_path: Path) -> None:
@@ -138,9 +148,14 @@ def test_gguf_lora_adapter_layout(lora_case: tuple[str, Path, Path], tmp_path: P
     assert meta["general.type"] == "adapter" and meta["adapter.type"] == "lora"
     assert meta["adapter.lora.alpha"] == 8.0 and meta["general.architecture"] == arch
     shapes = {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors}
-    assert len(shapes) == 2 * 7 * 2  # 7 projections x 2 layers, a and b each
+    projections = len(PHI3_PROJECTIONS if arch == "phi3" else PROJECTIONS)
+    assert len(shapes) == 2 * projections * 2  # projections x 2 layers, a and b each
     # gguf lists dims fastest first: lora_a is (r x in) -> [in, r], lora_b (out x r) -> [r, out]
-    assert shapes["blk.0.attn_q.weight.lora_a"] == (64, 4)
+    if arch == "phi3":  # q, k, v in one (4 heads x 16 + 2 x 2 kv heads x 16 rows)
+        assert shapes["blk.0.attn_qkv.weight.lora_b"] == (4, 128)
+        assert shapes["blk.0.ffn_up.weight.lora_b"] == (4, 256)  # gate and up
+    else:
+        assert shapes["blk.0.attn_q.weight.lora_a"] == (64, 4)
     assert shapes["blk.1.ffn_down.weight.lora_b"] == (4, 64)
     with pytest.raises(InvalidParameterError, match="give an adapter folder"):
         export_model(ModelSpec(path=str(lora_case[1])), gguf_lora=tmp_path / "x.gguf")
@@ -177,3 +192,149 @@ def test_gguf_lora_adapter_in_llama_cpp_equals_the_merged_model(
         assert np.corrcoef(want, got[1])[0, 1] > 0.999
         assert np.abs(want - got[1]).max() < 0.05
         assert np.abs(want - got[0]).max() > 0.05  # the adapter changes the reply
+
+
+# --- Gemma and Phi-3: written as convert_hf_to_gguf does, checked in llama.cpp ----------
+
+NEW_ARCHS = {
+    "gemma": lambda folder: make_tiny_gemma(folder),
+    "gemma2": lambda folder: make_tiny_gemma2(folder),
+    "phi3": lambda folder: make_tiny_phi3(folder),
+    "phi3-partial-rotary": lambda folder: make_tiny_phi3(folder, partial_rotary=0.5),
+}
+
+
+@pytest.fixture(scope="module", params=list(NEW_ARCHS))
+def new_arch_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[str, Path]:
+    # Named after the architecture: a "phi3" name is what llama.cpp takes for Phi-3's own
+    # vocabulary (gguf_writer._loadable_name).
+    return request.param, NEW_ARCHS[request.param](
+        tmp_path_factory.mktemp(request.param) / request.param)
+
+
+@pytest.mark.parametrize("gguf_type", list(TOLERANCE))
+def test_gemma_and_phi3_run_in_llama_cpp_like_the_source(
+        new_arch_dir: tuple[str, Path], tmp_path: Path, gguf_type: str) -> None:
+    """Each quant type of a Gemma / Phi-3 export passes the export's own check and runs in
+    llama.cpp like the source: last-position logits correlated, f16's greedy reply equal."""
+    pytest.importorskip("llama_cpp")
+    import gguf
+    import numpy as np
+
+    from slmchat.engine.model.llamacpp import LlamaCppModel, LlamaCppTokenizer
+
+    name, folder = new_arch_dir
+    out = tmp_path / f"{name}-{gguf_type}.gguf"
+    res = export_model(ModelSpec(path=str(folder)), gguf=out, gguf_type=gguf_type)
+    assert res.check is not None and res.check.tokens_match
+    header = read_header(out)
+    arch = name.split("-")[0]
+    assert header.meta["general.architecture"] == arch
+    names = {t.name for t in gguf.GGUFReader(str(out)).tensors}
+    if arch.startswith("gemma"):
+        assert header.meta[f"{arch}.attention.key_length"] == 32  # head_dim, not hidden / heads
+        assert "output.weight" not in names  # tied: llama.cpp reads token_embd
+    if arch == "gemma2":
+        assert header.meta["gemma2.attn_logit_softcapping"] == 5.0
+        assert header.meta["gemma2.final_logit_softcapping"] == 3.0
+        assert header.meta["gemma2.attention.sliding_window"] == 16  # the prompts are longer
+        assert {"blk.1.post_attention_norm.weight", "blk.1.post_ffw_norm.weight"} <= names
+    if arch == "phi3":
+        assert {"blk.0.attn_qkv.weight", "blk.1.ffn_up.weight", "output.weight"} <= names
+        assert "blk.0.ffn_gate.weight" not in names  # gate and up stay fused
+        assert header.meta["phi3.rope.dimension_count"] == (8 if "partial" in name else 16)
+    src = load(ModelSpec(path=str(folder), device="cpu", dtype="fp32"))
+    model = LlamaCppModel(out, 256, 1)
+    tok = LlamaCppTokenizer(model)
+    min_corr, greedy = TOLERANCE[gguf_type]
+    for prompt in VERIFY_PROMPTS:
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        assert ids == src.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        got = _llama_cpp_logits(model, ids)
+        with torch.inference_mode():
+            want = src.model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+        assert np.corrcoef(want, got)[0, 1] > min_corr
+        if gguf_type == "f16":
+            assert np.abs(want - got).max() < 0.05
+        if greedy:
+            with torch.inference_mode():
+                ref = src.model.generate(torch.tensor([ids]), max_new_tokens=greedy,
+                                         do_sample=False, eos_token_id=None)[0, len(ids):]
+            assert _greedy_llama_cpp(model, ids, greedy) == ref.tolist()
+
+
+def test_gemma_norm_offset_is_what_makes_it_match(tmp_path: Path) -> None:
+    """Without Gemma's +1 on the norm weights the file answers differently: the check
+    refuses it (the test above would pass for a writer that ignored the offset only if
+    the check could not tell)."""
+    pytest.importorskip("llama_cpp")
+    from unittest import mock
+
+    from slmchat.engine.tools import gguf_writer
+
+    folder = make_tiny_gemma(tmp_path / "gemma")
+    with mock.patch.object(gguf_writer, "adjust_tensor", lambda arch, name, data: data), \
+            pytest.raises(InvalidParameterError, match="does not match the source model"):
+        export_model(ModelSpec(path=str(folder)), gguf=tmp_path / "g.gguf", gguf_type="f16")
+    assert not (tmp_path / "g.gguf").exists()
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"hidden_activation": "relu"}, "activation"),
+    ({"tie_word_embeddings": False}, "untied"),
+    ({"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}},
+     "rope scaling"),
+])
+def test_gemma_variants_llama_cpp_cannot_run_are_refused(tmp_path: Path, change: dict,
+                                                         reason: str) -> None:
+    from transformers import GemmaConfig
+
+    from slmchat.engine.model.gguf_layout import check_exportable
+
+    config = GemmaConfig(architectures=["GemmaForCausalLM"], **change)
+    with pytest.raises(InvalidParameterError, match=reason):
+        check_exportable(config)
+
+
+def test_phi3_long_context_gemma3_and_uncapped_gemma2_are_refused_with_a_reason() -> None:
+    from transformers import Gemma2Config, Gemma3TextConfig, Phi3Config
+
+    from slmchat.engine.model.gguf_layout import check_exportable
+
+    long = Phi3Config(architectures=["Phi3ForCausalLM"], hidden_size=64,
+                      num_attention_heads=4, rope_parameters={
+                          "rope_type": "longrope", "rope_theta": 10000.0,
+                          "short_factor": [1.0] * 8, "long_factor": [2.0] * 8},
+                      original_max_position_embeddings=128, max_position_embeddings=512)
+    with pytest.raises(InvalidParameterError, match="long-context rope factors"):
+        check_exportable(long)
+    with pytest.raises(InvalidParameterError, match="Gemma3ForCausalLM"):
+        check_exportable(Gemma3TextConfig(architectures=["Gemma3ForCausalLM"]))
+    check_exportable(Gemma2Config(architectures=["Gemma2ForCausalLM"]))  # Gemma-2-2B's shape
+    with pytest.raises(InvalidParameterError, match="soft-capping"):
+        check_exportable(Gemma2Config(architectures=["Gemma2ForCausalLM"],
+                                      attn_logit_softcapping=None))
+    with pytest.raises(InvalidParameterError, match="query_pre_attn_scalar"):
+        check_exportable(Gemma2Config(architectures=["Gemma2ForCausalLM"],
+                                      query_pre_attn_scalar=144))
+
+
+def test_sentencepiece_style_tokenizer_is_refused_before_writing(tmp_path: Path) -> None:
+    """Gemma's and Phi-3's own tokenizers (spaces as U+2581, byte fallback) would be written
+    as a byte-level vocabulary that llama.cpp splits differently: refused with the reason."""
+    import json
+
+    from tokenizers import Tokenizer, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    from slmchat.engine.model.gguf_layout import tokenizer_metadata
+
+    vocab = {"<unk>": 0, "\u2581": 1, "a": 2, "\u2581a": 3}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[("\u2581", "a")], byte_fallback=True,
+                                   unk_token="<unk>"))
+    backend.normalizer = normalizers.Replace(" ", "\u2581")
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
+    assert json.loads(tok.backend_tokenizer.to_str())["model"]["byte_fallback"]
+    with pytest.raises(InvalidParameterError, match="sentencepiece-style"):
+        tokenizer_metadata(None, tok, type("C", (), {"vocab_size": 4})())
