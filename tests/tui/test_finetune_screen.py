@@ -101,7 +101,7 @@ async def test_finished_run_on_a_short_text_says_its_figure_is_noisy(root: Path,
         await pilot.pause()
         result = str(app.screen.query_one("#ft-result", Static).render())
         assert "(96 tokens, never trained on)" in result
-        assert "only 3 held-out block(s) of 32 tokens (8 wanted)" in result
+        assert "only 3 held-out blocks of 32 tokens (8 wanted)" in result
 
 
 async def test_finished_run_that_overfit_says_so(root: Path, tmp_path: Path) -> None:
