@@ -22,6 +22,7 @@ from slmchat.i18n import localize_bindings, localize_system_commands, t
 from slmchat.tui.last_model import remember
 from slmchat.tui.messages import (
     ChatReady,
+    CompareRunRequested,
     GenerationDefaultsSaved,
     LoadModelRequested,
     ModelLoaded,
@@ -247,6 +248,18 @@ class SlmChatApp(App[None]):
             if hasattr(self.settings.generation, key):
                 setattr(self.settings.generation, key, value)
         self._save()
+
+    def on_compare_run_requested(self, event: CompareRunRequested) -> None:
+        """A finished fine-tune's model beside its base in the compare view (the panel's
+        Compare, the end-of-run offer); each column's head names its loaded model, the
+        titles only say which is which."""
+        from slmchat.tui.screens.compare import compare_base_and_tuned
+
+        s = event.summary
+        compare_base_and_tuned(
+            self, event.engine if event.engine is not None else self.engine, self.store,
+            self.chat.chat_settings, ModelSpec(path=s.model or "default"),
+            ModelSpec(path=s.out), (t("ft.base"), t("ft.tuned")), opened=self.chat.open_compared)
 
     # --- model loading ---
 

@@ -30,6 +30,17 @@ class LoadModelRequested(Message):
         self.spec = spec
 
 
+class CompareRunRequested(Message):
+    """Compare a finished fine-tune's model with its base in the compare view (the
+    fine-tune panel's Compare, the end-of-run offer); ``engine``: the one the panel
+    trains beside, None for the app's."""
+
+    def __init__(self, summary: Any, engine: Any = None) -> None:
+        super().__init__()
+        self.summary = summary
+        self.engine = engine
+
+
 class PanelRequested(Message):
     """Open the ``kind`` panel ("models", "finetune"): docked beside the chat when the
     terminal is wide enough, else as a screen; ``data_file``: the fine-tune panel's

@@ -44,6 +44,7 @@ from slmchat.tui.generation import (
 )
 from slmchat.tui.messages import (
     ChatReady,
+    CompareRunRequested,
     GenerationDefaultsSaved,
     LoadModelRequested,
     PanelRequested,
@@ -1210,9 +1211,7 @@ class ChatScreen(Screen[None]):
         if event.kind == "finetune" and event.action == "use":
             self.post_message(LoadModelRequested(ModelSpec(path=event.payload.out)))
         elif event.kind == "finetune" and event.action == "compare":
-            from slmchat.tui.screens.finetune import open_compare
-
-            open_compare(self.app, event.payload)
+            self.post_message(CompareRunRequested(event.payload))
         elif event.kind == "switch-back" and isinstance(event.payload, ModelSpec) \
                 and event.action == "switch":
             self.post_message(LoadModelRequested(event.payload))

@@ -32,7 +32,7 @@ from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import SlmChatError
 from slmchat.fmt import format_duration
 from slmchat.i18n import get_language, has, localize_bindings, t
-from slmchat.tui.messages import PreviewText, RunSpawned
+from slmchat.tui.messages import CompareRunRequested, PreviewText, RunSpawned
 from slmchat.tui.widgets.footer import FittedFooter
 
 STATE_MARK = {"running": "●", "done": "✓", "failed": "✗", "cancelled": "■", "dead": "!",
@@ -62,23 +62,6 @@ def step_ticks(first: int, last: int, most: int = 5) -> list[int]:
     strides = (m * 10 ** e for e in range(12) for m in (1, 2, 5))
     stride = next(s for s in strides if span // s <= most - 1)
     return list(range(first - first % stride, last + 1, stride))
-
-
-def open_compare(app: Any, summary: runs.RunSummary, engine: Any = None) -> None:
-    """Compare a finished run's model with its base in the compare view: the one place
-    that opens it (the panel's Compare and the status-bar offer both call it)."""
-    from slmchat.tui.screens.compare import compare_base_and_tuned
-
-    chat = getattr(app, "chat", None)
-    store = getattr(app, "store", None)
-    if chat is None or store is None:
-        app.notify(t("ft.compare_needs_chat"), severity="warning")
-        return
-    # Each column's head names its loaded model; the titles only say which is which.
-    compare_base_and_tuned(
-        app, engine if engine is not None else app.engine, store, chat.chat_settings,
-        ModelSpec(path=summary.model or "default"), ModelSpec(path=summary.out),
-        (t("ft.base"), t("ft.tuned")), opened=chat.open_compared)
 
 
 class FinetunePanel(Vertical):
@@ -513,7 +496,7 @@ class FinetunePanel(Vertical):
         if not (s and s.state == "done" and s.out):
             self.notify(t("ft.choose_run"), severity="warning")
             return
-        open_compare(self.app, s, self.engine)
+        self.post_message(CompareRunRequested(s, self.engine))
 
     @on(Button.Pressed, "#ft-close")
     def action_close(self) -> None:
