@@ -399,9 +399,9 @@ class ChatScreen(Screen[None]):
         used = 0
         for msg in self.store.messages(conv_id):
             await log.add(MessageView.from_stored(msg))
-            if msg.provenance:
-                used = int(msg.provenance.get("prompt_tokens") or 0) + int(
-                    msg.provenance.get("new_tokens") or 0)
+            prov = msg.prov
+            if prov is not None:
+                used = (prov.prompt_tokens or 0) + (prov.new_tokens or 0)
         log.scroll_end(animate=False)
         self.status.context_used = used
         self.status.refresh_status()

@@ -39,6 +39,7 @@ from slmchat.engine.generation.decode import GenerationChunk
 from slmchat.engine.generation.interleave import interleave
 from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.spec import ModelInfo, ModelSpec
+from slmchat.engine.store.provenance import Provenance
 from slmchat.engine.store.store import StoreWriteError
 from slmchat.errors import SlmChatError, first_line
 from slmchat.i18n import localize_bindings, t
@@ -146,15 +147,17 @@ def describe(info: ModelInfo | None, params: SamplingParams, system: str | None)
 
 def stats(chunk: GenerationChunk | None, prov: dict[str, Any]) -> str:
     """TTFT, tok/s, token count, seed and the model's fingerprint."""
+    record = Provenance.from_dict(prov)
     if chunk is None:
-        return prov.get("error") or t("compare.no_reply")
-    model = prov.get("model") or {}
+        return record.error or t("compare.no_reply")
+    model = record.model
     parts = [f"TTFT {chunk.ttft_s:.2f}s" if chunk.ttft_s is not None else "TTFT –",
              f"{chunk.decode_tps:.1f} tok/s", f"{chunk.new_tokens} tok",
              f"seed {chunk.seed}",
-             " ".join(str(x) for x in (model.get("dtype"), model.get("quant"))
-                      if x and x != "none"),
-             weights_note(model)]  # a tuned adapter's own fingerprint, not just its base's
+             " ".join(x for x in (model.dtype, model.quant) if x and x != "none")
+             if model is not None else "",
+             # a tuned adapter's own fingerprint, not just its base's
+             weights_note(model) if model is not None else ""]
     if chunk.cached_tokens:
         parts.append(t("compare.cached", n=chunk.cached_tokens))
     return " · ".join(parts)

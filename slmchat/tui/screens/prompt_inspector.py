@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Static
 
 from slmchat.engine.generation.prompting import ChatMessage, Prompt
 from slmchat.engine.generation.sampling import SamplingParams
+from slmchat.engine.store.provenance import Provenance
 from slmchat.errors import first_line
 from slmchat.i18n import has, localize_bindings, t
 from slmchat.tui.generation import chat_messages, model_label, same_weights
@@ -55,15 +56,18 @@ class InspectTarget:
     messages: list[ChatMessage]
     params: SamplingParams
     continue_last: bool = False
-    recorded: dict[str, Any] | None = None  # a past reply's provenance
+    recorded: Provenance | None = None  # a past reply's provenance
     notes: tuple[str, ...] = ()
     thinking: bool | None = None  # a thinking model's switch, as the reply had it
 
 
-def params_from_provenance(prov: dict[str, Any], fallback: SamplingParams) -> SamplingParams:
+def params_from_provenance(prov: Provenance | dict[str, Any],
+                           fallback: SamplingParams) -> SamplingParams:
     """The sampling a past reply was written with (fields it did not record: fallback)."""
+    if not isinstance(prov, Provenance):
+        prov = Provenance.from_dict(prov)
     known = {f.name for f in fields(SamplingParams)}
-    recorded = {k: v for k, v in (prov.get("sampling") or {}).items() if k in known}
+    recorded = {k: v for k, v in (prov.sampling or {}).items() if k in known}
     merged = {**asdict(fallback), **recorded}
     merged["stop"] = tuple(merged.get("stop") or ())
     return SamplingParams(**merged)
@@ -108,7 +112,7 @@ def summary(target: InspectTarget, prompt: Prompt, info: ModelInfo | None) -> Te
         return t(f"insp.label.{name}"), "bold"
 
     rec = target.recorded
-    written_by = (rec or {}).get("model") or None
+    written_by = rec.model if rec is not None else None
     # A past reply: the model that wrote it (its provenance), not the one loaded now.
     lines: list[Text | str] = [
         Text.assemble(label("model"), model_label(written_by) if written_by
@@ -135,12 +139,13 @@ def summary(target: InspectTarget, prompt: Prompt, info: ModelInfo | None) -> Te
     lines.append(Text.assemble(label("stops"), _stop_list(prompt, target.params)))
     lines.append(Text.assemble(label("sampling"), _sampling(target.params)))
     if rec is not None:
-        model = rec.get("model") or {}
-        then = t("insp.written", prompt=rec.get("prompt_tokens", "?"),
-                 cached=rec.get("cached_tokens") or 0, new=rec.get("new_tokens", "?"),
-                 model=model.get("name", "?"))
+        model = rec.model
+        then = t("insp.written", prompt="?" if rec.prompt_tokens is None else rec.prompt_tokens,
+                 cached=rec.cached_tokens or 0,
+                 new="?" if rec.new_tokens is None else rec.new_tokens,
+                 model=model.name if model is not None else "?")
         lines.append(Text.assemble(label("written"), then))
-        if info is not None and model and not same_weights(model, info):
+        if info is not None and model is not None and not same_weights(model, info):
             lines.append(Text.assemble(label("rebuilt_with"), info.label))
             lines.append(Text(t("insp.other_model"), style="yellow"))
     for note in target.notes:
@@ -320,17 +325,18 @@ def past_target(view: MessageView, history: list[StoredMessage],
     prompt that ended with it (``history``: the shown branch)."""
     current = params_from(chat_settings)
     if view.role == "assistant":
-        prov = view.provenance or {}
-        system = prov.get("system_prompt", chat_settings.get("system_prompt"))
+        prov = Provenance.from_dict(view.provenance)
+        # None: a row from before the system prompt was recorded; "" is "no system prompt"
+        system = prov.system_prompt if prov.system_prompt is not None \
+            else chat_settings.get("system_prompt")
         before = history_until(history, view.msg_id, include=False)
         notes: tuple[str, ...] = (t("insp.note.rebuilt"),)
-        if prov.get("segments"):
+        if prov.segments:
             notes += (t("insp.note.continued"),)
-        recorded_thinking = prov.get("thinking")
         return InspectTarget(t("insp.target.past"), chat_messages(before, system),
-                             params_from_provenance(prov, current), recorded=prov or None,
-                             notes=notes, thinking=recorded_thinking
-                             if isinstance(recorded_thinking, bool) else None)
+                             params_from_provenance(prov, current),
+                             recorded=prov if view.provenance else None,
+                             notes=notes, thinking=prov.thinking)
     upto = history_until(history, view.msg_id, include=True)
     return InspectTarget(t("insp.target.reply_to"),
                          chat_messages(upto, chat_settings.get("system_prompt")),
