@@ -115,15 +115,11 @@ class EchoEngine:
 
 
 @dataclass
-class CountingEngine:
-    """Wraps a real engine: counts tokens yielded after the request's cancel was set, and
-    slows each token by ``delay_s`` so a client can leave mid-reply."""
+class Wrapping:
+    """A real engine behind a test's wrapper: everything but ``companion`` and
+    ``stream_chat`` (which each wrapper defines) goes to ``inner`` unchanged."""
 
     inner: EngineLike
-    delay_s: float = 0.02
-    after_cancel: list[int] = field(default_factory=list)  # per generation
-    finishes: list[str | None] = field(default_factory=list)
-    done: threading.Event = field(default_factory=threading.Event)
 
     @property
     def info(self) -> ModelInfo | None:
@@ -131,9 +127,6 @@ class CountingEngine:
 
     def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
         return self.inner.load(spec, progress)
-
-    def companion(self, spec: ModelSpec | None = None) -> CountingEngine:
-        return CountingEngine(self.inner.companion(spec), delay_s=self.delay_s)
 
     def preview_prompt(self, messages: Sequence[ChatMessage], params: SamplingParams,
                        mode: PromptMode = "chat", continue_last: bool = False,
@@ -143,6 +136,20 @@ class CountingEngine:
 
     def cancel(self) -> None:
         self.inner.cancel()
+
+
+@dataclass
+class CountingEngine(Wrapping):
+    """Wraps a real engine: counts tokens yielded after the request's cancel was set, and
+    slows each token by ``delay_s`` so a client can leave mid-reply."""
+
+    delay_s: float = 0.02
+    after_cancel: list[int] = field(default_factory=list)  # per generation
+    finishes: list[str | None] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def companion(self, spec: ModelSpec | None = None) -> CountingEngine:
+        return CountingEngine(self.inner.companion(spec), delay_s=self.delay_s)
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
@@ -166,30 +173,13 @@ class CountingEngine:
 
 
 @dataclass
-class Recording:
+class Recording(Wrapping):
     """Wraps a real engine, noting the ``thinking`` each generation was given."""
 
-    inner: EngineLike
     thinking: list[bool | None] = field(default_factory=list)
-
-    @property
-    def info(self) -> ModelInfo | None:
-        return self.inner.info
-
-    def load(self, spec: ModelSpec, progress: Progress | None = None) -> ModelInfo:
-        return self.inner.load(spec, progress)
 
     def companion(self, spec: ModelSpec | None = None) -> Recording:
         return Recording(self.inner.companion(spec))
-
-    def preview_prompt(self, messages: Sequence[ChatMessage], params: SamplingParams,
-                       mode: PromptMode = "chat", continue_last: bool = False,
-                       detail: bool = False, thinking: bool | None = None) -> Prompt:
-        return self.inner.preview_prompt(messages, params, mode, continue_last, detail=detail,
-                                         thinking=thinking)
-
-    def cancel(self) -> None:
-        self.inner.cancel()
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: SamplingParams,
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
