@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,11 @@ def build_tokenizer(chat_template: bool = True, vocab_size: int = 300) -> Any:
 
 
 def make_tiny_llama(folder: Path, seed: int = 0, chat_template: bool = True,
-                    context: int = 256) -> Path:
+                    context: int = 256, tokenizer: Any = None) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = build_tokenizer(chat_template=chat_template)
+    tok = tokenizer if tokenizer is not None else build_tokenizer(chat_template=chat_template)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -97,13 +98,13 @@ def _randomize_norms(model) -> None:
                 param.normal_(0, 0.3)
 
 
-def make_tiny_gemma(folder: Path, seed: int = 0) -> Path:
+def make_tiny_gemma(folder: Path, seed: int = 0, tokenizer: Any = None) -> Path:
     """A tiny Gemma (1): RMSNorm scaling by 1 + w, embeddings scaled by sqrt(hidden), GELU,
     the head tied to the embeddings, and head_dim x heads != hidden (as Gemma-7B)."""
     import torch
     from transformers import GemmaConfig, GemmaForCausalLM
 
-    tok = build_tokenizer()
+    tok = tokenizer if tokenizer is not None else build_tokenizer()
     torch.manual_seed(seed)
     config = GemmaConfig(
         vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -118,14 +119,14 @@ def make_tiny_gemma(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def make_tiny_gemma2(folder: Path, seed: int = 0) -> Path:
+def make_tiny_gemma2(folder: Path, seed: int = 0, tokenizer: Any = None) -> Path:
     """A tiny Gemma 2: Gemma's conventions plus norms after attention and after the MLP,
     logit soft-capping (low caps, so that they bite on random weights) and sliding
     windows on every other layer."""
     import torch
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    tok = build_tokenizer()
+    tok = tokenizer if tokenizer is not None else build_tokenizer()
     torch.manual_seed(seed)
     config = Gemma2Config(
         vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -142,16 +143,17 @@ def make_tiny_gemma2(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def make_tiny_phi3(folder: Path, seed: int = 0, partial_rotary: float = 1.0) -> Path:
+def make_tiny_phi3(folder: Path, seed: int = 0, partial_rotary: float = 1.0,
+                   tokenizer: Any = None, vocab_size: int | None = None) -> Path:
     """A tiny Phi-3: fused qkv_proj and gate_up_proj, untied head; ``partial_rotary`` < 1
     rotates only part of each head (Phi-4-mini's 0.75)."""
     import torch
     from transformers import Phi3Config, Phi3ForCausalLM
 
-    tok = build_tokenizer()
+    tok = tokenizer if tokenizer is not None else build_tokenizer()
     torch.manual_seed(seed)
     config = Phi3Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        vocab_size=vocab_size or len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
         original_max_position_embeddings=256, partial_rotary_factor=partial_rotary,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
@@ -254,3 +256,92 @@ def make_thinking_llama(folder: Path, reply: str = THINKING_REPLY) -> Path:
     reply (with thinking on) is ``reply``: reasoning in <think> markers, then the answer."""
     return make_scripted_llama(folder, "<|assistant|>", reply, chat_template=THINKING_TEMPLATE,
                                words=("<think>", "</think>"))
+
+
+# Sentencepiece-style tokenizers (spaces as U+2581, <0xNN> byte fallback) as transformers
+# holds Llama 2's, Mistral's, Phi-3's and Gemma's. The accents are in the vocabulary,
+# emoji and CJK are not (they fall back to bytes).
+SPM_CORPUS = CORPUS + "Un café crème à Paris. Naïve résumé, déjà vu.\n" * 10
+SPM_STYLES = {
+    # Llama 2's / Phi-3's tokenizer.json: Prepend("▁") + Replace(" ", "▁") normalizer.
+    "llama": ("<unk>", "<s>", "</s>"),
+    # transformers 5's own LlamaTokenizer: a Metaspace pre-tokenizer (prepend "first").
+    "metaspace": ("<unk>", "<s>", "</s>"),
+    # Gemma's: Replace(" ", "▁") and no prefix; its specials in its order.
+    "gemma": ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>"),
+}
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<start_of_turn>' + message['role'] + '\n' + message['content'] + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+PHI3_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def build_spm_tokenizer(style: str = "llama", vocab_size: int = 400,
+                        added: tuple[str, ...] = ()) -> Any:
+    """A sentencepiece-style BPE tokenizer laid out as transformers converts a sentencepiece
+    model: the special tokens, the 256 ``<0xNN>`` byte tokens, the merged pieces in the
+    order they were learnt (words start with "▁", as sentencepiece's do), the single
+    characters, then ``added`` special tokens (Phi-3's); its merges are every split of each
+    piece in the order of the pieces (transformers' ``generate_merges``), as in the
+    tokenizer.json of such a model. ``style`` is one of SPM_STYLES."""
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast
+    from transformers.tokenization_utils_base import generate_merges
+
+    specials = SPM_STYLES[style]
+    learner = Tokenizer(models.BPE())
+    learner.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always", split=True)
+    learner.train_from_iterator([SPM_CORPUS], trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, show_progress=False))
+    learnt = json.loads(learner.to_str())["model"]
+    # Llama 2's vocabulary has no "\n" in any piece (a newline is <0x0A>), Gemma's has.
+    chars = sorted(t for t in learnt["vocab"] if len(t) == 1 and (style == "gemma" or t != "\n"))
+    pieces = list(specials) + [f"<0x{b:02X}>" for b in range(256)]
+    pieces += [left + right for left, right in learnt["merges"]
+               if set(left + right) <= set(chars)]
+    pieces += chars
+    pieces += [t for t in added if t not in pieces]
+    vocab: dict[str, int] = {}
+    for piece in pieces:
+        vocab.setdefault(piece, len(vocab))
+    merges = generate_merges(vocab, skip_tokens=[*specials, *added])
+    unk = "<unk>"
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=unk, fuse_unk=True,
+                               byte_fallback=True))
+    steps = [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if style == "llama":
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
+                                               normalizers.Replace(" ", "\u2581")])
+        steps.append(decoders.Strip(" ", 1, 0))
+    elif style == "metaspace":
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=False)
+        steps.append(decoders.Strip(" ", 1, 0))
+    else:
+        tok.normalizer = normalizers.Replace(" ", "\u2581")
+        tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    tok.decoder = decoders.Sequence(steps)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in (*specials, *added)])
+    bos = "<bos>" if style == "gemma" else "<s>"
+    eos = "<eos>" if style == "gemma" else "</s>"
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab[bos])])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos,
+                                   unk_token=unk, pad_token="<pad>" if style == "gemma" else None)
+    fast.chat_template = GEMMA_TEMPLATE if style == "gemma" else PHI3_TEMPLATE
+    return fast

@@ -6,18 +6,19 @@ others, Qwen2's biases and Phi-3's fused ``attn_qkv`` / ``ffn_up`` (gate and up 
 included), Llama's q/k weights permuted from the HF rotary layout (halves) back to the
 interleaved layout llama.cpp expects (the others' are not: llama.cpp runs them with NEOX
 rotary), Gemma's RMSNorm weights stored as 1 + w (llama.cpp multiplies by the weight,
-Gemma by 1 + weight) and its head tied to the embeddings, and a "gpt2" byte-level BPE
-tokenizer with its merges and chat template. Shared by the in-memory exporter
+Gemma by 1 + weight) and its head tied to the embeddings, and the tokenizer with its chat
+template (model/gguf_vocab.py: byte-level BPE as a "gpt2" vocabulary with merges,
+sentencepiece-style BPE as a "llama" one with scores). Shared by the in-memory exporter
 (tools/gguf_writer.py) and the streaming GGUF copy of a checkpoint folder
 (model/gguf_copy.py, Llama only).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from slmchat.engine.model.arch import plain_llama_problem, rope_theta
+from slmchat.engine.model.gguf_vocab import tokenizer_metadata
 from slmchat.errors import InvalidParameterError
 
 _LAYER_MAP = {
@@ -182,77 +183,6 @@ def adjust_tensor(arch: str, hf_name: str, data: Any) -> Any:
 def skip_tensor(arch: str, hf_name: str) -> bool:
     """Gemma's head is its embedding matrix in llama.cpp; a lm_head copy is not written."""
     return arch in ("gemma", "gemma2") and hf_name == "lm_head.weight"
-
-
-def _pre_tokenizer_name(tok_json: dict[str, Any], config: Any) -> str:
-    """llama.cpp's pre-tokenizer label (it picks one by hashing; we read the structure)."""
-    name = str(getattr(config, "_name_or_path", "") or getattr(config, "name_or_path", ""))
-    pre = tok_json.get("pre_tokenizer") or {}
-    inner = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
-    if "smollm" in name.lower() or any(
-        p.get("type") == "Digits" and p.get("individual_digits") for p in inner
-    ):
-        return "smollm"
-    if getattr(config, "model_type", None) == "qwen2" and any(
-            p.get("type") == "Split" for p in inner):
-        return "qwen2"  # Qwen's own split regex (llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2)
-    if any(p.get("type") == "ByteLevel" for p in inner):
-        return "gpt-2"
-    return "default"
-
-
-def tokenizer_metadata(writer: Any, tokenizer: Any, config: Any) -> None:
-    import gguf
-
-    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
-    if backend is None:
-        raise InvalidParameterError("GGUF export needs a fast (tokenizer.json) tokenizer")
-    tok_json = json.loads(backend.to_str())
-    model = tok_json.get("model", {})
-    if model.get("type") != "BPE":
-        raise InvalidParameterError(
-            f"GGUF export supports byte-level BPE tokenizers, not {model.get('type')}")
-    if model.get("byte_fallback") or "\u2581" in json.dumps(
-            [tok_json.get("normalizer"), tok_json.get("pre_tokenizer")]):
-        # Gemma's, Phi-3's and Llama 2's: llama.cpp wants them as a "llama" vocabulary
-        # with scores (convert_hf_to_gguf reads tokenizer.model for that), not as "gpt2".
-        raise InvalidParameterError(
-            "GGUF export supports byte-level BPE tokenizers; this one is sentencepiece-style "
-            "(\u2581 for spaces, byte fallback), which is not written yet")
-    vocab = tokenizer.get_vocab()
-    size = max(int(config.vocab_size), max(vocab.values()) + 1)
-    by_id = {i: t for t, i in vocab.items()}
-    added = {a["id"]: a for a in tok_json.get("added_tokens", [])}
-    tokens: list[str] = []
-    types: list[int] = []
-    for i in range(size):
-        if i not in by_id:
-            tokens.append(f"[PAD{i}]")
-            types.append(gguf.TokenType.UNUSED)
-        elif i in added:
-            tokens.append(by_id[i])
-            types.append(gguf.TokenType.CONTROL if added[i].get("special")
-                         else gguf.TokenType.USER_DEFINED)
-        else:
-            tokens.append(by_id[i])
-            types.append(gguf.TokenType.NORMAL)
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(_pre_tokenizer_name(tok_json, config))
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    writer.add_token_merges(merges)
-    for attr, add in (("bos_token_id", writer.add_bos_token_id),
-                      ("eos_token_id", writer.add_eos_token_id),
-                      ("unk_token_id", writer.add_unk_token_id),
-                      ("pad_token_id", writer.add_pad_token_id)):
-        value = getattr(tokenizer, attr, None)
-        if isinstance(value, int):
-            add(value)
-    writer.add_add_bos_token(False)
-    template = getattr(tokenizer, "chat_template", None)
-    if isinstance(template, str) and template:
-        writer.add_chat_template(template)
 
 
 def write_llama_header(writer: Any, config: Any, tokenizer: Any, file_type: int, name: str) -> None:

@@ -4,12 +4,16 @@ or q8_0; the K-quants through llama.cpp's quantizer).
 Follows llama.cpp's ``convert_hf_to_gguf.py`` (model/gguf_layout.py): ARCH.* hyper-
 parameters, ``blk.N.*`` tensor names, Llama's q/k weights permuted from the HF rotary
 layout (halves) back to the interleaved layout llama.cpp expects, 1-D tensors (norms,
-Qwen2's attention biases) kept in F32, a "gpt2" byte-level BPE tokenizer with its merges,
-and the chat template. The result is checked by ``verify_gguf``: transformers loads it
-back (undoing the permutation) and its logits and tokenization are compared with the
-source model's. Gemma, Gemma 2 and Phi-3 files are checked in llama.cpp itself
-(transformers cannot read a Gemma 1 GGUF, nor a Phi-3's partial rotary from one): the same
-comparison, on the logits llama.cpp computes from the file.
+Qwen2's attention biases) kept in F32, the tokenizer (model/gguf_vocab.py: a "gpt2"
+vocabulary with merges for byte-level BPE, a "llama" (SPM) one with scores for the
+sentencepiece-style BPE of Llama 2, Gemma and Phi-3), and the chat template. The result is
+checked by ``verify_gguf``: transformers loads it back (undoing the permutation) and its
+logits and tokenization are compared with the source model's. Gemma, Gemma 2 and Phi-3
+files, and every file with a "llama" vocabulary, are checked in llama.cpp itself
+(transformers cannot read a Gemma 1 GGUF, nor a Phi-3's partial rotary from one, and the
+SPM vocabulary is split by llama.cpp's own algorithm): the same comparison, on the logits
+llama.cpp computes from the file, and llama.cpp's tokens for the prompts and for
+TOKENIZE_TEXTS (spaces, newlines, accents, emoji, rare words).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from slmchat.engine.model.gguf_layout import (
     tensor_name,
     write_llama_header,
 )
+from slmchat.engine.model.gguf_vocab import prefix_rule, tokenizer_json, vocab_kind
 from slmchat.errors import InvalidParameterError
 
 # f16 and q8_0 are written here; the K-quants by llama.cpp's quantizer from an f16 file
@@ -40,6 +45,18 @@ VERIFY_PROMPTS = (
     "The capital of France is",
     "def add(a, b):\n    return",
     "Small language models run on laptops because",
+)
+# Texts the file's tokenizer must split as the source's does, besides the prompts: a
+# leading space, runs of spaces, a tab and newlines, accents, emoji / CJK (which fall back
+# to <0xNN> bytes in a sentencepiece-style vocabulary), and rare words, split into
+# sub-word pieces whose merge order matters. Checked where llama.cpp runs the check
+# (check_texts says which are left out for which tokenizers).
+TOKENIZE_TEXTS = (
+    " Paris is the capital of France",
+    "Words it never saw split into pieces: theater, lighthouse, misunderstanding.",
+    "two  spaces,\ta tab\nand\n\n  indented lines\n",
+    "Un café crème, naïve résumé",
+    "emoji \U0001f642 and \u6771\u4eac",
 )
 
 # llama.cpp's vocabulary loader (llama-cpp-python 0.3.36) sets attributes on these tokens
@@ -63,7 +80,7 @@ def write_gguf(
     model: Any, tokenizer: Any, path: Path, gguf_type: str = "f16", name: str = "model",
     progress: Callable[[float], None] | None = None,
 ) -> None:
-    """Write ``model`` (a float LlamaForCausalLM or Qwen2ForCausalLM) to ``path``."""
+    """Write ``model`` (a float Llama, Qwen2, Gemma, Gemma 2 or Phi-3 model) to ``path``."""
     import gguf
     import numpy as np
 
@@ -120,23 +137,39 @@ class GGUFCheck:
     top1_agreement: float
     tokens_match: bool
     positions: int
+    texts: int = 0  # texts whose tokenization was compared (tokens_match covers them all)
 
     @property
     def line(self) -> str:
         return (f"gguf check: max|dlogit|={self.max_abs_diff:.4g} "
                 f"top1_agree={self.top1_agreement:.3f} tokenizer_match={self.tokens_match} "
-                f"positions={self.positions}")
+                f"texts={self.texts} positions={self.positions}")
 
 
-# GGUF architectures checked in llama.cpp rather than through transformers' GGUF reader.
+# GGUF architectures checked in llama.cpp rather than through transformers' GGUF reader;
+# so is every file with a sentencepiece-style ("llama") vocabulary, whose tokenization is
+# llama.cpp's own SPM algorithm.
 LLAMACPP_CHECKED = ("gemma", "gemma2", "phi3")
 
 
+def check_texts(tokenizer: Any) -> tuple[str, ...]:
+    """VERIFY_PROMPTS and TOKENIZE_TEXTS, less these: for a tokenizer whose
+    Metaspace pre-tokenizer puts no "▁" before a text that starts with a space (prefix
+    rule "unless-space", transformers 5's LlamaTokenizer), the texts starting with a
+    space, where llama.cpp (add_space_prefix, as sentencepiece's add_dummy_prefix) does."""
+    texts = VERIFY_PROMPTS + TOKENIZE_TEXTS
+    tok_json = tokenizer_json(tokenizer)
+    if vocab_kind(tok_json) == "llama" and prefix_rule(tok_json) == "unless-space":
+        return tuple(t for t in texts if not t.startswith(" "))
+    return texts
+
+
 def verify_gguf(model: Any, tokenizer: Any, path: Path, min_top1: float = 0.9) -> GGUFCheck:
-    """Load ``path`` back (transformers, or llama.cpp for ``LLAMACPP_CHECKED``) and compare
-    with ``model`` on a few prompts: every position's logits, and the tokenization."""
+    """Load ``path`` back (transformers, or llama.cpp for ``LLAMACPP_CHECKED`` and
+    sentencepiece-style vocabularies) and compare with ``model`` on a few prompts: every
+    position's logits, and the tokenization (of ``check_texts`` too, in llama.cpp)."""
     arch, _ = gguf_arch(model.config)
-    if arch in LLAMACPP_CHECKED:
+    if arch in LLAMACPP_CHECKED or vocab_kind(tokenizer_json(tokenizer)) == "llama":
         check = _llamacpp_check(model, tokenizer, path, arch)
     else:
         check = _transformers_check(model, tokenizer, path)
@@ -164,13 +197,16 @@ def _llamacpp_check(model: Any, tokenizer: Any, path: Path, arch: str) -> GGUFCh
     except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
         raise InvalidParameterError(f"llama.cpp cannot load the written {arch} GGUF; "
                                     "nothing was written") from exc
-    worst, agree, total, tokens_match = 0.0, 0, 0, True
+    worst, agree, total = 0.0, 0, 0
+    texts = check_texts(tokenizer)
     try:
+        tokens_match = all(
+            list(tokenizer(text, add_special_tokens=False)["input_ids"])
+            == list(llm.tokenize(text.encode(), add_bos=False, special=False))
+            for text in texts)
         with torch.inference_mode():
             for prompt in VERIFY_PROMPTS:
                 ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-                back = llm.tokenize(prompt.encode(), add_bos=False, special=False)
-                tokens_match = tokens_match and list(ids) == list(back)
                 a = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
                 llm.reset()
                 llm.eval(list(ids))
@@ -180,7 +216,7 @@ def _llamacpp_check(model: Any, tokenizer: Any, path: Path, arch: str) -> GGUFCh
                 total += len(ids)
     finally:
         llm.close()
-    return GGUFCheck(worst, agree / max(total, 1), tokens_match, total)
+    return GGUFCheck(worst, agree / max(total, 1), tokens_match, total, len(texts))
 
 
 def _transformers_check(model: Any, tokenizer: Any, path: Path) -> GGUFCheck:
@@ -203,7 +239,7 @@ def _transformers_check(model: Any, tokenizer: Any, path: Path) -> GGUFCheck:
             worst = max(worst, float((a - b).abs().max()))
             agree += int((a.argmax(-1) == b.argmax(-1)).sum())
             total += ids.shape[1]
-    return GGUFCheck(worst, agree / max(total, 1), tokens_match, total)
+    return GGUFCheck(worst, agree / max(total, 1), tokens_match, total, len(VERIFY_PROMPTS))
 
 
 def write_gguf_lora(model: Any, path: Path, name: str = "adapter") -> int:

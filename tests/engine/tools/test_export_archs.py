@@ -15,9 +15,16 @@ from slmchat.engine.model.gguf_header import read_header
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.engine.tools.export import export_model
-from slmchat.engine.tools.gguf_writer import VERIFY_PROMPTS
+from slmchat.engine.tools.gguf_writer import TOKENIZE_TEXTS, VERIFY_PROMPTS, check_texts
 from slmchat.errors import InvalidParameterError
-from tests.tinymodels import make_tiny_gemma, make_tiny_gemma2, make_tiny_phi3, make_tiny_qwen2
+from tests.tinymodels import (
+    build_spm_tokenizer,
+    make_tiny_gemma,
+    make_tiny_gemma2,
+    make_tiny_llama,
+    make_tiny_phi3,
+    make_tiny_qwen2,
+)
 
 # llama.cpp against the source model, per type: least Pearson correlation of the last
 # position's logits, and greedy continuation tokens that must be the source's. Only f16
@@ -92,7 +99,8 @@ def test_qwen2_runs_in_llama_cpp_like_the_source(tiny_qwen2_dir: Path, tmp_path:
 
 def _assert_llama_cpp_follows_source(folder: Path, out: Path, gguf_type: str,
                                      f16_max_diff: float | None = None) -> None:
-    """llama.cpp on ``out`` tokenizes as the source does, its last-position logits
+    """llama.cpp on ``out`` tokenizes as the source does (the prompts and the export
+    check's other texts: spaces, newlines, accents, emoji), its last-position logits
     correlate with the source's above the quant type's bound (and, for f16 where
     ``f16_max_diff`` is given, stay within it), and where the type asks for it its greedy
     continuation is the source model's."""
@@ -104,9 +112,13 @@ def _assert_llama_cpp_follows_source(folder: Path, out: Path, gguf_type: str,
     model = LlamaCppModel(out, 256, 1)
     tok = LlamaCppTokenizer(model)
     min_corr, greedy = TOLERANCE[gguf_type]
+    texts = check_texts(src.tokenizer)
+    assert set(VERIFY_PROMPTS) <= set(texts)
+    for text in texts:
+        assert tok(text, add_special_tokens=False)["input_ids"] == \
+            src.tokenizer(text, add_special_tokens=False)["input_ids"], text
     for prompt in VERIFY_PROMPTS:
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        assert ids == src.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         got = _llama_cpp_logits(model, ids)
         with torch.inference_mode():
             want = src.model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
@@ -208,12 +220,28 @@ def test_gguf_lora_adapter_in_llama_cpp_equals_the_merged_model(
 
 # --- Gemma and Phi-3: written as convert_hf_to_gguf does, checked in llama.cpp ----------
 
+# Phi-3-mini's added tokens (after its Llama 2 vocabulary); llama.cpp looks for some of
+# them in a model named "phi3" (gguf_writer._loadable_name).
+PHI3_ADDED = ("<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>")
 NEW_ARCHS = {
     "gemma": lambda folder: make_tiny_gemma(folder),
     "gemma2": lambda folder: make_tiny_gemma2(folder),
     "phi3": lambda folder: make_tiny_phi3(folder),
     "phi3-partial-rotary": lambda folder: make_tiny_phi3(folder, partial_rotary=0.5),
+    # Their own sentencepiece-style tokenizers, written as llama.cpp's "llama" vocabulary.
+    "gemma-spm": lambda folder: make_tiny_gemma(folder, tokenizer=build_spm_tokenizer("gemma")),
+    "gemma2-spm": lambda folder: make_tiny_gemma2(folder,
+                                                  tokenizer=build_spm_tokenizer("gemma")),
+    # vocab_size past the tokenizer, as Phi-3-mini's 32064 for 32011 tokens.
+    "phi3-spm": lambda folder: make_tiny_phi3(
+        folder, tokenizer=build_spm_tokenizer("llama", added=PHI3_ADDED), vocab_size=512),
+    "llama-spm": lambda folder: make_tiny_llama(folder, tokenizer=build_spm_tokenizer("llama")),
+    "llama-metaspace": lambda folder: make_tiny_llama(
+        folder, tokenizer=build_spm_tokenizer("metaspace")),
 }
+# add_space_prefix each sentencepiece-style case must have.
+SPACE_PREFIX = {"gemma-spm": False, "gemma2-spm": False, "phi3-spm": True, "llama-spm": True,
+                "llama-metaspace": True}
 
 
 @pytest.fixture(scope="module", params=list(NEW_ARCHS))
@@ -228,11 +256,12 @@ def new_arch_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.mark.parametrize("gguf_type", list(TOLERANCE))
 def test_gemma_and_phi3_run_in_llama_cpp_like_the_source(
         new_arch_dir: tuple[str, Path], tmp_path: Path, gguf_type: str) -> None:
-    """Each quant type of a Gemma / Phi-3 export passes the export's own check and runs in
-    llama.cpp like the source: last-position logits correlated, f16's greedy reply equal."""
+    """Each quant type of a Gemma / Phi-3 export (byte-level or sentencepiece-style
+    vocabulary; a Llama with the latter too) passes the export's own check and runs in
+    llama.cpp like the source: same tokens, last-position logits correlated, f16's greedy
+    reply equal."""
     pytest.importorskip("llama_cpp")
     import gguf
-
 
     name, folder = new_arch_dir
     out = tmp_path / f"{name}-{gguf_type}.gguf"
@@ -241,6 +270,15 @@ def test_gemma_and_phi3_run_in_llama_cpp_like_the_source(
     header = read_header(out)
     arch = name.split("-")[0]
     assert header.meta["general.architecture"] == arch
+    if name in SPACE_PREFIX:
+        assert header.meta["tokenizer.ggml.model"] == "llama"
+        assert header.meta["tokenizer.ggml.add_space_prefix"] is SPACE_PREFIX[name]
+        assert header.meta["tokenizer.ggml.add_bos_token"] is True
+        # every check text in llama.cpp, but the leading-space one for Metaspace's rule
+        assert res.check.texts == len(VERIFY_PROMPTS + TOKENIZE_TEXTS) - (
+            name == "llama-metaspace")
+    else:
+        assert header.meta["tokenizer.ggml.model"] == "gpt2"
     names = {t.name for t in gguf.GGUFReader(str(out)).tensors}
     if arch.startswith("gemma"):
         assert header.meta[f"{arch}.attention.key_length"] == 32  # head_dim, not hidden / heads
@@ -313,21 +351,121 @@ def test_phi3_long_context_gemma3_and_uncapped_gemma2_are_refused_with_a_reason(
                                       query_pre_attn_scalar=144))
 
 
-def test_sentencepiece_style_tokenizer_is_refused_before_writing(tmp_path: Path) -> None:
-    """Gemma's and Phi-3's own tokenizers (spaces as U+2581, byte fallback) would be written
-    as a byte-level vocabulary that llama.cpp splits differently: refused with the reason."""
-    import json
+def test_sentencepiece_vocabulary_layout(tmp_path: Path) -> None:
+    """A sentencepiece-style tokenizer is written as convert_hf_to_gguf writes one from
+    tokenizer.model: token types (BYTE, UNKNOWN, CONTROL, UNUSED padding to the config's
+    vocab_size), scores ordered as the merges, bos/eos/unk ids and the chat template."""
+    import gguf
 
-    from tokenizers import Tokenizer, models, normalizers
+    from slmchat.engine.model.gguf_vocab import spm_scores, tokenizer_json
+
+    folder = NEW_ARCHS["phi3-spm"](tmp_path / "phi3")
+    out = tmp_path / "phi3.gguf"
+    export_model(ModelSpec(path=str(folder)), gguf=out, gguf_type="f16", verify=False)
+    src = load(ModelSpec(path=str(folder), device="cpu", dtype="fp32")).tokenizer
+    meta = read_header(out).meta
+    reader = gguf.GGUFReader(str(out))
+    field = reader.get_field("tokenizer.ggml.tokens")
+    tokens = [bytes(field.parts[i]).decode() for i in field.data]
+    types = list(reader.get_field("tokenizer.ggml.token_type").contents())
+    scores = list(reader.get_field("tokenizer.ggml.scores").contents())
+    vocab = src.get_vocab()
+    assert len(tokens) == len(types) == len(scores) == 512 > len(vocab)
+    assert tokens[:len(vocab)] == sorted(vocab, key=vocab.__getitem__)
+    assert tokens[len(vocab):] == [f"[PAD{i}]" for i in range(len(vocab), 512)]
+    kinds = {i: gguf.TokenType(t) for i, t in enumerate(types)}
+    assert kinds[0] == gguf.TokenType.UNKNOWN and tokens[0] == "<unk>"
+    assert kinds[1] == kinds[2] == gguf.TokenType.CONTROL  # <s>, </s>
+    assert all(kinds[vocab[t]] == gguf.TokenType.CONTROL for t in PHI3_ADDED)
+    assert [tokens[i] for i in kinds if kinds[i] == gguf.TokenType.BYTE] == \
+        [f"<0x{b:02X}>" for b in range(256)]
+    assert all(kinds[i] == gguf.TokenType.UNUSED for i in range(len(vocab), 512))
+    merged = spm_scores(tokenizer_json(src)["model"])
+    assert merged and all(scores[vocab[t]] == s for t, s in merged.items())
+    assert max(s for i, s in enumerate(scores) if tokens[i] not in merged) < min(merged.values())
+    assert (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"],
+            meta["tokenizer.ggml.unknown_token_id"]) == (1, 2, 0)
+    assert meta["tokenizer.ggml.add_eos_token"] is False
+    assert meta["tokenizer.chat_template"] == src.chat_template
+
+
+def test_merge_scores_are_what_makes_llama_cpp_split_like_the_source(tmp_path: Path) -> None:
+    """With one score for every token (what gguf's LlamaHfVocab writes, -1000) llama.cpp
+    merges left to right and splits the texts differently: the export's check refuses the
+    file (so the check could tell a writer that got the scores wrong)."""
+    pytest.importorskip("llama_cpp")
+    from unittest import mock
+
+    from slmchat.engine.model import gguf_vocab
+
+    folder = NEW_ARCHS["llama-spm"](tmp_path / "llama")
+    with mock.patch.object(gguf_vocab, "spm_scores", lambda model: {}), \
+            pytest.raises(InvalidParameterError, match="tokenizer_match=False"):
+        export_model(ModelSpec(path=str(folder)), gguf=tmp_path / "l.gguf", gguf_type="f16")
+    assert not (tmp_path / "l.gguf").exists()
+
+
+def test_metaspace_leaves_out_only_the_leading_space_llama_cpp_adds(tmp_path: Path) -> None:
+    """transformers 5's LlamaTokenizer (Metaspace, prepend "first") puts no "▁" before a
+    text that starts with a space; llama.cpp (add_space_prefix, as sentencepiece's
+    add_dummy_prefix) does, so the check leaves those texts out for it, and only those:
+    Llama 2's own tokenizer.json (Prepend normalizer) splits them as llama.cpp."""
+    pytest.importorskip("llama_cpp")
+    from slmchat.engine.model.llamacpp import LlamaCppModel, LlamaCppTokenizer
+
+    text = " Paris is the capital of France"
+    assert text in TOKENIZE_TEXTS
+    for name, same in (("llama-metaspace", False), ("llama-spm", True)):
+        folder = NEW_ARCHS[name](tmp_path / name)
+        out = tmp_path / f"{name}.gguf"
+        export_model(ModelSpec(path=str(folder)), gguf=out, gguf_type="f16")
+        src = load(ModelSpec(path=str(folder), device="cpu", dtype="fp32")).tokenizer
+        assert (text in check_texts(src)) is same
+        want = src(text, add_special_tokens=False)["input_ids"]
+        got = LlamaCppTokenizer(LlamaCppModel(out, 256, 1))(text, add_special_tokens=False)
+        if same:
+            assert got["input_ids"] == want
+        else:  # one "▁" more at the start, the rest alike
+            assert src.convert_ids_to_tokens(want)[0] == "\u2581Paris"
+            assert src.convert_ids_to_tokens(got["input_ids"])[:2] == ["\u2581", "\u2581Paris"]
+            assert got["input_ids"][1:] == want
+
+
+def _tokenizer(model: object, **pipeline: object):
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from slmchat.engine.model.gguf_layout import tokenizer_metadata
+    backend = Tokenizer(model)  # type: ignore[arg-type]
+    for key, value in pipeline.items():
+        setattr(backend, key, value)
+    return PreTrainedTokenizerFast(tokenizer_object=backend)
 
-    vocab = {"<unk>": 0, "\u2581": 1, "a": 2, "\u2581a": 3}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[("\u2581", "a")], byte_fallback=True,
-                                   unk_token="<unk>"))
-    backend.normalizer = normalizers.Replace(" ", "\u2581")
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
-    assert json.loads(tok.backend_tokenizer.to_str())["model"]["byte_fallback"]
-    with pytest.raises(InvalidParameterError, match="sentencepiece-style"):
-        tokenizer_metadata(None, tok, type("C", (), {"vocab_size": 4})())
+
+def test_tokenizers_llama_cpp_cannot_take_are_refused_with_a_reason() -> None:
+    """WordPiece / Unigram vocabularies, "▁" spaces without byte fallback, a byte-fallback
+    vocabulary missing byte tokens, and a pre-tokenizer llama.cpp's SPM tokenizer has no
+    counterpart for: each refused in one line before anything is written."""
+    from tokenizers import models, normalizers, pre_tokenizers
+
+    from slmchat.engine.model.gguf_vocab import tokenizer_metadata
+
+    spm_vocab = {"<unk>": 0, "\u2581": 1, "a": 2, "\u2581a": 3}
+    bytes_vocab = {**spm_vocab, **{f"<0x{b:02X}>": 4 + b for b in range(256)}}
+    replace = normalizers.Replace(" ", "\u2581")
+    cases = [
+        (_tokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]")), "not WordPiece"),
+        (_tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0)], 0)), "not Unigram"),
+        (_tokenizer(models.BPE(spm_vocab, [("\u2581", "a")], unk_token="<unk>"),
+                    normalizer=replace), "without <0xNN> byte tokens"),
+        (_tokenizer(models.BPE(spm_vocab, [("\u2581", "a")], unk_token="<unk>",
+                               byte_fallback=True), normalizer=replace), "lacks 256 byte"),
+        (_tokenizer(models.BPE(bytes_vocab, [("\u2581", "a")], unk_token="<unk>",
+                               byte_fallback=True), normalizer=replace,
+                    pre_tokenizer=pre_tokenizers.Digits(individual_digits=True)),
+         "Digits pre-tokenizer is not supported"),
+    ]
+    config = type("C", (), {"vocab_size": 260})()
+    for tok, reason in cases:
+        with pytest.raises(InvalidParameterError, match=reason) as err:
+            tokenizer_metadata(None, tok, config)
+        assert "\n" not in str(err.value)
