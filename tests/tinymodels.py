@@ -287,9 +287,10 @@ def build_spm_tokenizer(style: str = "llama", vocab_size: int = 400,
     """A sentencepiece-style BPE tokenizer laid out as transformers converts a sentencepiece
     model: the special tokens, the 256 ``<0xNN>`` byte tokens, the merged pieces in the
     order they were learnt (words start with "▁", as sentencepiece's do), the single
-    characters, then ``added`` special tokens (Phi-3's); its merges are every split of each
-    piece in the order of the pieces (transformers' ``generate_merges``), as in the
-    tokenizer.json of such a model. ``style`` is one of SPM_STYLES."""
+    characters, then ``added`` special tokens (Phi-3's, Gemma's turn markers); its
+    merges are every split of each piece in the order of the pieces (transformers'
+    ``generate_merges``), as in the tokenizer.json of such a model. ``style`` is one of
+    SPM_STYLES."""
     from tokenizers import (
         AddedToken,
         Tokenizer,
@@ -335,7 +336,10 @@ def build_spm_tokenizer(style: str = "llama", vocab_size: int = 400,
         tok.normalizer = normalizers.Replace(" ", "\u2581")
         tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
     tok.decoder = decoders.Sequence(steps)
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+    # Phi-3-mini's chat markers and </s> swallow the whitespace after them (rstrip), as
+    # llama.cpp assumes of a model named "phi3"; <|endoftext|> does not.
+    rstrip = {*added, "</s>"} - {"<|endoftext|>"} if added and style != "gemma" else set()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False, rstrip=t in rstrip)
                             for t in (*specials, *added)])
     bos = "<bos>" if style == "gemma" else "<s>"
     eos = "<eos>" if style == "gemma" else "</s>"

@@ -32,6 +32,9 @@ from tests.tinymodels import (
 TOLERANCE = {"f16": (0.999, 12), "q8_0": (0.99, 0), "q6_k": (0.95, 0), "q5_k_m": (0.95, 0),
              "q4_k_m": (0.9, 0)}
 GREEDY_TOKENS = 12
+CHAT = [{"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Germany?"}]
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +102,9 @@ def test_qwen2_runs_in_llama_cpp_like_the_source(tiny_qwen2_dir: Path, tmp_path:
 
 def _assert_llama_cpp_follows_source(folder: Path, out: Path, gguf_type: str,
                                      f16_max_diff: float | None = None) -> None:
-    """llama.cpp on ``out`` tokenizes as the source does (the prompts and the export
-    check's other texts: spaces, newlines, accents, emoji), its last-position logits
+    """llama.cpp on ``out`` tokenizes as the source does (the prompts, the export check's
+    other texts: spaces, newlines, accents, emoji, and a chat prompt from the file's own
+    template, its special tokens parsed as the runtime does), its last-position logits
     correlate with the source's above the quant type's bound (and, for f16 where
     ``f16_max_diff`` is given, stay within it), and where the type asks for it its greedy
     continuation is the source model's."""
@@ -114,7 +118,10 @@ def _assert_llama_cpp_follows_source(folder: Path, out: Path, gguf_type: str,
     min_corr, greedy = TOLERANCE[gguf_type]
     texts = check_texts(src.tokenizer)
     assert set(VERIFY_PROMPTS) <= set(texts)
-    for text in texts:
+    chat = tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+    assert chat == src.tokenizer.apply_chat_template(CHAT, tokenize=False,
+                                                     add_generation_prompt=True)
+    for text in (*texts, chat):
         assert tok(text, add_special_tokens=False)["input_ids"] == \
             src.tokenizer(text, add_special_tokens=False)["input_ids"], text
     for prompt in VERIFY_PROMPTS:
@@ -223,15 +230,17 @@ def test_gguf_lora_adapter_in_llama_cpp_equals_the_merged_model(
 # Phi-3-mini's added tokens (after its Llama 2 vocabulary); llama.cpp looks for some of
 # them in a model named "phi3" (gguf_writer._loadable_name).
 PHI3_ADDED = ("<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>")
+GEMMA_ADDED = ("<start_of_turn>", "<end_of_turn>")
 NEW_ARCHS = {
     "gemma": lambda folder: make_tiny_gemma(folder),
     "gemma2": lambda folder: make_tiny_gemma2(folder),
     "phi3": lambda folder: make_tiny_phi3(folder),
     "phi3-partial-rotary": lambda folder: make_tiny_phi3(folder, partial_rotary=0.5),
     # Their own sentencepiece-style tokenizers, written as llama.cpp's "llama" vocabulary.
-    "gemma-spm": lambda folder: make_tiny_gemma(folder, tokenizer=build_spm_tokenizer("gemma")),
-    "gemma2-spm": lambda folder: make_tiny_gemma2(folder,
-                                                  tokenizer=build_spm_tokenizer("gemma")),
+    "gemma-spm": lambda folder: make_tiny_gemma(
+        folder, tokenizer=build_spm_tokenizer("gemma", added=GEMMA_ADDED)),
+    "gemma2-spm": lambda folder: make_tiny_gemma2(
+        folder, tokenizer=build_spm_tokenizer("gemma", added=GEMMA_ADDED)),
     # vocab_size past the tokenizer, as Phi-3-mini's 32064 for 32011 tokens.
     "phi3-spm": lambda folder: make_tiny_phi3(
         folder, tokenizer=build_spm_tokenizer("llama", added=PHI3_ADDED), vocab_size=512),
