@@ -66,3 +66,29 @@ def test_large_checkpoints_choose_the_gguf_copy(bf16_llama: Path, monkeypatch: p
     assert lm.info.path == str(bf16_llama) and lm.info.runtime_copy
     again = runtimes.load(cpu)  # cached: no second conversion
     assert again.info.runtime_copy == lm.info.runtime_copy
+
+
+def test_streamed_copy_of_a_llama_2_tokenizer_splits_like_it(tmp_path: Path) -> None:
+    """A Llama with Llama 2's sentencepiece-style tokenizer (as TinyLlama-1.1B has): the
+    copy holds it as llama.cpp's "llama" vocabulary, which splits the export check's texts
+    as the checkpoint's tokenizer does (before, the copy refused the tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from slmchat.engine.model.gguf_header import read_header
+    from slmchat.engine.model.llamacpp import LlamaCppModel, LlamaCppTokenizer
+    from slmchat.engine.tools.gguf_writer import check_texts
+    from tests.tinymodels import build_spm_tokenizer, make_tiny_llama
+
+    src = make_tiny_llama(tmp_path / "src", tokenizer=build_spm_tokenizer("llama"))
+    bf16 = tmp_path / "bf16"
+    AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.bfloat16).save_pretrained(str(bf16))
+    hf_tok = AutoTokenizer.from_pretrained(str(src))
+    hf_tok.save_pretrained(str(bf16))
+    (tmp_path / "copy").mkdir()
+    path = gguf_copy.convert(bf16, tmp_path / "copy")
+    assert read_header(path).meta["tokenizer.ggml.model"] == "llama"
+    tok = LlamaCppTokenizer(LlamaCppModel(path, 256, 1))
+    for text in check_texts(hf_tok):
+        assert tok(text, add_special_tokens=False)["input_ids"] == \
+            hf_tok(text, add_special_tokens=False)["input_ids"], text
