@@ -120,7 +120,7 @@ def spm_scores(model: dict[str, Any]) -> dict[str, float]:
     """Score of each token that a merge makes: minus the rank of its first merge."""
     scores: dict[str, float] = {}
     for rank, (left, right) in enumerate(_merge_pairs(model)):
-        scores.setdefault(left + right, -float(rank))
+        scores.setdefault(left + right, float(-rank))
     return scores
 
 
