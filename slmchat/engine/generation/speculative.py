@@ -35,10 +35,15 @@ MAX_NGRAM = 4
 MIN_NGRAM = 2
 K_START = 4
 K_MAX = 10
-# After this many drafts in a row with nothing accepted, stop drafting for a while
-# (doubling up to COOLDOWN_MAX tokens): a chat that does not quote pays almost nothing.
+# After this many drafts in a row with nothing accepted, stop drafting for a while; the
+# first draft after a pause is a probe, and a probe with nothing accepted pauses again at
+# once, for twice as long (up to COOLDOWN_MAX tokens). So a reply the drafter cannot
+# predict (a chat that does not quote; a draft model that disagrees) pays for about
+# log2(tokens) probes, not a draft every few tokens: on the 1.7B shape with every draft
+# rejected, 64 tokens cost 5 drafts instead of 8 (benchmarks/bench_draft_overhead.py).
 MISSES_BEFORE_PAUSE = 2
-COOLDOWN_MAX = 32
+COOLDOWN_START = 4
+COOLDOWN_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -128,11 +133,13 @@ class AdaptiveK:
         self.k, self.k_max = k, k_max
         self._misses = 0
         self._pause = 0  # tokens left to decode without drafting
-        self._cooldown = 4
+        self._cooldown = COOLDOWN_START
+        self._probing = False  # the next draft is the first after a pause
 
     def want(self) -> int:
         if self._pause > 0:
             self._pause -= 1
+            self._probing = self._pause == 0
             return 0
         return self.k
 
@@ -143,14 +150,15 @@ class AdaptiveK:
             self.k = min(self.k_max, self.k + 2)
         else:
             self.k = max(1, accepted + 1 if accepted else self.k - 1)
+        probe, self._probing = self._probing, False
         if accepted == 0:
             self._misses += 1
-            if self._misses >= MISSES_BEFORE_PAUSE:
+            if probe or self._misses >= MISSES_BEFORE_PAUSE:
                 self._pause, self._misses = self._cooldown, 0
                 self._cooldown = min(COOLDOWN_MAX, self._cooldown * 2)
         else:
             self._misses = 0
-            self._cooldown = 4
+            self._cooldown = COOLDOWN_START
 
 
 @dataclass

@@ -74,6 +74,29 @@ def test_adaptive_k_grows_shrinks_and_pauses_after_misses() -> None:
     assert k.want() > 0
 
 
+def test_adaptive_k_failed_probe_pauses_again_for_longer() -> None:
+    """With every draft rejected, drafting backs off exponentially: a probe after a pause
+    that keeps nothing pauses again at once, for twice as long; one that keeps a token
+    ends the back-off."""
+    k = AdaptiveK(k=4, k_max=8)
+    drafts_at = []
+    for t in range(64):
+        want = k.want()
+        if want:
+            drafts_at.append(t)
+            k.record(want, 0)
+    assert drafts_at == [0, 1, 6, 15, 32]  # pauses of 4, 8, 16, 32 tokens
+    k = AdaptiveK(k=4, k_max=8)
+    k.record(4, 0)
+    k.record(3, 0)
+    assert [k.want() for _ in range(5)] == [0, 0, 0, 0, 2]  # the probe
+    k.record(2, 1)  # it keeps a token: the back-off ends
+    k.record(2, 0)
+    assert k.want() > 0  # one miss outside a probe: no pause yet
+    k.record(2, 0)
+    assert [k.want() for _ in range(4)] == [0, 0, 0, 0]  # the pause is short again
+
+
 @pytest.mark.parametrize("runner", ["fast", "hf"])
 def test_greedy_identical_with_partly_rejected_drafts(tiny, runner: str) -> None:
     backend = TransformersBackend(tiny.model, runner)
