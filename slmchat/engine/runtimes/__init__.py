@@ -77,7 +77,9 @@ def candidates(spec: ModelSpec, source: Source, notes: list[str] | None = None) 
         return [only]
     chosen: list[Runtime] = []
     for runtime in REGISTRY.values():
-        if runtime.blocker(spec, source) or runtime.auto_blocker(spec, source):
+        # auto_blocker first: it is cheap (the file's size and kind), while blocker may
+        # import the runtime's library (llama_cpp: ~0.15-0.25 s of every cold start).
+        if runtime.auto_blocker(spec, source) or runtime.blocker(spec, source):
             note = runtime.skip_note(spec, source)
             if note and notes is not None:
                 notes.append(note)

@@ -160,13 +160,14 @@ def test_adapter_is_merged_then_converted(tiny_llama_dir: Path, tmp_path: Path) 
     assert np.corrcoef(ours[0], want[0])[0, 1] > 0.99
 
 
-def test_generate_on_a_cached_copy_imports_neither_torch_nor_transformers(
+def test_generate_on_a_cached_copy_imports_no_other_runtime(
         tiny_llama_dir: Path, tiny_copy: Path) -> None:
     code = ("import sys\nfrom slmchat.cli import main\n"
             f"rc = main(['generate', 'hi', '--model', {str(tiny_llama_dir)!r}, "
             "'--max-new-tokens', '3', '--stats'])\n"
             "assert rc == 0, rc\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))\n"
+            "heavy = sorted(m for m in sys.modules\n"
+            "               if m.split('.')[0] in ('torch', 'transformers', 'llama_cpp'))\n"
             "print('HEAVY', heavy[:5])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
