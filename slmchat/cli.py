@@ -44,27 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Libraries whose deprecation notices and optional-kernel messages are not the user's
-# concern (e.g. bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community"
-# and transformers' FutureWarnings when an adapter loads). --debug shows them again.
-QUIET_LIBRARIES = ("transformers", "peft", "bitsandbytes", "accelerate", "torch",
-                   "huggingface_hub", "datasets", "gguf")
-
-
-def quiet_libraries() -> None:
-    import logging
-    import os
-    import warnings
-
-    os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (read when tqdm is imported)
-    pattern = "|".join(QUIET_LIBRARIES)
-    warnings.filterwarnings("ignore", module=rf"({pattern})(\.|$)")
-    for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from slmchat.engine.offline import ensure_offline
+    from slmchat.engine.offline import ensure_offline, quiet_libraries
 
     ensure_offline()  # before anything imports torch or transformers
     argv = list(sys.argv[1:] if argv is None else argv)

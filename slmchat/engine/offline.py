@@ -65,3 +65,22 @@ def offline_status() -> dict[str, object]:
     hub = sys.modules.get("huggingface_hub.constants")
     status["hub_offline"] = bool(getattr(hub, "HF_HUB_OFFLINE", False)) if hub else None
     return status
+
+
+# Libraries whose deprecation notices and optional-kernel messages are not the user's
+# concern (e.g. bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community"
+# and transformers' FutureWarnings when an adapter loads). The CLI calls this unless
+# --debug; the fine-tune process always does (its output is the run's train.log).
+QUIET_LIBRARIES = ("transformers", "peft", "bitsandbytes", "accelerate", "torch",
+                   "huggingface_hub", "datasets", "gguf")
+
+
+def quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (read when tqdm is imported)
+    pattern = "|".join(QUIET_LIBRARIES)
+    warnings.filterwarnings("ignore", module=rf"({pattern})(\.|$)")
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)

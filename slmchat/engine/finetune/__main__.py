@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slmchat.engine.finetune")
     parser.add_argument("run_dir", type=Path)
     ns = parser.parse_args(argv)
+    from slmchat.engine.offline import quiet_libraries
+
+    quiet_libraries()  # library notices (e.g. "pip install kernels") are not the run's log
     from slmchat.engine.finetune.job import run_job
 
     result = run_job(ns.run_dir)

@@ -72,3 +72,25 @@ def test_overfitting_warning_when_heldout_loss_rises_well_above_its_best() -> No
     assert "at step 10" in (overfitting_warning(dipped) or "")
     assert overfitting_warning([(0, 3.0), (10, 2.5), (20, 2.55)]) is None
     assert overfitting_warning([(0, 3.0)]) is None
+
+
+def test_the_finetune_process_quiets_library_notices(monkeypatch, tmp_path) -> None:
+    """The background process's output is the run's train.log: library notices such as
+    bitsandbytes' "pip install kernels" hint (logged on AVX512-BF16 CPUs) stay out of it."""
+    import logging
+    import warnings
+
+    from slmchat.engine.finetune import __main__ as entry
+    from slmchat.engine.finetune import job
+
+    monkeypatch.setattr(logging.getLogger("bitsandbytes"), "level", logging.NOTSET)
+    seen: dict[str, object] = {}
+
+    def fake_run_job(run_dir):
+        seen["level"] = logging.getLogger("bitsandbytes.backends.cpu.ops").getEffectiveLevel()
+        return {"state": "done", "message": "ok"}
+
+    monkeypatch.setattr(job, "run_job", fake_run_job)
+    with warnings.catch_warnings():
+        assert entry.main([str(tmp_path)]) == 0
+    assert seen["level"] == logging.ERROR
