@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"stats prompt_tokens={last.prompt_tokens} new_tokens={last.new_tokens} "
             f"ttft_s={(last.ttft_s or 0):.3f} prefill_tok_s={last.prefill_tps:.1f} "
-            f"decode_tok_s={last.decode_tps:.1f} peak_rss_mb={peak_mb:.0f} "
+            f"decode_tok_s={last.decode_tps:.2f} peak_rss_mb={peak_mb:.0f} "
             + (f"reasoning_tokens={last.reasoning_tokens} " if last.reasoning_tokens else "")
             + f"finish={last.finish_reason} seed={last.seed} runtime={info.runtime} "
             f"precision={info.dtype}{'' if info.quant == 'none' else '/' + info.quant} "
