@@ -54,6 +54,12 @@ class GenerationChunk:
     speculative: str | None = None  # the drafter ("lookup", "draft") when speculation ran
     drafted: int = 0  # draft tokens verified so far in this reply
     accepted: int = 0  # of them, those the model kept
+    # ``text`` came out at a draft token the model kept (speculative decoding): the chat
+    # can tint it (settings ui.tint_accepted_drafts). A chunk is one token's released
+    # text, so this marks exactly the accepted tokens' text, except where the text layer
+    # held text back (a split multi-byte character, a possible stop string) and gave it
+    # out at a later token, whose flag it then takes.
+    accepted_draft: bool = False
 
 
 class CancelToken:
@@ -168,7 +174,8 @@ def stream_backend(
         drafter = None
     budget = AdaptiveK()
 
-    def chunk(text: str, reason: FinishReason | None = None) -> GenerationChunk:
+    def chunk(text: str, reason: FinishReason | None = None,
+              accepted_draft: bool = False) -> GenerationChunk:
         now = time.perf_counter()
         decode_time = now - first_token_at
         decode_tps = (len(generated) - 1) / decode_time if len(generated) > 1 and decode_time > 0 else 0.0
@@ -178,7 +185,7 @@ def stream_backend(
             finish_reason=reason, error=error,
             constraint=constraint.label if constraint is not None else None,
             speculative=drafter.name if drafter is not None else None,
-            drafted=spec.drafted, accepted=spec.accepted,
+            drafted=spec.drafted, accepted=spec.accepted, accepted_draft=accepted_draft,
         )
 
     def take(logits: Any) -> tuple[int, FinishReason | None, str]:
@@ -231,9 +238,11 @@ def stream_backend(
             kept = 0
             for i in range(len(draft) + 1):
                 token, finish, shown = take(rows[len(feed) - 1 + i:len(feed) + i] if draft else rows)
+                # The draft's i-th token, kept: counted in ``accepted`` just below.
+                accepted = finish is None and i < len(draft) and token == draft[i]
                 if shown:
-                    yield chunk(shown)
-                if finish is not None or i == len(draft) or token != draft[i]:
+                    yield chunk(shown, accepted_draft=accepted)
+                if not accepted:
                     break
                 kept += 1
                 if cancel is not None and cancel.cancelled:

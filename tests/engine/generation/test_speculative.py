@@ -111,6 +111,48 @@ def test_greedy_identical_with_partly_rejected_drafts(tiny, runner: str) -> None
     assert looked == plain and last.speculative == "lookup"
 
 
+class Recording(Replay):
+    """A Replay that remembers each draft and where in the reply it was proposed."""
+
+    def __init__(self, prompt_len: int, reply: list[int], bad: int = 4) -> None:
+        super().__init__(prompt_len, reply, bad)
+        self.drafts: list[tuple[int, list[int]]] = []
+
+    def propose(self, k: int) -> list[int]:
+        out = super().propose(k)
+        self.drafts.append((self.n - self.start, out))
+        return out
+
+
+def test_chunks_say_which_text_came_from_accepted_drafts(tiny) -> None:
+    """Each chunk of a speculative reply says whether its text is an accepted draft
+    token's: the flagged chunks are exactly the tokens at the positions where a draft
+    matched the reply (the model's own token after a draft is not one), their count is
+    ``accepted``, and their text, joined, is those tokens' text in the plain reply."""
+    backend = TransformersBackend(tiny.model, "fast")
+    ids = tiny.tokenizer(CORPUS[:300])["input_ids"]
+    plain = list(stream_backend(backend, tiny.tokenizer, ids, GREEDY))
+    assert not any(c.accepted_draft for c in plain)  # no drafter: nothing is flagged
+    # In a plain reply every token gives out its own text: chunk k is token k's.
+    assert [c.new_tokens for c in plain if c.text] == list(range(1, GREEDY.max_new_tokens + 1))
+    token_text = {c.new_tokens - 1: c.text for c in plain if c.text}
+    reply = _reply_ids(tiny, backend, ids, GREEDY)
+    drafter = Recording(len(ids), reply)
+    chunks = list(stream_backend(backend, tiny.tokenizer, ids, GREEDY, drafter=drafter))
+    kept: set[int] = set()
+    for at, draft in drafter.drafts:
+        for i, token in enumerate(draft):
+            if reply[at + i] != token:
+                break
+            kept.add(at + i)
+    flagged = [c for c in chunks if c.accepted_draft]
+    assert {c.new_tokens - 1 for c in flagged} == kept
+    assert len(flagged) == chunks[-1].accepted > 0
+    assert chunks[-1].accepted < chunks[-1].drafted  # some drafts were cut short
+    assert "".join(c.text for c in flagged) == "".join(token_text[i] for i in sorted(kept))
+    assert "".join(c.text for c in chunks) == "".join(c.text for c in plain)
+
+
 def test_seeded_sampling_gives_the_same_reply(tiny) -> None:
     backend = TransformersBackend(tiny.model, "fast")
     ids = tiny.tokenizer(CORPUS[:200])["input_ids"]
@@ -229,11 +271,17 @@ def test_engine_modes_auto_lookup_off(tiny_llama_dir: Path) -> None:
     messages = [ChatMessage("user", CORPUS[:250])]
     params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=40)
     seen = {}
+    flagged: dict[str, tuple[int, int]] = {}
     for mode in ("off", "auto", "lookup"):
         engine.speculation = parse(mode)
         chunks = list(engine.stream_chat(messages, params, reuse_cache=False))
         seen[mode] = ("".join(c.text for c in chunks), chunks[-1].speculative)
+        # stream_chat keeps the decode loop's word on which text was an accepted draft
+        flagged[mode] = (sum(c.accepted_draft for c in chunks), chunks[-1].accepted)
     assert seen["off"][1] is None and seen["auto"][1] == "lookup" == seen["lookup"][1]
+    # (The reasoning layer gives a reply's leading white space out in one chunk, so
+    # several accepted tokens' text can share one flag there.)
+    assert flagged["off"] == (0, 0) and 0 < flagged["lookup"][0] <= flagged["lookup"][1]
     assert seen["off"][0] == seen["auto"][0] == seen["lookup"][0]
 
 
