@@ -78,6 +78,9 @@ class GenerationSettings(BaseModel):
 class UISettings(BaseModel):
     theme: str = Field("textual-dark", description="Textual theme name")
     show_sidebar: bool = True
+    tint_accepted_drafts: bool = Field(
+        False, description="Tint the text of accepted draft tokens (speculative decoding) in "
+                           "the chat; such replies then show as plain text, not Markdown")
     language: str = Field(
         "auto", description="UI language: en, ja (a file in slmchat/i18n), or auto (the "
                             "locale's: LC_ALL, LC_MESSAGES or LANG, when it has one; else English)")

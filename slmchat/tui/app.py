@@ -30,6 +30,7 @@ from slmchat.tui.messages import (
     ModelLoadProgress,
     PanelRequested,
     ThinkingChosen,
+    TintDraftsChanged,
 )
 from slmchat.tui.screens.chat import ChatScreen
 from slmchat.tui.ui_state import load_state, save_state, with_recent, with_thinking
@@ -144,6 +145,7 @@ class SlmChatApp(App[None]):
         # rest with messages (handled below: LoadModelRequested, PanelRequested, ...).
         self.chat = ChatScreen(engine, store, defaults_from(settings), settings.ui.show_sidebar)
         self.chat.settings = settings
+        self.chat.tint_drafts = settings.ui.tint_accepted_drafts
         self.chat.discover_fn = discover_fn
         thinking = self.ui_state.get("thinking")
         self.chat.thinking_choices = {k: v for k, v in thinking.items() if isinstance(v, bool)
@@ -248,6 +250,12 @@ class SlmChatApp(App[None]):
             if hasattr(self.settings.generation, key):
                 setattr(self.settings.generation, key, value)
         self._save()
+
+    def on_tint_drafts_changed(self, event: TintDraftsChanged) -> None:
+        """The settings panel's "tint accepted drafts" box."""
+        if event.on != self.settings.ui.tint_accepted_drafts:
+            self.settings.ui.tint_accepted_drafts = event.on
+            self._save()
 
     def on_compare_run_requested(self, event: CompareRunRequested) -> None:
         """A finished fine-tune's model beside its base in the compare view (the panel's

@@ -60,6 +60,14 @@ class GenerationDefaultsSaved(Message):
         self.values = values
 
 
+class TintDraftsChanged(Message):
+    """Tinting of accepted draft tokens was turned on or off: keep it in settings.toml."""
+
+    def __init__(self, on: bool) -> None:
+        super().__init__()
+        self.on = on
+
+
 class ThinkingChosen(Message):
     """Thinking on/off was chosen for the model at ``path`` (remembered per model)."""
 
@@ -110,10 +118,12 @@ class ReplyDelta(Message):
     bubble = False  # for the chat screen only
 
     def __init__(self, msg_id: int, text: str, context_used: int = 0,
-                 decode_tps: float = 0.0, reasoning: str = "", reasoning_tokens: int = 0) -> None:
+                 decode_tps: float = 0.0, reasoning: str = "", reasoning_tokens: int = 0,
+                 accepted_draft: bool = False) -> None:
         super().__init__()
         self.msg_id = msg_id
         self.text = text
+        self.accepted_draft = accepted_draft  # ``text`` is accepted draft tokens' (tinting)
         self.context_used = context_used
         self.decode_tps = decode_tps
         self.reasoning = reasoning  # new reasoning ("thinking") text, apart from the answer

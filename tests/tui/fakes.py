@@ -64,6 +64,9 @@ class FakeEngine:
     companion_error: str | None = None  # companion() refuses with this
     companions: list[FakeEngine] = field(default_factory=list)
     thinking_switch: bool = False  # the loaded models' templates have enable_thinking
+    # Speculative decoding: the word pieces (by index, each reply) that accepted draft
+    # tokens "wrote" (GenerationChunk.accepted_draft); empty: the reply did not speculate.
+    accepted_pieces: frozenset[int] = frozenset()
     _current: CancelToken | None = None
 
     @property
@@ -124,12 +127,17 @@ class FakeEngine:
         pieces = re.findall(r"\s*\S+", reply) or [reply]
         prompt_tokens = sum(len(m.content.split()) for m in messages) + 10
         n = 0
+        kept = 0
 
         def chunk(text: str, reason: str | None = None) -> GenerationChunk:
+            accepted = n - 1 in self.accepted_pieces and bool(text)
             return GenerationChunk(
                 text=text, new_tokens=n, prompt_tokens=prompt_tokens, ttft_s=0.25,
                 prefill_tps=400.0, decode_tps=20.0, seed=params.seed or 1234,
                 finish_reason=reason,  # type: ignore[arg-type]
+                speculative="lookup" if self.accepted_pieces else None,
+                drafted=kept + 1 if self.accepted_pieces else 0, accepted=kept,
+                accepted_draft=accepted,
             )
 
         for piece in pieces:
@@ -148,6 +156,7 @@ class FakeEngine:
                     yield chunk("", "cancelled")
                     return
             n += 1
+            kept += n - 1 in self.accepted_pieces
             time.sleep(0.002)
             yield chunk(piece)
         yield chunk("", "stop")

@@ -51,6 +51,7 @@ from slmchat.tui.messages import (
     ReplyDelta,
     ReplyFinished,
     ThinkingChosen,
+    TintDraftsChanged,
     ToolCallDone,
     ToolCallRequested,
     ToolsProblem,
@@ -133,6 +134,7 @@ class ChatScreen(Screen[None]):
     settings: Any = None  # the app's Settings: for the panels and model discovery
     discover_fn: Callable[[], list[ModelEntry]] | None = None  # where panels find models
     model_spec: ModelSpec | None = None  # what the app loaded last (None: not known)
+    tint_drafts = False  # [ui] tint_accepted_drafts: tint accepted draft tokens in replies
 
     def __init__(self, engine: EngineLike, store: Store, defaults: dict[str, Any],
                  show_sidebar: bool = True) -> None:
@@ -213,6 +215,8 @@ class ChatScreen(Screen[None]):
         self.query_one("#edit-banner").display = False
         self.prompt.set_history(self.store.recent_user_prompts())
         self.settings_panel.load_values(self.chat_settings)
+        self.settings_panel.set_tint(self.tint_drafts)
+        self.log_view.tint_drafts = self.tint_drafts
         self.prompt.focus()
         self.app.post_message(ChatReady())
 
@@ -622,7 +626,8 @@ class ChatScreen(Screen[None]):
                     writer.append(chunk.text, chunk.reasoning)
                     self.post_message(ReplyDelta(
                         job.msg_id, chunk.text, chunk.prompt_tokens + chunk.new_tokens,
-                        chunk.decode_tps, chunk.reasoning, chunk.reasoning_tokens))
+                        chunk.decode_tps, chunk.reasoning, chunk.reasoning_tokens,
+                        chunk.accepted_draft))
                 if worker.is_cancelled:
                     job.cancel.cancel()
         except SlmChatError as exc:
@@ -651,7 +656,7 @@ class ChatScreen(Screen[None]):
         if view is not None and event.reasoning:
             view.append_reasoning(event.reasoning, event.reasoning_tokens)
         if view is not None and event.text:
-            view.append(event.text)
+            view.append(event.text, event.accepted_draft)
         if event.context_used:  # the context bar and speed follow the reply as it grows
             self.status.reply_progress(event.context_used, event.decode_tps)
 
@@ -1111,6 +1116,11 @@ class ChatScreen(Screen[None]):
             self.sidebar.display = self._sidebar_before_settings
             self._sidebar_before_settings = None
         self.prompt.focus()
+
+    async def on_settings_panel_tint_changed(self, event: SettingsPanel.TintChanged) -> None:
+        self.tint_drafts = event.on
+        await self.log_view.set_tint(event.on)
+        self.post_message(TintDraftsChanged(event.on))  # the app keeps it in settings.toml
 
     def on_settings_panel_saved(self, event: SettingsPanel.Saved) -> None:
         self.chat_settings = {**dict(event.values), **self.file_settings()}

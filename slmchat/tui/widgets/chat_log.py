@@ -83,6 +83,13 @@ class ChatLog(VerticalScroll, can_focus=True):
     def __init__(self, *children: Any, **kwargs: Any) -> None:
         super().__init__(*children, **kwargs)
         localize_bindings(self)
+        self.tint_drafts = False  # [ui] tint_accepted_drafts, given to every view added
+
+    async def set_tint(self, on: bool) -> None:
+        """Tint accepted draft tokens in the replies shown (and in those added later)."""
+        self.tint_drafts = on
+        for view in self.views():
+            await view.set_tint(on)
 
     def on_mount(self) -> None:
         self.anchor()
@@ -96,6 +103,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         return list(self.query_children(MessageView))
 
     async def add(self, view: MessageView) -> None:
+        view.tint_drafts = self.tint_drafts
         await self.query_children(".empty-hint").remove()
         await self.mount(view)
 

@@ -3,6 +3,13 @@
 Assistant replies are Markdown (code blocks are syntax-highlighted by Textual). While a
 reply streams, deltas collect in ``_pending`` and a short timer hands them to a
 ``MarkdownStream`` in one piece, so the document is appended to, never re-parsed whole.
+
+Accepted draft tokens (speculative decoding) can be tinted ([ui] tint_accepted_drafts):
+Markdown cannot colour a span of its source, so a reply with accepted drafts is then shown
+as plain text (no Markdown formatting) in a ``Static`` beside the hidden Markdown, its
+accepted spans with a theme-coloured background. The spans live on the view, for this
+session only (the store does not keep them): a reply read back from the store, one without
+accepted drafts, and every reply with tinting off stay Markdown.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from markdown_it import MarkdownIt
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.content import Content, Span
 from textual.timer import Timer
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
@@ -59,6 +67,10 @@ def reply_parser() -> MarkdownIt:
 # append parses and lays out the growing block on the UI thread, which takes the GIL from
 # the decode loop; at 20 a second the chat decoded ~15 % slower (benchmarks/bench_app.py).
 FLUSH_INTERVAL = 0.1
+
+# Accepted draft text: a muted theme colour behind the text, readable in light and dark
+# themes alike (a style of theme variables: a theme change re-colours it).
+TINT_STYLE = "on $success-muted"
 
 
 def stats_parts(provenance: dict[str, Any] | None) -> list[Part]:
@@ -121,6 +133,10 @@ class MessageView(Vertical):
         self.branch: tuple[int, int] | None = None  # (n, of) when it has siblings
         self.parent_id: int | None = None  # the message it follows (its siblings share it)
         self.tool_call: dict[str, Any] | None = None  # a reply that called a tool
+        # [start, end) ranges of ``content`` that accepted draft tokens wrote (this session)
+        self.draft_spans: list[tuple[int, int]] = []
+        self.tint_drafts = False  # set by the log ([ui] tint_accepted_drafts)
+        self._markdown_stale = False  # the hidden Markdown lags ``content`` (tinted meanwhile)
 
     @classmethod
     def from_stored(cls, msg: StoredMessage) -> MessageView:
@@ -137,6 +153,9 @@ class MessageView(Vertical):
             body = Markdown(self.content, classes="message-body", parser_factory=reply_parser)
             body.display = not (self.tool_call and not self.content)
             yield body
+            tinted = Static("", classes="message-body message-tinted")
+            tinted.display = False
+            yield tinted
             if self.tool_call:
                 yield ToolCallBlock(self.tool_call)
             if (cites := citations_for(self.provenance)) is not None:
@@ -186,9 +205,57 @@ class MessageView(Vertical):
         self._stream = Markdown.get_stream(self.query_one(Markdown))
         self._timer = self.set_interval(FLUSH_INTERVAL, self._flush)
 
-    def append(self, text: str) -> None:
+    def append(self, text: str, accepted_draft: bool = False) -> None:
+        """Add reply text; ``accepted_draft``: accepted draft tokens wrote it."""
+        if accepted_draft and text:
+            start, end = len(self.content), len(self.content) + len(text)
+            if self.draft_spans and self.draft_spans[-1][1] == start:
+                start = self.draft_spans.pop()[0]
+            self.draft_spans.append((start, end))
         self.content += text
         self._pending.append(text)
+
+    # --- tinted accepted drafts ---
+
+    @property
+    def tinted(self) -> bool:
+        """Whether the body shows as tinted plain text (not Markdown) now."""
+        return self.tint_drafts and bool(self.draft_spans) and self.role == "assistant" \
+            and not self.tool_call
+
+    def tinted_content(self) -> Content:
+        """The reply as plain text, its accepted draft spans tinted."""
+        return Content(self.content).add_spans(
+            [Span(start, end, TINT_STYLE) for start, end in self.draft_spans])
+
+    async def set_tint(self, on: bool) -> None:
+        """Tint accepted drafts (a reply that had some) or show Markdown again."""
+        self.tint_drafts = on
+        await self._show_body()
+
+    async def _show_body(self) -> None:
+        """Show the tinted text or the Markdown, whichever applies, up to date."""
+        if self.role != "assistant" or not self.is_mounted:
+            return
+        markdown = self.query_one(Markdown)
+        tinted = self.query_one(".message-tinted", Static)
+        if self.tinted:
+            tinted.update(self.tinted_content())
+            tinted.display, markdown.display = True, False
+            return
+        if tinted.display:
+            tinted.display = False
+            tinted.update("")
+            markdown.display = not (self.tool_call and not self.content)
+        if self._markdown_stale:  # parse the whole reply once, then append again
+            self._markdown_stale = False
+            self._pending.clear()  # already in ``content``
+            if self._stream is not None:
+                await self._stream.stop()
+                await markdown.update(self.content)
+                self._stream = Markdown.get_stream(markdown)
+            else:
+                await markdown.update(self.content)
 
     def append_reasoning(self, text: str, tokens: int) -> None:
         self.reasoning += text
@@ -225,7 +292,12 @@ class MessageView(Vertical):
         if self._pending and self._stream is not None:
             text = "".join(self._pending)
             self._pending.clear()
-            await self._stream.write(text)
+            if self.tinted or self._markdown_stale:
+                # Tinted: the Markdown (hidden) is parsed once, if tinting is turned off.
+                self._markdown_stale = True
+                await self._show_body()
+            else:
+                await self._stream.write(text)
 
     async def finish(self, status: str, provenance: dict[str, Any] | None) -> None:
         if self._timer is not None:
@@ -237,10 +309,11 @@ class MessageView(Vertical):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-            if self._continued:
+            if self._continued and not self._markdown_stale:
                 # A continued reply may close a construct (e.g. a code fence) opened in
                 # the part written before; appends don't re-parse it, so parse once here.
                 await self.query_one(Markdown).update(self.content)
+            await self._show_body()
         self.set_status(status, provenance)
         if (block := self.reasoning_block) is not None:
             block.finish(self._reasoning_tokens)
@@ -250,7 +323,10 @@ class MessageView(Vertical):
     async def replace_text(self, text: str, provenance: dict[str, Any] | None) -> None:
         """Show an edited (preferred) reply in place of the model's text."""
         self.content = text
+        self.draft_spans = []  # they no longer match the text
+        self._markdown_stale = False
         await self.query_one(Markdown).update(text)
+        await self._show_body()
         self.set_status(self.status, provenance)
 
     async def show_tool_call(self, call: dict[str, Any]) -> None:
@@ -261,6 +337,9 @@ class MessageView(Vertical):
             blocks.first().update_call(call)
             return
         self.content = ""
+        self.draft_spans = []
+        self._markdown_stale = False
+        await self._show_body()
         body = self.query_one(Markdown)
         await body.update("")
         body.display = False

@@ -9,7 +9,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Input, Label, Static, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
 
 from slmchat.config import Settings
 from slmchat.engine.generation.sampling import SAMPLING_RANGES, SamplingParams
@@ -58,6 +58,14 @@ class SettingsPanel(VerticalScroll):
             self.values = values
             self.as_default = as_default
 
+    class TintChanged(Message):
+        """The "tint accepted drafts" box was ticked or cleared (an app-wide display
+        setting: it applies at once, apart from Save)."""
+
+        def __init__(self, on: bool) -> None:
+            super().__init__()
+            self.on = on
+
     def compose(self) -> ComposeResult:
         # One row per field and the focused field's hint on one line, so the whole form
         # and its buttons fit a 24-row terminal.
@@ -69,6 +77,7 @@ class SettingsPanel(VerticalScroll):
                 yield Label(label_for(key), classes="field-name")
                 yield Input(id=f"set-{key}", classes="field-input", compact=True,
                             tooltip=hint_for(key))
+        yield Checkbox(t("settings.tint_drafts"), id="set-tint", compact=True)
         yield Static("", id="settings-hint")
         with Horizontal(classes="buttons"):
             yield Button(t("settings.save"), id="settings-save", variant="primary", compact=True)
@@ -80,6 +89,7 @@ class SettingsPanel(VerticalScroll):
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         hints = {f"set-{key}": f"{label_for(key)}: {hint_for(key)}" for key, *_ in FIELDS}
         hints["set-system_prompt"] = t("settings.system_prompt_hint")
+        hints["set-tint"] = t("settings.tint_drafts_hint")
         text = hints.get(event.widget.id or "", "")
         self.query_one("#settings-hint", Static).update(Text(text, style="dim"))
 
@@ -88,6 +98,16 @@ class SettingsPanel(VerticalScroll):
         for key, _label, _type, _hint in FIELDS:
             value = values.get(key)
             self.query_one(f"#set-{key}", Input).value = "" if value is None else str(value)
+
+    def set_tint(self, on: bool) -> None:
+        """Show the tinting setting's value (no TintChanged)."""
+        box = self.query_one("#set-tint", Checkbox)
+        with box.prevent(Checkbox.Changed):
+            box.value = on
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self.post_message(self.TintChanged(event.value))
 
     def open_with(self, values: dict[str, Any]) -> None:
         """Show the panel with ``values``, the system prompt focused."""
