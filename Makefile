@@ -72,6 +72,7 @@ screenshots: setup
 	$(BIN)/python scripts/screenshots_panels.py
 	$(BIN)/python scripts/screenshots_ja.py
 	$(BIN)/python scripts/screenshots_runtimes.py
+	$(BIN)/python scripts/screenshots_speculative.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
