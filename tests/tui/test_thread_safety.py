@@ -77,5 +77,5 @@ def test_messages_posted_from_workers_are_defined_in_messages_py() -> None:
              and n.name not in ("Submitted", "Saved", "Selected", "CopyRequested",
                                 "EditRequested", "Open", "EditorRequested", "InspectRequested",
                                 "BranchRequested", "Chosen", "Closed", "UseModel",
-                                "Resized", "Clicked", "Changed", "RunEnded")]
+                                "Resized", "Clicked", "Changed", "RunEnded", "TintChanged")]
     assert local == []
