@@ -63,19 +63,22 @@ def make_tiny_llama(folder: Path, seed: int = 0, chat_template: bool = True,
     return folder
 
 
-def make_tiny_qwen2(folder: Path, seed: int = 0) -> Path:
-    """A tiny Qwen2 (attention biases, untied head) with the ChatML tokenizer; the biases
-    are made non-zero so that an export which dropped them would show."""
+def make_tiny_qwen2(folder: Path, seed: int = 0, tied: bool = False, vocab_pad: int = 0) -> Path:
+    """A tiny Qwen2 (attention biases, untied head unless ``tied``) with the ChatML
+    tokenizer; the biases are made non-zero so that an export which dropped them would
+    show. ``vocab_pad`` rows past the tokenizer's ids, as Qwen2.5's 151,936-row embedding
+    over its 151,665 tokens, rope base and norm epsilon as Qwen2.5's."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tok = build_tokenizer()
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        vocab_size=len(tok) + vocab_pad, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=256, rope_theta=1000000.0, rms_norm_eps=1e-6,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=tied,
     )
     model = Qwen2ForCausalLM(config)
     with torch.no_grad():

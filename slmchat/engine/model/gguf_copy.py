@@ -8,8 +8,9 @@ written once into the cache as a GGUF file, tensor by tensor straight from the m
 mapped safetensors files (bf16/f16 bytes copied as they are, no fp32 model in memory),
 then re-quantized to Q4_K_M by llama.cpp's own quantizer. Both steps run in a child
 process (``python -m slmchat.engine.model.gguf_copy SRC OUT``), so the chat process never
-holds the conversion's pages. Plain Llama checkpoints only (model/arch.py), as the
-in-memory exporter.
+holds the conversion's pages. Plain Llama and Qwen2 checkpoints (Qwen2.5's q/k/v biases,
+tied or untied head), in the in-memory exporter's layout (model/gguf_layout.py: the same
+tensor names, header and tokenizer metadata); other architectures are refused in one line.
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from slmchat.engine.fsutil import atomic_dir, hold_in_use
-from slmchat.engine.model.arch import plain_llama_problem
 from slmchat.engine.model.files import fingerprint, read_json
-from slmchat.engine.model.gguf_layout import permute, tensor_name, write_llama_header
+from slmchat.engine.model.gguf_layout import (
+    export_problem,
+    gguf_arch,
+    permute,
+    skip_tensor,
+    tensor_name,
+    write_llama_header,
+)
 from slmchat.engine.model.spec import Progress
 from slmchat.errors import ModelLoadError, first_line
 
@@ -34,6 +42,8 @@ LARGE_PARAMS = 1_000_000_000
 QUANT = "Q4_K_M"
 RECIPE_VERSION = 1
 MARKER = "slmchat-gguf.json"
+# GGUF architectures streamed here: Llama (q/k permuted) and Qwen2 (biases, NEOX rotary).
+STREAMED_ARCHS = ("llama", "qwen2")
 _ST_DTYPES = {"BF16": ("uint16", "BF16"), "F16": ("float16", "F16"), "F32": ("float32", "F32")}
 
 
@@ -51,12 +61,20 @@ def copy_path(name: str, source: Path) -> Path:
 
 def unsupported_reason(source: Path) -> str | None:
     cfg = read_json(source / "config.json")
-    problem = plain_llama_problem(cfg)
+    problem = arch_problem(SimpleNamespace(**cfg) if isinstance(cfg, dict) else cfg)
     if problem:
-        return f"the GGUF copy takes plain Llama checkpoints; {problem}"
+        return f"the GGUF copy takes plain Llama and Qwen2 checkpoints; {problem}"
     if not (source / "tokenizer.json").is_file():
         return "the GGUF copy needs a tokenizer.json"
     return None
+
+
+def arch_problem(config: Any) -> str | None:
+    """None for a config the copy streams (STREAMED_ARCHS); otherwise why not (one line)."""
+    problem = export_problem(config)
+    if problem is None and gguf_arch(config)[0] not in STREAMED_ARCHS:
+        problem = f"a {config.architectures[0]} model"
+    return problem
 
 
 def gguf_file(folder: Path) -> Path:
@@ -135,22 +153,29 @@ def convert(source: Path, out: Path) -> Path:
     config = AutoConfig.from_pretrained(str(source), local_files_only=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True,
                                               trust_remote_code=False)
+    problem = arch_problem(config)
+    if problem:
+        raise ModelLoadError(f"the GGUF copy takes plain Llama and Qwen2 checkpoints; {problem}")
+    arch, permuted = gguf_arch(config)
     n_head = int(config.num_attention_heads)
     n_kv = int(getattr(config, "num_key_value_heads", None) or n_head)
+    n_blocks = int(config.num_hidden_layers)
     tied = bool(getattr(config, "tie_word_embeddings", False))
     full = out / "model.bf16.gguf"
-    writer = gguf.GGUFWriter(str(full), "llama")
+    writer = gguf.GGUFWriter(str(full), arch)
+    # The header pads the token list to config.vocab_size (tokenizer_metadata), so a
+    # Qwen2.5 embedding of 151,936 rows over a 151,665-token tokenizer loads as it is.
     write_llama_header(writer, config, tokenizer, int(gguf.LlamaFileType.MOSTLY_BF16), source.name)
     for key, arr, gguf_type in _tensors(source):
-        name = tensor_name(key)
-        if name is None or (tied and name == "output.weight"):
+        name = tensor_name(key, arch, n_blocks)
+        if name is None or (tied and name == "output.weight") or skip_tensor(arch, key):
             continue
-        if arr.ndim == 1:  # norms: small, kept in f32 as llama.cpp's converter does
+        if arr.ndim == 1:  # norms, Qwen2's biases: small, kept in f32 as llama.cpp's converter
             data = (arr.astype(np.uint32) << 16).view(np.float32) if gguf_type == "BF16" \
                 else arr.astype(np.float32)
             writer.add_tensor(name, np.ascontiguousarray(data))
             continue
-        if name.endswith(("attn_q.weight", "attn_k.weight")):
+        if permuted and name.endswith(("attn_q.weight", "attn_k.weight")):
             arr = np.ascontiguousarray(permute(arr, n_head if name.endswith("attn_q.weight") else n_kv))
         raw = getattr(gguf.GGMLQuantizationType, gguf_type)
         writer.add_tensor(name, arr, raw_shape=arr.shape, raw_dtype=raw)

@@ -10,7 +10,7 @@ Gemma by 1 + weight) and its head tied to the embeddings, and the tokenizer with
 template (model/gguf_vocab.py: byte-level BPE as a "gpt2" vocabulary with merges,
 sentencepiece-style BPE as a "llama" one with scores). Shared by the in-memory exporter
 (tools/gguf_writer.py) and the streaming GGUF copy of a checkpoint folder
-(model/gguf_copy.py, Llama only).
+(model/gguf_copy.py, Llama and Qwen2).
 """
 
 from __future__ import annotations
@@ -147,14 +147,19 @@ def _phi3_problem(config: Any) -> str | None:
     return None
 
 
-def check_exportable(config: Any) -> None:
+def export_problem(config: Any) -> str | None:
+    """None when ``config`` (a transformers config or a config.json namespace) has a layout
+    written here; otherwise why not, in one line."""
     arch = (getattr(config, "architectures", None) or [""])[0]
     if arch in _MODEL_TYPES and getattr(config, "model_type", None) == _MODEL_TYPES[arch]:
-        problem = {"Qwen2ForCausalLM": _qwen2_problem, "GemmaForCausalLM": _gemma_problem,
-                   "Gemma2ForCausalLM": _gemma2_problem,
-                   "Phi3ForCausalLM": _phi3_problem}[arch](config)
-    else:
-        problem = plain_llama_problem(config)
+        return {"Qwen2ForCausalLM": _qwen2_problem, "GemmaForCausalLM": _gemma_problem,
+                "Gemma2ForCausalLM": _gemma2_problem,
+                "Phi3ForCausalLM": _phi3_problem}[arch](config)
+    return plain_llama_problem(config)
+
+
+def check_exportable(config: Any) -> None:
+    problem = export_problem(config)
     if problem:
         raise InvalidParameterError("GGUF export supports plain Llama, Qwen2, Gemma, Gemma 2 "
                                     f"and Phi-3 models; {problem}")

@@ -59,7 +59,7 @@ class LlamaCppRuntime:
             if reason:
                 return reason
         elif source.kind != "gguf":
-            return "it runs GGUF files and plain Llama checkpoint folders (through a GGUF copy)"
+            return "it runs GGUF files and plain Llama or Qwen2 checkpoint folders (through a GGUF copy)"
         if spec.quant != "none":
             return f"--quant {spec.quant} runs on transformers (the GGUF file is quantized already)"
         if spec.adapter:
