@@ -1,9 +1,13 @@
 """The runtimes on the model sizes people run: slmchat against llama-cpp-python's own
 token loop on the same GGUF file, in the same run.
 
-Checkpoints are built from the real SmolLM2-360M and SmolLM2-1.7B configs with random
-weights (normal, std 0.02, bf16) and the default model's tokenizer: speed and memory do
-not depend on the weight values, so this is how to measure sizes no package ships. They
+Checkpoints are built from the real SmolLM2-360M and SmolLM2-1.7B configs, and from
+Qwen2.5-1.5B-Instruct's and Qwen2.5-3B-Instruct's (Qwen2: q/k/v biases, a 151,936-row
+embedding tied to the head), with random weights (normal, std 0.02, bf16) and the default
+model's tokenizer: speed and memory do not depend on the weight values, so this is how to
+measure sizes no package ships. A Qwen shape's embedding rows past that tokenizer's 49,152
+ids are zero (the vocabulary is padded in the GGUF, as a real Qwen2.5's is past its
+151,665 tokens), so greedy decoding picks tokens that have text. They
 are made once into --cache (outside the repo, several GB): the bf16 folder, its Q4_K_M
 GGUF (slmchat's streaming GGUF copy, whose peak RSS is item "conversion" below) and an
 Ollama store holding that GGUF as a blob under the name ``bench-SHAPE:q4_k_m``.
@@ -18,7 +22,7 @@ process on files the OS may hold in its page cache, as a second start is for a u
   numpy sampling) and llama-cpp-python's generate() alternate for --rounds rounds and
   the best round of each is kept (other work on the machine only ever slows a round).
 
-Usage: python benchmarks/bench_runtimes.py [--shapes 1.7b,360m] [--rounds 3]
+Usage: python benchmarks/bench_runtimes.py [--shapes 1.7b,360m,qwen2.5-1.5b,qwen2.5-3b] [--rounds 3]
        [--cache ~/.cache/slmchat-bench] [--out benchmarks/results/runtimes.json]
 """
 
@@ -43,7 +47,16 @@ SHAPES: dict[str, dict[str, Any]] = {
     "1.7b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
              "num_attention_heads": 32, "num_key_value_heads": 32, "rope_theta": 130000.0,
              "max_position_embeddings": 8192},
+    # config.json values of Qwen/Qwen2.5-{1.5B,3B}-Instruct (QWEN below: what both share)
+    "qwen2.5-1.5b": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                     "num_attention_heads": 12, "num_key_value_heads": 2},
+    "qwen2.5-3b": {"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+                   "num_attention_heads": 16, "num_key_value_heads": 2},
 }
+QWEN = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 151936,
+        "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 32768,
+        "tie_word_embeddings": True, "use_sliding_window": False, "sliding_window": 32768,
+        "max_window_layers": 21}
 COMMON = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152,
           "hidden_act": "silu", "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
           "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "torch_dtype": "bfloat16",
@@ -51,16 +64,34 @@ COMMON = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_s
 TEXT_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "chat_template.jinja", "generation_config.json")
 DECODE = 128
+TOKENIZER_VOCAB = COMMON["vocab_size"]  # the default model's tokenizer, every shape's
 
 
-def _bf16_bytes(rng: Any, shape: tuple[int, ...], ones: bool = False) -> bytes:
+def config_of(shape: str) -> dict[str, Any]:
+    cfg = {**COMMON, **SHAPES[shape]}
+    if shape.startswith("qwen"):
+        cfg.update(QWEN)
+        cfg.pop("attention_bias")  # Qwen2 always has q/k/v biases (and no such key)
+        cfg.pop("mlp_bias")
+    return cfg
+
+
+def _write_bf16(fh: Any, rng: Any, shape: tuple[int, ...], ones: bool = False,
+                rows: int | None = None) -> None:
+    """Random (or all-one) bf16 values of ``shape``, in blocks of rows so that a 151,936 x
+    2,048 embedding never exists in fp32 at once; rows from ``rows`` on are zero."""
     import numpy as np
 
-    if ones:
-        f = np.ones(shape, dtype=np.float32)
-    else:
-        f = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
-    return (f.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    step = max(1, (1 << 24) // int(np.prod(shape[1:], dtype=np.int64)))
+    for start in range(0, shape[0], step):
+        block = (min(step, shape[0] - start), *shape[1:])
+        if ones:
+            f = np.ones(block, dtype=np.float32)
+        else:
+            f = rng.standard_normal(block, dtype=np.float32) * np.float32(0.02)
+            if rows is not None and start + block[0] > rows:
+                f[max(0, rows - start):] = 0
+        fh.write((f.view(np.uint32) >> 16).astype(np.uint16).tobytes())
 
 
 def make_checkpoint(shape: str, out: Path) -> Path:
@@ -73,7 +104,7 @@ def make_checkpoint(shape: str, out: Path) -> Path:
     if (out / "model.safetensors").is_file():
         return out
     out.mkdir(parents=True, exist_ok=True)
-    cfg = {**COMMON, **SHAPES[shape]}
+    cfg = config_of(shape)
     h, inter, n_layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     head = h // cfg["num_attention_heads"]
     kv = cfg["num_key_value_heads"] * head
@@ -81,6 +112,10 @@ def make_checkpoint(shape: str, out: Path) -> Path:
         ("model.embed_tokens.weight", (cfg["vocab_size"], h), False)]
     for i in range(n_layers):
         p = f"model.layers.{i}."
+        if cfg["model_type"] == "qwen2":
+            shapes += [(p + "self_attn.q_proj.bias", (h,), False),
+                       (p + "self_attn.k_proj.bias", (kv,), False),
+                       (p + "self_attn.v_proj.bias", (kv,), False)]
         shapes += [(p + "input_layernorm.weight", (h,), True),
                    (p + "post_attention_layernorm.weight", (h,), True),
                    (p + "self_attn.q_proj.weight", (h, h), False),
@@ -103,8 +138,9 @@ def make_checkpoint(shape: str, out: Path) -> Path:
     tmp = out / "model.safetensors.part"
     with tmp.open("wb") as fh:
         fh.write(len(raw).to_bytes(8, "little") + raw)
-        for _, shp, ones in shapes:
-            fh.write(_bf16_bytes(rng, shp, ones))
+        for name, shp, ones in shapes:
+            _write_bf16(fh, rng, shp, ones,
+                        TOKENIZER_VOCAB if name == "model.embed_tokens.weight" else None)
     tmp.rename(out / "model.safetensors")
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     src = ensure_default_model()
