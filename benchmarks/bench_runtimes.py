@@ -275,9 +275,13 @@ def bench_shape(shape: str, cache: Path, rounds: int, threads: int) -> dict[str,
     ollama_store(home, name, gguf)
     out["generate"] = cold_generate(name, home)
     best: dict[str, dict[str, Any]] = {}
+    # slmchat sets OMP_WAIT_POLICY=PASSIVE when it is imported (engine/offline.py); both
+    # loops get the same policy, or llama.cpp's OpenMP threads alone spin-wait, which on
+    # a busy CPU cost llama-cpp-python's loop 16x (0.4-1 against 16 tok/s, Qwen2.5-1.5B).
+    wait = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     for _ in range(rounds):
         for which in ("ours", "llama.cpp"):
-            r = _child(LOOP, which, str(gguf), str(threads))
+            r = _child(LOOP, which, str(gguf), str(threads), env=wait)
             if which not in best or r["decode_tok_s"] > best[which]["decode_tok_s"]:
                 best[which] = r
     out.update(best)
