@@ -277,7 +277,7 @@ def bench_shape(shape: str, cache: Path, rounds: int, threads: int) -> dict[str,
     best: dict[str, dict[str, Any]] = {}
     # slmchat sets OMP_WAIT_POLICY=PASSIVE when it is imported (engine/offline.py); both
     # loops get the same policy, or llama.cpp's OpenMP threads alone spin-wait, which on
-    # a busy CPU cost llama-cpp-python's loop 16x (0.4-1 against 16 tok/s, Qwen2.5-1.5B).
+    # a busy CPU cut llama-cpp-python's 2-thread decode to 0.4-1 tok/s (16 with PASSIVE).
     wait = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     for _ in range(rounds):
         for which in ("ours", "llama.cpp"):
