@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,10 +26,39 @@ _ATTR_CONTROL = 1 << 3
 _ATTR_USER_DEFINED = 1 << 4
 
 
+def import_llama_cpp() -> Any:
+    """``llama_cpp``, imported so that llama.cpp's OpenMP threads keep their default wait.
+
+    slmchat sets OMP_WAIT_POLICY=PASSIVE at start (offline.ensure_offline) for torch's
+    threads, and libgomp reads it once, when it loads. llama.cpp's threads meet at a
+    barrier after every operator, and a token of a small model is hundreds of short
+    operators: with PASSIVE, every barrier sleeps and wakes. Measured 2026-12-07 (AMD EPYC,
+    2 idle cores, the default model's GGUF, llama-cpp-python's own loop, 2 threads):
+    44 tok/s with PASSIVE, 120-125 without. The llamacpp runtime already fits its threads to
+    the cores other processes leave free (a busy machine gets 1 thread, which never
+    waits), so it imports llama.cpp without the default slmchat put there. A user's own
+    OMP_WAIT_POLICY is kept. If torch is already imported, its libgomp (the same
+    libgomp.so.1) is loaded with PASSIVE and this changes nothing; a torch imported after
+    llama.cpp shares llama.cpp's libgomp and its default policy.
+    """
+    if "llama_cpp" in sys.modules:
+        return sys.modules["llama_cpp"]
+    ours = (os.environ.get("SLMCHAT_OMP_DEFAULTED") == "1"
+            and os.environ.get("OMP_WAIT_POLICY") == "PASSIVE")
+    if ours:
+        del os.environ["OMP_WAIT_POLICY"]
+    try:
+        import llama_cpp
+    finally:
+        if ours:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return llama_cpp
+
+
 def unavailable() -> str | None:
     """Why llama-cpp-python cannot be used here (None when it can)."""
     try:
-        import llama_cpp  # noqa: F401
+        import_llama_cpp()
     except Exception as exc:  # not installed, or a build that does not load on this CPU
         return f"llama-cpp-python is not usable here ({type(exc).__name__}: {str(exc)[:120]})"
     return None
@@ -53,8 +83,7 @@ class LlamaCppModel:
     """One llama.cpp model + context, sized to ``n_ctx`` tokens."""
 
     def __init__(self, path: Path, n_ctx: int, threads: int) -> None:
-        import llama_cpp
-
+        llama_cpp = import_llama_cpp()
         _quiet_logs(llama_cpp)
         self.lib = llama_cpp
         self.path = path

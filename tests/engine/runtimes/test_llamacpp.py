@@ -6,6 +6,7 @@ there); without it these skip and the registry tests check the fallback instead.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -211,3 +212,28 @@ def test_two_states_on_one_context_and_a_companion_keep_their_own_tokens(gguf_lm
     other = engine.companion()
     assert other.loaded is not None and engine.loaded is not None
     assert other.loaded.model is not engine.loaded.model
+
+
+@pytest.mark.parametrize(("defaulted", "seen_at_import"), [(True, "None"), (False, "PASSIVE")])
+def test_llama_cpp_loads_without_slmchats_passive_omp_default(
+        tmp_path: Path, defaulted: bool, seen_at_import: str) -> None:
+    """llama.cpp's OpenMP threads keep their default wait policy (PASSIVE made the default
+    model's GGUF decode at 44 instead of 125 tok/s) unless the user chose one; slmchat's
+    PASSIVE default is back in the environment afterwards, for torch."""
+    fake = tmp_path / "llama_cpp"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\nSEEN = str(os.environ.get('OMP_WAIT_POLICY'))\n")
+    code = ("import os, sys\n"
+            "from slmchat.engine.model.llamacpp import import_llama_cpp\n"
+            "mod = import_llama_cpp()\n"
+            "print(mod.SEEN, os.environ.get('OMP_WAIT_POLICY'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "SLMCHAT_OMP_DEFAULTED"}
+    env.update(OMP_WAIT_POLICY="PASSIVE",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(__file__).parents[3])]))
+    if defaulted:
+        env["SLMCHAT_OMP_DEFAULTED"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [seen_at_import, "PASSIVE"]
