@@ -44,6 +44,7 @@ RECIPE_VERSION = 1
 MARKER = "slmchat-gguf.json"
 # GGUF architectures streamed here: Llama (q/k permuted) and Qwen2 (biases, NEOX rotary).
 STREAMED_ARCHS = ("llama", "qwen2")
+REFUSAL = "the GGUF copy takes plain Llama and Qwen2 checkpoints; {}"
 _ST_DTYPES = {"BF16": ("uint16", "BF16"), "F16": ("float16", "F16"), "F32": ("float32", "F32")}
 
 
@@ -63,7 +64,7 @@ def unsupported_reason(source: Path) -> str | None:
     cfg = read_json(source / "config.json")
     problem = arch_problem(SimpleNamespace(**cfg) if isinstance(cfg, dict) else cfg)
     if problem:
-        return f"the GGUF copy takes plain Llama and Qwen2 checkpoints; {problem}"
+        return REFUSAL.format(problem)
     if not (source / "tokenizer.json").is_file():
         return "the GGUF copy needs a tokenizer.json"
     return None
@@ -155,7 +156,7 @@ def convert(source: Path, out: Path) -> Path:
                                               trust_remote_code=False)
     problem = arch_problem(config)
     if problem:
-        raise ModelLoadError(f"the GGUF copy takes plain Llama and Qwen2 checkpoints; {problem}")
+        raise ModelLoadError(REFUSAL.format(problem))
     arch, permuted = gguf_arch(config)
     n_head = int(config.num_attention_heads)
     n_kv = int(getattr(config, "num_key_value_heads", None) or n_head)
