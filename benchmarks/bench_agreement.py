@@ -2,11 +2,12 @@
 
 The reference is transformers fp32 (the shipped Q4_1 weights dequantized, so every other
 runtime is a re-quantization or the same 4-bit weights with quantized activations). Each
-of the 32 chat prompts is answered greedily (40 new tokens) by every path; a path agrees
-on a prompt when its reply is the same text. Also the first position where the reply
-differs (later is better) and the decode speed of each path on these replies.
+of the 96 chat prompts (the first 32 as in earlier runs) is answered greedily (40 new tokens)
+by every path; a path agrees on a prompt when its reply is the same text. Also the first
+position where the reply differs (later is better), the decode speed of each path on these
+replies, and on how many prompts only one of the two quantized runtimes agrees.
 
-Usage: python benchmarks/bench_agreement.py [--paths onnx,llamacpp] [--out FILE]
+Usage: python benchmarks/bench_agreement.py [--out FILE]
 """
 
 from __future__ import annotations
@@ -34,6 +35,39 @@ PROMPTS = [
     "Tell me a fun fact about octopuses.", "What is the chemical symbol for gold?",
     "How do you say thank you in French?", "Write a title for a story about a dragon.",
 ]
+
+# 64 more, written before any of them was run, so that a count over 96 prompts is not a
+# count over prompts chosen to flatter a runtime (32 prompts leave a difference of 2 in
+# the noise); the first 32 are kept as they were for comparison with earlier runs.
+MORE_PROMPTS = [
+    "What is the tallest mountain in the world?", "Give me a recipe idea for dinner.",
+    "What is an atom?", "Write a limerick about a frog.", "How far is the Moon from Earth?",
+    "What is the freezing point of water in Fahrenheit?", "Name a mammal that can fly.",
+    "What is the plural of mouse?", "Explain what a noun is.", "Who painted the Mona Lisa?",
+    "What is 15 plus 27?", "How do plants drink water?", "Write a sentence using the word 'brave'.",
+    "What is the main ingredient in guacamole?", "Why do leaves change colour in autumn?",
+    "Give me two ideas for a rainy day.", "What is a prime number?", "Name the four seasons.",
+    "How many continents are there?", "What does DNA stand for?", "Write a motto for a bakery.",
+    "What is the speed of light?", "Suggest a title for a poem about the night.",
+    "How do I say hello in German?", "What is the capital of Japan?",
+    "Describe the smell of rain.", "What is a verb?", "Who was Albert Einstein?",
+    "What instrument has 88 keys?", "Give me a tip for learning a language.",
+    "What is the largest ocean?", "Write a two-line poem about coffee.",
+    "What causes thunder?", "Name three kinds of trees.", "What is a volcano?",
+    "How many hours are in a week?", "What is the opposite of ancient?",
+    "Explain what a computer program is.", "What animal is known as the king of the jungle?",
+    "Write a short thank-you note to a teacher.", "What is the sun made of?",
+    "How do birds stay warm in winter?", "What is the capital of Italy?",
+    "Give me a word that rhymes with light.", "What is the function of the heart?",
+    "Name a famous scientist.", "What is 100 divided by 4?", "Why do we need sleep?",
+    "Describe a sunset in one sentence.", "What is a rainbow made of?",
+    "Suggest a name for a dog.", "What do pandas eat?", "What is the longest river in Africa?",
+    "How do you make a paper airplane?", "What is an adjective?",
+    "Write a slogan for a recycling campaign.", "What year did the first person walk on the Moon?",
+    "What is the difference between weather and climate?", "Name a vegetable that is orange.",
+    "What is a galaxy?", "Give me one reason to exercise.", "What is the capital of Canada?",
+    "Write a riddle about time.", "What does a thermometer measure?",
+]
 PATHS = {
     "fp32 transformers (reference)": {"runtime": "transformers", "dtype": "fp32", "model": "folder"},
     "onnx int8": {"runtime": "onnx", "model": "folder"},
@@ -54,7 +88,7 @@ def replies(cfg: dict[str, str]) -> tuple[list[str], float]:
                           device="cpu"))
     out, tokens, seconds = [], 0, 0.0
     params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=40)
-    for prompt in PROMPTS:
+    for prompt in PROMPTS + MORE_PROMPTS:
         start = time.perf_counter()
         chunks = list(engine.stream_chat([ChatMessage("user", prompt)], params))
         seconds += time.perf_counter() - start
@@ -73,17 +107,29 @@ def main() -> int:
     args = ap.parse_args()
     results: dict[str, Any] = {}
     ref, _ = replies(PATHS["fp32 transformers (reference)"])
+    first = len(PROMPTS)
     for name, cfg in PATHS.items():
         got, tps = (ref, 0.0) if "reference" in name else replies(cfg)
         same = [a == b for a, b in zip(got, ref, strict=True)]
-        results[name] = {"agree": sum(same), "of": len(PROMPTS), "tok_s_incl_prefill": tps,
+        results[name] = {"agree": sum(same), "of": len(same),
+                         "agree_first_32": sum(same[:first]), "same": same,
+                         "tok_s_incl_prefill": tps,
                          "mean_first_difference_chars": sum(
                              _first_difference(a, b) for a, b in zip(got, ref, strict=True)) / len(ref),
                          "replies": got}
-    print("| path | same greedy reply as fp32 | mean chars before the first difference |")
-    print("|---|---|---|")
+    paired = [n for n in results if "reference" not in n]
+    print("| path | same greedy reply as fp32, all prompts | first 32 prompts "
+          "| mean chars before the first difference |")
+    print("|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['agree']} of {r['of']} | {r['mean_first_difference_chars']:.0f} |")
+        print(f"| {name} | {r['agree']} of {r['of']} | {r['agree_first_32']} of {first} "
+              f"| {r['mean_first_difference_chars']:.0f} |")
+    if len(paired) == 2:  # the prompts on which only one of the two runtimes gives fp32's reply
+        a, b = (results[n]["same"] for n in paired)
+        only = {paired[0]: sum(x and not y for x, y in zip(a, b, strict=True)),
+                paired[1]: sum(y and not x for x, y in zip(a, b, strict=True))}
+        results["only_this_one_agrees"] = only
+        print("only one agrees: " + ", ".join(f"{n} {k}" for n, k in only.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False))
     return 0

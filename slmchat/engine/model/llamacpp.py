@@ -87,12 +87,19 @@ class LlamaCppModel:
         _quiet_logs(llama_cpp)
         self.lib = llama_cpp
         self.path = path
+        # Flash attention, as llama.cpp's own tools choose on CPU: the 1k-token prompt of
+        # the default model's GGUF is read 16 % faster (2.94 against 3.50 s) and decode is
+        # unchanged or a little faster (README, llamacpp runtime). A model whose attention
+        # llama.cpp cannot run that way gets a context without it.
+        self.flash_attn = True
         try:
-            self.llama = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_batch=512, n_ubatch=512,
-                n_threads=threads, n_threads_batch=threads, use_mmap=True,
-                logits_all=False, verbose=False,
-            )
+            try:
+                self.llama = self._open(llama_cpp, path, n_ctx, threads, flash_attn=True)
+            except ValueError as exc:
+                if "llama_context" not in str(exc):  # the file, not the context
+                    raise
+                self.flash_attn = False
+                self.llama = self._open(llama_cpp, path, n_ctx, threads, flash_attn=False)
         except Exception as exc:  # llama.cpp says only "Failed to load model from file"
             raise ModelLoadError(f"llama.cpp cannot load {path}: {exc}") from exc
         self.threads = threads
@@ -114,6 +121,14 @@ class LlamaCppModel:
         self.generation_config = self.config
         self.n_params = int(self.llama._model.n_params())
         self.size_bytes = int(self.llama._model.size())
+
+    @staticmethod
+    def _open(llama_cpp: Any, path: Path, n_ctx: int, threads: int, flash_attn: bool) -> Any:
+        return llama_cpp.Llama(
+            model_path=str(path), n_ctx=n_ctx, n_batch=512, n_ubatch=512,
+            n_threads=threads, n_threads_batch=threads, use_mmap=True,
+            logits_all=False, verbose=False, flash_attn=flash_attn,
+        )
 
     @property
     def context_length(self) -> int:

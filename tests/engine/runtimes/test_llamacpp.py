@@ -237,3 +237,39 @@ def test_llama_cpp_loads_without_slmchats_passive_omp_default(
                          env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [seen_at_import, "PASSIVE"]
+
+
+def test_flash_attention_is_on_and_a_context_without_it_is_the_fallback(
+        gguf_lm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default model's GGUF runs with llama.cpp's flash attention (its CPU tools'
+    choice; a 1k prompt is read ~16 % faster); where llama.cpp cannot build a context with
+    it, the model loads without it instead of failing, and a broken file still fails."""
+    import llama_cpp
+
+    from slmchat.engine.model.llamacpp import LlamaCppModel
+
+    assert gguf_lm.model.flash_attn is True
+    assert gguf_lm.model.llama.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    real = llama_cpp.Llama
+    asked: list[bool] = []
+
+    def refuses_flash_attention(*args, flash_attn: bool = False, **kwargs):
+        asked.append(flash_attn)
+        if flash_attn:
+            raise ValueError("Failed to create llama_context")
+        return real(*args, flash_attn=flash_attn, **kwargs)
+
+    monkeypatch.setattr(llama_cpp, "Llama", refuses_flash_attention)
+    model = LlamaCppModel(gguf_path(), n_ctx=256, threads=1)
+    try:
+        assert asked == [True, False] and model.flash_attn is False
+        assert model.llama.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    finally:
+        model.close()
+
+    def broken_file(*args, **kwargs):
+        raise ValueError("Failed to load model from file: x.gguf")
+
+    monkeypatch.setattr(llama_cpp, "Llama", broken_file)
+    with pytest.raises(ModelLoadError, match=r"llama\.cpp cannot load"):
+        LlamaCppModel(gguf_path(), n_ctx=256, threads=1)
