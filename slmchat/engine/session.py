@@ -33,6 +33,7 @@ from slmchat.engine.generation.speculative import (
     Drafter,
     DraftModelDrafter,
     LookupDrafter,
+    PredictionDrafter,
     Speculation,
     same_vocabulary,
 )
@@ -64,6 +65,7 @@ class EngineLike(Protocol):
         cancel: CancelToken | None = None, mode: PromptMode = "chat",
         continue_last: bool = False, constraint: Constraint | None = None,
         reuse_cache: bool = True, thinking: bool | None = None,
+        prediction: str | None = None,
     ) -> Iterator[GenerationChunk]: ...
 
     def cancel(self) -> None: ...
@@ -222,9 +224,12 @@ class Engine:
         constraint: Constraint | None = None,
         reuse_cache: bool = True,
         thinking: bool | None = None,
+        prediction: str | None = None,
     ) -> Iterator[GenerationChunk]:
         """Stream the assistant reply to ``messages`` (system message first, if any);
-        ``constraint``: the reply follows it (generation/constraints.py).
+        ``constraint``: the reply follows it (generation/constraints.py); ``prediction``:
+        the caller's guess of the reply, the draft for speculative decoding wherever the
+        runtime can verify drafts, unless speculation is off (PredictionDrafter).
 
         A chat reply's reasoning block comes in the chunks' ``reasoning``, apart from the
         answer in ``text`` (generation/reasoning.py, markers from the chat template);
@@ -257,7 +262,8 @@ class Engine:
                 said = False  # any text at all (a damaged copy's tokens may decode to none)
                 chunks = stream_backend(runtime.backend(lm), lm.tokenizer, prompt.input_ids,
                                         params, cancel, self._cache, constraint,
-                                        self._drafter(runtime))
+                                        self._drafter(runtime, lm, prediction,
+                                                      len(prompt.input_ids)))
                 if mode == "chat" and constraint is None:
                     chunks = _with_reasoning(chunks, lm.tokenizer, prompt.text,
                                              messages[-1].content if continue_last else None)
@@ -284,11 +290,17 @@ class Engine:
         finally:
             self._current = None
 
-    def _drafter(self, runtime: runtimes.Runtime) -> Drafter | None:
+    def _drafter(self, runtime: runtimes.Runtime, lm: LoadedModel | None = None,
+                 prediction: str | None = None, prompt_tokens: int = 0) -> Drafter | None:
         """The drafter ``self.speculation`` asks for on ``runtime`` (None: plain decoding).
         ``auto`` uses prompt lookup where the runtime verifies drafts exactly and faster;
-        the decode loop also drops it when the state cannot score several tokens."""
+        the decode loop also drops it when the state cannot score several tokens. A
+        caller's ``prediction`` is its own request for speculation: it drafts on every
+        runtime that can verify, whatever ``auto`` would choose, unless speculation is off."""
         mode = self.speculation.mode
+        if prediction and mode != "off" and lm is not None:
+            guess = lm.tokenizer(prediction, add_special_tokens=False)["input_ids"]
+            return PredictionDrafter(list(guess), prompt_tokens)
         if mode == "draft" and self._draft is not None:
             draft = runtimes.runtime_of(self._draft.info)
             draft.fit_threads(self._draft, self._busy, self._training.active())

@@ -85,7 +85,32 @@ def parse_chat(body: Any) -> GenRequest:
             raise APIError(400, "response_format and tools cannot be combined", param="tools")
         messages, constraint = with_tools(messages, plan), checked_constraint(plan)
     return GenRequest(messages=messages, mode="chat", constraint=constraint, tools=plan,
-                      thinking=_thinking(f), **_common(f))
+                      thinking=_thinking(f), prediction=_prediction(f.raw("prediction")),
+                      **_common(f))
+
+
+def _prediction(value: Any) -> str | None:
+    """Predicted Outputs: ``{"type": "content", "content": str | [{"type": "text",
+    "text": str}, ...]}``, the text the reply is expected to repeat (a file being edited);
+    it becomes the speculative draft, and usage reports how much of it the reply kept."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind != "content":
+        raise APIError(400, 'prediction must be {"type": "content", "content": ...}',
+                       param="prediction")
+    content = value.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text") if isinstance(p, dict) and p.get("type") == "text" else None
+                 for p in content]
+        if any(not isinstance(t, str) for t in parts):
+            raise APIError(400, 'prediction.content parts must be {"type": "text", "text": str}',
+                           param="prediction")
+        content = "".join(t for t in parts if isinstance(t, str))
+    if not isinstance(content, str):
+        raise APIError(400, "prediction.content must be a string or a list of text parts",
+                       param="prediction")
+    return content or None
 
 
 def _thinking(f: Fields) -> bool | None:
@@ -157,7 +182,11 @@ def _usage(admitted: Admitted, last: GenerationChunk | None) -> dict[str, Any]:
     return {"prompt_tokens": prompt, "completion_tokens": new, "total_tokens": prompt + new,
             "prompt_tokens_details": {"cached_tokens": last.cached_tokens if last else 0},
             "completion_tokens_details": {
-                "reasoning_tokens": last.reasoning_tokens if last else 0}}
+                "reasoning_tokens": last.reasoning_tokens if last else 0,
+                # speculative decoding: drafted tokens the reply kept / discarded (from a
+                # request's prediction, or prompt lookup and draft models where they run)
+                "accepted_prediction_tokens": last.accepted if last else 0,
+                "rejected_prediction_tokens": last.drafted - last.accepted if last else 0}}
 
 
 def _fingerprint(admitted: Admitted, reused: bool) -> str | None:

@@ -41,6 +41,8 @@ class GenRequest:
     # enable_thinking for a template with that switch (None: the template's default);
     # OpenAI chat_template_kwargs / reasoning_effort, Ollama think
     thinking: bool | None = None
+    # OpenAI's Predicted Outputs: the client's guess of the reply, the speculative draft
+    prediction: str | None = None
 
     def sampling(self, defaults: SamplingParams) -> SamplingParams:
         """Defaults with this request's values; out-of-range values are a 400."""

@@ -97,7 +97,8 @@ class Worker:
             for chunk in self.engine.stream_chat(self.req.messages, planned.params, self.cancel,
                                                  mode=self.req.mode, constraint=self.req.constraint,
                                                  reuse_cache=self.req.cache_prompt,
-                                                 thinking=self.req.thinking):
+                                                 thinking=self.req.thinking,
+                                                 prediction=self.req.prediction):
                 if chunk.warning:  # e.g. a damaged ONNX copy: the operator's log hears it
                     log.warning("%s", chunk.warning)
                 text.append(chunk.text)

@@ -81,6 +81,7 @@ class EchoEngine:
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
                     continue_last: bool = False, constraint: Constraint | None = None,
                     reuse_cache: bool = True, thinking: bool | None = None,
+                    prediction: str | None = None,
                     ) -> Iterator[GenerationChunk]:
         cancel = cancel or CancelToken()
         last_user = next(m.content for m in reversed(messages) if m.role == "user")
@@ -155,6 +156,7 @@ class CountingEngine(Wrapping):
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
                     continue_last: bool = False, constraint: Constraint | None = None,
                     reuse_cache: bool = True, thinking: bool | None = None,
+                    prediction: str | None = None,
                     ) -> Iterator[GenerationChunk]:
         cancel = cancel or CancelToken()
         late = 0
@@ -185,10 +187,11 @@ class Recording(Wrapping):
                     cancel: CancelToken | None = None, mode: PromptMode = "chat",
                     continue_last: bool = False, constraint: Constraint | None = None,
                     reuse_cache: bool = True, thinking: bool | None = None,
+                    prediction: str | None = None,
                     ) -> Iterator[GenerationChunk]:
         self.thinking.append(thinking)
         return self.inner.stream_chat(messages, params, cancel, mode, continue_last,
-                                      constraint, reuse_cache, thinking)
+                                      constraint, reuse_cache, thinking, prediction)
 
 
 def _as_engine(a: EchoEngine, b: CountingEngine, c: Recording) -> tuple[Any, ...]:

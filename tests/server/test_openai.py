@@ -252,3 +252,43 @@ def test_unknown_route_and_method(live: Live) -> None:
     assert r.status_code == 404 and "no such endpoint" in r.json()["error"]["message"]
     r = httpx.get(f"{live.url}/v1/chat/completions")
     assert r.status_code == 405 and r.json()["error"]["message"]
+
+
+def test_predicted_outputs_give_the_same_reply_and_count_the_kept_guess(
+        client: openai.OpenAI, live: Live) -> None:
+    """OpenAI's Predicted Outputs: the guess is the speculative draft (the tiny model runs
+    on transformers, which verifies drafts exactly), the reply is the one without it, and
+    usage says how many guessed tokens the reply kept and dropped, streamed or not."""
+    model = live.state.catalog.current
+    plain = client.chat.completions.create(model=model, messages=HELLO, max_tokens=12,
+                                           temperature=0)
+    text = plain.choices[0].message.content or ""
+    guessed = client.chat.completions.create(
+        model=model, messages=HELLO, max_tokens=12, temperature=0,
+        prediction={"type": "content", "content": text})
+    assert guessed.choices[0].message.content == text
+    details = guessed.usage.completion_tokens_details if guessed.usage else None
+    assert details is not None and details.accepted_prediction_tokens is not None
+    assert details.accepted_prediction_tokens >= 6, details
+    parts, usage = [], None
+    for chunk in client.chat.completions.create(
+            model=model, messages=HELLO, max_tokens=12, temperature=0, stream=True,
+            stream_options={"include_usage": True},
+            prediction={"type": "content", "content": [{"type": "text", "text": "zebra " * 8}]}):
+        usage = chunk.usage or usage
+        parts.extend(c.delta.content or "" for c in chunk.choices)
+    assert "".join(parts) == text
+    assert usage is not None and usage.completion_tokens_details is not None
+    # sent with every usage (the client reads None when a server leaves it out)
+    assert usage.completion_tokens_details.rejected_prediction_tokens is not None
+
+
+@pytest.mark.parametrize("prediction", [
+    "just text", {"type": "file", "content": "x"}, {"type": "content", "content": 3},
+    {"type": "content", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+])
+def test_a_malformed_prediction_is_a_400_naming_it(client: openai.OpenAI, prediction) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="", messages=HELLO, max_tokens=2,
+                                       prediction=prediction)  # type: ignore[arg-type]
+    assert err.value.body is not None and err.value.body.get("param") == "prediction"

@@ -124,6 +124,44 @@ class LookupDrafter:
         return None
 
 
+class PredictionDrafter:
+    """A client's guess of the reply (OpenAI's Predicted Outputs: the file being edited,
+    the text being rewritten). While the reply follows the guess, the guess's next tokens
+    are the draft; once the reply leaves it, prompt lookup over the guess, the prompt and
+    the reply takes over, so the unchanged part after an edit is found again.
+
+    The decode loop appends the prompt's ``prompt_tokens`` tokens first, then each emitted
+    token; the guess is aligned with the reply from its first token."""
+
+    name = "prediction"
+
+    def __init__(self, prediction: Sequence[int], prompt_tokens: int) -> None:
+        self.prediction = [int(t) for t in prediction]
+        self._prompt_left = prompt_tokens
+        self._at = 0  # the next guess token, while the reply still follows the guess
+        self._following = bool(self.prediction)
+        self.lookup = LookupDrafter(self.prediction)
+
+    def append(self, token: int) -> None:
+        self.lookup.append(token)
+        if self._prompt_left > 0:
+            self._prompt_left -= 1
+            return
+        if self._following:
+            if self._at < len(self.prediction) and self.prediction[self._at] == token:
+                self._at += 1
+            else:
+                self._following = False
+
+    def propose(self, k: int) -> list[int]:
+        if self._following and self._at < len(self.prediction):
+            return self.prediction[self._at:self._at + k]
+        return self.lookup.propose(k)
+
+    def close(self) -> None:
+        return None
+
+
 class AdaptiveK:
     """How many tokens to draft next: grows while drafts are accepted whole, shrinks when
     they are cut, and pauses drafting (falls back to one token per forward) when drafts

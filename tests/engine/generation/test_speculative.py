@@ -13,7 +13,13 @@ from slmchat.engine.generation.backends.transformers import TransformersBackend
 from slmchat.engine.generation.constraints import Constraint
 from slmchat.engine.generation.decode import PromptCache, stream_backend
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.generation.speculative import AdaptiveK, LookupDrafter, Speculation, parse
+from slmchat.engine.generation.speculative import (
+    AdaptiveK,
+    LookupDrafter,
+    PredictionDrafter,
+    Speculation,
+    parse,
+)
 from slmchat.engine.model.loader import load
 from slmchat.engine.model.spec import ModelSpec
 from slmchat.errors import InvalidParameterError
@@ -283,6 +289,66 @@ def test_engine_modes_auto_lookup_off(tiny_llama_dir: Path) -> None:
     # several accepted tokens' text can share one flag there.)
     assert flagged["off"] == (0, 0) and 0 < flagged["lookup"][0] <= flagged["lookup"][1]
     assert seen["off"][0] == seen["auto"][0] == seen["lookup"][0]
+
+
+def test_prediction_drafts_in_step_with_the_reply_then_by_lookup() -> None:
+    """The guess is drafted from its start while the reply follows it (prompt tokens do
+    not move it); after the reply leaves it, lookup over guess + prompt + reply finds the
+    unchanged rest again."""
+    guess = [10, 11, 12, 13, 14, 15, 16, 17]
+    d = PredictionDrafter(guess, prompt_tokens=3)
+    for t in (1, 2, 3):
+        d.append(t)
+    assert d.propose(3) == [10, 11, 12]
+    for t in (10, 11):
+        d.append(t)
+    assert d.propose(4) == [12, 13, 14, 15]
+    for t in (99, 13, 14):  # an edit: 12 replaced by 99, then the guess again
+        d.append(t)
+    assert d.propose(3) == [15, 16, 17]  # from the lookup index: "13 14" -> 15 16 17
+    assert PredictionDrafter([], prompt_tokens=0).propose(3) == []
+
+
+def test_engine_prediction_drafts_and_keeps_the_plain_reply(tiny_llama_dir: Path) -> None:
+    """A request's prediction (OpenAI's Predicted Outputs) is the draft: the reply is the
+    plain one token for token; a correct guess is accepted, a guess that differs after a
+    few tokens is partly rejected; with speculation off the prediction is not used."""
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.session import Engine
+
+    engine = Engine(speculation=parse("off"))
+    engine.load(ModelSpec(path=str(tiny_llama_dir), device="cpu", runtime="transformers"))
+    messages = [ChatMessage("user", CORPUS[:200])]
+    params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=30,
+                            ignore_eos=True)
+
+    def reply(prediction: str | None):
+        chunks = list(engine.stream_chat(messages, params, reuse_cache=False,
+                                         prediction=prediction))
+        return "".join(c.text for c in chunks), chunks[-1]
+
+    plain, last = reply(None)  # (the tiny random model repeats one token)
+    assert last.speculative is None
+    off, last = reply(plain)
+    assert off == plain and last.speculative is None and last.drafted == 0
+    engine.speculation = parse("auto")
+    same, last = reply(plain)
+    assert same == plain and last.speculative == "prediction"
+    assert last.accepted >= 20 and last.drafted - last.accepted <= 2, (last.accepted, last.drafted)
+    # (The reply's first token comes from the prefill; a guess whose first token differs
+    # is left at once for lookup, so nothing of it is drafted: that case is below.)
+
+
+def test_a_guess_that_leaves_the_reply_is_cut_and_the_reply_stays_plain(tiny) -> None:
+    backend = TransformersBackend(tiny.model, "fast")
+    ids = tiny.tokenizer(CORPUS[:300])["input_ids"]
+    plain, _ = _run(backend, tiny, ids, GREEDY)
+    reply = _reply_ids(tiny, backend, ids, GREEDY)
+    wrong = [t for t in range(5, 400) if t not in reply][:20]
+    guess = reply[:6] + wrong  # right for 5 tokens after the first, then wrong
+    text, last = _run(backend, tiny, ids, GREEDY, PredictionDrafter(guess, len(ids)))
+    assert text == plain and last.speculative == "prediction"
+    assert last.accepted >= 5 and last.drafted > last.accepted
 
 
 @pytest.fixture(scope="module")
