@@ -12,6 +12,8 @@ the first). Each variant's reply must be the plain reply token for token ("same"
 Variants:
 - ``slmchat`` plain / ``lookup``: our decode loop (engine/generation/decode.py) on the
   runtime's backend, without and with the prompt-lookup drafter;
+- ``prediction`` (rewrite and code-edit tasks): the pasted paragraph or code as the
+  request's prediction (OpenAI's Predicted Outputs), drafted in step with the reply;
 - ``llama.cpp`` plain / ``llama.cpp lookup``: llama-cpp-python's own generate() on the
   same GGUF, without and with ``LlamaPromptLookupDecoding`` as ``draft_model``;
 - on onnx, a copy built with full logits (what verification needs; the default copies
@@ -87,6 +89,11 @@ TASKS: dict[str, tuple[bool, str]] = {
 }
 
 
+# Predicted Outputs (OpenAI's ``prediction``): what a client sends as the expected reply,
+# the code or text being edited.
+PREDICTIONS = {"rewrite paragraph": PARAGRAPH, "edit code": CODE}
+
+
 def _lscpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -107,16 +114,21 @@ def _prompt(lm: Any, text: str, tokens: int) -> list[int]:
 
 
 def _ours(backend: Any, tokenizer: Any, ids: list[int], tokens: int,
-          lookup: bool) -> dict[str, Any]:
-    """One reply through slmchat's loop: token ids, decode tok/s, drafted/accepted."""
+          lookup: bool, prediction: str | None = None) -> dict[str, Any]:
+    """One reply through slmchat's loop: token ids, decode tok/s, drafted/accepted;
+    with ``prediction``, that text is the draft (a request's Predicted Outputs)."""
     from slmchat.engine.generation.decode import PromptCache, stream_backend
     from slmchat.engine.generation.sampling import SamplingParams
-    from slmchat.engine.generation.speculative import LookupDrafter
+    from slmchat.engine.generation.speculative import Drafter, LookupDrafter, PredictionDrafter
 
     params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=tokens)
     cache = PromptCache()
+    drafter: Drafter | None = LookupDrafter([]) if lookup else None
+    if prediction is not None:
+        guess = tokenizer(prediction, add_special_tokens=False)["input_ids"]
+        drafter = PredictionDrafter(list(guess), len(ids))
     chunks = list(stream_backend(backend, tokenizer, ids, params, prompt_cache=cache,
-                                 drafter=LookupDrafter([]) if lookup else None))
+                                 drafter=drafter))
     last = chunks[-1]
     reply = cache.tokens[len(ids):]
     cache.reset()
@@ -164,17 +176,23 @@ def bench_runtime(name: str, rounds: int, tokens: int) -> list[dict[str, Any]]:
     variants: dict[str, Any] = {
         "plain": lambda ids: _ours(backend, lm.tokenizer, ids, tokens, False),
         "lookup": lambda ids: _ours(backend, lm.tokenizer, ids, tokens, True),
+        # the text the reply is expected to repeat, as a client's Predicted Outputs
+        "prediction": lambda ids, guess: _ours(backend, lm.tokenizer, ids, tokens, False, guess),
     }
     if name == "llamacpp":
         import llama_cpp
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
         end = set(lm.model.end_ids)
+        # the llamacpp runtime's attention (flash attention where it has it), so that
+        # "same" compares loops, not two attention kernels
+        fa = bool(lm.model.flash_attn)
         own = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=512, n_threads=lm.model.threads,
-                              n_threads_batch=lm.model.threads, verbose=False)
+                              n_threads_batch=lm.model.threads, verbose=False, flash_attn=fa)
         own_lookup = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=512,
                                      n_threads=lm.model.threads,
                                      n_threads_batch=lm.model.threads, verbose=False,
+                                     flash_attn=fa,
                                      draft_model=LlamaPromptLookupDecoding(num_pred_tokens=10))
         variants["llama.cpp"] = lambda ids: _llama_own(own, ids, tokens, end)
         variants["llama.cpp lookup"] = lambda ids: _llama_own(own_lookup, ids, tokens, end)
@@ -185,17 +203,20 @@ def bench_runtime(name: str, rounds: int, tokens: int) -> list[dict[str, Any]]:
         variants["full-logits plain"] = lambda ids: _ours(fbackend, flm.tokenizer, ids, tokens, False)
         variants["full-logits lookup"] = lambda ids: _ours(fbackend, flm.tokenizer, ids, tokens, True)
         variants.pop("lookup")  # the pruned copy cannot verify drafts
+        variants.pop("prediction")
     results = []
     for task, (quotes, text) in TASKS.items():
         ids = _prompt(lm, text, tokens)
-        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+        guess = PREDICTIONS.get(task)
+        here = {v: fn for v, fn in variants.items() if v != "prediction" or guess}
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in here}
         for _ in range(rounds):
-            for v, fn in variants.items():
-                runs[v].append(fn(ids))
+            for v, fn in here.items():
+                runs[v].append(fn(ids, guess) if v == "prediction" else fn(ids))
         plain = _best(runs["plain"])
         row: dict[str, Any] = {"runtime": name, "task": task, "quotes": quotes,
                                "prompt_tokens": len(ids), "threads": threads}
-        for v in variants:
+        for v in here:
             best = _best(runs[v])
             n = min(len(best["tokens"]), len(plain["tokens"]))
             row[v] = {"decode_tps": round(best["tps"], 1), "new_tokens": best["new"],
@@ -204,7 +225,7 @@ def bench_runtime(name: str, rounds: int, tokens: int) -> list[dict[str, Any]]:
             if "drafted" in best:
                 row[v].update(drafted=best["drafted"], accepted=best["accepted"])
         results.append(row)
-        _print_row(row, list(variants))
+        _print_row(row, list(here))
     return results
 
 
