@@ -16,8 +16,9 @@ Variants:
   request's prediction (OpenAI's Predicted Outputs), drafted in step with the reply;
 - ``llama.cpp`` plain / ``llama.cpp lookup``: llama-cpp-python's own generate() on the
   same GGUF, without and with ``LlamaPromptLookupDecoding`` as ``draft_model``;
-- on onnx, a copy built with full logits (what verification needs; the default copies
-  prune the LM head) runs plain and with lookup, beside the default pruned copy.
+- on onnx, ``one-position steps``: plain decoding as before 2026-12-07, one position per
+  decode forward (now every forward scores two or more, a guess beside a token without a
+  draft, so that drafts are exact: backends/onnx.py).
 
 Usage: python benchmarks/bench_speculative.py [--runtimes llamacpp,transformers,onnx]
        [--rounds 3] [--tokens 200] [--out benchmarks/results/speculative.json]
@@ -30,7 +31,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -197,13 +197,13 @@ def bench_runtime(name: str, rounds: int, tokens: int) -> list[dict[str, Any]]:
         variants["llama.cpp"] = lambda ids: _llama_own(own, ids, tokens, end)
         variants["llama.cpp lookup"] = lambda ids: _llama_own(own_lookup, ids, tokens, end)
     if name == "onnx":
-        full = _full_logits_copy(folder)
-        flm = runtimes.load(ModelSpec(path=str(full), device="cpu", runtime="onnx"))
-        fbackend = runtimes.backend_for(flm)
-        variants["full-logits plain"] = lambda ids: _ours(fbackend, flm.tokenizer, ids, tokens, False)
-        variants["full-logits lookup"] = lambda ids: _ours(fbackend, flm.tokenizer, ids, tokens, True)
-        variants.pop("lookup")  # the pruned copy cannot verify drafts
-        variants.pop("prediction")
+        # The decode of earlier versions, for its cost: one-position forwards (plain only;
+        # their rows round differently, so drafts there would not be exact).
+        olm = runtimes.load(ModelSpec(path=path, device="cpu", runtime=name))  # type: ignore[arg-type]
+        olm.model._slmchat_exact_rows = (olm.model.generation, False)
+        obackend = runtimes.backend_for(olm)
+        variants["one-position steps"] = lambda ids: _ours(obackend, olm.tokenizer, ids, tokens,
+                                                           False)
     results = []
     for task, (quotes, text) in TASKS.items():
         ids = _prompt(lm, text, tokens)
@@ -227,17 +227,6 @@ def bench_runtime(name: str, rounds: int, tokens: int) -> list[dict[str, Any]]:
         results.append(row)
         _print_row(row, list(here))
     return results
-
-
-def _full_logits_copy(folder: Path) -> Path:
-    """The default model's ONNX int8 copy built with logits at every position (once,
-    into a cache folder outside the repo)."""
-    from slmchat.engine.model.onnx import build_copy, check_copy
-
-    out = Path(tempfile.gettempdir()) / "slmchat-bench-onnx-full-logits"
-    if not out.is_dir() or check_copy(out):
-        build_copy(folder, out, full_logits=True, overwrite=True)
-    return out
 
 
 def _print_row(row: dict[str, Any], variants: list[str]) -> None:

@@ -290,7 +290,7 @@ class Engine:
         finally:
             self._current = None
 
-    def _drafter(self, runtime: runtimes.Runtime, lm: LoadedModel | None = None,
+    def _drafter(self, runtime: runtimes.Runtime, lm: LoadedModel,
                  prediction: str | None = None, prompt_tokens: int = 0) -> Drafter | None:
         """The drafter ``self.speculation`` asks for on ``runtime`` (None: plain decoding).
         ``auto`` uses prompt lookup where the runtime verifies drafts exactly and faster;
@@ -298,14 +298,14 @@ class Engine:
         caller's ``prediction`` is its own request for speculation: it drafts on every
         runtime that can verify, whatever ``auto`` would choose, unless speculation is off."""
         mode = self.speculation.mode
-        if prediction and mode != "off" and lm is not None:
+        if prediction and mode != "off":
             guess = lm.tokenizer(prediction, add_special_tokens=False)["input_ids"]
             return PredictionDrafter(list(guess), prompt_tokens)
         if mode == "draft" and self._draft is not None:
             draft = runtimes.runtime_of(self._draft.info)
             draft.fit_threads(self._draft, self._busy, self._training.active())
             return DraftModelDrafter(draft.backend(self._draft))
-        if mode in ("lookup", "draft") or (mode == "auto" and runtime.speculates):
+        if mode in ("lookup", "draft") or (mode == "auto" and runtime.speculates(lm)):
             return LookupDrafter([])
         return None
 

@@ -20,7 +20,7 @@ from slmchat.engine.generation import speculative
 from slmchat.engine.generation.backends import Backend, ContextFull
 from slmchat.engine.generation.constraints import Constraint, Guide
 from slmchat.engine.generation.sampling import SamplingParams
-from slmchat.engine.generation.speculative import AdaptiveK, Drafter, SpecStats
+from slmchat.engine.generation.speculative import AdaptiveK, Drafter, LookupDrafter, SpecStats
 from slmchat.engine.generation.textstream import IncrementalDetokenizer, StopFilter
 from slmchat.errors import InvalidParameterError, first_line
 
@@ -173,6 +173,13 @@ def stream_backend(
         drafter.close()  # this state cannot score drafts (an ONNX copy with pruned logits)
         drafter = None
     budget = AdaptiveK()
+    # A state whose one-position forwards round differently from its several-position
+    # ones (onnx: backends/onnx.py) never gets a one-position decode forward: a step with
+    # no draft scores a guess beside its token (what followed that token last time),
+    # kept when it is the model's own pick. The reply is then the same with or without
+    # drafts; guesses are not counted as drafts.
+    guesser = (LookupDrafter(prompt, min_ngram=1)
+               if getattr(state, "min_rows", 1) > 1 else None)
 
     def chunk(text: str, reason: FinishReason | None = None,
               accepted_draft: bool = False) -> GenerationChunk:
@@ -206,6 +213,8 @@ def stream_backend(
             guide.consume(token)
         if drafter is not None:
             drafter.append(token)
+        if guesser is not None:
+            guesser.append(token)
         shown = stops.feed(detok.add(token))
         if stops.stopped or (guide is not None and guide.done):  # the grammar is complete
             return token, "stop", shown
@@ -229,6 +238,9 @@ def stream_backend(
                 finish = "cancelled"
                 break
             draft = _draft(drafter, state, budget, feed, params.max_new_tokens - len(generated))
+            guessed = not draft and guesser is not None and len(feed) == 1
+            if guessed and guesser is not None:
+                draft = guesser.propose(1) or feed[:1]
             try:
                 rows, draft = _forward(state, feed, draft)
             except ContextFull:
@@ -241,7 +253,7 @@ def stream_backend(
                 # The draft's i-th token, kept: counted in ``accepted`` just below.
                 accepted = finish is None and i < len(draft) and token == draft[i]
                 if shown:
-                    yield chunk(shown, accepted_draft=accepted)
+                    yield chunk(shown, accepted_draft=accepted and not guessed)
                 if not accepted:
                     break
                 kept += 1
@@ -249,9 +261,10 @@ def stream_backend(
                     break
             feed = [token]
             if draft:
-                spec.drafted += len(draft)
-                spec.accepted += kept
-                budget.record(len(draft), kept)
+                if not guessed:
+                    spec.drafted += len(draft)
+                    spec.accepted += kept
+                    budget.record(len(draft), kept)
                 if kept < len(draft) and state.rewind(base + kept) != base + kept:
                     raise RuntimeError("the KV cache could not drop the rejected draft tokens")
         if finish in ("length", "cancelled") or (guide is not None and not stops.stopped):

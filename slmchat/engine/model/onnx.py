@@ -33,7 +33,11 @@ from slmchat.engine.model.spec import Progress
 from slmchat.errors import ModelLoadError, first_line
 
 # Bump when the conversion recipe changes so that cached copies are rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: logits for the last LOGITS_WINDOW positions (draft verification)
+# Logits rows a copy keeps (the LM head runs on the last LOGITS_WINDOW positions of a
+# forward): enough to verify a speculative draft (at most K_MAX + 1 rows), none wasted on
+# a long prompt (onnx_build.logits_window).
+LOGITS_WINDOW = 16
 PRECISION = "int8"
 MARKER = "slmchat-onnx.json"
 # Architectures ONNX Runtime GenAI 0.18's builder converts for the CPU that we have seen
@@ -224,8 +228,7 @@ def build_copy(source: Path, out: Path, adapter: Path | None = None,
            "--out", "", "--precision", PRECISION]
     if adapter is not None:
         cmd += ["--adapter", str(adapter)]
-    if full_logits:
-        cmd.append("--full-logits")
+    cmd += ["--full-logits"] if full_logits else ["--logits-window", str(LOGITS_WINDOW)]
     with atomic_dir(out, overwrite=overwrite) as tmp:
         cmd[cmd.index("--out") + 1] = str(tmp)
         _run_builder(cmd, n_layers, progress)
@@ -233,7 +236,9 @@ def build_copy(source: Path, out: Path, adapter: Path | None = None,
                            "source_fingerprint": fingerprint(sorted(source.glob("*.safetensors"))),
                            "adapter": str(adapter) if adapter else None,
                            "precision": PRECISION, "onnxruntime_genai": runtime_version(),
-                           "last_token_logits": not full_logits, "built_at": time.time()})
+                           "last_token_logits": False,
+                           "logits_window": None if full_logits else LOGITS_WINDOW,
+                           "built_at": time.time()})
         problem = check_copy(tmp)
         if problem:
             raise OnnxUnavailable(f"the ONNX builder produced an incomplete copy ({problem})")

@@ -46,7 +46,6 @@ class Runtime(Protocol):
     scores_sequences: bool  # a forward returns logits for every position (perplexity)
     uses_torch: bool  # torch runs it (torch's thread settings apply; imports take seconds)
     shares_weights: bool  # two engines may hold states of one loaded model at once
-    speculates: bool  # ``--speculative auto`` turns prompt lookup on (exact and faster here)
 
     def unavailable(self) -> str | None:
         """Why this runtime cannot be used on this machine at all (None when it can)."""
@@ -66,6 +65,10 @@ class Runtime(Protocol):
         """Load for chat; None gives way to the next runtime (a warning says why)."""
 
     def backend(self, lm: LoadedModel) -> Backend: ...
+
+    def speculates(self, lm: LoadedModel) -> bool:
+        """Whether ``--speculative auto`` drafts by prompt lookup for ``lm`` here: drafts
+        verify exactly (a reply is the plain one) and cost little."""
 
     def fit_threads(self, lm: LoadedModel, busy: BusyCores, training: bool) -> None:
         """Size the compute threads to the free cores before a reply."""

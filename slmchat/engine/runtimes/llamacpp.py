@@ -47,11 +47,13 @@ class LlamaCppRuntime:
     # llama.cpp's batched kernels round differently from its one-token steps (up to ~0.4
     # in a logit on the default Q4_1 file), so a verified reply can leave the plain one
     # at a near-tie: auto keeps to plain decoding here (README: speculative decoding).
-    speculates = False
     shares_weights = False  # one KV sequence per context: a companion loads its own
 
     def unavailable(self) -> str | None:
         return gguf_model.unavailable()
+
+    def speculates(self, lm: LoadedModel) -> bool:
+        return False
 
     def blocker(self, spec: ModelSpec, source: Source) -> str | None:
         if source.kind in ("hf", "default"):

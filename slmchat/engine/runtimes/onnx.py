@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from slmchat.engine.devices import BusyCores, onnx_thread_count
-from slmchat.engine.generation.backends.onnx import OnnxBackend
+from slmchat.engine.generation.backends.onnx import OnnxBackend, OnnxState
 from slmchat.engine.model import onnx
 from slmchat.engine.model.files import (
     adapter_base,
@@ -71,11 +71,13 @@ class OnnxRuntime:
     interleaves = True
     scores_sequences = False  # the copies return last-token logits only
     uses_torch = False
-    # The copies prune the LM head to the last position; one built with full logits can
-    # verify drafts, but int8 several-token forwards round differently from one-token
-    # ones and replies then differ (README: speculative decoding).
-    speculates = False
     shares_weights = True  # a generator per state
+
+    def speculates(self, lm: LoadedModel) -> bool:
+        """A copy with a logits window whose rows this machine computes the same in every
+        forward of two or more positions: the decode loop then never runs a one-position
+        forward, so a verified draft is exactly the plain reply (backends/onnx.py)."""
+        return OnnxState(lm.model).min_rows > 1
 
     def unavailable(self) -> str | None:
         try:

@@ -54,7 +54,6 @@ class RemoteRuntime:
     scores_sequences = False
     uses_torch = False
     shares_weights = True  # a second engine on the same model is one more HTTP stream
-    speculates = False  # the server decodes; nothing to draft here
 
     def unavailable(self) -> str | None:
         try:
@@ -111,6 +110,9 @@ class RemoteRuntime:
         )
         return LoadedModel(spec=spec, model=Target(prof, model_id), tokenizer=None, info=info,
                            extra={"remote_kind": prof.kind, "loopback": prof.loopback})
+
+    def speculates(self, lm: LoadedModel) -> bool:
+        return False  # the server decodes; nothing to draft here
 
     def backend(self, lm: LoadedModel) -> Backend:
         raise ModelLoadError(f"{lm.info.name} runs on its server: it has no token-level backend "

@@ -24,11 +24,13 @@ class TransformersRuntime:
     interleaves = False
     scores_sequences = True
     uses_torch = True
-    speculates = True  # auto: prompt lookup (a forward has logits at every position)
     shares_weights = True
 
     def unavailable(self) -> str | None:
         return None  # torch and transformers are core dependencies
+
+    def speculates(self, lm: LoadedModel) -> bool:
+        return True  # a forward has logits at every position, the same as step by step
 
     def blocker(self, spec: ModelSpec, source: Source) -> str | None:
         if source.kind == "onnx":

@@ -423,35 +423,73 @@ def test_same_vocabulary_compares_sizes_ends_and_splits() -> None:
     assert "differently" in (same_vocabulary(Tok(300, 2), Tok(300, 2, shift=1)) or "")
 
 
-def test_onnx_verifies_only_with_a_full_logits_copy(tiny_llama_dir: Path, tmp_path: Path) -> None:
-    """The default ONNX copies prune the LM head (no drafting, auto off); a copy built
-    with full logits scores several tokens in one forward and rewinds the rejected."""
+def test_onnx_copies_verify_drafts_in_a_logits_window(tiny_llama_dir: Path) -> None:
+    """ONNX copies keep logits for the last 16 positions of a forward: a draft is scored
+    in one forward, the rejected part rewound, and no prompt position pays for an LM
+    head (the rows before the window are zeros)."""
     import numpy as np
 
-    from slmchat.engine.model.onnx import build_copy
-    from slmchat.engine.runtimes import backend_for, runtime_of
+    from slmchat.engine.generation.backends.onnx import logits_window
+    from slmchat.engine.model.onnx import LOGITS_WINDOW
+    from slmchat.engine.runtimes import backend_for
     from slmchat.engine.runtimes import load as chat_load
 
-    pruned = chat_load(ModelSpec(path=str(tiny_llama_dir)))
-    assert pruned.info.runtime == "onnx" and not runtime_of(pruned.info).speculates
-    assert not backend_for(pruned).new_state().verifies
-    ids = pruned.tokenizer(CORPUS[:200])["input_ids"]
-    last = list(stream_backend(backend_for(pruned), pruned.tokenizer, ids, GREEDY,
-                               drafter=LookupDrafter([])))[-1]
-    assert last.speculative is None and last.drafted == 0  # the drafter was dropped
-
-    full = build_copy(tiny_llama_dir, tmp_path / "full", full_logits=True)
-    lm = chat_load(ModelSpec(path=str(full)))
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))
+    assert lm.info.runtime == "onnx" and logits_window(lm.model) == LOGITS_WINDOW == 16
     state = backend_for(lm).new_state()
     assert state.verifies
-    state.reserve(len(ids) + 16)
-    state.extend(ids)
+    ids = lm.tokenizer(CORPUS[:200])["input_ids"]
+    state.reserve(len(ids) + 32)
+    last = state.extend(ids)
+    full = np.asarray(state._gen.get_output("logits")).reshape(len(ids), -1)
+    assert not full[:-16].any() and full[-16:].any(axis=1).all()  # zeros before the window
+    np.testing.assert_array_equal(full[-1], last[0])
     draft = ids[5:9]
     rows = state.score(draft)
     assert rows.shape == (4, len(lm.tokenizer)) and state.tokens == ids + draft
-    assert state.rewind(len(ids) + 1) == len(ids) + 1
-    again = state.extend(draft[1:2])
-    np.testing.assert_allclose(again[0], rows[1], atol=0.05)  # int8: batch rounding
-    assert int(np.argmax(again[0])) == int(np.argmax(rows[1]))
-    text, last = _run(backend_for(lm), lm, ids, GREEDY, LookupDrafter([]))
-    assert last.speculative == "lookup" and last.drafted > 0 and text
+    assert state.rewind(len(ids) + 1) == len(ids) + 1 and state.tokens == ids + draft[:1]
+    with pytest.raises(ValueError, match="keeps logits for 16"):
+        state.score(ids[:17])
+    state.close()
+
+
+def test_onnx_decode_never_runs_a_one_position_forward_and_drafts_change_nothing(
+        tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a position's row is the same in every forward of 2+ positions (exact_rows),
+    every decode forward scores 2+ positions (a guess beside a token with no draft), so
+    plain, lookup and a partly wrong prediction give the same reply token for token."""
+    from slmchat.engine.generation.backends.onnx import OnnxState, exact_rows
+    from slmchat.engine.generation.speculative import PredictionDrafter
+    from slmchat.engine.runtimes import backend_for, runtime_of
+    from slmchat.engine.runtimes import load as chat_load
+
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))
+    if not exact_rows(lm.model):
+        pytest.skip("this CPU's ONNX Runtime kernels give a position different logits in "
+                    "forwards of different widths; onnx does not speculate here")
+    assert runtime_of(lm.info).speculates(lm)
+    widths: list[int] = []
+    extend, score = OnnxState.extend, OnnxState.score
+
+    def spy_extend(self, ids):
+        widths.append(len(ids))
+        return extend(self, ids)
+
+    def spy_score(self, ids):
+        widths.append(len(ids))
+        return score(self, ids)
+
+    monkeypatch.setattr(OnnxState, "extend", spy_extend)
+    monkeypatch.setattr(OnnxState, "score", spy_score)
+    backend = backend_for(lm)
+    ids = lm.tokenizer(CORPUS[:300])["input_ids"]
+    plain, plain_last = _run(backend, lm, ids, GREEDY)
+    assert widths and 1 not in widths, widths
+    assert plain_last.speculative is None and plain_last.drafted == 0  # guesses are not drafts
+    reply = _reply_ids(lm, backend, ids, GREEDY)
+    looked, last = _run(backend, lm, ids, GREEDY, LookupDrafter([]))
+    assert looked == plain and last.speculative == "lookup"
+    wrong = [t for t in range(5, 400) if t not in reply][:20]
+    guessed, last = _run(backend, lm, ids, GREEDY, PredictionDrafter(reply[:6] + wrong, len(ids)))
+    assert guessed == plain and last.accepted >= 5 and last.drafted > last.accepted
+    assert 1 not in widths

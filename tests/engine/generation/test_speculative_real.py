@@ -59,6 +59,21 @@ def test_transformers_lookup_is_exact_on_the_default_model(default_model_dir: Pa
     _check(_replies(lm, runtimes.backend_for(lm)))
 
 
+def test_onnx_lookup_is_exact_on_the_default_model(default_model_dir: Path) -> None:
+    """The default runtime: where this machine computes a position's logits the same in
+    every forward of two or more positions (backends/onnx.exact_rows), the decode loop
+    runs no one-position forward, and lookup replies are the plain ones token for token."""
+    from slmchat.engine import runtimes
+    from slmchat.engine.generation.backends.onnx import exact_rows
+
+    lm = runtimes.load(ModelSpec(path=str(default_model_dir), device="cpu", runtime="onnx"))
+    if not exact_rows(lm.model):
+        pytest.skip("this CPU's ONNX Runtime kernels give a position different logits in "
+                    "forwards of different widths; onnx does not speculate here")
+    assert runtimes.runtime_of(lm.info).speculates(lm)
+    _check(_replies(lm, runtimes.backend_for(lm)))
+
+
 def test_llamacpp_verification_is_llamacpps_own_batch_and_rewinds_exactly() -> None:
     """On llama.cpp a verified draft is scored by one batch: its rows are what llama.cpp's
     own batched eval gives, and a rewind leaves the state a fresh one fed the kept
@@ -71,7 +86,7 @@ def test_llamacpp_verification_is_llamacpps_own_batch_and_rewinds_exactly() -> N
     from slmchat.engine.model.default import gguf_path
 
     lm = runtimes.load(ModelSpec(path=str(gguf_path())))
-    assert not runtimes.runtime_of(lm.info).speculates
+    assert not runtimes.runtime_of(lm.info).speculates(lm)
     backend = runtimes.backend_for(lm)
     ids = list(build_prompt(lm.tokenizer, [ChatMessage("user", PROMPTS[0])],
                             lm.info.context_length, 32).input_ids)

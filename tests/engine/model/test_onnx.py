@@ -57,7 +57,8 @@ def test_runtime_choice(tiny_llama_dir: Path, tiny_copy: Path) -> None:
 def test_copy_marker_and_provenance(tiny_llama_dir: Path, tiny_copy: Path) -> None:
     assert onnx.check_copy(tiny_copy) is None
     meta = json.loads((tiny_copy / onnx.MARKER).read_text())
-    assert meta["precision"] == "int8" and meta["last_token_logits"] is True
+    assert meta["precision"] == "int8" and meta["last_token_logits"] is False
+    assert meta["logits_window"] == onnx.LOGITS_WINDOW == 16  # drafts verify, no LM head per prompt row
     info = chat_load(ModelSpec(path=str(tiny_llama_dir))).info
     full = load(ModelSpec(path=str(tiny_llama_dir))).info
     assert info.fingerprint == full.fingerprint == meta["source_fingerprint"]

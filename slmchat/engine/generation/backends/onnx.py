@@ -5,9 +5,19 @@ each sampled token; ``get_logits`` returns the next-token logits as numpy, sampl
 npsampling (no torch anywhere on this path). The generator keeps the KV cache across
 turns; ``rewind_to`` truncates it when a turn is edited or regenerated.
 
-Memory: the copy is built with last-token logits only, so a long prefill never holds a
-row of logits per prompt position, and the prompt goes in chunks so the activations of
-one forward stay bounded. The generator's KV buffer is allocated whole for ``max_length``
+Memory: the copy's LM head runs on the last LOGITS_WINDOW positions of a forward only
+(model/onnx_build.logits_window), so a long prefill never computes a row of logits per
+prompt position, and the prompt goes in chunks so the activations of one forward stay
+bounded.
+
+Exact drafts: ONNX Runtime's one-position kernels (GroupQueryAttention's one-query path)
+round differently from its several-position ones, while a position's row is the same bit
+for bit in every forward of two or more positions (checked per copy and machine by
+``exact_rows``). So where that holds the state asks the decode loop never to run a
+one-position forward (``min_rows`` 2): a step without a draft scores a guessed next token
+beside it, and speculation then changes nothing in a reply (README: speculative decoding).
+
+The generator's KV buffer is allocated whole for ``max_length``
 tokens, so it is sized to the conversation (the next power of two that holds prompt and
 reply, at least MIN_CAPACITY) and grown, by re-feeding the kept tokens, when a later turn
 needs more; never the model's full context by default.
@@ -29,7 +39,9 @@ from slmchat.engine.generation.sampling import SamplingParams
 from slmchat.engine.model.onnx import MARKER
 
 MIN_CAPACITY = 1024
-PREFILL_CHUNK = 512
+# A forward's logits output has a row per position (zeros before the logits window):
+# 256 positions x 49,152 columns is 50 MB for the default model, 155 MB for a Qwen vocabulary.
+PREFILL_CHUNK = 256
 
 
 def capacity_for(total: int, context: int) -> int:
@@ -69,10 +81,14 @@ class OnnxState:
             self._append(kept)
 
     def _append(self, ids: Sequence[int]) -> None:
-        for i in range(0, len(ids), PREFILL_CHUNK):
-            chunk = [int(t) for t in ids[i:i + PREFILL_CHUNK]]
+        i = 0
+        while i < len(ids):
+            # no one-position chunk after a full one (its rows would round differently)
+            n = PREFILL_CHUNK + 1 if len(ids) - i == PREFILL_CHUNK + 1 else PREFILL_CHUNK
+            chunk = [int(t) for t in ids[i:i + n]]
             self._gen.append_tokens(chunk)
             self.tokens.extend(chunk)
+            i += n
 
     def extend(self, ids: Sequence[int]) -> np.ndarray:
         if len(self.tokens) + len(ids) > self._model.context_length:
@@ -85,9 +101,19 @@ class OnnxState:
     def verifies(self) -> bool:
         return full_logits(self._model)
 
+    @property
+    def min_rows(self) -> int:
+        """The fewest positions a decode forward should score (2: this copy's rows are
+        the same in every forward of two or more positions, unlike one-position ones)."""
+        return 2 if self.verifies and exact_rows(self._model) else 1
+
     def score(self, ids: Sequence[int]) -> np.ndarray:
-        """Feed ``ids`` and return a row of logits per position: only a copy built with
-        full logits (``last_token_logits`` false in its marker) has them."""
+        """Feed ``ids`` and return a row of logits per position: a copy built with
+        logits for more than the last position (``last_token_logits`` false in its
+        marker; at most its ``logits_window`` last positions) has them."""
+        window = logits_window(self._model)
+        if window and len(ids) > window:
+            raise ValueError(f"{len(ids)} positions to score, the copy keeps logits for {window}")
         if len(self.tokens) + len(ids) > self._model.context_length:
             raise ContextFull
         self.reserve(len(self.tokens) + len(ids))
@@ -114,19 +140,66 @@ class OnnxState:
         self._gen, self.tokens, self.capacity = None, [], 0
 
 
-def full_logits(model: Any) -> bool:
-    """Whether the copy's graph returns logits for every position (built with
-    ``full_logits``; the default copies prune the LM head to the last position)."""
-    known = getattr(model, "_slmchat_full_logits", None)
+def _marker(model: Any) -> dict[str, Any]:
+    known = getattr(model, "_slmchat_marker", None)
     if known is None:
         try:
-            meta = json.loads((Path(model.folder) / MARKER).read_text())
-            known = meta.get("last_token_logits") is False
+            known = json.loads((Path(model.folder) / MARKER).read_text())
         except (OSError, ValueError, AttributeError, TypeError):
-            known = False
+            known = {}
+        if not isinstance(known, dict):
+            known = {}
         with contextlib.suppress(AttributeError):
-            model._slmchat_full_logits = known
-    return bool(known)
+            model._slmchat_marker = known
+    return known
+
+
+def full_logits(model: Any) -> bool:
+    """Whether the copy's graph returns logits for more than the last position (every
+    position, built with ``full_logits``, or the last ``logits_window``; copies of
+    recipe 1 pruned the LM head to the last position)."""
+    return _marker(model).get("last_token_logits") is False
+
+
+def logits_window(model: Any) -> int | None:
+    """How many last positions of a forward have logits (None: all of them)."""
+    window = _marker(model).get("logits_window")
+    return int(window) if isinstance(window, int) and window > 0 else None
+
+
+
+
+def exact_rows(model: Any) -> bool:
+    """Whether, on this machine and copy, a position's logits are the same bit for bit
+    whichever forward of two or more positions computes them: 8 tokens after a 24-token
+    past, scored as 2+2+2+2 and as 3+5, compared (once per loaded copy, ~30 ms)."""
+    generation = getattr(model, "generation", 0)  # a reload (other threads) asks again
+    cached = getattr(model, "_slmchat_exact_rows", None)
+    if cached is not None and cached[0] == generation:
+        return bool(cached[1])
+    from slmchat.engine.model.onnx_capi import Generator
+
+    try:
+        vocab = int(model.config.vocab_size)
+        ids = [3 + (97 * i) % max(1, vocab - 3) for i in range(32)]  # any ids the vocab has
+        past, steps = ids[:24], ids[24:]
+        rows = []
+        for split in ((2, 2, 2, 2), (3, 5)):
+            gen = Generator(model.og, 64)
+            gen.append_tokens(past)
+            out, at = [], 0
+            for n in split:
+                gen.append_tokens(steps[at:at + n])
+                got = np.asarray(gen.get_output("logits"), dtype=np.float32)
+                out.append(got.reshape(-1, got.shape[-1])[-n:])
+                at += n
+            rows.append(np.concatenate(out))
+        known = bool(np.array_equal(rows[0], rows[1]))
+    except Exception:  # a copy that cannot take the probe verifies nothing exactly
+        known = False
+    with contextlib.suppress(AttributeError):
+        model._slmchat_exact_rows = (generation, known)
+    return known
 
 
 class OnnxBackend:
