@@ -110,7 +110,7 @@ class FakeEngine:
         self, messages: Sequence[ChatMessage], params: SamplingParams,
         cancel: CancelToken | None = None, mode: PromptMode = "chat", continue_last: bool = False,
         constraint: Constraint | None = None, reuse_cache: bool = True,
-        thinking: bool | None = None,
+        thinking: bool | None = None, prediction: str | None = None,
     ) -> Iterator[GenerationChunk]:
         self._current = cancel = cancel or CancelToken()
         self.calls.append(Call(list(messages), params, continue_last, reuse_cache, constraint,
