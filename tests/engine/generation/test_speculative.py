@@ -493,3 +493,27 @@ def test_onnx_decode_never_runs_a_one_position_forward_and_drafts_change_nothing
     guessed, last = _run(backend, lm, ids, GREEDY, PredictionDrafter(reply[:6] + wrong, len(ids)))
     assert guessed == plain and last.accepted >= 5 and last.drafted > last.accepted
     assert 1 not in widths
+
+
+def test_the_row_probe_runs_once_per_copy_and_machine(tiny_llama_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """exact_rows keeps its verdict beside the copy, keyed by CPU, runtime version and
+    threads: a second load (a cold start) reads it instead of probing; other threads
+    probe again."""
+    import json
+
+    from slmchat.engine.generation.backends import onnx as onnx_backend
+    from slmchat.engine.runtimes import load as chat_load
+
+    lm = chat_load(ModelSpec(path=str(tiny_llama_dir)))
+    verdict = onnx_backend.exact_rows(lm.model)
+    store = json.loads((lm.model.folder / onnx_backend.ROWS_FILE).read_text())
+    assert store[onnx_backend._machine_key(lm.model)] is verdict
+    probed: list[int] = []
+    monkeypatch.setattr(onnx_backend, "_probe_rows", lambda model: probed.append(1) or verdict)
+    again = chat_load(ModelSpec(path=str(tiny_llama_dir)))
+    assert again.model is not lm.model and onnx_backend.exact_rows(again.model) is verdict
+    assert probed == []
+    again.model.set_threads(again.model.threads + 1)
+    onnx_backend.exact_rows(again.model)
+    assert probed == [1]
