@@ -514,6 +514,14 @@ def test_the_row_probe_runs_once_per_copy_and_machine(tiny_llama_dir: Path,
     again = chat_load(ModelSpec(path=str(tiny_llama_dir)))
     assert again.model is not lm.model and onnx_backend.exact_rows(again.model) is verdict
     assert probed == []
-    again.model.set_threads(again.model.threads + 1)
+    # A thread count no earlier load on this copy probed (other tests share the copy and
+    # may have run it with fewer or more threads than this machine's default).
+    seen = json.loads((again.model.folder / onnx_backend.ROWS_FILE).read_text())
+    threads = again.model.threads + 1
+    while any(key.endswith(f"-threads{threads}") for key in seen):
+        threads += 1
+    again.model.set_threads(threads)
     onnx_backend.exact_rows(again.model)
     assert probed == [1]
+    stored = json.loads((again.model.folder / onnx_backend.ROWS_FILE).read_text())
+    assert stored[onnx_backend._machine_key(again.model)] is verdict
