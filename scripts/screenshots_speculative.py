@@ -1,8 +1,8 @@
 """Screenshot 23: accepted draft tokens tinted in the chat (issue 27).
 
-The real app on the real default model, on the transformers runtime (the default ONNX
-copy cannot verify drafts) with prompt-lookup speculation and ``[ui]
-tint_accepted_drafts`` on, asked to repeat a pasted paragraph: the text lookup drafted
+The real app on the real default model, on its default runtime (the onnx copy, which
+verifies drafts exactly where this machine's row probe holds) with prompt-lookup
+speculation and ``[ui] tint_accepted_drafts`` on, asked to repeat a pasted paragraph: the text lookup drafted
 and the model kept has a tinted background. Greedy, so the picture is stable.
 Writes screenshots/23-tinted-drafts.svg and .png only.
 Usage: ``python scripts/screenshots_speculative.py``
@@ -57,7 +57,6 @@ async def main() -> int:
 
     configure_threads()
     settings = Settings()
-    settings.model.runtime = "transformers"
     settings.generation.temperature = 0.0
     settings.generation.max_new_tokens = 120
     settings.generation.speculative = "lookup"
