@@ -85,9 +85,9 @@ async def main() -> int:
         await pilot.press("escape")
         # The run's Compare: base and tuned side by side in the compare view, greedy.
         from slmchat.tui.screens.compare import CompareScreen
-        from slmchat.tui.screens.finetune import open_compare
+        from slmchat.tui.messages import CompareRunRequested
 
-        open_compare(app, panel.summary)
+        app.post_message(CompareRunRequested(panel.summary))  # what the panel's Compare posts
         while not (isinstance(app.screen, CompareScreen) and app.screen.sides):
             await pilot.pause(0.2)
         view = app.screen
