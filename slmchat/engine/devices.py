@@ -146,6 +146,9 @@ def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
     }
 
 
+MIN_SPAN_S = 0.25  # the shortest window BusyCores.others reads (10 ms ticks: +-0.1 core)
+
+
 class BusyCores:
     """How many cores other processes kept busy since the last look (ours excluded).
 
@@ -175,29 +178,43 @@ class BusyCores:
         """Start a window now (the next others() covers the time from here)."""
         self._last = self._sample()
 
-    def others(self, min_window_s: float = 0.1) -> float:
-        """Average busy cores of other processes over the window since the last call."""
+    def others(self, min_window_s: float = 0.1, min_span_s: float = MIN_SPAN_S) -> float | None:
+        """Average busy cores of other processes over the window since the last call.
+
+        A first look waits ``min_window_s`` for a window. A primed window shorter than
+        ``min_span_s`` gives no verdict (None) and keeps growing: the kernel counts CPU
+        time in 10 ms ticks, so over the few milliseconds between a load and the first
+        reply one tick reads as a whole busy core (a cold `generate` then dropped to one
+        thread, reloading the session: +0.2 s and +135 MB in half of the runs)."""
         import time
 
         if self._last is None:
             self._last = self._sample()
             time.sleep(min_window_s)
+        elif time.monotonic() - self._last[0] < min_span_s:
+            return None
         now = self._sample()
         then, self._last = self._last, now
         wall = now[0] - then[0]
         if wall <= 0:
-            return 0.0
+            return None
         return max(0.0, ((now[1] - then[1]) - (now[2] - then[2])) / wall)
 
 
-def onnx_thread_count(watch: BusyCores, training: bool = False) -> int:
+def onnx_thread_count(watch: BusyCores, training: bool = False,
+                      current: int | None = None) -> int:
     """Threads for the onnx runtime: chat_thread_count, capped to the cores that other
-    processes left free (at least 1). SLMCHAT_THREADS wins."""
+    processes left free (at least 1). SLMCHAT_THREADS wins. ``current``: the count in
+    use, kept when the watch's window is too short to tell."""
     n = chat_thread_count(training)
     if os.environ.get("SLMCHAT_THREADS", "").isdigit():
         return n
     try:
-        free = physical_cores() - watch.others()
+        busy = watch.others()
+        if busy is None:
+            return current if current is not None else n
+        free = physical_cores() - busy
     except Exception:  # psutil unavailable or /proc unreadable: keep the plain count
         return n
     return max(1, min(n, int(free + 0.5)))
+

@@ -93,3 +93,27 @@ def test_busy_cores_excludes_our_own_work() -> None:
     while time.process_time() < end:  # burn our own CPU: it must not count as "others"
         pass
     assert 0.0 <= watch.others() < 3.0
+
+
+def test_a_window_too_short_to_read_keeps_the_thread_count(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Between a load and the first reply a few milliseconds pass; the kernel counts CPU
+    time in 10 ms ticks, so one tick there reads as a busy core. Such a window gives no
+    verdict: the runtime keeps its threads, and the window grows until it can be read."""
+    from slmchat.engine import devices
+
+    monkeypatch.delenv("SLMCHAT_THREADS", raising=False)
+    monkeypatch.setattr(devices, "physical_cores", lambda: 2)
+    clock = [100.0]
+    samples = iter([(100.0, 50.0, 1.0), (100.3, 50.03, 1.0)])
+    watch = devices.BusyCores()
+    monkeypatch.setattr(watch, "_sample", lambda: next(samples))
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    watch.prime()
+    clock[0] = 100.004  # 4 ms later: a tick of someone's 10 ms would read as 2.5 cores
+    assert watch.others() is None
+    assert devices.onnx_thread_count(watch, current=1) == 1
+    assert devices.onnx_thread_count(watch, current=2) == 2
+    clock[0] = 100.3  # the same window, now long enough: 0.03 s busy over 0.3 s
+    assert watch.others() == pytest.approx(0.1)
+    clock[0] = 100.31
+    assert devices.onnx_thread_count(watch) == 2  # unknown and no current: the plain count

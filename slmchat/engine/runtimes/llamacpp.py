@@ -135,7 +135,8 @@ class LlamaCppRuntime:
     def fit_threads(self, lm: LoadedModel, busy: BusyCores, training: bool) -> None:
         # llama.cpp's threads spin-wait too (0.75-2 tok/s on a 1.7B model with 2 threads
         # beside other work): the free cores, checked per reply (a change is cheap here).
-        lm.model.set_threads(onnx_thread_count(busy, training=training))
+        lm.model.set_threads(onnx_thread_count(busy, training=training,
+                                                   current=lm.model.threads))
 
     def after_empty_reply(self, lm: LoadedModel) -> str | None:
         return None  # the GGUF file was checked at load (_check_file)

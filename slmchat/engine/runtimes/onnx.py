@@ -148,7 +148,7 @@ class OnnxRuntime:
     def fit_threads(self, lm: LoadedModel, busy: BusyCores, training: bool) -> None:
         """The free cores, at most every RESIZE_EVERY_S (a resize reloads the session)."""
         model = lm.model
-        want = onnx_thread_count(busy, training=training)
+        want = onnx_thread_count(busy, training=training, current=model.threads)
         now = time.monotonic()
         if want != model.threads and now - getattr(model, "resized_at", 0.0) >= RESIZE_EVERY_S:
             model.set_threads(want)
