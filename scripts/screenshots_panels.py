@@ -84,8 +84,8 @@ async def main() -> int:
         await shot("17-quick-switcher")
         await pilot.press("escape")
         # The run's Compare: base and tuned side by side in the compare view, greedy.
-        from slmchat.tui.screens.compare import CompareScreen
         from slmchat.tui.messages import CompareRunRequested
+        from slmchat.tui.screens.compare import CompareScreen
 
         app.post_message(CompareRunRequested(panel.summary))  # what the panel's Compare posts
         while not (isinstance(app.screen, CompareScreen) and app.screen.sides):

@@ -33,7 +33,8 @@ from slmchat.engine.model.spec import Progress
 from slmchat.errors import ModelLoadError, first_line
 
 # Bump when the conversion recipe changes so that cached copies are rebuilt.
-RECIPE_VERSION = 2  # 2: logits for the last LOGITS_WINDOW positions (draft verification)
+RECIPE_VERSION = 3  # 2: logits for the last LOGITS_WINDOW positions (draft verification)
+# 3: int8 blocks with zero points that hold a quantized source's grid (onnx_requant)
 # Logits rows a copy keeps (the LM head runs on the last LOGITS_WINDOW positions of a
 # forward): enough to verify a speculative draft (at most K_MAX + 1 rows), none wasted on
 # a long prompt (onnx_build.logits_window).

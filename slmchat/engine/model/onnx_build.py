@@ -167,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
             print("slmchat: building", flush=True)
             build(prep, out, Path(work) / "cache", args.precision, prune=not args.full_logits,
                   window=0 if args.full_logits else args.logits_window)
+            if args.precision == "int8":
+                from slmchat.engine.model import onnx_requant
+
+                print("slmchat: re-quantizing blocks", flush=True)
+                stats = onnx_requant.apply(out, prep)
+                print(f"slmchat: requant {json.dumps(stats)}", flush=True)
             for name in TOKENIZER_FILES:  # the builder re-saves the tokenizer; keep the originals
                 src = prep / name
                 if src.is_file():
