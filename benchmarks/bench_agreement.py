@@ -5,7 +5,9 @@ runtime is a re-quantization or the same 4-bit weights with quantized activation
 of the 96 chat prompts (the first 32 as in earlier runs) is answered greedily (40 new tokens)
 by every path; a path agrees on a prompt when its reply is the same text. Also the first
 position where the reply differs (later is better), the decode speed of each path on these
-replies, and on how many prompts only one of the two quantized runtimes agrees.
+replies, on how many prompts only one of the two quantized runtimes agrees, and a
+teacher-forced count: fp32's replies fed to each runtime, and at how many of their
+positions its top token is fp32's.
 
 Usage: python benchmarks/bench_agreement.py [--out FILE]
 """
@@ -97,6 +99,49 @@ def replies(cfg: dict[str, str]) -> tuple[list[str], float]:
     return out, tokens / seconds
 
 
+def forced(cfg: dict[str, str], ref: list[str]) -> dict[str, float]:
+    """Teacher-forced: the fp32 reply fed after each prompt, and at every position of it
+    whether this path's top token is fp32's next token (fp32's greedy pick there), plus
+    how far its top logit leads fp32's token where they differ. Thousands of positions,
+    so a difference between runtimes is not lost in the noise of 96 whole replies."""
+    import numpy as np
+
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.generation.sampling import SamplingParams
+    from slmchat.engine.model.default import ensure_default_model, gguf_path
+    from slmchat.engine.model.spec import ModelSpec
+    from slmchat.engine.runtimes import backend_for
+    from slmchat.engine.session import Engine
+
+    path = str(gguf_path()) if cfg["model"] == "gguf" else str(ensure_default_model())
+    engine = Engine()
+    engine.load(ModelSpec(path=path, runtime=cfg["runtime"], device="cpu"))  # type: ignore[arg-type]
+    lm = engine.loaded
+    assert lm is not None
+    params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=40)
+    same = total = 0
+    gaps: list[float] = []
+    for prompt, reply in zip(PROMPTS + MORE_PROMPTS, ref, strict=True):
+        ids = engine.preview_prompt([ChatMessage("user", prompt)], params).input_ids
+        want = list(lm.tokenizer(reply, add_special_tokens=False)["input_ids"])[:40]
+        state = backend_for(lm).new_state()
+        state.reserve(len(ids) + len(want) + 1)
+        rows = [np.asarray(state.extend(ids), dtype=np.float32).reshape(-1)]
+        for at in range(0, len(want) - 1, 8):  # rows after each reply token but the last
+            got = np.asarray(state.score(want[at:min(at + 8, len(want) - 1)]), dtype=np.float32)
+            rows.extend(got.reshape(-1, got.shape[-1]))
+        state.close()
+        for row, token in zip(rows, want, strict=False):
+            total += 1
+            top = int(row.argmax())
+            if top == token:
+                same += 1
+            else:
+                gaps.append(float(row[top] - row[token]))
+    return {"positions": total, "top1_same": same, "top1_rate": same / max(1, total),
+            "median_gap_where_different": float(np.median(gaps)) if gaps else 0.0}
+
+
 def _first_difference(a: str, b: str) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
@@ -118,12 +163,20 @@ def main() -> int:
                              _first_difference(a, b) for a, b in zip(got, ref, strict=True)) / len(ref),
                          "replies": got}
     paired = [n for n in results if "reference" not in n]
+    for name in paired:
+        results[name]["teacher_forced"] = forced(PATHS[name], ref)
     print("| path | same greedy reply as fp32, all prompts | first 32 prompts "
           "| mean chars before the first difference |")
     print("|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['agree']} of {r['of']} | {r['agree_first_32']} of {first} "
               f"| {r['mean_first_difference_chars']:.0f} |")
+    print("| path | teacher-forced positions where the top token is fp32's | median logit gap where not |")
+    print("|---|---|---|")
+    for name in paired:
+        f = results[name]["teacher_forced"]
+        print(f"| {name} | {f['top1_same']} of {f['positions']} ({100 * f['top1_rate']:.2f} %) "
+              f"| {f['median_gap_where_different']:.3f} |")
     if len(paired) == 2:  # the prompts on which only one of the two runtimes gives fp32's reply
         a, b = (results[n]["same"] for n in paired)
         only = {paired[0]: sum(x and not y for x, y in zip(a, b, strict=True)),

@@ -1,15 +1,16 @@
 """The ONNX runtime's model side: converted copies (cached, checked) and loading them.
 
 A checkpoint chatted with on the ``onnx`` runtime is converted once by ONNX Runtime
-GenAI's model builder (int8 weights, CPU, last-token logits; onnx_build.py runs it in a
-child process) into the user cache folder, keyed by the checkpoint's fingerprint (and
-the adapter's, for a LoRA result: merged first). The copy is written atomically and
-carries a marker with the size and SHA-256 of every file; a copy whose marker is
-missing, stale or disagrees with the files (sizes always; content whenever a file was
-touched since it was last hashed, and fully in ``slmchat doctor``) is rebuilt, never
-used. Loading a cached copy needs neither torch nor transformers: the tokenizer and
-chat template come from the copy's folder through lite.LiteTokenizer, the model from
-``onnxruntime_genai``.
+GenAI's model builder (int8 weights, CPU, logits for a window of the last positions;
+onnx_build.py runs it in a child process, and onnx_requant.py then redoes its int8
+blocks with zero points that hold a quantized source's grid) into the user cache folder,
+keyed by the checkpoint's fingerprint (and the adapter's, for a LoRA result: merged
+first). The copy is written atomically and carries a marker with the size and SHA-256 of
+every file; a copy whose marker is missing, stale or disagrees with the files (sizes
+always; content whenever a file was touched since it was last hashed, and fully in
+``slmchat doctor``) is rebuilt, never used. Loading a cached copy needs neither torch
+nor transformers: the tokenizer and chat template come from the copy's folder through
+lite.LiteTokenizer, the model from ``onnxruntime_genai``.
 """
 
 from __future__ import annotations

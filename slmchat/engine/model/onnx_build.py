@@ -6,8 +6,9 @@ chatter goes to a pipe the parent turns into a progress line. Steps: lay out a p
 Hugging Face folder (links to the weights; an adapter merged into its base first),
 patch what the builder needs (``rope_theta`` at the top level of config.json, a
 ``PreTrainedTokenizerFast`` tokenizer class), then run the builder with int8 weights
-for the CPU and last-token logits only (``prune_lm_head``: a 1,000-token prefill then
-computes one row of the LM head, not 1,000).
+for the CPU and logits for a window of the last positions only (``prune_lm_head`` and
+``logits_window``: a 1,000-token prefill then computes 16 rows of the LM head, not
+1,000), then redo the int8 blocks with zero points (onnx_requant).
 
 Lines starting with ``slmchat:`` are meant for the parent; the last line of a failure
 is ``slmchat-error: <one line>``.

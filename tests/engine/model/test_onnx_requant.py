@@ -97,3 +97,71 @@ def test_a_built_copy_has_zero_points_that_rebuild_its_source(tiny_llama_dir: Pa
     x = want.reshape(n_rows, -1, 32)
     bound = (x.max(axis=2) - x.min(axis=2)) / 255 / 2 * 1.001 + 1e-9
     assert (np.abs(got - x).max(axis=2) <= bound).all()
+
+
+def _builder_copy(folder: Path, w: np.ndarray) -> None:
+    """A one-matrix copy in the builder's form: symmetric blocks (scale max|w| / 128,
+    codes clipped to -128..127, stored +128), weights in model.onnx.data."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    n, k = w.shape
+    x = w.astype(np.float64).reshape(n, -1, 32)
+    scale = np.abs(x).max(axis=2) / 128
+    u = (np.clip(np.rint(x / scale[..., None]), -128, 127) + 128).astype(np.uint8)
+    name = "model.layers.0.mlp.down_proj.MatMul"
+    node = helper.make_node("MatMulNBits", ["A", name + ".weight_Q8", name + ".weight_scales"],
+                            ["Y"], domain="com.microsoft", K=k, N=n, bits=8, block_size=32,
+                            accuracy_level=4)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
+        [numpy_helper.from_array(u, name + ".weight_Q8"),
+         numpy_helper.from_array(scale.astype(np.float32), name + ".weight_scales")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    folder.mkdir()
+    onnx.save(model, str(folder / "model.onnx"), save_as_external_data=True,
+              location="model.onnx.data", size_threshold=0)
+
+
+def _run(folder: Path, a: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(folder / "model.onnx")).run(None, {"A": a})[0]
+
+
+def test_apply_rewrites_a_builder_copy_from_its_source(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(3)
+    w, _ = _q4_1(rng, 96, 128)
+    source = tmp_path / "source"
+    source.mkdir()
+    save_file({"model.layers.0.mlp.down_proj.weight": w}, str(source / "model.safetensors"))
+    _builder_copy(tmp_path / "copy", w)
+    a = rng.standard_normal((3, 128)).astype(np.float32)
+    was = np.abs(_run(tmp_path / "copy", a) - a @ w.T).max()
+    stats = rq.apply(tmp_path / "copy", source)
+    assert stats["matrices"] == 1 and not stats["skipped"]
+    assert stats["mean_block_error_after"] < stats["mean_block_error_before"] / 5
+    now = np.abs(_run(tmp_path / "copy", a) - a @ w.T).max()  # zero points read by ORT
+    assert now < was  # what is left is the activations' int8 rounding
+
+
+def test_a_matrix_matched_to_the_wrong_source_is_left_as_built(tmp_path: Path) -> None:
+    """If the source rows behind a builder matrix are not the ones it was built from (an
+    architecture whose packed q/k/v order differs, say), the builder's blocks stay."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(4)
+    w = (rng.standard_normal((64, 64)) * 0.05).astype(np.float32)
+    _builder_copy(tmp_path / "copy", w)
+    source = tmp_path / "source"
+    source.mkdir()
+    other = w[::-1].copy()  # the same values, other rows
+    save_file({"model.layers.0.mlp.down_proj.weight": other}, str(source / "model.safetensors"))
+    before = (tmp_path / "copy" / "model.onnx.data").read_bytes()
+    stats = rq.apply(tmp_path / "copy", source)
+    assert stats["matrices"] == 0 and stats["skipped"] == ["model.layers.0.mlp.down_proj.MatMul.weight_Q8"]
+    assert (tmp_path / "copy" / "model.onnx.data").read_bytes() == before
