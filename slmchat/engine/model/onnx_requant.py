@@ -1,8 +1,9 @@
-"""Int8 blocks that hold a GGUF model's weights exactly, for the ONNX copies.
+"""Int8 blocks that hold a quantized model's weights as closely as int8 can, for the
+ONNX copies.
 
 ONNX Runtime GenAI's builder quantizes each block of 32 weights symmetrically
-(``scale = max|w| / 128``, codes -128..127, zero point 128). For weights that are already quantized,
-such as the default model's Q4_1 file (each block ``d * q + m``, q in 0..15), that adds
+(``scale = max|w| / 128``, codes -128..127, zero point 128). For weights that are
+already quantized, such as the default model's Q4_1 file (each block ``d * q + m``, q in 0..15), that adds
 an error of up to half an int8 step (a whole one where the clipped code +127 falls), 1/34
 of a Q4_1 step or more, on top of the file's own.
 
@@ -41,12 +42,16 @@ def requantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     n, k = w.shape
     if k % BLOCK:
         raise ValueError(f"K={k} is not a multiple of {BLOCK}")
-    outs = [_rows(w[at:at + ROWS_AT_ONCE]) for at in range(0, n, ROWS_AT_ONCE)]
+    outs = [_blocks(_as_blocks(w[at:at + ROWS_AT_ONCE])) for at in range(0, n, ROWS_AT_ONCE)]
     return tuple(np.concatenate([o[i] for o in outs]) for i in range(4))  # type: ignore[return-value]
 
 
-def _rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    x = w.astype(np.float64).reshape(w.shape[0], -1, BLOCK)
+def _as_blocks(w: np.ndarray) -> np.ndarray:
+    return w.astype(np.float64).reshape(w.shape[0], -1, BLOCK)
+
+
+def _blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The best candidate per block of ``x`` [rows, blocks, 32] float64."""
     lo, hi = x.min(axis=2), x.max(axis=2)
     amax = np.maximum(np.abs(lo), np.abs(hi))
     flat = hi == lo
@@ -96,25 +101,25 @@ def _rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def _source_rows(name: str, tensors: dict[str, Any]) -> np.ndarray | None:
-    """The source matrix [N, K] behind a builder initializer (Llama-style names; a packed
-    qkv_proj is q, k and v stacked), or None when it cannot be told."""
+    """The source matrix [N, K] float32 behind a builder initializer (Llama-style names; a
+    packed qkv_proj is q, k and v stacked), or None when it cannot be told. ``tensors``:
+    each source tensor's name to the safetensors handle holding it."""
     if name.startswith("lm_head."):
-        for key in ("lm_head.weight", "model.embed_tokens.weight"):
-            if key in tensors:
-                return np.asarray(tensors[key], dtype=np.float32)
+        names: list[str] = next(([key] for key in ("lm_head.weight", "model.embed_tokens.weight")
+                                 if key in tensors), [])
+    else:
+        m = re.match(r"model\.layers\.(\d+)\.(attn|mlp)\.(\w+)\.MatMul\.weight_Q8$", name)
+        if not m:
+            return None
+        layer, part, proj = m.groups()
+        base = f"model.layers.{layer}." + ("self_attn." if part == "attn" else "mlp.")
+        parts = {"qkv_proj": ("q_proj", "k_proj", "v_proj"),
+                 "gate_up_proj": ("gate_proj", "up_proj")}.get(proj, (proj,))
+        names = [base + p + ".weight" for p in parts]
+    if not names or not all(n in tensors for n in names):
         return None
-    m = re.match(r"model\.layers\.(\d+)\.(attn|mlp)\.(\w+)\.MatMul\.weight_Q8$", name)
-    if not m:
-        return None
-    layer, part, proj = m.groups()
-    base = f"model.layers.{layer}." + ("self_attn." if part == "attn" else "mlp.")
-    names = ([base + p + ".weight" for p in ("q_proj", "k_proj", "v_proj")]
-             if proj == "qkv_proj" else
-             [base + p + ".weight" for p in ("gate_proj", "up_proj")]
-             if proj == "gate_up_proj" else [base + proj + ".weight"])
-    if not all(n in tensors for n in names):
-        return None
-    return np.concatenate([np.asarray(tensors[n], dtype=np.float32) for n in names])
+    # Through torch: bf16 has no numpy type.
+    return np.concatenate([tensors[n].get_tensor(n).float().numpy() for n in names])
 
 
 def apply(copy: Path, source: Path) -> dict[str, Any]:
@@ -128,15 +133,13 @@ def apply(copy: Path, source: Path) -> dict[str, Any]:
     model_file = copy / "model.onnx"
     model = onnx.load(str(model_file), load_external_data=False)
     inits = {t.name: t for t in model.graph.initializer}
-    handles = [safe_open(str(p), "pt") for p in sorted(source.glob("*.safetensors"))]
     tensors: dict[str, Any] = {}
-    for h in handles:
-        names = h.keys()  # a safe_open handle is not a mapping
-        for key in names:
-            tensors[key] = _Lazy(h, key)
-    data_file = copy / "model.onnx.data"
+    for path in sorted(source.glob("*.safetensors")):
+        handle = safe_open(str(path), "pt")
+        names = handle.keys()  # a safe_open handle is not a mapping
+        tensors.update((key, handle) for key in names)
     done, before, after, skipped = 0, [], [], []
-    with data_file.open("r+b") as data:
+    with (copy / "model.onnx.data").open("r+b") as data:
         for node in model.graph.node:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             if node.op_type != "MatMulNBits" or attrs.get("bits") != 8 or \
@@ -148,39 +151,21 @@ def apply(copy: Path, source: Path) -> dict[str, Any]:
             if w is None or b_init is None or s_init is None or \
                     w.shape != (attrs["N"], attrs["K"]):
                 continue  # the builder's own blocks stay
-            # Everything computed before anything is written: a failure leaves the
-            # matrix as the builder wrote it.
-            n_rows, n_blocks = w.shape[0], w.shape[1] // BLOCK
-            parts, olds, news = [], [], []
-            for at in range(0, n_rows, ROWS_AT_ONCE):
-                rows = slice(at, min(n_rows, at + ROWS_AT_ONCE))
-                x = w[rows].astype(np.float64).reshape(-1, n_blocks, BLOCK)
-                old_u = _read(data, b_init, rows, n_blocks * BLOCK).reshape(x.shape)
-                old_s = _read(data, s_init, rows, n_blocks).astype(np.float64)
-                old = old_s[..., None] * (old_u.astype(np.float64) - 128)
-                old_err = np.abs(old - x).max(axis=2)
-                # The builder's blocks (scale max|w| / 128, codes clipped to -128..127)
-                # are this source's within one step; more means the matrix was matched
-                # to the wrong source rows.
-                if (old_err > np.abs(x).max(axis=2) / 128 * 1.01 + 1e-12).any():
-                    skipped.append(b_name)
-                    break
-                olds.append(old_err.ravel())
-                u, scales, zp, err = _rows(w[rows])
-                news.append(err.ravel())
-                parts.append((rows, u, scales, zp))
-            if skipped and skipped[-1] == b_name:
+            old_err = _builder_error(data, b_init, s_init, w)
+            if old_err is None:
+                skipped.append(b_name)
                 continue  # the builder's own blocks stay
-            before.extend(olds)
-            after.extend(news)
-            for rows, u, scales, _ in parts:
-                _write(data, b_init, rows, n_blocks * BLOCK, u)
-                _write(data, s_init, rows, n_blocks, scales.astype(np.float32))
-            zp = np.concatenate([p[3] for p in parts])
+            # Computed whole before anything is written: a failure leaves the matrix as
+            # the builder wrote it.
+            u, scales, zp, err = requantize(w)
+            whole = slice(0, w.shape[0])
+            _write(data, b_init, whole, w.shape[1], u)
+            _write(data, s_init, whole, w.shape[1] // BLOCK, scales)
             zp_name = b_name.replace("weight_Q8", "weight_zp")
-            zp_tensor = numpy_helper.from_array(zp.reshape(-1).astype(np.uint8), zp_name)
-            model.graph.initializer.append(zp_tensor)
+            model.graph.initializer.append(numpy_helper.from_array(zp.reshape(-1), zp_name))
             node.input.append(zp_name)
+            before.append(old_err)
+            after.append(err.ravel())
             done += 1
     onnx.save(model, str(model_file))
     return {"matrices": done, "skipped": skipped,
@@ -188,15 +173,23 @@ def apply(copy: Path, source: Path) -> dict[str, Any]:
             "mean_block_error_after": float(np.concatenate(after).mean()) if after else None}
 
 
-class _Lazy:
-    """A safetensors tensor read when first used (np.asarray), as float32."""
-
-    def __init__(self, handle: Any, key: str) -> None:
-        self.handle, self.key = handle, key
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        a = self.handle.get_tensor(self.key).float().numpy()  # bf16 has no numpy type
-        return a.astype(dtype) if dtype is not None else a
+def _builder_error(data: Any, b_init: Any, s_init: Any, w: np.ndarray) -> np.ndarray | None:
+    """The largest error of each of the builder's blocks against ``w``, or None when they
+    are not ``w``'s: the builder's blocks (scale max|w| / 128, codes clipped to
+    -128..127) are within one step of their source, more means the matrix was matched
+    to the wrong source rows."""
+    n_rows, n_blocks = w.shape[0], w.shape[1] // BLOCK
+    errs = []
+    for at in range(0, n_rows, ROWS_AT_ONCE):
+        rows = slice(at, min(n_rows, at + ROWS_AT_ONCE))
+        x = _as_blocks(w[rows])
+        u = _read(data, b_init, rows, n_blocks * BLOCK).reshape(x.shape).astype(np.float64)
+        scale = _read(data, s_init, rows, n_blocks).astype(np.float64)
+        err = np.abs(scale[..., None] * (u - 128) - x).max(axis=2)
+        if (err > np.abs(x).max(axis=2) / 128 * 1.01 + 1e-12).any():
+            return None
+        errs.append(err.ravel())
+    return np.concatenate(errs)
 
 
 def _external(t: Any) -> tuple[int, int]:
