@@ -77,9 +77,8 @@ PATHS = {
 }
 
 
-def replies(cfg: dict[str, str]) -> tuple[list[str], float]:
-    from slmchat.engine.generation.prompting import ChatMessage
-    from slmchat.engine.generation.sampling import SamplingParams
+def _engine(cfg: dict[str, str]) -> Any:
+    """An engine with the default model loaded as ``cfg`` says (a PATHS entry)."""
     from slmchat.engine.model.default import ensure_default_model, gguf_path
     from slmchat.engine.model.spec import ModelSpec
     from slmchat.engine.session import Engine
@@ -88,6 +87,14 @@ def replies(cfg: dict[str, str]) -> tuple[list[str], float]:
     engine = Engine()
     engine.load(ModelSpec(path=path, runtime=cfg["runtime"], dtype=cfg.get("dtype", "auto"),  # type: ignore[arg-type]
                           device="cpu"))
+    return engine
+
+
+def replies(cfg: dict[str, str]) -> tuple[list[str], float]:
+    from slmchat.engine.generation.prompting import ChatMessage
+    from slmchat.engine.generation.sampling import SamplingParams
+
+    engine = _engine(cfg)
     out, tokens, seconds = [], 0, 0.0
     params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=40)
     for prompt in PROMPTS + MORE_PROMPTS:
@@ -108,14 +115,9 @@ def forced(cfg: dict[str, str], ref: list[str]) -> dict[str, float]:
 
     from slmchat.engine.generation.prompting import ChatMessage
     from slmchat.engine.generation.sampling import SamplingParams
-    from slmchat.engine.model.default import ensure_default_model, gguf_path
-    from slmchat.engine.model.spec import ModelSpec
     from slmchat.engine.runtimes import backend_for
-    from slmchat.engine.session import Engine
 
-    path = str(gguf_path()) if cfg["model"] == "gguf" else str(ensure_default_model())
-    engine = Engine()
-    engine.load(ModelSpec(path=path, runtime=cfg["runtime"], device="cpu"))  # type: ignore[arg-type]
+    engine = _engine(cfg)
     lm = engine.loaded
     assert lm is not None
     params = SamplingParams(temperature=0, repetition_penalty=1.0, max_new_tokens=40)

@@ -217,4 +217,3 @@ def onnx_thread_count(watch: BusyCores, training: bool = False,
     except Exception:  # psutil unavailable or /proc unreadable: keep the plain count
         return n
     return max(1, min(n, int(free + 0.5)))
-
